@@ -1,0 +1,26 @@
+# keys_guard: a PGXS extension.  `make && make install`, then
+# `make installcheck` against a server started with
+# shared_preload_libraries = 'keys_guard' (see README.md).
+
+MODULE_big = keys_guard
+OBJS = \
+	src/keys_guard.o \
+	src/context.o \
+	src/catalog.o \
+	src/isolation.o \
+	src/utility.o \
+	src/audit.o \
+	src/worker.o
+
+EXTENSION = keys_guard
+DATA = keys_guard--1.0.sql
+PGFILEDESC = "keys_guard - multi-tenant safety for PostgreSQL"
+
+REGRESS = setup context tenants isolation pooled audit
+REGRESS_OPTS = --inputdir=. --dbname=keys_guard_regress
+
+PG_CONFIG ?= pg_config
+PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wmissing-prototypes -Werror
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

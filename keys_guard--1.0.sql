@@ -1,0 +1,608 @@
+/* keys_guard--1.0.sql: the 1.0 install script */
+
+\echo Use "CREATE EXTENSION keys_guard" to load this file. \quit
+
+-- Refuse to install unless the library was loaded by shared_preload_libraries:
+-- without its hooks nothing below would be enforced.
+CREATE FUNCTION keys_guard._assert_preloaded()
+RETURNS void
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'keys_guard_assert_preloaded';
+SELECT keys_guard._assert_preloaded();
+
+--
+-- Roles.  They are cluster-wide, so they outlive DROP EXTENSION and are
+-- created only when missing.
+--
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'keys_guard_admin') THEN
+        CREATE ROLE keys_guard_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'keys_guard_gateway') THEN
+        CREATE ROLE keys_guard_gateway NOLOGIN;
+    END IF;
+END
+$roles$;
+
+REVOKE ALL ON SCHEMA keys_guard FROM PUBLIC;
+GRANT USAGE ON SCHEMA keys_guard TO PUBLIC;
+
+--
+-- Registry.  Written only by keys_guard's functions; a trigger on each table
+-- invalidates the per-backend cache the hooks read.
+--
+CREATE TABLE keys_guard.tenant (
+    id              text PRIMARY KEY
+                    CHECK (id ~ '^[a-z0-9][a-z0-9_-]{0,47}$'),
+    name            text NOT NULL,
+    schema_name     name NOT NULL UNIQUE,
+    status          text NOT NULL DEFAULT 'active'
+                    CHECK (status IN ('active', 'deleted')),
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    deleted_at      timestamptz,
+    hard_delete_at  timestamptz
+);
+
+CREATE TABLE keys_guard.guarded_table (
+    relid           regclass PRIMARY KEY,
+    tenant_id       text REFERENCES keys_guard.tenant (id),
+    tenant_column   name,
+    soft_delete     boolean NOT NULL DEFAULT true,
+    grace           interval NOT NULL,
+    class           text NOT NULL DEFAULT 'standard'
+                    CHECK (class IN ('standard', 'audit', 'payment')),
+    created_policy  boolean NOT NULL DEFAULT false,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK (tenant_id IS NULL OR tenant_column IS NULL)
+);
+
+SELECT pg_catalog.pg_extension_config_dump('keys_guard.tenant', '');
+SELECT pg_catalog.pg_extension_config_dump('keys_guard.guarded_table', '');
+
+CREATE FUNCTION keys_guard._registry_changed()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'keys_guard_registry_changed';
+
+CREATE TRIGGER keys_guard_registry_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON keys_guard.tenant
+    FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._registry_changed();
+CREATE TRIGGER keys_guard_registry_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON keys_guard.guarded_table
+    FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._registry_changed();
+ALTER TABLE keys_guard.tenant ENABLE ALWAYS TRIGGER keys_guard_registry_changed;
+ALTER TABLE keys_guard.guarded_table ENABLE ALWAYS TRIGGER keys_guard_registry_changed;
+
+REVOKE ALL ON keys_guard.tenant, keys_guard.guarded_table FROM PUBLIC;
+
+--
+-- Audit log: append-only.  Denials reach it through a shared-memory queue
+-- drained by the background worker, so they survive their rollback.
+--
+CREATE TABLE keys_guard.audit_log (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    tenant      text,
+    actor       text,
+    request_id  text,
+    action      text NOT NULL,
+    target      text,
+    outcome     text NOT NULL CHECK (outcome IN ('ok', 'denied', 'error')),
+    detail      jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_log_at_idx ON keys_guard.audit_log (at);
+SELECT pg_catalog.pg_extension_config_dump('keys_guard.audit_log', '');
+
+CREATE FUNCTION keys_guard._append_only()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'keys_guard_append_only';
+
+CREATE TRIGGER keys_guard_append_only
+    BEFORE UPDATE OR DELETE ON keys_guard.audit_log
+    FOR EACH ROW EXECUTE FUNCTION keys_guard._append_only();
+CREATE TRIGGER keys_guard_append_only_truncate
+    BEFORE TRUNCATE ON keys_guard.audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._append_only();
+ALTER TABLE keys_guard.audit_log ENABLE ALWAYS TRIGGER keys_guard_append_only;
+ALTER TABLE keys_guard.audit_log ENABLE ALWAYS TRIGGER keys_guard_append_only_truncate;
+
+REVOKE ALL ON keys_guard.audit_log FROM PUBLIC;
+GRANT SELECT ON keys_guard.audit_log TO keys_guard_admin;
+
+--
+-- Request context
+--
+CREATE FUNCTION keys_guard.set_context(tenant text, actor text,
+                                       request_id text DEFAULT NULL,
+                                       is_local boolean DEFAULT true)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_set_context';
+
+CREATE FUNCTION keys_guard.admin_context(actor text, reason text,
+                                         request_id text DEFAULT NULL,
+                                         is_local boolean DEFAULT true)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_admin_context';
+
+CREATE FUNCTION keys_guard.clear_context()
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_clear_context';
+
+CREATE FUNCTION keys_guard.current_tenant()
+RETURNS text
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_current_tenant';
+
+CREATE FUNCTION keys_guard.current_actor()
+RETURNS text
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_current_actor';
+
+CREATE FUNCTION keys_guard.current_request_id()
+RETURNS text
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_current_request_id';
+
+-- The current tenant in the types a pooled tenant column may have; used by
+-- the row filter the planner hook adds.  NULL when there is no context or
+-- the tenant id is not a value of that type.
+CREATE FUNCTION keys_guard._current_tenant_uuid()
+RETURNS uuid
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_current_tenant_uuid';
+
+CREATE FUNCTION keys_guard._current_tenant_bigint()
+RETURNS bigint
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_current_tenant_bigint';
+
+-- Gate for a predicate that names a tenant explicitly: true for the current
+-- tenant, a 42501 denial for any other.  Evaluated once per execution.
+CREATE FUNCTION keys_guard._assert_tenant(relid oid, value text)
+RETURNS boolean
+LANGUAGE C STABLE PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'keys_guard_assert_tenant';
+
+-- Fail-closed row security: true while the library is preloaded, an error
+-- otherwise.  Every guarded table has a restrictive policy calling it.
+CREATE FUNCTION keys_guard._guard_active()
+RETURNS boolean
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_guard_active';
+
+CREATE FUNCTION keys_guard._tenant_row_guard()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'keys_guard_tenant_row_guard';
+
+CREATE FUNCTION keys_guard._deny_ddl(schema_name text, object_identity text)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_deny_ddl';
+
+CREATE FUNCTION keys_guard._notify_worker()
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_notify_worker';
+
+REVOKE ALL ON FUNCTION keys_guard._assert_preloaded(), keys_guard._registry_changed(),
+    keys_guard._append_only(), keys_guard._tenant_row_guard(),
+    keys_guard._deny_ddl(text, text), keys_guard._notify_worker() FROM PUBLIC;
+
+--
+-- Views
+--
+CREATE VIEW keys_guard.tenants AS
+    SELECT id, name, schema_name AS schema, status, created_at, deleted_at,
+           hard_delete_at
+      FROM keys_guard.tenant;
+
+CREATE VIEW keys_guard.guarded_tables AS
+    SELECT g.relid AS relation, n.nspname AS schema, c.relname AS table_name,
+           CASE WHEN g.tenant_column IS NOT NULL THEN 'pooled' ELSE 'tenant_schema' END AS kind,
+           g.tenant_id, g.tenant_column, g.soft_delete, g.grace, g.class,
+           g.created_at
+      FROM keys_guard.guarded_table g
+      JOIN pg_catalog.pg_class c ON c.oid = g.relid
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace;
+
+REVOKE ALL ON keys_guard.tenants, keys_guard.guarded_tables FROM PUBLIC;
+GRANT SELECT ON keys_guard.tenants, keys_guard.guarded_tables
+    TO keys_guard_admin, keys_guard_gateway;
+
+--
+-- Internal helpers
+--
+
+-- Resolve a relation name given as text; unknown or malformed names are a
+-- 22023 error, as SPEC.md §13 asks, rather than regclass's 42P01.
+CREATE FUNCTION keys_guard._resolve_relation(rel text)
+RETURNS regclass
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r regclass;
+BEGIN
+    IF rel IS NULL THEN
+        RAISE EXCEPTION 'relation must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    BEGIN
+        r := pg_catalog.to_regclass(rel);
+    EXCEPTION WHEN OTHERS THEN
+        r := NULL;
+    END;
+    IF r IS NULL THEN
+        RAISE EXCEPTION 'relation "%" does not exist', rel
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN r;
+END
+$$;
+
+CREATE FUNCTION keys_guard._audit(action text, target text, detail jsonb)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO keys_guard.audit_log (tenant, actor, request_id, action, target, outcome, detail)
+    VALUES (keys_guard.current_tenant(),
+            coalesce(keys_guard.current_actor(), session_user::text),
+            keys_guard.current_request_id(), action, target, 'ok',
+            coalesce(detail, '{}'));
+$$;
+
+-- Put the guards on one table and record it.  Caller has validated options.
+CREATE FUNCTION keys_guard._apply_guard(r regclass, p_tenant_id text,
+                                        p_tenant_column name,
+                                        p_soft_delete boolean,
+                                        p_grace interval, p_class text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    had_permissive boolean;
+BEGIN
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy
+                    WHERE polrelid = r AND polpermissive)
+      INTO had_permissive;
+
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', r);
+    -- Restrictive: it can only take rows away from the table's own policies.
+    EXECUTE format('CREATE POLICY keys_guard_fail_closed ON %s AS RESTRICTIVE'
+                   ' USING (keys_guard._guard_active())'
+                   ' WITH CHECK (keys_guard._guard_active())', r);
+    -- Row security denies everything without a permissive policy; add one
+    -- only when the table has none of its own, so that ours never widens
+    -- what the table's policies allow.
+    IF NOT had_permissive THEN
+        EXECUTE format('CREATE POLICY keys_guard_base ON %s USING (true) WITH CHECK (true)', r);
+    END IF;
+
+    IF p_tenant_column IS NOT NULL THEN
+        EXECUTE format('CREATE TRIGGER keys_guard_tenant BEFORE INSERT OR UPDATE ON %s'
+                       ' FOR EACH ROW EXECUTE FUNCTION keys_guard._tenant_row_guard(%L)',
+                       r, p_tenant_column);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER keys_guard_tenant', r);
+    END IF;
+
+    INSERT INTO keys_guard.guarded_table
+        (relid, tenant_id, tenant_column, soft_delete, grace, class, created_policy)
+    VALUES (r, p_tenant_id, p_tenant_column, p_soft_delete, p_grace, p_class,
+            NOT had_permissive);
+END
+$$;
+
+CREATE FUNCTION keys_guard._default_grace()
+RETURNS interval
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.current_setting('keys_guard.default_grace')::interval $$;
+
+--
+-- Tenants
+--
+CREATE FUNCTION keys_guard.create_tenant(id text, name text DEFAULT NULL)
+RETURNS keys_guard.tenants
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t        keys_guard.tenant;
+    schema   name;
+    result   keys_guard.tenants;
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION 'tenant id must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF id !~ '^[a-z0-9][a-z0-9_-]{0,47}$' THEN
+        RAISE EXCEPTION 'invalid tenant id "%"', left(id, 64)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A tenant id is 1 to 48 lower-case letters, digits, "_" or "-", starting with a letter or a digit.';
+    END IF;
+    IF name IS NOT NULL AND (length(name) = 0 OR length(name) > 200) THEN
+        RAISE EXCEPTION 'invalid tenant name'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A tenant name is 1 to 200 characters.';
+    END IF;
+    name := coalesce(name, id);
+    schema := 'tenant_' || id;
+
+    -- Serialize concurrent creations of the same tenant.
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('keys_guard.tenant'),
+                                             pg_catalog.hashtext(id));
+
+    SELECT * INTO t FROM keys_guard.tenant WHERE tenant.id = id;
+    IF FOUND THEN
+        IF t.status = 'deleted' THEN
+            RAISE EXCEPTION 'tenant "%" is pending deletion', id
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('Its data is kept until %s.', t.hard_delete_at),
+                      HINT = 'Use keys_guard.restore_tenant() to bring it back.';
+        END IF;
+        IF t.name IS DISTINCT FROM name THEN
+            RAISE EXCEPTION 'tenant "%" already exists with different attributes', id
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Existing name is %s, requested name is %s.',
+                                      quote_literal(t.name), quote_literal(name));
+        END IF;
+        RAISE NOTICE 'tenant "%" already exists, skipping', id;
+        SELECT * INTO result FROM keys_guard.tenants WHERE tenants.id = id;
+        RETURN result;
+    END IF;
+
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = schema) THEN
+        RAISE EXCEPTION 'schema "%" already exists', schema
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'keys_guard creates the schema of a new tenant itself.',
+                  HINT = 'Rename or drop the existing schema, or choose another tenant id.';
+    END IF;
+
+    EXECUTE format('CREATE SCHEMA %I AUTHORIZATION keys_guard_admin', schema);
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO keys_guard_gateway', schema);
+    INSERT INTO keys_guard.tenant (id, name, schema_name) VALUES (id, name, schema);
+    PERFORM keys_guard._audit('create_tenant', schema,
+                              jsonb_build_object('tenant', id, 'name', name));
+
+    SELECT * INTO result FROM keys_guard.tenants WHERE tenants.id = id;
+    RETURN result;
+END
+$$;
+
+--
+-- Tables
+--
+CREATE FUNCTION keys_guard.protect_table(rel text,
+                                         tenant_column name DEFAULT NULL,
+                                         soft_delete boolean DEFAULT true,
+                                         grace interval DEFAULT NULL,
+                                         class text DEFAULT 'standard')
+RETURNS SETOF keys_guard.guarded_tables
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    r          regclass;
+    kind       "char";
+    nsp        name;
+    col_type   regtype;
+    tid        text;
+    min_grace  interval := pg_catalog.current_setting('keys_guard.min_grace')::interval;
+    old        keys_guard.guarded_table;
+    class_rank constant jsonb := '{"standard": 0, "payment": 1, "audit": 2}';
+BEGIN
+    r := keys_guard._resolve_relation(rel);
+    IF soft_delete IS NULL OR class IS NULL THEN
+        RAISE EXCEPTION 'soft_delete and class must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT class_rank ? class THEN
+        RAISE EXCEPTION 'invalid class "%"', left(class, 64)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The class is one of "standard", "audit" or "payment".';
+    END IF;
+    grace := coalesce(grace, keys_guard._default_grace());
+    IF grace < interval '0' THEN
+        RAISE EXCEPTION 'grace must not be negative'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF grace < min_grace THEN
+        RAISE EXCEPTION 'grace % is below keys_guard.min_grace', grace
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('keys_guard.min_grace is %s.', min_grace);
+    END IF;
+
+    SELECT c.relkind, n.nspname INTO kind, nsp
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = r;
+    IF kind <> 'r' THEN
+        RAISE EXCEPTION '"%" is not a table', r
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'keys_guard guards ordinary tables; partitioned tables, views and foreign tables are not supported.';
+    END IF;
+    IF nsp IN ('keys_guard', 'pg_catalog', 'information_schema') THEN
+        RAISE EXCEPTION 'cannot guard "%"', r
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'System and keys_guard tables are not guarded by protect_table().';
+    END IF;
+
+    SELECT t.id INTO tid FROM keys_guard.tenant t WHERE t.schema_name = nsp;
+    IF tid IS NOT NULL AND tenant_column IS NOT NULL THEN
+        RAISE EXCEPTION 'table "%" is in the schema of tenant "%"', r, tid
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A table in a tenant schema belongs to that tenant as a whole.',
+                  HINT = 'Pass tenant_column => NULL.';
+    END IF;
+    IF tid IS NULL AND tenant_column IS NULL THEN
+        RAISE EXCEPTION 'tenant_column must not be null for table "%"', r
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'The table is not in a tenant schema, so it is a pooled table and needs a tenant column.';
+    END IF;
+    IF tenant_column IS NOT NULL THEN
+        SELECT a.atttypid::regtype INTO col_type
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = r AND a.attname = tenant_column
+           AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'column "%" of relation "%" does not exist', tenant_column, r
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF col_type NOT IN ('text'::regtype, 'uuid'::regtype, 'bigint'::regtype) THEN
+            RAISE EXCEPTION 'tenant column "%" has type %', tenant_column, col_type
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A tenant column is of type text, uuid or bigint.';
+        END IF;
+    END IF;
+
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('keys_guard.guarded_table'),
+                                             r::oid::int);
+    SELECT * INTO old FROM keys_guard.guarded_table g WHERE g.relid = r;
+    IF NOT FOUND THEN
+        PERFORM keys_guard._apply_guard(r, tid, tenant_column, soft_delete, grace, class);
+        PERFORM keys_guard._audit('protect_table', r::text,
+                                  jsonb_build_object('tenant_column', tenant_column,
+                                                     'soft_delete', soft_delete,
+                                                     'grace', grace, 'class', class));
+    ELSIF old.tenant_column IS DISTINCT FROM tenant_column THEN
+        RAISE EXCEPTION 'table "%" is already guarded with tenant column %', r,
+                coalesce(quote_ident(old.tenant_column), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Call keys_guard.release_table() first to change the tenant column.';
+    ELSIF (old.soft_delete AND NOT soft_delete)
+          OR (class_rank ->> class)::int < (class_rank ->> old.class)::int
+          OR grace < old.grace THEN
+        RAISE EXCEPTION 'cannot weaken the guard of table "%"', r
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('It is guarded with soft_delete => %s, grace => %s, class => %s.',
+                                  old.soft_delete, old.grace, old.class),
+                  HINT = 'Call keys_guard.release_table() first, then protect the table again.';
+    ELSIF old.soft_delete = soft_delete AND old.class = class AND old.grace = grace THEN
+        RAISE NOTICE 'table "%" is already guarded with these options, skipping', r;
+    ELSE
+        UPDATE keys_guard.guarded_table g
+           SET soft_delete = protect_table.soft_delete,
+               grace = protect_table.grace,
+               class = protect_table.class
+         WHERE g.relid = r;
+        PERFORM keys_guard._audit('protect_table', r::text,
+                                  jsonb_build_object('upgraded_from', to_jsonb(old) - 'relid',
+                                                     'soft_delete', soft_delete,
+                                                     'grace', grace, 'class', class));
+    END IF;
+
+    RETURN QUERY SELECT * FROM keys_guard.guarded_tables WHERE relation = r;
+END
+$$;
+
+CREATE FUNCTION keys_guard.release_table(rel text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r   regclass := keys_guard._resolve_relation(rel);
+    old keys_guard.guarded_table;
+BEGIN
+    SELECT * INTO old FROM keys_guard.guarded_table g WHERE g.relid = r;
+    IF NOT FOUND THEN
+        RAISE NOTICE 'table "%" is not guarded, skipping', r;
+        RETURN false;
+    END IF;
+    EXECUTE format('DROP POLICY IF EXISTS keys_guard_fail_closed ON %s', r);
+    IF old.created_policy THEN
+        EXECUTE format('DROP POLICY IF EXISTS keys_guard_base ON %s', r);
+        EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY', r);
+    END IF;
+    EXECUTE format('DROP TRIGGER IF EXISTS keys_guard_tenant ON %s', r);
+    DELETE FROM keys_guard.guarded_table g WHERE g.relid = r;
+    PERFORM keys_guard._audit('release_table', r::text, to_jsonb(old) - 'relid');
+    RETURN true;
+END
+$$;
+
+REVOKE ALL ON FUNCTION keys_guard.create_tenant(text, text),
+    keys_guard.protect_table(text, name, boolean, interval, text),
+    keys_guard.release_table(text),
+    keys_guard._apply_guard(regclass, text, name, boolean, interval, text),
+    keys_guard._audit(text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION keys_guard.create_tenant(text, text),
+    keys_guard.protect_table(text, name, boolean, interval, text),
+    keys_guard.release_table(text) TO keys_guard_admin;
+REVOKE ALL ON FUNCTION keys_guard.set_context(text, text, text, boolean),
+    keys_guard.admin_context(text, text, text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION keys_guard.set_context(text, text, text, boolean)
+    TO keys_guard_gateway, keys_guard_admin;
+GRANT EXECUTE ON FUNCTION keys_guard.admin_context(text, text, text, boolean)
+    TO keys_guard_admin;
+
+--
+-- Event triggers: guard every table created in a tenant schema, and keep
+-- DDL under a tenant context inside that tenant's schema.
+--
+CREATE FUNCTION keys_guard._on_ddl_command_end()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cmd     record;
+    tid     text;
+    g       keys_guard.guarded_table;
+BEGIN
+    FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands() LOOP
+        PERFORM keys_guard._deny_ddl(cmd.schema_name, cmd.object_identity);
+        IF cmd.object_type = 'table' AND cmd.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO') THEN
+            SELECT t.id INTO tid FROM keys_guard.tenant t WHERE t.schema_name = cmd.schema_name;
+            IF tid IS NOT NULL
+               AND (SELECT relkind FROM pg_catalog.pg_class WHERE oid = cmd.objid) = 'r'
+               AND NOT EXISTS (SELECT 1 FROM keys_guard.guarded_table WHERE relid = cmd.objid) THEN
+                PERFORM keys_guard._apply_guard(cmd.objid::regclass, tid, NULL, true,
+                                                keys_guard._default_grace(), 'standard');
+            END IF;
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION keys_guard._on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    obj record;
+BEGIN
+    FOR obj IN SELECT * FROM pg_catalog.pg_event_trigger_dropped_objects() LOOP
+        IF obj.original THEN
+            PERFORM keys_guard._deny_ddl(CASE WHEN obj.object_type = 'schema'
+                                              THEN obj.object_name ELSE obj.schema_name END,
+                                         obj.object_identity);
+        END IF;
+    END LOOP;
+    -- Forget tables that no longer exist (their regclass became dangling).
+    DELETE FROM keys_guard.guarded_table g
+     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = g.relid);
+END
+$$;
+
+REVOKE ALL ON FUNCTION keys_guard._on_ddl_command_end(), keys_guard._on_sql_drop() FROM PUBLIC;
+
+CREATE EVENT TRIGGER keys_guard_ddl_command_end ON ddl_command_end
+    EXECUTE FUNCTION keys_guard._on_ddl_command_end();
+CREATE EVENT TRIGGER keys_guard_sql_drop ON sql_drop
+    EXECUTE FUNCTION keys_guard._on_sql_drop();
+ALTER EVENT TRIGGER keys_guard_ddl_command_end ENABLE ALWAYS;
+ALTER EVENT TRIGGER keys_guard_sql_drop ENABLE ALWAYS;
+
+-- Let the background worker of this database start now.
+SELECT keys_guard._notify_worker();

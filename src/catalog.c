@@ -1,0 +1,376 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *	  The registry of tenants and guarded tables, cached per backend.
+ *
+ * The hooks consult the registry on every statement, so it is read from the
+ * tables keys_guard.tenant and keys_guard.guarded_table once and kept in
+ * hash tables keyed by namespace oid, tenant id and relation oid.  A
+ * statement trigger on the registry tables sends a relcache invalidation
+ * for the registry table itself; that, a change to any guarded relation or
+ * to any schema marks the cache stale, and the next lookup rebuilds it.
+ * Nothing polls.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_relation.h"
+#include "parser/parse_func.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+
+#include "keys_guard.h"
+
+typedef struct KgTenantById
+{
+	char		id[KG_TENANT_ID_MAXLEN + 1];	/* hash key */
+	KgTenant   *tenant;
+} KgTenantById;
+
+typedef struct KgGuardedRel
+{
+	Oid			relid;			/* hash key */
+} KgGuardedRel;
+
+static MemoryContext cache_context = NULL;
+static bool cache_valid = false;
+static bool extension_active = false;
+static HTAB *tenants_by_namespace = NULL;
+static HTAB *tenants_by_id = NULL;
+static HTAB *pooled_rels = NULL;
+static HTAB *guarded_rels = NULL;
+static Oid	tenant_registry_relid = InvalidOid;
+static Oid	guarded_registry_relid = InvalidOid;
+static Oid	assert_tenant_funcid = InvalidOid;
+static Oid	current_tenant_text_funcid = InvalidOid;
+static Oid	current_tenant_uuid_funcid = InvalidOid;
+static Oid	current_tenant_bigint_funcid = InvalidOid;
+
+/*
+ * Relcache invalidation: the registry tables changed (their trigger sends
+ * this), a guarded relation changed, or everything was invalidated.
+ */
+static void
+kg_relcache_callback(Datum arg, Oid relid)
+{
+	if (!cache_valid)
+		return;
+	if (!OidIsValid(relid) ||
+		relid == tenant_registry_relid ||
+		relid == guarded_registry_relid ||
+		(guarded_rels != NULL && hash_search(guarded_rels, &relid, HASH_FIND, NULL) != NULL))
+		cache_valid = false;
+}
+
+/*
+ * Syscache invalidation of pg_namespace (schemas created, renamed or
+ * dropped, the keys_guard schema included) or pg_proc.
+ */
+static void
+kg_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	cache_valid = false;
+}
+
+void
+kg_catalog_init(void)
+{
+	CacheRegisterRelcacheCallback(kg_relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, kg_syscache_callback, (Datum) 0);
+}
+
+static Oid
+lookup_keys_guard_function(const char *name, int nargs, const Oid *argtypes)
+{
+	return LookupFuncName(list_make2(makeString("keys_guard"), makeString(pstrdup(name))),
+						  nargs, argtypes, true);
+}
+
+static HTAB *
+create_cache_hash(const char *name, Size keysize, Size entrysize, bool strings)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = keysize;
+	ctl.entrysize = entrysize;
+	ctl.hcxt = cache_context;
+	return hash_create(name, 64, &ctl,
+					   HASH_ELEM | HASH_CONTEXT | (strings ? HASH_STRINGS : HASH_BLOBS));
+}
+
+/* The text value of attribute "attname" of a registry tuple, or NULL. */
+static char *
+registry_text(HeapTuple tuple, TupleDesc desc, AttrNumber attnum)
+{
+	bool		isnull;
+	Datum		value = heap_getattr(tuple, attnum, desc, &isnull);
+
+	if (isnull)
+		return NULL;
+	if (TupleDescAttr(desc, attnum - 1)->atttypid == NAMEOID)
+		return pstrdup(NameStr(*DatumGetName(value)));
+	return TextDatumGetCString(value);
+}
+
+static void
+load_tenants(Snapshot snapshot)
+{
+	Relation	rel = table_open(tenant_registry_relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	att_id = attnameAttNum(rel, "id", false);
+	AttrNumber	att_schema = attnameAttNum(rel, "schema_name", false);
+	AttrNumber	att_status = attnameAttNum(rel, "status", false);
+	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
+	HeapTuple	tuple;
+
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		char	   *id = registry_text(tuple, desc, att_id);
+		char	   *schema = registry_text(tuple, desc, att_schema);
+		char	   *status = registry_text(tuple, desc, att_status);
+		Oid			nspoid;
+		KgTenant   *tenant;
+		KgTenantById *byid;
+		bool		found;
+
+		if (id == NULL || schema == NULL || strlen(id) > KG_TENANT_ID_MAXLEN)
+			continue;
+		nspoid = get_namespace_oid(schema, true);
+		if (!OidIsValid(nspoid))
+			continue;
+		tenant = hash_search(tenants_by_namespace, &nspoid, HASH_ENTER, &found);
+		strlcpy(tenant->id, id, sizeof(tenant->id));
+		tenant->active = (status != NULL && strcmp(status, "active") == 0);
+		byid = hash_search(tenants_by_id, tenant->id, HASH_ENTER, &found);
+		byid->tenant = tenant;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+/* Fill in how to filter one pooled table; false if it cannot be resolved. */
+static bool
+resolve_pooled_rel(KgPooledRel *pooled, Oid relid, const char *column)
+{
+	int32		typmod;
+
+	pooled->tenant_attno = get_attnum(relid, column);
+	if (pooled->tenant_attno == InvalidAttrNumber)
+		return false;
+	get_atttypetypmodcoll(relid, pooled->tenant_attno, &pooled->tenant_type,
+						  &typmod, &pooled->tenant_collation);
+	pooled->eq_opr = lookup_type_cache(pooled->tenant_type, TYPECACHE_EQ_OPR)->eq_opr;
+	switch (pooled->tenant_type)
+	{
+		case TEXTOID:
+			pooled->current_func = current_tenant_text_funcid;
+			break;
+		case UUIDOID:
+			pooled->current_func = current_tenant_uuid_funcid;
+			break;
+		case INT8OID:
+			pooled->current_func = current_tenant_bigint_funcid;
+			break;
+		default:
+			pooled->current_func = InvalidOid;
+			break;
+	}
+	return OidIsValid(pooled->eq_opr);
+}
+
+static void
+load_guarded_tables(Snapshot snapshot)
+{
+	Relation	rel = table_open(guarded_registry_relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	att_relid = attnameAttNum(rel, "relid", false);
+	AttrNumber	att_column = attnameAttNum(rel, "tenant_column", false);
+	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
+	HeapTuple	tuple;
+
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(heap_getattr(tuple, att_relid, desc, &isnull));
+		char	   *column = registry_text(tuple, desc, att_column);
+		bool		found;
+
+		if (isnull)
+			continue;
+		hash_search(guarded_rels, &relid, HASH_ENTER, &found);
+		if (column != NULL)
+		{
+			KgPooledRel *pooled = hash_search(pooled_rels, &relid, HASH_ENTER, &found);
+
+			/*
+			 * A pooled table whose tenant column cannot be resolved stays in
+			 * the hash with no filter function: the isolation hooks refuse it
+			 * rather than let it through.
+			 */
+			if (!resolve_pooled_rel(pooled, relid, column))
+				pooled->current_func = InvalidOid;
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+/*
+ * Rebuild the cache from the registry tables.  The extension counts as
+ * active only when its schema, tables and functions all exist, so a
+ * half-run install script is never mistaken for a working one.
+ */
+static void
+rebuild_cache(void)
+{
+	Oid			nspoid;
+	Oid			assert_args[2] = {OIDOID, TEXTOID};
+	MemoryContext oldcxt;
+	Snapshot	snapshot;
+
+	if (cache_context == NULL)
+		cache_context = AllocSetContextCreate(CacheMemoryContext,
+											  "keys_guard registry cache",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(cache_context);
+	tenants_by_namespace = tenants_by_id = pooled_rels = guarded_rels = NULL;
+	extension_active = false;
+
+	/* Invalidations that arrive while we read make the next lookup rebuild. */
+	cache_valid = true;
+
+	nspoid = get_namespace_oid("keys_guard", true);
+	if (!OidIsValid(nspoid))
+		return;
+	tenant_registry_relid = get_relname_relid("tenant", nspoid);
+	guarded_registry_relid = get_relname_relid("guarded_table", nspoid);
+	assert_tenant_funcid = lookup_keys_guard_function("_assert_tenant", 2, assert_args);
+	current_tenant_text_funcid = lookup_keys_guard_function("current_tenant", 0, NULL);
+	current_tenant_uuid_funcid = lookup_keys_guard_function("_current_tenant_uuid", 0, NULL);
+	current_tenant_bigint_funcid = lookup_keys_guard_function("_current_tenant_bigint", 0, NULL);
+	if (!OidIsValid(tenant_registry_relid) || !OidIsValid(guarded_registry_relid) ||
+		!OidIsValid(assert_tenant_funcid) || !OidIsValid(current_tenant_text_funcid) ||
+		!OidIsValid(current_tenant_uuid_funcid) || !OidIsValid(current_tenant_bigint_funcid))
+	{
+		/* Installing: look again next time. */
+		cache_valid = false;
+		return;
+	}
+
+	oldcxt = MemoryContextSwitchTo(cache_context);
+	tenants_by_namespace = create_cache_hash("keys_guard tenants by schema",
+											 sizeof(Oid), sizeof(KgTenant), false);
+	tenants_by_id = create_cache_hash("keys_guard tenants by id",
+									  KG_TENANT_ID_MAXLEN + 1, sizeof(KgTenantById), true);
+	pooled_rels = create_cache_hash("keys_guard pooled tables",
+									sizeof(Oid), sizeof(KgPooledRel), false);
+	guarded_rels = create_cache_hash("keys_guard guarded tables",
+									 sizeof(Oid), sizeof(KgGuardedRel), false);
+	MemoryContextSwitchTo(oldcxt);
+
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	PG_TRY();
+	{
+		MemoryContextSwitchTo(cache_context);
+		load_tenants(snapshot);
+		load_guarded_tables(snapshot);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		cache_valid = false;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	UnregisterSnapshot(snapshot);
+	extension_active = true;
+}
+
+/* Make the cache usable; false outside a transaction (no catalog access). */
+static bool
+ensure_cache(void)
+{
+	if (!IsTransactionState())
+		return false;
+	if (!cache_valid)
+		rebuild_cache();
+	return true;
+}
+
+bool
+kg_extension_active(void)
+{
+	return ensure_cache() && extension_active;
+}
+
+KgTenant *
+kg_tenant_by_namespace(Oid nspoid)
+{
+	if (!kg_extension_active())
+		return NULL;
+	return hash_search(tenants_by_namespace, &nspoid, HASH_FIND, NULL);
+}
+
+KgTenant *
+kg_tenant_by_id(const char *id)
+{
+	char		key[KG_TENANT_ID_MAXLEN + 1];
+	KgTenantById *entry;
+
+	if (!kg_extension_active() || strlen(id) > KG_TENANT_ID_MAXLEN)
+		return NULL;
+	memset(key, 0, sizeof(key));
+	strlcpy(key, id, sizeof(key));
+	entry = hash_search(tenants_by_id, key, HASH_FIND, NULL);
+	return entry ? entry->tenant : NULL;
+}
+
+KgPooledRel *
+kg_pooled_rel(Oid relid)
+{
+	if (!kg_extension_active())
+		return NULL;
+	return hash_search(pooled_rels, &relid, HASH_FIND, NULL);
+}
+
+Oid
+kg_assert_tenant_func(void)
+{
+	return kg_extension_active() ? assert_tenant_funcid : InvalidOid;
+}
+
+/*
+ * Statement trigger on the registry tables: tell every backend, this one
+ * included at the next command, that its cache is stale.
+ */
+PG_FUNCTION_INFO_V1(keys_guard_registry_changed);
+Datum
+keys_guard_registry_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "keys_guard_registry_changed: not called by trigger manager");
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
+}

@@ -1,0 +1,539 @@
+/*-------------------------------------------------------------------------
+ *
+ * context.c
+ *	  The request context: tenant, actor and request id (SPEC.md §3).
+ *
+ * The context lives in four PGC_SUSET settings so that PostgreSQL's own
+ * GUC machinery gives it transaction scope (SET LOCAL semantics), rollback
+ * and parallel-worker propagation.  Their check hook refuses any new value
+ * that does not come from set_context() / admin_context() in this file, so
+ * the settings cannot be claimed by SET, set_config(), ALTER ROLE ... SET,
+ * a function's SET clause or a connection option, superusers included.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/parallel.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "common/string.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/plancache.h"
+#include "utils/uuid.h"
+#include "utils/varlena.h"
+
+#include "keys_guard.h"
+
+char	   *kg_tenant_setting = NULL;
+char	   *kg_actor_setting = NULL;
+char	   *kg_request_id_setting = NULL;
+char	   *kg_admin_reason_setting = NULL;
+
+/* True only while this file writes the context settings. */
+static bool setting_context = false;
+
+/* Whether plans made now would see every tenant (admin or bypass). */
+static bool plans_unfiltered = false;
+
+static inline bool
+is_set(const char *value)
+{
+	return value != NULL && value[0] != '\0';
+}
+
+/*
+ * Check hook of the context settings: clearing is always allowed, setting
+ * only from this file (and when a parallel worker copies its leader's state).
+ */
+bool
+kg_check_context_setting(char **newval, void **extra, GucSource source)
+{
+	if (!is_set(*newval) || setting_context || InitializingParallelWorker)
+		return true;
+
+	GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+	GUC_check_errmsg("keys_guard context parameters cannot be set directly");
+	GUC_check_errhint("Use keys_guard.set_context() or keys_guard.admin_context().");
+	return false;
+}
+
+/*
+ * Cached plans of guarded tables carry the tenant filter unless they were
+ * made under an admin context or bypass.  When that changes, every cached
+ * plan of this backend is invalidated, so no plan made for an admin is ever
+ * reused for a tenant.  Tenant-to-tenant switches need no replanning: the
+ * filter reads the current tenant at execution.
+ */
+static void
+note_filter_change(bool unfiltered)
+{
+	if (unfiltered != plans_unfiltered)
+	{
+		plans_unfiltered = unfiltered;
+		ResetPlanCache();
+	}
+}
+
+void
+kg_assign_admin_reason(const char *newval, void *extra)
+{
+	note_filter_change(is_set(newval) || keys_guard_bypass);
+}
+
+void
+kg_assign_bypass(bool newval, void *extra)
+{
+	note_filter_change(newval || is_set(kg_admin_reason_setting));
+}
+
+/*
+ * The mode that governs the current statement.  Bypass counts only for the
+ * roles SPEC.md §3 names: superusers and BYPASSRLS roles.
+ */
+KgMode
+kg_current_mode(void)
+{
+	if (keys_guard_bypass &&
+		(superuser() || has_bypassrls_privilege(GetUserId())))
+		return KG_MODE_BYPASS;
+	if (is_set(kg_admin_reason_setting))
+		return KG_MODE_ADMIN;
+	if (is_set(kg_tenant_setting))
+		return KG_MODE_TENANT;
+	return KG_MODE_NONE;
+}
+
+const char *
+kg_current_tenant(void)
+{
+	return is_set(kg_tenant_setting) ? kg_tenant_setting : NULL;
+}
+
+const char *
+kg_current_actor(void)
+{
+	return is_set(kg_actor_setting) ? kg_actor_setting : NULL;
+}
+
+const char *
+kg_current_request_id(void)
+{
+	return is_set(kg_request_id_setting) ? kg_request_id_setting : NULL;
+}
+
+static void
+require_preloaded(void)
+{
+	if (!keys_guard_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("keys_guard must be loaded via shared_preload_libraries"),
+				 errhint("Add keys_guard to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/* True if the current user has the privileges of the named role. */
+static bool
+has_role(const char *rolename)
+{
+	Oid			roleid = get_role_oid(rolename, true);
+
+	return OidIsValid(roleid) && has_privs_of_role(GetUserId(), roleid);
+}
+
+/*
+ * Argument access with SPEC.md's NULL rule: a required NULL is 22004.
+ */
+static char *
+required_text_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", argname)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/*
+ * An actor, request id or reason: non-empty, bounded, printable.  These
+ * values reach the server log and the audit log, so control characters
+ * (which could forge log lines) are refused.  The value itself is not
+ * echoed: it is caller-supplied and may be long.
+ */
+static void
+validate_context_text(const char *argname, const char *value, int maxlen)
+{
+	const unsigned char *p;
+
+	if (value[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", argname)));
+	if (strlen(value) > (size_t) maxlen)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is too long", argname),
+				 errdetail("The limit is %d bytes.", maxlen)));
+	for (p = (const unsigned char *) value; *p; p++)
+	{
+		if (*p < 0x20 || *p == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s must not contain control characters", argname)));
+	}
+}
+
+/* True if id has the shape SPEC.md §4 gives tenant ids. */
+static bool
+tenant_id_is_valid(const char *id)
+{
+	size_t		len = strlen(id);
+	size_t		i;
+
+	if (len < 1 || len > KG_TENANT_ID_MAXLEN)
+		return false;
+	for (i = 0; i < len; i++)
+	{
+		char		c = id[i];
+		bool		alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+
+		if (!alnum && (i == 0 || (c != '_' && c != '-')))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Look up an active tenant for a new context; every failure is an error
+ * and nothing is changed.
+ */
+static KgTenant *
+context_tenant(const char *id)
+{
+	KgTenant   *tenant;
+
+	if (!tenant_id_is_valid(id))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid tenant id"),
+				 errdetail("A tenant id is 1 to %d lower-case letters, digits, \"_\" or \"-\", starting with a letter or a digit.",
+						   KG_TENANT_ID_MAXLEN)));
+	if (!kg_extension_active())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"keys_guard\" is not installed in this database")));
+	tenant = kg_tenant_by_id(id);
+	if (tenant == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("tenant \"%s\" does not exist", id),
+				 errhint("Create it with keys_guard.create_tenant().")));
+	if (!tenant->active)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("tenant \"%s\" is deleted", id),
+				 errdetail("The tenant is pending deletion; its data cannot be accessed."),
+				 errhint("An administrator can bring it back with keys_guard.restore_tenant().")));
+	return tenant;
+}
+
+/* A random (version 4) UUID in canonical text form. */
+static char *
+generate_request_id(void)
+{
+	unsigned char buf[16];
+	pg_uuid_t	uuid;
+
+	if (!pg_strong_random(buf, sizeof(buf)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random request id")));
+	buf[6] = (buf[6] & 0x0f) | 0x40;
+	buf[8] = (buf[8] & 0x3f) | 0x80;
+	memcpy(uuid.data, buf, sizeof(buf));
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&uuid)));
+}
+
+/*
+ * The current search_path without any tenant schema, as a list of quoted
+ * identifiers; tenant schemas belong on the path only while their context
+ * lasts.
+ */
+static List *
+search_path_without_tenants(void)
+{
+	char	   *raw = pstrdup(namespace_search_path);
+	List	   *elems;
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	if (!SplitIdentifierString(raw, ',', &elems))
+		return list_make1(pstrdup(namespace_search_path));
+
+	foreach(lc, elems)
+	{
+		char	   *name = (char *) lfirst(lc);
+		Oid			nspoid = get_namespace_oid(name, true);
+
+		if (OidIsValid(nspoid) && kg_tenant_by_namespace(nspoid) != NULL)
+			continue;
+		result = lappend(result, pstrdup(quote_identifier(name)));
+	}
+	return result;
+}
+
+static char *
+join_search_path(const char *first, List *rest)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	if (first)
+		appendStringInfoString(&buf, quote_identifier(first));
+	foreach(lc, rest)
+	{
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		appendStringInfoString(&buf, (char *) lfirst(lc));
+	}
+	return buf.data;
+}
+
+/*
+ * Write the context settings and the search_path in one scope.  The check
+ * hook admits the values only while setting_context is true.
+ */
+static void
+apply_context(const char *tenant, const char *actor, const char *request_id,
+			  const char *reason, const char *tenant_schema, bool is_local)
+{
+	GucAction	action = is_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET;
+	char	   *path = join_search_path(tenant_schema, search_path_without_tenants());
+
+	setting_context = true;
+	PG_TRY();
+	{
+		/* admin_reason first: the mode must never pass through "tenant + admin". */
+		(void) set_config_option("keys_guard.admin_reason", reason ? reason : "",
+								 PGC_SUSET, PGC_S_SESSION, action, true, ERROR, false);
+		(void) set_config_option("keys_guard.tenant", tenant ? tenant : "",
+								 PGC_SUSET, PGC_S_SESSION, action, true, ERROR, false);
+		(void) set_config_option("keys_guard.actor", actor ? actor : "",
+								 PGC_SUSET, PGC_S_SESSION, action, true, ERROR, false);
+		(void) set_config_option("keys_guard.request_id", request_id ? request_id : "",
+								 PGC_SUSET, PGC_S_SESSION, action, true, ERROR, false);
+		(void) set_config_option("search_path", path,
+								 PGC_USERSET, PGC_S_SESSION, action, true, ERROR, false);
+	}
+	PG_FINALLY();
+	{
+		setting_context = false;
+	}
+	PG_END_TRY();
+}
+
+/* SET LOCAL's warning, for is_local outside a transaction block. */
+static void
+warn_if_no_transaction_block(bool is_local, const char *funcname)
+{
+	if (is_local && !IsTransactionBlock())
+		ereport(WARNING,
+				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
+				 errmsg("%s() with is_local => true outside a transaction block lasts only for the current statement", funcname),
+				 errhint("Call it inside BEGIN ... COMMIT, or pass is_local => false for a session-wide context.")));
+}
+
+static char *
+optional_request_id(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *request_id;
+
+	if (PG_ARGISNULL(argno))
+		return generate_request_id();
+	request_id = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	validate_context_text("request_id", request_id, KG_REQUEST_ID_MAXLEN);
+	return request_id;
+}
+
+/*
+ * keys_guard.set_context(tenant, actor, request_id, is_local)
+ */
+PG_FUNCTION_INFO_V1(keys_guard_set_context);
+Datum
+keys_guard_set_context(PG_FUNCTION_ARGS)
+{
+	char	   *tenant_id;
+	char	   *actor;
+	char	   *request_id;
+	bool		is_local;
+	KgTenant   *tenant;
+	char	   *schema;
+
+	require_preloaded();
+	tenant_id = required_text_arg(fcinfo, 0, "tenant");
+	actor = required_text_arg(fcinfo, 1, "actor");
+	if (PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("is_local must not be null")));
+	is_local = PG_GETARG_BOOL(3);
+
+	if (!has_role("keys_guard_gateway") && !has_role("keys_guard_admin"))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to set a keys_guard context"),
+				 errdetail("Only members of keys_guard_gateway or keys_guard_admin can set a context.")));
+
+	tenant = context_tenant(tenant_id);
+	validate_context_text("actor", actor, KG_ACTOR_MAXLEN);
+	request_id = optional_request_id(fcinfo, 2);
+	schema = get_namespace_name(tenant->nspoid);
+
+	warn_if_no_transaction_block(is_local, "set_context");
+	apply_context(tenant->id, actor, request_id, NULL, schema, is_local);
+	PG_RETURN_VOID();
+}
+
+/*
+ * keys_guard.admin_context(actor, reason, request_id, is_local): attributed
+ * access to every tenant for members of keys_guard_admin.  The call is
+ * audited at once, and so is every statement that touches guarded data
+ * under it.
+ */
+PG_FUNCTION_INFO_V1(keys_guard_admin_context);
+Datum
+keys_guard_admin_context(PG_FUNCTION_ARGS)
+{
+	char	   *actor;
+	char	   *reason;
+	char	   *request_id;
+	bool		is_local;
+	StringInfoData detail;
+
+	require_preloaded();
+	actor = required_text_arg(fcinfo, 0, "actor");
+	reason = required_text_arg(fcinfo, 1, "reason");
+	if (PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("is_local must not be null")));
+	is_local = PG_GETARG_BOOL(3);
+
+	if (!has_role("keys_guard_admin"))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to set an admin context"),
+				 errdetail("Only members of keys_guard_admin can act across tenants.")));
+
+	validate_context_text("actor", actor, KG_ACTOR_MAXLEN);
+	validate_context_text("reason", reason, KG_REASON_MAXLEN);
+	request_id = optional_request_id(fcinfo, 2);
+
+	warn_if_no_transaction_block(is_local, "admin_context");
+	apply_context(NULL, actor, request_id, reason, NULL, is_local);
+
+	initStringInfo(&detail);
+	appendStringInfoString(&detail, "{\"reason\": ");
+	escape_json(&detail, reason);
+	appendStringInfo(&detail, ", \"is_local\": %s}", is_local ? "true" : "false");
+	kg_audit_enqueue("admin_context", NULL, KG_OUTCOME_OK, detail.data);
+	PG_RETURN_VOID();
+}
+
+/*
+ * keys_guard.clear_context(): anyone may give up a context.
+ */
+PG_FUNCTION_INFO_V1(keys_guard_clear_context);
+Datum
+keys_guard_clear_context(PG_FUNCTION_ARGS)
+{
+	require_preloaded();
+	apply_context(NULL, NULL, NULL, NULL, NULL, false);
+	PG_RETURN_VOID();
+}
+
+static Datum
+text_or_null(FunctionCallInfo fcinfo, const char *value)
+{
+	if (value == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(value));
+}
+
+PG_FUNCTION_INFO_V1(keys_guard_current_tenant);
+Datum
+keys_guard_current_tenant(PG_FUNCTION_ARGS)
+{
+	return text_or_null(fcinfo, kg_current_tenant());
+}
+
+PG_FUNCTION_INFO_V1(keys_guard_current_actor);
+Datum
+keys_guard_current_actor(PG_FUNCTION_ARGS)
+{
+	return text_or_null(fcinfo, kg_current_actor());
+}
+
+PG_FUNCTION_INFO_V1(keys_guard_current_request_id);
+Datum
+keys_guard_current_request_id(PG_FUNCTION_ARGS)
+{
+	return text_or_null(fcinfo, kg_current_request_id());
+}
+
+/*
+ * The current tenant as a uuid, for pooled tables keyed by uuid; NULL when
+ * there is no context or the id is not a canonical UUID (then no row
+ * matches).
+ */
+PG_FUNCTION_INFO_V1(keys_guard_current_tenant_uuid);
+Datum
+keys_guard_current_tenant_uuid(PG_FUNCTION_ARGS)
+{
+	const char *tenant = kg_current_tenant();
+	int			i;
+
+	if (tenant == NULL || strlen(tenant) != 36)
+		PG_RETURN_NULL();
+	for (i = 0; i < 36; i++)
+	{
+		bool		dash = (i == 8 || i == 13 || i == 18 || i == 23);
+		char		c = tenant[i];
+
+		if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			PG_RETURN_NULL();
+	}
+	return DirectFunctionCall1(uuid_in, CStringGetDatum(tenant));
+}
+
+/*
+ * The current tenant as a bigint, for pooled tables keyed by bigint; NULL
+ * when there is no context or the id is not a plain decimal number.
+ */
+PG_FUNCTION_INFO_V1(keys_guard_current_tenant_bigint);
+Datum
+keys_guard_current_tenant_bigint(PG_FUNCTION_ARGS)
+{
+	const char *tenant = kg_current_tenant();
+	int64		value = 0;
+	const char *p;
+
+	if (tenant == NULL || strlen(tenant) > 18 || (tenant[0] == '0' && tenant[1] != '\0'))
+		PG_RETURN_NULL();
+	for (p = tenant; *p; p++)
+	{
+		if (*p < '0' || *p > '9')
+			PG_RETURN_NULL();
+		value = value * 10 + (*p - '0');
+	}
+	PG_RETURN_INT64(value);
+}

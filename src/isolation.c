@@ -1,0 +1,912 @@
+/*-------------------------------------------------------------------------
+ *
+ * isolation.c
+ *	  Tenant isolation on the executor and planner side (SPEC.md §6).
+ *
+ * Three mechanisms, each where PostgreSQL offers the right hook:
+ *
+ * - Relation level (ExecutorCheckPerms_hook, so also COPY and every nested
+ *	 statement of a function, view or dynamic SQL): a relation in another
+ *	 tenant's schema, a guarded relation without a context, or a deleted
+ *	 tenant's data is a 42501 denial.  ExecutorRun checks again when the
+ *	 context changed since the statement started (cursors, portals).
+ *
+ * - Row level for pooled tables (get_relation_info_hook): every scan of a
+ *	 pooled table gets the security qual "tenant_column = current tenant",
+ *	 ahead of any row security policy.  It is added while the planner builds
+ *	 its relations, so it also reaches views, subqueries, CTEs and inlined SQL
+ *	 functions, binds superusers and table owners, and is an ordinary
+ *	 indexable clause.  The tenant is read at execution, so cached and
+ *	 generic plans stay correct when the tenant changes.
+ *
+ * - Explicit naming of another tenant (planner_hook): an equality or IN
+ *	 predicate on a pooled tenant column gets a one-time gate that raises
+ *	 42501 when the value (a literal or a parameter, known only at execution
+ *	 for generic plans) is not the current tenant.  Writes are checked by the
+ *	 row trigger keys_guard._tenant_row_guard().
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/ilist.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/clauses.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/planner.h"
+#include "optimizer/plancat.h"
+#include "parser/parsetree.h"
+#include "rewrite/rewriteManip.h"
+#include "storage/proc.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/uuid.h"
+
+#include "keys_guard.h"
+
+static ExecutorCheckPerms_hook_type prev_check_perms_hook = NULL;
+static ExecutorStart_hook_type prev_executor_start_hook = NULL;
+static ExecutorRun_hook_type prev_executor_run_hook = NULL;
+static planner_hook_type prev_planner_hook = NULL;
+static get_relation_info_hook_type prev_get_relation_info_hook = NULL;
+
+/*
+ * A started statement that reads guarded data, with the context it started
+ * under.  Lives in the statement's executor memory; a reset callback on that
+ * context unlinks it, so aborts and ExecutorEnd both clean up.
+ */
+typedef struct KgRunningQuery
+{
+	dlist_node	node;
+	QueryDesc  *query_desc;
+	KgMode		mode;
+	char		tenant[KG_TENANT_ID_MAXLEN + 1];
+	MemoryContextCallback callback;
+} KgRunningQuery;
+
+static dlist_head running_queries = DLIST_STATIC_INIT(running_queries);
+
+/* Audit bookkeeping: bypass once per session, admin once per statement. */
+static bool bypass_audited = false;
+static TimestampTz admin_audited_statement = 0;
+
+/* Set while planning when a pooled table was planned without the filter. */
+static bool planned_unfiltered_pooled = false;
+
+/* The schema-qualified, quoted name of a relation, for messages. */
+static char *
+relation_display_name(Oid relid)
+{
+	char	   *relname = get_rel_name(relid);
+	char	   *nspname = get_namespace_name(get_rel_namespace(relid));
+
+	if (relname == NULL || nspname == NULL)
+		return psprintf("%u", relid);
+	return quote_qualified_identifier(nspname, relname);
+}
+
+/* Build a small JSON object from key/value pairs (NULL values skipped). */
+static char *
+json_detail(const char *key1, const char *value1,
+			const char *key2, const char *value2)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	if (value1)
+	{
+		escape_json(&buf, key1);
+		appendStringInfoString(&buf, ": ");
+		escape_json(&buf, value1);
+	}
+	if (value2)
+	{
+		if (value1)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, key2);
+		appendStringInfoString(&buf, ": ");
+		escape_json(&buf, value2);
+	}
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+static inline const char *
+or_none(const char *value)
+{
+	return value ? value : "(none)";
+}
+
+/*
+ * Record a denial: a LOG line now, an audit record through the shared queue
+ * (it outlives the rollback), then the caller raises the error.
+ */
+static void
+record_denial(const char *action, const char *relation, const char *reason,
+			  const char *other_tenant)
+{
+	ereport(LOG,
+			(errmsg("keys_guard: %s denied: %s", action, reason),
+			 errdetail_log("tenant=%s actor=%s request_id=%s relation=%s other_tenant=%s",
+						   or_none(kg_current_tenant()), or_none(kg_current_actor()),
+						   or_none(kg_current_request_id()), relation,
+						   or_none(other_tenant)),
+			 errhidestmt(true),
+			 errhidecontext(true)));
+	kg_audit_deny(action, relation,
+				  json_detail("reason", reason, "relation_tenant", other_tenant));
+}
+
+static void
+deny_no_context(const char *action, const char *relation)
+{
+	record_denial(action, relation, "no tenant context", NULL);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("no tenant context"),
+			 errdetail("Relation %s is guarded by keys_guard.", relation),
+			 errhint("Call keys_guard.set_context() before touching tenant data.")));
+}
+
+static void
+deny_deleted_tenant(const char *action, const char *relation, const char *tenant)
+{
+	record_denial(action, relation, "tenant is deleted", tenant);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("access to a deleted tenant denied"),
+			 errdetail("Tenant \"%s\" is deleted; relation %s cannot be accessed.",
+					   tenant, relation),
+			 errhint("An administrator can restore the tenant with keys_guard.restore_tenant().")));
+}
+
+static void
+deny_cross_tenant(const char *action, const char *relation, const char *other)
+{
+	record_denial(action, relation, "cross-tenant access", other);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("cross-tenant access denied"),
+			 errdetail("Relation %s belongs to tenant \"%s\", but the current tenant is \"%s\".",
+					   relation, other, or_none(kg_current_tenant()))));
+}
+
+/* A statement on a pooled table names another tenant's id. */
+static void
+deny_other_tenant_value(const char *action, const char *relation, const char *other)
+{
+	record_denial(action, relation, "cross-tenant access", other);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("cross-tenant access denied"),
+			 errdetail("The statement names tenant \"%s\" in relation %s, but the current tenant is \"%s\".",
+					   other, relation, or_none(kg_current_tenant()))));
+}
+
+/* Admin access is audited once per statement, with the reason. */
+static void
+audit_admin_access(const char *action, Oid relid)
+{
+	TimestampTz stmt = GetCurrentStatementStartTimestamp();
+
+	if (stmt == admin_audited_statement)
+		return;
+	admin_audited_statement = stmt;
+	kg_audit_enqueue(action, relation_display_name(relid), KG_OUTCOME_OK,
+					 json_detail("reason", kg_admin_reason_setting,
+								 "mode", "admin_context"));
+}
+
+static void
+audit_bypass_once(const char *action, Oid relid)
+{
+	if (bypass_audited)
+		return;
+	bypass_audited = true;
+	kg_audit_enqueue("bypass", relation_display_name(relid), KG_OUTCOME_OK,
+					 json_detail("role", GetUserNameFromId(GetUserId(), false),
+								 "first_action", action));
+}
+
+/*
+ * Decide whether the current context may touch relation relid; raise the
+ * 42501 denial if not.  "action" names the kind of access for the audit log.
+ */
+void
+kg_check_relation(Oid relid, const char *action)
+{
+	KgTenant   *owner;
+	KgPooledRel *pooled = NULL;
+	KgTenant   *current;
+	const char *tenant;
+
+	if (!kg_extension_active())
+		return;
+	owner = kg_tenant_by_namespace(get_rel_namespace(relid));
+	if (owner == NULL && (pooled = kg_pooled_rel(relid)) == NULL)
+		return;
+
+	switch (kg_current_mode())
+	{
+		case KG_MODE_BYPASS:
+			audit_bypass_once(action, relid);
+			return;
+		case KG_MODE_ADMIN:
+			audit_admin_access(action, relid);
+			return;
+		case KG_MODE_NONE:
+			deny_no_context(action, relation_display_name(relid));
+			return;
+		case KG_MODE_TENANT:
+			break;
+	}
+
+	tenant = kg_current_tenant();
+	current = kg_tenant_by_id(tenant);
+	if (current == NULL || !current->active)
+		deny_deleted_tenant(action, relation_display_name(relid), tenant);
+	if (owner != NULL && strcmp(owner->id, tenant) != 0)
+		deny_cross_tenant(action, relation_display_name(relid), owner->id);
+	if (pooled != NULL && !OidIsValid(pooled->current_func))
+	{
+		char	   *relation = relation_display_name(relid);
+
+		record_denial(action, relation, "incomplete guard", NULL);
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("guard of relation %s is incomplete", relation),
+				 errdetail("Its tenant column cannot be resolved, so keys_guard refuses the table."),
+				 errhint("Fix the table or release it with keys_guard.release_table().")));
+	}
+}
+
+static const char *
+rte_action(RangeTblEntry *rte)
+{
+#if PG_VERSION_NUM >= 160000
+	return "access";
+#else
+	if (rte->requiredPerms & ACL_DELETE)
+		return "delete";
+	if (rte->requiredPerms & ACL_UPDATE)
+		return "update";
+	if (rte->requiredPerms & ACL_INSERT)
+		return "insert";
+	return "select";
+#endif
+}
+
+/* Check every relation of a range table. */
+static void
+check_range_table(List *rangeTable)
+{
+	ListCell   *lc;
+
+	foreach(lc, rangeTable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind == RTE_RELATION)
+			kg_check_relation(rte->relid, rte_action(rte));
+	}
+}
+
+/*
+ * ExecutorCheckPerms_hook: PostgreSQL's own permission checks have passed;
+ * now keys_guard's.  Foreign-key checks (SECURITY_NOFORCE_RLS) are internal
+ * integrity work on behalf of a statement that was itself checked, and are
+ * left alone, as row security leaves them alone.
+ */
+static bool
+kg_check_perms(KG_CHECK_PERMS_ARGS)
+{
+	if (prev_check_perms_hook &&
+		!prev_check_perms_hook(KG_CHECK_PERMS_CALL_ARGS))
+		return false;
+	if (!InNoForceRLSOperation())
+		check_range_table(rangeTable);
+	return true;
+}
+
+static bool
+range_table_is_guarded(List *rangeTable)
+{
+	ListCell   *lc;
+
+	foreach(lc, rangeTable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind != RTE_RELATION)
+			continue;
+		if (kg_pooled_rel(rte->relid) != NULL ||
+			kg_tenant_by_namespace(get_rel_namespace(rte->relid)) != NULL)
+			return true;
+	}
+	return false;
+}
+
+static void
+running_query_forget(void *arg)
+{
+	KgRunningQuery *entry = (KgRunningQuery *) arg;
+
+	dlist_delete(&entry->node);
+}
+
+/*
+ * ExecutorStart: remember the context a statement on guarded data started
+ * under, for the check in ExecutorRun.
+ */
+static void
+kg_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	if (prev_executor_start_hook)
+		prev_executor_start_hook(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+
+	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 && !InNoForceRLSOperation() &&
+		kg_extension_active() &&
+		range_table_is_guarded(queryDesc->plannedstmt->rtable))
+	{
+		MemoryContext cxt = queryDesc->estate->es_query_cxt;
+		KgRunningQuery *entry = MemoryContextAllocZero(cxt, sizeof(KgRunningQuery));
+		const char *tenant = kg_current_tenant();
+
+		entry->query_desc = queryDesc;
+		entry->mode = kg_current_mode();
+		if (tenant)
+			strlcpy(entry->tenant, tenant, sizeof(entry->tenant));
+		entry->callback.func = running_query_forget;
+		entry->callback.arg = entry;
+		MemoryContextRegisterResetCallback(cxt, &entry->callback);
+		dlist_push_head(&running_queries, &entry->node);
+	}
+}
+
+/*
+ * ExecutorRun: a cursor or portal started under one context must not be
+ * read under another.
+ */
+static void
+kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
+				bool execute_once)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &running_queries)
+	{
+		KgRunningQuery *entry = dlist_container(KgRunningQuery, node, iter.cur);
+		const char *tenant;
+
+		if (entry->query_desc != queryDesc)
+			continue;
+		tenant = kg_current_tenant();
+		if (entry->mode != kg_current_mode() ||
+			strcmp(entry->tenant, tenant ? tenant : "") != 0)
+		{
+			record_denial("fetch", "(portal)", "context changed since the statement started",
+						  entry->tenant[0] ? entry->tenant : NULL);
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("cross-tenant access denied"),
+					 errdetail("The statement was started under tenant \"%s\", but the current tenant is \"%s\".",
+							   entry->tenant[0] ? entry->tenant : "(none)",
+							   or_none(tenant)),
+					 errhint("Open the cursor again under the current context.")));
+		}
+		break;
+	}
+
+	if (prev_executor_run_hook)
+		prev_executor_run_hook(queryDesc, direction, count, execute_once);
+	else
+		standard_ExecutorRun(queryDesc, direction, count, execute_once);
+}
+
+/* Whether scans of pooled tables get the tenant filter in this context. */
+static bool
+pooled_scans_filtered(void)
+{
+	KgMode		mode = kg_current_mode();
+
+	return (mode == KG_MODE_TENANT || mode == KG_MODE_NONE) && !InNoForceRLSOperation();
+}
+
+/* "tenant_column = <current tenant>" for range table entry rtindex. */
+static Expr *
+make_tenant_qual(Index rtindex, KgPooledRel *pooled)
+{
+	Var		   *var;
+	FuncExpr   *current;
+	Expr	   *op;
+
+	if (!OidIsValid(pooled->current_func))
+		return (Expr *) makeBoolConst(false, false);
+
+	var = makeVar(rtindex, pooled->tenant_attno, pooled->tenant_type, -1,
+				  pooled->tenant_collation, 0);
+	current = makeFuncExpr(pooled->current_func, pooled->tenant_type, NIL,
+						   pooled->tenant_type == TEXTOID ? DEFAULT_COLLATION_OID : InvalidOid,
+						   InvalidOid, COERCE_EXPLICIT_CALL);
+	op = make_opclause(pooled->eq_opr, BOOLOID, false, (Expr *) var, (Expr *) current,
+					   InvalidOid, pooled->tenant_collation);
+	((OpExpr *) op)->opfuncid = get_opcode(pooled->eq_opr);
+	return op;
+}
+
+/*
+ * get_relation_info_hook: add the tenant filter to a pooled table as its
+ * first security qual.  Security quals were already preprocessed into
+ * implicit-AND lists by now, and the planner distributes them right after
+ * this, so the qual is as good as one written by the user: index scans use
+ * it and user-supplied functions never see other tenants' rows.
+ */
+static void
+kg_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent,
+					 RelOptInfo *rel)
+{
+	KgPooledRel *pooled;
+
+	if (prev_get_relation_info_hook)
+		prev_get_relation_info_hook(root, relationObjectId, inhparent, rel);
+
+	if (root->simple_rte_array == NULL || !kg_extension_active())
+		return;
+	pooled = kg_pooled_rel(relationObjectId);
+	if (pooled == NULL)
+		return;
+
+	if (pooled_scans_filtered())
+	{
+		RangeTblEntry *rte = root->simple_rte_array[rel->relid];
+
+		rte->securityQuals = lcons(list_make1(make_tenant_qual(rel->relid, pooled)),
+								   rte->securityQuals);
+		root->qual_security_level = Max(root->qual_security_level,
+										list_length(rte->securityQuals));
+	}
+	else
+		planned_unfiltered_pooled = true;
+}
+
+typedef struct GateContext
+{
+	List	   *gates;			/* gate expressions for the current level */
+} GateContext;
+
+static Node *
+strip_relabel(Node *node)
+{
+	while (node && IsA(node, RelabelType))
+		node = (Node *) ((RelabelType *) node)->arg;
+	return node;
+}
+
+/* The pooled table a Var of this query level refers to by its tenant column. */
+static KgPooledRel *
+tenant_column_var(Query *query, Node *node)
+{
+	Var		   *var;
+	RangeTblEntry *rte;
+	KgPooledRel *pooled;
+
+	node = strip_relabel(node);
+	if (node == NULL || !IsA(node, Var))
+		return NULL;
+	var = (Var *) node;
+	if (var->varlevelsup != 0 || var->varno < 1 ||
+		var->varno > list_length(query->rtable))
+		return NULL;
+	rte = rt_fetch(var->varno, query->rtable);
+	if (rte->rtekind != RTE_RELATION)
+		return NULL;
+	pooled = kg_pooled_rel(rte->relid);
+	if (pooled == NULL || pooled->tenant_attno != var->varattno)
+		return NULL;
+	return pooled;
+}
+
+/* keys_guard._assert_tenant(relid, value::text) */
+static Expr *
+make_gate(Oid relid, Node *value)
+{
+	Oid			type = exprType(value);
+	Node	   *as_text = value;
+
+	if (type != TEXTOID)
+	{
+		CoerceViaIO *coerce = makeNode(CoerceViaIO);
+
+		coerce->arg = (Expr *) value;
+		coerce->resulttype = TEXTOID;
+		coerce->resultcollid = DEFAULT_COLLATION_OID;
+		coerce->coerceformat = COERCE_EXPLICIT_CAST;
+		coerce->location = -1;
+		as_text = (Node *) coerce;
+	}
+	return (Expr *) makeFuncExpr(kg_assert_tenant_func(), BOOLOID,
+								 list_make2(makeConst(OIDOID, -1, InvalidOid, sizeof(Oid),
+													  ObjectIdGetDatum(relid), false, true),
+											copyObject(as_text)),
+								 InvalidOid, DEFAULT_COLLATION_OID, COERCE_EXPLICIT_CALL);
+}
+
+/* A value that identifies a tenant without depending on the row. */
+static bool
+is_tenant_value(Node *node)
+{
+	return node != NULL && !contain_vars_of_level(node, 0) &&
+		!contain_volatile_functions(node) && !contain_subplans(node) &&
+		!checkExprHasSubLink(node);
+}
+
+static Oid
+pooled_relid_of(Query *query, Node *varnode)
+{
+	Var		   *var = (Var *) strip_relabel(varnode);
+
+	return rt_fetch(var->varno, query->rtable)->relid;
+}
+
+/*
+ * Find "tenant_column = value" and "tenant_column IN (...)" anywhere in a
+ * qual tree of one query level.
+ */
+static bool
+find_tenant_predicates(Node *node, void *arg)
+{
+	void	  **args = (void **) arg;
+	Query	   *query = (Query *) args[0];
+	GateContext *ctx = (GateContext *) args[1];
+
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query) || IsA(node, SubLink))
+		return false;			/* other levels are visited on their own */
+
+	if (IsA(node, OpExpr) && list_length(((OpExpr *) node)->args) == 2)
+	{
+		OpExpr	   *op = (OpExpr *) node;
+		Node	   *left = linitial(op->args);
+		Node	   *right = lsecond(op->args);
+		char	   *opname = get_opname(op->opno);
+
+		if (opname != NULL && strcmp(opname, "=") == 0)
+		{
+			if (tenant_column_var(query, left) && is_tenant_value(right))
+				ctx->gates = lappend(ctx->gates, make_gate(pooled_relid_of(query, left), right));
+			else if (tenant_column_var(query, right) && is_tenant_value(left))
+				ctx->gates = lappend(ctx->gates, make_gate(pooled_relid_of(query, right), left));
+		}
+	}
+	else if (IsA(node, ScalarArrayOpExpr))
+	{
+		ScalarArrayOpExpr *saop = (ScalarArrayOpExpr *) node;
+		Node	   *left = linitial(saop->args);
+		Node	   *right = lsecond(saop->args);
+		char	   *opname = get_opname(saop->opno);
+
+		if (saop->useOr && opname != NULL && strcmp(opname, "=") == 0 &&
+			tenant_column_var(query, left) && is_tenant_value(right))
+		{
+			Oid			relid = pooled_relid_of(query, left);
+
+			if (IsA(right, ArrayExpr))
+			{
+				ListCell   *lc;
+
+				foreach(lc, ((ArrayExpr *) right)->elements)
+					ctx->gates = lappend(ctx->gates, make_gate(relid, lfirst(lc)));
+			}
+			else if (IsA(right, Const) && !((Const *) right)->constisnull)
+			{
+				ArrayType  *array = DatumGetArrayTypeP(((Const *) right)->constvalue);
+				Oid			elemtype = ARR_ELEMTYPE(array);
+				int16		typlen;
+				bool		typbyval;
+				char		typalign;
+				Datum	   *values;
+				bool	   *nulls;
+				int			n;
+				int			i;
+
+				get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+				deconstruct_array(array, elemtype, typlen, typbyval, typalign,
+								  &values, &nulls, &n);
+				for (i = 0; i < n; i++)
+				{
+					if (nulls[i])
+						continue;
+					ctx->gates = lappend(ctx->gates,
+										 make_gate(relid, (Node *) makeConst(elemtype, -1,
+																			 ((Const *) right)->constcollid,
+																			 typlen, values[i], false, typbyval)));
+				}
+			}
+			else
+				ctx->gates = lappend(ctx->gates,
+									 make_gate(relid, (Node *) right));
+		}
+	}
+	return expression_tree_walker(node, find_tenant_predicates, arg);
+}
+
+/* Add gates for one query level, then descend into the others. */
+static bool
+add_tenant_gates(Node *node, void *arg)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+	{
+		Query	   *query = (Query *) node;
+		GateContext ctx = {NIL};
+		void	   *args[2] = {query, &ctx};
+
+		if (query->jointree)
+			(void) find_tenant_predicates((Node *) query->jointree, args);
+		if (ctx.gates != NIL)
+		{
+			List	   *quals = ctx.gates;
+
+			if (query->jointree->quals)
+				quals = lappend(quals, query->jointree->quals);
+			query->jointree->quals = (Node *) make_ands_explicit(quals);
+		}
+		return query_tree_walker(query, add_tenant_gates, arg, 0);
+	}
+	return expression_tree_walker(node, add_tenant_gates, arg);
+}
+
+/*
+ * planner_hook: add the explicit-tenant gates, plan, and mark plans that
+ * read pooled tables unfiltered (admin, bypass) as depending on the role.
+ */
+static PlannedStmt *
+kg_planner(Query *parse, const char *query_string, int cursorOptions,
+		   ParamListInfo boundParams)
+{
+	PlannedStmt *result;
+	bool		save_unfiltered = planned_unfiltered_pooled;
+
+	if (parse->commandType != CMD_UTILITY && kg_extension_active() &&
+		kg_current_mode() == KG_MODE_TENANT && !InNoForceRLSOperation())
+		(void) add_tenant_gates((Node *) parse, NULL);
+
+	planned_unfiltered_pooled = false;
+	PG_TRY();
+	{
+		if (prev_planner_hook)
+			result = prev_planner_hook(parse, query_string, cursorOptions, boundParams);
+		else
+			result = standard_planner(parse, query_string, cursorOptions, boundParams);
+		if (planned_unfiltered_pooled)
+			result->dependsOnRole = true;
+	}
+	PG_FINALLY();
+	{
+		planned_unfiltered_pooled = save_unfiltered;
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/*
+ * keys_guard._assert_tenant(relid, value): the gate of an explicit tenant
+ * predicate.  True for the current tenant; a denial for any other.
+ */
+PG_FUNCTION_INFO_V1(keys_guard_assert_tenant);
+Datum
+keys_guard_assert_tenant(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	char	   *value;
+	const char *tenant;
+
+	switch (kg_current_mode())
+	{
+		case KG_MODE_BYPASS:
+		case KG_MODE_ADMIN:
+			PG_RETURN_BOOL(true);
+		case KG_MODE_NONE:
+			deny_no_context("select", relation_display_name(relid));
+			break;
+		case KG_MODE_TENANT:
+			break;
+	}
+	if (PG_ARGISNULL(1))
+		PG_RETURN_BOOL(true);
+	value = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	tenant = kg_current_tenant();
+	if (strcmp(value, tenant) != 0)
+	{
+		if (strlen(value) > KG_TENANT_ID_MAXLEN)
+			value[KG_TENANT_ID_MAXLEN] = '\0';
+		deny_other_tenant_value("select", relation_display_name(relid), value);
+	}
+	PG_RETURN_BOOL(true);
+}
+
+/* The current tenant as a value of the pooled column's type. */
+static Datum
+tenant_as_column_value(KgPooledRel *pooled, const char *tenant, Oid relid)
+{
+	LOCAL_FCINFO(fcinfo, 0);
+	Datum		result;
+
+	InitFunctionCallInfoData(*fcinfo, NULL, 0, InvalidOid, NULL, NULL);
+	fcinfo->isnull = false;
+	switch (pooled->tenant_type)
+	{
+		case UUIDOID:
+			result = keys_guard_current_tenant_uuid(fcinfo);
+			break;
+		case INT8OID:
+			result = keys_guard_current_tenant_bigint(fcinfo);
+			break;
+		default:
+			return CStringGetTextDatum(tenant);
+	}
+	if (fcinfo->isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("tenant \"%s\" cannot be stored in the tenant column of %s",
+						tenant, relation_display_name(relid)),
+				 errdetail("The tenant column has type %s.", format_type_be(pooled->tenant_type))));
+	return result;
+}
+
+/*
+ * Row trigger on pooled tables (BEFORE INSERT OR UPDATE): fill in the
+ * current tenant when the row has none, refuse a row of another tenant.
+ */
+PG_FUNCTION_INFO_V1(keys_guard_tenant_row_guard);
+Datum
+keys_guard_tenant_row_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleDesc	desc;
+	HeapTuple	tuple;
+	KgPooledRel *pooled;
+	bool		isnull;
+	Datum		value;
+	const char *tenant;
+	char	   *text_value;
+	KgMode		mode;
+	Oid			output_func;
+	bool		is_varlena;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "keys_guard_tenant_row_guard: must be fired before a row operation");
+
+	rel = trigdata->tg_relation;
+	desc = RelationGetDescr(rel);
+	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	pooled = kg_pooled_rel(RelationGetRelid(rel));
+	if (pooled == NULL)
+		return PointerGetDatum(tuple);	/* released, or the extension is gone */
+
+	mode = kg_current_mode();
+	if (mode == KG_MODE_BYPASS)
+		return PointerGetDatum(tuple);
+	if (mode == KG_MODE_NONE)
+		deny_no_context("insert", relation_display_name(RelationGetRelid(rel)));
+	if (!OidIsValid(pooled->current_func))
+		elog(ERROR, "keys_guard: tenant column of relation %u cannot be resolved",
+			 RelationGetRelid(rel));
+
+	value = heap_getattr(tuple, pooled->tenant_attno, desc, &isnull);
+	if (mode == KG_MODE_ADMIN)
+	{
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("tenant column \"%s\" must not be null under an admin context",
+							NameStr(TupleDescAttr(desc, pooled->tenant_attno - 1)->attname)),
+					 errdetail("An admin context has no current tenant to fill in.")));
+		return PointerGetDatum(tuple);
+	}
+
+	tenant = kg_current_tenant();
+	if (isnull)
+	{
+		Datum		replacement = tenant_as_column_value(pooled, tenant, RelationGetRelid(rel));
+		int			attnum = pooled->tenant_attno;
+		bool		replnull = false;
+
+		tuple = heap_modify_tuple_by_cols(tuple, desc, 1, &attnum, &replacement, &replnull);
+		return PointerGetDatum(tuple);
+	}
+
+	getTypeOutputInfo(pooled->tenant_type, &output_func, &is_varlena);
+	text_value = OidOutputFunctionCall(output_func, value);
+	if (strcmp(text_value, tenant) != 0)
+	{
+		if (strlen(text_value) > KG_TENANT_ID_MAXLEN)
+			text_value[KG_TENANT_ID_MAXLEN] = '\0';
+		deny_other_tenant_value(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "update" : "insert",
+								relation_display_name(RelationGetRelid(rel)), text_value);
+	}
+	return PointerGetDatum(tuple);
+}
+
+/*
+ * keys_guard._deny_ddl(schema, object): called by the event triggers for
+ * every object a DDL command created, altered or dropped.  Under a tenant
+ * context DDL stays in that tenant's schema (or temporary schemas);
+ * without a context it is a migration and ordinary privileges govern it.
+ */
+PG_FUNCTION_INFO_V1(keys_guard_deny_ddl);
+Datum
+keys_guard_deny_ddl(PG_FUNCTION_ARGS)
+{
+	char	   *schema = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *object = PG_ARGISNULL(1) ? pstrdup("(unknown)") : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	const char *tenant = kg_current_tenant();
+	Oid			nspoid;
+	KgTenant   *owner;
+
+	if (kg_current_mode() != KG_MODE_TENANT)
+		PG_RETURN_VOID();
+
+	nspoid = schema ? get_namespace_oid(schema, true) : InvalidOid;
+	if (OidIsValid(nspoid) && isAnyTempNamespace(nspoid))
+		PG_RETURN_VOID();
+	owner = OidIsValid(nspoid) ? kg_tenant_by_namespace(nspoid) : NULL;
+	if (owner != NULL && strcmp(owner->id, tenant) == 0)
+		PG_RETURN_VOID();
+
+	if (owner != NULL)
+	{
+		record_denial("ddl", object, "cross-tenant access", owner->id);
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cross-tenant access denied"),
+				 errdetail("Object %s belongs to tenant \"%s\", but the current tenant is \"%s\".",
+						   object, owner->id, tenant)));
+	}
+	record_denial("ddl", object, "ddl outside the tenant schema", NULL);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("schema changes outside the tenant's schema are not allowed under a tenant context"),
+			 errdetail("Object %s is not in the schema of tenant \"%s\".", object, tenant),
+			 errhint("Run migrations without a tenant context, or use keys_guard.admin_context().")));
+	PG_RETURN_VOID();
+}
+
+void
+kg_isolation_init(void)
+{
+	prev_check_perms_hook = ExecutorCheckPerms_hook;
+	ExecutorCheckPerms_hook = kg_check_perms;
+	prev_executor_start_hook = ExecutorStart_hook;
+	ExecutorStart_hook = kg_executor_start;
+	prev_executor_run_hook = ExecutorRun_hook;
+	ExecutorRun_hook = kg_executor_run;
+	prev_planner_hook = planner_hook;
+	planner_hook = kg_planner;
+	prev_get_relation_info_hook = get_relation_info_hook;
+	get_relation_info_hook = kg_get_relation_info;
+}

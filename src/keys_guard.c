@@ -1,0 +1,216 @@
+/*-------------------------------------------------------------------------
+ *
+ * keys_guard.c
+ *	  Module entry point: settings, hook installation and background worker
+ *	  registration, and nothing else.
+ *
+ * keys_guard only works when loaded through shared_preload_libraries: its
+ * guarantees live in hooks and in shared memory.  Loaded any other way (for
+ * instance by calling one of its functions) it installs nothing, and its SQL
+ * functions refuse to work.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+
+#include "keys_guard.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+bool		keys_guard_preloaded = false;
+bool		keys_guard_bypass = false;
+int			keys_guard_default_grace = 30 * 24 * 3600;
+int			keys_guard_min_grace = 24 * 3600;
+int			keys_guard_audit_queue_size = 8192;
+char	   *keys_guard_database = NULL;
+int			keys_guard_purge_naptime = 60;
+
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+#ifdef KG_HAVE_SHMEM_REQUEST_HOOK
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+
+/*
+ * Ask for keys_guard's shared memory: the denial queue and the worker
+ * table.
+ */
+static void
+keys_guard_shmem_request(void)
+{
+#ifdef KG_HAVE_SHMEM_REQUEST_HOOK
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	RequestAddinShmemSpace(add_size(kg_audit_shmem_size(), kg_worker_shmem_size()));
+	RequestNamedLWLockTranche("keys_guard", 1);
+}
+
+static void
+keys_guard_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	kg_audit_shmem_init();
+	kg_worker_shmem_init();
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Define the request-context settings.  They are PGC_SUSET and their check
+ * hook accepts a value only from keys_guard's own functions, so neither SET,
+ * set_config(), ALTER ROLE ... SET nor a connection option can claim a
+ * tenant (SPEC.md §3).
+ */
+static void
+define_context_settings(void)
+{
+	DefineCustomStringVariable("keys_guard.tenant",
+							   "Tenant of the current request context.",
+							   "Set only through keys_guard.set_context().",
+							   &kg_tenant_setting, "",
+							   PGC_SUSET,
+							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE,
+							   kg_check_context_setting, NULL, NULL);
+	DefineCustomStringVariable("keys_guard.actor",
+							   "Actor of the current request context.",
+							   "Set only through keys_guard.set_context() or admin_context().",
+							   &kg_actor_setting, "",
+							   PGC_SUSET,
+							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE,
+							   kg_check_context_setting, NULL, NULL);
+	DefineCustomStringVariable("keys_guard.request_id",
+							   "Request id of the current request context.",
+							   "Set only through keys_guard.set_context() or admin_context().",
+							   &kg_request_id_setting, "",
+							   PGC_SUSET,
+							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE,
+							   kg_check_context_setting, NULL, NULL);
+	DefineCustomStringVariable("keys_guard.admin_reason",
+							   "Reason of the current admin context; empty outside one.",
+							   "Set only through keys_guard.admin_context().",
+							   &kg_admin_reason_setting, "",
+							   PGC_SUSET,
+							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE,
+							   kg_check_context_setting, kg_assign_admin_reason, NULL);
+}
+
+/*
+ * Module load.
+ */
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	keys_guard_preloaded = true;
+
+	define_context_settings();
+
+	DefineCustomBoolVariable("keys_guard.bypass",
+							 "Lets superusers and BYPASSRLS roles read guarded data without a context.",
+							 "Meant for pg_dump and maintenance; audited once per session.",
+							 &keys_guard_bypass, false,
+							 PGC_SUSET, 0,
+							 NULL, kg_assign_bypass, NULL);
+
+	DefineCustomIntVariable("keys_guard.default_grace",
+							"Grace period of soft deletes when a table sets none.",
+							NULL,
+							&keys_guard_default_grace, 30 * 24 * 3600,
+							0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("keys_guard.min_grace",
+							"Shortest grace period any table may have.",
+							NULL,
+							&keys_guard_min_grace, 24 * 3600,
+							0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("keys_guard.audit_queue_size",
+							"Denial records shared memory holds until the worker writes them.",
+							NULL,
+							&keys_guard_audit_queue_size, 8192,
+							64, 1024 * 1024,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("keys_guard.database",
+							   "Databases the background worker serves (comma-separated); empty means all.",
+							   NULL,
+							   &keys_guard_database, "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("keys_guard.purge_naptime",
+							"Time between two runs of the background worker.",
+							NULL,
+							&keys_guard_purge_naptime, 60,
+							1, 24 * 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("keys_guard");
+
+#ifdef KG_HAVE_SHMEM_REQUEST_HOOK
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = keys_guard_shmem_request;
+#else
+	keys_guard_shmem_request();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = keys_guard_shmem_startup;
+
+	kg_catalog_init();
+	kg_isolation_init();
+	kg_utility_init();
+	kg_worker_register_launcher();
+}
+
+/*
+ * Called first by the install script: CREATE EXTENSION without the library
+ * preloaded fails here (SPEC.md §1).
+ */
+PG_FUNCTION_INFO_V1(keys_guard_assert_preloaded);
+Datum
+keys_guard_assert_preloaded(PG_FUNCTION_ARGS)
+{
+	if (!keys_guard_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("keys_guard must be loaded via shared_preload_libraries"),
+				 errhint("Add keys_guard to shared_preload_libraries in postgresql.conf and restart the server.")));
+	PG_RETURN_VOID();
+}
+
+/*
+ * The fail-closed policy every guarded table carries: true while the
+ * library is preloaded, an error otherwise, so a server restarted without
+ * keys_guard denies guarded tables instead of exposing them (SPEC.md §1).
+ */
+PG_FUNCTION_INFO_V1(keys_guard_guard_active);
+Datum
+keys_guard_guard_active(PG_FUNCTION_ARGS)
+{
+	if (!keys_guard_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("keys_guard is not loaded, so guarded tables are closed"),
+				 errhint("Add keys_guard to shared_preload_libraries in postgresql.conf and restart the server.")));
+	PG_RETURN_BOOL(true);
+}

@@ -1,0 +1,110 @@
+/*-------------------------------------------------------------------------
+ *
+ * keys_guard.h
+ *	  Declarations shared by keys_guard's source files, grouped by the file
+ *	  that owns them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KEYS_GUARD_H
+#define KEYS_GUARD_H
+
+#include "compat.h"
+#include "nodes/pg_list.h"
+#include "fmgr.h"
+#include "utils/guc.h"
+
+/* Longest tenant id (SPEC.md §4) and the buffers that hold context values. */
+#define KG_TENANT_ID_MAXLEN		48
+#define KG_ACTOR_MAXLEN			200
+#define KG_REQUEST_ID_MAXLEN	200
+#define KG_REASON_MAXLEN		500
+
+/* keys_guard.c: settings */
+extern bool keys_guard_preloaded;
+extern bool keys_guard_bypass;
+extern int	keys_guard_default_grace;
+extern int	keys_guard_min_grace;
+extern int	keys_guard_audit_queue_size;
+extern char *keys_guard_database;
+extern int	keys_guard_purge_naptime;
+
+/* context.c */
+typedef enum KgMode
+{
+	KG_MODE_NONE,				/* no context: guarded data is refused */
+	KG_MODE_TENANT,				/* one tenant's data */
+	KG_MODE_ADMIN,				/* attributed cross-tenant access */
+	KG_MODE_BYPASS				/* keys_guard.bypass by a privileged role */
+} KgMode;
+
+extern char *kg_tenant_setting;
+extern char *kg_actor_setting;
+extern char *kg_request_id_setting;
+extern char *kg_admin_reason_setting;
+
+extern bool kg_check_context_setting(char **newval, void **extra, GucSource source);
+extern void kg_assign_admin_reason(const char *newval, void *extra);
+extern void kg_assign_bypass(bool newval, void *extra);
+extern KgMode kg_current_mode(void);
+extern const char *kg_current_tenant(void);
+extern const char *kg_current_actor(void);
+extern const char *kg_current_request_id(void);
+extern Datum keys_guard_current_tenant_uuid(PG_FUNCTION_ARGS);
+extern Datum keys_guard_current_tenant_bigint(PG_FUNCTION_ARGS);
+
+/* catalog.c */
+typedef struct KgTenant
+{
+	Oid			nspoid;			/* hash key: the tenant's schema */
+	char		id[KG_TENANT_ID_MAXLEN + 1];
+	bool		active;
+} KgTenant;
+
+typedef struct KgPooledRel
+{
+	Oid			relid;			/* hash key */
+	AttrNumber	tenant_attno;
+	Oid			tenant_type;
+	Oid			tenant_collation;
+	Oid			eq_opr;			/* tenant column = current tenant */
+	Oid			current_func;	/* function yielding the current tenant */
+} KgPooledRel;
+
+extern void kg_catalog_init(void);
+extern bool kg_extension_active(void);
+extern KgTenant *kg_tenant_by_namespace(Oid nspoid);
+extern KgTenant *kg_tenant_by_id(const char *id);
+extern KgPooledRel *kg_pooled_rel(Oid relid);
+extern Oid	kg_assert_tenant_func(void);
+
+/* isolation.c */
+extern void kg_isolation_init(void);
+extern void kg_check_relation(Oid relid, const char *action);
+
+/* utility.c */
+extern void kg_utility_init(void);
+
+/* audit.c */
+typedef enum KgAuditOutcome
+{
+	KG_OUTCOME_OK,
+	KG_OUTCOME_DENIED,
+	KG_OUTCOME_ERROR
+} KgAuditOutcome;
+
+extern Size kg_audit_shmem_size(void);
+extern void kg_audit_shmem_init(void);
+extern void kg_audit_enqueue(const char *action, const char *target,
+							 KgAuditOutcome outcome, const char *detail_json);
+extern void kg_audit_deny(const char *action, const char *target,
+						  const char *detail_json);
+extern int	kg_audit_drain(void);
+
+/* worker.c */
+extern Size kg_worker_shmem_size(void);
+extern void kg_worker_shmem_init(void);
+extern void kg_worker_register_launcher(void);
+extern void kg_worker_wake(Oid dboid);
+
+#endif							/* KEYS_GUARD_H */

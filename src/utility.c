@@ -1,0 +1,61 @@
+/*-------------------------------------------------------------------------
+ *
+ * utility.c
+ *	  keys_guard's ProcessUtility hook: the utility statements that touch
+ *	  tenant data without going through the executor (SPEC.md §6).
+ *
+ * TRUNCATE and LOCK name relations directly, so they are checked here with
+ * the same rules as a query.  COPY needs nothing: it calls
+ * ExecCheckRTPerms, which isolation.c hooks.  DDL is scoped by the event
+ * triggers of the install script.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+
+#include "keys_guard.h"
+
+static ProcessUtility_hook_type prev_process_utility_hook = NULL;
+
+/* Check each relation a TRUNCATE or LOCK names. */
+static void
+check_relation_list(List *relations, const char *action)
+{
+	ListCell   *lc;
+
+	foreach(lc, relations)
+	{
+		RangeVar   *rv = lfirst_node(RangeVar, lc);
+		Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+
+		if (OidIsValid(relid))
+			kg_check_relation(relid, action);
+	}
+}
+
+static void
+kg_process_utility(KG_UTILITY_ARGS)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+
+	if (IsA(parsetree, TruncateStmt))
+		check_relation_list(((TruncateStmt *) parsetree)->relations, "truncate");
+	else if (IsA(parsetree, LockStmt))
+		check_relation_list(((LockStmt *) parsetree)->relations, "lock");
+
+	if (prev_process_utility_hook)
+		prev_process_utility_hook(KG_UTILITY_CALL_ARGS);
+	else
+		standard_ProcessUtility(KG_UTILITY_CALL_ARGS);
+}
+
+void
+kg_utility_init(void)
+{
+	prev_process_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = kg_process_utility;
+}
