@@ -549,6 +549,23 @@ GRANT EXECUTE ON FUNCTION keys_guard.admin_context(text, text, text, boolean)
 -- Event triggers: guard every table created in a tenant schema, and keep
 -- DDL under a tenant context inside that tenant's schema.
 --
+-- The schema a DDL command acted in.  Policies, triggers, rules and
+-- constraints have no schema of their own; theirs is their table's, the
+-- first of their address names.  A schema is its own.
+CREATE FUNCTION keys_guard._ddl_schema(object_type text, schema_name text,
+                                       address_names text[])
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN schema_name IS NOT NULL THEN schema_name
+        WHEN object_type = 'schema' THEN address_names[1]
+        WHEN object_type IN ('policy', 'trigger', 'rule', 'table constraint')
+            THEN address_names[1]
+    END
+$$;
+
 CREATE FUNCTION keys_guard._on_ddl_command_end()
 RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -560,7 +577,9 @@ DECLARE
     g       keys_guard.guarded_table;
 BEGIN
     FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands() LOOP
-        PERFORM keys_guard._deny_ddl(cmd.schema_name, cmd.object_identity);
+        PERFORM keys_guard._deny_ddl(keys_guard._ddl_schema(cmd.object_type, cmd.schema_name,
+                                         (pg_catalog.pg_identify_object_as_address(cmd.classid, cmd.objid, cmd.objsubid)).object_names),
+                                     cmd.object_identity);
         IF cmd.object_type = 'table' AND cmd.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO') THEN
             SELECT t.id INTO tid FROM keys_guard.tenant t WHERE t.schema_name = cmd.schema_name;
             IF tid IS NOT NULL
@@ -584,8 +603,8 @@ DECLARE
 BEGIN
     FOR obj IN SELECT * FROM pg_catalog.pg_event_trigger_dropped_objects() LOOP
         IF obj.original THEN
-            PERFORM keys_guard._deny_ddl(CASE WHEN obj.object_type = 'schema'
-                                              THEN obj.object_name ELSE obj.schema_name END,
+            PERFORM keys_guard._deny_ddl(keys_guard._ddl_schema(obj.object_type, obj.schema_name,
+                                                                obj.address_names),
                                          obj.object_identity);
         END IF;
     END LOOP;
@@ -595,7 +614,8 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION keys_guard._on_ddl_command_end(), keys_guard._on_sql_drop() FROM PUBLIC;
+REVOKE ALL ON FUNCTION keys_guard._on_ddl_command_end(), keys_guard._on_sql_drop(),
+    keys_guard._ddl_schema(text, text, text[]) FROM PUBLIC;
 
 CREATE EVENT TRIGGER keys_guard_ddl_command_end ON ddl_command_end
     EXECUTE FUNCTION keys_guard._on_ddl_command_end();

@@ -42,7 +42,7 @@
 typedef struct KgTenantById
 {
 	char		id[KG_TENANT_ID_MAXLEN + 1];	/* hash key */
-	KgTenant   *tenant;
+	KgTenant	tenant;			/* nspoid is InvalidOid if the schema is gone */
 } KgTenantById;
 
 typedef struct KgGuardedRel
@@ -155,13 +155,14 @@ load_tenants(Snapshot snapshot)
 		if (id == NULL || schema == NULL || strlen(id) > KG_TENANT_ID_MAXLEN)
 			continue;
 		nspoid = get_namespace_oid(schema, true);
+		byid = hash_search(tenants_by_id, id, HASH_ENTER, &found);
+		strlcpy(byid->tenant.id, id, sizeof(byid->tenant.id));
+		byid->tenant.nspoid = nspoid;
+		byid->tenant.active = (status != NULL && strcmp(status, "active") == 0);
 		if (!OidIsValid(nspoid))
 			continue;
 		tenant = hash_search(tenants_by_namespace, &nspoid, HASH_ENTER, &found);
-		strlcpy(tenant->id, id, sizeof(tenant->id));
-		tenant->active = (status != NULL && strcmp(status, "active") == 0);
-		byid = hash_search(tenants_by_id, tenant->id, HASH_ENTER, &found);
-		byid->tenant = tenant;
+		memcpy(tenant, &byid->tenant, sizeof(KgTenant));
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
@@ -342,7 +343,7 @@ kg_tenant_by_id(const char *id)
 	memset(key, 0, sizeof(key));
 	strlcpy(key, id, sizeof(key));
 	entry = hash_search(tenants_by_id, key, HASH_FIND, NULL);
-	return entry ? entry->tenant : NULL;
+	return entry ? &entry->tenant : NULL;
 }
 
 KgPooledRel *

@@ -236,6 +236,10 @@ context_tenant(const char *id)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("tenant \"%s\" does not exist", id),
 				 errhint("Create it with keys_guard.create_tenant().")));
+	if (!OidIsValid(tenant->nspoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("schema of tenant \"%s\" does not exist", id)));
 	if (!tenant->active)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

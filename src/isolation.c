@@ -871,10 +871,17 @@ keys_guard_deny_ddl(PG_FUNCTION_ARGS)
 	if (kg_current_mode() != KG_MODE_TENANT)
 		PG_RETURN_VOID();
 
-	nspoid = schema ? get_namespace_oid(schema, true) : InvalidOid;
-	if (OidIsValid(nspoid) && isAnyTempNamespace(nspoid))
+	/* Temporary objects are the session's own ("pg_temp" is the alias). */
+	if (schema && (strcmp(schema, "pg_temp") == 0 ||
+				   strncmp(schema, "pg_temp_", 8) == 0 ||
+				   strncmp(schema, "pg_toast_temp_", 14) == 0))
 		PG_RETURN_VOID();
+
+	/* By name too: a dropped tenant schema no longer has an oid. */
+	nspoid = schema ? get_namespace_oid(schema, true) : InvalidOid;
 	owner = OidIsValid(nspoid) ? kg_tenant_by_namespace(nspoid) : NULL;
+	if (owner == NULL && schema && strncmp(schema, "tenant_", 7) == 0)
+		owner = kg_tenant_by_id(schema + 7);
 	if (owner != NULL && strcmp(owner->id, tenant) == 0)
 		PG_RETURN_VOID();
 

@@ -106,5 +106,6 @@ extern Size kg_worker_shmem_size(void);
 extern void kg_worker_shmem_init(void);
 extern void kg_worker_register_launcher(void);
 extern void kg_worker_wake(Oid dboid);
+extern void kg_worker_stop_database(Oid dboid);
 
 #endif							/* KEYS_GUARD_H */

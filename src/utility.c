@@ -14,6 +14,8 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "commands/dbcommands.h"
+#include "commands/defrem.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
 
@@ -37,10 +39,42 @@ check_relation_list(List *relations, const char *action)
 	}
 }
 
+/*
+ * The database a statement needs free of other sessions (DROP DATABASE,
+ * RENAME, or use as a CREATE DATABASE template), or InvalidOid.
+ */
+static Oid
+database_needing_exclusive_access(Node *parsetree)
+{
+	if (IsA(parsetree, DropdbStmt))
+		return get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
+	if (IsA(parsetree, RenameStmt) &&
+		((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+		return get_database_oid(((RenameStmt *) parsetree)->subname, true);
+	if (IsA(parsetree, CreatedbStmt))
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((CreatedbStmt *) parsetree)->options)
+		{
+			DefElem    *def = lfirst_node(DefElem, lc);
+
+			if (strcmp(def->defname, "template") == 0 && def->arg != NULL)
+				return get_database_oid(defGetString(def), true);
+		}
+	}
+	return InvalidOid;
+}
+
 static void
 kg_process_utility(KG_UTILITY_ARGS)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
+	Oid			exclusive_db = database_needing_exclusive_access(parsetree);
+
+	/* keys_guard's own worker must not be the "other session" in the way. */
+	if (OidIsValid(exclusive_db))
+		kg_worker_stop_database(exclusive_db);
 
 	if (IsA(parsetree, TruncateStmt))
 		check_relation_list(((TruncateStmt *) parsetree)->relations, "truncate");

@@ -51,6 +51,9 @@
 
 #define KG_MAX_DATABASES 64
 
+/* How long a database's worker stays away for DROP/RENAME DATABASE. */
+#define KG_PAUSE_MS 10000
+
 /* Least time between two starts of one database's worker. */
 #define KG_RESTART_DELAY_MS 2000
 
@@ -60,6 +63,7 @@ typedef struct KgWorkerSlot
 	pid_t		pid;			/* 0 while not running */
 	Latch	   *latch;
 	bool		no_extension;	/* last worker found no keys_guard here */
+	TimestampTz paused_until;	/* DROP/RENAME DATABASE in progress */
 } KgWorkerSlot;
 
 typedef struct KgWorkerShared
@@ -71,6 +75,8 @@ typedef struct KgWorkerShared
 } KgWorkerShared;
 
 static KgWorkerShared *shared = NULL;
+
+static KgWorkerSlot *slot_for(Oid dboid, bool create);
 
 PGDLLEXPORT void keys_guard_launcher_main(Datum main_arg);
 PGDLLEXPORT void keys_guard_worker_main(Datum main_arg);
@@ -151,6 +157,49 @@ keys_guard_notify_worker(PG_FUNCTION_ARGS)
 {
 	kg_worker_wake(MyDatabaseId);
 	PG_RETURN_VOID();
+}
+
+/*
+ * Stop the worker of a database and keep it stopped for a while, because
+ * DROP DATABASE, ALTER DATABASE ... RENAME and CREATE DATABASE ... TEMPLATE
+ * refuse to run while another session is connected to it.
+ */
+void
+kg_worker_stop_database(Oid dboid)
+{
+	pid_t		pid = 0;
+	int			waited_ms;
+
+	if (shared == NULL || !OidIsValid(dboid))
+		return;
+	SpinLockAcquire(&shared->mutex);
+	{
+		KgWorkerSlot *slot = slot_for(dboid, false);
+
+		if (slot)
+		{
+			slot->paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															 KG_PAUSE_MS);
+			pid = slot->pid;
+		}
+	}
+	SpinLockRelease(&shared->mutex);
+	if (pid == 0)
+		return;
+
+	(void) kill(pid, SIGTERM);
+	for (waited_ms = 0; waited_ms < KG_PAUSE_MS; waited_ms += 10)
+	{
+		bool		gone;
+
+		SpinLockAcquire(&shared->mutex);
+		gone = (slot_for(dboid, false) == NULL || slot_for(dboid, false)->pid != pid);
+		SpinLockRelease(&shared->mutex);
+		if (gone)
+			return;
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(10 * 1000L);
+	}
 }
 
 /* Whether keys_guard.database lets the worker serve this database. */
@@ -242,6 +291,7 @@ slot_for(Oid dboid, bool create)
 		free_slot->pid = 0;
 		free_slot->latch = NULL;
 		free_slot->no_extension = false;
+		free_slot->paused_until = 0;
 		return free_slot;
 	}
 	return NULL;
@@ -323,7 +373,7 @@ launcher_pass(bool rescan)
 		slot = slot_for(dboid, true);
 		if (slot && rescan)
 			slot->no_extension = false;
-		skip = (slot == NULL || slot->no_extension);
+		skip = (slot == NULL || slot->no_extension || slot->paused_until > now);
 		SpinLockRelease(&shared->mutex);
 
 		if (skip || worker_is_running(entry))
