@@ -502,9 +502,13 @@ strip_relabel(Node *node)
 	return node;
 }
 
-/* The pooled table a Var of this query level refers to by its tenant column. */
+/*
+ * The pooled table whose tenant column an expression of this query level
+ * is, looking through the output columns of subqueries (views, derived
+ * tables), so that a predicate on a view's tenant column counts too.
+ */
 static KgPooledRel *
-tenant_column_var(Query *query, Node *node)
+tenant_column_of(Query *query, Node *node, Oid *relid)
 {
 	Var		   *var;
 	RangeTblEntry *rte;
@@ -518,11 +522,21 @@ tenant_column_var(Query *query, Node *node)
 		var->varno > list_length(query->rtable))
 		return NULL;
 	rte = rt_fetch(var->varno, query->rtable);
+	if (rte->rtekind == RTE_SUBQUERY && rte->subquery != NULL &&
+		rte->subquery->setOperations == NULL)
+	{
+		TargetEntry *tle = get_tle_by_resno(rte->subquery->targetList, var->varattno);
+
+		if (tle == NULL || tle->resjunk)
+			return NULL;
+		return tenant_column_of(rte->subquery, (Node *) tle->expr, relid);
+	}
 	if (rte->rtekind != RTE_RELATION)
 		return NULL;
 	pooled = kg_pooled_rel(rte->relid);
 	if (pooled == NULL || pooled->tenant_attno != var->varattno)
 		return NULL;
+	*relid = rte->relid;
 	return pooled;
 }
 
@@ -560,14 +574,6 @@ is_tenant_value(Node *node)
 		!checkExprHasSubLink(node);
 }
 
-static Oid
-pooled_relid_of(Query *query, Node *varnode)
-{
-	Var		   *var = (Var *) strip_relabel(varnode);
-
-	return rt_fetch(var->varno, query->rtable)->relid;
-}
-
 /*
  * Find "tenant_column = value" and "tenant_column IN (...)" anywhere in a
  * qual tree of one query level.
@@ -578,6 +584,7 @@ find_tenant_predicates(Node *node, void *arg)
 	void	  **args = (void **) arg;
 	Query	   *query = (Query *) args[0];
 	GateContext *ctx = (GateContext *) args[1];
+	Oid			relid;
 
 	if (node == NULL)
 		return false;
@@ -593,10 +600,10 @@ find_tenant_predicates(Node *node, void *arg)
 
 		if (opname != NULL && strcmp(opname, "=") == 0)
 		{
-			if (tenant_column_var(query, left) && is_tenant_value(right))
-				ctx->gates = lappend(ctx->gates, make_gate(pooled_relid_of(query, left), right));
-			else if (tenant_column_var(query, right) && is_tenant_value(left))
-				ctx->gates = lappend(ctx->gates, make_gate(pooled_relid_of(query, right), left));
+			if (tenant_column_of(query, left, &relid) && is_tenant_value(right))
+				ctx->gates = lappend(ctx->gates, make_gate(relid, right));
+			else if (tenant_column_of(query, right, &relid) && is_tenant_value(left))
+				ctx->gates = lappend(ctx->gates, make_gate(relid, left));
 		}
 	}
 	else if (IsA(node, ScalarArrayOpExpr))
@@ -607,10 +614,8 @@ find_tenant_predicates(Node *node, void *arg)
 		char	   *opname = get_opname(saop->opno);
 
 		if (saop->useOr && opname != NULL && strcmp(opname, "=") == 0 &&
-			tenant_column_var(query, left) && is_tenant_value(right))
+			tenant_column_of(query, left, &relid) && is_tenant_value(right))
 		{
-			Oid			relid = pooled_relid_of(query, left);
-
 			if (IsA(right, ArrayExpr))
 			{
 				ListCell   *lc;

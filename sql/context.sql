@@ -1,0 +1,140 @@
+--
+-- context: set_context, admin_context, clear_context and the current_*
+-- functions (SPEC.md §3)
+--
+\set SHOW_CONTEXT never
+
+-- No context: NULL, never an empty string.
+SELECT keys_guard.current_tenant() IS NULL AS tenant_null,
+       keys_guard.current_actor() IS NULL AS actor_null,
+       keys_guard.current_request_id() IS NULL AS request_null;
+
+-- Transaction-scoped by default; the tenant schema goes first on search_path.
+SHOW search_path;
+BEGIN;
+SELECT keys_guard.set_context(tenant => 'acme', actor => 'user_456', request_id => 'req-1');
+SELECT keys_guard.current_tenant(), keys_guard.current_actor(), keys_guard.current_request_id();
+SHOW search_path;
+-- Switching tenants replaces the tenant schema rather than stacking it.
+SELECT keys_guard.set_context('globex', 'user_456');
+SHOW search_path;
+-- A missing request id is generated: a UUID.
+SELECT keys_guard.current_request_id() ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$' AS uuid_request_id;
+COMMIT;
+SELECT keys_guard.current_tenant() IS NULL AS gone_after_commit;
+SHOW search_path;
+
+-- Rolled back with the transaction too.
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_1', is_local => false);
+ROLLBACK;
+SELECT keys_guard.current_tenant() IS NULL AS gone_after_rollback;
+
+-- is_local => false lasts for the session, until clear_context().
+SELECT keys_guard.set_context('acme', 'user_1', 'req-s', is_local => false);
+SELECT keys_guard.current_tenant(), keys_guard.current_request_id();
+SHOW search_path;
+SELECT keys_guard.clear_context();
+SELECT keys_guard.current_tenant() IS NULL AS cleared, keys_guard.current_actor() IS NULL AS actor_cleared;
+SHOW search_path;
+
+-- is_local outside a transaction block warns: it lasts one statement.
+SELECT keys_guard.set_context('acme', 'user_1');
+SELECT keys_guard.current_tenant() IS NULL AS already_gone;
+
+-- Bad input: a clear error, nothing changed.
+SELECT keys_guard.set_context(NULL, 'user_1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.set_context('acme', NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.set_context('acme', 'user_1', NULL, NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.set_context('', 'user_1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.set_context('acme', '');
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.set_context('acme', 'user_1', '');
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.set_context('nosuchtenant', 'user_1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.set_context('acme''; SET ROLE postgres; --', 'user_1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.set_context(repeat('a', 10000), 'user_1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.set_context('acme', repeat('u', 201));
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.set_context('acme', E'user\nLOG:  forged line');
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.current_tenant() IS NULL AS unchanged;
+
+-- Nobody claims a tenant through the settings: not a superuser ...
+SET keys_guard.tenant = 'acme';
+\echo :LAST_ERROR_SQLSTATE
+SELECT set_config('keys_guard.tenant', 'acme', false);
+\echo :LAST_ERROR_SQLSTATE
+SET keys_guard.admin_reason = 'because';
+\echo :LAST_ERROR_SQLSTATE
+-- ... not through a function's SET clause ...
+CREATE FUNCTION public.claim() RETURNS text LANGUAGE sql
+    SET keys_guard.tenant = 'acme' AS 'SELECT keys_guard.current_tenant()';
+\echo :LAST_ERROR_SQLSTATE
+-- ... not a plain role ...
+SET ROLE kg_nobody;
+SET keys_guard.tenant = 'acme';
+\echo :LAST_ERROR_SQLSTATE
+SELECT set_config('keys_guard.actor', 'someone', true);
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.set_context('acme', 'user_1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.admin_context('me', 'curiosity');
+\echo :LAST_ERROR_SQLSTATE
+-- ... though anyone may give a context up.
+SELECT keys_guard.clear_context();
+RESET ROLE;
+-- Clearing (RESET) is always allowed.
+RESET keys_guard.tenant;
+SELECT keys_guard.current_tenant() IS NULL AS still_none;
+
+-- The gateway sets contexts but cannot act as an admin.
+SET ROLE kg_app;
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_456');
+SELECT keys_guard.current_tenant();
+COMMIT;
+SELECT keys_guard.admin_context('user_456', 'support ticket');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
+-- admin_context: attributed, with a reason; no current tenant.
+SET ROLE kg_migrator;
+BEGIN;
+SELECT keys_guard.admin_context(actor => 'ops_jane', reason => 'data migration 2026-11');
+SELECT keys_guard.current_tenant() IS NULL AS no_tenant, keys_guard.current_actor();
+SHOW keys_guard.admin_reason;
+-- set_context ends the admin context.
+SELECT keys_guard.set_context('acme', 'ops_jane');
+SHOW keys_guard.admin_reason;
+COMMIT;
+SELECT keys_guard.admin_context('ops_jane', '');
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.admin_context('ops_jane', NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.admin_context('', 'reason');
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.admin_context('ops_jane', repeat('r', 501));
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
+-- keys_guard.bypass is superuser-only.
+SET ROLE kg_app;
+SET keys_guard.bypass = on;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
+-- A context cannot be set for a tenant that is pending deletion.
+UPDATE keys_guard.tenant SET status = 'deleted', deleted_at = now(),
+       hard_delete_at = now() + interval '30 days' WHERE id = 'initech';
+SELECT keys_guard.set_context('initech', 'user_1');
+\echo :LAST_ERROR_SQLSTATE
+UPDATE keys_guard.tenant SET status = 'active', deleted_at = NULL,
+       hard_delete_at = NULL WHERE id = 'initech';

@@ -1,0 +1,184 @@
+--
+-- isolation: relations of tenant schemas (SPEC.md §6)
+--
+\set SHOW_CONTEXT never
+GRANT USAGE ON SCHEMA tenant_acme, tenant_globex TO kg_app;
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON tenant_acme.notes, tenant_globex.notes TO kg_app;
+
+-- No context: refused for everyone, superusers included.
+SELECT * FROM tenant_acme.notes;
+\echo :LAST_ERROR_SQLSTATE
+SET ROLE kg_app;
+INSERT INTO tenant_acme.notes VALUES (1, 'x');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
+-- Own schema: everything works, unqualified names resolve to it.
+SET ROLE kg_app;
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_a', 'req-a');
+INSERT INTO notes VALUES (1, 'acme note'), (2, 'second acme note');
+UPDATE notes SET body = 'acme note, edited' WHERE id = 1;
+SELECT * FROM notes ORDER BY id;
+SELECT * FROM tenant_acme.notes ORDER BY id;
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('globex', 'user_g', 'req-g');
+INSERT INTO notes VALUES (1, 'globex note');
+SELECT * FROM notes;
+COMMIT;
+RESET ROLE;
+
+-- Another tenant's schema: 42501 for every kind of access.
+CREATE FUNCTION public.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE stmt;
+    RETURN 'allowed';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ' ' || SQLERRM;
+END
+$$;
+CREATE VIEW public.acme_notes AS SELECT * FROM tenant_acme.notes;
+CREATE FUNCTION public.acme_count_sql() RETURNS bigint LANGUAGE sql
+    AS 'SELECT count(*) FROM tenant_acme.notes';
+CREATE FUNCTION public.acme_count_definer() RETURNS bigint LANGUAGE sql
+    SECURITY DEFINER AS 'SELECT count(*) FROM tenant_acme.notes';
+GRANT SELECT ON public.acme_notes, tenant_acme.notes_view TO kg_app;
+
+SET ROLE kg_app;
+BEGIN;
+SELECT keys_guard.set_context('globex', 'user_g', 'req-g');
+SELECT stmt, try(stmt) FROM (VALUES
+    ('SELECT * FROM tenant_acme.notes'),
+    ('INSERT INTO tenant_acme.notes VALUES (9, ''x'')'),
+    ('UPDATE tenant_acme.notes SET body = ''x'''),
+    ('DELETE FROM tenant_acme.notes'),
+    ('MERGE INTO tenant_acme.notes n USING (SELECT 1 AS id) s ON n.id = s.id WHEN MATCHED THEN UPDATE SET body = ''x'''),
+    ('TRUNCATE tenant_acme.notes'),
+    ('LOCK TABLE tenant_acme.notes IN ACCESS SHARE MODE'),
+    ('SELECT * FROM public.acme_notes'),
+    ('SELECT public.acme_count_sql()'),
+    ('SELECT public.acme_count_definer()'),
+    ('SELECT * FROM tenant_acme.notes_view'),
+    ('SELECT g.* FROM notes g JOIN tenant_acme.notes a USING (id)'),
+    ('SELECT * FROM notes WHERE id IN (SELECT id FROM tenant_acme.notes)'),
+    ('WITH a AS (SELECT * FROM tenant_acme.notes) SELECT * FROM a')
+) AS t(stmt);
+COMMIT;
+-- COPY, both forms (psql runs these; PL/pgSQL cannot).
+BEGIN;
+SELECT keys_guard.set_context('globex', 'user_g');
+COPY tenant_acme.notes TO STDOUT;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.set_context('globex', 'user_g');
+COPY (SELECT * FROM tenant_acme.notes) TO STDOUT;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.set_context('globex', 'user_g');
+COPY tenant_acme.notes FROM STDIN;
+9	smuggled
+\.
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+RESET ROLE;
+
+-- The message names the relation and both tenants.
+BEGIN;
+SELECT keys_guard.set_context('globex', 'user_g');
+SELECT * FROM tenant_acme.notes;
+ROLLBACK;
+
+-- A statement prepared under one tenant is checked again under another.
+SET ROLE kg_app;
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_a');
+PREPARE acme_notes_stmt AS SELECT count(*) FROM tenant_acme.notes;
+EXECUTE acme_notes_stmt;
+SELECT keys_guard.set_context('globex', 'user_g');
+EXECUTE acme_notes_stmt;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+DEALLOCATE acme_notes_stmt;
+
+-- A cursor opened under one tenant cannot be read under another.
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_a');
+DECLARE acme_cur CURSOR FOR SELECT id FROM tenant_acme.notes ORDER BY id;
+FETCH 1 FROM acme_cur;
+SELECT keys_guard.set_context('globex', 'user_g');
+FETCH 1 FROM acme_cur;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+RESET ROLE;
+
+-- acme's rows are intact after all the attempts.
+BEGIN;
+SELECT keys_guard.set_context('acme', 'auditor');
+SELECT * FROM tenant_acme.notes ORDER BY id;
+COMMIT;
+
+-- DDL: migrations (no context) may change every tenant schema ...
+ALTER TABLE tenant_acme.notes ADD COLUMN tag text;
+ALTER TABLE tenant_globex.notes ADD COLUMN tag text;
+-- ... with a context, only the tenant's own schema.
+BEGIN;
+SELECT keys_guard.set_context('globex', 'user_g');
+CREATE TABLE tenant_globex.scratch (x int);
+CREATE INDEX ON tenant_globex.scratch (x);
+CREATE TEMP TABLE scratch_tmp (x int);
+DROP TABLE tenant_globex.scratch;
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('globex', 'user_g');
+ALTER TABLE tenant_acme.notes ADD COLUMN evil int;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.set_context('globex', 'user_g');
+CREATE TABLE tenant_acme.evil (x int);
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.set_context('globex', 'user_g');
+DROP TABLE tenant_acme.notes CASCADE;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.set_context('globex', 'user_g');
+CREATE TABLE public.evil (x int);
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+SELECT to_regclass('tenant_acme.evil') IS NULL AND to_regclass('public.evil') IS NULL AS nothing_created;
+
+-- An admin context reaches every tenant.
+SET ROLE kg_migrator;
+GRANT USAGE ON SCHEMA tenant_acme, tenant_globex TO kg_migrator;
+RESET ROLE;
+GRANT SELECT ON tenant_acme.notes, tenant_globex.notes TO kg_migrator;
+SET ROLE kg_migrator;
+BEGIN;
+SELECT keys_guard.admin_context('ops_jane', 'monthly report');
+SELECT (SELECT count(*) FROM tenant_acme.notes) AS acme, (SELECT count(*) FROM tenant_globex.notes) AS globex;
+COMMIT;
+RESET ROLE;
+
+-- A tenant pending deletion: its data is denied, with a detail that says
+-- so, even to a context set before the deletion.
+SELECT keys_guard.set_context('globex', 'user_g', is_local => false);
+UPDATE keys_guard.tenant SET status = 'deleted', deleted_at = now(),
+       hard_delete_at = now() + interval '30 days' WHERE id = 'globex';
+SELECT * FROM tenant_globex.notes;
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.clear_context();
+UPDATE keys_guard.tenant SET status = 'active', deleted_at = NULL,
+       hard_delete_at = NULL WHERE id = 'globex';
+
+-- keys_guard.bypass: superusers read without a context (pg_dump).
+SET keys_guard.bypass = on;
+SELECT count(*) FROM tenant_acme.notes;
+RESET keys_guard.bypass;
+SELECT count(*) FROM tenant_acme.notes;
+\echo :LAST_ERROR_SQLSTATE
