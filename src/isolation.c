@@ -102,7 +102,22 @@ relation_display_name(Oid relid)
 	return quote_qualified_identifier(nspname, relname);
 }
 
-/* Build a small JSON object from key/value pairs (NULL values skipped). */
+static void
+append_json_pair(StringInfo buf, const char *key, const char *value)
+{
+	if (value == NULL)
+		return;
+	if (buf->len > 1)
+		appendStringInfoString(buf, ", ");
+	escape_json(buf, key);
+	appendStringInfoString(buf, ": ");
+	escape_json(buf, value);
+}
+
+/*
+ * The audit detail of a record: up to two facts and the database role that
+ * acted (NULL values are left out).
+ */
 static char *
 json_detail(const char *key1, const char *value1,
 			const char *key2, const char *value2)
@@ -111,20 +126,9 @@ json_detail(const char *key1, const char *value1,
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
-	if (value1)
-	{
-		escape_json(&buf, key1);
-		appendStringInfoString(&buf, ": ");
-		escape_json(&buf, value1);
-	}
-	if (value2)
-	{
-		if (value1)
-			appendStringInfoString(&buf, ", ");
-		escape_json(&buf, key2);
-		appendStringInfoString(&buf, ": ");
-		escape_json(&buf, value2);
-	}
+	append_json_pair(&buf, key1, value1);
+	append_json_pair(&buf, key2, value2);
+	append_json_pair(&buf, "role", GetUserNameFromId(GetUserId(), true));
 	appendStringInfoChar(&buf, '}');
 	return buf.data;
 }
@@ -222,8 +226,7 @@ audit_bypass_once(const char *action, Oid relid)
 		return;
 	bypass_audited = true;
 	kg_audit_enqueue("bypass", relation_display_name(relid), KG_OUTCOME_OK,
-					 json_detail("role", GetUserNameFromId(GetUserId(), false),
-								 "first_action", action));
+					 json_detail("first_action", action, NULL, NULL));
 }
 
 /*
