@@ -207,3 +207,13 @@ SELECT keys_guard.release_table('public.counters');
 SELECT keys_guard.release_table('public.counters');
 SELECT count(*) FROM public.counters;
 SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'public.counters'::regclass;
+-- release_table: bad input.
+SELECT keys_guard.release_table(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.release_table('');
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.release_table('public.nosuchtable');
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.release_table('public.invoices"; DROP TABLE public.invoices; --');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS still_guarded FROM keys_guard.guarded_tables WHERE relation = 'public.invoices'::regclass;
