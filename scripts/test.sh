@@ -54,7 +54,7 @@ fi
 
 echo "==> TAP suites"
 if ! runuser -u postgres -- env PATH="$PATH" PG_REGRESS="$pgxs_test/regress/pg_regress" \
-     bash -c 'cd "$1" && prove -I "$2/perl" t/' _ "$work" "$pgxs_test"; then
+     bash -c 'cd "$1" && prove -I "$2/perl" t/*.pl' _ "$work" "$pgxs_test"; then
   status=1
   for log in "$work"/tmp_check/log/*; do
     [ -f "$log" ] && { echo "--- $log"; tail -50 "$log"; }
