@@ -282,6 +282,21 @@ foreach my $user ('dba', 'app')
 		"$user: after ALTER ROLE ... SET, tenant rows still need a context");
 }
 
+# Nor does a database-level default.
+$node->psql('postgres',
+	"ALTER DATABASE postgres SET keys_guard.tenant = 'acme';");
+foreach my $user ('dba', 'app')
+{
+	($ret, $out, $err) = $node->psql(
+		'postgres', $probe,
+		connstr => connstr_as($user),
+		on_error_stop => 1);
+	like($out, qr/^<none>$/m,
+		"$user: ALTER DATABASE ... SET keys_guard.tenant gives no context at login");
+	like($err, qr/no tenant context/,
+		"$user: after ALTER DATABASE ... SET, tenant rows still need a context");
+}
+
 # The server is still healthy, and a legitimate context still works.
 is( $node->safe_psql(
 		'postgres', $read_as_acme, connstr => connstr_as('app')),

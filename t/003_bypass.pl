@@ -79,6 +79,8 @@ SELECT keys_guard.set_context('a', 'marker', 'marker-$marker') \\g /dev/null
 SELECT * FROM tenant_b.docs;
 },
 		connstr => connstr_as('gw'));
+	# A bounded wait (the default is minutes): SPEC.md §6 gives 2 seconds.
+	local $PostgreSQL::Test::Utils::timeout_default = 10;
 	return $node->poll_query_until(
 		'postgres',
 		"SELECT count(*) > 0 FROM keys_guard.audit_log"
