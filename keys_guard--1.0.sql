@@ -168,6 +168,13 @@ RETURNS boolean
 LANGUAGE C STABLE PARALLEL RESTRICTED
 AS 'MODULE_PATHNAME', 'keys_guard_assert_tenant';
 
+-- Gate for a sequence function (nextval, currval, setval) naming a
+-- sequence of a tenant schema: the relation rules decide.
+CREATE FUNCTION keys_guard._assert_relation(relid oid)
+RETURNS boolean
+LANGUAGE C STABLE PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'keys_guard_assert_relation';
+
 -- Fail-closed row security: true while the library is preloaded, an error
 -- otherwise.  Every guarded table has a restrictive policy calling it.
 CREATE FUNCTION keys_guard._guard_active()
@@ -224,7 +231,8 @@ GRANT SELECT ON keys_guard.tenants, keys_guard.guarded_tables
 CREATE FUNCTION keys_guard._resolve_relation(rel text)
 RETURNS regclass
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
+-- No SET search_path: names resolve in the caller's search_path, as they
+-- would in the caller's own statements.  Everything here is qualified.
 AS $$
 DECLARE
     r regclass;
@@ -381,18 +389,17 @@ $$;
 --
 -- Tables
 --
-CREATE FUNCTION keys_guard.protect_table(rel text,
-                                         tenant_column name DEFAULT NULL,
-                                         soft_delete boolean DEFAULT true,
-                                         grace interval DEFAULT NULL,
-                                         class text DEFAULT 'standard')
+CREATE FUNCTION keys_guard._protect_table(r regclass,
+                                          tenant_column name,
+                                          soft_delete boolean,
+                                          grace interval,
+                                          class text)
 RETURNS SETOF keys_guard.guarded_tables
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
-    r          regclass;
     kind       "char";
     nsp        name;
     col_type   regtype;
@@ -401,7 +408,6 @@ DECLARE
     old        keys_guard.guarded_table;
     class_rank constant jsonb := '{"standard": 0, "payment": 1, "audit": 2}';
 BEGIN
-    r := keys_guard._resolve_relation(rel);
     IF soft_delete IS NULL OR class IS NULL THEN
         RAISE EXCEPTION 'soft_delete and class must not be null'
             USING ERRCODE = 'null_value_not_allowed';
@@ -490,9 +496,9 @@ BEGIN
         RAISE NOTICE 'table "%" is already guarded with these options, skipping', r;
     ELSE
         UPDATE keys_guard.guarded_table g
-           SET soft_delete = protect_table.soft_delete,
-               grace = protect_table.grace,
-               class = protect_table.class
+           SET soft_delete = _protect_table.soft_delete,
+               grace = _protect_table.grace,
+               class = _protect_table.class
          WHERE g.relid = r;
         PERFORM keys_guard._audit('protect_table', r::text,
                                   jsonb_build_object('upgraded_from', to_jsonb(old) - 'relid',
@@ -504,13 +510,12 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION keys_guard.release_table(rel text)
+CREATE FUNCTION keys_guard._release_table(r regclass)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r   regclass := keys_guard._resolve_relation(rel);
     old keys_guard.guarded_table;
 BEGIN
     SELECT * INTO old FROM keys_guard.guarded_table g WHERE g.relid = r;
@@ -530,14 +535,37 @@ BEGIN
 END
 $$;
 
+-- The public entry points resolve the relation name in the caller's
+-- search_path, then do the privileged work in the functions above.
+CREATE FUNCTION keys_guard.protect_table(rel text,
+                                         tenant_column name DEFAULT NULL,
+                                         soft_delete boolean DEFAULT true,
+                                         grace interval DEFAULT NULL,
+                                         class text DEFAULT 'standard')
+RETURNS SETOF keys_guard.guarded_tables
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT * FROM keys_guard._protect_table(keys_guard._resolve_relation(rel),
+                                            tenant_column, soft_delete, grace, class)
+$$;
+
+CREATE FUNCTION keys_guard.release_table(rel text)
+RETURNS boolean
+LANGUAGE sql VOLATILE
+AS $$ SELECT keys_guard._release_table(keys_guard._resolve_relation(rel)) $$;
+
 REVOKE ALL ON FUNCTION keys_guard.create_tenant(text, text),
     keys_guard.protect_table(text, name, boolean, interval, text),
     keys_guard.release_table(text),
+    keys_guard._protect_table(regclass, name, boolean, interval, text),
+    keys_guard._release_table(regclass),
     keys_guard._apply_guard(regclass, text, name, boolean, interval, text),
     keys_guard._audit(text, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION keys_guard.create_tenant(text, text),
     keys_guard.protect_table(text, name, boolean, interval, text),
-    keys_guard.release_table(text) TO keys_guard_admin;
+    keys_guard.release_table(text),
+    keys_guard._protect_table(regclass, name, boolean, interval, text),
+    keys_guard._release_table(regclass) TO keys_guard_admin;
 REVOKE ALL ON FUNCTION keys_guard.set_context(text, text, text, boolean),
     keys_guard.admin_context(text, text, text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION keys_guard.set_context(text, text, text, boolean)

@@ -17,5 +17,5 @@ trap 'rm -f "$demo_sql"' EXIT
 cp scripts/demo.sql "$demo_sql"
 chmod 644 "$demo_sql"
 
-pg_virtualenv -o shared_preload_libraries=keys_guard \
-  runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=0 -d postgres -f "$demo_sql"
+runuser -u postgres -- pg_virtualenv -o shared_preload_libraries=keys_guard \
+  psql -X -q -v ON_ERROR_STOP=0 -d postgres -f "$demo_sql"

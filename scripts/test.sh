@@ -34,15 +34,17 @@ settings=(-o "shared_preload_libraries=keys_guard" -o "keys_guard.min_grace=0"
           -o "max_worker_processes=16")
 
 echo "==> pg_regress suites"
-if ! pg_virtualenv "${settings[@]}" \
-     runuser -u postgres -- make -s -C "$work" installcheck \
-       PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config; then
+# pg_virtualenv runs as postgres so that its clusters live in private
+# temporary directories (as root it would use /etc/postgresql/15/regress,
+# which two concurrent runs would share).
+if ! runuser -u postgres -- pg_virtualenv "${settings[@]}" \
+     make -s -C "$work" installcheck PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config; then
   status=1
   cat "$work/regression.diffs" 2>/dev/null | head -200 || true
 fi
 
 echo "==> pgTAP suites"
-if ! pg_virtualenv "${settings[@]}" runuser -u postgres -- bash -c '
+if ! runuser -u postgres -- pg_virtualenv "${settings[@]}" bash -c '
     set -e
     createdb keys_guard_tap
     psql -X -q -v ON_ERROR_STOP=1 -d keys_guard_tap \

@@ -60,6 +60,7 @@ static HTAB *guarded_rels = NULL;
 static Oid	tenant_registry_relid = InvalidOid;
 static Oid	guarded_registry_relid = InvalidOid;
 static Oid	assert_tenant_funcid = InvalidOid;
+static Oid	assert_relation_funcid = InvalidOid;
 static Oid	current_tenant_text_funcid = InvalidOid;
 static Oid	current_tenant_uuid_funcid = InvalidOid;
 static Oid	current_tenant_bigint_funcid = InvalidOid;
@@ -265,11 +266,13 @@ rebuild_cache(void)
 	tenant_registry_relid = get_relname_relid("tenant", nspoid);
 	guarded_registry_relid = get_relname_relid("guarded_table", nspoid);
 	assert_tenant_funcid = lookup_keys_guard_function("_assert_tenant", 2, assert_args);
+	assert_relation_funcid = lookup_keys_guard_function("_assert_relation", 1, assert_args);
 	current_tenant_text_funcid = lookup_keys_guard_function("current_tenant", 0, NULL);
 	current_tenant_uuid_funcid = lookup_keys_guard_function("_current_tenant_uuid", 0, NULL);
 	current_tenant_bigint_funcid = lookup_keys_guard_function("_current_tenant_bigint", 0, NULL);
 	if (!OidIsValid(tenant_registry_relid) || !OidIsValid(guarded_registry_relid) ||
-		!OidIsValid(assert_tenant_funcid) || !OidIsValid(current_tenant_text_funcid) ||
+		!OidIsValid(assert_tenant_funcid) || !OidIsValid(assert_relation_funcid) ||
+		!OidIsValid(current_tenant_text_funcid) ||
 		!OidIsValid(current_tenant_uuid_funcid) || !OidIsValid(current_tenant_bigint_funcid))
 	{
 		/* Installing: look again next time. */
@@ -358,6 +361,12 @@ Oid
 kg_assert_tenant_func(void)
 {
 	return kg_extension_active() ? assert_tenant_funcid : InvalidOid;
+}
+
+Oid
+kg_assert_relation_func(void)
+{
+	return kg_extension_active() ? assert_relation_funcid : InvalidOid;
 }
 
 /*

@@ -53,6 +53,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -86,6 +87,9 @@ static dlist_head running_queries = DLIST_STATIC_INIT(running_queries);
 /* Audit bookkeeping: bypass once per session, admin once per statement. */
 static bool bypass_audited = false;
 static TimestampTz admin_audited_statement = 0;
+
+static void gate_pulled_up_predicates(PlannerInfo *root, Index rtindex, Oid relid,
+									  KgPooledRel *pooled);
 
 /* Set while planning when a pooled table was planned without the filter. */
 static bool planned_unfiltered_pooled = false;
@@ -487,6 +491,9 @@ kg_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent,
 								   rte->securityQuals);
 		root->qual_security_level = Max(root->qual_security_level,
 										list_length(rte->securityQuals));
+		if (kg_current_mode() == KG_MODE_TENANT && root->parse->jointree != NULL &&
+			(root->parse->jointree->quals == NULL || IsA(root->parse->jointree->quals, List)))
+			gate_pulled_up_predicates(root, rel->relid, relationObjectId, pooled);
 	}
 	else
 		planned_unfiltered_pooled = true;
@@ -494,7 +501,8 @@ kg_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent,
 
 typedef struct GateContext
 {
-	List	   *gates;			/* gate expressions for the current level */
+	List	   *ancestors;		/* enclosing query levels, innermost first */
+	List	   *gates;			/* gates for the level being walked */
 } GateContext;
 
 static Node *
@@ -505,13 +513,58 @@ strip_relabel(Node *node)
 	return node;
 }
 
+static KgPooledRel *tenant_column_of(Query *query, List *ancestors, Node *node,
+									 Oid *relid);
+
+/* The output column attno of a CTE visible from query, if it is a SELECT. */
+static KgPooledRel *
+tenant_column_of_cte(Query *query, List *ancestors, RangeTblEntry *rte,
+					 AttrNumber attno, Oid *relid)
+{
+	Query	   *owner;
+	List	   *owner_ancestors;
+	ListCell   *lc;
+
+	if (rte->self_reference || rte->ctelevelsup > list_length(ancestors))
+		return NULL;
+	if (rte->ctelevelsup == 0)
+	{
+		owner = query;
+		owner_ancestors = ancestors;
+	}
+	else
+	{
+		owner = list_nth(ancestors, rte->ctelevelsup - 1);
+		owner_ancestors = list_copy_tail(ancestors, rte->ctelevelsup);
+	}
+	foreach(lc, owner->cteList)
+	{
+		CommonTableExpr *cte = lfirst_node(CommonTableExpr, lc);
+		Query	   *ctequery = (Query *) cte->ctequery;
+		TargetEntry *tle;
+
+		if (strcmp(cte->ctename, rte->ctename) != 0)
+			continue;
+		if (cte->cterecursive || !IsA(ctequery, Query) ||
+			ctequery->commandType != CMD_SELECT)
+			return NULL;
+		tle = get_tle_by_resno(ctequery->targetList, attno);
+		if (tle == NULL || tle->resjunk)
+			return NULL;
+		return tenant_column_of(ctequery, lcons(owner, owner_ancestors),
+								(Node *) tle->expr, relid);
+	}
+	return NULL;
+}
+
 /*
  * The pooled table whose tenant column an expression of this query level
  * is, looking through the output columns of subqueries (views, derived
- * tables), so that a predicate on a view's tenant column counts too.
+ * tables) and CTEs, so that a predicate on a view's or a CTE's tenant
+ * column counts too.
  */
 static KgPooledRel *
-tenant_column_of(Query *query, Node *node, Oid *relid)
+tenant_column_of(Query *query, List *ancestors, Node *node, Oid *relid)
 {
 	Var		   *var;
 	RangeTblEntry *rte;
@@ -532,8 +585,11 @@ tenant_column_of(Query *query, Node *node, Oid *relid)
 
 		if (tle == NULL || tle->resjunk)
 			return NULL;
-		return tenant_column_of(rte->subquery, (Node *) tle->expr, relid);
+		return tenant_column_of(rte->subquery, lcons(query, ancestors),
+								(Node *) tle->expr, relid);
 	}
+	if (rte->rtekind == RTE_CTE)
+		return tenant_column_of_cte(query, ancestors, rte, var->varattno, relid);
 	if (rte->rtekind != RTE_RELATION)
 		return NULL;
 	pooled = kg_pooled_rel(rte->relid);
@@ -554,18 +610,30 @@ make_gate(Oid relid, Node *value)
 	{
 		CoerceViaIO *coerce = makeNode(CoerceViaIO);
 
-		coerce->arg = (Expr *) value;
+		coerce->arg = (Expr *) copyObject(value);
 		coerce->resulttype = TEXTOID;
 		coerce->resultcollid = DEFAULT_COLLATION_OID;
 		coerce->coerceformat = COERCE_EXPLICIT_CAST;
 		coerce->location = -1;
 		as_text = (Node *) coerce;
 	}
+	else
+		as_text = copyObject(value);
 	return (Expr *) makeFuncExpr(kg_assert_tenant_func(), BOOLOID,
 								 list_make2(makeConst(OIDOID, -1, InvalidOid, sizeof(Oid),
 													  ObjectIdGetDatum(relid), false, true),
-											copyObject(as_text)),
+											as_text),
 								 InvalidOid, DEFAULT_COLLATION_OID, COERCE_EXPLICIT_CALL);
+}
+
+/* keys_guard._assert_relation(relid) */
+static Expr *
+make_relation_gate(Oid relid)
+{
+	return (Expr *) makeFuncExpr(kg_assert_relation_func(), BOOLOID,
+								 list_make1(makeConst(OIDOID, -1, InvalidOid, sizeof(Oid),
+													  ObjectIdGetDatum(relid), false, true)),
+								 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
 }
 
 /* A value that identifies a tenant without depending on the row. */
@@ -578,21 +646,16 @@ is_tenant_value(Node *node)
 }
 
 /*
- * Find "tenant_column = value" and "tenant_column IN (...)" anywhere in a
- * qual tree of one query level.
+ * The tenant-column test of one predicate.  "match" says whether an
+ * expression is the tenant column of a pooled table (and which); gates for
+ * the values it is compared with are appended to *gates.
  */
-static bool
-find_tenant_predicates(Node *node, void *arg)
-{
-	void	  **args = (void **) arg;
-	Query	   *query = (Query *) args[0];
-	GateContext *ctx = (GateContext *) args[1];
-	Oid			relid;
+typedef KgPooledRel *(*TenantColumnMatch) (Node *expr, void *arg, Oid *relid);
 
-	if (node == NULL)
-		return false;
-	if (IsA(node, Query) || IsA(node, SubLink))
-		return false;			/* other levels are visited on their own */
+static void
+gate_predicate(Node *node, TenantColumnMatch match, void *arg, List **gates)
+{
+	Oid			relid;
 
 	if (IsA(node, OpExpr) && list_length(((OpExpr *) node)->args) == 2)
 	{
@@ -601,13 +664,12 @@ find_tenant_predicates(Node *node, void *arg)
 		Node	   *right = lsecond(op->args);
 		char	   *opname = get_opname(op->opno);
 
-		if (opname != NULL && strcmp(opname, "=") == 0)
-		{
-			if (tenant_column_of(query, left, &relid) && is_tenant_value(right))
-				ctx->gates = lappend(ctx->gates, make_gate(relid, right));
-			else if (tenant_column_of(query, right, &relid) && is_tenant_value(left))
-				ctx->gates = lappend(ctx->gates, make_gate(relid, left));
-		}
+		if (opname == NULL || strcmp(opname, "=") != 0)
+			return;
+		if (match(left, arg, &relid) && is_tenant_value(right))
+			*gates = lappend(*gates, make_gate(relid, right));
+		else if (match(right, arg, &relid) && is_tenant_value(left))
+			*gates = lappend(*gates, make_gate(relid, left));
 	}
 	else if (IsA(node, ScalarArrayOpExpr))
 	{
@@ -616,74 +678,215 @@ find_tenant_predicates(Node *node, void *arg)
 		Node	   *right = lsecond(saop->args);
 		char	   *opname = get_opname(saop->opno);
 
-		if (saop->useOr && opname != NULL && strcmp(opname, "=") == 0 &&
-			tenant_column_of(query, left, &relid) && is_tenant_value(right))
+		if (!saop->useOr || opname == NULL || strcmp(opname, "=") != 0 ||
+			!match(left, arg, &relid) || !is_tenant_value(right))
+			return;
+		if (IsA(right, ArrayExpr))
 		{
-			if (IsA(right, ArrayExpr))
-			{
-				ListCell   *lc;
+			ListCell   *lc;
 
-				foreach(lc, ((ArrayExpr *) right)->elements)
-					ctx->gates = lappend(ctx->gates, make_gate(relid, lfirst(lc)));
-			}
-			else if (IsA(right, Const) && !((Const *) right)->constisnull)
-			{
-				ArrayType  *array = DatumGetArrayTypeP(((Const *) right)->constvalue);
-				Oid			elemtype = ARR_ELEMTYPE(array);
-				int16		typlen;
-				bool		typbyval;
-				char		typalign;
-				Datum	   *values;
-				bool	   *nulls;
-				int			n;
-				int			i;
+			foreach(lc, ((ArrayExpr *) right)->elements)
+				*gates = lappend(*gates, make_gate(relid, lfirst(lc)));
+		}
+		else if (IsA(right, Const) && !((Const *) right)->constisnull)
+		{
+			Const	   *array_const = (Const *) right;
+			ArrayType  *array = DatumGetArrayTypeP(array_const->constvalue);
+			Oid			elemtype = ARR_ELEMTYPE(array);
+			int16		typlen;
+			bool		typbyval;
+			char		typalign;
+			Datum	   *values;
+			bool	   *nulls;
+			int			n;
+			int			i;
 
-				get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-				deconstruct_array(array, elemtype, typlen, typbyval, typalign,
-								  &values, &nulls, &n);
-				for (i = 0; i < n; i++)
-				{
-					if (nulls[i])
-						continue;
-					ctx->gates = lappend(ctx->gates,
-										 make_gate(relid, (Node *) makeConst(elemtype, -1,
-																			 ((Const *) right)->constcollid,
-																			 typlen, values[i], false, typbyval)));
-				}
+			get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+			deconstruct_array(array, elemtype, typlen, typbyval, typalign,
+							  &values, &nulls, &n);
+			for (i = 0; i < n; i++)
+			{
+				if (nulls[i])
+					continue;
+				*gates = lappend(*gates,
+								 make_gate(relid, (Node *) makeConst(elemtype, -1,
+																	 array_const->constcollid,
+																	 typlen, values[i], false,
+																	 typbyval)));
 			}
-			else
-				ctx->gates = lappend(ctx->gates,
-									 make_gate(relid, (Node *) right));
+		}
+		else
+			*gates = lappend(*gates, make_gate(relid, right));
+	}
+}
+
+typedef struct PredicateWalk
+{
+	TenantColumnMatch match;
+	void	   *arg;
+	List	  **gates;
+} PredicateWalk;
+
+/* Walk one level's qual tree (not into sub-queries) gating tenant predicates. */
+static bool
+find_tenant_predicates(Node *node, void *arg)
+{
+	PredicateWalk *walk = (PredicateWalk *) arg;
+
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query) || IsA(node, SubLink) || IsA(node, SubPlan))
+		return false;			/* other levels are visited on their own */
+	gate_predicate(node, walk->match, walk->arg, walk->gates);
+	return expression_tree_walker(node, find_tenant_predicates, arg);
+}
+
+typedef struct QueryMatchArg
+{
+	Query	   *query;
+	List	   *ancestors;
+} QueryMatchArg;
+
+static KgPooledRel *
+match_query_tenant_column(Node *expr, void *arg, Oid *relid)
+{
+	QueryMatchArg *qm = (QueryMatchArg *) arg;
+
+	return tenant_column_of(qm->query, qm->ancestors, expr, relid);
+}
+
+/*
+ * Sequence functions name a sequence by oid and never put it in a range
+ * table; a call on a sequence of a tenant schema gets a relation gate,
+ * unless it is in the schema of the statement's own target table (a
+ * column default).
+ */
+static bool
+find_sequence_calls(Node *node, void *arg)
+{
+	void	  **args = (void **) arg;
+	Query	   *query = (Query *) args[0];
+	GateContext *ctx = (GateContext *) args[1];
+
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+		return false;
+	if (IsA(node, FuncExpr))
+	{
+		FuncExpr   *func = (FuncExpr *) node;
+
+		if ((func->funcid == F_NEXTVAL || func->funcid == F_CURRVAL ||
+			 func->funcid == F_SETVAL_REGCLASS_INT8 ||
+			 func->funcid == F_SETVAL_REGCLASS_INT8_BOOL) &&
+			func->args != NIL && IsA(linitial(func->args), Const) &&
+			!((Const *) linitial(func->args))->constisnull)
+		{
+			Oid			seqid = DatumGetObjectId(((Const *) linitial(func->args))->constvalue);
+			Oid			nspoid = get_rel_namespace(seqid);
+			bool		own_target = false;
+
+			if (query->resultRelation > 0)
+			{
+				RangeTblEntry *target = rt_fetch(query->resultRelation, query->rtable);
+
+				own_target = (target->rtekind == RTE_RELATION &&
+							  get_rel_namespace(target->relid) == nspoid);
+			}
+			if (!own_target && kg_tenant_by_namespace(nspoid) != NULL)
+				ctx->gates = lappend(ctx->gates, make_relation_gate(seqid));
 		}
 	}
-	return expression_tree_walker(node, find_tenant_predicates, arg);
+	return expression_tree_walker(node, find_sequence_calls, arg);
+}
+
+/* Append gates to a query level's WHERE clause (not yet preprocessed). */
+static void
+add_gates_to_query(Query *query, List *gates)
+{
+	if (gates == NIL)
+		return;
+	if (query->jointree == NULL)
+		query->jointree = makeFromExpr(NIL, NULL);
+	if (query->jointree->quals)
+		gates = lappend(gates, query->jointree->quals);
+	query->jointree->quals = (Node *) make_ands_explicit(gates);
 }
 
 /* Add gates for one query level, then descend into the others. */
 static bool
 add_tenant_gates(Node *node, void *arg)
 {
+	GateContext *outer = (GateContext *) arg;
+
 	if (node == NULL)
 		return false;
 	if (IsA(node, Query))
 	{
 		Query	   *query = (Query *) node;
-		GateContext ctx = {NIL};
-		void	   *args[2] = {query, &ctx};
+		GateContext ctx = {outer ? outer->ancestors : NIL, NIL};
+		QueryMatchArg qm = {query, ctx.ancestors};
+		PredicateWalk walk = {match_query_tenant_column, &qm, &ctx.gates};
+		void	   *seqargs[2] = {query, &ctx};
+		GateContext inner;
+		bool		result;
 
 		if (query->jointree)
-			(void) find_tenant_predicates((Node *) query->jointree, args);
-		if (ctx.gates != NIL)
-		{
-			List	   *quals = ctx.gates;
+			(void) find_tenant_predicates((Node *) query->jointree, &walk);
+		(void) query_tree_walker(query, find_sequence_calls, seqargs,
+								 QTW_IGNORE_RT_SUBQUERIES | QTW_IGNORE_CTE_SUBQUERIES);
+		add_gates_to_query(query, ctx.gates);
 
-			if (query->jointree->quals)
-				quals = lappend(quals, query->jointree->quals);
-			query->jointree->quals = (Node *) make_ands_explicit(quals);
-		}
-		return query_tree_walker(query, add_tenant_gates, arg, 0);
+		inner.ancestors = lcons(query, ctx.ancestors);
+		inner.gates = NIL;
+		result = query_tree_walker(query, add_tenant_gates, &inner, 0);
+		return result;
 	}
 	return expression_tree_walker(node, add_tenant_gates, arg);
+}
+
+typedef struct RelMatchArg
+{
+	Index		rtindex;
+	Oid			relid;
+	KgPooledRel *pooled;
+} RelMatchArg;
+
+static KgPooledRel *
+match_rel_tenant_column(Node *expr, void *arg, Oid *relid)
+{
+	RelMatchArg *rm = (RelMatchArg *) arg;
+	Node	   *node = strip_relabel(expr);
+
+	if (node == NULL || !IsA(node, Var) || ((Var *) node)->varlevelsup != 0 ||
+		((Var *) node)->varno != rm->rtindex ||
+		((Var *) node)->varattno != rm->pooled->tenant_attno)
+		return NULL;
+	*relid = rm->relid;
+	return rm->pooled;
+}
+
+/*
+ * Gate tenant predicates that only exist once the planner has pulled up
+ * subqueries and inlined SQL functions into this query level (a function
+ * called with another tenant's id).  Called while the planner builds the
+ * relation; the level's quals are then preprocessed implicit-AND lists not
+ * yet distributed, so an appended gate is planned as a one-time filter.
+ */
+static void
+gate_pulled_up_predicates(PlannerInfo *root, Index rtindex, Oid relid,
+						  KgPooledRel *pooled)
+{
+	RelMatchArg rm = {rtindex, relid, pooled};
+	List	   *gates = NIL;
+	PredicateWalk walk = {match_rel_tenant_column, &rm, &gates};
+	FromExpr   *jointree = root->parse->jointree;
+
+	if (jointree == NULL)
+		return;
+	(void) find_tenant_predicates((Node *) jointree, &walk);
+	if (gates != NIL)
+		jointree->quals = (Node *) list_concat((List *) jointree->quals, gates);
 }
 
 /*
@@ -752,6 +955,18 @@ keys_guard_assert_tenant(PG_FUNCTION_ARGS)
 			value[KG_TENANT_ID_MAXLEN] = '\0';
 		deny_other_tenant_value("select", relation_display_name(relid), value);
 	}
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * keys_guard._assert_relation(relid): the gate of a sequence function call
+ * on a sequence of a tenant schema; the relation rules decide.
+ */
+PG_FUNCTION_INFO_V1(keys_guard_assert_relation);
+Datum
+keys_guard_assert_relation(PG_FUNCTION_ARGS)
+{
+	kg_check_relation(PG_GETARG_OID(0), "sequence");
 	PG_RETURN_BOOL(true);
 }
 

@@ -77,6 +77,7 @@ extern KgTenant *kg_tenant_by_namespace(Oid nspoid);
 extern KgTenant *kg_tenant_by_id(const char *id);
 extern KgPooledRel *kg_pooled_rel(Oid relid);
 extern Oid	kg_assert_tenant_func(void);
+extern Oid	kg_assert_relation_func(void);
 
 /* isolation.c */
 extern void kg_isolation_init(void);

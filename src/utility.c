@@ -13,6 +13,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
@@ -66,6 +67,53 @@ database_needing_exclusive_access(Node *parsetree)
 	return InvalidOid;
 }
 
+/*
+ * Maintenance commands (VACUUM, ANALYZE, CLUSTER, REINDEX) read no data for
+ * the client, so without a context they stay available to operators.  Under
+ * a tenant context they count as schema changes and stay in the tenant's
+ * own schema.
+ */
+static void
+check_maintenance_target(RangeVar *rv, const char *action)
+{
+	Oid			relid;
+
+	if (rv == NULL || kg_current_mode() != KG_MODE_TENANT)
+		return;
+	relid = RangeVarGetRelid(rv, NoLock, true);
+	if (OidIsValid(relid))
+	{
+		/* An index is judged by its table. */
+		Oid			table = IndexGetRelation(relid, true);
+
+		kg_check_relation(OidIsValid(table) ? table : relid, action);
+	}
+}
+
+static void
+check_maintenance(Node *parsetree)
+{
+	ListCell   *lc;
+
+	if (IsA(parsetree, VacuumStmt))
+	{
+		VacuumStmt *stmt = (VacuumStmt *) parsetree;
+
+		foreach(lc, stmt->rels)
+			check_maintenance_target(lfirst_node(VacuumRelation, lc)->relation,
+									 stmt->is_vacuumcmd ? "vacuum" : "analyze");
+	}
+	else if (IsA(parsetree, ClusterStmt))
+		check_maintenance_target(((ClusterStmt *) parsetree)->relation, "cluster");
+	else if (IsA(parsetree, ReindexStmt))
+	{
+		ReindexStmt *stmt = (ReindexStmt *) parsetree;
+
+		if (stmt->kind == REINDEX_OBJECT_TABLE || stmt->kind == REINDEX_OBJECT_INDEX)
+			check_maintenance_target(stmt->relation, "reindex");
+	}
+}
+
 static void
 kg_process_utility(KG_UTILITY_ARGS)
 {
@@ -80,6 +128,8 @@ kg_process_utility(KG_UTILITY_ARGS)
 		check_relation_list(((TruncateStmt *) parsetree)->relations, "truncate");
 	else if (IsA(parsetree, LockStmt))
 		check_relation_list(((LockStmt *) parsetree)->relations, "lock");
+	else
+		check_maintenance(parsetree);
 
 	if (prev_process_utility_hook)
 		prev_process_utility_hook(KG_UTILITY_CALL_ARGS);
