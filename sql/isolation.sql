@@ -39,6 +39,9 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 CREATE VIEW public.acme_notes AS SELECT * FROM tenant_acme.notes;
+CREATE SEQUENCE tenant_acme.counter;
+GRANT USAGE, SELECT, UPDATE ON SEQUENCE tenant_acme.counter TO kg_app;
+ALTER TABLE tenant_acme.notes OWNER TO kg_app;
 CREATE FUNCTION public.acme_count_sql() RETURNS bigint LANGUAGE sql
     AS 'SELECT count(*) FROM tenant_acme.notes';
 CREATE FUNCTION public.acme_count_definer() RETURNS bigint LANGUAGE sql
@@ -62,7 +65,13 @@ SELECT stmt, try(stmt) FROM (VALUES
     ('SELECT * FROM tenant_acme.notes_view'),
     ('SELECT g.* FROM notes g JOIN tenant_acme.notes a USING (id)'),
     ('SELECT * FROM notes WHERE id IN (SELECT id FROM tenant_acme.notes)'),
-    ('WITH a AS (SELECT * FROM tenant_acme.notes) SELECT * FROM a')
+    ('WITH a AS (SELECT * FROM tenant_acme.notes) SELECT * FROM a'),
+    ('SELECT nextval(''tenant_acme.counter'')'),
+    ('SELECT currval(''tenant_acme.counter'')'),
+    ('SELECT setval(''tenant_acme.counter'', 1000)'),
+    ('ANALYZE tenant_acme.notes'),
+    ('REINDEX TABLE tenant_acme.notes'),
+    ('CLUSTER tenant_acme.notes USING notes_pkey')
 ) AS t(stmt);
 COMMIT;
 -- COPY, both forms (psql runs these; PL/pgSQL cannot).
@@ -119,6 +128,10 @@ BEGIN;
 SELECT keys_guard.set_context('acme', 'auditor');
 SELECT * FROM tenant_acme.notes ORDER BY id;
 COMMIT;
+
+-- Maintenance without a context is an operator's: allowed.
+ANALYZE tenant_acme.notes;
+VACUUM tenant_acme.notes;
 
 -- DDL: migrations (no context) may change every tenant schema ...
 ALTER TABLE tenant_acme.notes ADD COLUMN tag text;

@@ -83,6 +83,8 @@ RESET ROLE;
 CREATE VIEW public.invoice_totals AS SELECT tenant_id, sum(amount) AS total FROM public.invoices GROUP BY 1;
 CREATE FUNCTION public.all_invoices() RETURNS SETOF public.invoices
     LANGUAGE sql STABLE AS 'SELECT * FROM public.invoices';
+CREATE FUNCTION public.invoices_of(t text) RETURNS SETOF public.invoices
+    LANGUAGE sql STABLE AS 'SELECT * FROM public.invoices WHERE tenant_id = t';
 GRANT SELECT ON public.invoice_totals TO kg_app;
 SET ROLE kg_app;
 BEGIN;
@@ -114,6 +116,9 @@ SELECT stmt, try(stmt) FROM (VALUES
     ('SELECT * FROM invoices WHERE tenant_id = ANY (ARRAY[''acme''])'),
     ('SELECT * FROM invoices WHERE ''acme'' = tenant_id AND amount > 0'),
     ('SELECT * FROM invoice_totals WHERE tenant_id = ''acme'''),
+    ('WITH i AS (SELECT * FROM invoices) SELECT * FROM i WHERE tenant_id = ''acme'''),
+    ('WITH i AS MATERIALIZED (SELECT * FROM invoices) SELECT * FROM i WHERE tenant_id = ''acme'''),
+    ('SELECT * FROM invoices_of(''acme'')'),
     ('UPDATE invoices SET amount = 0 WHERE tenant_id = ''acme'''),
     ('DELETE FROM invoices WHERE tenant_id = ''acme'''),
     ('INSERT INTO invoices (tenant_id, amount) VALUES (''acme'', 1)'),
@@ -201,6 +206,11 @@ SELECT count(*) FROM counters;
 INSERT INTO counters (n) VALUES (1);
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK;
+
+-- Relation names resolve in the caller's search_path.
+CREATE TABLE public.badges (id int, tenant_id text);
+SELECT relation, kind FROM keys_guard.protect_table('badges', tenant_column => 'tenant_id');
+SELECT keys_guard.release_table('badges');
 
 -- release_table removes the guards (idempotent), data stays.
 SELECT keys_guard.release_table('public.counters');
