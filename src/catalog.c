@@ -53,10 +53,12 @@ typedef struct KgGuardedRel
 static MemoryContext cache_context = NULL;
 static bool cache_valid = false;
 static bool extension_active = false;
+static bool extension_incomplete = false;	/* registry there, functions not */
 static HTAB *tenants_by_namespace = NULL;
 static HTAB *tenants_by_id = NULL;
 static HTAB *pooled_rels = NULL;
 static HTAB *guarded_rels = NULL;
+static HTAB *relation_guards = NULL;	/* filled lazily by kg_relation_guard */
 static Oid	tenant_registry_relid = InvalidOid;
 static Oid	guarded_registry_relid = InvalidOid;
 static Oid	assert_tenant_funcid = InvalidOid;
@@ -74,6 +76,9 @@ kg_relcache_callback(Datum arg, Oid relid)
 {
 	if (!cache_valid)
 		return;
+	/* A relation may have moved in or out of a tenant schema. */
+	if (OidIsValid(relid) && relation_guards != NULL)
+		(void) hash_search(relation_guards, &relid, HASH_REMOVE, NULL);
 	if (!OidIsValid(relid) ||
 		relid == tenant_registry_relid ||
 		relid == guarded_registry_relid ||
@@ -255,7 +260,9 @@ rebuild_cache(void)
 											  ALLOCSET_SMALL_SIZES);
 	MemoryContextReset(cache_context);
 	tenants_by_namespace = tenants_by_id = pooled_rels = guarded_rels = NULL;
+	relation_guards = NULL;
 	extension_active = false;
+	extension_incomplete = false;
 
 	/* Invalidations that arrive while we read make the next lookup rebuild. */
 	cache_valid = true;
@@ -270,15 +277,24 @@ rebuild_cache(void)
 	current_tenant_text_funcid = lookup_keys_guard_function("current_tenant", 0, NULL);
 	current_tenant_uuid_funcid = lookup_keys_guard_function("_current_tenant_uuid", 0, NULL);
 	current_tenant_bigint_funcid = lookup_keys_guard_function("_current_tenant_bigint", 0, NULL);
-	if (!OidIsValid(tenant_registry_relid) || !OidIsValid(guarded_registry_relid) ||
-		!OidIsValid(assert_tenant_funcid) || !OidIsValid(assert_relation_funcid) ||
-		!OidIsValid(current_tenant_text_funcid) ||
-		!OidIsValid(current_tenant_uuid_funcid) || !OidIsValid(current_tenant_bigint_funcid))
+	if (!OidIsValid(tenant_registry_relid) || !OidIsValid(guarded_registry_relid))
 	{
 		/* Installing: look again next time. */
 		cache_valid = false;
 		return;
 	}
+
+	/*
+	 * With the registry present but a function missing, the SQL objects do
+	 * not match this library (CREATE EXTENSION is still running, or the
+	 * library was upgraded without ALTER EXTENSION ... UPDATE).  Guards are
+	 * still loaded, so guarded relations are refused rather than let
+	 * through; the cache is rebuilt on every use until this is resolved.
+	 */
+	extension_incomplete =
+		!OidIsValid(assert_tenant_funcid) || !OidIsValid(assert_relation_funcid) ||
+		!OidIsValid(current_tenant_text_funcid) ||
+		!OidIsValid(current_tenant_uuid_funcid) || !OidIsValid(current_tenant_bigint_funcid);
 
 	oldcxt = MemoryContextSwitchTo(cache_context);
 	tenants_by_namespace = create_cache_hash("keys_guard tenants by schema",
@@ -289,6 +305,8 @@ rebuild_cache(void)
 									sizeof(Oid), sizeof(KgPooledRel), false);
 	guarded_rels = create_cache_hash("keys_guard guarded tables",
 									 sizeof(Oid), sizeof(KgGuardedRel), false);
+	relation_guards = create_cache_hash("keys_guard relation guards",
+										sizeof(Oid), sizeof(KgRelationGuard), false);
 	MemoryContextSwitchTo(oldcxt);
 
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
@@ -308,6 +326,8 @@ rebuild_cache(void)
 	PG_END_TRY();
 	UnregisterSnapshot(snapshot);
 	extension_active = true;
+	if (extension_incomplete)
+		cache_valid = false;
 }
 
 /* Make the cache usable; false outside a transaction (no catalog access). */
@@ -325,6 +345,22 @@ bool
 kg_extension_active(void)
 {
 	return ensure_cache() && extension_active;
+}
+
+/*
+ * Refuse to go on when the extension's SQL objects do not match the
+ * library: guards would be enforced only in part.
+ */
+void
+kg_require_complete_extension(void)
+{
+	if (kg_extension_active() && extension_incomplete)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("keys_guard's SQL objects do not match its library"),
+				 errdetail("Functions that version %s of the library needs are missing from schema keys_guard.",
+						   "1.0"),
+				 errhint("Run ALTER EXTENSION keys_guard UPDATE.")));
 }
 
 KgTenant *
@@ -355,6 +391,31 @@ kg_pooled_rel(Oid relid)
 	if (!kg_extension_active())
 		return NULL;
 	return hash_search(pooled_rels, &relid, HASH_FIND, NULL);
+}
+
+/*
+ * How a relation is guarded: by the schema of the tenant that owns it, as a
+ * pooled table, or not at all.  This is the question every statement asks
+ * of every relation it touches, so the answer is kept per relation oid and
+ * costs one hash probe after the first time.
+ */
+KgRelationGuard *
+kg_relation_guard(Oid relid)
+{
+	KgRelationGuard *guard;
+	bool		found;
+
+	if (!kg_extension_active())
+		return NULL;
+	guard = hash_search(relation_guards, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		guard->owner = hash_search(tenants_by_namespace, &(Oid) {get_rel_namespace(relid)},
+								   HASH_FIND, NULL);
+		guard->pooled = guard->owner ? NULL
+			: hash_search(pooled_rels, &relid, HASH_FIND, NULL);
+	}
+	return (guard->owner || guard->pooled) ? guard : NULL;
 }
 
 Oid

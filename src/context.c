@@ -18,6 +18,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "common/pg_prng.h"
 #include "common/string.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -230,6 +231,7 @@ context_tenant(const char *id)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"keys_guard\" is not installed in this database")));
+	kg_require_complete_extension();
 	tenant = kg_tenant_by_id(id);
 	if (tenant == NULL)
 		ereport(ERROR,
@@ -249,21 +251,23 @@ context_tenant(const char *id)
 	return tenant;
 }
 
-/* A random (version 4) UUID in canonical text form. */
+/*
+ * A random (version 4) UUID in canonical text form.  Request ids correlate
+ * log lines; they need to be unique, not unpredictable, so the backend's
+ * (securely seeded) PRNG serves, which keeps set_context() cheap.
+ */
 static char *
 generate_request_id(void)
 {
-	unsigned char buf[16];
-	pg_uuid_t	uuid;
+	uint64		hi = pg_prng_uint64(&pg_global_prng_state);
+	uint64		lo = pg_prng_uint64(&pg_global_prng_state);
 
-	if (!pg_strong_random(buf, sizeof(buf)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a random request id")));
-	buf[6] = (buf[6] & 0x0f) | 0x40;
-	buf[8] = (buf[8] & 0x3f) | 0x80;
-	memcpy(uuid.data, buf, sizeof(buf));
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&uuid)));
+	hi = (hi & UINT64CONST(0xFFFFFFFFFFFF0FFF)) | UINT64CONST(0x0000000000004000);
+	lo = (lo & UINT64CONST(0x3FFFFFFFFFFFFFFF)) | UINT64CONST(0x8000000000000000);
+	return psprintf("%08x-%04x-%04x-%04x-%012llx",
+					(uint32) (hi >> 32), (uint32) ((hi >> 16) & 0xFFFF),
+					(uint32) (hi & 0xFFFF), (uint32) (lo >> 48),
+					(unsigned long long) (lo & UINT64CONST(0xFFFFFFFFFFFF)));
 }
 
 /*
@@ -312,31 +316,50 @@ join_search_path(const char *first, List *rest)
 	return buf.data;
 }
 
+/* Set one context setting, skipping the work when it already has the value. */
+static void
+set_context_setting(const char *name, const char *current, const char *value,
+					GucAction action)
+{
+	if (value == NULL)
+		value = "";
+	if (current != NULL && strcmp(current, value) == 0 && action == GUC_ACTION_LOCAL)
+		return;
+	(void) set_config_option(name, value, PGC_SUSET, PGC_S_SESSION, action,
+							 true, ERROR, false);
+}
+
 /*
  * Write the context settings and the search_path in one scope.  The check
- * hook admits the values only while setting_context is true.
+ * hook admits the values only while setting_context is true.  With
+ * keys_guard.tenant_search_path off, search_path is left alone.
  */
 static void
 apply_context(const char *tenant, const char *actor, const char *request_id,
 			  const char *reason, const char *tenant_schema, bool is_local)
 {
 	GucAction	action = is_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET;
-	char	   *path = join_search_path(tenant_schema, search_path_without_tenants());
+	char	   *path = NULL;
+
+	if (keys_guard_tenant_search_path || tenant_schema == NULL)
+	{
+		path = join_search_path(keys_guard_tenant_search_path ? tenant_schema : NULL,
+								search_path_without_tenants());
+		if (strcmp(path, namespace_search_path) == 0 && is_local)
+			path = NULL;
+	}
 
 	setting_context = true;
 	PG_TRY();
 	{
 		/* admin_reason first: the mode must never pass through "tenant + admin". */
-		(void) set_config_option("keys_guard.admin_reason", reason ? reason : "",
-								 PGC_SUSET, PGC_S_SESSION, action, true, ERROR, false);
-		(void) set_config_option("keys_guard.tenant", tenant ? tenant : "",
-								 PGC_SUSET, PGC_S_SESSION, action, true, ERROR, false);
-		(void) set_config_option("keys_guard.actor", actor ? actor : "",
-								 PGC_SUSET, PGC_S_SESSION, action, true, ERROR, false);
-		(void) set_config_option("keys_guard.request_id", request_id ? request_id : "",
-								 PGC_SUSET, PGC_S_SESSION, action, true, ERROR, false);
-		(void) set_config_option("search_path", path,
-								 PGC_USERSET, PGC_S_SESSION, action, true, ERROR, false);
+		set_context_setting("keys_guard.admin_reason", kg_admin_reason_setting, reason, action);
+		set_context_setting("keys_guard.tenant", kg_tenant_setting, tenant, action);
+		set_context_setting("keys_guard.actor", kg_actor_setting, actor, action);
+		set_context_setting("keys_guard.request_id", kg_request_id_setting, request_id, action);
+		if (path != NULL)
+			(void) set_config_option("search_path", path,
+									 PGC_USERSET, PGC_S_SESSION, action, true, ERROR, false);
 	}
 	PG_FINALLY();
 	{
@@ -400,7 +423,7 @@ keys_guard_set_context(PG_FUNCTION_ARGS)
 	tenant = context_tenant(tenant_id);
 	validate_context_text("actor", actor, KG_ACTOR_MAXLEN);
 	request_id = optional_request_id(fcinfo, 2);
-	schema = get_namespace_name(tenant->nspoid);
+	schema = keys_guard_tenant_search_path ? get_namespace_name(tenant->nspoid) : NULL;
 
 	warn_if_no_transaction_block(is_local, "set_context");
 	apply_context(tenant->id, actor, request_id, NULL, schema, is_local);

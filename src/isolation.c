@@ -240,16 +240,17 @@ audit_bypass_once(const char *action, Oid relid)
 void
 kg_check_relation(Oid relid, const char *action)
 {
+	KgRelationGuard *guard = kg_relation_guard(relid);
 	KgTenant   *owner;
-	KgPooledRel *pooled = NULL;
+	KgPooledRel *pooled;
 	KgTenant   *current;
 	const char *tenant;
 
-	if (!kg_extension_active())
+	if (guard == NULL)
 		return;
-	owner = kg_tenant_by_namespace(get_rel_namespace(relid));
-	if (owner == NULL && (pooled = kg_pooled_rel(relid)) == NULL)
-		return;
+	kg_require_complete_extension();
+	owner = guard->owner;
+	pooled = guard->pooled;
 
 	switch (kg_current_mode())
 	{
@@ -342,10 +343,7 @@ range_table_is_guarded(List *rangeTable)
 	{
 		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
 
-		if (rte->rtekind != RTE_RELATION)
-			continue;
-		if (kg_pooled_rel(rte->relid) != NULL ||
-			kg_tenant_by_namespace(get_rel_namespace(rte->relid)) != NULL)
+		if (rte->rtekind == RTE_RELATION && kg_relation_guard(rte->relid) != NULL)
 			return true;
 	}
 	return false;
@@ -492,6 +490,7 @@ kg_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent,
 		root->qual_security_level = Max(root->qual_security_level,
 										list_length(rte->securityQuals));
 		if (kg_current_mode() == KG_MODE_TENANT && root->parse->jointree != NULL &&
+			OidIsValid(kg_assert_tenant_func()) &&
 			(root->parse->jointree->quals == NULL || IsA(root->parse->jointree->quals, List)))
 			gate_pulled_up_predicates(root, rel->relid, relationObjectId, pooled);
 	}
@@ -901,6 +900,7 @@ kg_planner(Query *parse, const char *query_string, int cursorOptions,
 	bool		save_unfiltered = planned_unfiltered_pooled;
 
 	if (parse->commandType != CMD_UTILITY && kg_extension_active() &&
+		OidIsValid(kg_assert_tenant_func()) && OidIsValid(kg_assert_relation_func()) &&
 		kg_current_mode() == KG_MODE_TENANT && !InNoForceRLSOperation())
 		(void) add_tenant_gates((Node *) parse, NULL);
 

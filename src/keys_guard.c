@@ -30,6 +30,7 @@ void		_PG_init(void);
 
 bool		keys_guard_preloaded = false;
 bool		keys_guard_bypass = false;
+bool		keys_guard_tenant_search_path = true;
 int			keys_guard_default_grace = 30 * 24 * 3600;
 int			keys_guard_min_grace = 24 * 3600;
 int			keys_guard_audit_queue_size = 8192;
@@ -125,6 +126,14 @@ _PG_init(void)
 							 &keys_guard_bypass, false,
 							 PGC_SUSET, 0,
 							 NULL, kg_assign_bypass, NULL);
+
+	DefineCustomBoolVariable("keys_guard.tenant_search_path",
+							 "Puts the tenant's schema first on search_path while a context lasts.",
+							 "Changing search_path makes PostgreSQL replan cached statements; "
+							 "deployments that use only pooled tables can turn this off.",
+							 &keys_guard_tenant_search_path, true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("keys_guard.default_grace",
 							"Grace period of soft deletes when a table sets none.",

@@ -23,6 +23,7 @@
 /* keys_guard.c: settings */
 extern bool keys_guard_preloaded;
 extern bool keys_guard_bypass;
+extern bool keys_guard_tenant_search_path;
 extern int	keys_guard_default_grace;
 extern int	keys_guard_min_grace;
 extern int	keys_guard_audit_queue_size;
@@ -71,8 +72,18 @@ typedef struct KgPooledRel
 	Oid			current_func;	/* function yielding the current tenant */
 } KgPooledRel;
 
+/* How one relation is guarded; owner and pooled are never both set. */
+typedef struct KgRelationGuard
+{
+	Oid			relid;			/* hash key */
+	KgTenant   *owner;			/* in a tenant schema: that tenant */
+	KgPooledRel *pooled;		/* a pooled table */
+} KgRelationGuard;
+
 extern void kg_catalog_init(void);
+extern KgRelationGuard *kg_relation_guard(Oid relid);
 extern bool kg_extension_active(void);
+extern void kg_require_complete_extension(void);
 extern KgTenant *kg_tenant_by_namespace(Oid nspoid);
 extern KgTenant *kg_tenant_by_id(const char *id);
 extern KgPooledRel *kg_pooled_rel(Oid relid);
