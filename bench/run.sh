@@ -28,6 +28,10 @@
 #                      the keys_guard already installed for PostgreSQL 15)
 #   BENCH_DEPS=1       run scripts/deps.sh first (0: skip)
 #   BENCH_ONLY=ab      which comparisons to run: a, b or ab
+#   BENCH_BREAKDOWN=0  1: also run the diagnostic variants of (a), which
+#                      split its cost: the same tenant in every transaction
+#                      (no search_path change between transactions), and
+#                      set_context() alone vs set_config() alone
 # Writes the result table to stdout and to bench/results/latest.md (raw
 # per-run numbers in bench/results/latest.tsv).
 set -euo pipefail
@@ -48,17 +52,20 @@ SCALE=${SCALE:-10}
 BENCH_INSTALL=${BENCH_INSTALL:-1}
 BENCH_DEPS=${BENCH_DEPS:-1}
 BENCH_ONLY=${BENCH_ONLY:-ab}
+BENCH_BREAKDOWN=${BENCH_BREAKDOWN:-0}
 
 for v in BENCH_SECONDS ROUNDS WARMUP_SECONDS CLIENTS JOBS TENANTS ROWS_PER_TENANT SCALE; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "run.sh: $v must be a whole number" >&2; exit 2; }
 done
 [ "$ROUNDS" -ge 1 ] && [ "$BENCH_SECONDS" -ge 1 ] || { echo "run.sh: ROUNDS and BENCH_SECONDS must be >= 1" >&2; exit 2; }
+[ "$TENANTS" -ge 2 ] && [ "$ROWS_PER_TENANT" -ge 1 ] || { echo "run.sh: TENANTS must be >= 2, ROWS_PER_TENANT >= 1" >&2; exit 2; }
+[[ $BENCH_BREAKDOWN =~ ^[01]$ ]] || { echo "run.sh: BENCH_BREAKDOWN is 0 or 1" >&2; exit 2; }
 [[ $BENCH_ONLY =~ ^(a|b|ab)$ ]] || { echo "run.sh: BENCH_ONLY is a, b or ab" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "run.sh: run as root (servers are started as the postgres user)" >&2; exit 2; }
 
 repro="cd $here && BENCH_SECONDS=$BENCH_SECONDS ROUNDS=$ROUNDS WARMUP_SECONDS=$WARMUP_SECONDS"
 repro+=" CLIENTS=$CLIENTS JOBS=$JOBS TENANTS=$TENANTS ROWS_PER_TENANT=$ROWS_PER_TENANT SCALE=$SCALE"
-repro+=" BENCH_INSTALL=$BENCH_INSTALL BENCH_ONLY=$BENCH_ONLY bash bench/run.sh"
+repro+=" BENCH_INSTALL=$BENCH_INSTALL BENCH_ONLY=$BENCH_ONLY BENCH_BREAKDOWN=$BENCH_BREAKDOWN bash bench/run.sh"
 
 if [ "$BENCH_DEPS" = 1 ]; then
   bash scripts/deps.sh
@@ -74,6 +81,20 @@ if [ "$BENCH_INSTALL" = 1 ]; then
 fi
 
 log() { echo "==> $*" >&2; }
+
+# Every server start loads the installed library again: a `make install`
+# by someone else during the run would mix two builds (and a library newer
+# than the SQL objects created at the start).  Refuse to report that.
+libfile=/usr/lib/postgresql/15/lib/keys_guard.so
+libsum=$(md5sum "$libfile" | cut -c1-12)
+check_library() {
+  local now
+  now=$(md5sum "$libfile" | cut -c1-12)
+  if [ "$now" != "$libsum" ]; then
+    echo "run.sh: $libfile changed during the run ($libsum -> $now); someone ran make install. Run again." >&2
+    return 1
+  fi
+}
 
 # --- throw-away cluster -----------------------------------------------------
 
@@ -129,16 +150,25 @@ log_min_messages = warning
 keys_guard.min_grace = 0
 EOF
 
-# start_server <preload: 0|1>: (re)start with or without keys_guard preloaded.
+# start_server <preload: 0|1> [extra settings...]: (re)start with or without
+# keys_guard preloaded.
 start_server() {
-  local libs=''
+  local libs='' opts='' o
   [ "$1" = 1 ] && libs=keys_guard
+  shift
+  for o in "$@"; do
+    case $o in
+      shared_preload_libraries=*) libs=${o#*=} ;;
+      *) opts+=" -c $o" ;;
+    esac
+  done
   if [ "$server_up" = 1 ]; then
     runuser -u postgres -- pg_ctl -D "$pgdata" -m fast -w stop >/dev/null
     server_up=0
   fi
+  check_library
   runuser -u postgres -- pg_ctl -D "$pgdata" -l "$work/server.log" -w -t 120 \
-    -o "-c shared_preload_libraries='$libs'" start >/dev/null
+    -o "-c shared_preload_libraries='$libs'$opts" start >/dev/null
   server_up=1
   local i
   for i in $(seq 1 600); do
@@ -157,7 +187,7 @@ psql_su() { psql -X -q -v ON_ERROR_STOP=1 -U postgres "$@"; }
 run_pgbench() {
   local label=$1 db=$2 secs=$3; shift 3
   local out="$work/pgbench.$label.out"
-  if ! pgbench -n -M prepared -c "$CLIENTS" -j "$JOBS" -T "$secs" -U bench_app "$@" "$db" \
+  if ! pgbench -n -M prepared -c "$CLIENTS" -j "$JOBS" -T "$secs" -U "${PGBENCH_USER:-bench_app}" "$@" "$db" \
        >"$out" 2>&1; then
     echo "pgbench ($label) failed:" >&2
     tail -20 "$out" >&2
@@ -182,8 +212,28 @@ start_server 1
 
 # --- (a) point lookups --------------------------------------------------------
 
-point_args=(-D "tenants=$TENANTS" -D "rows=$ROWS_PER_TENANT")
-declare -A point_script=([keys_guard]=point_keys_guard.sql [plain]=point_plain.sql [rls]=point_rls.sql)
+# (a) variants: pgbench script and number of tenants the transactions pick
+# from at random (1: every transaction sets the same tenant).
+declare -A a_script=([keys_guard]=point_keys_guard.sql [plain]=point_plain.sql [rls]=point_rls.sql
+                     [keys_guard_pool]=point_keys_guard.sql
+                     [keys_guard_1t]=point_keys_guard.sql [plain_1t]=point_plain.sql
+                     [ctx_keys_guard]=context_keys_guard.sql [ctx_plain]=context_plain.sql)
+declare -A a_tenants=([keys_guard]=$TENANTS [plain]=$TENANTS [rls]=$TENANTS
+                      [keys_guard_pool]=$TENANTS
+                      [keys_guard_1t]=1 [plain_1t]=1
+                      [ctx_keys_guard]=$TENANTS [ctx_plain]=$TENANTS)
+# keys_guard_pool runs as bench_pool, whose keys_guard.tenant_search_path is
+# off: the configuration for deployments with pooled tables only.
+declare -A a_user=([keys_guard_pool]=bench_pool)
+variants=(keys_guard_pool keys_guard plain rls)
+if [ "$BENCH_BREAKDOWN" = 1 ]; then
+  variants+=(keys_guard_1t plain_1t ctx_keys_guard ctx_plain)
+fi
+# run_a <label> <variant> <seconds>: prints tps.
+run_a() {
+  PGBENCH_USER=${a_user[$2]:-bench_app} run_pgbench "$1" kg_point "$3" -f "$bench/${a_script[$2]}" \
+    -D "tenants=${a_tenants[$2]}" -D "rows=$ROWS_PER_TENANT"
+}
 
 if [[ $BENCH_ONLY == *a* ]]; then
   log "(a) loading $TENANTS tenants x $ROWS_PER_TENANT invoices into three identical tables"
@@ -240,25 +290,45 @@ EOF
 )
   plans=$(grep -v '^$' <<<"$plans" | grep -v '^set_config\|^2$')
 
-  variants=(keys_guard plain rls)
   log "(a) warm-up, ${WARMUP_SECONDS}s per variant"
   for v in "${variants[@]}"; do
     if [ "$WARMUP_SECONDS" -gt 0 ]; then
-      run_pgbench "warm.$v" kg_point "$WARMUP_SECONDS" -f "$bench/${point_script[$v]}" "${point_args[@]}" >/dev/null
+      run_a "warm.$v" "$v" "$WARMUP_SECONDS" >/dev/null
     fi
   done
+  n=${#variants[@]}
   for r in $(seq 1 "$ROUNDS"); do
     # Rotate the order so that no variant always runs first or last.
     order=()
-    for i in 0 1 2; do order+=("${variants[$(( (i + r - 1) % 3 ))]}"); done
+    for i in $(seq 0 $((n - 1))); do order+=("${variants[$(( (i + r - 1) % n ))]}"); done
     line="(a) round $r/$ROUNDS:"
     for v in "${order[@]}"; do
-      tps=$(run_pgbench "a.$r.$v" kg_point "$BENCH_SECONDS" -f "$bench/${point_script[$v]}" "${point_args[@]}")
+      tps=$(run_a "a.$r.$v" "$v" "$BENCH_SECONDS")
       printf 'a\t%s\t%s\t%s\n' "$r" "$v" "$tps" >>"$raw"
       line+=" $v=$tps"
     done
     log "$line"
   done
+
+  if [ "$BENCH_BREAKDOWN" = 1 ]; then
+    # How often the point-lookup query is planned, per execution (cached
+    # plans are replanned when search_path changes).
+    log "(a) counting plans per execution with pg_stat_statements"
+    start_server 1 shared_preload_libraries=keys_guard,pg_stat_statements pg_stat_statements.track_planning=on
+    psql_su -d kg_point -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+    plan_counts=""
+    for v in keys_guard plain rls keys_guard_1t; do
+      psql_su -d kg_point -c "SELECT pg_stat_statements_reset()" >/dev/null
+      run_a "plans.$v" "$v" 2 >/dev/null
+      plan_counts+="$v: $(psql -X -At -F ' ' -U postgres -d kg_point -c "
+        SELECT format('%s plans / %s executions = %s', sum(plans), sum(calls),
+                      round(sum(plans)::numeric / nullif(sum(calls), 0), 3))
+          FROM pg_stat_statements
+         WHERE query LIKE 'SELECT id, number, amount, status FROM invoices%'")"$'\n'
+    done
+    psql_su -d kg_point -c "DROP EXTENSION pg_stat_statements"
+    start_server 1
+  fi
 fi
 
 # --- (b) pgbench -S, preloaded vs not ----------------------------------------
@@ -268,6 +338,7 @@ if [[ $BENCH_ONLY == *b* ]]; then
   psql_su -d postgres -c "CREATE DATABASE kg_pgbench"
   pgbench -i -q -s "$SCALE" -U postgres kg_pgbench >"$work/pgbench-init.log" 2>&1
   psql_su -d kg_pgbench <<'EOF' >/dev/null
+SET client_min_messages = warning;
 CREATE EXTENSION keys_guard;
 CREATE EXTENSION pg_prewarm;
 DO $$
@@ -313,6 +384,7 @@ EOF
   done
 fi
 
+check_library
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(( $(date +%s) - start_epoch ))
 
@@ -349,14 +421,14 @@ row() {
 
 commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$here" diff --quiet HEAD -- src keys_guard--1.0.sql 2>/dev/null || commit+=" (src modified)"
-libsum=$(md5sum /usr/lib/postgresql/15/lib/keys_guard.so | cut -c1-12)
 
 report="$work/report.md"
 {
   echo "# keys_guard benchmark results"
   echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit, keys_guard.so md5 $libsum,"
-  echo "$(pgbench --version | sed 's/^pgbench //'), $(nproc) CPUs, load average $load_before before / $load_after after, $elapsed s."
+  if [ "$BENCH_INSTALL" = 1 ]; then built="built and installed from this tree"; else built="as installed before the run"; fi
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), tree at commit $commit, keys_guard.so ($built) md5 $libsum,"
+  echo "$(pgbench --version | sed 's/^pgbench (\(PostgreSQL\))/\1/'), $(nproc) CPUs, load average $load_before before / $load_after after, $elapsed s."
   echo "Each run: pgbench -n -M prepared -c $CLIENTS -j $JOBS -T $BENCH_SECONDS as the non-superuser login role"
   echo "bench_app (member of keys_guard_gateway); $ROUNDS interleaved rounds; **ratio = median over rounds of"
   echo "(keys_guard tps / baseline tps) measured in the same round**; tps columns are medians."
@@ -364,9 +436,14 @@ report="$work/report.md"
   echo "| what | baseline tps | keys_guard tps | ratio | % slower | target | met? | per-round ratios |"
   echo "|---|---:|---:|---:|---:|---|---|---|"
   if [[ $BENCH_ONLY == *a* ]]; then
-    row "(a) point lookup, pooled guarded \`invoices\` + set_context() vs unguarded \`invoices_plain\` + hand-written \`WHERE tenant_id\` + set_config()" a keys_guard plain 3
+    row "(a) point lookup, pooled guarded \`invoices\` + set_context() vs unguarded \`invoices_plain\` + hand-written \`WHERE tenant_id\` + set_config(); pool configuration (\`keys_guard.tenant_search_path = off\`)" a keys_guard_pool plain 3
+    row "(a) the same with the default \`keys_guard.tenant_search_path = on\`: every tenant switch changes search_path, and PostgreSQL replans cached statements when search_path changes" a keys_guard plain ""
     row "(a) reference: plain RLS policy \`tenant_id = current_setting('app.tenant')\` (FORCE) vs the same baseline (SPEC: about 1–2 % slower)" a rls plain ""
     row "(a) reference: keys_guard vs that plain RLS policy" a keys_guard rls ""
+    if [ "$BENCH_BREAKDOWN" = 1 ]; then
+      row "(a) diagnostic: as the first row, but every transaction sets the same tenant (no search_path change between transactions)" a keys_guard_1t plain_1t ""
+      row "(a) diagnostic: \`BEGIN; SELECT keys_guard.set_context(..); COMMIT;\` vs \`BEGIN; SELECT set_config(..); COMMIT;\`" a ctx_keys_guard ctx_plain ""
+    fi
   fi
   if [[ $BENCH_ONLY == *b* ]]; then
     row "(b) \`pgbench -S\` scale $SCALE, keys_guard preloaded and installed in the database vs not preloaded (restart + pg_prewarm before every run)" b on off 1
@@ -382,6 +459,14 @@ report="$work/report.md"
   echo '```'
   echo "$repro"
   echo '```'
+  if [ -n "${plan_counts:-}" ]; then
+    echo
+    echo "Planning of the point-lookup SELECT (pg_stat_statements, 2 s per variant; *_1t: one tenant):"
+    echo
+    echo '```'
+    printf '%s' "$plan_counts"
+    echo '```'
+  fi
   if [ -n "${plans:-}" ]; then
     echo
     echo "Generic plans of the (a) queries, as bench_app with tenant 2 set:"

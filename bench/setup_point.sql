@@ -17,9 +17,15 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_app') THEN
         CREATE ROLE bench_app LOGIN;
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_pool') THEN
+        CREATE ROLE bench_pool LOGIN;
+    END IF;
 END
 $$;
-GRANT keys_guard_gateway TO bench_app;
+GRANT keys_guard_gateway TO bench_app, bench_pool;
+-- bench_pool is the same API role in a pooled-tables-only deployment, which
+-- turns off the search_path change of set_context().
+ALTER ROLE bench_pool SET keys_guard.tenant_search_path = off;
 
 -- Tenant ids '1' .. 'N' (numbers are valid tenant ids, and pgbench
 -- variables are numbers).
@@ -62,6 +68,6 @@ ALTER TABLE invoices_rls ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON invoices_rls
     USING (tenant_id = current_setting('app.tenant'));
 
-GRANT SELECT ON invoices, invoices_plain, invoices_rls TO bench_app;
+GRANT SELECT ON invoices, invoices_plain, invoices_rls TO bench_app, bench_pool;
 
 VACUUM (FREEZE, ANALYZE) invoices, invoices_plain, invoices_rls;

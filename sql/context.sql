@@ -138,3 +138,18 @@ SELECT keys_guard.set_context('initech', 'user_1');
 \echo :LAST_ERROR_SQLSTATE
 UPDATE keys_guard.tenant SET status = 'active', deleted_at = NULL,
        hard_delete_at = NULL WHERE id = 'initech';
+
+-- keys_guard.tenant_search_path = off leaves search_path alone (pooled-only
+-- deployments: a changing search_path makes PostgreSQL replan cached
+-- statements).  Superuser-only.
+SET ROLE kg_app;
+SET keys_guard.tenant_search_path = off;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SET keys_guard.tenant_search_path = off;
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_1');
+SHOW search_path;
+SELECT keys_guard.current_tenant();
+COMMIT;
+RESET keys_guard.tenant_search_path;

@@ -330,21 +330,21 @@ set_context_setting(const char *name, const char *current, const char *value,
 }
 
 /*
- * Write the context settings and the search_path in one scope.  The check
- * hook admits the values only while setting_context is true.  With
- * keys_guard.tenant_search_path off, search_path is left alone.
+ * Write the context settings and, if asked, the search_path in one scope:
+ * tenant schemas come off it and tenant_schema (if any) goes first.  The
+ * check hook admits the values only while setting_context is true.
  */
 static void
 apply_context(const char *tenant, const char *actor, const char *request_id,
-			  const char *reason, const char *tenant_schema, bool is_local)
+			  const char *reason, const char *tenant_schema, bool is_local,
+			  bool touch_search_path)
 {
 	GucAction	action = is_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET;
 	char	   *path = NULL;
 
-	if (keys_guard_tenant_search_path || tenant_schema == NULL)
+	if (touch_search_path)
 	{
-		path = join_search_path(keys_guard_tenant_search_path ? tenant_schema : NULL,
-								search_path_without_tenants());
+		path = join_search_path(tenant_schema, search_path_without_tenants());
 		if (strcmp(path, namespace_search_path) == 0 && is_local)
 			path = NULL;
 	}
@@ -426,7 +426,8 @@ keys_guard_set_context(PG_FUNCTION_ARGS)
 	schema = keys_guard_tenant_search_path ? get_namespace_name(tenant->nspoid) : NULL;
 
 	warn_if_no_transaction_block(is_local, "set_context");
-	apply_context(tenant->id, actor, request_id, NULL, schema, is_local);
+	apply_context(tenant->id, actor, request_id, NULL, schema, is_local,
+				  keys_guard_tenant_search_path);
 	PG_RETURN_VOID();
 }
 
@@ -466,7 +467,7 @@ keys_guard_admin_context(PG_FUNCTION_ARGS)
 	request_id = optional_request_id(fcinfo, 2);
 
 	warn_if_no_transaction_block(is_local, "admin_context");
-	apply_context(NULL, actor, request_id, reason, NULL, is_local);
+	apply_context(NULL, actor, request_id, reason, NULL, is_local, true);
 
 	initStringInfo(&detail);
 	appendStringInfoString(&detail, "{\"reason\": ");
@@ -484,7 +485,7 @@ Datum
 keys_guard_clear_context(PG_FUNCTION_ARGS)
 {
 	require_preloaded();
-	apply_context(NULL, NULL, NULL, NULL, NULL, false);
+	apply_context(NULL, NULL, NULL, NULL, NULL, false, true);
 	PG_RETURN_VOID();
 }
 
