@@ -153,3 +153,10 @@ SHOW search_path;
 SELECT keys_guard.current_tenant();
 COMMIT;
 RESET keys_guard.tenant_search_path;
+
+-- A session-mode pooler's DISCARD ALL (or RESET ALL) ends a session context.
+SELECT keys_guard.set_context('acme', 'user_1', is_local => false);
+SHOW keys_guard.tenant;
+DISCARD ALL;
+SELECT keys_guard.current_tenant() IS NULL AS discarded;
+SHOW keys_guard.tenant;

@@ -34,12 +34,30 @@
 
 #include "keys_guard.h"
 
-char	   *kg_tenant_setting = NULL;
-char	   *kg_actor_setting = NULL;
-char	   *kg_request_id_setting = NULL;
-char	   *kg_admin_reason_setting = NULL;
+/*
+ * The whole context is one setting, keys_guard.context, so that it is set,
+ * scoped and reverted atomically and costs one GUC write per request.  Its
+ * value packs the fields, separated by the unit separator (0x1f), which no
+ * field can contain: tenant ids have a fixed alphabet and the other fields
+ * are refused if they contain control characters.  The check hook parses
+ * the value into a KgContext, which the GUC machinery keeps with the value
+ * and hands back on every revert; the assign hook publishes it.
+ */
+#define KG_CONTEXT_SEPARATOR '\x1f'
 
-/* True only while this file writes the context settings. */
+typedef struct KgContext
+{
+	char		tenant[KG_TENANT_ID_MAXLEN + 1];
+	char		actor[KG_ACTOR_MAXLEN + 1];
+	char		request_id[KG_REQUEST_ID_MAXLEN + 1];
+	char		reason[KG_REASON_MAXLEN + 1];	/* set only in an admin context */
+} KgContext;
+
+char	   *kg_context_setting = NULL;
+
+static const KgContext *current_context = NULL;
+
+/* True only while this file writes keys_guard.context. */
 static bool setting_context = false;
 
 /* Whether plans made now would see every tenant (admin or bypass). */
@@ -51,20 +69,76 @@ is_set(const char *value)
 	return value != NULL && value[0] != '\0';
 }
 
-/*
- * Check hook of the context settings: clearing is always allowed, setting
- * only from this file (and when a parallel worker copies its leader's state).
- */
-bool
-kg_check_context_setting(char **newval, void **extra, GucSource source)
+/* Copy the next separated field of *cursor into dst; false if too long. */
+static bool
+unpack_field(const char **cursor, char *dst, size_t size)
 {
-	if (!is_set(*newval) || setting_context || InitializingParallelWorker)
-		return true;
+	const char *end = strchr(*cursor, KG_CONTEXT_SEPARATOR);
+	size_t		len = end ? (size_t) (end - *cursor) : strlen(*cursor);
 
+	if (len >= size)
+		return false;
+	memcpy(dst, *cursor, len);
+	dst[len] = '\0';
+	*cursor += len + (end ? 1 : 0);
+	return true;
+}
+
+static bool
+unpack_context(const char *packed, KgContext *ctx)
+{
+	const char *cursor = packed;
+
+	return unpack_field(&cursor, ctx->tenant, sizeof(ctx->tenant)) &&
+		unpack_field(&cursor, ctx->actor, sizeof(ctx->actor)) &&
+		unpack_field(&cursor, ctx->request_id, sizeof(ctx->request_id)) &&
+		unpack_field(&cursor, ctx->reason, sizeof(ctx->reason)) &&
+		*cursor == '\0';
+}
+
+static void
+reject_direct_setting(void)
+{
 	GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
 	GUC_check_errmsg("keys_guard context parameters cannot be set directly");
 	GUC_check_errhint("Use keys_guard.set_context() or keys_guard.admin_context().");
-	return false;
+}
+
+/*
+ * Check hook of keys_guard.context: clearing is always allowed; a value only
+ * from this file (or when a parallel worker copies its leader's state).
+ */
+bool
+kg_check_context(char **newval, void **extra, GucSource source)
+{
+	KgContext  *ctx;
+
+	if (!is_set(*newval))
+	{
+		*extra = NULL;
+		return true;
+	}
+	if (!setting_context && !InitializingParallelWorker)
+	{
+		reject_direct_setting();
+		return false;
+	}
+	/* The GUC machinery frees an extra with free(), so it comes from malloc. */
+	ctx = malloc(sizeof(KgContext));
+	if (ctx == NULL)
+	{
+		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
+		GUC_check_errmsg("out of memory");
+		return false;
+	}
+	if (!unpack_context(*newval, ctx))
+	{
+		free(ctx);
+		GUC_check_errdetail("The keys_guard context value is malformed.");
+		return false;
+	}
+	*extra = ctx;
+	return true;
 }
 
 /*
@@ -85,15 +159,55 @@ note_filter_change(bool unfiltered)
 }
 
 void
-kg_assign_admin_reason(const char *newval, void *extra)
+kg_assign_context(const char *newval, void *extra)
 {
-	note_filter_change(is_set(newval) || keys_guard_bypass);
+	current_context = (const KgContext *) extra;
+	note_filter_change((current_context && current_context->reason[0]) ||
+					   keys_guard_bypass);
 }
 
 void
 kg_assign_bypass(bool newval, void *extra)
 {
-	note_filter_change(newval || is_set(kg_admin_reason_setting));
+	note_filter_change(newval || (current_context && current_context->reason[0]));
+}
+
+/*
+ * Check hook of the show-only settings keys_guard.tenant, .actor,
+ * .request_id and .admin_reason: they display the context and can never be
+ * set.
+ */
+bool
+kg_check_shown_setting(char **newval, void **extra, GucSource source)
+{
+	if (!is_set(*newval) || InitializingParallelWorker)
+		return true;
+	reject_direct_setting();
+	return false;
+}
+
+const char *
+kg_show_tenant(void)
+{
+	return current_context ? current_context->tenant : "";
+}
+
+const char *
+kg_show_actor(void)
+{
+	return current_context ? current_context->actor : "";
+}
+
+const char *
+kg_show_request_id(void)
+{
+	return current_context ? current_context->request_id : "";
+}
+
+const char *
+kg_show_admin_reason(void)
+{
+	return current_context ? current_context->reason : "";
 }
 
 /*
@@ -106,9 +220,11 @@ kg_current_mode(void)
 	if (keys_guard_bypass &&
 		(superuser() || has_bypassrls_privilege(GetUserId())))
 		return KG_MODE_BYPASS;
-	if (is_set(kg_admin_reason_setting))
+	if (current_context == NULL)
+		return KG_MODE_NONE;
+	if (current_context->reason[0])
 		return KG_MODE_ADMIN;
-	if (is_set(kg_tenant_setting))
+	if (current_context->tenant[0])
 		return KG_MODE_TENANT;
 	return KG_MODE_NONE;
 }
@@ -116,19 +232,25 @@ kg_current_mode(void)
 const char *
 kg_current_tenant(void)
 {
-	return is_set(kg_tenant_setting) ? kg_tenant_setting : NULL;
+	return current_context && current_context->tenant[0] ? current_context->tenant : NULL;
 }
 
 const char *
 kg_current_actor(void)
 {
-	return is_set(kg_actor_setting) ? kg_actor_setting : NULL;
+	return current_context && current_context->actor[0] ? current_context->actor : NULL;
 }
 
 const char *
 kg_current_request_id(void)
 {
-	return is_set(kg_request_id_setting) ? kg_request_id_setting : NULL;
+	return current_context && current_context->request_id[0] ? current_context->request_id : NULL;
+}
+
+const char *
+kg_current_admin_reason(void)
+{
+	return current_context && current_context->reason[0] ? current_context->reason : NULL;
 }
 
 static void
@@ -316,23 +438,10 @@ join_search_path(const char *first, List *rest)
 	return buf.data;
 }
 
-/* Set one context setting, skipping the work when it already has the value. */
-static void
-set_context_setting(const char *name, const char *current, const char *value,
-					GucAction action)
-{
-	if (value == NULL)
-		value = "";
-	if (current != NULL && strcmp(current, value) == 0 && action == GUC_ACTION_LOCAL)
-		return;
-	(void) set_config_option(name, value, PGC_SUSET, PGC_S_SESSION, action,
-							 true, ERROR, false);
-}
-
 /*
- * Write the context settings and, if asked, the search_path in one scope:
- * tenant schemas come off it and tenant_schema (if any) goes first.  The
- * check hook admits the values only while setting_context is true.
+ * Write the context and, if asked, the search_path in one scope: tenant
+ * schemas come off the path and tenant_schema (if any) goes first.  The
+ * check hook admits the value only while setting_context is true.
  */
 static void
 apply_context(const char *tenant, const char *actor, const char *request_id,
@@ -341,7 +450,14 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 {
 	GucAction	action = is_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET;
 	char	   *path = NULL;
+	char	   *packed = "";
 
+	if (tenant || actor || request_id || reason)
+		packed = psprintf("%s%c%s%c%s%c%s",
+						  tenant ? tenant : "", KG_CONTEXT_SEPARATOR,
+						  actor ? actor : "", KG_CONTEXT_SEPARATOR,
+						  request_id ? request_id : "", KG_CONTEXT_SEPARATOR,
+						  reason ? reason : "");
 	if (touch_search_path)
 	{
 		path = join_search_path(tenant_schema, search_path_without_tenants());
@@ -352,11 +468,8 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 	setting_context = true;
 	PG_TRY();
 	{
-		/* admin_reason first: the mode must never pass through "tenant + admin". */
-		set_context_setting("keys_guard.admin_reason", kg_admin_reason_setting, reason, action);
-		set_context_setting("keys_guard.tenant", kg_tenant_setting, tenant, action);
-		set_context_setting("keys_guard.actor", kg_actor_setting, actor, action);
-		set_context_setting("keys_guard.request_id", kg_request_id_setting, request_id, action);
+		(void) set_config_option("keys_guard.context", packed,
+								 PGC_SUSET, PGC_S_SESSION, action, true, ERROR, false);
 		if (path != NULL)
 			(void) set_config_option("search_path", path,
 									 PGC_USERSET, PGC_S_SESSION, action, true, ERROR, false);

@@ -219,7 +219,7 @@ audit_admin_access(const char *action, Oid relid)
 		return;
 	admin_audited_statement = stmt;
 	kg_audit_enqueue(action, relation_display_name(relid), KG_OUTCOME_OK,
-					 json_detail("reason", kg_admin_reason_setting,
+					 json_detail("reason", kg_current_admin_reason(),
 								 "mode", "admin_context"));
 }
 

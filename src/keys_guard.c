@@ -69,42 +69,49 @@ keys_guard_shmem_startup(void)
 }
 
 /*
- * Define the request-context settings.  They are PGC_SUSET and their check
- * hook accepts a value only from keys_guard's own functions, so neither SET,
- * set_config(), ALTER ROLE ... SET nor a connection option can claim a
- * tenant (SPEC.md §3).
+ * Define the request-context settings.  The context lives in one PGC_SUSET
+ * setting, keys_guard.context, whose check hook accepts a value only from
+ * keys_guard's own functions, so neither SET, set_config(), ALTER ROLE ...
+ * SET, a function's SET clause nor a connection option can claim a tenant
+ * (SPEC.md §3), superusers included.  Its fields are shown through four
+ * settings that can be read but never set.
  */
 static void
 define_context_settings(void)
 {
-	DefineCustomStringVariable("keys_guard.tenant",
-							   "Tenant of the current request context.",
-							   "Set only through keys_guard.set_context().",
-							   &kg_tenant_setting, "",
-							   PGC_SUSET,
-							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE,
-							   kg_check_context_setting, NULL, NULL);
-	DefineCustomStringVariable("keys_guard.actor",
-							   "Actor of the current request context.",
+	static const struct
+	{
+		const char *name;
+		const char *description;
+		GucShowHook show;
+	}			shown[] = {
+		{"keys_guard.tenant", "Tenant of the current request context.", kg_show_tenant},
+		{"keys_guard.actor", "Actor of the current request context.", kg_show_actor},
+		{"keys_guard.request_id", "Request id of the current request context.", kg_show_request_id},
+		{"keys_guard.admin_reason", "Reason of the current admin context; empty outside one.", kg_show_admin_reason},
+	};
+	/* Each setting needs storage of its own: the GUC code frees old values. */
+	static char *shown_storage[4];
+	int			i;
+
+	StaticAssertStmt(lengthof(shown) == lengthof(shown_storage), "one storage per setting");
+
+	DefineCustomStringVariable("keys_guard.context",
+							   "The request context (tenant, actor, request id, admin reason).",
 							   "Set only through keys_guard.set_context() or admin_context().",
-							   &kg_actor_setting, "",
+							   &kg_context_setting, "",
 							   PGC_SUSET,
-							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE,
-							   kg_check_context_setting, NULL, NULL);
-	DefineCustomStringVariable("keys_guard.request_id",
-							   "Request id of the current request context.",
-							   "Set only through keys_guard.set_context() or admin_context().",
-							   &kg_request_id_setting, "",
-							   PGC_SUSET,
-							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE,
-							   kg_check_context_setting, NULL, NULL);
-	DefineCustomStringVariable("keys_guard.admin_reason",
-							   "Reason of the current admin context; empty outside one.",
-							   "Set only through keys_guard.admin_context().",
-							   &kg_admin_reason_setting, "",
-							   PGC_SUSET,
-							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE,
-							   kg_check_context_setting, kg_assign_admin_reason, NULL);
+							   GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL |
+							   GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE,
+							   kg_check_context, kg_assign_context, NULL);
+
+	for (i = 0; i < lengthof(shown); i++)
+		DefineCustomStringVariable(shown[i].name, shown[i].description,
+								   "Read-only: set through keys_guard.set_context() or admin_context().",
+								   &shown_storage[i], "",
+								   PGC_SUSET,
+								   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE,
+								   kg_check_shown_setting, NULL, shown[i].show);
 }
 
 /*

@@ -39,18 +39,21 @@ typedef enum KgMode
 	KG_MODE_BYPASS				/* keys_guard.bypass by a privileged role */
 } KgMode;
 
-extern char *kg_tenant_setting;
-extern char *kg_actor_setting;
-extern char *kg_request_id_setting;
-extern char *kg_admin_reason_setting;
+extern char *kg_context_setting;
 
-extern bool kg_check_context_setting(char **newval, void **extra, GucSource source);
-extern void kg_assign_admin_reason(const char *newval, void *extra);
+extern bool kg_check_context(char **newval, void **extra, GucSource source);
+extern void kg_assign_context(const char *newval, void *extra);
+extern bool kg_check_shown_setting(char **newval, void **extra, GucSource source);
+extern const char *kg_show_tenant(void);
+extern const char *kg_show_actor(void);
+extern const char *kg_show_request_id(void);
+extern const char *kg_show_admin_reason(void);
 extern void kg_assign_bypass(bool newval, void *extra);
 extern KgMode kg_current_mode(void);
 extern const char *kg_current_tenant(void);
 extern const char *kg_current_actor(void);
 extern const char *kg_current_request_id(void);
+extern const char *kg_current_admin_reason(void);
 extern Datum keys_guard_current_tenant_uuid(PG_FUNCTION_ARGS);
 extern Datum keys_guard_current_tenant_bigint(PG_FUNCTION_ARGS);
 
