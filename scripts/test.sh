@@ -29,6 +29,8 @@ chown -R postgres:postgres "$work"
 chmod 755 "$work"
 
 status=0
+passed=0
+failed=0
 
 settings=(-o "shared_preload_libraries=keys_guard" -o "keys_guard.min_grace=0"
           -o "max_worker_processes=16")
@@ -39,8 +41,10 @@ echo "==> pg_regress suites"
 # which two concurrent runs would share).
 if ! runuser -u postgres -- pg_virtualenv "${settings[@]}" \
      make -s -C "$work" installcheck PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config; then
-  status=1
+  status=1; failed=$((failed + 1))
   cat "$work/regression.diffs" 2>/dev/null | head -200 || true
+else
+  passed=$((passed + 1))
 fi
 
 echo "==> pgTAP suites"
@@ -51,18 +55,23 @@ if ! runuser -u postgres -- pg_virtualenv "${settings[@]}" bash -c '
       -c "CREATE EXTENSION keys_guard" -c "CREATE EXTENSION pgtap"
     cd "$1"
     pg_prove -d keys_guard_tap test/*.sql' _ "$work"; then
-  status=1
+  status=1; failed=$((failed + 1))
+else
+  passed=$((passed + 1))
 fi
 
 echo "==> TAP suites"
 if ! runuser -u postgres -- env PATH="$PATH" PG_REGRESS="$pgxs_test/regress/pg_regress" \
      bash -c 'cd "$1" && prove -I "$2/perl" t/*.pl' _ "$work" "$pgxs_test"; then
-  status=1
+  status=1; failed=$((failed + 1))
   for log in "$work"/tmp_check/log/*; do
     [ -f "$log" ] && { echo "--- $log"; tail -50 "$log"; }
   done
+else
+  passed=$((passed + 1))
 fi
 
+echo "suites: $passed passed, $failed failed"
 if [ $status -eq 0 ]; then
   echo "==> all keys_guard test suites passed"
 else
