@@ -8,6 +8,8 @@ OBJS = \
 	src/context.o \
 	src/catalog.o \
 	src/isolation.o \
+	src/soft_delete.o \
+	src/recovery.o \
 	src/utility.o \
 	src/audit.o \
 	src/worker.o

@@ -187,6 +187,43 @@ RETURNS trigger
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'keys_guard_tenant_row_guard';
 
+-- Soft delete (SPEC.md §7): the values a DELETE-turned-UPDATE assigns, and
+-- the triggers every soft-delete table carries.
+CREATE FUNCTION keys_guard._hard_delete_at(relid oid)
+RETURNS timestamptz
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_hard_delete_at';
+
+CREATE FUNCTION keys_guard._deleted_by()
+RETURNS text
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_deleted_by';
+
+CREATE FUNCTION keys_guard._refuse_delete()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'keys_guard_refuse_delete';
+
+CREATE FUNCTION keys_guard._soft_delete_cascade()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'keys_guard_soft_delete_cascade';
+
+CREATE FUNCTION keys_guard._restore_key(r regclass, key text)
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_restore_key';
+
+CREATE FUNCTION keys_guard._hard_delete_key(r regclass, key text, confirm boolean)
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_hard_delete_key';
+
+CREATE FUNCTION keys_guard.restore_request(request_id text)
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_restore_request';
+
 CREATE FUNCTION keys_guard._deny_ddl(schema_name text, object_identity text)
 RETURNS void
 LANGUAGE C VOLATILE
@@ -199,6 +236,9 @@ AS 'MODULE_PATHNAME', 'keys_guard_notify_worker';
 
 REVOKE ALL ON FUNCTION keys_guard._assert_preloaded(), keys_guard._registry_changed(),
     keys_guard._append_only(), keys_guard._tenant_row_guard(),
+    keys_guard._refuse_delete(), keys_guard._soft_delete_cascade(),
+    keys_guard._restore_key(regclass, text), keys_guard._hard_delete_key(regclass, text, boolean),
+    keys_guard.restore_request(text),
     keys_guard._deny_ddl(text, text), keys_guard._notify_worker() FROM PUBLIC;
 
 --
@@ -300,6 +340,7 @@ BEGIN
                        r, p_tenant_column);
         EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER keys_guard_tenant', r);
     END IF;
+    PERFORM keys_guard._sync_guard(r, p_soft_delete, p_class);
 
     INSERT INTO keys_guard.guarded_table
         (relid, tenant_id, tenant_column, soft_delete, grace, class, created_policy)
@@ -308,11 +349,86 @@ BEGIN
 END
 $$;
 
+-- Drop one of keys_guard's triggers if the table has it (quietly).
+CREATE FUNCTION keys_guard._drop_trigger(r regclass, trig text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = r AND tgname = trig) THEN
+        EXECUTE format('DROP TRIGGER %I ON %s', trig, r);
+    END IF;
+END
+$$;
+
+-- Give a table the columns and triggers its soft_delete and class options
+-- call for.  Idempotent; only ever adds (weakening goes through release).
+CREATE FUNCTION keys_guard._sync_guard(r regclass, p_soft_delete boolean, p_class text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col      record;
+    trig     text;
+BEGIN
+    IF p_soft_delete THEN
+        FOR col IN SELECT * FROM (VALUES ('deleted_at', 'timestamptz'::regtype),
+                                         ('hard_delete_at', 'timestamptz'::regtype),
+                                         ('deleted_by', 'text'::regtype),
+                                         ('delete_request_id', 'text'::regtype)) AS c(name, type)
+        LOOP
+            PERFORM 1 FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = r AND a.attname = col.name AND NOT a.attisdropped
+               AND a.atttypid <> col.type;
+            IF FOUND THEN
+                RAISE EXCEPTION 'column "%" of table % has the wrong type', col.name, r
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = format('keys_guard needs %s %s for soft delete.', col.name, col.type);
+            END IF;
+            IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                            WHERE a.attrelid = r AND a.attname = col.name AND NOT a.attisdropped) THEN
+                EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', r, col.name, col.type);
+            END IF;
+        END LOOP;
+        FOREACH trig IN ARRAY ARRAY['keys_guard_refuse_delete', 'keys_guard_refuse_truncate',
+                                    'keys_guard_cascade'] LOOP
+            PERFORM keys_guard._drop_trigger(r, trig);
+        END LOOP;
+        EXECUTE format('CREATE TRIGGER keys_guard_refuse_delete BEFORE DELETE ON %s'
+                       ' FOR EACH ROW EXECUTE FUNCTION keys_guard._refuse_delete()', r);
+        EXECUTE format('CREATE TRIGGER keys_guard_refuse_truncate BEFORE TRUNCATE ON %s'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._refuse_delete()', r);
+        EXECUTE format('CREATE TRIGGER keys_guard_cascade AFTER UPDATE OF deleted_at ON %s'
+                       ' FOR EACH ROW WHEN (OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL)'
+                       ' EXECUTE FUNCTION keys_guard._soft_delete_cascade()', r);
+        FOREACH trig IN ARRAY ARRAY['keys_guard_refuse_delete', 'keys_guard_refuse_truncate',
+                                    'keys_guard_cascade'] LOOP
+            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', r, trig);
+        END LOOP;
+    END IF;
+    IF p_class = 'audit' THEN
+        PERFORM keys_guard._drop_trigger(r, 'keys_guard_append_only');
+        PERFORM keys_guard._drop_trigger(r, 'keys_guard_append_only_truncate');
+        EXECUTE format('CREATE TRIGGER keys_guard_append_only BEFORE UPDATE OR DELETE ON %s'
+                       ' FOR EACH ROW EXECUTE FUNCTION keys_guard._append_only()', r);
+        EXECUTE format('CREATE TRIGGER keys_guard_append_only_truncate BEFORE TRUNCATE ON %s'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._append_only()', r);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER keys_guard_append_only', r);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER keys_guard_append_only_truncate', r);
+    END IF;
+END
+$$;
+
 CREATE FUNCTION keys_guard._default_grace()
 RETURNS interval
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pg_catalog.current_setting('keys_guard.default_grace')::interval $$;
+AS $$
+    SELECT pg_catalog.justify_hours(pg_catalog.make_interval(secs => setting::float8))
+      FROM pg_catalog.pg_settings WHERE name = 'keys_guard.default_grace'
+$$;
 
 --
 -- Tenants
@@ -404,7 +520,8 @@ DECLARE
     nsp        name;
     col_type   regtype;
     tid        text;
-    min_grace  interval := pg_catalog.current_setting('keys_guard.min_grace')::interval;
+    min_grace  interval := (SELECT pg_catalog.justify_hours(pg_catalog.make_interval(secs => setting::float8))
+                              FROM pg_catalog.pg_settings WHERE name = 'keys_guard.min_grace');
     old        keys_guard.guarded_table;
     class_rank constant jsonb := '{"standard": 0, "payment": 1, "audit": 2}';
 BEGIN
@@ -500,6 +617,7 @@ BEGIN
                grace = _protect_table.grace,
                class = _protect_table.class
          WHERE g.relid = r;
+        PERFORM keys_guard._sync_guard(r, soft_delete, class);
         PERFORM keys_guard._audit('protect_table', r::text,
                                   jsonb_build_object('upgraded_from', to_jsonb(old) - 'relid',
                                                      'soft_delete', soft_delete,
@@ -528,7 +646,10 @@ BEGIN
         EXECUTE format('DROP POLICY IF EXISTS keys_guard_base ON %s', r);
         EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY', r);
     END IF;
-    EXECUTE format('DROP TRIGGER IF EXISTS keys_guard_tenant ON %s', r);
+    PERFORM keys_guard._drop_trigger(r, t)
+       FROM unnest(ARRAY['keys_guard_tenant', 'keys_guard_refuse_delete',
+                         'keys_guard_refuse_truncate', 'keys_guard_cascade',
+                         'keys_guard_append_only', 'keys_guard_append_only_truncate']) AS t;
     DELETE FROM keys_guard.guarded_table g WHERE g.relid = r;
     PERFORM keys_guard._audit('release_table', r::text, to_jsonb(old) - 'relid');
     RETURN true;
@@ -554,6 +675,95 @@ RETURNS boolean
 LANGUAGE sql VOLATILE
 AS $$ SELECT keys_guard._release_table(keys_guard._resolve_relation(rel)) $$;
 
+CREATE FUNCTION keys_guard.restore(rel text, key anyelement)
+RETURNS bigint
+LANGUAGE sql VOLATILE
+AS $$ SELECT keys_guard._restore_key(keys_guard._resolve_relation(rel), key::text) $$;
+
+CREATE FUNCTION keys_guard.hard_delete(rel text, key anyelement, confirm boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE sql VOLATILE
+AS $$ SELECT keys_guard._hard_delete_key(keys_guard._resolve_relation(rel), key::text, confirm) $$;
+
+-- What a DELETE of one row (by primary key) would reach: the row itself
+-- and, through ON DELETE CASCADE foreign keys, the rows of child tables,
+-- counted as the caller's DELETE would see them.
+CREATE FUNCTION keys_guard.preview_delete(rel text, key anyelement)
+RETURNS TABLE (relation regclass, depth int, via text, rows bigint, effect text)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    r       regclass := keys_guard._resolve_relation(rel);
+    pkcol   name;
+    pktype  text;
+BEGIN
+    SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) INTO pkcol, pktype
+      FROM pg_catalog.pg_index i
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+     WHERE i.indrelid = r AND i.indisprimary AND i.indnkeyatts = 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table % has no single-column primary key', r
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY SELECT * FROM keys_guard._preview(r,
+        format('%I = %L::%s', pkcol, key::text, pktype), 0, NULL, ARRAY[r::oid]);
+END
+$$;
+
+CREATE FUNCTION keys_guard._preview(r regclass, filter text, lvl int, fk text, path oid[])
+RETURNS TABLE (relation regclass, depth int, via text, rows bigint, effect text)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    n        bigint;
+    child    record;
+    g        keys_guard.guarded_table;
+BEGIN
+    EXECUTE format('SELECT count(*) FROM %s WHERE %s', r, filter) INTO n;
+    SELECT * INTO g FROM keys_guard.guarded_table WHERE keys_guard.guarded_table.relid = r;
+    relation := r; depth := lvl; via := fk; rows := n;
+    effect := CASE WHEN lvl = 0 AND g.soft_delete AND g.class <> 'audit' THEN 'soft delete'
+                   WHEN lvl = 0 AND g.class = 'audit' THEN 'refused (audit)'
+                   WHEN lvl = 0 THEN 'delete'
+                   WHEN g.soft_delete THEN 'soft delete (cascade)'
+                   ELSE 'unchanged (not a soft-delete table)' END;
+    RETURN NEXT;
+    IF n = 0 OR lvl >= 16 THEN
+        RETURN;
+    END IF;
+    FOR child IN
+        SELECT c.conname, c.conrelid::regclass AS childrel,
+               (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY k.ord)
+                  FROM unnest(c.conkey) WITH ORDINALITY k(attnum, ord)
+                  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum) AS fkcols,
+               (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY k.ord)
+                  FROM unnest(c.confkey) WITH ORDINALITY k(attnum, ord)
+                  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum) AS refcols
+          FROM pg_catalog.pg_constraint c
+         WHERE c.confrelid = r AND c.contype = 'f' AND c.confdeltype = 'c'
+           AND NOT c.conrelid = ANY (path)
+         ORDER BY c.conname
+    LOOP
+        -- Only soft-delete children are reached: the parent row stays, so an
+        -- ordinary child keeps referencing it.
+        IF NOT EXISTS (SELECT 1 FROM keys_guard.guarded_table gt
+                        WHERE gt.relid = child.childrel AND gt.soft_delete) OR
+           NOT COALESCE(g.soft_delete, false) THEN
+            EXECUTE format('SELECT count(*) FROM %s WHERE (%s) IN (SELECT %s FROM %s WHERE %s)',
+                           child.childrel, child.fkcols, child.refcols, r, filter) INTO n;
+            relation := child.childrel; depth := lvl + 1; via := child.conname; rows := n;
+            effect := CASE WHEN COALESCE(g.soft_delete, false) THEN 'unchanged (not a soft-delete table)'
+                           ELSE 'delete (cascade)' END;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        RETURN QUERY SELECT * FROM keys_guard._preview(child.childrel,
+            format('(%s) IN (SELECT %s FROM %s WHERE %s)', child.fkcols, child.refcols, r, filter),
+            lvl + 1, child.conname::text, path || child.childrel::oid);
+    END LOOP;
+END
+$$;
+
 REVOKE ALL ON FUNCTION keys_guard.create_tenant(text, text),
     keys_guard.protect_table(text, name, boolean, interval, text),
     keys_guard.release_table(text),
@@ -561,6 +771,18 @@ REVOKE ALL ON FUNCTION keys_guard.create_tenant(text, text),
     keys_guard._release_table(regclass),
     keys_guard._apply_guard(regclass, text, name, boolean, interval, text),
     keys_guard._audit(text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION keys_guard.restore(text, anyelement),
+    keys_guard.hard_delete(text, anyelement, boolean),
+    keys_guard.preview_delete(text, anyelement),
+    keys_guard._preview(regclass, text, int, text, oid[]),
+    keys_guard._sync_guard(regclass, boolean, text),
+    keys_guard._drop_trigger(regclass, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION keys_guard.restore(text, anyelement),
+    keys_guard.hard_delete(text, anyelement, boolean),
+    keys_guard.preview_delete(text, anyelement),
+    keys_guard._preview(regclass, text, int, text, oid[]),
+    keys_guard._restore_key(regclass, text), keys_guard._hard_delete_key(regclass, text, boolean),
+    keys_guard.restore_request(text) TO keys_guard_admin;
 GRANT EXECUTE ON FUNCTION keys_guard.create_tenant(text, text),
     keys_guard.protect_table(text, name, boolean, interval, text),
     keys_guard.release_table(text),
@@ -636,9 +858,15 @@ BEGIN
                                          obj.object_identity);
         END IF;
     END LOOP;
-    -- Forget tables that no longer exist (their regclass became dangling).
-    DELETE FROM keys_guard.guarded_table g
-     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = g.relid);
+    -- A guarded table is never dropped behind keys_guard's back, also not by
+    -- DROP SCHEMA ... CASCADE or DROP OWNED.
+    FOR obj IN SELECT * FROM pg_catalog.pg_event_trigger_dropped_objects()
+                WHERE object_type = 'table'
+                  AND objid IN (SELECT relid FROM keys_guard.guarded_table) LOOP
+        RAISE EXCEPTION 'cannot drop guarded table %', obj.object_identity
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Release it first with keys_guard.release_table().';
+    END LOOP;
 END
 $$;
 

@@ -10,6 +10,7 @@ packages=(
   postgresql-15-pgtap
   libtap-parser-sourcehandler-pgtap-perl
   libipc-run-perl
+  libdbd-pg-perl
   postgresql-contrib
 )
 

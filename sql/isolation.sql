@@ -142,6 +142,14 @@ SELECT keys_guard.set_context('globex', 'user_g');
 CREATE TABLE tenant_globex.scratch (x int);
 CREATE INDEX ON tenant_globex.scratch (x);
 CREATE TEMP TABLE scratch_tmp (x int);
+-- A guarded table is dropped only after an explicit release.
+DROP TABLE tenant_globex.scratch;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.set_context('globex', 'user_g');
+CREATE TABLE tenant_globex.scratch (x int);
+SELECT keys_guard.release_table('tenant_globex.scratch');
 DROP TABLE tenant_globex.scratch;
 COMMIT;
 BEGIN;

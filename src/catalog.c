@@ -20,7 +20,9 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/genam.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_constraint.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
@@ -45,10 +47,6 @@ typedef struct KgTenantById
 	KgTenant	tenant;			/* nspoid is InvalidOid if the schema is gone */
 } KgTenantById;
 
-typedef struct KgGuardedRel
-{
-	Oid			relid;			/* hash key */
-} KgGuardedRel;
 
 static MemoryContext cache_context = NULL;
 static bool cache_valid = false;
@@ -63,6 +61,9 @@ static Oid	tenant_registry_relid = InvalidOid;
 static Oid	guarded_registry_relid = InvalidOid;
 static Oid	assert_tenant_funcid = InvalidOid;
 static Oid	assert_relation_funcid = InvalidOid;
+static Oid	hard_delete_at_funcid = InvalidOid;
+static Oid	deleted_by_funcid = InvalidOid;
+static Oid	request_id_funcid = InvalidOid;
 static Oid	current_tenant_text_funcid = InvalidOid;
 static Oid	current_tenant_uuid_funcid = InvalidOid;
 static Oid	current_tenant_bigint_funcid = InvalidOid;
@@ -101,6 +102,8 @@ kg_catalog_init(void)
 {
 	CacheRegisterRelcacheCallback(kg_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(NAMESPACEOID, kg_syscache_callback, (Datum) 0);
+	/* The function oids the hooks use (and a library/SQL mismatch). */
+	CacheRegisterSyscacheCallback(PROCOID, kg_syscache_callback, (Datum) 0);
 }
 
 static Oid
@@ -204,6 +207,16 @@ resolve_pooled_rel(KgPooledRel *pooled, Oid relid, const char *column)
 	return OidIsValid(pooled->eq_opr);
 }
 
+static KgClass
+class_from_name(const char *name)
+{
+	if (name && strcmp(name, "audit") == 0)
+		return KG_CLASS_AUDIT;
+	if (name && strcmp(name, "payment") == 0)
+		return KG_CLASS_PAYMENT;
+	return KG_CLASS_STANDARD;
+}
+
 static void
 load_guarded_tables(Snapshot snapshot)
 {
@@ -211,6 +224,9 @@ load_guarded_tables(Snapshot snapshot)
 	TupleDesc	desc = RelationGetDescr(rel);
 	AttrNumber	att_relid = attnameAttNum(rel, "relid", false);
 	AttrNumber	att_column = attnameAttNum(rel, "tenant_column", false);
+	AttrNumber	att_soft = attnameAttNum(rel, "soft_delete", false);
+	AttrNumber	att_grace = attnameAttNum(rel, "grace", false);
+	AttrNumber	att_class = attnameAttNum(rel, "class", false);
 	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
 	HeapTuple	tuple;
 
@@ -219,11 +235,26 @@ load_guarded_tables(Snapshot snapshot)
 		bool		isnull;
 		Oid			relid = DatumGetObjectId(heap_getattr(tuple, att_relid, desc, &isnull));
 		char	   *column = registry_text(tuple, desc, att_column);
+		KgGuardedTable *table;
+		Datum		value;
 		bool		found;
 
-		if (isnull)
+		if (isnull || !OidIsValid(get_rel_namespace(relid)))
 			continue;
-		hash_search(guarded_rels, &relid, HASH_ENTER, &found);
+		table = hash_search(guarded_rels, &relid, HASH_ENTER, &found);
+		memset((char *) table + sizeof(Oid), 0, sizeof(KgGuardedTable) - sizeof(Oid));
+		value = heap_getattr(tuple, att_soft, desc, &isnull);
+		table->soft_delete = !isnull && DatumGetBool(value);
+		value = heap_getattr(tuple, att_grace, desc, &isnull);
+		if (!isnull)
+			memcpy(&table->grace, DatumGetIntervalP(value), sizeof(Interval));
+		table->class = class_from_name(registry_text(tuple, desc, att_class));
+		table->deleted_at = get_attnum(relid, "deleted_at");
+		table->hard_delete_at = get_attnum(relid, "hard_delete_at");
+		table->deleted_by = get_attnum(relid, "deleted_by");
+		table->delete_request_id = get_attnum(relid, "delete_request_id");
+		table->cascades = NIL;
+
 		if (column != NULL)
 		{
 			KgPooledRel *pooled = hash_search(pooled_rels, &relid, HASH_ENTER, &found);
@@ -238,6 +269,45 @@ load_guarded_tables(Snapshot snapshot)
 		}
 	}
 	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+/*
+ * Record the ON DELETE CASCADE foreign keys between soft-delete tables, so
+ * that soft-deleting a parent can soft-delete its children in the same
+ * statement.  pg_constraint has no index on the referenced table, so this
+ * is one scan per rebuild rather than one per deleted row.
+ */
+static void
+load_cascades(void)
+{
+	Relation	rel = table_open(ConstraintRelationId, AccessShareLock);
+	SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	HeapTuple	tuple;
+
+	while ((tuple = systable_getnext(scan)) != NULL)
+	{
+		Form_pg_constraint con = (Form_pg_constraint) GETSTRUCT(tuple);
+		KgGuardedTable *parent;
+		KgGuardedTable *child;
+		KgCascade  *cascade;
+		int			nkeys;
+
+		if (con->contype != CONSTRAINT_FOREIGN || con->confdeltype != FKCONSTR_ACTION_CASCADE)
+			continue;
+		parent = hash_search(guarded_rels, &con->confrelid, HASH_FIND, NULL);
+		child = hash_search(guarded_rels, &con->conrelid, HASH_FIND, NULL);
+		if (parent == NULL || child == NULL || !parent->soft_delete || !child->soft_delete)
+			continue;
+
+		cascade = palloc0(sizeof(KgCascade));
+		cascade->child = con->conrelid;
+		DeconstructFkConstraintRow(tuple, &nkeys, cascade->child_keys,
+								   cascade->parent_keys, NULL, NULL, NULL, NULL, NULL);
+		cascade->nkeys = nkeys;
+		parent->cascades = lappend(parent->cascades, cascade);
+	}
+	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 }
 
@@ -274,6 +344,9 @@ rebuild_cache(void)
 	guarded_registry_relid = get_relname_relid("guarded_table", nspoid);
 	assert_tenant_funcid = lookup_keys_guard_function("_assert_tenant", 2, assert_args);
 	assert_relation_funcid = lookup_keys_guard_function("_assert_relation", 1, assert_args);
+	hard_delete_at_funcid = lookup_keys_guard_function("_hard_delete_at", 1, assert_args);
+	deleted_by_funcid = lookup_keys_guard_function("_deleted_by", 0, NULL);
+	request_id_funcid = lookup_keys_guard_function("current_request_id", 0, NULL);
 	current_tenant_text_funcid = lookup_keys_guard_function("current_tenant", 0, NULL);
 	current_tenant_uuid_funcid = lookup_keys_guard_function("_current_tenant_uuid", 0, NULL);
 	current_tenant_bigint_funcid = lookup_keys_guard_function("_current_tenant_bigint", 0, NULL);
@@ -293,7 +366,8 @@ rebuild_cache(void)
 	 */
 	extension_incomplete =
 		!OidIsValid(assert_tenant_funcid) || !OidIsValid(assert_relation_funcid) ||
-		!OidIsValid(current_tenant_text_funcid) ||
+		!OidIsValid(hard_delete_at_funcid) || !OidIsValid(deleted_by_funcid) ||
+		!OidIsValid(request_id_funcid) || !OidIsValid(current_tenant_text_funcid) ||
 		!OidIsValid(current_tenant_uuid_funcid) || !OidIsValid(current_tenant_bigint_funcid);
 
 	oldcxt = MemoryContextSwitchTo(cache_context);
@@ -304,7 +378,7 @@ rebuild_cache(void)
 	pooled_rels = create_cache_hash("keys_guard pooled tables",
 									sizeof(Oid), sizeof(KgPooledRel), false);
 	guarded_rels = create_cache_hash("keys_guard guarded tables",
-									 sizeof(Oid), sizeof(KgGuardedRel), false);
+									 sizeof(Oid), sizeof(KgGuardedTable), false);
 	relation_guards = create_cache_hash("keys_guard relation guards",
 										sizeof(Oid), sizeof(KgRelationGuard), false);
 	MemoryContextSwitchTo(oldcxt);
@@ -315,6 +389,7 @@ rebuild_cache(void)
 		MemoryContextSwitchTo(cache_context);
 		load_tenants(snapshot);
 		load_guarded_tables(snapshot);
+		load_cascades();
 		MemoryContextSwitchTo(oldcxt);
 	}
 	PG_CATCH();
@@ -414,6 +489,7 @@ kg_relation_guard(Oid relid)
 								   HASH_FIND, NULL);
 		guard->pooled = guard->owner ? NULL
 			: hash_search(pooled_rels, &relid, HASH_FIND, NULL);
+		guard->table = hash_search(guarded_rels, &relid, HASH_FIND, NULL);
 	}
 	return (guard->owner || guard->pooled) ? guard : NULL;
 }
@@ -422,6 +498,33 @@ Oid
 kg_assert_tenant_func(void)
 {
 	return kg_extension_active() ? assert_tenant_funcid : InvalidOid;
+}
+
+/* The registered options of a table, or NULL. */
+KgGuardedTable *
+kg_guarded_table(Oid relid)
+{
+	if (!kg_extension_active())
+		return NULL;
+	return hash_search(guarded_rels, &relid, HASH_FIND, NULL);
+}
+
+Oid
+kg_hard_delete_at_func(void)
+{
+	return hard_delete_at_funcid;
+}
+
+Oid
+kg_deleted_by_func(void)
+{
+	return deleted_by_funcid;
+}
+
+Oid
+kg_request_id_func(void)
+{
+	return request_id_funcid;
 }
 
 Oid

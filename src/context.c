@@ -142,15 +142,19 @@ kg_check_context(char **newval, void **extra, GucSource source)
 }
 
 /*
- * Cached plans of guarded tables carry the tenant filter unless they were
- * made under an admin context or bypass.  When that changes, every cached
- * plan of this backend is invalidated, so no plan made for an admin is ever
- * reused for a tenant.  Tenant-to-tenant switches need no replanning: the
- * filter reads the current tenant at execution.
+ * Cached plans of guarded tables carry the tenant and soft-delete filters
+ * unless they were made under an admin context, bypass, include_deleted or
+ * one of keys_guard's own operations.  Whenever that changes, every cached
+ * plan of this backend is invalidated, so no plan made without a filter is
+ * ever reused with one due.  Tenant-to-tenant switches need no replanning:
+ * the filter reads the current tenant at execution.
  */
-static void
-note_filter_change(bool unfiltered)
+void
+kg_note_filter_state(void)
 {
+	bool		unfiltered = (current_context && current_context->reason[0]) ||
+	keys_guard_bypass || kg_filters_relaxed();
+
 	if (unfiltered != plans_unfiltered)
 	{
 		plans_unfiltered = unfiltered;
@@ -162,14 +166,14 @@ void
 kg_assign_context(const char *newval, void *extra)
 {
 	current_context = (const KgContext *) extra;
-	note_filter_change((current_context && current_context->reason[0]) ||
-					   keys_guard_bypass);
+	kg_note_filter_state();
 }
 
 void
 kg_assign_bypass(bool newval, void *extra)
 {
-	note_filter_change(newval || (current_context && current_context->reason[0]));
+	keys_guard_bypass = newval;
+	kg_note_filter_state();
 }
 
 /*

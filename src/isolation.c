@@ -246,7 +246,7 @@ kg_check_relation(Oid relid, const char *action)
 	KgTenant   *current;
 	const char *tenant;
 
-	if (guard == NULL)
+	if (guard == NULL || kg_in_internal_operation())
 		return;
 	kg_require_complete_extension();
 	owner = guard->owner;
@@ -434,7 +434,8 @@ pooled_scans_filtered(void)
 {
 	KgMode		mode = kg_current_mode();
 
-	return (mode == KG_MODE_TENANT || mode == KG_MODE_NONE) && !InNoForceRLSOperation();
+	return (mode == KG_MODE_TENANT || mode == KG_MODE_NONE) && !InNoForceRLSOperation() &&
+		!kg_in_internal_operation();
 }
 
 /* "tenant_column = <current tenant>" for range table entry rtindex. */
@@ -470,32 +471,45 @@ static void
 kg_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent,
 					 RelOptInfo *rel)
 {
+	KgRelationGuard *guard;
 	KgPooledRel *pooled;
+	RangeTblEntry *rte;
+	List	   *quals = NIL;
+	Expr	   *deleted;
 
 	if (prev_get_relation_info_hook)
 		prev_get_relation_info_hook(root, relationObjectId, inhparent, rel);
 
 	if (root->simple_rte_array == NULL || !kg_extension_active())
 		return;
-	pooled = kg_pooled_rel(relationObjectId);
-	if (pooled == NULL)
+	guard = kg_relation_guard(relationObjectId);
+	if (guard == NULL)
 		return;
+	pooled = guard->pooled;
+	rte = root->simple_rte_array[rel->relid];
 
-	if (pooled_scans_filtered())
+	if (pooled != NULL && pooled_scans_filtered())
 	{
-		RangeTblEntry *rte = root->simple_rte_array[rel->relid];
-
-		rte->securityQuals = lcons(list_make1(make_tenant_qual(rel->relid, pooled)),
-								   rte->securityQuals);
-		root->qual_security_level = Max(root->qual_security_level,
-										list_length(rte->securityQuals));
+		quals = lappend(quals, make_tenant_qual(rel->relid, pooled));
 		if (kg_current_mode() == KG_MODE_TENANT && root->parse->jointree != NULL &&
 			OidIsValid(kg_assert_tenant_func()) &&
 			(root->parse->jointree->quals == NULL || IsA(root->parse->jointree->quals, List)))
 			gate_pulled_up_predicates(root, rel->relid, relationObjectId, pooled);
 	}
-	else
+	else if (pooled != NULL)
 		planned_unfiltered_pooled = true;
+
+	if ((deleted = kg_soft_delete_qual(rel->relid, guard->table)) != NULL)
+		quals = lappend(quals, deleted);
+	else if (guard->table != NULL && guard->table->soft_delete)
+		planned_unfiltered_pooled = true;
+
+	if (quals != NIL)
+	{
+		rte->securityQuals = lcons(quals, rte->securityQuals);
+		root->qual_security_level = Max(root->qual_security_level,
+										list_length(rte->securityQuals));
+	}
 }
 
 typedef struct GateContext
@@ -898,6 +912,10 @@ kg_planner(Query *parse, const char *query_string, int cursorOptions,
 {
 	PlannedStmt *result;
 	bool		save_unfiltered = planned_unfiltered_pooled;
+	bool		soft_deleted = false;
+
+	if (parse->commandType != CMD_UTILITY && kg_extension_active())
+		soft_deleted = kg_soft_delete_rewrite(parse);
 
 	if (parse->commandType != CMD_UTILITY && kg_extension_active() &&
 		OidIsValid(kg_assert_tenant_func()) && OidIsValid(kg_assert_relation_func()) &&
@@ -913,6 +931,9 @@ kg_planner(Query *parse, const char *query_string, int cursorOptions,
 			result = standard_planner(parse, query_string, cursorOptions, boundParams);
 		if (planned_unfiltered_pooled)
 			result->dependsOnRole = true;
+		/* The client sees "DELETE n": the tag follows the statement's type. */
+		if (soft_deleted)
+			result->commandType = CMD_DELETE;
 	}
 	PG_FINALLY();
 	{

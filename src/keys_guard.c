@@ -134,6 +134,13 @@ _PG_init(void)
 							 PGC_SUSET, 0,
 							 NULL, kg_assign_bypass, NULL);
 
+	DefineCustomBoolVariable("keys_guard.include_deleted",
+							 "Shows soft-deleted rows to members of keys_guard_admin.",
+							 NULL,
+							 &keys_guard_include_deleted, false,
+							 PGC_USERSET, 0,
+							 kg_check_include_deleted, kg_assign_include_deleted, NULL);
+
 	DefineCustomBoolVariable("keys_guard.tenant_search_path",
 							 "Puts the tenant's schema first on search_path while a context lasts.",
 							 "Changing search_path makes PostgreSQL replan cached statements; "

@@ -10,9 +10,12 @@
 #define KEYS_GUARD_H
 
 #include "compat.h"
+#include "nodes/parsenodes.h"
 #include "nodes/pg_list.h"
+#include "nodes/primnodes.h"
 #include "fmgr.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 
 /* Longest tenant id (SPEC.md §4) and the buffers that hold context values. */
 #define KG_TENANT_ID_MAXLEN		48
@@ -49,6 +52,7 @@ extern const char *kg_show_actor(void);
 extern const char *kg_show_request_id(void);
 extern const char *kg_show_admin_reason(void);
 extern void kg_assign_bypass(bool newval, void *extra);
+extern void kg_note_filter_state(void);
 extern KgMode kg_current_mode(void);
 extern const char *kg_current_tenant(void);
 extern const char *kg_current_actor(void);
@@ -75,12 +79,43 @@ typedef struct KgPooledRel
 	Oid			current_func;	/* function yielding the current tenant */
 } KgPooledRel;
 
+typedef enum KgClass
+{
+	KG_CLASS_STANDARD,
+	KG_CLASS_PAYMENT,			/* soft-deleted, never purged */
+	KG_CLASS_AUDIT				/* append-only */
+} KgClass;
+
+/* A foreign key with ON DELETE CASCADE from a soft-delete table. */
+typedef struct KgCascade
+{
+	Oid			child;
+	int			nkeys;
+	AttrNumber	child_keys[INDEX_MAX_KEYS];
+	AttrNumber	parent_keys[INDEX_MAX_KEYS];
+} KgCascade;
+
+/* A registered table (pooled or in a tenant schema) and its options. */
+typedef struct KgGuardedTable
+{
+	Oid			relid;			/* hash key */
+	bool		soft_delete;
+	KgClass		class;
+	Interval	grace;
+	AttrNumber	deleted_at;		/* the soft-delete columns, or 0 */
+	AttrNumber	hard_delete_at;
+	AttrNumber	deleted_by;
+	AttrNumber	delete_request_id;
+	List	   *cascades;		/* KgCascade to soft-delete child tables */
+} KgGuardedTable;
+
 /* How one relation is guarded; owner and pooled are never both set. */
 typedef struct KgRelationGuard
 {
 	Oid			relid;			/* hash key */
 	KgTenant   *owner;			/* in a tenant schema: that tenant */
 	KgPooledRel *pooled;		/* a pooled table */
+	KgGuardedTable *table;		/* registered options, if registered */
 } KgRelationGuard;
 
 extern void kg_catalog_init(void);
@@ -92,10 +127,24 @@ extern KgTenant *kg_tenant_by_id(const char *id);
 extern KgPooledRel *kg_pooled_rel(Oid relid);
 extern Oid	kg_assert_tenant_func(void);
 extern Oid	kg_assert_relation_func(void);
+extern KgGuardedTable *kg_guarded_table(Oid relid);
+extern Oid	kg_hard_delete_at_func(void);
+extern Oid	kg_deleted_by_func(void);
+extern Oid	kg_request_id_func(void);
 
 /* isolation.c */
 extern void kg_isolation_init(void);
 extern void kg_check_relation(Oid relid, const char *action);
+
+/* soft_delete.c */
+extern bool keys_guard_include_deleted;
+extern bool kg_in_internal_operation(void);
+extern void kg_run_internal(void (*fn) (void *), void *arg, bool physical);
+extern bool kg_check_include_deleted(bool *newval, void **extra, GucSource source);
+extern void kg_assign_include_deleted(bool newval, void *extra);
+extern bool kg_filters_relaxed(void);
+extern Expr *kg_soft_delete_qual(Index rtindex, KgGuardedTable *table);
+extern bool kg_soft_delete_rewrite(Query *parse);
 
 /* utility.c */
 extern void kg_utility_init(void);

@@ -155,10 +155,10 @@ $dump_ok = IPC::Run::run(
 	[ 'pg_dump', '--data-only', '-d', connstr_as('dumper', $bypass_opt) ],
 	'>', \$stdout, '2>', \$stderr);
 ok($dump_ok, 'pg_dump with keys_guard.bypass=on succeeds') or diag($stderr);
-like($stdout, qr/^1\tdoc of a$/m, 'the dump has tenant a\'s rows');
-like($stdout, qr/^1\tdoc of b$/m, 'the dump has tenant b\'s rows');
-like($stdout, qr/^1\ta\torder of a$/m, 'the dump has pooled rows of tenant a');
-like($stdout, qr/^2\tb\torder of b$/m, 'the dump has pooled rows of tenant b');
+like($stdout, qr/^1\tdoc of a(\t|$)/m, 'the dump has tenant a\'s rows');
+like($stdout, qr/^1\tdoc of b(\t|$)/m, 'the dump has tenant b\'s rows');
+like($stdout, qr/^1\ta\torder of a(\t|$)/m, 'the dump has pooled rows of tenant a');
+like($stdout, qr/^2\tb\torder of b(\t|$)/m, 'the dump has pooled rows of tenant b');
 ok(audit_settled(), 'audit log settled after pg_dump');
 is(bypass_records() - $before, 1, 'the pg_dump session is audited exactly once');
 

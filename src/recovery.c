@@ -1,0 +1,421 @@
+/*-------------------------------------------------------------------------
+ *
+ * recovery.c
+ *	  Restore and hard delete of soft-deleted rows (SPEC.md §7).
+ *
+ * These are keys_guard's own operations: they run their statements with the
+ * tenant and soft-delete filters off (they must see deleted rows, across
+ * tenants, as the governance functions of an admin), and hard delete is the
+ * one path allowed to remove rows of a soft-delete table physically.  Rows
+ * are locked before they are judged, so a restore and a hard delete (or the
+ * purge) of the same row serialize, and the grace period is checked against
+ * the transaction's now().
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/htup_details.h"
+#include "catalog/index.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/syscache.h"
+
+#include "keys_guard.h"
+
+/* The single-column primary key of a table, for operations "by key". */
+typedef struct KeyColumn
+{
+	char	   *table;			/* quoted, schema-qualified */
+	char	   *column;			/* quoted */
+	char	   *type;			/* formatted type name, for a cast */
+} KeyColumn;
+
+static KeyColumn
+key_column_of(Oid relid)
+{
+	KeyColumn	key;
+	Relation	rel = table_open(relid, AccessShareLock);
+	Oid			indexoid = RelationGetPrimaryKeyIndex(rel);
+	HeapTuple	indextup;
+	Form_pg_index index;
+	Form_pg_attribute att;
+
+	key.table = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+										   RelationGetRelationName(rel));
+	if (!OidIsValid(indexoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("table %s has no primary key", key.table),
+				 errhint("Use keys_guard.restore_request() to restore rows by request id.")));
+	indextup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+	if (!HeapTupleIsValid(indextup))
+		elog(ERROR, "cache lookup failed for index %u", indexoid);
+	index = (Form_pg_index) GETSTRUCT(indextup);
+	if (index->indnkeyatts != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("primary key of table %s has more than one column", key.table),
+				 errhint("Use keys_guard.restore_request() to restore rows by request id.")));
+	att = TupleDescAttr(RelationGetDescr(rel), index->indkey.values[0] - 1);
+	key.column = pstrdup(quote_identifier(NameStr(att->attname)));
+	key.type = format_type_be_qualified(att->atttypid);
+	ReleaseSysCache(indextup);
+	table_close(rel, AccessShareLock);
+	return key;
+}
+
+static KgGuardedTable *
+soft_delete_table(Oid relid)
+{
+	KgGuardedTable *table = kg_guarded_table(relid);
+
+	if (table == NULL || !table->soft_delete)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("table %s is not guarded with soft delete",
+						quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												   get_rel_name(relid)))));
+	return table;
+}
+
+static void
+audit(const char *action, const char *target, const char *detail_json)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', target ? ' ' : 'n', ' '};
+
+	values[0] = CStringGetTextDatum(action);
+	values[1] = target ? CStringGetTextDatum(target) : (Datum) 0;
+	values[2] = CStringGetTextDatum(detail_json);
+	if (SPI_execute_with_args("SELECT keys_guard._audit($1, $2, $3::jsonb)",
+							  3, types, values, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "keys_guard: could not write the audit record");
+}
+
+static char *
+key_detail(const char *key)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"key\": ");
+	escape_json(&buf, key);
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+/* The state of one row, locked: absent, live, or deleted (with deadline). */
+typedef enum RowState
+{
+	ROW_ABSENT,
+	ROW_LIVE,
+	ROW_DELETED
+} RowState;
+
+static RowState
+lock_row(KeyColumn *key, const char *value, TimestampTz *hard_delete_at, bool *expired)
+{
+	char	   *sql = psprintf("SELECT deleted_at IS NOT NULL, hard_delete_at, hard_delete_at <= now()"
+							   " FROM ONLY %s WHERE %s = $1::%s FOR UPDATE",
+							   key->table, key->column, key->type);
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(value)};
+	bool		isnull;
+	bool		deleted;
+
+	if (SPI_execute_with_args(sql, 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "keys_guard: could not read the row to restore");
+	if (SPI_processed == 0)
+		return ROW_ABSENT;
+	deleted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (!deleted)
+		return ROW_LIVE;
+	*hard_delete_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+														SPI_tuptable->tupdesc, 2, &isnull));
+	*expired = !isnull && DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 3, &isnull));
+	return ROW_DELETED;
+}
+
+typedef struct RestoreArgs
+{
+	Oid			relid;
+	char	   *key;
+	char	   *request_id;
+	int64		restored;
+} RestoreArgs;
+
+static void
+restore_key_internal(void *arg)
+{
+	RestoreArgs *args = (RestoreArgs *) arg;
+	KeyColumn	key;
+	TimestampTz deadline = 0;
+	bool		expired = false;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	(void) soft_delete_table(args->relid);
+	key = key_column_of(args->relid);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "keys_guard: SPI_connect failed");
+
+	switch (lock_row(&key, args->key, &deadline, &expired))
+	{
+		case ROW_ABSENT:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("no row with key %s in %s", args->key, key.table),
+					 errdetail("The row does not exist, or it was purged after its grace period.")));
+			break;
+		case ROW_LIVE:
+			ereport(NOTICE,
+					(errmsg("row %s of %s is not deleted, skipping", args->key, key.table)));
+			args->restored = 0;
+			SPI_finish();
+			return;
+		case ROW_DELETED:
+			break;
+	}
+	if (expired)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("grace period has expired"),
+				 errdetail("Row %s of %s could be restored until %s.", args->key, key.table,
+						   timestamptz_to_str(deadline))));
+
+	values[0] = CStringGetTextDatum(args->key);
+	if (SPI_execute_with_args(psprintf("UPDATE ONLY %s SET deleted_at = NULL, hard_delete_at = NULL,"
+									   " deleted_by = NULL, delete_request_id = NULL"
+									   " WHERE %s = $1::%s AND deleted_at IS NOT NULL",
+									   key.table, key.column, key.type),
+							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "keys_guard: restore failed");
+	args->restored = SPI_processed;
+	audit("restore", key.table, key_detail(args->key));
+	SPI_finish();
+}
+
+/*
+ * keys_guard._restore_key(rel, key): restore one soft-deleted row by its
+ * primary key.  0 if it was live (idempotent); 55000 after its grace.
+ */
+PG_FUNCTION_INFO_V1(keys_guard_restore_key);
+Datum
+keys_guard_restore_key(PG_FUNCTION_ARGS)
+{
+	RestoreArgs args = {0};
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("relation and key must not be null")));
+	args.relid = PG_GETARG_OID(0);
+	args.key = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	kg_run_internal(restore_key_internal, &args, false);
+	PG_RETURN_INT64(args.restored);
+}
+
+static void
+restore_request_internal(void *arg)
+{
+	RestoreArgs *args = (RestoreArgs *) arg;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(args->request_id)};
+	List	   *tables = NIL;
+	ListCell   *lc;
+	uint64		i;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "keys_guard: SPI_connect failed");
+	if (SPI_execute("SELECT relid FROM keys_guard.guarded_table WHERE soft_delete ORDER BY relid",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "keys_guard: could not list soft-delete tables");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		tables = lappend_oid(tables, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																	SPI_tuptable->tupdesc, 1,
+																	&isnull)));
+	}
+
+	/* First lock every row of the request and refuse if any has expired. */
+	foreach(lc, tables)
+	{
+		Oid			relid = lfirst_oid(lc);
+		char	   *table = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+													   get_rel_name(relid));
+
+		if (SPI_execute_with_args(psprintf("SELECT hard_delete_at <= now() FROM ONLY %s"
+										   " WHERE delete_request_id = $1 AND deleted_at IS NOT NULL"
+										   " FOR UPDATE", table),
+								  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "keys_guard: could not read rows of request");
+		for (i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+
+			if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)))
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("grace period has expired"),
+						 errdetail("Rows of %s deleted by request \"%s\" are past their grace period.",
+								   table, args->request_id)));
+		}
+	}
+	foreach(lc, tables)
+	{
+		Oid			relid = lfirst_oid(lc);
+		char	   *table = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+													   get_rel_name(relid));
+
+		if (SPI_execute_with_args(psprintf("UPDATE ONLY %s SET deleted_at = NULL, hard_delete_at = NULL,"
+										   " deleted_by = NULL, delete_request_id = NULL"
+										   " WHERE delete_request_id = $1 AND deleted_at IS NOT NULL",
+										   table),
+								  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "keys_guard: restore failed");
+		args->restored += SPI_processed;
+	}
+	if (args->restored == 0)
+		ereport(NOTICE,
+				(errmsg("no deleted rows of request \"%s\", skipping", args->request_id)));
+	else
+	{
+		StringInfoData detail;
+
+		initStringInfo(&detail);
+		appendStringInfoString(&detail, "{\"request_id\": ");
+		escape_json(&detail, args->request_id);
+		appendStringInfo(&detail, ", \"rows\": " INT64_FORMAT "}", args->restored);
+		audit("restore_request", NULL, detail.data);
+	}
+	SPI_finish();
+}
+
+/*
+ * keys_guard.restore_request(request_id): restore everything one request
+ * soft-deleted, across tables, or nothing if any of it is past its grace.
+ */
+PG_FUNCTION_INFO_V1(keys_guard_restore_request);
+Datum
+keys_guard_restore_request(PG_FUNCTION_ARGS)
+{
+	RestoreArgs args = {0};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("request_id must not be null")));
+	args.request_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (args.request_id[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("request_id must not be empty")));
+	kg_run_internal(restore_request_internal, &args, false);
+	PG_RETURN_INT64(args.restored);
+}
+
+typedef struct HardDeleteArgs
+{
+	Oid			relid;
+	char	   *key;
+	bool		confirm;
+	int64		deleted;
+} HardDeleteArgs;
+
+static void
+hard_delete_internal(void *arg)
+{
+	HardDeleteArgs *args = (HardDeleteArgs *) arg;
+	KgGuardedTable *table = soft_delete_table(args->relid);
+	KeyColumn	key = key_column_of(args->relid);
+	TimestampTz deadline = 0;
+	bool		expired = false;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	if (table->class != KG_CLASS_STANDARD)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot hard-delete rows of %s table %s",
+						table->class == KG_CLASS_AUDIT ? "audit" : "payment", key.table),
+				 errdetail("Rows of audit and payment tables are never hard-deleted.")));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "keys_guard: SPI_connect failed");
+
+	switch (lock_row(&key, args->key, &deadline, &expired))
+	{
+		case ROW_ABSENT:
+			ereport(NOTICE,
+					(errmsg("row %s of %s is already gone, skipping", args->key, key.table)));
+			args->deleted = 0;
+			SPI_finish();
+			return;
+		case ROW_LIVE:
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("row %s of %s is not deleted", args->key, key.table),
+					 errhint("DELETE it first; it can be hard-deleted once its grace period has passed.")));
+			break;
+		case ROW_DELETED:
+			break;
+	}
+	if (!expired)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("grace period has not expired"),
+				 errdetail("Row %s of %s can be hard-deleted from %s on.", args->key, key.table,
+						   timestamptz_to_str(deadline))));
+	if (!args->confirm)
+	{
+		ereport(NOTICE,
+				(errmsg("would hard-delete row %s of %s", args->key, key.table),
+				 errhint("Pass confirm => true to delete it.")));
+		args->deleted = 1;
+		SPI_finish();
+		return;
+	}
+
+	values[0] = CStringGetTextDatum(args->key);
+	if (SPI_execute_with_args(psprintf("DELETE FROM ONLY %s WHERE %s = $1::%s AND deleted_at IS NOT NULL",
+									   key.table, key.column, key.type),
+							  1, types, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "keys_guard: hard delete failed");
+	args->deleted = SPI_processed;
+	audit("hard_delete", key.table, key_detail(args->key));
+	SPI_finish();
+}
+
+/*
+ * keys_guard._hard_delete_key(rel, key, confirm): remove one soft-deleted
+ * row after its grace period.  Without confirm it only reports.
+ */
+PG_FUNCTION_INFO_V1(keys_guard_hard_delete_key);
+Datum
+keys_guard_hard_delete_key(PG_FUNCTION_ARGS)
+{
+	HardDeleteArgs args = {0};
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("relation, key and confirm must not be null")));
+	args.relid = PG_GETARG_OID(0);
+	args.key = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	args.confirm = PG_GETARG_BOOL(2);
+	kg_run_internal(hard_delete_internal, &args, args.confirm);
+	PG_RETURN_INT64(args.deleted);
+}
