@@ -18,7 +18,7 @@ EXTENSION = keys_guard
 DATA = keys_guard--1.0.sql
 PGFILEDESC = "keys_guard - multi-tenant safety for PostgreSQL"
 
-REGRESS = setup tenants context isolation pooled audit library
+REGRESS = setup tenants context isolation pooled audit library soft_delete
 REGRESS_OPTS = --inputdir=. --dbname=keys_guard_regress
 
 PG_CONFIG ?= pg_config

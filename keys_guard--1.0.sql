@@ -685,10 +685,22 @@ RETURNS bigint
 LANGUAGE sql VOLATILE
 AS $$ SELECT keys_guard._hard_delete_key(keys_guard._resolve_relation(rel), key::text, confirm) $$;
 
+-- The same with the key as text, so that a quoted literal ('42', a UUID)
+-- resolves without a cast.
+CREATE FUNCTION keys_guard.restore(rel text, key text)
+RETURNS bigint
+LANGUAGE sql VOLATILE
+AS $$ SELECT keys_guard._restore_key(keys_guard._resolve_relation(rel), key) $$;
+
+CREATE FUNCTION keys_guard.hard_delete(rel text, key text, confirm boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE sql VOLATILE
+AS $$ SELECT keys_guard._hard_delete_key(keys_guard._resolve_relation(rel), key, confirm) $$;
+
 -- What a DELETE of one row (by primary key) would reach: the row itself
 -- and, through ON DELETE CASCADE foreign keys, the rows of child tables,
 -- counted as the caller's DELETE would see them.
-CREATE FUNCTION keys_guard.preview_delete(rel text, key anyelement)
+CREATE FUNCTION keys_guard._preview_delete(rel text, key text)
 RETURNS TABLE (relation regclass, depth int, via text, rows bigint, effect text)
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -706,9 +718,19 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     RETURN QUERY SELECT * FROM keys_guard._preview(r,
-        format('%I = %L::%s', pkcol, key::text, pktype), 0, NULL, ARRAY[r::oid]);
+        format('%I = %L::%s', pkcol, key, pktype), 0, NULL, ARRAY[r::oid]);
 END
 $$;
+
+CREATE FUNCTION keys_guard.preview_delete(rel text, key anyelement)
+RETURNS TABLE (relation regclass, depth int, via text, rows bigint, effect text)
+LANGUAGE sql VOLATILE
+AS $$ SELECT * FROM keys_guard._preview_delete(rel, key::text) $$;
+
+CREATE FUNCTION keys_guard.preview_delete(rel text, key text)
+RETURNS TABLE (relation regclass, depth int, via text, rows bigint, effect text)
+LANGUAGE sql VOLATILE
+AS $$ SELECT * FROM keys_guard._preview_delete(rel, key) $$;
 
 CREATE FUNCTION keys_guard._preview(r regclass, filter text, lvl int, fk text, path oid[])
 RETURNS TABLE (relation regclass, depth int, via text, rows bigint, effect text)
@@ -774,12 +796,16 @@ REVOKE ALL ON FUNCTION keys_guard.create_tenant(text, text),
 REVOKE ALL ON FUNCTION keys_guard.restore(text, anyelement),
     keys_guard.hard_delete(text, anyelement, boolean),
     keys_guard.preview_delete(text, anyelement),
+    keys_guard.restore(text, text), keys_guard.hard_delete(text, text, boolean),
+    keys_guard.preview_delete(text, text), keys_guard._preview_delete(text, text),
     keys_guard._preview(regclass, text, int, text, oid[]),
     keys_guard._sync_guard(regclass, boolean, text),
     keys_guard._drop_trigger(regclass, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION keys_guard.restore(text, anyelement),
     keys_guard.hard_delete(text, anyelement, boolean),
     keys_guard.preview_delete(text, anyelement),
+    keys_guard.restore(text, text), keys_guard.hard_delete(text, text, boolean),
+    keys_guard.preview_delete(text, text), keys_guard._preview_delete(text, text),
     keys_guard._preview(regclass, text, int, text, oid[]),
     keys_guard._restore_key(regclass, text), keys_guard._hard_delete_key(regclass, text, boolean),
     keys_guard.restore_request(text) TO keys_guard_admin;
