@@ -31,7 +31,7 @@ SELECT relation, kind, tenant_id, tenant_column FROM keys_guard.guarded_tables O
 \echo '      per transaction; the tenant id is filled in on insert'
 CREATE ROLE demo_api LOGIN IN ROLE keys_guard_gateway;
 GRANT USAGE ON SCHEMA tenant_acme, tenant_globex TO demo_api;
-GRANT SELECT, INSERT ON tenant_acme.projects, tenant_globex.projects, public.invoices TO demo_api;
+GRANT SELECT, INSERT, DELETE ON tenant_acme.projects, tenant_globex.projects, public.invoices TO demo_api;
 SET ROLE demo_api;
 BEGIN;
 SELECT keys_guard.set_context(tenant => 'acme', actor => 'user_alice', request_id => 'req-0001') \gset
@@ -83,4 +83,32 @@ SELECT at::time(0) AS at, tenant, actor, request_id, action, target, outcome,
   FROM keys_guard.audit_log WHERE outcome = 'denied' ORDER BY id;
 
 \echo
-\echo '== Done. Soft delete and restore (SPEC.md §7) are the next milestone.'
+\echo '== 9. Acme deletes a project: the client sees DELETE 1 and the RETURNING row,'
+\echo '      but the row is only soft-deleted (30 days of grace by default)'
+SET ROLE demo_api;
+BEGIN;
+SELECT keys_guard.set_context(tenant => 'acme', actor => 'user_alice', request_id => 'req-0005') \gset
+\set QUIET off
+DELETE FROM projects WHERE id = 1 RETURNING id, title;
+\set QUIET on
+SELECT count(*) AS projects_acme_sees FROM projects;
+COMMIT;
+RESET ROLE;
+
+\echo
+\echo '== 10. An admin sees what was deleted, by whom and until when, and restores'
+\echo '       everything that request deleted'
+BEGIN;
+SELECT keys_guard.admin_context(actor => 'ops_dana', reason => 'ticket 4711: restore deleted project') \gset
+SET LOCAL keys_guard.include_deleted = on;
+SELECT id, title, deleted_by, delete_request_id, hard_delete_at - deleted_at AS grace
+  FROM tenant_acme.projects;
+COMMIT;
+SELECT keys_guard.restore_request('req-0005') AS rows_restored;
+BEGIN;
+SELECT keys_guard.set_context(tenant => 'acme', actor => 'user_alice') \gset
+SELECT id, title FROM projects;
+COMMIT;
+
+\echo
+\echo '== Done.'
