@@ -21,6 +21,10 @@ PGFILEDESC = "keys_guard - multi-tenant safety for PostgreSQL"
 REGRESS = setup tenants context isolation pooled audit library soft_delete
 REGRESS_OPTS = --inputdir=. --dbname=keys_guard_regress
 
+# Concurrency (pg_isolation_regress): specs/*.spec with expected/*.out.
+ISOLATION = delete_delete delete_restore restore_hard_delete
+ISOLATION_OPTS = --load-extension=keys_guard
+
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wmissing-prototypes -Werror
 

@@ -208,6 +208,14 @@ TRUNCATE public.events_log;
 RESET session_replication_role;
 RESET keys_guard.bypass;
 
+-- Restore works on pooled tables too, without a context (an admin's
+-- operation across tenants).
+SELECT keys_guard.restore('public.ledger', 1);
+BEGIN;
+SELECT keys_guard.set_context('sd', 'alice');
+SELECT id, amount FROM ledger;
+COMMIT;
+
 -- Superusers, bypass and replica mode soft-delete too.
 SET keys_guard.bypass = on;
 SET session_replication_role = replica;
