@@ -709,6 +709,15 @@ DECLARE
     pkcol   name;
     pktype  text;
 BEGIN
+    IF key IS NULL THEN
+        RAISE EXCEPTION 'key must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM keys_guard.guarded_tables g
+                    WHERE g.relation = r AND g.soft_delete) THEN
+        RAISE EXCEPTION 'table % is not guarded with soft delete', r
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) INTO pkcol, pktype
       FROM pg_catalog.pg_index i
       JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
@@ -739,10 +748,10 @@ AS $$
 DECLARE
     n        bigint;
     child    record;
-    g        keys_guard.guarded_table;
+    g        record;
 BEGIN
     EXECUTE format('SELECT count(*) FROM %s WHERE %s', r, filter) INTO n;
-    SELECT * INTO g FROM keys_guard.guarded_table WHERE keys_guard.guarded_table.relid = r;
+    SELECT gt.soft_delete, gt.class INTO g FROM keys_guard.guarded_tables gt WHERE gt.relation = r;
     relation := r; depth := lvl; via := fk; rows := n;
     effect := CASE WHEN lvl = 0 AND g.soft_delete AND g.class <> 'audit' THEN 'soft delete'
                    WHEN lvl = 0 AND g.class = 'audit' THEN 'refused (audit)'
@@ -768,8 +777,8 @@ BEGIN
     LOOP
         -- Only soft-delete children are reached: the parent row stays, so an
         -- ordinary child keeps referencing it.
-        IF NOT EXISTS (SELECT 1 FROM keys_guard.guarded_table gt
-                        WHERE gt.relid = child.childrel AND gt.soft_delete) OR
+        IF NOT EXISTS (SELECT 1 FROM keys_guard.guarded_tables gt
+                        WHERE gt.relation = child.childrel AND gt.soft_delete) OR
            NOT COALESCE(g.soft_delete, false) THEN
             EXECUTE format('SELECT count(*) FROM %s WHERE (%s) IN (SELECT %s FROM %s WHERE %s)',
                            child.childrel, child.fkcols, child.refcols, r, filter) INTO n;

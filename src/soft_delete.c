@@ -31,7 +31,9 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -48,6 +50,7 @@
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "keys_guard.h"
@@ -68,6 +71,21 @@ static bool physical_delete_allowed = false;
  */
 static int	cascade_depth = 0;
 
+/* The owner of schema keys_guard: the role that installed the extension. */
+static Oid
+keys_guard_owner(void)
+{
+	Oid			nspoid = get_namespace_oid("keys_guard", false);
+	HeapTuple	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspoid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for namespace %u", nspoid);
+	owner = ((Form_pg_namespace) GETSTRUCT(tuple))->nspowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
 bool
 kg_in_internal_operation(void)
 {
@@ -84,7 +102,18 @@ void
 kg_run_internal(void (*fn) (void *), void *arg, bool physical)
 {
 	bool		save_physical = physical_delete_allowed;
+	Oid			save_userid;
+	int			save_sec_context;
+	Oid			owner = keys_guard_owner();
 
+	/*
+	 * As a SECURITY DEFINER function would: the caller's right to call is
+	 * the EXECUTE grant of the public function; the work is done as the
+	 * owner of keys_guard's schema, who can read the registry, write the
+	 * audit log and reach every guarded table.
+	 */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	internal_depth++;
 	physical_delete_allowed = physical;
 	kg_note_filter_state();
@@ -96,6 +125,7 @@ kg_run_internal(void (*fn) (void *), void *arg, bool physical)
 	{
 		internal_depth--;
 		physical_delete_allowed = save_physical;
+		SetUserIdAndSecContext(save_userid, save_sec_context);
 		kg_note_filter_state();
 	}
 	PG_END_TRY();
