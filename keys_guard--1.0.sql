@@ -346,6 +346,7 @@ BEGIN
         (relid, tenant_id, tenant_column, soft_delete, grace, class, created_policy)
     VALUES (r, p_tenant_id, p_tenant_column, p_soft_delete, p_grace, p_class,
             NOT had_permissive);
+    PERFORM keys_guard._sync_cascades_of(r);
 END
 $$;
 
@@ -360,6 +361,53 @@ BEGIN
         EXECUTE format('DROP TRIGGER %I ON %s', trig, r);
     END IF;
 END
+$$;
+
+-- The soft-delete cascade trigger is only on tables that need it: a
+-- soft-delete table referenced through ON DELETE CASCADE by a soft-delete
+-- child.  (It fires for every soft-deleted row, so tables without such
+-- children should not pay for it.)
+CREATE FUNCTION keys_guard._sync_cascade_trigger(parent regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    wanted boolean;
+    present boolean;
+BEGIN
+    SELECT EXISTS (SELECT 1 FROM keys_guard.guarded_table p
+                    WHERE p.relid = parent AND p.soft_delete)
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
+                     JOIN keys_guard.guarded_table ch ON ch.relid = c.conrelid AND ch.soft_delete
+                    WHERE c.confrelid = parent AND c.contype = 'f' AND c.confdeltype = 'c')
+      INTO wanted;
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
+                    WHERE tgrelid = parent AND tgname = 'keys_guard_cascade')
+      INTO present;
+    IF wanted AND NOT present THEN
+        EXECUTE format('CREATE TRIGGER keys_guard_cascade AFTER UPDATE OF deleted_at ON %s'
+                       ' FOR EACH ROW WHEN (OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL)'
+                       ' EXECUTE FUNCTION keys_guard._soft_delete_cascade()', parent);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER keys_guard_cascade', parent);
+    ELSIF present AND NOT wanted THEN
+        EXECUTE format('DROP TRIGGER keys_guard_cascade ON %s', parent);
+    END IF;
+END
+$$;
+
+-- Sync the cascade trigger of a table and of every table it references
+-- through ON DELETE CASCADE.
+CREATE FUNCTION keys_guard._sync_cascades_of(r regclass)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT keys_guard._sync_cascade_trigger(t)
+      FROM (SELECT r AS t
+            UNION
+            SELECT c.confrelid::regclass FROM pg_catalog.pg_constraint c
+             WHERE c.conrelid = r AND c.contype = 'f' AND c.confdeltype = 'c') AS s;
 $$;
 
 -- Give a table the columns and triggers its soft_delete and class options
@@ -392,19 +440,14 @@ BEGIN
                 EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', r, col.name, col.type);
             END IF;
         END LOOP;
-        FOREACH trig IN ARRAY ARRAY['keys_guard_refuse_delete', 'keys_guard_refuse_truncate',
-                                    'keys_guard_cascade'] LOOP
+        FOREACH trig IN ARRAY ARRAY['keys_guard_refuse_delete', 'keys_guard_refuse_truncate'] LOOP
             PERFORM keys_guard._drop_trigger(r, trig);
         END LOOP;
         EXECUTE format('CREATE TRIGGER keys_guard_refuse_delete BEFORE DELETE ON %s'
                        ' FOR EACH ROW EXECUTE FUNCTION keys_guard._refuse_delete()', r);
         EXECUTE format('CREATE TRIGGER keys_guard_refuse_truncate BEFORE TRUNCATE ON %s'
                        ' FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._refuse_delete()', r);
-        EXECUTE format('CREATE TRIGGER keys_guard_cascade AFTER UPDATE OF deleted_at ON %s'
-                       ' FOR EACH ROW WHEN (OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL)'
-                       ' EXECUTE FUNCTION keys_guard._soft_delete_cascade()', r);
-        FOREACH trig IN ARRAY ARRAY['keys_guard_refuse_delete', 'keys_guard_refuse_truncate',
-                                    'keys_guard_cascade'] LOOP
+        FOREACH trig IN ARRAY ARRAY['keys_guard_refuse_delete', 'keys_guard_refuse_truncate'] LOOP
             EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', r, trig);
         END LOOP;
     END IF;
@@ -618,6 +661,7 @@ BEGIN
                class = _protect_table.class
          WHERE g.relid = r;
         PERFORM keys_guard._sync_guard(r, soft_delete, class);
+        PERFORM keys_guard._sync_cascades_of(r);
         PERFORM keys_guard._audit('protect_table', r::text,
                                   jsonb_build_object('upgraded_from', to_jsonb(old) - 'relid',
                                                      'soft_delete', soft_delete,
@@ -651,6 +695,7 @@ BEGIN
                          'keys_guard_refuse_truncate', 'keys_guard_cascade',
                          'keys_guard_append_only', 'keys_guard_append_only_truncate']) AS t;
     DELETE FROM keys_guard.guarded_table g WHERE g.relid = r;
+    PERFORM keys_guard._sync_cascades_of(r);
     PERFORM keys_guard._audit('release_table', r::text, to_jsonb(old) - 'relid');
     RETURN true;
 END
@@ -809,7 +854,8 @@ REVOKE ALL ON FUNCTION keys_guard.restore(text, anyelement),
     keys_guard.preview_delete(text, text), keys_guard._preview_delete(text, text),
     keys_guard._preview(regclass, text, int, text, oid[]),
     keys_guard._sync_guard(regclass, boolean, text),
-    keys_guard._drop_trigger(regclass, text) FROM PUBLIC;
+    keys_guard._drop_trigger(regclass, text),
+    keys_guard._sync_cascade_trigger(regclass), keys_guard._sync_cascades_of(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION keys_guard.restore(text, anyelement),
     keys_guard.hard_delete(text, anyelement, boolean),
     keys_guard.preview_delete(text, anyelement),
@@ -873,6 +919,11 @@ BEGIN
                 PERFORM keys_guard._apply_guard(cmd.objid::regclass, tid, NULL, true,
                                                 keys_guard._default_grace(), 'standard');
             END IF;
+        END IF;
+        -- A new foreign key may make a guarded parent need its cascade trigger.
+        IF cmd.object_type = 'table' AND cmd.command_tag IN ('CREATE TABLE', 'ALTER TABLE')
+           AND EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = cmd.objid) THEN
+            PERFORM keys_guard._sync_cascades_of(cmd.objid::regclass);
         END IF;
     END LOOP;
 END

@@ -227,3 +227,22 @@ SELECT keys_guard.release_table('public.nosuchtable');
 SELECT keys_guard.release_table('public.invoices"; DROP TABLE public.invoices; --');
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS still_guarded FROM keys_guard.guarded_tables WHERE relation = 'public.invoices'::regclass;
+
+-- Parallel query: workers run the plan their leader checked and filtered.
+SET max_parallel_workers_per_gather = 2;
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET enable_indexscan = off;
+SET enable_bitmapscan = off;
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_a');
+EXPLAIN (COSTS OFF) SELECT count(*) FROM invoices;
+SELECT count(*) FROM invoices;
+COMMIT;
+RESET max_parallel_workers_per_gather;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+RESET enable_indexscan;
+RESET enable_bitmapscan;

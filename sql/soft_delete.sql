@@ -11,6 +11,11 @@ CREATE TABLE tenant_sd.tasks (
     project_id int NOT NULL REFERENCES tenant_sd.projects ON DELETE CASCADE,
     title text
 );
+-- Only a table with soft-delete children (ON DELETE CASCADE) carries the
+-- cascade trigger; every soft-delete table refuses physical deletes.
+SELECT tgrelid::regclass, tgname FROM pg_trigger
+ WHERE tgrelid IN ('tenant_sd.projects'::regclass, 'tenant_sd.tasks'::regclass)
+   AND tgname LIKE 'keys_guard%' ORDER BY 1, 2;
 -- The guard added the soft-delete columns.
 SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
  WHERE attrelid = 'tenant_sd.projects'::regclass AND attnum > 0 ORDER BY attnum;

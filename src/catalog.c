@@ -383,7 +383,15 @@ rebuild_cache(void)
 										sizeof(Oid), sizeof(KgRelationGuard), false);
 	MemoryContextSwitchTo(oldcxt);
 
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	/*
+	 * The latest snapshot sees registry changes committed since the
+	 * statement began; during a parallel operation (no new snapshots may be
+	 * taken) the statement's own snapshot serves.
+	 */
+	if (IsInParallelMode() && ActiveSnapshotSet())
+		snapshot = RegisterSnapshot(GetActiveSnapshot());
+	else
+		snapshot = RegisterSnapshot(GetLatestSnapshot());
 	PG_TRY();
 	{
 		MemoryContextSwitchTo(cache_context);

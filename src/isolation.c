@@ -30,6 +30,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/parallel.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
@@ -329,7 +330,8 @@ kg_check_perms(KG_CHECK_PERMS_ARGS)
 	if (prev_check_perms_hook &&
 		!prev_check_perms_hook(KG_CHECK_PERMS_CALL_ARGS))
 		return false;
-	if (!InNoForceRLSOperation())
+	/* A parallel worker runs a plan its leader has already checked. */
+	if (!InNoForceRLSOperation() && !IsParallelWorker())
 		check_range_table(rangeTable);
 	return true;
 }
@@ -370,7 +372,7 @@ kg_executor_start(QueryDesc *queryDesc, int eflags)
 		standard_ExecutorStart(queryDesc, eflags);
 
 	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 && !InNoForceRLSOperation() &&
-		kg_extension_active() &&
+		!IsParallelWorker() && kg_extension_active() &&
 		range_table_is_guarded(queryDesc->plannedstmt->rtable))
 	{
 		MemoryContext cxt = queryDesc->estate->es_query_cxt;
