@@ -10,6 +10,7 @@ OBJS = \
 	src/isolation.o \
 	src/soft_delete.o \
 	src/recovery.o \
+	src/purge.o \
 	src/utility.o \
 	src/audit.o \
 	src/worker.o

@@ -38,7 +38,7 @@ CREATE TABLE keys_guard.tenant (
     name            text NOT NULL,
     schema_name     name NOT NULL UNIQUE,
     status          text NOT NULL DEFAULT 'active'
-                    CHECK (status IN ('active', 'deleted')),
+                    CHECK (status IN ('active', 'deleted', 'purged')),
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     deleted_at      timestamptz,
     hard_delete_at  timestamptz
@@ -110,6 +110,20 @@ ALTER TABLE keys_guard.audit_log ENABLE ALWAYS TRIGGER keys_guard_append_only_tr
 
 REVOKE ALL ON keys_guard.audit_log FROM PUBLIC;
 GRANT SELECT ON keys_guard.audit_log TO keys_guard_admin;
+
+--
+-- Purge bookkeeping: what the purge did per table.  Written in the same
+-- transaction as each batch, so the counts survive any crash exactly.
+--
+CREATE TABLE keys_guard.purge_stats (
+    relid          regclass PRIMARY KEY,
+    rows_purged    bigint NOT NULL DEFAULT 0,
+    rows_skipped   bigint NOT NULL DEFAULT 0,
+    last_run       timestamptz,
+    last_error     text,
+    last_error_at  timestamptz
+);
+REVOKE ALL ON keys_guard.purge_stats FROM PUBLIC;
 
 --
 -- Request context
@@ -224,6 +238,22 @@ RETURNS bigint
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'keys_guard_restore_request';
 
+-- Purge (SPEC.md §9)
+CREATE FUNCTION keys_guard._purge_table(r regclass, batch_size int, max_batches int,
+                                        dry_run boolean,
+                                        OUT purged bigint, OUT skipped bigint)
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_purge_table';
+
+CREATE FUNCTION keys_guard._backlog(r regclass, OUT waiting bigint, OUT deleted bigint)
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_backlog';
+
+CREATE FUNCTION keys_guard._in_internal_operation()
+RETURNS boolean
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'keys_guard_in_internal_operation';
+
 CREATE FUNCTION keys_guard._deny_ddl(schema_name text, object_identity text)
 RETURNS void
 LANGUAGE C VOLATILE
@@ -239,6 +269,7 @@ REVOKE ALL ON FUNCTION keys_guard._assert_preloaded(), keys_guard._registry_chan
     keys_guard._refuse_delete(), keys_guard._soft_delete_cascade(),
     keys_guard._restore_key(regclass, text), keys_guard._hard_delete_key(regclass, text, boolean),
     keys_guard.restore_request(text),
+    keys_guard._purge_table(regclass, int, int, boolean), keys_guard._backlog(regclass),
     keys_guard._deny_ddl(text, text), keys_guard._notify_worker() FROM PUBLIC;
 
 --
@@ -251,7 +282,9 @@ CREATE VIEW keys_guard.tenants AS
 
 CREATE VIEW keys_guard.guarded_tables AS
     SELECT g.relid AS relation, n.nspname AS schema, c.relname AS table_name,
-           CASE WHEN g.tenant_column IS NOT NULL THEN 'pooled' ELSE 'tenant_schema' END AS kind,
+           CASE WHEN g.tenant_column IS NOT NULL THEN 'pooled'
+                WHEN g.tenant_id IS NOT NULL THEN 'tenant_schema'
+                ELSE 'archived' END AS kind,
            g.tenant_id, g.tenant_column, g.soft_delete, g.grace, g.class,
            g.created_at
       FROM keys_guard.guarded_table g
@@ -440,6 +473,13 @@ BEGIN
                 EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', r, col.name, col.type);
             END IF;
         END LOOP;
+        -- The purge finds expired rows through this index.
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                        WHERE i.indrelid = r
+                          AND pg_catalog.pg_get_indexdef(i.indexrelid) LIKE '%(hard_delete_at) WHERE (deleted_at IS NOT NULL)') THEN
+            EXECUTE format('CREATE INDEX %I ON %s (hard_delete_at) WHERE deleted_at IS NOT NULL',
+                           left((SELECT relname FROM pg_catalog.pg_class WHERE oid = r), 48) || '_kg_purge', r);
+        END IF;
         FOREACH trig IN ARRAY ARRAY['keys_guard_refuse_delete', 'keys_guard_refuse_truncate'] LOOP
             PERFORM keys_guard._drop_trigger(r, trig);
         END LOOP;
@@ -695,6 +735,7 @@ BEGIN
                          'keys_guard_refuse_truncate', 'keys_guard_cascade',
                          'keys_guard_append_only', 'keys_guard_append_only_truncate']) AS t;
     DELETE FROM keys_guard.guarded_table g WHERE g.relid = r;
+    DELETE FROM keys_guard.purge_stats p WHERE p.relid = r;
     PERFORM keys_guard._sync_cascades_of(r);
     PERFORM keys_guard._audit('release_table', r::text, to_jsonb(old) - 'relid');
     RETURN true;
@@ -840,6 +881,251 @@ BEGIN
 END
 $$;
 
+--
+-- Purge
+--
+
+-- A SQL condition, on the row of r called alias, that is true when deleting
+-- that row for real would fail or reach data that must stay: a child row of
+-- an audit or payment table behind ON DELETE CASCADE (or SET NULL/DEFAULT on
+-- an audit table), any child row behind NO ACTION/RESTRICT, and the same
+-- for grandchildren reached through cascades.  The purge skips such rows.
+CREATE FUNCTION keys_guard._purge_skip_predicate(r regclass, alias text, lvl int DEFAULT 0)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fk       record;
+    parts    text[] := '{}';
+    calias   text := 'kg_c' || lvl;
+    match    text;
+    deeper   text;
+BEGIN
+    IF lvl > 8 THEN
+        RETURN 'true';
+    END IF;
+    FOR fk IN
+        SELECT c.conrelid::regclass AS child, c.confdeltype, g.class,
+               (SELECT string_agg(format('%I.%I', calias, a.attname), ', ' ORDER BY k.ord)
+                  FROM unnest(c.conkey) WITH ORDINALITY k(attnum, ord)
+                  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum) AS childcols,
+               (SELECT string_agg(format('%I.%I', alias, a.attname), ', ' ORDER BY k.ord)
+                  FROM unnest(c.confkey) WITH ORDINALITY k(attnum, ord)
+                  JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum) AS parentcols
+          FROM pg_constraint c
+          LEFT JOIN keys_guard.guarded_table g ON g.relid = c.conrelid
+         WHERE c.confrelid = r AND c.contype = 'f'
+    LOOP
+        match := format('ROW(%s) = ROW(%s)', fk.childcols, fk.parentcols);
+        IF fk.confdeltype IN ('a', 'r')
+           OR (fk.confdeltype = 'c' AND fk.class IN ('audit', 'payment'))
+           OR (fk.confdeltype IN ('n', 'd') AND fk.class = 'audit') THEN
+            parts := parts || format('EXISTS (SELECT 1 FROM ONLY %s %I WHERE %s)',
+                                     fk.child, calias, match);
+        ELSIF fk.confdeltype = 'c' THEN
+            deeper := keys_guard._purge_skip_predicate(fk.child, calias, lvl + 1);
+            IF deeper <> 'false' THEN
+                parts := parts || format('EXISTS (SELECT 1 FROM ONLY %s %I WHERE %s AND (%s))',
+                                         fk.child, calias, match, deeper);
+            END IF;
+        END IF;
+    END LOOP;
+    RETURN CASE WHEN cardinality(parts) = 0 THEN 'false' ELSE array_to_string(parts, ' OR ') END;
+END
+$$;
+
+CREATE FUNCTION keys_guard.purge_now(rel text DEFAULT NULL, dry_run boolean DEFAULT false)
+RETURNS TABLE (relation regclass, purged bigint, skipped bigint)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    t regclass;
+    r record;
+BEGIN
+    IF dry_run IS NULL THEN
+        RAISE EXCEPTION 'dry_run must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF rel IS NOT NULL THEN
+        t := keys_guard._resolve_relation(rel);
+        IF NOT EXISTS (SELECT 1 FROM keys_guard.guarded_tables g
+                        WHERE g.relation = t AND g.soft_delete) THEN
+            RAISE EXCEPTION 'table % is not guarded with soft delete', t
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+    FOR r IN SELECT g.relation FROM keys_guard.guarded_tables g
+              WHERE g.soft_delete AND (t IS NULL OR g.relation = t)
+              ORDER BY g.relation::text LOOP
+        relation := r.relation;
+        SELECT p.purged, p.skipped INTO purged, skipped
+          FROM keys_guard._purge_table(r.relation,
+                   (SELECT setting::int FROM pg_catalog.pg_settings
+                     WHERE name = 'keys_guard.purge_batch_size'),
+                   0, dry_run) p;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE VIEW keys_guard.purge_status AS
+    SELECT g.relation, g.class,
+           CASE WHEN g.class = 'standard' THEN 'purged after grace' ELSE 'never purged' END AS policy,
+           b.deleted AS rows_deleted, b.waiting AS rows_waiting,
+           coalesce(s.rows_purged, 0) AS rows_purged, coalesce(s.rows_skipped, 0) AS rows_skipped,
+           s.last_run, s.last_error, s.last_error_at
+      FROM keys_guard.guarded_tables g
+      CROSS JOIN LATERAL keys_guard._backlog(g.relation) b
+      LEFT JOIN keys_guard.purge_stats s ON s.relid = g.relation
+     WHERE g.soft_delete;
+
+--
+-- Tenant lifecycle
+--
+CREATE FUNCTION keys_guard.delete_tenant(id text, dry_run boolean DEFAULT false,
+                                         grace interval DEFAULT NULL)
+RETURNS TABLE (tenant text, status text, hard_delete_at timestamptz,
+               relation regclass, rows bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t          keys_guard.tenant;
+    min_grace  interval := (SELECT justify_hours(make_interval(secs => setting::float8))
+                              FROM pg_settings WHERE name = 'keys_guard.min_grace');
+    deadline   timestamptz;
+    g          record;
+BEGIN
+    IF id IS NULL OR dry_run IS NULL THEN
+        RAISE EXCEPTION 'id and dry_run must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO t FROM keys_guard.tenant WHERE tenant.id = id FOR UPDATE;
+    IF NOT FOUND OR t.status = 'purged' THEN
+        RAISE EXCEPTION 'tenant "%" does not exist', left(id, 64)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    grace := coalesce(grace, keys_guard._default_grace());
+    IF grace < interval '0' THEN
+        RAISE EXCEPTION 'grace must not be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF grace < min_grace THEN
+        RAISE EXCEPTION 'grace % is below keys_guard.min_grace', grace
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('keys_guard.min_grace is %s.', min_grace);
+    END IF;
+
+    IF t.status = 'deleted' THEN
+        RAISE NOTICE 'tenant "%" is already deleted', id;
+        deadline := t.hard_delete_at;
+    ELSE
+        deadline := now() + grace;
+    END IF;
+
+    IF NOT dry_run AND t.status = 'active' THEN
+        UPDATE keys_guard.tenant SET status = 'deleted', deleted_at = now(),
+               hard_delete_at = deadline
+         WHERE tenant.id = id;
+        PERFORM keys_guard._audit('delete_tenant', t.schema_name,
+                                  jsonb_build_object('tenant', id, 'hard_delete_at', deadline));
+        t.status := 'deleted';
+    END IF;
+
+    tenant := id;
+    status := CASE WHEN dry_run AND t.status = 'active' THEN 'would be deleted' ELSE t.status END;
+    hard_delete_at := deadline;
+    FOR g IN SELECT c.oid::regclass AS rel, gt.class
+               FROM pg_class c
+               LEFT JOIN keys_guard.guarded_table gt ON gt.relid = c.oid
+              WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = t.schema_name)
+                AND c.relkind IN ('r', 'p')
+              ORDER BY c.relname LOOP
+        relation := g.rel;
+        SELECT b.deleted + b.live INTO rows FROM keys_guard._count_rows(g.rel) b;
+        RETURN NEXT;
+    END LOOP;
+    IF NOT FOUND THEN
+        relation := NULL; rows := NULL;
+        RETURN NEXT;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION keys_guard.restore_tenant(id text)
+RETURNS keys_guard.tenants
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t       keys_guard.tenant;
+    result  keys_guard.tenants;
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION 'id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO t FROM keys_guard.tenant WHERE tenant.id = id FOR UPDATE;
+    IF NOT FOUND OR t.status = 'purged' THEN
+        RAISE EXCEPTION 'tenant "%" does not exist', left(id, 64)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF t.status = 'active' THEN
+        RAISE NOTICE 'tenant "%" is not deleted, skipping', id;
+    ELSIF t.hard_delete_at <= now() THEN
+        RAISE EXCEPTION 'grace period has expired'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Tenant "%s" could be restored until %s.', id, t.hard_delete_at);
+    ELSE
+        UPDATE keys_guard.tenant SET status = 'active', deleted_at = NULL, hard_delete_at = NULL
+         WHERE tenant.id = id;
+        PERFORM keys_guard._audit('restore_tenant', t.schema_name, jsonb_build_object('tenant', id));
+    END IF;
+    SELECT * INTO result FROM keys_guard.tenants WHERE tenants.id = id;
+    RETURN result;
+END
+$$;
+
+-- Run by the worker in keys_guard's own mode: drop one tenant whose grace
+-- has passed.  Its audit and payment tables are kept, moved to schema
+-- keys_guard_archive and renamed <tenant id>__<table>.
+CREATE FUNCTION keys_guard._drop_expired_tenant(id text)
+RETURNS int
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t      keys_guard.tenant;
+    g      record;
+    moved  int := 0;
+BEGIN
+    SELECT * INTO t FROM keys_guard.tenant WHERE tenant.id = id FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND OR t.status <> 'deleted' OR t.hard_delete_at > now() THEN
+        RETURN 0;
+    END IF;
+    FOR g IN SELECT gt.relid, c.relname
+               FROM keys_guard.guarded_table gt JOIN pg_class c ON c.oid = gt.relid
+              WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = t.schema_name)
+                AND gt.class IN ('audit', 'payment') LOOP
+        CREATE SCHEMA IF NOT EXISTS keys_guard_archive;
+        EXECUTE format('ALTER TABLE %s RENAME TO %I', g.relid::regclass,
+                       left(id || '__' || g.relname, 63));
+        EXECUTE format('ALTER TABLE %s SET SCHEMA keys_guard_archive', g.relid::regclass);
+        UPDATE keys_guard.guarded_table SET tenant_id = NULL WHERE relid = g.relid;
+        moved := moved + 1;
+    END LOOP;
+    EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', t.schema_name);
+    UPDATE keys_guard.tenant SET status = 'purged' WHERE tenant.id = id;
+    PERFORM keys_guard._audit('drop_tenant', t.schema_name,
+                              jsonb_build_object('tenant', id, 'archived_tables', moved));
+    RETURN 1;
+END
+$$;
+
+CREATE FUNCTION keys_guard._count_rows(r regclass, OUT live bigint, OUT deleted bigint)
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_count_rows';
+
 REVOKE ALL ON FUNCTION keys_guard.create_tenant(text, text),
     keys_guard.protect_table(text, name, boolean, interval, text),
     keys_guard.release_table(text),
@@ -855,7 +1141,16 @@ REVOKE ALL ON FUNCTION keys_guard.restore(text, anyelement),
     keys_guard._preview(regclass, text, int, text, oid[]),
     keys_guard._sync_guard(regclass, boolean, text),
     keys_guard._drop_trigger(regclass, text),
-    keys_guard._sync_cascade_trigger(regclass), keys_guard._sync_cascades_of(regclass) FROM PUBLIC;
+    keys_guard._sync_cascade_trigger(regclass), keys_guard._sync_cascades_of(regclass),
+    keys_guard._purge_skip_predicate(regclass, text, int), keys_guard._drop_expired_tenant(text),
+    keys_guard._count_rows(regclass), keys_guard.purge_now(text, boolean),
+    keys_guard.delete_tenant(text, boolean, interval), keys_guard.restore_tenant(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION keys_guard.purge_now(text, boolean),
+    keys_guard._purge_table(regclass, int, int, boolean), keys_guard._backlog(regclass),
+    keys_guard.delete_tenant(text, boolean, interval), keys_guard.restore_tenant(text)
+    TO keys_guard_admin;
+REVOKE ALL ON keys_guard.purge_status FROM PUBLIC;
+GRANT SELECT ON keys_guard.purge_status TO keys_guard_admin;
 GRANT EXECUTE ON FUNCTION keys_guard.restore(text, anyelement),
     keys_guard.hard_delete(text, anyelement, boolean),
     keys_guard.preview_delete(text, anyelement),
@@ -946,6 +1241,14 @@ BEGIN
     END LOOP;
     -- A guarded table is never dropped behind keys_guard's back, also not by
     -- DROP SCHEMA ... CASCADE or DROP OWNED.
+    IF keys_guard._in_internal_operation() THEN
+        -- keys_guard's own tenant purge: forget what it dropped.
+        DELETE FROM keys_guard.guarded_table g
+         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = g.relid);
+        DELETE FROM keys_guard.purge_stats p
+         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = p.relid);
+        RETURN;
+    END IF;
     FOR obj IN SELECT * FROM pg_catalog.pg_event_trigger_dropped_objects()
                 WHERE object_type = 'table'
                   AND objid IN (SELECT relid FROM keys_guard.guarded_table) LOOP

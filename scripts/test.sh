@@ -33,7 +33,7 @@ passed=0
 failed=0
 
 settings=(-o "shared_preload_libraries=keys_guard" -o "keys_guard.min_grace=0"
-          -o "max_worker_processes=16")
+          -o "max_worker_processes=16" -o "keys_guard.purge_naptime=3600")
 
 echo "==> pg_regress suites"
 # pg_virtualenv runs as postgres so that its clusters live in private

@@ -148,6 +148,23 @@ kg_audit_deny(const char *action, const char *target, const char *detail_json)
 	kg_audit_enqueue(action, target, KG_OUTCOME_DENIED, detail_json);
 }
 
+/*
+ * Whether any record waits in the queue (of any database): a cheap check
+ * that lets the worker skip starting a transaction when there is nothing.
+ */
+bool
+kg_audit_pending(void)
+{
+	bool		pending;
+
+	if (queue == NULL)
+		return false;
+	LWLockAcquire(queue->lock, LW_SHARED);
+	pending = queue->used > 0 || queue->dropped > 0;
+	LWLockRelease(queue->lock);
+	return pending;
+}
+
 static int
 compare_seq(const void *a, const void *b)
 {

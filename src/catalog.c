@@ -430,6 +430,13 @@ kg_extension_active(void)
 	return ensure_cache() && extension_active;
 }
 
+/* Whether the extension is installed here with all the objects it needs. */
+bool
+kg_extension_complete(void)
+{
+	return kg_extension_active() && !extension_incomplete;
+}
+
 /*
  * Refuse to go on when the extension's SQL objects do not match the
  * library: guards would be enforced only in part.

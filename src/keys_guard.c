@@ -180,6 +180,14 @@ _PG_init(void)
 							   PGC_SIGHUP, 0,
 							   NULL, NULL, NULL);
 
+	DefineCustomIntVariable("keys_guard.purge_batch_size",
+							"Rows the purge removes per transaction.",
+							NULL,
+							&keys_guard_purge_batch_size, 1000,
+							1, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("keys_guard.purge_naptime",
 							"Time between two runs of the background worker.",
 							NULL,

@@ -122,6 +122,7 @@ extern void kg_catalog_init(void);
 extern KgRelationGuard *kg_relation_guard(Oid relid);
 extern bool kg_extension_active(void);
 extern void kg_require_complete_extension(void);
+extern bool kg_extension_complete(void);
 extern KgTenant *kg_tenant_by_namespace(Oid nspoid);
 extern KgTenant *kg_tenant_by_id(const char *id);
 extern KgPooledRel *kg_pooled_rel(Oid relid);
@@ -146,6 +147,12 @@ extern bool kg_filters_relaxed(void);
 extern Expr *kg_soft_delete_qual(Index rtindex, KgGuardedTable *table);
 extern bool kg_soft_delete_rewrite(Query *parse);
 
+/* purge.c */
+extern int	keys_guard_purge_batch_size;
+extern void kg_purge_table(Oid relid, int batch_size, int max_batches, bool dry_run,
+						   int64 *purged, int64 *skipped);
+extern int	kg_drop_expired_tenant(const char *id);
+
 /* utility.c */
 extern void kg_utility_init(void);
 
@@ -164,6 +171,7 @@ extern void kg_audit_enqueue(const char *action, const char *target,
 extern void kg_audit_deny(const char *action, const char *target,
 						  const char *detail_json);
 extern int	kg_audit_drain(void);
+extern bool kg_audit_pending(void);
 
 /* worker.c */
 extern Size kg_worker_shmem_size(void);

@@ -27,10 +27,13 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -42,6 +45,8 @@
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -441,15 +446,22 @@ worker_detach(int code, Datum arg)
 	SpinLockRelease(&shared->mutex);
 }
 
-/* Whether keys_guard is installed in this worker's database. */
+/*
+ * Whether keys_guard is installed in this worker's database; *complete
+ * says whether its SQL objects match this library (after an upgrade of the
+ * library without ALTER EXTENSION ... UPDATE they do not, and the worker
+ * then only moves audit records).
+ */
 static bool
-extension_installed(void)
+extension_installed(bool *complete)
 {
 	bool		installed;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	installed = OidIsValid(get_extension_oid("keys_guard", true));
+	*complete = installed && kg_extension_complete() &&
+		OidIsValid(get_relname_relid("purge_stats", get_namespace_oid("keys_guard", false)));
 	CommitTransactionCommand();
 	return installed;
 }
@@ -460,6 +472,8 @@ drain_audit_queue(void)
 {
 	int			written;
 
+	if (!kg_audit_pending())
+		return;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
@@ -475,6 +489,209 @@ drain_audit_queue(void)
 		elog(DEBUG1, "keys_guard: wrote %d audit records", written);
 }
 
+/* Run one query in its own transaction and return its first column as oids or text. */
+static List *
+query_list(const char *sql, bool as_text)
+{
+	List	   *result = NIL;
+	MemoryContext caller = CurrentMemoryContext;
+	uint64		i;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "keys_guard: worker query failed: %s", sql);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		value = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		MemoryContext old = MemoryContextSwitchTo(caller);
+
+		if (as_text)
+			result = lappend(result, TextDatumGetCString(value));
+		else
+			result = lappend_oid(result, DatumGetObjectId(value));
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return result;
+}
+
+/*
+ * Record a failed unit of work where operators look: the server log,
+ * keys_guard.purge_stats (for a table) and the audit log (outcome error).
+ */
+static void
+record_failure(const char *action, Oid relid, const char *target, const char *message)
+{
+	Oid			types[4] = {REGCLASSOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {OidIsValid(relid) ? ' ' : 'n', ' ', ' ', ' '};
+	StringInfoData detail;
+
+	ereport(LOG,
+			(errmsg("keys_guard: %s of %s failed: %s", action, target, message)));
+
+	initStringInfo(&detail);
+	appendStringInfoString(&detail, "{\"error\": ");
+	escape_json(&detail, message);
+	appendStringInfoChar(&detail, '}');
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = CStringGetTextDatum(message);
+	values[2] = CStringGetTextDatum(action);
+	values[3] = CStringGetTextDatum(detail.data);
+
+	/* Recording must not take the worker down: if it fails, the log has it. */
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (OidIsValid(relid))
+			(void) SPI_execute_with_args("INSERT INTO keys_guard.purge_stats AS s (relid, last_error, last_error_at)"
+										 " VALUES ($1, $2, now()) ON CONFLICT (relid) DO UPDATE"
+										 " SET last_error = $2, last_error_at = now()",
+										 2, types, values, nulls, false, 0);
+		values[0] = CStringGetTextDatum(target);
+		types[0] = TEXTOID;
+		nulls[0] = ' ';
+		(void) SPI_execute_with_args("INSERT INTO keys_guard.audit_log (actor, action, target, outcome, detail)"
+									 " VALUES ('keys_guard worker', $3, $1, 'error', $4::jsonb)",
+									 4, types, values, nulls, false, 0);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+}
+
+typedef enum WorkKind
+{
+	WORK_PURGE_BATCH,
+	WORK_DROP_TENANT
+} WorkKind;
+
+/*
+ * One unit of work in its own transaction; a failure is recorded and the
+ * worker goes on with the next one.  Returns true if a purge batch was full
+ * (more rows may be waiting).
+ */
+static bool
+run_unit(WorkKind kind, Oid relid, const char *tenant)
+{
+	volatile bool more = false;
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *target;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	target = (kind == WORK_PURGE_BATCH)
+		? (get_rel_name(relid) ? quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+															get_rel_name(relid)) : NULL)
+		: psprintf("tenant %s", tenant);
+	if (target == NULL)
+	{
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		return false;
+	}
+	target = MemoryContextStrdup(TopMemoryContext, target);
+	pgstat_report_activity(STATE_RUNNING,
+						   psprintf(kind == WORK_PURGE_BATCH ? "keys_guard: purging %s (batch of %d rows)"
+									: "keys_guard: dropping %s", target, keys_guard_purge_batch_size));
+	PG_TRY();
+	{
+		if (kind == WORK_PURGE_BATCH)
+		{
+			int64		purged;
+			int64		skipped;
+
+			kg_purge_table(relid, keys_guard_purge_batch_size, 1, false, &purged, &skipped);
+			more = (purged >= keys_guard_purge_batch_size);
+		}
+		else
+			(void) kg_drop_expired_tenant(tenant);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		record_failure(kind == WORK_PURGE_BATCH ? "purge" : "drop_tenant",
+					   kind == WORK_PURGE_BATCH ? relid : InvalidOid, target, edata->message);
+		FreeErrorData(edata);
+		more = false;
+	}
+	PG_END_TRY();
+	pfree(target);
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return more;
+}
+
+static void
+process_interrupts_and_reload(void)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+/*
+ * One purge run: every standard soft-delete table, batch after batch, then
+ * the tenants whose deletion grace has passed.  Denials keep reaching the
+ * audit log in between, and a reload changes the batch size at once.
+ */
+static void
+run_purge(void)
+{
+	List	   *tables = query_list("SELECT relid FROM keys_guard.guarded_table"
+									" WHERE soft_delete AND class = 'standard' ORDER BY relid", false);
+	List	   *tenants;
+	ListCell   *lc;
+
+	foreach(lc, tables)
+	{
+		while (run_unit(WORK_PURGE_BATCH, lfirst_oid(lc), NULL))
+		{
+			process_interrupts_and_reload();
+			drain_audit_queue();
+		}
+		process_interrupts_and_reload();
+		drain_audit_queue();
+	}
+	list_free(tables);
+
+	tenants = query_list("SELECT id FROM keys_guard.tenant"
+						 " WHERE status = 'deleted' AND hard_delete_at < now() ORDER BY id", true);
+	foreach(lc, tenants)
+	{
+		(void) run_unit(WORK_DROP_TENANT, InvalidOid, (char *) lfirst(lc));
+		process_interrupts_and_reload();
+	}
+	list_free_deep(tenants);
+}
+
 /*
  * Entry point of a database worker.
  */
@@ -483,6 +700,8 @@ keys_guard_worker_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
 	KgWorkerSlot *slot;
+	TimestampTz next_purge = 0;
+	bool		complete;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -502,7 +721,7 @@ keys_guard_worker_main(Datum main_arg)
 		proc_exit(0);
 	before_shmem_exit(worker_detach, PointerGetDatum(slot));
 
-	if (!extension_installed())
+	if (!extension_installed(&complete))
 	{
 		SpinLockAcquire(&shared->mutex);
 		slot->no_extension = true;
@@ -512,15 +731,12 @@ keys_guard_worker_main(Datum main_arg)
 
 	for (;;)
 	{
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		TimestampTz now;
 
-		if (!extension_installed())
+		ResetLatch(MyLatch);
+		process_interrupts_and_reload();
+
+		if (!extension_installed(&complete))
 		{
 			SpinLockAcquire(&shared->mutex);
 			slot->no_extension = true;
@@ -529,6 +745,23 @@ keys_guard_worker_main(Datum main_arg)
 		}
 		drain_audit_queue();
 
+		now = GetCurrentTimestamp();
+		if (now >= next_purge && !complete)
+		{
+			ereport(LOG,
+					(errmsg("keys_guard: not purging database %u: the extension's SQL objects do not match the library",
+							MyDatabaseId),
+					 errhint("Run ALTER EXTENSION keys_guard UPDATE in that database.")));
+			next_purge = TimestampTzPlusMilliseconds(now, 3600 * 1000L);
+		}
+		if (now >= next_purge)
+		{
+			run_purge();
+			next_purge = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 keys_guard_purge_naptime * 1000L);
+		}
+
+		/* Wake for denials (latch), the next purge, or at least once a second. */
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 1000L, PG_WAIT_EXTENSION);
 	}
