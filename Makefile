@@ -19,7 +19,7 @@ EXTENSION = keys_guard
 DATA = keys_guard--1.0.sql
 PGFILEDESC = "keys_guard - multi-tenant safety for PostgreSQL"
 
-REGRESS = setup tenants context isolation pooled audit library soft_delete
+REGRESS = setup tenants context isolation pooled audit library soft_delete purge
 REGRESS_OPTS = --inputdir=. --dbname=keys_guard_regress
 
 # Concurrency (pg_isolation_regress): specs/*.spec with expected/*.out.
