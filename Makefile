@@ -23,7 +23,7 @@ REGRESS = setup tenants context isolation pooled audit library soft_delete purge
 REGRESS_OPTS = --inputdir=. --dbname=keys_guard_regress
 
 # Concurrency (pg_isolation_regress): specs/*.spec with expected/*.out.
-ISOLATION = delete_delete delete_restore restore_hard_delete
+ISOLATION = delete_delete delete_restore restore_hard_delete restore_purge
 ISOLATION_OPTS = --load-extension=keys_guard
 
 PG_CONFIG ?= pg_config

@@ -729,6 +729,10 @@ keys_guard_worker_main(Datum main_arg)
 		proc_exit(0);
 	}
 
+	/* The first purge comes one naptime after the worker starts. */
+	next_purge = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											 keys_guard_purge_naptime * 1000L);
+
 	for (;;)
 	{
 		TimestampTz now;
