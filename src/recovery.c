@@ -32,6 +32,10 @@
 
 #include "keys_guard.h"
 
+/* What a restore sets: the row is live again, with no trace of the delete. */
+#define RESTORE_SET "SET deleted_at = NULL, hard_delete_at = NULL," \
+	" deleted_by = NULL, delete_request_id = NULL"
+
 /* The single-column primary key of a table, for operations "by key". */
 typedef struct KeyColumn
 {
@@ -196,8 +200,7 @@ restore_key_internal(void *arg)
 						   timestamptz_to_str(deadline))));
 
 	values[0] = CStringGetTextDatum(args->key);
-	if (SPI_execute_with_args(psprintf("UPDATE ONLY %s SET deleted_at = NULL, hard_delete_at = NULL,"
-									   " deleted_by = NULL, delete_request_id = NULL"
+	if (SPI_execute_with_args(psprintf("UPDATE ONLY %s " RESTORE_SET
 									   " WHERE %s = $1::%s AND deleted_at IS NOT NULL",
 									   key.table, key.column, key.type),
 							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
@@ -281,8 +284,7 @@ restore_request_internal(void *arg)
 		char	   *table = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 													   get_rel_name(relid));
 
-		if (SPI_execute_with_args(psprintf("UPDATE ONLY %s SET deleted_at = NULL, hard_delete_at = NULL,"
-										   " deleted_by = NULL, delete_request_id = NULL"
+		if (SPI_execute_with_args(psprintf("UPDATE ONLY %s " RESTORE_SET
 										   " WHERE delete_request_id = $1 AND deleted_at IS NOT NULL",
 										   table),
 								  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
