@@ -1001,9 +1001,17 @@ BEGIN
         RAISE EXCEPTION 'id and dry_run must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     SELECT * INTO t FROM keys_guard.tenant WHERE tenant.id = id FOR UPDATE;
-    IF NOT FOUND OR t.status = 'purged' THEN
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'tenant "%" does not exist', left(id, 64)
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF t.status = 'purged' THEN
+        -- Idempotent: deleting a tenant that is gone changes nothing.
+        RAISE NOTICE 'tenant "%" is already deleted and its data purged', id;
+        tenant := id; status := t.status; hard_delete_at := t.hard_delete_at;
+        relation := NULL; rows := NULL;
+        RETURN NEXT;
+        RETURN;
     END IF;
     grace := coalesce(grace, keys_guard._default_grace());
     IF grace < interval '0' THEN
@@ -1065,13 +1073,13 @@ BEGIN
         RAISE EXCEPTION 'id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     SELECT * INTO t FROM keys_guard.tenant WHERE tenant.id = id FOR UPDATE;
-    IF NOT FOUND OR t.status = 'purged' THEN
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'tenant "%" does not exist', left(id, 64)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF t.status = 'active' THEN
         RAISE NOTICE 'tenant "%" is not deleted, skipping', id;
-    ELSIF t.hard_delete_at <= now() THEN
+    ELSIF t.status = 'purged' OR t.hard_delete_at <= now() THEN
         RAISE EXCEPTION 'grace period has expired'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = format('Tenant "%s" could be restored until %s.', id, t.hard_delete_at);

@@ -104,7 +104,7 @@ record_batch(PurgeArgs *args, const char *table)
 							  3, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "keys_guard: could not record the purge");
 	/* Audit what changed: rows purged, or a new count of rows held back. */
-	if (args->purged == 0 && args->skipped == skipped_before)
+	if (args->purged == 0 && (args->skipped == 0 || args->skipped == skipped_before))
 		return;
 	if (args->skipped != skipped_before && args->skipped > 0)
 		ereport(LOG,

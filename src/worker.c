@@ -388,6 +388,35 @@ launcher_pass(bool rescan)
 			continue;
 		start_database_worker(entry);
 	}
+
+	/* Stop the workers of databases that are no longer served. */
+	{
+		int			i;
+
+		for (i = 0; i < KG_MAX_DATABASES; i++)
+		{
+			LauncherEntry *entry = &launched[i];
+
+			if (entry->dboid == InvalidOid || list_member_oid(dbs, entry->dboid))
+				continue;
+			if (worker_is_running(entry))
+				TerminateBackgroundWorker(entry->handle);
+			SpinLockAcquire(&shared->mutex);
+			{
+				KgWorkerSlot *slot = slot_for(entry->dboid, false);
+
+				if (slot && slot->pid == 0)
+					slot->dboid = InvalidOid;
+			}
+			SpinLockRelease(&shared->mutex);
+			if (!worker_is_running(entry))
+			{
+				entry->dboid = InvalidOid;
+				entry->handle = NULL;
+				entry->last_start = 0;
+			}
+		}
+	}
 	list_free(dbs);
 }
 
