@@ -36,6 +36,7 @@ int			keys_guard_min_grace = 24 * 3600;
 int			keys_guard_audit_queue_size = 8192;
 char	   *keys_guard_database = NULL;
 int			keys_guard_purge_naptime = 60;
+int			keys_guard_purge_batch_delay = 10;
 
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 #ifdef KG_HAVE_SHMEM_REQUEST_HOOK
@@ -186,6 +187,14 @@ _PG_init(void)
 							&keys_guard_purge_batch_size, 1000,
 							1, 1000000,
 							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("keys_guard.purge_batch_delay",
+							"Pause of the background worker between two purge batches.",
+							"Gives way to the foreground workload, as autovacuum's cost delay does; 0 purges at full speed.",
+							&keys_guard_purge_batch_delay, 10,
+							0, 10000,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("keys_guard.purge_naptime",

@@ -32,6 +32,7 @@ extern int	keys_guard_min_grace;
 extern int	keys_guard_audit_queue_size;
 extern char *keys_guard_database;
 extern int	keys_guard_purge_naptime;
+extern int	keys_guard_purge_batch_delay;
 
 /* context.c */
 typedef enum KgMode
@@ -152,6 +153,8 @@ extern int	keys_guard_purge_batch_size;
 extern void kg_purge_table(Oid relid, int batch_size, int max_batches, bool dry_run,
 						   int64 *purged, int64 *skipped);
 extern int	kg_drop_expired_tenant(const char *id);
+extern char *kg_purge_prepare(Oid relid, int64 *skipped);
+extern int64 kg_purge_batch(Oid relid, const char *predicate, int64 skipped, int batch_size);
 
 /* utility.c */
 extern void kg_utility_init(void);

@@ -40,6 +40,7 @@ typedef struct PurgeArgs
 	int			batch_size;
 	int			max_batches;	/* 0: until no expired row is left */
 	bool		dry_run;
+	const char *predicate;		/* skip predicate, if the caller has it */
 	int64		purged;
 	int64		skipped;
 } PurgeArgs;
@@ -134,16 +135,23 @@ purge_internal(void *arg)
 	const char *expired = "t.deleted_at IS NOT NULL AND t.hard_delete_at < now()";
 	int			batches = 0;
 
-	args->purged = args->skipped = 0;
+	args->purged = 0;
+	if (args->predicate == NULL)
+		args->skipped = 0;
 	if (table == NULL || !table->soft_delete || table->class != KG_CLASS_STANDARD)
 		return;
 
 	name = table_name(args->relid);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "keys_guard: SPI_connect failed");
-	pred = skip_predicate(args->relid);
-	args->skipped = spi_count(psprintf("SELECT count(*) FROM ONLY %s t WHERE %s AND (%s)",
-									   name, expired, pred));
+	if (args->predicate)
+		pred = (char *) args->predicate;	/* skipped: counted by the caller */
+	else
+	{
+		pred = skip_predicate(args->relid);
+		args->skipped = spi_count(psprintf("SELECT count(*) FROM ONLY %s t WHERE %s AND (%s)",
+										   name, expired, pred));
+	}
 	if (args->dry_run)
 	{
 		args->purged = spi_count(psprintf("SELECT count(*) FROM ONLY %s t WHERE %s AND NOT (%s)",
@@ -183,11 +191,59 @@ void
 kg_purge_table(Oid relid, int batch_size, int max_batches, bool dry_run,
 			   int64 *purged, int64 *skipped)
 {
-	PurgeArgs	args = {relid, batch_size, max_batches, dry_run, 0, 0};
+	PurgeArgs	args = {relid, batch_size, max_batches, dry_run, NULL, 0, 0};
 
 	kg_run_internal(purge_internal, &args, !dry_run);
 	*purged = args.purged;
 	*skipped = args.skipped;
+}
+
+typedef struct PrepareArgs
+{
+	Oid			relid;
+	char	   *predicate;
+	int64		skipped;
+} PrepareArgs;
+
+static void
+prepare_internal(void *arg)
+{
+	PrepareArgs *args = (PrepareArgs *) arg;
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *pred;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "keys_guard: SPI_connect failed");
+	pred = skip_predicate(args->relid);
+	args->skipped = spi_count(psprintf("SELECT count(*) FROM ONLY %s t"
+									   " WHERE t.deleted_at IS NOT NULL AND t.hard_delete_at < now()"
+									   " AND (%s)", table_name(args->relid), pred));
+	args->predicate = MemoryContextStrdup(caller, pred);
+	SPI_finish();
+}
+
+/*
+ * For a run of single-batch purges (the worker): the skip predicate of a
+ * table and how many expired rows it holds back, computed once per run.
+ */
+char *
+kg_purge_prepare(Oid relid, int64 *skipped)
+{
+	PrepareArgs args = {relid, NULL, 0};
+
+	kg_run_internal(prepare_internal, &args, false);
+	*skipped = args.skipped;
+	return args.predicate;
+}
+
+/* One batch with a predicate from kg_purge_prepare(); returns rows purged. */
+int64
+kg_purge_batch(Oid relid, const char *predicate, int64 skipped, int batch_size)
+{
+	PurgeArgs	args = {relid, batch_size, 1, false, predicate, 0, skipped};
+
+	kg_run_internal(purge_internal, &args, true);
+	return args.purged;
 }
 
 static Datum

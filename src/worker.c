@@ -45,6 +45,7 @@
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -617,7 +618,8 @@ typedef enum WorkKind
  * (more rows may be waiting).
  */
 static bool
-run_unit(WorkKind kind, Oid relid, const char *tenant)
+run_unit(WorkKind kind, Oid relid, const char *tenant, const char *predicate,
+		 int64 skipped)
 {
 	volatile bool more = false;
 	MemoryContext caller = CurrentMemoryContext;
@@ -644,11 +646,15 @@ run_unit(WorkKind kind, Oid relid, const char *tenant)
 	{
 		if (kind == WORK_PURGE_BATCH)
 		{
-			int64		purged;
-			int64		skipped;
-
-			kg_purge_table(relid, keys_guard_purge_batch_size, 1, false, &purged, &skipped);
-			more = (purged >= keys_guard_purge_batch_size);
+			/*
+			 * A batch and its counts commit together, so a commit lost in a
+			 * crash only means the batch runs again: no need to wait for
+			 * the WAL flush, which would also slow every other commit.
+			 */
+			(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
+									 GUC_ACTION_LOCAL, true, ERROR, false);
+			more = (kg_purge_batch(relid, predicate, skipped,
+								   keys_guard_purge_batch_size) >= keys_guard_purge_batch_size);
 		}
 		else
 			(void) kg_drop_expired_tenant(tenant);
@@ -673,6 +679,46 @@ run_unit(WorkKind kind, Oid relid, const char *tenant)
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return more;
+}
+
+/*
+ * Compute a table's skip predicate for this run (in its own transaction);
+ * NULL (after recording the failure) if that fails.
+ */
+static char *
+prepare_table(Oid relid, int64 *skipped)
+{
+	char	   *volatile predicate = NULL;
+	MemoryContext caller = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	PG_TRY();
+	{
+		if (get_rel_name(relid) != NULL)
+		{
+			char	   *pred = kg_purge_prepare(relid, skipped);
+
+			predicate = MemoryContextStrdup(caller, pred);
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		record_failure("purge", relid, psprintf("relation %u", relid), edata->message);
+		FreeErrorData(edata);
+		predicate = NULL;
+	}
+	PG_END_TRY();
+	return predicate;
 }
 
 static void
@@ -701,11 +747,25 @@ run_purge(void)
 
 	foreach(lc, tables)
 	{
-		while (run_unit(WORK_PURGE_BATCH, lfirst_oid(lc), NULL))
+		Oid			relid = lfirst_oid(lc);
+		int64		skipped = 0;
+		char	   *predicate = prepare_table(relid, &skipped);
+
+		if (predicate == NULL)
+			continue;
+		while (run_unit(WORK_PURGE_BATCH, relid, NULL, predicate, skipped))
 		{
 			process_interrupts_and_reload();
 			drain_audit_queue();
+			/* Give way to the foreground; a latch (denial) cuts it short. */
+			if (keys_guard_purge_batch_delay > 0)
+			{
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 keys_guard_purge_batch_delay, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+			}
 		}
+		pfree(predicate);
 		process_interrupts_and_reload();
 		drain_audit_queue();
 	}
@@ -715,7 +775,7 @@ run_purge(void)
 						 " WHERE status = 'deleted' AND hard_delete_at < now() ORDER BY id", true);
 	foreach(lc, tenants)
 	{
-		(void) run_unit(WORK_DROP_TENANT, InvalidOid, (char *) lfirst(lc));
+		(void) run_unit(WORK_DROP_TENANT, InvalidOid, (char *) lfirst(lc), NULL, 0);
 		process_interrupts_and_reload();
 	}
 	list_free_deep(tenants);
