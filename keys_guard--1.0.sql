@@ -719,6 +719,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     old keys_guard.guarded_table;
+    idx record;
 BEGIN
     SELECT * INTO old FROM keys_guard.guarded_table g WHERE g.relid = r;
     IF NOT FOUND THEN
@@ -734,6 +735,13 @@ BEGIN
        FROM unnest(ARRAY['keys_guard_tenant', 'keys_guard_refuse_delete',
                          'keys_guard_refuse_truncate', 'keys_guard_cascade',
                          'keys_guard_append_only', 'keys_guard_append_only_truncate']) AS t;
+    -- The purge index is keys_guard's too (data and columns stay).
+    FOR idx IN SELECT i.indexrelid::regclass AS name FROM pg_catalog.pg_index i
+                JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+               WHERE i.indrelid = r AND c.relname LIKE '%\_kg\_purge'
+                 AND pg_catalog.pg_get_indexdef(i.indexrelid) LIKE '%(hard_delete_at) WHERE (deleted_at IS NOT NULL)' LOOP
+        EXECUTE format('DROP INDEX %s', idx.name);
+    END LOOP;
     DELETE FROM keys_guard.guarded_table g WHERE g.relid = r;
     DELETE FROM keys_guard.purge_stats p WHERE p.relid = r;
     PERFORM keys_guard._sync_cascades_of(r);

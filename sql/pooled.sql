@@ -217,6 +217,11 @@ SELECT keys_guard.release_table('public.counters');
 SELECT keys_guard.release_table('public.counters');
 SELECT count(*) FROM public.counters;
 SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'public.counters'::regclass;
+-- No trigger, policy or index of keys_guard is left; the columns stay.
+SELECT (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.counters'::regclass AND NOT tgisinternal) AS triggers,
+       (SELECT count(*) FROM pg_policy WHERE polrelid = 'public.counters'::regclass) AS policies,
+       (SELECT count(*) FROM pg_index WHERE indrelid = 'public.counters'::regclass AND NOT indisprimary) AS indexes,
+       (SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.counters'::regclass AND attname = 'deleted_at') AS deleted_at_column;
 -- release_table: bad input.
 SELECT keys_guard.release_table(NULL);
 \echo :LAST_ERROR_SQLSTATE
