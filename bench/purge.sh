@@ -110,6 +110,8 @@ SAMPLING=${SAMPLING:-1}
 WARMUP_SECONDS=${WARMUP_SECONDS:-5}
 BATCH_SIZE=${BATCH_SIZE:-1000}
 B_THROTTLE_MS=${B_THROTTLE_MS:-0}
+DELAY_A_MS=${DELAY_A_MS:-0}
+DELAY_B_MS=${DELAY_B_MS:-10}
 BENCH_EXPLAIN=${BENCH_EXPLAIN:-1}
 BENCH_BREAKDOWN=${BENCH_BREAKDOWN:-1}
 BENCH_ONLY=${BENCH_ONLY:-ab}
@@ -117,7 +119,7 @@ BENCH_INSTALL=${BENCH_INSTALL:-1}
 BENCH_DEPS=${BENCH_DEPS:-1}
 
 me=purge.sh
-for v in ROUNDS ROWS BACKLOG B_SECONDS LEAD CLIENTS JOBS SCALE RATE WARMUP_SECONDS BATCH_SIZE B_THROTTLE_MS; do
+for v in ROUNDS ROWS BACKLOG B_SECONDS LEAD CLIENTS JOBS SCALE RATE WARMUP_SECONDS BATCH_SIZE B_THROTTLE_MS DELAY_A_MS DELAY_B_MS; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$me: $v must be a whole number" >&2; exit 2; }
 done
 [ "$ROUNDS" -ge 1 ] || { echo "$me: ROUNDS must be >= 1" >&2; exit 2; }
@@ -138,7 +140,8 @@ done
 N=$((ROWS / 2))
 
 repro="cd $here && ROUNDS=$ROUNDS ROWS=$ROWS BACKLOG=$BACKLOG B_SECONDS=$B_SECONDS LEAD=$LEAD CLIENTS=$CLIENTS JOBS=$JOBS"
-repro+=" SCALE=$SCALE RATE=$RATE SAMPLING=$SAMPLING WARMUP_SECONDS=$WARMUP_SECONDS BATCH_SIZE=$BATCH_SIZE B_THROTTLE_MS=$B_THROTTLE_MS"
+repro+=" SCALE=$SCALE RATE=$RATE SAMPLING=$SAMPLING WARMUP_SECONDS=$WARMUP_SECONDS BATCH_SIZE=$BATCH_SIZE"
+repro+=" DELAY_A_MS=$DELAY_A_MS DELAY_B_MS=$DELAY_B_MS B_THROTTLE_MS=$B_THROTTLE_MS"
 repro+=" BENCH_BREAKDOWN=$BENCH_BREAKDOWN BENCH_EXPLAIN=$BENCH_EXPLAIN BENCH_ONLY=$BENCH_ONLY BENCH_INSTALL=$BENCH_INSTALL bash bench/purge.sh"
 
 if [ "$BENCH_DEPS" = 1 ]; then
@@ -237,7 +240,7 @@ shared_preload_libraries = 'keys_guard'
 keys_guard.min_grace = 0
 keys_guard.purge_naptime = 1
 keys_guard.purge_batch_size = $BATCH_SIZE
-keys_guard.purge_batch_delay = ${DELAY_A_MS:-0}
+keys_guard.purge_batch_delay = $DELAY_A_MS
 keys_guard.database = '$db_off'
 EOF
 
@@ -568,7 +571,7 @@ fi
 
 if [[ $BENCH_ONLY == *b* ]]; then
   # (b) measures the worker as deployed: with its pacing between batches.
-  psql_su -c "ALTER SYSTEM SET keys_guard.purge_batch_delay = '${DELAY_B_MS:-10}ms'" \
+  psql_su -c "ALTER SYSTEM SET keys_guard.purge_batch_delay = '${DELAY_B_MS}ms'" \
           -c "SELECT pg_reload_conf()" >/dev/null
   log "(b) pgbench -i -s $SCALE"
   pgbench -i -q -s "$SCALE" -U postgres "$db" >"$work/pgbench-init.log" 2>&1
@@ -772,7 +775,7 @@ if [[ $BENCH_ONLY == *b* ]]; then
     build_backlog
     worker_purge pu_backlog "$BACKLOG"
     read -r batches sum rest span e2e first gap_first gap_last <<<"$purge_result"
-    noload="the worker: $batches batches, $(awk -v n="$rest" -v ms="$span" 'BEGIN { printf "%.0f", n / ms * 1000 }') rows/s"
+    noload="the worker (purge_batch_delay = $DELAY_B_MS ms, as in the runs above): $batches batches, $(awk -v n="$rest" -v ms="$span" 'BEGIN { printf "%.0f", n / ms * 1000 }') rows/s"
     noload+=" (steady rate as in (a)), $(printf '%.1f' "$gap_first") ms per batch for batches 2–11, $(printf '%.1f' "$gap_last") ms for the last 10"
     build_backlog
     res=$(timed "SELECT purged || '|' || skipped FROM keys_guard.purge_now('pu_backlog')")
@@ -853,7 +856,7 @@ report="$work/report.md"
   if [ "$BENCH_INSTALL" = 1 ]; then built="built and installed from this tree"; else built="as installed before the run"; fi
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), tree at commit $commit, keys_guard.so ($built) md5 $libsum,"
   echo "$(psql -X -At -U postgres -d "$db" -c 'SELECT version()' | sed 's/ on .*//'), $(nproc --all) CPUs (not pinned), load average $load_before before / $load_after after, $elapsed s."
-  echo "keys_guard.purge_naptime = 1, purge_batch_size = $BATCH_SIZE, purge_batch_delay = ${DELAY_A_MS:-0} ms in (a) and ${DELAY_B_MS:-10} ms in (b), min_grace = 0; tables guarded with grace => interval '0'; purge batches commit asynchronously."
+  echo "keys_guard.purge_naptime = 1, purge_batch_size = $BATCH_SIZE, purge_batch_delay = $DELAY_A_MS ms in (a) and $DELAY_B_MS ms in (b), min_grace = 0; tables guarded with grace => interval '0'; purge batches commit asynchronously."
   if [[ $BENCH_ONLY == *a* ]]; then
     echo
     echo "## (a) Purge throughput: $N expired rows of $ROWS"
