@@ -144,32 +144,7 @@ repro+=" SCALE=$SCALE RATE=$RATE SAMPLING=$SAMPLING WARMUP_SECONDS=$WARMUP_SECON
 repro+=" DELAY_A_MS=$DELAY_A_MS DELAY_B_MS=$DELAY_B_MS B_THROTTLE_MS=$B_THROTTLE_MS"
 repro+=" BENCH_BREAKDOWN=$BENCH_BREAKDOWN BENCH_EXPLAIN=$BENCH_EXPLAIN BENCH_ONLY=$BENCH_ONLY BENCH_INSTALL=$BENCH_INSTALL bash bench/purge.sh"
 
-if [ "$BENCH_DEPS" = 1 ]; then
-  bash scripts/deps.sh
-fi
-
-bindir=/usr/lib/postgresql/15/bin
-export PATH=$bindir:$PATH
-
-if [ "$BENCH_INSTALL" = 1 ]; then
-  echo "==> building and installing keys_guard"
-  make -s PG_CONFIG=$bindir/pg_config
-  make -s install PG_CONFIG=$bindir/pg_config >/dev/null
-fi
-
-log() { echo "==> $*" >&2; }
-
-# A `make install` by someone else during the run would mix two builds.
-libfile=/usr/lib/postgresql/15/lib/keys_guard.so
-libsum=$(md5sum "$libfile" | cut -c1-12)
-check_library() {
-  local now
-  now=$(md5sum "$libfile" | cut -c1-12)
-  if [ "$now" != "$libsum" ]; then
-    echo "$me: $libfile changed during the run ($libsum -> $now); someone ran make install. Run again." >&2
-    return 1
-  fi
-}
+. "$bench/lib.sh"
 
 # --- throw-away cluster -----------------------------------------------------
 

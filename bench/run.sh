@@ -67,34 +67,7 @@ repro="cd $here && BENCH_SECONDS=$BENCH_SECONDS ROUNDS=$ROUNDS WARMUP_SECONDS=$W
 repro+=" CLIENTS=$CLIENTS JOBS=$JOBS TENANTS=$TENANTS ROWS_PER_TENANT=$ROWS_PER_TENANT SCALE=$SCALE"
 repro+=" BENCH_INSTALL=$BENCH_INSTALL BENCH_ONLY=$BENCH_ONLY BENCH_BREAKDOWN=$BENCH_BREAKDOWN bash bench/run.sh"
 
-if [ "$BENCH_DEPS" = 1 ]; then
-  bash scripts/deps.sh
-fi
-
-bindir=/usr/lib/postgresql/15/bin
-export PATH=$bindir:$PATH
-
-if [ "$BENCH_INSTALL" = 1 ]; then
-  echo "==> building and installing keys_guard"
-  make -s PG_CONFIG=$bindir/pg_config
-  make -s install PG_CONFIG=$bindir/pg_config >/dev/null
-fi
-
-log() { echo "==> $*" >&2; }
-
-# Every server start loads the installed library again: a `make install`
-# by someone else during the run would mix two builds (and a library newer
-# than the SQL objects created at the start).  Refuse to report that.
-libfile=/usr/lib/postgresql/15/lib/keys_guard.so
-libsum=$(md5sum "$libfile" | cut -c1-12)
-check_library() {
-  local now
-  now=$(md5sum "$libfile" | cut -c1-12)
-  if [ "$now" != "$libsum" ]; then
-    echo "run.sh: $libfile changed during the run ($libsum -> $now); someone ran make install. Run again." >&2
-    return 1
-  fi
-}
+. "$bench/lib.sh"
 
 # --- throw-away cluster -----------------------------------------------------
 

@@ -1,0 +1,35 @@
+# bench/lib.sh: what every keys_guard benchmark script does first.  Sourced
+# after the script has set here (the repository), BENCH_DEPS and
+# BENCH_INSTALL; defines bindir, PATH, log, libfile, libsum and
+# check_library.
+
+me=${me:-$(basename "$0")}
+
+if [ "$BENCH_DEPS" = 1 ]; then
+  bash "$here/scripts/deps.sh"
+fi
+
+bindir=/usr/lib/postgresql/15/bin
+export PATH=$bindir:$PATH
+
+if [ "$BENCH_INSTALL" = 1 ]; then
+  echo "==> building and installing keys_guard"
+  make -s -C "$here" PG_CONFIG=$bindir/pg_config
+  make -s -C "$here" install PG_CONFIG=$bindir/pg_config >/dev/null
+fi
+
+log() { echo "==> $*" >&2; }
+
+# Every server start loads the installed library again: a `make install` by
+# someone else during the run would mix two builds (and a library newer than
+# the SQL objects created at the start).  Refuse to report that.
+libfile=/usr/lib/postgresql/15/lib/keys_guard.so
+libsum=$(md5sum "$libfile" | cut -c1-12)
+check_library() {
+  local now
+  now=$(md5sum "$libfile" | cut -c1-12)
+  if [ "$now" != "$libsum" ]; then
+    echo "$me: $libfile changed during the run ($libsum -> $now); someone ran make install. Run again." >&2
+    return 1
+  fi
+}
