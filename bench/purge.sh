@@ -69,7 +69,7 @@
 #   WARMUP_SECONDS=5   unmeasured pgbench run before (b)
 #   BATCH_SIZE=1000    keys_guard.purge_batch_size
 #   DELAY_A_MS=0       keys_guard.purge_batch_delay in (a): full speed
-#   DELAY_B_MS=10      keys_guard.purge_batch_delay in (b): the default pacing
+#   DELAY_B_MS=50      keys_guard.purge_batch_delay in (b): the default pacing
 #   B_THROTTLE_MS=0    > 0: add a third variant to (b), an emulation of a
 #                      throttled worker (not a feature of keys_guard): a
 #                      client runs keys_guard._purge_table(rel, BATCH_SIZE,
@@ -111,7 +111,7 @@ WARMUP_SECONDS=${WARMUP_SECONDS:-5}
 BATCH_SIZE=${BATCH_SIZE:-1000}
 B_THROTTLE_MS=${B_THROTTLE_MS:-0}
 DELAY_A_MS=${DELAY_A_MS:-0}
-DELAY_B_MS=${DELAY_B_MS:-10}
+DELAY_B_MS=${DELAY_B_MS:-50}
 BENCH_EXPLAIN=${BENCH_EXPLAIN:-1}
 BENCH_BREAKDOWN=${BENCH_BREAKDOWN:-1}
 BENCH_ONLY=${BENCH_ONLY:-ab}
@@ -502,10 +502,10 @@ if [[ $BENCH_ONLY == *a* ]] && [ "$BENCH_EXPLAIN" = 1 ]; then
   # Split the notices into plans; number the batch plans.
   awk -v dir="$work" '
     /^NOTICE:  duration: / { if (f) close(f); f = ""; buf = $0; next }
-    /^Query Text: WITH batch AS/ && buf != "" { k++; f = dir "/batch." k ".plan"; print buf > f; buf = "" }
+    /^Query Text: (WITH batch AS|DELETE FROM ONLY)/ && buf != "" { k++; f = dir "/batch." k ".plan"; print buf > f; buf = "" }
     buf != "" { buf = "" }
     f != "" { print > f }' "$work/explain.out"
-  nb=$(ls "$work"/batch.*.plan 2>/dev/null | wc -l)
+  nb=$(find "$work" -maxdepth 1 -name 'batch.*.plan' | wc -l)
   if [ "$nb" -ge 1 ]; then
     for k in 1 $(( (nb + 1) / 2 )) "$nb"; do
       explain+="-- purge_now(): batch $k of $nb"$'\n'

@@ -26,6 +26,7 @@
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
@@ -125,6 +126,88 @@ record_batch(PurgeArgs *args, const char *table)
 	}
 }
 
+/*
+ * One batch in its own statement: the worker's unit of work, one per
+ * transaction.
+ */
+static int64
+purge_one_batch(const char *name, const char *expired, const char *pred,
+				int batch_size)
+{
+	char	   *sql = psprintf("WITH batch AS ("
+							   " SELECT t.ctid FROM ONLY %s t WHERE %s AND NOT (%s)"
+							   " ORDER BY t.hard_delete_at LIMIT %d FOR UPDATE OF t SKIP LOCKED)"
+							   " DELETE FROM ONLY %s t"
+							   " WHERE t.ctid = ANY (ARRAY(SELECT ctid FROM batch)) AND %s",
+							   name, expired, pred, batch_size, name, expired);
+
+	if (SPI_execute(sql, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "keys_guard: purge of %s failed", name);
+	return (int64) SPI_processed;
+}
+
+/*
+ * Several batches in the caller's transaction (purge_now()).  One cursor
+ * walks the expired rows once, oldest deadline first, locking them as it
+ * goes, and each batch deletes the rows of one fetch.  Restarting the scan
+ * for every batch instead would walk, batch after batch, over the index
+ * entries of the rows this transaction already deleted (they cannot be
+ * pruned while it is open): quadratic in the backlog.
+ */
+static int64
+purge_batches(const char *name, const char *expired, const char *pred,
+			  int batch_size, int max_batches)
+{
+	Oid			tid_array[1] = {TIDARRAYOID};
+	SPIPlanPtr	delete_plan;
+	Portal		cursor;
+	int64		purged = 0;
+	int			batches = 0;
+
+	delete_plan = SPI_prepare(psprintf("DELETE FROM ONLY %s t WHERE t.ctid = ANY ($1) AND %s",
+									   name, expired), 1, tid_array);
+	if (delete_plan == NULL)
+		elog(ERROR, "keys_guard: could not prepare the purge of %s", name);
+	cursor = SPI_cursor_open_with_args(NULL,
+									   psprintf("SELECT t.ctid FROM ONLY %s t WHERE %s AND NOT (%s)"
+												" ORDER BY t.hard_delete_at FOR UPDATE OF t SKIP LOCKED",
+												name, expired, pred),
+									   0, NULL, NULL, NULL, false, 0);
+	for (;;)
+	{
+		SPITupleTable *fetched;
+		Datum	   *tids;
+		ArrayType  *array;
+		uint64		n;
+		uint64		i;
+		bool		isnull;
+
+		SPI_cursor_fetch(cursor, true, batch_size);
+		n = SPI_processed;
+		fetched = SPI_tuptable;
+		if (n == 0)
+			break;
+		tids = palloc(sizeof(Datum) * n);
+		for (i = 0; i < n; i++)
+			tids[i] = SPI_getbinval(fetched->vals[i], fetched->tupdesc, 1, &isnull);
+		array = construct_array(tids, (int) n, TIDOID, sizeof(ItemPointerData),
+								false, TYPALIGN_SHORT);
+		if (SPI_execute_plan(delete_plan, (Datum[]) {PointerGetDatum(array)},
+							 NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "keys_guard: purge of %s failed", name);
+		purged += SPI_processed;
+		SPI_freetuptable(fetched);
+		pfree(array);
+		pfree(tids);
+		batches++;
+		if (n < (uint64) batch_size || (max_batches > 0 && batches >= max_batches))
+			break;
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(cursor);
+	return purged;
+}
+
 static void
 purge_internal(void *arg)
 {
@@ -133,7 +216,6 @@ purge_internal(void *arg)
 	char	   *name;
 	char	   *pred;
 	const char *expired = "t.deleted_at IS NOT NULL AND t.hard_delete_at < now()";
-	int			batches = 0;
 
 	args->purged = 0;
 	if (args->predicate == NULL)
@@ -160,24 +242,11 @@ purge_internal(void *arg)
 		return;
 	}
 
-	for (;;)
-	{
-		char	   *sql = psprintf("WITH batch AS ("
-								   " SELECT t.ctid FROM ONLY %s t WHERE %s AND NOT (%s)"
-								   " ORDER BY t.hard_delete_at LIMIT %d FOR UPDATE OF t SKIP LOCKED)"
-								   " DELETE FROM ONLY %s t"
-								   " WHERE t.ctid = ANY (ARRAY(SELECT ctid FROM batch)) AND %s",
-								   name, expired, pred, args->batch_size, name, expired);
-
-		if (SPI_execute(sql, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "keys_guard: purge of %s failed", name);
-		args->purged += SPI_processed;
-		batches++;
-		if (SPI_processed < (uint64) args->batch_size ||
-			(args->max_batches > 0 && batches >= args->max_batches))
-			break;
-		CHECK_FOR_INTERRUPTS();
-	}
+	if (args->max_batches == 1)
+		args->purged = purge_one_batch(name, expired, pred, args->batch_size);
+	else
+		args->purged = purge_batches(name, expired, pred, args->batch_size,
+									  args->max_batches);
 	record_batch(args, name);
 	SPI_finish();
 }
