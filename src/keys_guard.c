@@ -36,7 +36,7 @@ int			keys_guard_min_grace = 24 * 3600;
 int			keys_guard_audit_queue_size = 8192;
 char	   *keys_guard_database = NULL;
 int			keys_guard_purge_naptime = 60;
-int			keys_guard_purge_batch_delay = 10;
+int			keys_guard_purge_batch_delay = 50;
 
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 #ifdef KG_HAVE_SHMEM_REQUEST_HOOK
@@ -192,7 +192,7 @@ _PG_init(void)
 	DefineCustomIntVariable("keys_guard.purge_batch_delay",
 							"Pause of the background worker between two purge batches.",
 							"Gives way to the foreground workload, as autovacuum's cost delay does; 0 purges at full speed.",
-							&keys_guard_purge_batch_delay, 10,
+							&keys_guard_purge_batch_delay, 50,
 							0, 10000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
