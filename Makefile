@@ -12,14 +12,15 @@ OBJS = \
 	src/recovery.o \
 	src/purge.o \
 	src/utility.o \
+	src/control.o \
 	src/audit.o \
 	src/worker.o
 
 EXTENSION = keys_guard
-DATA = keys_guard--1.0.sql
+DATA = keys_guard--1.0.sql keys_guard--1.0--1.1.sql
 PGFILEDESC = "keys_guard - multi-tenant safety for PostgreSQL"
 
-REGRESS = setup tenants context isolation pooled audit library soft_delete purge
+REGRESS = setup tenants context isolation pooled audit library soft_delete purge templates guard_rails upgrade
 REGRESS_OPTS = --inputdir=. --dbname=keys_guard_regress
 
 # Concurrency (pg_isolation_regress): specs/*.spec with expected/*.out.

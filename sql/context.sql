@@ -132,12 +132,10 @@ SET keys_guard.bypass = on;
 RESET ROLE;
 
 -- A context cannot be set for a tenant that is pending deletion.
-UPDATE keys_guard.tenant SET status = 'deleted', deleted_at = now(),
-       hard_delete_at = now() + interval '30 days' WHERE id = 'initech';
+SELECT DISTINCT status FROM keys_guard.delete_tenant('initech');
 SELECT keys_guard.set_context('initech', 'user_1');
 \echo :LAST_ERROR_SQLSTATE
-UPDATE keys_guard.tenant SET status = 'active', deleted_at = NULL,
-       hard_delete_at = NULL WHERE id = 'initech';
+SELECT status FROM keys_guard.restore_tenant('initech');
 
 -- keys_guard.tenant_search_path = off leaves search_path alone (pooled-only
 -- deployments: a changing search_path makes PostgreSQL replan cached

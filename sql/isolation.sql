@@ -189,13 +189,11 @@ RESET ROLE;
 -- A tenant pending deletion: its data is denied, with a detail that says
 -- so, even to a context set before the deletion.
 SELECT keys_guard.set_context('globex', 'user_g', is_local => false);
-UPDATE keys_guard.tenant SET status = 'deleted', deleted_at = now(),
-       hard_delete_at = now() + interval '30 days' WHERE id = 'globex';
+SELECT DISTINCT status FROM keys_guard.delete_tenant('globex');
 SELECT * FROM tenant_globex.notes;
 \echo :LAST_ERROR_SQLSTATE
 SELECT keys_guard.clear_context();
-UPDATE keys_guard.tenant SET status = 'active', deleted_at = NULL,
-       hard_delete_at = NULL WHERE id = 'globex';
+SELECT status FROM keys_guard.restore_tenant('globex');
 
 -- keys_guard.bypass: superusers read without a context (pg_dump).
 SET keys_guard.bypass = on;

@@ -4,8 +4,10 @@
 -- refused with 55000 instead of being let through half-checked
 --
 \set SHOW_CONTEXT never
-ALTER EXTENSION keys_guard DROP FUNCTION keys_guard._assert_relation(oid);
-DROP FUNCTION keys_guard._assert_relation(oid);
+-- keys_guard's functions cannot be dropped (guard rails), so the mismatch
+-- is made the way only a superuser can: in the catalog itself.
+UPDATE pg_catalog.pg_proc SET proname = '_assert_relation_gone'
+ WHERE oid = 'keys_guard._assert_relation(oid)'::regprocedure;
 
 SELECT count(*) FROM tenant_acme.notes;
 \echo :LAST_ERROR_SQLSTATE
@@ -19,10 +21,8 @@ SELECT keys_guard.set_context('acme', 'user_1');
 SELECT count(*) > 0 AS tenants_readable FROM keys_guard.tenants;
 
 -- Restoring the objects restores service.
-CREATE FUNCTION keys_guard._assert_relation(relid oid) RETURNS boolean
-    LANGUAGE C STABLE PARALLEL RESTRICTED
-    AS '$libdir/keys_guard', 'keys_guard_assert_relation';
-ALTER EXTENSION keys_guard ADD FUNCTION keys_guard._assert_relation(oid);
+UPDATE pg_catalog.pg_proc SET proname = '_assert_relation'
+ WHERE oid = 'keys_guard._assert_relation_gone(oid)'::regprocedure;
 BEGIN;
 SELECT keys_guard.set_context('acme', 'user_1');
 SELECT count(*) FROM tenant_acme.notes;

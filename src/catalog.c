@@ -22,6 +22,7 @@
 #include "access/xact.h"
 #include "access/genam.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_constraint.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -451,6 +452,59 @@ kg_require_complete_extension(void)
 				 errdetail("Functions that version %s of the library needs are missing from schema keys_guard.",
 						   "1.0"),
 				 errhint("Run ALTER EXTENSION keys_guard UPDATE.")));
+}
+
+/*
+ * Whether anything is guarded here: a registered table, or a tenant whose
+ * schema still exists.  DROP EXTENSION waits for release_all() until not.
+ */
+bool
+kg_registry_in_use(void)
+{
+	HASH_SEQ_STATUS status;
+	KgTenantById *entry;
+	bool		in_use = false;
+
+	if (!kg_extension_active())
+		return false;
+	if (hash_get_num_entries(guarded_rels) > 0)
+		return true;
+	hash_seq_init(&status, tenants_by_id);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		if (OidIsValid(entry->tenant.nspoid))
+		{
+			in_use = true;
+			hash_seq_term(&status);
+			break;
+		}
+	}
+	return in_use;
+}
+
+/* The tenant (lowest id) whose schema the role owns, or NULL. */
+KgTenant *
+kg_tenant_owned_by(Oid roleid)
+{
+	HASH_SEQ_STATUS status;
+	KgTenant   *tenant;
+	KgTenant   *result = NULL;
+
+	if (!kg_extension_active())
+		return NULL;
+	hash_seq_init(&status, tenants_by_namespace);
+	while ((tenant = hash_seq_search(&status)) != NULL)
+	{
+		HeapTuple	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(tenant->nspoid));
+
+		if (!HeapTupleIsValid(tuple))
+			continue;
+		if (((Form_pg_namespace) GETSTRUCT(tuple))->nspowner == roleid &&
+			(result == NULL || strcmp(tenant->id, result->id) < 0))
+			result = tenant;
+		ReleaseSysCache(tuple);
+	}
+	return result;
 }
 
 KgTenant *

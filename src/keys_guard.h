@@ -124,6 +124,8 @@ extern KgRelationGuard *kg_relation_guard(Oid relid);
 extern bool kg_extension_active(void);
 extern void kg_require_complete_extension(void);
 extern bool kg_extension_complete(void);
+extern bool kg_registry_in_use(void);
+extern KgTenant *kg_tenant_owned_by(Oid roleid);
 extern KgTenant *kg_tenant_by_namespace(Oid nspoid);
 extern KgTenant *kg_tenant_by_id(const char *id);
 extern KgPooledRel *kg_pooled_rel(Oid relid);
@@ -155,6 +157,10 @@ extern void kg_purge_table(Oid relid, int batch_size, int max_batches, bool dry_
 extern int	kg_drop_expired_tenant(const char *id);
 extern char *kg_purge_prepare(Oid relid, int64 *skipped);
 extern int64 kg_purge_batch(Oid relid, const char *predicate, int64 skipped, int batch_size);
+
+/* control.c */
+extern void kg_control_init(void);
+extern bool kg_acting_for_keys_guard(void);
 
 /* utility.c */
 extern void kg_utility_init(void);

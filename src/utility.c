@@ -9,6 +9,14 @@
  * ExecCheckRTPerms, which isolation.c hooks.  DDL is scoped by the event
  * triggers of the install script.
  *
+ * DDL that would weaken a guard is refused here, before it runs, for every
+ * role (SPEC.md §11): switching row security off, dropping or changing
+ * keys_guard's policies and triggers, dropping or changing the soft-delete
+ * and tenant columns, moving a guarded table out of its schema, renaming or
+ * dropping a tenant schema, replacing or dropping keys_guard's own objects,
+ * and DROP EXTENSION while anything is guarded.  keys_guard's own functions
+ * do all of these through its API (control.c says when they are running).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -17,8 +25,16 @@
 #include "catalog/namespace.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
+#include "commands/trigger.h"
+#include "lib/stringinfo.h"
 #include "nodes/parsenodes.h"
+#include "parser/parse_func.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
 
 #include "keys_guard.h"
 
@@ -114,6 +130,438 @@ check_maintenance(Node *parsetree)
 	}
 }
 
+/*
+ * Refuse a statement that would weaken a guard: 42501, recorded in the
+ * audit log like any other denial.
+ */
+static void refuse_ddl(const char *target, const char *hint, const char *fmt,...)
+			pg_attribute_printf(3, 4) pg_attribute_noreturn();
+
+static void
+refuse_ddl(const char *target, const char *hint, const char *fmt,...)
+{
+	StringInfoData what;
+	StringInfoData detail;
+
+	initStringInfo(&what);
+	for (;;)
+	{
+		va_list		args;
+		int			needed;
+
+		va_start(args, fmt);
+		needed = appendStringInfoVA(&what, fmt, args);
+		va_end(args);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&what, needed);
+	}
+	initStringInfo(&detail);
+	appendStringInfoString(&detail, "{\"reason\": \"ddl weakening a guard\", \"refused\": ");
+	escape_json(&detail, what.data);
+	appendStringInfoChar(&detail, '}');
+	kg_audit_deny("ddl", target, detail.data);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("cannot %s", what.data),
+			 errdetail("keys_guard guards it; the change would weaken a guard outside keys_guard's API."),
+			 errhint("%s", hint)));
+}
+
+static const char *const release_hint =
+"Release the table first with keys_guard.release_table(), or use keys_guard's functions.";
+
+static char *
+relation_name(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+static bool
+is_keys_guard_namespace(Oid nspoid)
+{
+	return OidIsValid(nspoid) && nspoid == get_namespace_oid("keys_guard", true);
+}
+
+/* Names keys_guard gives its policies, triggers and event triggers. */
+static bool
+is_guard_object_name(const char *name)
+{
+	return name != NULL && strncmp(name, "keys_guard_", strlen("keys_guard_")) == 0;
+}
+
+/* A column a guard relies on: the soft-delete columns, the tenant column. */
+static bool
+is_guard_column(Oid relid, KgGuardedTable *table, const char *column)
+{
+	KgPooledRel *pooled;
+
+	if (column == NULL)
+		return false;
+	if (table->soft_delete &&
+		(strcmp(column, "deleted_at") == 0 || strcmp(column, "hard_delete_at") == 0 ||
+		 strcmp(column, "deleted_by") == 0 || strcmp(column, "delete_request_id") == 0))
+		return true;
+	pooled = kg_pooled_rel(relid);
+	if (pooled != NULL)
+	{
+		char	   *tenant_column = get_attname(relid, pooled->tenant_attno, true);
+
+		return tenant_column != NULL && strcmp(tenant_column, column) == 0;
+	}
+	return false;
+}
+
+/* The guarded table a RangeVar names, or InvalidOid. */
+static Oid
+guarded_relation(RangeVar *rv)
+{
+	Oid			relid;
+
+	if (rv == NULL)
+		return InvalidOid;
+	relid = RangeVarGetRelid(rv, NoLock, true);
+	if (!OidIsValid(relid) || kg_guarded_table(relid) == NULL)
+		return InvalidOid;
+	return relid;
+}
+
+/* keys_guard's own tables (registry, audit log) change only by its scripts. */
+static void
+check_own_relation(RangeVar *rv, const char *action)
+{
+	Oid			relid = rv ? RangeVarGetRelid(rv, NoLock, true) : InvalidOid;
+
+	if (OidIsValid(relid) && is_keys_guard_namespace(get_rel_namespace(relid)))
+		refuse_ddl(relation_name(relid),
+				   "keys_guard's own tables change only with ALTER EXTENSION keys_guard UPDATE.",
+				   "%s keys_guard's table %s", action, relation_name(relid));
+}
+
+static void
+check_alter_table(AlterTableStmt *stmt)
+{
+	Oid			relid;
+	KgGuardedTable *table;
+	char	   *name;
+	ListCell   *lc;
+
+	check_own_relation(stmt->relation, "alter");
+	relid = guarded_relation(stmt->relation);
+	if (!OidIsValid(relid))
+		return;
+	table = kg_guarded_table(relid);
+	name = relation_name(relid);
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+		switch (cmd->subtype)
+		{
+			case AT_DisableRowSecurity:
+				refuse_ddl(name, release_hint,
+						   "disable row-level security of guarded table %s", name);
+				break;
+			case AT_NoForceRowSecurity:
+				refuse_ddl(name, release_hint,
+						   "stop forcing row-level security of guarded table %s", name);
+				break;
+			case AT_EnableTrig:
+			case AT_EnableReplicaTrig:
+			case AT_DisableTrig:
+				if (is_guard_object_name(cmd->name))
+					refuse_ddl(name, "keys_guard's triggers stay enabled ALWAYS; keys_guard.release_table() removes them.",
+							   "change trigger \"%s\" of guarded table %s", cmd->name, name);
+				break;
+			case AT_EnableTrigAll:
+			case AT_EnableTrigUser:
+			case AT_DisableTrigAll:
+			case AT_DisableTrigUser:
+				refuse_ddl(name, "Name the triggers to change one by one; keys_guard's own (keys_guard_*) stay enabled ALWAYS.",
+						   "change all triggers of guarded table %s", name);
+				break;
+			case AT_DropColumn:
+				if (is_guard_column(relid, table, cmd->name))
+					refuse_ddl(name, release_hint,
+							   "drop column \"%s\" of guarded table %s", cmd->name, name);
+				break;
+			case AT_AlterColumnType:
+			case AT_ColumnDefault:
+			case AT_CookedColumnDefault:
+			case AT_DropNotNull:
+			case AT_SetNotNull:
+			case AT_DropExpression:
+			case AT_AddIdentity:
+			case AT_SetIdentity:
+			case AT_DropIdentity:
+			case AT_AlterColumnGenericOptions:
+				if (is_guard_column(relid, table, cmd->name))
+					refuse_ddl(name, release_hint,
+							   "alter column \"%s\" of guarded table %s", cmd->name, name);
+				break;
+			default:
+				break;
+		}
+	}
+}
+
+/* A policy or trigger, named as (table name parts..., object name). */
+static void
+check_table_object(List *names, const char *kind)
+{
+	const char *object = strVal(llast(names));
+	Oid			relid;
+
+	if (!is_guard_object_name(object) || list_length(names) < 2)
+		return;
+	relid = guarded_relation(makeRangeVarFromNameList(list_truncate(list_copy(names),
+																   list_length(names) - 1)));
+	if (OidIsValid(relid))
+		refuse_ddl(relation_name(relid), release_hint,
+				   "drop %s \"%s\" of guarded table %s", kind, object, relation_name(relid));
+}
+
+static void
+check_schema(const char *schema, const char *action)
+{
+	Oid			nspoid = get_namespace_oid(schema, true);
+	KgTenant   *tenant;
+
+	if (!OidIsValid(nspoid))
+		return;
+	if (is_keys_guard_namespace(nspoid))
+		refuse_ddl(schema, "Run SELECT keys_guard.release_all(confirm => true) and DROP EXTENSION keys_guard to remove keys_guard.",
+				   "%s schema \"%s\"", action, schema);
+	tenant = kg_tenant_by_namespace(nspoid);
+	if (tenant != NULL)
+		refuse_ddl(schema, "Use keys_guard.delete_tenant(), which drops the schema after the grace period.",
+				   "%s schema \"%s\" of tenant \"%s\"", action, schema, tenant->id);
+}
+
+static void
+check_function(ObjectWithArgs *func, ObjectType objtype, const char *action)
+{
+	Oid			funcid = LookupFuncWithArgs(objtype, func, true);
+
+	if (OidIsValid(funcid) && is_keys_guard_namespace(get_func_namespace(funcid)))
+		refuse_ddl(format_procedure(funcid),
+				   "keys_guard's own functions change only with ALTER EXTENSION keys_guard UPDATE.",
+				   "%s keys_guard's function %s", action, format_procedure(funcid));
+}
+
+static void
+check_drop(DropStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->objects)
+	{
+		Node	   *object = lfirst(lc);
+
+		switch (stmt->removeType)
+		{
+			case OBJECT_POLICY:
+				check_table_object(castNode(List, object), "policy");
+				break;
+			case OBJECT_TRIGGER:
+				check_table_object(castNode(List, object), "trigger");
+				break;
+			case OBJECT_TABLE:
+				{
+					RangeVar   *rv = makeRangeVarFromNameList(castNode(List, object));
+					Oid			relid = guarded_relation(rv);
+
+					check_own_relation(rv, "drop");
+					if (OidIsValid(relid))
+						refuse_ddl(relation_name(relid), release_hint,
+								   "drop guarded table %s", relation_name(relid));
+				}
+				break;
+			case OBJECT_SCHEMA:
+				check_schema(strVal(object), "drop");
+				break;
+			case OBJECT_FUNCTION:
+			case OBJECT_PROCEDURE:
+			case OBJECT_ROUTINE:
+				check_function(castNode(ObjectWithArgs, object), stmt->removeType, "drop");
+				break;
+			case OBJECT_EVENT_TRIGGER:
+				if (is_guard_object_name(strVal(object)))
+					refuse_ddl(strVal(object), "Run SELECT keys_guard.release_all(confirm => true) and DROP EXTENSION keys_guard to remove keys_guard.",
+							   "drop keys_guard's event trigger \"%s\"", strVal(object));
+				break;
+			case OBJECT_EXTENSION:
+				if (strcmp(strVal(object), "keys_guard") == 0 && kg_registry_in_use())
+					refuse_ddl("keys_guard",
+							   "Run SELECT keys_guard.release_all(confirm => true) first; it releases every table and tenant and leaves all data in place.",
+							   "drop extension keys_guard while tables or tenants are guarded");
+				break;
+			default:
+				break;
+		}
+	}
+}
+
+static void
+check_rename(RenameStmt *stmt)
+{
+	Oid			relid;
+
+	switch (stmt->renameType)
+	{
+		case OBJECT_COLUMN:
+			relid = guarded_relation(stmt->relation);
+			if (OidIsValid(relid) &&
+				is_guard_column(relid, kg_guarded_table(relid), stmt->subname))
+				refuse_ddl(relation_name(relid), release_hint,
+						   "rename column \"%s\" of guarded table %s", stmt->subname,
+						   relation_name(relid));
+			break;
+		case OBJECT_POLICY:
+		case OBJECT_TRIGGER:
+			relid = guarded_relation(stmt->relation);
+			if (OidIsValid(relid) && is_guard_object_name(stmt->subname))
+				refuse_ddl(relation_name(relid), release_hint,
+						   "rename %s \"%s\" of guarded table %s",
+						   stmt->renameType == OBJECT_POLICY ? "policy" : "trigger",
+						   stmt->subname, relation_name(relid));
+			break;
+		case OBJECT_SCHEMA:
+			check_schema(stmt->subname, "rename");
+			break;
+		case OBJECT_TABLE:
+			check_own_relation(stmt->relation, "rename");
+			break;
+		case OBJECT_FUNCTION:
+		case OBJECT_PROCEDURE:
+		case OBJECT_ROUTINE:
+			check_function(castNode(ObjectWithArgs, stmt->object), stmt->renameType, "rename");
+			break;
+		case OBJECT_EVENT_TRIGGER:
+			if (is_guard_object_name(stmt->subname))
+				refuse_ddl(stmt->subname, "keys_guard's event triggers keep their names.",
+						   "rename keys_guard's event trigger \"%s\"", stmt->subname);
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * DDL that would weaken a guard, refused unless keys_guard itself is
+ * acting.
+ */
+static void
+check_guard_rails(Node *parsetree)
+{
+	if (kg_acting_for_keys_guard() || !kg_extension_active())
+		return;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_AlterTableStmt:
+			check_alter_table((AlterTableStmt *) parsetree);
+			break;
+		case T_DropStmt:
+			check_drop((DropStmt *) parsetree);
+			break;
+		case T_RenameStmt:
+			check_rename((RenameStmt *) parsetree);
+			break;
+		case T_AlterPolicyStmt:
+			{
+				AlterPolicyStmt *stmt = (AlterPolicyStmt *) parsetree;
+				Oid			relid = guarded_relation(stmt->table);
+
+				if (OidIsValid(relid) && is_guard_object_name(stmt->policy_name))
+					refuse_ddl(relation_name(relid), release_hint,
+							   "alter policy \"%s\" of guarded table %s",
+							   stmt->policy_name, relation_name(relid));
+			}
+			break;
+		case T_CreateTrigStmt:
+			{
+				CreateTrigStmt *stmt = (CreateTrigStmt *) parsetree;
+				Oid			relid = guarded_relation(stmt->relation);
+
+				if (stmt->replace && OidIsValid(relid) && is_guard_object_name(stmt->trigname))
+					refuse_ddl(relation_name(relid), release_hint,
+							   "replace trigger \"%s\" of guarded table %s",
+							   stmt->trigname, relation_name(relid));
+			}
+			break;
+		case T_AlterObjectSchemaStmt:
+			{
+				AlterObjectSchemaStmt *stmt = (AlterObjectSchemaStmt *) parsetree;
+				Oid			relid;
+
+				if (stmt->objectType == OBJECT_FUNCTION || stmt->objectType == OBJECT_PROCEDURE)
+				{
+					check_function(castNode(ObjectWithArgs, stmt->object), stmt->objectType,
+								   "move");
+					break;
+				}
+				check_own_relation(stmt->relation, "move");
+				relid = guarded_relation(stmt->relation);
+				if (OidIsValid(relid))
+					refuse_ddl(relation_name(relid), release_hint,
+							   "move guarded table %s to another schema", relation_name(relid));
+			}
+			break;
+		case T_AlterFunctionStmt:
+			{
+				AlterFunctionStmt *stmt = (AlterFunctionStmt *) parsetree;
+
+				check_function(stmt->func, stmt->objtype, "alter");
+			}
+			break;
+		case T_CreateFunctionStmt:
+			{
+				CreateFunctionStmt *stmt = (CreateFunctionStmt *) parsetree;
+				char	   *fname;
+
+				/* Also no new ones: they would count as keys_guard's own. */
+				if (is_keys_guard_namespace(QualifiedNameGetCreationNamespace(stmt->funcname, &fname)))
+					refuse_ddl(fname, "keys_guard's own functions change only with ALTER EXTENSION keys_guard UPDATE.",
+							   "%s function %s in schema keys_guard",
+							   stmt->replace ? "replace" : "create", NameListToString(stmt->funcname));
+			}
+			break;
+		case T_DropOwnedStmt:
+			{
+				ListCell   *lc;
+
+				foreach(lc, ((DropOwnedStmt *) parsetree)->roles)
+				{
+					RoleSpec   *spec = lfirst_node(RoleSpec, lc);
+					Oid			roleid = get_rolespec_oid(spec, true);
+					KgTenant   *tenant = OidIsValid(roleid) ? kg_tenant_owned_by(roleid) : NULL;
+
+					if (tenant != NULL)
+						refuse_ddl(get_rolespec_name(spec),
+								   "Use keys_guard.delete_tenant() to remove a tenant; its schema is dropped after the grace period.",
+								   "drop the objects of role \"%s\": it owns the schema of tenant \"%s\"",
+								   get_rolespec_name(spec), tenant->id);
+				}
+			}
+			break;
+		case T_AlterEventTrigStmt:
+			{
+				AlterEventTrigStmt *stmt = (AlterEventTrigStmt *) parsetree;
+
+				if (is_guard_object_name(stmt->trigname) && stmt->tgenabled != TRIGGER_FIRES_ALWAYS)
+					refuse_ddl(stmt->trigname, "keys_guard's event triggers stay enabled ALWAYS.",
+							   "change keys_guard's event trigger \"%s\"", stmt->trigname);
+			}
+			break;
+		default:
+			break;
+	}
+}
+
 static void
 kg_process_utility(KG_UTILITY_ARGS)
 {
@@ -130,6 +578,7 @@ kg_process_utility(KG_UTILITY_ARGS)
 		check_relation_list(((LockStmt *) parsetree)->relations, "lock");
 	else
 		check_maintenance(parsetree);
+	check_guard_rails(parsetree);
 
 	if (prev_process_utility_hook)
 		prev_process_utility_hook(KG_UTILITY_CALL_ARGS);

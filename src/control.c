@@ -1,0 +1,184 @@
+/*-------------------------------------------------------------------------
+ *
+ * control.c
+ *	  Which code speaks for keys_guard: the registry and the guards change
+ *	  only through keys_guard's own functions (SPEC.md §11).
+ *
+ * A function hook (the one sepgsql uses for trusted procedures) counts how
+ * deep the backend is inside keys_guard's procedural functions: the SQL API
+ * (create_tenant, protect_table, release_table, ...), its event triggers and
+ * the worker's tenant drop.  While that count is positive, or keys_guard
+ * runs in its internal mode, or an extension script is running, the
+ * registry tables may be written and guard-weakening DDL is let through;
+ * otherwise both are refused, superusers included.  The count cannot be
+ * raised from SQL except by calling those functions.
+ *
+ * The registry tables carry a statement trigger, keys_guard._registry_guard(),
+ * that enforces this for INSERT, UPDATE, DELETE and TRUNCATE.  One
+ * exception: INSERT (or COPY) under keys_guard.bypass, which is how
+ * pg_restore puts a dumped registry back.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_language.h"
+#include "catalog/pg_proc.h"
+#include "commands/extension.h"
+#include "commands/trigger.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "keys_guard.h"
+
+static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
+static fmgr_hook_type prev_fmgr_hook = NULL;
+
+/* How many of keys_guard's functions are running in this backend. */
+static int	api_depth = 0;
+
+/* fmgr_hook's per-function private datum: whether the function is ours. */
+#define KG_FUNC_UNKNOWN	0
+#define KG_FUNC_OURS	1
+#define KG_FUNC_OTHER	2
+
+/*
+ * keys_guard's functions written in a procedural language (PL/pgSQL).  The
+ * C and SQL functions are left out: the C ones that change anything enter
+ * the internal mode themselves, and hooking a function costs its caller
+ * the SQL-function inlining and the fast call path.
+ */
+static bool
+is_keys_guard_function(Oid fn_oid)
+{
+	HeapTuple	tuple;
+	Form_pg_proc proc;
+	bool		result = false;
+
+	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
+	if (!HeapTupleIsValid(tuple))
+		return false;
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	if (proc->prolang != ClanguageId && proc->prolang != SQLlanguageId &&
+		proc->prolang != INTERNALlanguageId)
+		result = proc->pronamespace == get_namespace_oid("keys_guard", true);
+	ReleaseSysCache(tuple);
+	return result;
+}
+
+static bool
+kg_needs_fmgr_hook(Oid fn_oid)
+{
+	if (prev_needs_fmgr_hook && prev_needs_fmgr_hook(fn_oid))
+		return true;
+	return IsTransactionState() && is_keys_guard_function(fn_oid);
+}
+
+static void
+kg_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
+{
+	/*
+	 * PostgreSQL keeps one private datum per hooked function; a module
+	 * loaded before keys_guard that also uses it (sepgsql does) cannot share
+	 * it, so keys_guard is not meant to be combined with such a module.
+	 */
+	if (prev_fmgr_hook)
+		prev_fmgr_hook(event, flinfo, private);
+
+	switch (event)
+	{
+		case FHET_START:
+			if (*private == KG_FUNC_UNKNOWN)
+				*private = is_keys_guard_function(flinfo->fn_oid) ? KG_FUNC_OURS : KG_FUNC_OTHER;
+			if (*private == KG_FUNC_OURS)
+				api_depth++;
+			break;
+		case FHET_END:
+		case FHET_ABORT:
+			if (*private == KG_FUNC_OURS && api_depth > 0)
+				api_depth--;
+			break;
+	}
+}
+
+/* Belt and braces: no count survives its transaction. */
+static void
+control_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		api_depth = 0;
+}
+
+/* Whether this process is one of keys_guard's background workers. */
+static bool
+am_keys_guard_worker(void)
+{
+	return MyBgworkerEntry != NULL &&
+		strcmp(MyBgworkerEntry->bgw_library_name, "keys_guard") == 0;
+}
+
+/*
+ * Whether keys_guard itself is acting: one of its functions, its internal
+ * mode, its worker, or an extension script (CREATE / ALTER EXTENSION).
+ */
+bool
+kg_acting_for_keys_guard(void)
+{
+	return api_depth > 0 || kg_in_internal_operation() || creating_extension ||
+		am_keys_guard_worker();
+}
+
+void
+kg_control_init(void)
+{
+	prev_needs_fmgr_hook = needs_fmgr_hook;
+	needs_fmgr_hook = kg_needs_fmgr_hook;
+	prev_fmgr_hook = fmgr_hook;
+	fmgr_hook = kg_fmgr_hook;
+	RegisterXactCallback(control_xact_callback, NULL);
+}
+
+/*
+ * keys_guard._registry_guard(): BEFORE ... FOR EACH STATEMENT trigger of
+ * the registry tables.
+ */
+PG_FUNCTION_INFO_V1(keys_guard_registry_guard);
+Datum
+keys_guard_registry_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerEvent event;
+	const char *verb;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "keys_guard_registry_guard: not called by trigger manager");
+	event = trigdata->tg_event;
+
+	if (kg_acting_for_keys_guard())
+		return PointerGetDatum(NULL);
+	/* pg_restore loading a dumped registry (SPEC.md §11). */
+	if (TRIGGER_FIRED_BY_INSERT(event) && kg_current_mode() == KG_MODE_BYPASS)
+		return PointerGetDatum(NULL);
+
+	if (TRIGGER_FIRED_BY_INSERT(event))
+		verb = "insert into";
+	else if (TRIGGER_FIRED_BY_UPDATE(event))
+		verb = "update";
+	else if (TRIGGER_FIRED_BY_DELETE(event))
+		verb = "delete from";
+	else
+		verb = "truncate";
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("cannot %s keys_guard's registry table \"%s\" directly", verb,
+					RelationGetRelationName(trigdata->tg_relation)),
+			 errdetail("The registry changes only through keys_guard's functions, for every role."),
+			 errhint("Use keys_guard's functions (the view keys_guard.operations lists them); pg_restore loads a dump with PGOPTIONS='-c keys_guard.bypass=on'.")));
+	PG_RETURN_NULL();			/* keep compiler quiet */
+}
