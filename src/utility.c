@@ -457,6 +457,22 @@ check_rename(RenameStmt *stmt)
 static void
 check_guard_rails(Node *parsetree)
 {
+	switch (nodeTag(parsetree))
+	{
+		case T_AlterTableStmt:
+		case T_DropStmt:
+		case T_RenameStmt:
+		case T_AlterPolicyStmt:
+		case T_CreateTrigStmt:
+		case T_AlterObjectSchemaStmt:
+		case T_AlterFunctionStmt:
+		case T_CreateFunctionStmt:
+		case T_DropOwnedStmt:
+		case T_AlterEventTrigStmt:
+			break;
+		default:
+			return;				/* the common case: nothing to check */
+	}
 	if (kg_acting_for_keys_guard() || !kg_extension_active())
 		return;
 
