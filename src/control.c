@@ -8,7 +8,7 @@
  * deep the backend is inside keys_guard's procedural functions: the SQL API
  * (create_tenant, protect_table, release_table, ...), its event triggers and
  * the worker's tenant drop.  While that count is positive, or keys_guard
- * runs in its internal mode, or an extension script is running, the
+ * runs in its internal mode, or its own extension script is running, the
  * registry tables may be written and guard-weakening DDL is let through;
  * otherwise both are refused, superusers included.  The count cannot be
  * raised from SQL except by calling those functions.
@@ -125,13 +125,13 @@ am_keys_guard_worker(void)
 
 /*
  * Whether keys_guard itself is acting: one of its functions, its internal
- * mode, its worker, or an extension script (CREATE / ALTER EXTENSION).
+ * mode, its worker, or its own extension script (CREATE / ALTER EXTENSION).
  */
 bool
 kg_acting_for_keys_guard(void)
 {
-	return api_depth > 0 || kg_in_internal_operation() || creating_extension ||
-		am_keys_guard_worker();
+	return api_depth > 0 || kg_in_internal_operation() || am_keys_guard_worker() ||
+		(creating_extension && CurrentExtensionObject == get_extension_oid("keys_guard", true));
 }
 
 void
