@@ -31,6 +31,7 @@
 #include "commands/trigger.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
@@ -72,12 +73,42 @@ is_keys_guard_function(Oid fn_oid)
 	return result;
 }
 
+/*
+ * needs_fmgr_hook is asked whenever a function that is not built in is
+ * looked up, which a cached plan does on every execution; a small
+ * direct-mapped cache of the answers keeps that to an array lookup.  Any
+ * change to pg_proc empties it.
+ */
+#define KG_FUNC_CACHE_SIZE	64
+
+typedef struct KgFuncCacheEntry
+{
+	Oid			fn_oid;
+	bool		ours;
+} KgFuncCacheEntry;
+
+static KgFuncCacheEntry func_cache[KG_FUNC_CACHE_SIZE];
+
+static void
+func_cache_invalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	memset(func_cache, 0, sizeof(func_cache));
+}
+
 static bool
 kg_needs_fmgr_hook(Oid fn_oid)
 {
+	KgFuncCacheEntry *entry = &func_cache[fn_oid % KG_FUNC_CACHE_SIZE];
+
 	if (prev_needs_fmgr_hook && prev_needs_fmgr_hook(fn_oid))
 		return true;
-	return IsTransactionState() && is_keys_guard_function(fn_oid);
+	if (entry->fn_oid == fn_oid && OidIsValid(fn_oid))
+		return entry->ours;
+	if (!IsTransactionState())
+		return false;
+	entry->ours = is_keys_guard_function(fn_oid);
+	entry->fn_oid = fn_oid;
+	return entry->ours;
 }
 
 static void
@@ -142,6 +173,9 @@ kg_control_init(void)
 	prev_fmgr_hook = fmgr_hook;
 	fmgr_hook = kg_fmgr_hook;
 	RegisterXactCallback(control_xact_callback, NULL);
+	CacheRegisterSyscacheCallback(PROCOID, func_cache_invalidate, (Datum) 0);
+	/* The keys_guard schema may come and go with the extension. */
+	CacheRegisterSyscacheCallback(NAMESPACEOID, func_cache_invalidate, (Datum) 0);
 }
 
 /*
