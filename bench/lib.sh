@@ -33,3 +33,32 @@ check_library() {
     return 1
   fi
 }
+
+# The end of every script's EXIT trap: stop the throw-away server, show the
+# tail of its log if the run failed, remove the work directory.  Uses work,
+# pgdata and server_up of the script.
+finish_run() {
+  local rc=$1
+  if [ "$server_up" = 1 ]; then
+    runuser -u postgres -- pg_ctl -D "$pgdata" -m immediate -w stop >/dev/null 2>&1 || true
+  fi
+  if [ "$rc" -ne 0 ] && [ -f "$work/server.log" ]; then
+    echo "--- last lines of the server log" >&2
+    tail -30 "$work/server.log" >&2 || true
+  fi
+  rm -rf "$work"
+  exit "$rc"
+}
+
+# Point PGHOST/PGPORT at the throw-away server: its socket lives in $work,
+# on the first port from $1 up that no other server on this machine holds
+# (pg_virtualenv and other clusters may be running).
+use_free_port() {
+  port=$1
+  while [ -e "/var/run/postgresql/.s.PGSQL.$port" ] || [ -e "/tmp/.s.PGSQL.$port" ] ||
+        { command -v ss >/dev/null && ss -Hltn "sport = :$port" | grep -q .; }; do
+    port=$((port + 1))
+  done
+  export PGHOST="$work" PGPORT="$port"
+  unset PGDATABASE PGUSER PGPASSWORD PGSERVICE PGOPTIONS
+}

@@ -165,27 +165,12 @@ cleanup() {
   if [ -n "$POLL_PID" ]; then
     kill "$POLL_PID" 2>/dev/null || true
   fi
-  if [ "$server_up" = 1 ]; then
-    runuser -u postgres -- pg_ctl -D "$pgdata" -m immediate -w stop >/dev/null 2>&1 || true
-  fi
-  if [ $rc -ne 0 ] && [ -f "$work/server.log" ]; then
-    echo "--- last lines of the server log" >&2
-    tail -30 "$work/server.log" >&2 || true
-  fi
-  rm -rf "$work"
-  exit $rc
+  finish_run $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port=55632
-while [ -e "/var/run/postgresql/.s.PGSQL.$port" ] || [ -e "/tmp/.s.PGSQL.$port" ] ||
-      { command -v ss >/dev/null && ss -Hltn "sport = :$port" | grep -q .; }; do
-  port=$((port + 1))
-done
-
-export PGHOST="$work" PGPORT="$port"
-unset PGDATABASE PGUSER PGPASSWORD PGSERVICE PGOPTIONS
+use_free_port 55632
 
 db=kg_purge
 # keys_guard.database names the databases the worker serves; this name is

@@ -124,27 +124,12 @@ cleanup() {
     kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
   fi
-  if [ "$server_up" = 1 ]; then
-    runuser -u postgres -- pg_ctl -D "$pgdata" -m immediate -w stop >/dev/null 2>&1 || true
-  fi
-  if [ $rc -ne 0 ] && [ -f "$work/server.log" ]; then
-    echo "--- last lines of the server log" >&2
-    tail -30 "$work/server.log" >&2 || true
-  fi
-  rm -rf "$work"
-  exit $rc
+  finish_run $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port=55532
-while [ -e "/var/run/postgresql/.s.PGSQL.$port" ] || [ -e "/tmp/.s.PGSQL.$port" ] ||
-      { command -v ss >/dev/null && ss -Hltn "sport = :$port" | grep -q .; }; do
-  port=$((port + 1))
-done
-
-export PGHOST="$work" PGPORT="$port"
-unset PGDATABASE PGUSER PGPASSWORD PGSERVICE PGOPTIONS
+use_free_port 55532
 
 log "initdb in $pgdata (port $port)"
 runuser -u postgres -- initdb -D "$pgdata" -U postgres -A trust -E UTF8 --locale=C \
