@@ -57,6 +57,78 @@ SELECT * FROM keys_guard.purge_now('tenant_pu.docs');
 ROLLBACK;
 SELECT rows_waiting FROM keys_guard.purge_status WHERE relation = 'tenant_pu.docs'::regclass;
 
+-- Two ways to delete (src/purge.c): a table that nothing references and
+-- that has no DELETE trigger or rule of its own is purged directly; every
+-- other table through a DELETE statement, so that its triggers and rules
+-- see each purged row as they would see any DELETE.
+CREATE TABLE public.pu_purge_log (tbl text, id int, how text);
+CREATE TABLE tenant_pu.plain (id int PRIMARY KEY, body text);
+CREATE TABLE tenant_pu.trig (id int PRIMARY KEY, body text);
+CREATE TABLE tenant_pu.ruled (id int PRIMARY KEY, body text);
+CREATE FUNCTION tenant_pu.log_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.pu_purge_log
+    VALUES (TG_TABLE_NAME, CASE WHEN TG_LEVEL = 'ROW' THEN OLD.id END, lower(TG_LEVEL) || ' trigger');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER log_row AFTER DELETE ON tenant_pu.trig
+    FOR EACH ROW EXECUTE FUNCTION tenant_pu.log_delete();
+CREATE TRIGGER log_statement AFTER DELETE ON tenant_pu.trig
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant_pu.log_delete();
+CREATE RULE log_delete AS ON DELETE TO tenant_pu.ruled
+    DO ALSO INSERT INTO public.pu_purge_log VALUES ('ruled', OLD.id, 'rule');
+SELECT t, r, p.grace
+  FROM unnest(ARRAY['tenant_pu.plain', 'tenant_pu.trig', 'tenant_pu.ruled']) t,
+       LATERAL keys_guard.release_table(t) r,
+       LATERAL keys_guard.protect_table(t, grace => interval '0') p;
+BEGIN;
+SELECT keys_guard.set_context('pu', 'alice', 'req-pu-3');
+INSERT INTO plain SELECT g, 'p' || g FROM generate_series(1, 3) g;
+INSERT INTO trig SELECT g, 't' || g FROM generate_series(1, 3) g;
+INSERT INTO ruled SELECT g, 'r' || g FROM generate_series(1, 3) g;
+DELETE FROM plain WHERE id <= 2;
+DELETE FROM trig WHERE id <= 2;
+DELETE FROM ruled WHERE id <= 2;
+COMMIT;
+-- The rule also fires with the soft delete (which is a DELETE to the
+-- client); the purge is what this test looks at.
+TRUNCATE public.pu_purge_log;
+SELECT relation, purged, skipped
+  FROM unnest(ARRAY['tenant_pu.plain', 'tenant_pu.trig', 'tenant_pu.ruled']) t,
+       keys_guard.purge_now(t);
+SET keys_guard.bypass = on;
+-- Each table keeps only row 3; the trigger and the rule saw rows 1 and 2.
+SELECT 'plain' AS tbl, array_agg(id ORDER BY id) AS ids FROM tenant_pu.plain
+UNION ALL SELECT 'trig', array_agg(id ORDER BY id) FROM tenant_pu.trig
+UNION ALL SELECT 'ruled', array_agg(id ORDER BY id) FROM tenant_pu.ruled;
+SELECT tbl, id, how FROM public.pu_purge_log ORDER BY tbl, how, id;
+RESET keys_guard.bypass;
+
+-- A table that publishes deletes needs a replica identity to be purged, as
+-- it does for any DELETE (55000); nothing is purged until it has one.
+CREATE TABLE tenant_pu.nokey (id int NOT NULL, body text);
+SELECT keys_guard.release_table('tenant_pu.nokey');
+SELECT grace FROM keys_guard.protect_table('tenant_pu.nokey', grace => interval '0');
+SET client_min_messages = error;
+CREATE PUBLICATION pu_deletes FOR TABLE tenant_pu.nokey WITH (publish = 'delete');
+RESET client_min_messages;
+BEGIN;
+SELECT keys_guard.set_context('pu', 'alice', 'req-pu-4');
+INSERT INTO nokey VALUES (1, 'one'), (2, 'two');
+DELETE FROM nokey WHERE id = 1;
+COMMIT;
+SELECT * FROM keys_guard.purge_now('tenant_pu.nokey');
+\echo :LAST_ERROR_SQLSTATE
+SELECT rows_waiting, rows_purged FROM keys_guard.purge_status WHERE relation = 'tenant_pu.nokey'::regclass;
+ALTER TABLE tenant_pu.nokey REPLICA IDENTITY FULL;
+SELECT * FROM keys_guard.purge_now('tenant_pu.nokey');
+DROP PUBLICATION pu_deletes;
+SELECT count(keys_guard.release_table(t))
+  FROM unnest(ARRAY['tenant_pu.plain', 'tenant_pu.trig', 'tenant_pu.ruled', 'tenant_pu.nokey']) t;
+DROP TABLE public.pu_purge_log, tenant_pu.plain, tenant_pu.trig, tenant_pu.ruled, tenant_pu.nokey;
+DROP FUNCTION tenant_pu.log_delete();
+
 -- Bad input.
 SELECT * FROM keys_guard.purge_now('tenant_pu.nosuch');
 \echo :LAST_ERROR_SQLSTATE

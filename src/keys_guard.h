@@ -11,6 +11,7 @@
 
 #include "compat.h"
 #include "nodes/parsenodes.h"
+#include "storage/itemptr.h"
 #include "nodes/pg_list.h"
 #include "nodes/primnodes.h"
 #include "fmgr.h"
@@ -157,6 +158,10 @@ extern void kg_purge_table(Oid relid, int batch_size, int max_batches, bool dry_
 extern int	kg_drop_expired_tenant(const char *id);
 extern char *kg_purge_prepare(Oid relid, int64 *skipped);
 extern int64 kg_purge_batch(Oid relid, const char *predicate, int64 skipped, int batch_size);
+extern int	kg_purge_collect(Oid relid, const char *predicate, int64 skipped,
+							 int max_rows, ItemPointerData *tids);
+extern int64 kg_purge_rows(Oid relid, const char *predicate, int64 skipped,
+						   const ItemPointerData *tids, int ntids);
 
 /* control.c */
 extern void kg_control_init(void);

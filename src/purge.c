@@ -15,21 +15,45 @@
  * The background worker runs one batch per transaction; purge_now() runs
  * the same code in the caller's transaction.
  *
+ * Two ways to delete, with the same result.  The direct path walks the
+ * purge index and deletes each expired row through the table access method
+ * without waiting: a row another transaction holds (a restore in flight) or
+ * changed since the scan began is left for a later run, as SKIP LOCKED
+ * would.  That is one write per row where the statement path writes two
+ * (the row lock, then the delete).  It is taken only when a plain DELETE
+ * would do nothing more than remove the row: no rules, no DELETE trigger
+ * but keys_guard's own (so no foreign key references the table and nothing
+ * cascades), a valid btree purge index.  Every other table goes through a
+ * DELETE statement, which fires the foreign-key triggers and cascades.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "keys_guard.h"
 
@@ -126,6 +150,229 @@ record_batch(PurgeArgs *args, const char *table)
 	}
 }
 
+/* record_batch() outside any SPI connection of the caller. */
+static void
+record_batch_alone(PurgeArgs *args)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "keys_guard: SPI_connect failed");
+	record_batch(args, table_name(args->relid));
+	SPI_finish();
+}
+
+/* Soft-delete tables of class standard are purged; audit and payment never. */
+static bool
+purgeable(KgGuardedTable *table)
+{
+	return table != NULL && table->soft_delete && table->class == KG_CLASS_STANDARD;
+}
+
+/* Is this trigger keys_guard's own BEFORE DELETE guard, _refuse_delete()? */
+static bool
+is_refuse_delete_trigger(const Trigger *trigger)
+{
+	Oid			nspoid = get_func_namespace(trigger->tgfoid);
+	char	   *proname = get_func_name(trigger->tgfoid);
+	char	   *nspname = OidIsValid(nspoid) ? get_namespace_name(nspoid) : NULL;
+
+	return proname != NULL && nspname != NULL &&
+		strcmp(nspname, "keys_guard") == 0 && strcmp(proname, "_refuse_delete") == 0;
+}
+
+/*
+ * The purge index of rel if the direct path may delete its expired rows,
+ * else InvalidOid (see the head of this file).  skip_pred is the table's
+ * skip predicate: any referencing foreign key makes it non-trivial, and
+ * its triggers rule the direct path out as well.
+ */
+static Oid
+direct_purge_index(Relation rel, KgGuardedTable *table, const char *skip_pred)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+	List	   *indexes;
+	ListCell   *lc;
+	Oid			found = InvalidOid;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rules != NULL ||
+		strcmp(skip_pred, "false") != 0 ||
+		table->deleted_at == InvalidAttrNumber || table->hard_delete_at == InvalidAttrNumber ||
+		TupleDescAttr(RelationGetDescr(rel), table->hard_delete_at - 1)->atttypid != TIMESTAMPTZOID)
+		return InvalidOid;
+	if (trigdesc != NULL)
+	{
+		int			i;
+
+		if (trigdesc->trig_delete_old_table)
+			return InvalidOid;
+		for (i = 0; i < trigdesc->numtriggers; i++)
+		{
+			Trigger    *trigger = &trigdesc->triggers[i];
+
+			if (TRIGGER_FOR_DELETE(trigger->tgtype) &&
+				!(TRIGGER_FOR_ROW(trigger->tgtype) && TRIGGER_FOR_BEFORE(trigger->tgtype) &&
+				  is_refuse_delete_trigger(trigger)))
+				return InvalidOid;
+		}
+	}
+
+	/* A valid ascending btree index whose first column is hard_delete_at. */
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+		Form_pg_index form = index->rd_index;
+		bool		usable = form->indisvalid && form->indisready && form->indislive &&
+			index->rd_rel->relam == BTREE_AM_OID &&
+			form->indkey.values[0] == table->hard_delete_at &&
+			index->rd_opcintype[0] == TIMESTAMPTZOID &&
+			(index->rd_indoption[0] & INDOPTION_DESC) == 0;
+
+		index_close(index, AccessShareLock);
+		if (usable)
+		{
+			found = lfirst_oid(lc);
+			break;
+		}
+	}
+	list_free(indexes);
+	return found;
+}
+
+/*
+ * Delete one expired row of rel found by a scan or given by TID, without
+ * waiting; the row must be visible to snapshot.  False if it is no longer
+ * expired or another transaction holds or changed it (left for a later
+ * run, as SKIP LOCKED would leave it).
+ */
+static bool
+delete_if_expired(Relation rel, KgGuardedTable *table, TupleTableSlot *slot,
+				  CommandId cid, Snapshot snapshot, TimestampTz now)
+{
+	TM_FailureData tmfd;
+	TM_Result	result;
+	bool		isnull;
+	Datum		deadline;
+
+	(void) slot_getattr(slot, table->deleted_at, &isnull);
+	if (isnull)
+		return false;
+	deadline = slot_getattr(slot, table->hard_delete_at, &isnull);
+	if (isnull || DatumGetTimestampTz(deadline) >= now)
+		return false;
+
+	result = table_tuple_delete(rel, &slot->tts_tid, cid, snapshot, InvalidSnapshot,
+								false, &tmfd, false);
+	switch (result)
+	{
+		case TM_Ok:
+			return true;
+		case TM_BeingModified:	/* held by a transaction in progress */
+		case TM_Updated:		/* restored (or changed) since the scan began */
+		case TM_Deleted:
+		case TM_SelfModified:
+			return false;
+		default:
+			elog(ERROR, "keys_guard: unexpected result %d deleting from %s",
+				 (int) result, RelationGetRelationName(rel));
+	}
+	return false;
+}
+
+/*
+ * Walk the purge index of rel for expired rows, oldest deadline first: up
+ * to limit of them (0: all).  With remove, each is deleted (the direct path
+ * of purge_now()); without, their TIDs are stored in tids (the worker's
+ * list for its next batches).  Returns how many were deleted or stored.
+ */
+static int64
+scan_expired(Relation rel, Oid indexoid, KgGuardedTable *table, int64 limit,
+			 bool remove, ItemPointerData *tids)
+{
+	Relation	index = index_open(indexoid, AccessShareLock);
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	IndexScanDesc scan;
+	ScanKeyData key;
+	Snapshot	snapshot;
+	CommandId	cid = InvalidCommandId;
+	int64		found = 0;
+
+	if (remove)
+	{
+		/* As DELETE would: a published table needs its replica identity. */
+		CheckCmdReplicaIdentity(rel, CMD_DELETE);
+		/* A statement of its own: it sees what the transaction did so far. */
+		CommandCounterIncrement();
+		cid = GetCurrentCommandId(true);
+	}
+	PushActiveSnapshot(GetTransactionSnapshot());
+	snapshot = GetActiveSnapshot();
+
+	ScanKeyInit(&key, 1, BTLessStrategyNumber, F_TIMESTAMPTZ_LT, TimestampTzGetDatum(now));
+	scan = index_beginscan(rel, index, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while ((limit == 0 || found < limit) &&
+		   index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (remove)
+		{
+			if (delete_if_expired(rel, table, slot, cid, snapshot, now))
+				found++;
+		}
+		else
+			tids[found++] = slot->tts_tid;
+	}
+	index_endscan(scan);
+	PopActiveSnapshot();
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	if (remove)
+		CommandCounterIncrement();
+	return found;
+}
+
+/*
+ * Delete the expired rows among the given TIDs (found by scan_expired() in
+ * an earlier transaction).  Each row is read again under this
+ * transaction's snapshot and checked again: a row restored since is no
+ * longer visible or no longer expired, and a TID whose row is gone is
+ * skipped.  Returns rows deleted.
+ */
+static int64
+delete_listed(Relation rel, KgGuardedTable *table, const ItemPointerData *tids, int ntids)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	BlockNumber nblocks = RelationGetNumberOfBlocks(rel);
+	Snapshot	snapshot;
+	CommandId	cid;
+	int64		purged = 0;
+	int			i;
+
+	CheckCmdReplicaIdentity(rel, CMD_DELETE);
+	CommandCounterIncrement();
+	cid = GetCurrentCommandId(true);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	snapshot = GetActiveSnapshot();
+	for (i = 0; i < ntids; i++)
+	{
+		ItemPointerData tid = tids[i];
+
+		CHECK_FOR_INTERRUPTS();
+		/* VACUUM may have truncated the table since the TIDs were read. */
+		if (ItemPointerGetBlockNumber(&tid) >= nblocks ||
+			!table_tuple_fetch_row_version(rel, &tid, snapshot, slot))
+			continue;
+		if (delete_if_expired(rel, table, slot, cid, snapshot, now))
+			purged++;
+	}
+	PopActiveSnapshot();
+	ExecDropSingleTupleTableSlot(slot);
+	CommandCounterIncrement();
+	return purged;
+}
+
 /*
  * One batch in its own statement: the worker's unit of work, one per
  * transaction.
@@ -213,6 +460,8 @@ purge_internal(void *arg)
 {
 	PurgeArgs  *args = (PurgeArgs *) arg;
 	KgGuardedTable *table = kg_guarded_table(args->relid);
+	Relation	rel;
+	Oid			indexoid;
 	char	   *name;
 	char	   *pred;
 	const char *expired = "t.deleted_at IS NOT NULL AND t.hard_delete_at < now()";
@@ -220,7 +469,7 @@ purge_internal(void *arg)
 	args->purged = 0;
 	if (args->predicate == NULL)
 		args->skipped = 0;
-	if (table == NULL || !table->soft_delete || table->class != KG_CLASS_STANDARD)
+	if (!purgeable(table))
 		return;
 
 	name = table_name(args->relid);
@@ -242,11 +491,17 @@ purge_internal(void *arg)
 		return;
 	}
 
-	if (args->max_batches == 1)
+	rel = table_open(args->relid, RowExclusiveLock);
+	indexoid = direct_purge_index(rel, table, pred);
+	if (OidIsValid(indexoid))
+		args->purged = scan_expired(rel, indexoid, table,
+									(int64) args->batch_size * args->max_batches, true, NULL);
+	else if (args->max_batches == 1)
 		args->purged = purge_one_batch(name, expired, pred, args->batch_size);
 	else
 		args->purged = purge_batches(name, expired, pred, args->batch_size,
 									  args->max_batches);
+	table_close(rel, NoLock);
 	record_batch(args, name);
 	SPI_finish();
 }
@@ -313,6 +568,113 @@ kg_purge_batch(Oid relid, const char *predicate, int64 skipped, int batch_size)
 
 	kg_run_internal(purge_internal, &args, true);
 	return args.purged;
+}
+
+typedef struct CollectArgs
+{
+	Oid			relid;
+	const char *predicate;
+	int64		skipped;
+	int			max_rows;
+	ItemPointerData *tids;
+	int			found;
+} CollectArgs;
+
+static void
+collect_internal(void *arg)
+{
+	CollectArgs *args = (CollectArgs *) arg;
+	KgGuardedTable *table = kg_guarded_table(args->relid);
+	Relation	rel;
+	Oid			indexoid;
+
+	args->found = 0;
+	if (!purgeable(table))
+		return;
+	rel = table_open(args->relid, AccessShareLock);
+	indexoid = direct_purge_index(rel, table, args->predicate);
+	if (OidIsValid(indexoid))
+		args->found = (int) scan_expired(rel, indexoid, table, args->max_rows, false, args->tids);
+	else
+		args->found = -1;
+	table_close(rel, AccessShareLock);
+
+	/* Nothing to purge: still a run, as purge_status shows it. */
+	if (args->found == 0)
+	{
+		PurgeArgs	none = {args->relid, 0, 0, false, args->predicate, 0, args->skipped};
+
+		record_batch_alone(&none);
+	}
+}
+
+/*
+ * For the worker: the TIDs of up to max_rows expired rows of relid, oldest
+ * deadline first, read in one pass over the purge index, so that the
+ * batches that delete them (kg_purge_rows(), one transaction each) do not
+ * each walk the index again past the entries of the rows deleted before.
+ * Returns how many were found, or -1 if the table needs the statement path
+ * (kg_purge_batch()).  Finding none is recorded as a run of the purge.
+ */
+int
+kg_purge_collect(Oid relid, const char *predicate, int64 skipped, int max_rows,
+				 ItemPointerData *tids)
+{
+	CollectArgs args = {relid, predicate, skipped, max_rows, tids, 0};
+
+	kg_run_internal(collect_internal, &args, false);
+	return args.found;
+}
+
+typedef struct RowsArgs
+{
+	PurgeArgs	purge;
+	const ItemPointerData *tids;
+	int			ntids;
+} RowsArgs;
+
+static void
+rows_internal(void *arg)
+{
+	RowsArgs   *args = (RowsArgs *) arg;
+	KgGuardedTable *table = kg_guarded_table(args->purge.relid);
+	Relation	rel;
+
+	args->purge.purged = 0;
+	if (!purgeable(table))
+		return;
+
+	/*
+	 * Checked again under the lock: a foreign key or trigger added since the
+	 * rows were listed means the statement path from now on.  Adding either
+	 * needs a lock that conflicts with this one.
+	 */
+	rel = table_open(args->purge.relid, RowExclusiveLock);
+	if (!OidIsValid(direct_purge_index(rel, table, args->purge.predicate)))
+	{
+		table_close(rel, NoLock);
+		args->purge.purged = -1;
+		return;
+	}
+	args->purge.purged = delete_listed(rel, table, args->tids, args->ntids);
+	table_close(rel, NoLock);
+	record_batch_alone(&args->purge);
+}
+
+/*
+ * One batch of the worker on the direct path: delete the listed rows that
+ * are still expired (skipped: the table's count of held-back rows for its
+ * bookkeeping).  Returns rows purged, or -1 if the table now needs the
+ * statement path (nothing was done).
+ */
+int64
+kg_purge_rows(Oid relid, const char *predicate, int64 skipped,
+			  const ItemPointerData *tids, int ntids)
+{
+	RowsArgs	args = {{relid, ntids, 1, false, predicate, 0, skipped}, tids, ntids};
+
+	kg_run_internal(rows_internal, &args, true);
+	return args.purge.purged;
 }
 
 static Datum

@@ -608,30 +608,75 @@ record_failure(const char *action, Oid relid, const char *target, const char *me
 
 typedef enum WorkKind
 {
-	WORK_PURGE_BATCH,
+	WORK_PURGE_BATCH,			/* statement path: one batch */
+	WORK_LIST_ROWS,				/* direct path: list the next expired rows */
+	WORK_PURGE_ROWS,			/* direct path: delete one batch of them */
 	WORK_DROP_TENANT
 } WorkKind;
 
+/* One unit of work of a purge run and what it did. */
+typedef struct WorkUnit
+{
+	WorkKind	kind;
+	Oid			relid;
+	const char *tenant;			/* WORK_DROP_TENANT */
+	const char *predicate;		/* the table's skip predicate for this run */
+	int64		skipped;		/* expired rows it holds back */
+	ItemPointerData *tids;		/* WORK_LIST_ROWS fills, WORK_PURGE_ROWS reads */
+	int			ntids;			/* listed rows, or -1: statement path needed */
+	int64		purged;			/* rows purged, or -1: statement path needed */
+} WorkUnit;
+
+static const char *const work_activity[] = {
+	[WORK_PURGE_BATCH] = "keys_guard: purging %s (batch of %d rows)",
+	[WORK_LIST_ROWS] = "keys_guard: listing expired rows of %s (up to %d)",
+	[WORK_PURGE_ROWS] = "keys_guard: purging %s (batch of %d rows)",
+	[WORK_DROP_TENANT] = "keys_guard: dropping %s",
+};
+
+static void
+do_unit(WorkUnit *unit)
+{
+	switch (unit->kind)
+	{
+		case WORK_PURGE_BATCH:
+			unit->purged = kg_purge_batch(unit->relid, unit->predicate, unit->skipped,
+										  keys_guard_purge_batch_size);
+			break;
+		case WORK_LIST_ROWS:
+			unit->ntids = kg_purge_collect(unit->relid, unit->predicate, unit->skipped,
+										   unit->ntids, unit->tids);
+			break;
+		case WORK_PURGE_ROWS:
+			unit->purged = kg_purge_rows(unit->relid, unit->predicate, unit->skipped,
+										 unit->tids, unit->ntids);
+			break;
+		case WORK_DROP_TENANT:
+			(void) kg_drop_expired_tenant(unit->tenant);
+			break;
+	}
+}
+
 /*
  * One unit of work in its own transaction; a failure is recorded and the
- * worker goes on with the next one.  Returns true if a purge batch was full
- * (more rows may be waiting).
+ * worker goes on with the next one.  Returns false if the unit failed or
+ * its table is gone.
  */
 static bool
-run_unit(WorkKind kind, Oid relid, const char *tenant, const char *predicate,
-		 int64 skipped)
+run_unit(WorkUnit *unit)
 {
-	volatile bool more = false;
+	volatile bool ok = true;
 	MemoryContext caller = CurrentMemoryContext;
+	bool		purge = (unit->kind != WORK_DROP_TENANT);
 	char	   *target;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	target = (kind == WORK_PURGE_BATCH)
-		? (get_rel_name(relid) ? quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-															get_rel_name(relid)) : NULL)
-		: psprintf("tenant %s", tenant);
+	target = purge
+		? (get_rel_name(unit->relid) ? quote_qualified_identifier(get_namespace_name(get_rel_namespace(unit->relid)),
+																  get_rel_name(unit->relid)) : NULL)
+		: psprintf("tenant %s", unit->tenant);
 	if (target == NULL)
 	{
 		PopActiveSnapshot();
@@ -640,24 +685,20 @@ run_unit(WorkKind kind, Oid relid, const char *tenant, const char *predicate,
 	}
 	target = MemoryContextStrdup(TopMemoryContext, target);
 	pgstat_report_activity(STATE_RUNNING,
-						   psprintf(kind == WORK_PURGE_BATCH ? "keys_guard: purging %s (batch of %d rows)"
-									: "keys_guard: dropping %s", target, keys_guard_purge_batch_size));
+						   psprintf(work_activity[unit->kind], target,
+									unit->kind == WORK_PURGE_BATCH ? keys_guard_purge_batch_size
+									: unit->ntids));
 	PG_TRY();
 	{
-		if (kind == WORK_PURGE_BATCH)
-		{
-			/*
-			 * A batch and its counts commit together, so a commit lost in a
-			 * crash only means the batch runs again: no need to wait for
-			 * the WAL flush, which would also slow every other commit.
-			 */
+		/*
+		 * A batch and its counts commit together, so a commit lost in a crash
+		 * only means the batch runs again: no need to wait for the WAL flush,
+		 * which would also slow every other commit.
+		 */
+		if (unit->kind == WORK_PURGE_BATCH || unit->kind == WORK_PURGE_ROWS)
 			(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
 									 GUC_ACTION_LOCAL, true, ERROR, false);
-			more = (kg_purge_batch(relid, predicate, skipped,
-								   keys_guard_purge_batch_size) >= keys_guard_purge_batch_size);
-		}
-		else
-			(void) kg_drop_expired_tenant(tenant);
+		do_unit(unit);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}
@@ -669,16 +710,16 @@ run_unit(WorkKind kind, Oid relid, const char *tenant, const char *predicate,
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
-		record_failure(kind == WORK_PURGE_BATCH ? "purge" : "drop_tenant",
-					   kind == WORK_PURGE_BATCH ? relid : InvalidOid, target, edata->message);
+		record_failure(purge ? "purge" : "drop_tenant", purge ? unit->relid : InvalidOid,
+					   target, edata->message);
 		FreeErrorData(edata);
-		more = false;
+		ok = false;
 	}
 	PG_END_TRY();
 	pfree(target);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	return more;
+	return ok;
 }
 
 /*
@@ -732,6 +773,78 @@ process_interrupts_and_reload(void)
 	}
 }
 
+/* Between two batches: settings, denials, and room for the foreground. */
+static void
+between_batches(void)
+{
+	process_interrupts_and_reload();
+	drain_audit_queue();
+	/* Give way to the foreground; a latch (denial) cuts it short. */
+	if (keys_guard_purge_batch_delay > 0)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 keys_guard_purge_batch_delay, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* How many expired rows one listing pass reads ahead, in batches. */
+#define KG_LIST_BATCHES		16
+#define KG_LIST_MAX_ROWS	(1024 * 1024)
+
+/*
+ * Purge one table on the direct path (purge.c): list the next expired rows
+ * in one pass over the purge index, delete them a batch per transaction,
+ * list again while the list came back full.  Returns false, having done
+ * nothing, if the table needs the statement path.
+ */
+static bool
+purge_listed(Oid relid, const char *predicate, int64 skipped)
+{
+	int			max_rows = Min(keys_guard_purge_batch_size * KG_LIST_BATCHES, KG_LIST_MAX_ROWS);
+	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * max_rows);
+	WorkUnit	list = {WORK_LIST_ROWS, relid, NULL, predicate, skipped, tids};
+	WorkUnit	batch = {WORK_PURGE_ROWS, relid, NULL, predicate, skipped};
+
+	for (;;)
+	{
+		int64		purged = 0;
+		int			done = 0;
+
+		list.ntids = max_rows;
+		if (!run_unit(&list))
+			break;
+		if (list.ntids < 0)
+		{
+			pfree(tids);
+			return false;
+		}
+		while (done < list.ntids)
+		{
+			batch.tids = tids + done;
+			batch.ntids = Min(keys_guard_purge_batch_size, list.ntids - done);
+			if (!run_unit(&batch))
+				break;
+			/* A foreign key or trigger came: the statement path next run. */
+			if (batch.purged < 0)
+				break;
+			purged += batch.purged;
+			done += batch.ntids;
+			between_batches();
+		}
+
+		/*
+		 * A short list was the end of the backlog.  After a failed batch, or
+		 * a list whose rows were all held by other transactions, the rest
+		 * waits for the next run.
+		 */
+		if (done < list.ntids || list.ntids < max_rows || purged == 0)
+			break;
+	}
+	pfree(tids);
+	return true;
+}
+
 /*
  * One purge run: every standard soft-delete table, batch after batch, then
  * the tenants whose deletion grace has passed.  Denials keep reaching the
@@ -753,17 +866,12 @@ run_purge(void)
 
 		if (predicate == NULL)
 			continue;
-		while (run_unit(WORK_PURGE_BATCH, relid, NULL, predicate, skipped))
+		if (!purge_listed(relid, predicate, skipped))
 		{
-			process_interrupts_and_reload();
-			drain_audit_queue();
-			/* Give way to the foreground; a latch (denial) cuts it short. */
-			if (keys_guard_purge_batch_delay > 0)
-			{
-				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 keys_guard_purge_batch_delay, PG_WAIT_EXTENSION);
-				ResetLatch(MyLatch);
-			}
+			WorkUnit	unit = {WORK_PURGE_BATCH, relid, NULL, predicate, skipped};
+
+			while (run_unit(&unit) && unit.purged >= keys_guard_purge_batch_size)
+				between_batches();
 		}
 		pfree(predicate);
 		process_interrupts_and_reload();
@@ -775,7 +883,9 @@ run_purge(void)
 						 " WHERE status = 'deleted' AND hard_delete_at < now() ORDER BY id", true);
 	foreach(lc, tenants)
 	{
-		(void) run_unit(WORK_DROP_TENANT, InvalidOid, (char *) lfirst(lc), NULL, 0);
+		WorkUnit	unit = {WORK_DROP_TENANT, InvalidOid, (char *) lfirst(lc)};
+
+		(void) run_unit(&unit);
 		process_interrupts_and_reload();
 	}
 	list_free_deep(tenants);

@@ -94,6 +94,19 @@ SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity
    AND query = 'keys_guard: purging $table (batch of $n rows)'};
 }
 
+# The worker held on a lock in any unit of work on $table: a batch, or the
+# pass that lists expired rows and, finding none, records the run.
+sub busy_worker_query
+{
+	my ($table) = @_;
+	return qq{
+SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity
+ WHERE backend_type = 'keys_guard worker' AND datname = 'postgres'
+   AND state = 'active' AND wait_event_type = 'Lock'
+   AND (query LIKE 'keys_guard: purging $table (%'
+        OR query LIKE 'keys_guard: listing expired rows of $table (%')};
+}
+
 ###########################################################################
 # Setup: the extension in database postgres, a tenant table for denials,
 # and tables for the purge.
@@ -457,6 +470,68 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM public.big_note"),
 	'3000', 'the unguarded child rows of live rows are untouched');
 
 ###########################################################################
+# The direct path (src/purge.c): public.flat, which nothing references, is
+# purged by listing its expired rows and deleting them a batch per
+# transaction without a statement.  SIGKILL while its first batch has
+# deleted 250 rows and waits to commit: nothing lost, nothing twice.
+###########################################################################
+
+$node->safe_psql(
+	'postgres', q{
+CREATE TABLE public.flat (id int PRIMARY KEY, tenant_id text NOT NULL, payload text);
+SELECT keys_guard.protect_table('public.flat', tenant_column => 'tenant_id', grace => interval '0');
+});
+ok( poll_within(
+		30,
+		"SELECT count(*) FROM keys_guard.purge_stats WHERE relid = 'public.flat'::regclass",
+		'1'),
+	'the worker has visited public.flat (its purge_stats row exists)');
+$holder = $node->background_psql('postgres', on_error_stop => 0);
+$holder->query_safe(
+	q{
+BEGIN;
+SET LOCAL keys_guard.bypass = on;
+INSERT INTO public.flat SELECT g, 'a', 'row ' || g FROM generate_series(1, 10000) g;
+DELETE FROM public.flat WHERE id <= 8000;
+COMMIT;
+BEGIN;
+SELECT relid FROM keys_guard.purge_stats WHERE relid = 'public.flat'::regclass FOR UPDATE;
+});
+ok(poll_within(30, "SELECT (" . held_worker_query('public.flat', 250) . ") <> ''"),
+	'the worker is held in its first batch of public.flat (250 rows deleted, not committed)');
+my $pid4 = $node->safe_psql('postgres', held_worker_query('public.flat', 250));
+is($node->safe_psql('postgres', $see_all . "SELECT count(*) FROM public.flat"),
+	'10000', 'the held batch is not visible: all 10 000 rows are there');
+$log_offset = -s $node->logfile;
+ok(kill('KILL', $pid4), "SIGKILL sent to the worker ($pid4) inside a batch of public.flat");
+$node->wait_for_log(qr/all server processes terminated; reinitializing/, $log_offset);
+eval { $holder->quit; };
+ok(poll_within(60, "SELECT 1", '1'), 'the postmaster restarted after the third crash');
+is( $node->safe_psql(
+		'postgres', $see_all . q{
+SELECT coalesce((SELECT rows_purged FROM keys_guard.purge_stats WHERE relid = 'public.flat'::regclass), 0)
+       = 10000 - count(*) FROM public.flat}),
+	't',
+	'after the crash: purge_stats.rows_purged of public.flat equals the rows gone');
+ok( poll_within(
+		120, q{
+SELECT format('%s/%s/%s', rows_waiting, rows_deleted, rows_purged) FROM keys_guard.purge_status
+ WHERE relation = 'public.flat'::regclass}, '0/0/8000'),
+	'the worker finishes public.flat: nothing waiting, 8 000 purged');
+is( $node->safe_psql(
+		'postgres', $see_all . q{
+SELECT count(*) || '/' || min(id) || '/' || max(id) || '/' || count(*) FILTER (WHERE deleted_at IS NULL)
+  FROM public.flat}),
+	'2000/8001/10000/2000',
+	'public.flat holds exactly its 2 000 live rows (ids 8001-10000)');
+is( $node->safe_psql(
+		'postgres', q{
+SELECT sum((detail->>'rows')::bigint) || '/' || max((detail->>'rows')::int) FROM keys_guard.audit_log
+ WHERE action = 'purge' AND target = 'public.flat' AND outcome = 'ok'}),
+	'8000/250',
+	'the purge audit records of public.flat add up to exactly 8 000 rows, in batches of 250');
+
+###########################################################################
 # audit_queue_size = 64, the worker busy (held in a batch), 10 000
 # denials from four sessions: the log says how many records were lost,
 # and lost + written = denials.
@@ -474,8 +549,8 @@ $holder = $node->background_psql('postgres', on_error_stop => 0);
 $holder->query_safe(
 	"BEGIN;\nSELECT relid FROM keys_guard.purge_stats WHERE relid = 'public.sentinel'::regclass FOR UPDATE;"
 );
-ok(poll_within(30, "SELECT (" . held_worker_query('public.sentinel', 250) . ") <> ''"),
-	'the worker is busy: held inside a batch');
+ok(poll_within(30, "SELECT (" . busy_worker_query('public.sentinel') . ") <> ''"),
+	'the worker is busy: held inside a unit of work');
 
 $log_offset = -s $node->logfile;
 my @bursts;
