@@ -939,6 +939,11 @@ keys_guard_worker_main(Datum main_arg)
 		ResetLatch(MyLatch);
 		process_interrupts_and_reload();
 
+		/* A naptime shortened by a reload counts from now, not from before. */
+		now = GetCurrentTimestamp();
+		if (next_purge > TimestampTzPlusMilliseconds(now, keys_guard_purge_naptime * 1000L))
+			next_purge = TimestampTzPlusMilliseconds(now, keys_guard_purge_naptime * 1000L);
+
 		if (!extension_installed(&complete))
 		{
 			SpinLockAcquire(&shared->mutex);

@@ -601,5 +601,32 @@ is($lost + $written, $n_burst,
 my $logged = () = $log =~ /LOG:  keys_guard: \S+ denied/g;
 is($logged, $n_burst, "burst, small queue: every denial is in the server log");
 
+###########################################################################
+# SIGHUP shortening keys_guard.purge_naptime: the sleeping worker purges
+# within the new naptime, not after the old one.
+###########################################################################
+
+# Restarted with an hour of naptime, the worker's first purge is an hour
+# away (it comes one naptime after the worker starts).
+$node->safe_psql('postgres', "ALTER SYSTEM SET keys_guard.purge_naptime = 3600;");
+$node->restart;
+ok(poll_within(60, "SELECT (" . worker_pids_query('postgres') . ") <> ''"),
+	'purge_naptime = 3600: the worker runs after the restart');
+$node->safe_psql(
+	'postgres', q{
+BEGIN;
+SET LOCAL keys_guard.bypass = on;
+INSERT INTO public.flat SELECT g, 'a', 'late ' || g FROM generate_series(20001, 20100) g;
+DELETE FROM public.flat WHERE id > 20000;
+COMMIT;
+});
+$node->safe_psql('postgres',
+	"ALTER SYSTEM SET keys_guard.purge_naptime = 1; SELECT pg_reload_conf();");
+ok( poll_within(
+		30, q{
+SELECT rows_waiting || '/' || rows_purged FROM keys_guard.purge_status
+ WHERE relation = 'public.flat'::regclass}, '0/8100'),
+	'SIGHUP: with purge_naptime = 1 the sleeping worker purges the 100 new expired rows at once');
+
 $node->stop;
 done_testing();
