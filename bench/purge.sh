@@ -30,6 +30,9 @@
 #           is (rows of batches 2..k) / (at of batch k - at of batch 1).
 #           From switching on to the last batch ("end to end") is reported
 #           too; it includes starting the worker;
+#   worker_fk  the same on pu_fk, which a foreign key references: the
+#           worker's statement path (src/purge.c) instead of the direct one;
+#   plain_fk  the single DELETE on pu_plain_fk, referenced the same way;
 #   now     psql \timing of SELECT ... FROM keys_guard.purge_now('pu_now');
 #   batch, batch_nolock (BENCH_BREAKDOWN=1) the worker's batch statement
 #           by hand on identical unguarded tables: a DO block that
@@ -302,8 +305,8 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- (a) throughput ------------------------------------------------------------
 
-declare -A a_table=([plain]=pu_plain [worker]=pu_kg [now]=pu_now [batch]=pu_batch [batch_nolock]=pu_batch_nolock)
-guarded() { [ "$1" = worker ] || [ "$1" = now ]; }
+declare -A a_table=([plain]=pu_plain [plain_fk]=pu_plain_fk [worker]=pu_kg [worker_fk]=pu_fk [now]=pu_now [batch]=pu_batch [batch_nolock]=pu_batch_nolock)
+guarded() { [ "$1" = worker ] || [ "$1" = worker_fk ] || [ "$1" = now ]; }
 # The worker's batch statement (src/purge.c) for table $1; $2: the locking clause.
 batch_sql() {
   printf 'WITH batch AS ( SELECT t.ctid FROM ONLY public.%s t WHERE t.deleted_at IS NOT NULL AND t.hard_delete_at < now() AND NOT (false) ORDER BY t.hard_delete_at LIMIT %s%s) DELETE FROM ONLY public.%s t WHERE t.ctid = ANY (ARRAY(SELECT ctid FROM batch)) AND t.deleted_at IS NOT NULL AND t.hard_delete_at < now()' \
@@ -403,10 +406,10 @@ run_a() {
   local r=$1 v=$2 res ms out lock batches sum rest span e2e first gap_first gap_last
   prepare_a "$v"
   case $v in
-    plain)
-      res=$(timed "DELETE FROM pu_plain WHERE $expired")
+    plain|plain_fk)
+      res=$(timed "DELETE FROM ${a_table[$v]} WHERE $expired")
       ms=${res%%$'\t'*}; out=${res#*$'\t'}
-      [ "$out" = "DELETE $N" ] || { echo "(a) plain: expected 'DELETE $N', got '$out'" >&2; return 1; }
+      [ "$out" = "DELETE $N" ] || { echo "(a) $v: expected 'DELETE $N', got '$out'" >&2; return 1; }
       ;;
     batch|batch_nolock)
       if [ "$v" = batch ]; then lock=' FOR UPDATE OF t SKIP LOCKED'; else lock=''; fi
@@ -419,17 +422,19 @@ run_a() {
       ms=${res%%$'\t'*}; out=${res#*$'\t'}
       [ "$out" = "$N|0" ] || { echo "(a) now: expected purge_now() to return $N|0, got '$out'" >&2; return 1; }
       ;;
-    worker)
-      worker_purge pu_kg "$N"
+    worker|worker_fk)
+      worker_purge "${a_table[$v]}" "$N"
       read -r batches sum rest span e2e first gap_first gap_last <<<"$purge_result"
       ms=$span
-      printf 'a\t%s\tworker_e2e\t%s\t%s\n' "$r" "$e2e" "$N" >>"$raw.tmp"
-      printf 'aw\t%s\tworker\t%s\t%s\t%s\t%s\n' "$r" "$batches" "$first" "$gap_first" "$gap_last" >>"$raw.tmp"
+      if [ "$v" = worker ]; then
+        printf 'a\t%s\tworker_e2e\t%s\t%s\n' "$r" "$e2e" "$N" >>"$raw.tmp"
+        printf 'aw\t%s\tworker\t%s\t%s\t%s\t%s\n' "$r" "$batches" "$first" "$gap_first" "$gap_last" >>"$raw.tmp"
+      fi
       ;;
   esac
   check_a "$v"
   local rows=$N
-  [ "$v" = worker ] && rows=$rest
+  case $v in worker|worker_fk) rows=$rest ;; esac
   if [ "$r" != 0 ]; then
     printf 'a\t%s\t%s\t%s\t%s\n' "$r" "$v" "$ms" "$rows" >>"$raw"
     [ -f "$raw.tmp" ] && cat "$raw.tmp" >>"$raw"
@@ -438,7 +443,7 @@ run_a() {
   summary=$(awk -v v="$v" -v ms="$ms" -v n="$rows" 'BEGIN { printf "%s=%.0fms(%.0f rows/s)", v, ms, n / ms * 1000 }')
 }
 
-a_variants=(plain worker now)
+a_variants=(plain plain_fk worker worker_fk now)
 [ "$BENCH_BREAKDOWN" = 1 ] && a_variants+=(batch batch_nolock)
 breakdown=false; [ "$BENCH_BREAKDOWN" = 1 ] && breakdown=true
 if [[ $BENCH_ONLY == *a* ]]; then
@@ -463,7 +468,7 @@ if [[ $BENCH_ONLY == *a* ]]; then
     SELECT c.relname || ': ' || string_agg(d, ', ' ORDER BY d)
       FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid,
            LATERAL regexp_replace(pg_get_indexdef(i.indexrelid), '.* USING ', '') AS d
-     WHERE c.relname IN ('pu_plain', 'pu_kg', 'pu_now', 'pu_batch', 'pu_batch_nolock') GROUP BY c.relname ORDER BY 1")
+     WHERE c.relname IN ('pu_plain', 'pu_plain_fk', 'pu_kg', 'pu_fk', 'pu_now', 'pu_batch', 'pu_batch_nolock') GROUP BY c.relname ORDER BY 1")
   [ "$(sed 's/^[^:]*: //' <<<"$a_indexes" | sort -u | wc -l)" = 1 ] ||
     { echo "(a) the tables have different indexes:" >&2; echo "$a_indexes" >&2; exit 1; }
 fi
@@ -829,6 +834,8 @@ report="$work/report.md"
     echo "|---|---:|---:|---|---|---|"
     a_row "single \`DELETE FROM pu_plain WHERE deleted_at IS NOT NULL AND hard_delete_at < now()\` on the unguarded table (psql \\timing)" plain ""
     a_row "background worker, steady rate: rows of batches 2..k / time from the end of batch 1 to the end of batch k (audit_log timestamps, server clock)" worker 0.5
+    a_row "background worker on an identical table that a foreign key references (\`pu_fk_child\`, empty, \`ON DELETE CASCADE\`), so the purge takes the statement path: \`FOR UPDATE SKIP LOCKED\`, then a DELETE that fires the foreign key's trigger for every row; steady rate as above" worker_fk ""
+    a_row "single DELETE of the expired rows of \`pu_plain_fk\`, unguarded and referenced the same way (its trigger fires for every row too)" plain_fk ""
     a_row "background worker, end to end: $N rows / time from the reload that switches it on to the end of the last batch (includes starting the worker and any wait before its first purge)" worker_e2e ""
     a_row "\`keys_guard.purge_now('pu_now')\`: every batch in one transaction (psql \\timing)" now ""
     if [ "$BENCH_BREAKDOWN" = 1 ]; then
@@ -840,6 +847,7 @@ report="$work/report.md"
       echo "Worker steady rate / hand-written batches (keys_guard's own cost on the same statement), per round: $(a_ratio worker batch | paste -sd' ');"
       echo "hand-written batches with / without the row locks: $(a_ratio batch batch_nolock | paste -sd' ')."
     fi
+    echo "Statement path against its own baseline, the worker on pu_fk / the single DELETE on pu_plain_fk, per round: $(a_ratio worker_fk plain_fk | paste -sd' ') (median $(a_ratio worker_fk plain_fk | median))."
     echo "Worker batches per run: $(awk -F'\t' '$1 == "aw" { printf "%s%s", s, $4; s = ", " }' "$raw");"
     echo "first batch ended $(awk -F'\t' '$1 == "aw" { printf "%s%.0f", s, $5; s = ", " }' "$raw") ms after the reload;"
     echo "mean time per batch, batches 2–11: $(awk -F'\t' '$1 == "aw" { printf "%s%.1f", s, $6; s = ", " }' "$raw") ms;"
