@@ -788,7 +788,12 @@ between_batches(void)
 	}
 }
 
-/* How many expired rows one listing pass reads ahead, in batches. */
+/*
+ * How many expired rows one listing pass reads ahead, in batches, when the
+ * worker purges at full speed.  Paced (keys_guard.purge_batch_delay > 0),
+ * it lists one batch at a time, so that no unit of work runs much longer
+ * than a batch: the foreground feels long bursts more than the total.
+ */
 #define KG_LIST_BATCHES		16
 #define KG_LIST_MAX_ROWS	(1024 * 1024)
 
@@ -801,7 +806,9 @@ between_batches(void)
 static bool
 purge_listed(Oid relid, const char *predicate, int64 skipped)
 {
-	int			max_rows = Min(keys_guard_purge_batch_size * KG_LIST_BATCHES, KG_LIST_MAX_ROWS);
+	int			max_rows = Min(keys_guard_purge_batch_size *
+							   (keys_guard_purge_batch_delay > 0 ? 1 : KG_LIST_BATCHES),
+							   KG_LIST_MAX_ROWS);
 	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * max_rows);
 	WorkUnit	list = {WORK_LIST_ROWS, relid, NULL, predicate, skipped, tids};
 	WorkUnit	batch = {WORK_PURGE_ROWS, relid, NULL, predicate, skipped};
