@@ -50,6 +50,31 @@ finish_run() {
   exit "$rc"
 }
 
+# initdb of the throw-away server in $pgdata, with the settings every
+# benchmark shares: Unix socket in $work only, no durability, no autovacuum
+# or JIT.  The script appends its own (shared_buffers, preloading, ...).
+init_cluster() {
+  log "initdb in $pgdata (port $port)"
+  runuser -u postgres -- initdb -D "$pgdata" -U postgres -A trust -E UTF8 --locale=C \
+    --no-sync >"$work/initdb.log"
+  cat >>"$pgdata/postgresql.conf" <<EOF
+
+# keys_guard bench/$me
+listen_addresses = ''
+unix_socket_directories = '$work'
+port = $port
+max_connections = 20
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+autovacuum = off
+jit = off
+timezone = 'UTC'
+log_min_messages = warning
+keys_guard.min_grace = 0
+EOF
+}
+
 # Point PGHOST/PGPORT at the throw-away server: its socket lives in $work,
 # on the first port from $1 up that no other server on this machine holds
 # (pg_virtualenv and other clusters may be running).

@@ -180,27 +180,11 @@ db=kg_purge
 # not a database, so "off" serves none.
 db_off=kg_purge_worker_off
 
-log "initdb in $pgdata (port $port)"
-runuser -u postgres -- initdb -D "$pgdata" -U postgres -A trust -E UTF8 --locale=C \
-  --no-sync >"$work/initdb.log"
+init_cluster
 cat >>"$pgdata/postgresql.conf" <<EOF
-
-# keys_guard bench/purge.sh
-listen_addresses = ''
-unix_socket_directories = '$work'
-port = $port
-max_connections = 20
 shared_buffers = 512MB
 max_wal_size = 4GB
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-autovacuum = off
-jit = off
-timezone = 'UTC'
-log_min_messages = warning
 shared_preload_libraries = 'keys_guard'
-keys_guard.min_grace = 0
 keys_guard.purge_naptime = 1
 keys_guard.purge_batch_size = $BATCH_SIZE
 keys_guard.purge_batch_delay = $DELAY_A_MS

@@ -86,24 +86,9 @@ trap 'exit 130' INT TERM
 
 use_free_port 55432
 
-log "initdb in $pgdata (port $port)"
-runuser -u postgres -- initdb -D "$pgdata" -U postgres -A trust -E UTF8 --locale=C \
-  --no-sync >"$work/initdb.log"
+init_cluster
 cat >>"$pgdata/postgresql.conf" <<EOF
-
-# keys_guard bench/run.sh
-listen_addresses = ''
-unix_socket_directories = '$work'
-port = $port
-max_connections = 20
 shared_buffers = 256MB
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-autovacuum = off
-jit = off
-log_min_messages = warning
-keys_guard.min_grace = 0
 EOF
 
 # start_server <preload: 0|1> [extra settings...]: (re)start with or without
