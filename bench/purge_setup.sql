@@ -8,15 +8,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION keys_guard;
 CREATE EXTENSION pg_prewarm;
 
--- The application's login role: not a superuser, a member of
--- keys_guard_gateway, as in bench/run.sh and bench/soft_delete.sh.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_app') THEN
-        CREATE ROLE bench_app LOGIN;
-    END IF;
-END
-$$;
-GRANT keys_guard_gateway TO bench_app;
+-- The application's login role, bench_app.
+\ir roles.sql
 
 SELECT id FROM keys_guard.create_tenant('1', 'bench tenant');

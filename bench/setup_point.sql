@@ -10,22 +10,8 @@
 
 CREATE EXTENSION keys_guard;
 
--- The application's login role: not a superuser (superusers bypass
--- row security), a member of keys_guard_gateway, as SPEC.md §2 describes.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_app') THEN
-        CREATE ROLE bench_app LOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_pool') THEN
-        CREATE ROLE bench_pool LOGIN;
-    END IF;
-END
-$$;
-GRANT keys_guard_gateway TO bench_app, bench_pool;
--- bench_pool is the same API role in a pooled-tables-only deployment, which
--- turns off the search_path change of set_context().
-ALTER ROLE bench_pool SET keys_guard.tenant_search_path = off;
+-- The application's login roles, bench_app and bench_pool.
+\ir roles.sql
 
 -- Tenant ids '1' .. 'N' (numbers are valid tenant ids, and pgbench
 -- variables are numbers).

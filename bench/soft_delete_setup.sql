@@ -7,16 +7,8 @@ SET client_min_messages = warning;
 
 CREATE EXTENSION keys_guard;
 
--- The application's login role: not a superuser (superusers bypass row
--- security), a member of keys_guard_gateway, as in bench/run.sh.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_app') THEN
-        CREATE ROLE bench_app LOGIN;
-    END IF;
-END
-$$;
-GRANT keys_guard_gateway TO bench_app;
+-- The application's login role, bench_app.
+\ir roles.sql
 
 -- Schema tenant_1: tables created in it are guarded automatically.
 SELECT id, schema FROM keys_guard.create_tenant('1', 'bench tenant');

@@ -21,24 +21,10 @@
 -- built by the same statements in both databases, so its pages are the same.
 \set ON_ERROR_STOP on
 
--- The application's login roles (cluster-wide; the second database's run
--- finds them): not superusers (superusers bypass row security), members of
--- keys_guard_gateway.  bench_pool is the configuration of a deployment
--- with pooled tables only (no search_path change per context), as in
--- bench/run.sh.
+-- The application's login roles, bench_app and bench_pool (cluster-wide;
+-- the second database's run finds them).
 SET client_min_messages = warning;
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_app') THEN
-        CREATE ROLE bench_app LOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_pool') THEN
-        CREATE ROLE bench_pool LOGIN;
-    END IF;
-END
-$$;
-GRANT keys_guard_gateway TO bench_app, bench_pool;
-ALTER ROLE bench_pool SET keys_guard.tenant_search_path = off;
+\ir roles.sql
 -- Every table created below (tenant tables included) is readable by both.
 ALTER DEFAULT PRIVILEGES FOR ROLE postgres GRANT SELECT ON TABLES TO bench_app, bench_pool;
 RESET client_min_messages;
