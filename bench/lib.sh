@@ -34,6 +34,16 @@ check_library() {
   fi
 }
 
+# The work directory of a run (the cluster's data and socket, logs),
+# readable by the postgres user: sets work, pgdata and server_up.
+new_workdir() {
+  work=$(mktemp -d "/tmp/$1.XXXXXX")
+  chmod 755 "$work"
+  chown postgres:postgres "$work"
+  pgdata="$work/data"
+  server_up=0
+}
+
 # The end of every script's EXIT trap: stop the throw-away server, show the
 # tail of its log if the run failed, remove the work directory.  Uses work,
 # pgdata and server_up of the script.

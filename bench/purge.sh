@@ -151,11 +151,7 @@ repro+=" BENCH_BREAKDOWN=$BENCH_BREAKDOWN BENCH_EXPLAIN=$BENCH_EXPLAIN BENCH_ONL
 
 # --- throw-away cluster -----------------------------------------------------
 
-work=$(mktemp -d /tmp/keys_guard_purgebench.XXXXXX)
-chmod 755 "$work"
-chown postgres:postgres "$work"
-pgdata="$work/data"
-server_up=0
+new_workdir keys_guard_purgebench
 pgbench_pid=''
 POLL_PID=''
 

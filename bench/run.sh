@@ -71,11 +71,7 @@ repro+=" BENCH_INSTALL=$BENCH_INSTALL BENCH_ONLY=$BENCH_ONLY BENCH_BREAKDOWN=$BE
 
 # --- throw-away cluster -----------------------------------------------------
 
-work=$(mktemp -d /tmp/keys_guard_bench.XXXXXX)
-chmod 755 "$work"
-chown postgres:postgres "$work"
-pgdata="$work/data"
-server_up=0
+new_workdir keys_guard_bench
 
 cleanup() {
   local rc=$?

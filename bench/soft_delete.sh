@@ -111,11 +111,7 @@ repro+=" bash bench/soft_delete.sh"
 
 # --- throw-away cluster -----------------------------------------------------
 
-work=$(mktemp -d /tmp/keys_guard_sdbench.XXXXXX)
-chmod 755 "$work"
-chown postgres:postgres "$work"
-pgdata="$work/data"
-server_up=0
+new_workdir keys_guard_sdbench
 perf_pid=''
 
 cleanup() {

@@ -139,11 +139,7 @@ large=kg$TENANTS_LARGE
 
 # --- throw-away cluster -----------------------------------------------------
 
-work=$(mktemp -d /tmp/keys_guard_tenants.XXXXXX)
-chmod 755 "$work"
-chown postgres:postgres "$work"
-pgdata="$work/data"
-server_up=0
+new_workdir keys_guard_tenants
 
 cleanup() {
   local rc=$?

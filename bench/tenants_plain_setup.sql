@@ -13,6 +13,7 @@
 \set ON_ERROR_STOP on
 
 SET client_min_messages = warning;
+\ir tenants_rows.sql
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_app') THEN
@@ -47,15 +48,7 @@ BEGIN
                             delete_request_id text)', 'plain_' || t);
         EXECUTE format('CREATE INDEX invoices_kg_purge ON %I.invoices (hard_delete_at)
                          WHERE deleted_at IS NOT NULL', 'plain_' || t);
-        EXECUTE format('INSERT INTO %I.invoices (id, number, amount, status, created_at)
-                        SELECT ($1 - 1) * $2 + k,
-                               format(''INV-%%s-%%s'', $1, k),
-                               round((k * 37 %% 100000) / 100.0, 2),
-                               (ARRAY[''draft'', ''open'', ''paid'', ''void''])[1 + k %% 4],
-                               timestamptz ''2024-01-01'' + k * interval ''1 hour''
-                          FROM generate_series(1, $2) AS k
-                         ORDER BY 1', 'plain_' || t)
-            USING t, nrows;
+        PERFORM pg_temp.bench_fill_invoices('plain_' || t, t, nrows);
         IF t % 50 = 0 THEN
             COMMIT;
         END IF;

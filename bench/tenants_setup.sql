@@ -40,6 +40,7 @@ SELECT set_config('bench.tables', :'tables', false),
 -- keys_guard's event trigger as it is created (tenant isolation and soft
 -- delete: four columns, policies, triggers and a registry row per table).
 -- Committed every 50 tables: each creation takes a handful of locks.
+\ir tenants_rows.sql
 DO $$
 DECLARE
     tables int := current_setting('bench.tables')::int;
@@ -53,15 +54,7 @@ BEGIN
                             amount     numeric(12,2) NOT NULL,
                             status     text NOT NULL,
                             created_at timestamptz NOT NULL)', 'tenant_' || t);
-        EXECUTE format('INSERT INTO %I.invoices (id, number, amount, status, created_at)
-                        SELECT ($1 - 1) * $2 + k,
-                               format(''INV-%%s-%%s'', $1, k),
-                               round((k * 37 %% 100000) / 100.0, 2),
-                               (ARRAY[''draft'', ''open'', ''paid'', ''void''])[1 + k %% 4],
-                               timestamptz ''2024-01-01'' + k * interval ''1 hour''
-                          FROM generate_series(1, $2) AS k
-                         ORDER BY 1', 'tenant_' || t)
-            USING t, nrows;
+        PERFORM pg_temp.bench_fill_invoices('tenant_' || t, t, nrows);
         IF t % 50 = 0 THEN
             COMMIT;
         END IF;
