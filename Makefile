@@ -17,7 +17,7 @@ OBJS = \
 	src/worker.o
 
 EXTENSION = keys_guard
-DATA = keys_guard--1.0.sql keys_guard--1.0--1.1.sql
+DATA = keys_guard--1.0.sql keys_guard--1.0--1.1.sql keys_guard--1.1--1.2.sql
 PGFILEDESC = "keys_guard - multi-tenant safety for PostgreSQL"
 
 REGRESS = setup tenants context isolation pooled audit library soft_delete purge templates guard_rails doctor operations upgrade
