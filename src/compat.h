@@ -50,4 +50,11 @@
 #define KG_CHECK_PERMS_CALL_ARGS rangeTable, ereport_on_violation
 #endif
 
+/* Whether a range table entry asks for no permission check (a rule's OLD/NEW). */
+#if PG_VERSION_NUM >= 160000
+#define KG_RTE_HAS_NO_PERMS(rte) ((rte)->perminfoindex == 0)
+#else
+#define KG_RTE_HAS_NO_PERMS(rte) ((rte)->requiredPerms == 0)
+#endif
+
 #endif							/* KEYS_GUARD_COMPAT_H */

@@ -66,6 +66,7 @@
 static ExecutorCheckPerms_hook_type prev_check_perms_hook = NULL;
 static ExecutorStart_hook_type prev_executor_start_hook = NULL;
 static ExecutorRun_hook_type prev_executor_run_hook = NULL;
+static ExecutorFinish_hook_type prev_executor_finish_hook = NULL;
 static planner_hook_type prev_planner_hook = NULL;
 static get_relation_info_hook_type prev_get_relation_info_hook = NULL;
 
@@ -303,26 +304,50 @@ rte_action(RangeTblEntry *rte)
 #endif
 }
 
-/* Check every relation of a range table. */
+/*
+ * Check every relation of a range table, but those that keys_guard's
+ * internal operation or PostgreSQL's RI query reads itself (acting.c).
+ */
 static void
 check_range_table(List *rangeTable)
 {
 	ListCell   *lc;
+	Oid			own_target = InvalidOid;
+
+	/*
+	 * In a rule action of keys_guard's internal statement, the rule's OLD
+	 * and NEW entries name the table that statement itself changes.
+	 */
+	if (kg_in_rule_action())
+	{
+		foreach(lc, rangeTable)
+		{
+			RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+			if (rte->rtekind == RTE_RELATION && kg_rte_internal(rte))
+				own_target = rte->relid;
+		}
+	}
 
 	foreach(lc, rangeTable)
 	{
 		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
 
-		if (rte->rtekind == RTE_RELATION)
-			kg_check_relation(rte->relid, rte_action(rte));
+		if (rte->rtekind != RTE_RELATION || kg_rte_trusted(rte))
+			continue;
+		if (OidIsValid(own_target) && rte->relid == own_target &&
+			kg_rte_is_rule_placeholder(rte))
+			continue;
+		kg_check_relation(rte->relid, rte_action(rte));
 	}
 }
 
 /*
  * ExecutorCheckPerms_hook: PostgreSQL's own permission checks have passed;
- * now keys_guard's.  Foreign-key checks (SECURITY_NOFORCE_RLS) are internal
- * integrity work on behalf of a statement that was itself checked, and are
- * left alone, as row security leaves them alone.
+ * now keys_guard's.  PostgreSQL's own foreign-key queries are integrity
+ * work on behalf of a statement that was itself checked, and are left
+ * alone, as row security leaves them alone; the user code they run is not
+ * (acting.c).
  */
 static bool
 kg_check_perms(KG_CHECK_PERMS_ARGS)
@@ -331,8 +356,9 @@ kg_check_perms(KG_CHECK_PERMS_ARGS)
 		!prev_check_perms_hook(KG_CHECK_PERMS_CALL_ARGS))
 		return false;
 	/* A parallel worker runs a plan its leader has already checked. */
-	if (!InNoForceRLSOperation() && !IsParallelWorker())
-		check_range_table(rangeTable);
+	if (IsParallelWorker())
+		return true;
+	check_range_table(rangeTable);
 	return true;
 }
 
@@ -366,12 +392,22 @@ running_query_forget(void *arg)
 static void
 kg_executor_start(QueryDesc *queryDesc, int eflags)
 {
-	if (prev_executor_start_hook)
-		prev_executor_start_hook(queryDesc, eflags);
-	else
-		standard_ExecutorStart(queryDesc, eflags);
+	bool		save = kg_begin_statement(NULL, queryDesc->plannedstmt);
 
-	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 && !InNoForceRLSOperation() &&
+	PG_TRY();
+	{
+		if (prev_executor_start_hook)
+			prev_executor_start_hook(queryDesc, eflags);
+		else
+			standard_ExecutorStart(queryDesc, eflags);
+	}
+	PG_FINALLY();
+	{
+		kg_end_statement(save);
+	}
+	PG_END_TRY();
+
+	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 && !kg_ri_query_trusted() &&
 		!IsParallelWorker() && kg_extension_active() &&
 		range_table_is_guarded(queryDesc->plannedstmt->rtable))
 	{
@@ -399,6 +435,7 @@ kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 				bool execute_once)
 {
 	dlist_iter	iter;
+	bool		save;
 
 	dlist_foreach(iter, &running_queries)
 	{
@@ -424,20 +461,55 @@ kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 		break;
 	}
 
-	if (prev_executor_run_hook)
-		prev_executor_run_hook(queryDesc, direction, count, execute_once);
-	else
-		standard_ExecutorRun(queryDesc, direction, count, execute_once);
+	save = kg_begin_statement(NULL, queryDesc->plannedstmt);
+	PG_TRY();
+	{
+		if (prev_executor_run_hook)
+			prev_executor_run_hook(queryDesc, direction, count, execute_once);
+		else
+			standard_ExecutorRun(queryDesc, direction, count, execute_once);
+	}
+	PG_FINALLY();
+	{
+		kg_end_statement(save);
+	}
+	PG_END_TRY();
 }
 
-/* Whether scans of pooled tables get the tenant filter in this context. */
+/*
+ * ExecutorFinish: AFTER triggers of a statement a rule produced run as
+ * part of that rule action, untrusted like it.
+ */
+static void
+kg_executor_finish(QueryDesc *queryDesc)
+{
+	bool		save = kg_begin_statement(NULL, queryDesc->plannedstmt);
+
+	PG_TRY();
+	{
+		if (prev_executor_finish_hook)
+			prev_executor_finish_hook(queryDesc);
+		else
+			standard_ExecutorFinish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		kg_end_statement(save);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Whether scans of pooled tables get the tenant filter in this context;
+ * "trusted": keys_guard's internal operation or PostgreSQL's RI query reads
+ * the table itself.
+ */
 static bool
-pooled_scans_filtered(void)
+pooled_scans_filtered(bool trusted)
 {
 	KgMode		mode = kg_current_mode();
 
-	return (mode == KG_MODE_TENANT || mode == KG_MODE_NONE) && !InNoForceRLSOperation() &&
-		!kg_in_internal_operation();
+	return (mode == KG_MODE_TENANT || mode == KG_MODE_NONE) && !trusted;
 }
 
 /* "tenant_column = <current tenant>" for range table entry rtindex. */
@@ -478,6 +550,7 @@ kg_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent,
 	RangeTblEntry *rte;
 	List	   *quals = NIL;
 	Expr	   *deleted;
+	bool		trusted;
 
 	if (prev_get_relation_info_hook)
 		prev_get_relation_info_hook(root, relationObjectId, inhparent, rel);
@@ -489,8 +562,9 @@ kg_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent,
 		return;
 	pooled = guard->pooled;
 	rte = root->simple_rte_array[rel->relid];
+	trusted = kg_rte_trusted(rte);
 
-	if (pooled != NULL && pooled_scans_filtered())
+	if (pooled != NULL && pooled_scans_filtered(trusted))
 	{
 		quals = lappend(quals, make_tenant_qual(rel->relid, pooled));
 		if (kg_current_mode() == KG_MODE_TENANT && root->parse->jointree != NULL &&
@@ -501,7 +575,8 @@ kg_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent,
 	else if (pooled != NULL)
 		planned_unfiltered_pooled = true;
 
-	if ((deleted = kg_soft_delete_qual(rel->relid, guard->table)) != NULL)
+	if ((deleted = kg_soft_delete_qual(rel->relid, guard->table,
+									   kg_rte_internal(rte))) != NULL)
 		quals = lappend(quals, deleted);
 	else if (guard->table != NULL && guard->table->soft_delete)
 		planned_unfiltered_pooled = true;
@@ -905,6 +980,68 @@ gate_pulled_up_predicates(PlannerInfo *root, Index rtindex, Oid relid,
 }
 
 /*
+ * INSERT ... ON CONFLICT DO UPDATE reaches a row that no scan returned: the
+ * conflicting one.  Its DO UPDATE ... WHERE, SET and RETURNING must never
+ * see a row of another tenant or a soft-deleted row, so gates that refuse
+ * such a row go first in the WHERE, before anything of the user's is
+ * evaluated on it: the tenant gate (pooled tables, as for an explicit
+ * predicate), then the live-row gate.
+ */
+static void
+gate_conflict_row(Query *parse)
+{
+	OnConflictExpr *onconflict = parse->onConflict;
+	RangeTblEntry *rte;
+	KgRelationGuard *guard;
+	List	   *gates = NIL;
+
+	if (onconflict == NULL || onconflict->action != ONCONFLICT_UPDATE ||
+		parse->resultRelation <= 0)
+		return;
+	rte = rt_fetch(parse->resultRelation, parse->rtable);
+	guard = kg_relation_guard(rte->relid);
+	if (guard == NULL)
+		return;
+
+	if (guard->pooled != NULL && OidIsValid(kg_assert_tenant_func()) &&
+		kg_current_mode() == KG_MODE_TENANT)
+	{
+		KgPooledRel *pooled = guard->pooled;
+
+		gates = lappend(gates,
+						make_gate(rte->relid,
+								  (Node *) makeVar(parse->resultRelation, pooled->tenant_attno,
+												   pooled->tenant_type, -1,
+												   pooled->tenant_collation, 0)));
+	}
+	if (guard->table != NULL && guard->table->soft_delete &&
+		guard->table->deleted_at != InvalidAttrNumber &&
+		kg_soft_delete_qual(parse->resultRelation, guard->table, false) != NULL)
+	{
+		/* Added in 1.2: refuse the statement until the SQL objects are. */
+		if (!OidIsValid(kg_assert_live_func()))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("INSERT ... ON CONFLICT DO UPDATE on soft-delete tables needs keys_guard 1.2"),
+					 errdetail("The library is newer than the extension's SQL objects in this database."),
+					 errhint("Run ALTER EXTENSION keys_guard UPDATE.")));
+		gates = lappend(gates,
+						makeFuncExpr(kg_assert_live_func(), BOOLOID,
+									 list_make2(makeConst(OIDOID, -1, InvalidOid, sizeof(Oid),
+														  ObjectIdGetDatum(rte->relid), false, true),
+												makeVar(parse->resultRelation,
+														guard->table->deleted_at,
+														TIMESTAMPTZOID, -1, InvalidOid, 0)),
+									 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL));
+	}
+	if (gates == NIL)
+		return;
+	if (onconflict->onConflictWhere)
+		gates = lappend(gates, onconflict->onConflictWhere);
+	onconflict->onConflictWhere = (Node *) make_andclause(gates);
+}
+
+/*
  * planner_hook: add the explicit-tenant gates, plan, and mark plans that
  * read pooled tables unfiltered (admin, bypass) as depending on the role.
  */
@@ -914,25 +1051,31 @@ kg_planner(Query *parse, const char *query_string, int cursorOptions,
 {
 	PlannedStmt *result;
 	bool		save_unfiltered = planned_unfiltered_pooled;
+	bool		save_statement = kg_begin_statement(parse, NULL);
 	bool		soft_deleted = false;
-
-	if (parse->commandType != CMD_UTILITY && kg_extension_active())
-		soft_deleted = kg_soft_delete_rewrite(parse);
-
-	if (parse->commandType != CMD_UTILITY && kg_extension_active() &&
-		OidIsValid(kg_assert_tenant_func()) && OidIsValid(kg_assert_relation_func()) &&
-		kg_current_mode() == KG_MODE_TENANT && !InNoForceRLSOperation())
-		(void) add_tenant_gates((Node *) parse, NULL);
 
 	planned_unfiltered_pooled = false;
 	PG_TRY();
 	{
+		if (parse->commandType != CMD_UTILITY && kg_extension_active())
+		{
+			soft_deleted = kg_soft_delete_rewrite(parse);
+			if (!kg_in_internal_operation() && !kg_ri_query_trusted())
+				gate_conflict_row(parse);
+			if (OidIsValid(kg_assert_tenant_func()) && OidIsValid(kg_assert_relation_func()) &&
+				kg_current_mode() == KG_MODE_TENANT && !kg_ri_query_trusted() &&
+				!kg_in_internal_operation())
+				(void) add_tenant_gates((Node *) parse, NULL);
+		}
+
 		if (prev_planner_hook)
 			result = prev_planner_hook(parse, query_string, cursorOptions, boundParams);
 		else
 			result = standard_planner(parse, query_string, cursorOptions, boundParams);
 		if (planned_unfiltered_pooled)
 			result->dependsOnRole = true;
+		if (parse->querySource != QSRC_ORIGINAL)
+			kg_mark_rule_action(result);
 		/* The client sees "DELETE n": the tag follows the statement's type. */
 		if (soft_deleted)
 			result->commandType = CMD_DELETE;
@@ -940,9 +1083,33 @@ kg_planner(Query *parse, const char *query_string, int cursorOptions,
 	PG_FINALLY();
 	{
 		planned_unfiltered_pooled = save_unfiltered;
+		kg_end_statement(save_statement);
 	}
 	PG_END_TRY();
 	return result;
+}
+
+/*
+ * keys_guard._assert_live_row(relid, deleted_at): the gate of the
+ * conflicting row of INSERT ... ON CONFLICT DO UPDATE on a soft-delete
+ * table.  True for a live row; an error for a soft-deleted one, which
+ * still holds its unique keys until it is restored or purged.
+ */
+PG_FUNCTION_INFO_V1(keys_guard_assert_live_row);
+Datum
+keys_guard_assert_live_row(PG_FUNCTION_ARGS)
+{
+	if (!PG_ARGISNULL(1))
+	{
+		char	   *relation = relation_display_name(PG_GETARG_OID(0));
+
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("conflicting row of %s is soft-deleted", relation),
+				 errdetail("INSERT ... ON CONFLICT DO UPDATE found a soft-deleted row with the same key, which it cannot update."),
+				 errhint("Restore the row with keys_guard.restore(), or wait until it is purged.")));
+	}
+	PG_RETURN_BOOL(true);
 }
 
 /*
@@ -1158,6 +1325,8 @@ kg_isolation_init(void)
 	ExecutorStart_hook = kg_executor_start;
 	prev_executor_run_hook = ExecutorRun_hook;
 	ExecutorRun_hook = kg_executor_run;
+	prev_executor_finish_hook = ExecutorFinish_hook;
+	ExecutorFinish_hook = kg_executor_finish;
 	prev_planner_hook = planner_hook;
 	planner_hook = kg_planner;
 	prev_get_relation_info_hook = get_relation_info_hook;

@@ -219,7 +219,7 @@ _PG_init(void)
 	kg_catalog_init();
 	kg_isolation_init();
 	kg_utility_init();
-	kg_control_init();
+	kg_acting_init();
 	kg_worker_register_launcher();
 }
 

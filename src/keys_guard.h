@@ -11,12 +11,17 @@
 
 #include "compat.h"
 #include "nodes/parsenodes.h"
+#include "nodes/plannodes.h"
 #include "storage/itemptr.h"
 #include "nodes/pg_list.h"
 #include "nodes/primnodes.h"
 #include "fmgr.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
+
+/* Names SQL knows too: the extension and its schema. */
+#define KG_EXTENSION			"keys_guard"
+#define KG_SCHEMA				"keys_guard"
 
 /* Longest tenant id (SPEC.md §4) and the buffers that hold context values. */
 #define KG_TENANT_ID_MAXLEN		48
@@ -132,6 +137,7 @@ extern KgTenant *kg_tenant_by_id(const char *id);
 extern KgPooledRel *kg_pooled_rel(Oid relid);
 extern Oid	kg_assert_tenant_func(void);
 extern Oid	kg_assert_relation_func(void);
+extern Oid	kg_assert_live_func(void);
 extern KgGuardedTable *kg_guarded_table(Oid relid);
 extern Oid	kg_hard_delete_at_func(void);
 extern Oid	kg_deleted_by_func(void);
@@ -141,14 +147,43 @@ extern Oid	kg_request_id_func(void);
 extern void kg_isolation_init(void);
 extern void kg_check_relation(Oid relid, const char *action);
 
+/* acting.c */
+extern void kg_acting_init(void);
+extern bool kg_in_internal_operation(void);
+extern bool kg_physical_delete_allowed(void);
+extern bool kg_ri_query_trusted(void);
+extern bool kg_in_soft_delete_cascade(void);
+extern bool kg_acting_for_keys_guard(void);
+extern bool kg_rte_is_rule_placeholder(RangeTblEntry *rte);
+extern void kg_mark_rule_action(PlannedStmt *pstmt);
+extern bool kg_in_rule_action(void);
+extern bool kg_rte_trusted(RangeTblEntry *rte);
+extern bool kg_rte_internal(RangeTblEntry *rte);
+extern const char *kg_internal_alias(void);
+extern bool kg_begin_statement(Query *query, PlannedStmt *pstmt);
+extern void kg_end_statement(bool save);
+extern void kg_run_internal(void (*fn) (void *), void *arg, bool physical);
+extern void kg_run_cascade(Oid child_owner, void (*fn) (void *), void *arg);
+extern bool kg_filters_relaxed_span(void);
+typedef struct KgOwnerSwitch
+{
+	Oid			userid;
+	int			sec_context;
+	int			nestlevel;
+} KgOwnerSwitch;
+
+extern void kg_begin_as_owner(Oid relid, KgOwnerSwitch *save);
+extern void kg_end_as_owner(KgOwnerSwitch *save);
+extern int	kg_execute_as_owner(Oid relid, const char *sql, int nargs, Oid *types,
+								Datum *values, const char *nulls, bool read_only,
+								long count);
+
 /* soft_delete.c */
 extern bool keys_guard_include_deleted;
-extern bool kg_in_internal_operation(void);
-extern void kg_run_internal(void (*fn) (void *), void *arg, bool physical);
 extern bool kg_check_include_deleted(bool *newval, void **extra, GucSource source);
 extern void kg_assign_include_deleted(bool newval, void *extra);
 extern bool kg_filters_relaxed(void);
-extern Expr *kg_soft_delete_qual(Index rtindex, KgGuardedTable *table);
+extern Expr *kg_soft_delete_qual(Index rtindex, KgGuardedTable *table, bool trusted);
 extern bool kg_soft_delete_rewrite(Query *parse);
 
 /* purge.c */
@@ -163,9 +198,6 @@ extern int	kg_purge_collect(Oid relid, const char *predicate, int64 skipped,
 extern int64 kg_purge_rows(Oid relid, const char *predicate, int64 skipped,
 						   const ItemPointerData *tids, int ntids);
 
-/* control.c */
-extern void kg_control_init(void);
-extern bool kg_acting_for_keys_guard(void);
 
 /* utility.c */
 extern void kg_utility_init(void);

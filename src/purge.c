@@ -374,23 +374,78 @@ delete_listed(Relation rel, KgGuardedTable *table, const ItemPointerData *tids, 
 }
 
 /*
- * One batch in its own statement: the worker's unit of work, one per
- * transaction.
+ * Delete the rows of one batch (their TIDs) that are still expired, as the
+ * table's owner: the DELETE runs the table's triggers and rules and the
+ * foreign-key actions of the rows, which are user code (acting.c).
  */
 static int64
-purge_one_batch(const char *name, const char *expired, const char *pred,
+delete_batch(Oid relid, SPIPlanPtr delete_plan, Datum *tids, int n)
+{
+	ArrayType  *array = construct_array(tids, n, TIDOID, sizeof(ItemPointerData),
+										false, TYPALIGN_SHORT);
+	KgOwnerSwitch save;
+	int			result;
+
+	kg_begin_as_owner(relid, &save);
+	result = SPI_execute_plan(delete_plan, (Datum[]) {PointerGetDatum(array)}, NULL, false, 0);
+	kg_end_as_owner(&save);
+	if (result != SPI_OK_DELETE)
+		elog(ERROR, "keys_guard: purge of %s failed", table_name(relid));
+	pfree(array);
+	return (int64) SPI_processed;
+}
+
+/*
+ * The DELETE of a batch.  Its target carries keys_guard's internal alias,
+ * which marks the rows it deletes as keys_guard's even inside a rule
+ * action of the table (acting.c).
+ */
+static SPIPlanPtr
+prepare_delete(const char *name)
+{
+	Oid			tid_array[1] = {TIDARRAYOID};
+	const char *alias = kg_internal_alias();
+	SPIPlanPtr	plan;
+
+	plan = SPI_prepare(psprintf("DELETE FROM ONLY %s %s WHERE %s.ctid = ANY ($1)"
+								" AND %s.deleted_at IS NOT NULL AND %s.hard_delete_at < now()",
+								name, alias, alias, alias, alias), 1, tid_array);
+	if (plan == NULL)
+		elog(ERROR, "keys_guard: could not prepare the purge of %s", name);
+	return plan;
+}
+
+/*
+ * One batch: the worker's unit of work, one per transaction.  The rows are
+ * listed and locked by keys_guard (no user code runs in that SELECT), then
+ * deleted as the table's owner.
+ */
+static int64
+purge_one_batch(Oid relid, const char *name, const char *expired, const char *pred,
 				int batch_size)
 {
-	char	   *sql = psprintf("WITH batch AS ("
-							   " SELECT t.ctid FROM ONLY %s t WHERE %s AND NOT (%s)"
-							   " ORDER BY t.hard_delete_at LIMIT %d FOR UPDATE OF t SKIP LOCKED)"
-							   " DELETE FROM ONLY %s t"
-							   " WHERE t.ctid = ANY (ARRAY(SELECT ctid FROM batch)) AND %s",
-							   name, expired, pred, batch_size, name, expired);
+	char	   *sql = psprintf("SELECT t.ctid FROM ONLY %s t WHERE %s AND NOT (%s)"
+							   " ORDER BY t.hard_delete_at LIMIT %d FOR UPDATE OF t SKIP LOCKED",
+							   name, expired, pred, batch_size);
+	SPITupleTable *listed;
+	Datum	   *tids;
+	uint64		n;
+	uint64		i;
 
-	if (SPI_execute(sql, false, 0) != SPI_OK_DELETE)
+	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "keys_guard: purge of %s failed", name);
-	return (int64) SPI_processed;
+	n = SPI_processed;
+	listed = SPI_tuptable;
+	if (n == 0)
+		return 0;
+	tids = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		tids[i] = SPI_getbinval(listed->vals[i], listed->tupdesc, 1, &isnull);
+	}
+	return delete_batch(relid, prepare_delete(name), tids, (int) n);
 }
 
 /*
@@ -402,19 +457,14 @@ purge_one_batch(const char *name, const char *expired, const char *pred,
  * pruned while it is open): quadratic in the backlog.
  */
 static int64
-purge_batches(const char *name, const char *expired, const char *pred,
+purge_batches(Oid relid, const char *name, const char *expired, const char *pred,
 			  int batch_size, int max_batches)
 {
-	Oid			tid_array[1] = {TIDARRAYOID};
-	SPIPlanPtr	delete_plan;
+	SPIPlanPtr	delete_plan = prepare_delete(name);
 	Portal		cursor;
 	int64		purged = 0;
 	int			batches = 0;
 
-	delete_plan = SPI_prepare(psprintf("DELETE FROM ONLY %s t WHERE t.ctid = ANY ($1) AND %s",
-									   name, expired), 1, tid_array);
-	if (delete_plan == NULL)
-		elog(ERROR, "keys_guard: could not prepare the purge of %s", name);
 	cursor = SPI_cursor_open_with_args(NULL,
 									   psprintf("SELECT t.ctid FROM ONLY %s t WHERE %s AND NOT (%s)"
 												" ORDER BY t.hard_delete_at FOR UPDATE OF t SKIP LOCKED",
@@ -424,7 +474,6 @@ purge_batches(const char *name, const char *expired, const char *pred,
 	{
 		SPITupleTable *fetched;
 		Datum	   *tids;
-		ArrayType  *array;
 		uint64		n;
 		uint64		i;
 		bool		isnull;
@@ -437,14 +486,8 @@ purge_batches(const char *name, const char *expired, const char *pred,
 		tids = palloc(sizeof(Datum) * n);
 		for (i = 0; i < n; i++)
 			tids[i] = SPI_getbinval(fetched->vals[i], fetched->tupdesc, 1, &isnull);
-		array = construct_array(tids, (int) n, TIDOID, sizeof(ItemPointerData),
-								false, TYPALIGN_SHORT);
-		if (SPI_execute_plan(delete_plan, (Datum[]) {PointerGetDatum(array)},
-							 NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "keys_guard: purge of %s failed", name);
-		purged += SPI_processed;
+		purged += delete_batch(relid, delete_plan, tids, (int) n);
 		SPI_freetuptable(fetched);
-		pfree(array);
 		pfree(tids);
 		batches++;
 		if (n < (uint64) batch_size || (max_batches > 0 && batches >= max_batches))
@@ -497,9 +540,9 @@ purge_internal(void *arg)
 		args->purged = scan_expired(rel, indexoid, table,
 									(int64) args->batch_size * args->max_batches, true, NULL);
 	else if (args->max_batches == 1)
-		args->purged = purge_one_batch(name, expired, pred, args->batch_size);
+		args->purged = purge_one_batch(args->relid, name, expired, pred, args->batch_size);
 	else
-		args->purged = purge_batches(name, expired, pred, args->batch_size,
+		args->purged = purge_batches(args->relid, name, expired, pred, args->batch_size,
 									  args->max_batches);
 	table_close(rel, NoLock);
 	record_batch(args, name);

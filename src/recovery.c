@@ -3,13 +3,24 @@
  * recovery.c
  *	  Restore and hard delete of soft-deleted rows (SPEC.md §7).
  *
- * These are keys_guard's own operations: they run their statements with the
- * tenant and soft-delete filters off (they must see deleted rows, across
- * tenants, as the governance functions of an admin), and hard delete is the
- * one path allowed to remove rows of a soft-delete table physically.  Rows
- * are locked before they are judged, so a restore and a hard delete (or the
- * purge) of the same row serialize, and the grace period is checked against
- * the transaction's now().
+ These are keys_guard's own operations (acting.c): they read with the
+ * tenant and soft-delete filters off (they must see deleted rows), and hard
+ * delete is the one path besides the purge allowed to remove rows of a
+ * soft-delete table physically.  Rows are locked before they are judged, so
+ * a restore and a hard delete (or the purge) of the same row serialize, and
+ * the grace period is checked against the transaction's now().  The UPDATE
+ * or DELETE that changes the row runs as the table's owner in a
+ * security-restricted operation, so the table's triggers never run with
+ * keys_guard's rights.
+ *
+ * Who may: members of keys_guard_admin, for every tenant; members of
+ * keys_guard_gateway inside a tenant context, for that tenant's rows only
+ * (the application's "undo"): a row or request of another tenant is a
+ * 42501 denial and nothing is restored.
+ *
+ * A restore never breaks a foreign key: a row whose parent row is gone or
+ * still soft-deleted is refused with 23503 (restore_request() restores the
+ * parents deleted by the same request together with their children).
  *
  *-------------------------------------------------------------------------
  */
@@ -29,6 +40,11 @@
 #include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/syscache.h"
+
+#include "catalog/pg_constraint.h"
+#include "catalog/namespace.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 
 #include "keys_guard.h"
 
@@ -78,6 +94,78 @@ key_column_of(Oid relid)
 	return key;
 }
 
+/*
+ * Whose rows the caller may restore: every tenant's (admin), or only the
+ * current tenant's (a gateway in a tenant context; NULL tenant otherwise).
+ */
+typedef struct RestoreScope
+{
+	bool		admin;
+	const char *tenant;
+} RestoreScope;
+
+static RestoreScope
+restore_scope(const char *action)
+{
+	RestoreScope scope = {false, NULL};
+	Oid			admin = get_role_oid("keys_guard_admin", true);
+
+	if (OidIsValid(admin) && has_privs_of_role(GetUserId(), admin))
+	{
+		scope.admin = true;
+		return scope;
+	}
+	if (kg_current_mode() != KG_MODE_TENANT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("no tenant context"),
+				 errdetail("Outside keys_guard_admin, %s() restores only the current tenant's rows.",
+						   action),
+				 errhint("Call keys_guard.set_context() first.")));
+	scope.tenant = kg_current_tenant();
+	return scope;
+}
+
+/* Refuse rows of another tenant in a restore by a tenant's gateway. */
+static void
+deny_other_tenant_rows(const char *action, const char *table, const char *other,
+					   const char *tenant)
+{
+	ereport(LOG,
+			(errmsg("keys_guard: %s denied: cross-tenant access", action),
+			 errdetail_log("tenant=%s actor=%s request_id=%s relation=%s other_tenant=%s",
+						   tenant, kg_current_actor() ? kg_current_actor() : "(none)",
+						   kg_current_request_id() ? kg_current_request_id() : "(none)",
+						   table, other ? other : "(unknown)"),
+			 errhidestmt(true)));
+	kg_audit_deny(action, table, "{\"reason\": \"cross-tenant access\"}");
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("cross-tenant access denied"),
+			 errdetail("Rows of %s to restore belong to another tenant than \"%s\".",
+					   table, tenant)));
+}
+
+/*
+ * For a tenant-scoped restore: the SQL condition on t that picks rows of
+ * other tenants in relid, or NULL when relid's rows are all the tenant's;
+ * a table of another tenant's schema is refused outright.
+ */
+static char *
+other_tenant_condition(Oid relid, const char *action, const char *table,
+					   const char *tenant)
+{
+	KgRelationGuard *guard = kg_relation_guard(relid);
+
+	if (guard != NULL && guard->owner != NULL && strcmp(guard->owner->id, tenant) != 0)
+		deny_other_tenant_rows(action, table, guard->owner->id, tenant);
+	if (guard != NULL && guard->pooled != NULL)
+		return psprintf("t.%s::pg_catalog.text IS DISTINCT FROM %s",
+						quote_identifier(get_attname(relid, guard->pooled->tenant_attno, false)),
+						quote_literal_cstr(tenant));
+	return NULL;
+}
+
 static KgGuardedTable *
 soft_delete_table(Oid relid)
 {
@@ -119,6 +207,65 @@ key_detail(const char *key)
 	return buf.data;
 }
 
+/*
+ * Refuse to restore rows of relid (those matching "rows", a condition on t
+ * with $1 as its one text parameter) whose parent row through a foreign
+ * key is gone or soft-deleted: PostgreSQL re-checks a foreign key only when
+ * its columns change, which a restore never does.  Under restore_request()
+ * (same_request), a parent soft-deleted by the same request counts as live:
+ * it is restored in the same call.
+ */
+static void
+check_parents(Oid relid, const char *table, const char *rows, Datum param,
+			  bool same_request)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	List	   *fks = copyObject(RelationGetFKeyList(rel));
+	ListCell   *lc;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {param};
+
+	table_close(rel, AccessShareLock);
+	foreach(lc, fks)
+	{
+		ForeignKeyCacheInfo *fk = lfirst_node(ForeignKeyCacheInfo, lc);
+		KgGuardedTable *parent = kg_guarded_table(fk->confrelid);
+		StringInfoData sql;
+		StringInfoData nonnull;
+		int			i;
+
+		initStringInfo(&sql);
+		initStringInfo(&nonnull);
+		for (i = 0; i < fk->nkeys; i++)
+			appendStringInfo(&nonnull, " AND t.%s IS NOT NULL",
+							 quote_identifier(get_attname(relid, fk->conkey[i], false)));
+		appendStringInfo(&sql, "SELECT 1 FROM ONLY %s t WHERE (%s)%s AND NOT EXISTS"
+						 " (SELECT 1 FROM ONLY %s p WHERE true",
+						 table, rows, nonnull.data,
+						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(fk->confrelid)),
+													get_rel_name(fk->confrelid)));
+		for (i = 0; i < fk->nkeys; i++)
+			appendStringInfo(&sql, " AND p.%s OPERATOR(pg_catalog.=) t.%s",
+							 quote_identifier(get_attname(fk->confrelid, fk->confkey[i], false)),
+							 quote_identifier(get_attname(relid, fk->conkey[i], false)));
+		if (parent != NULL && parent->soft_delete && parent->deleted_at != InvalidAttrNumber)
+			appendStringInfo(&sql, " AND (p.deleted_at IS NULL%s)",
+							 same_request ? " OR p.delete_request_id = $1" : "");
+		appendStringInfoString(&sql, ") LIMIT 1");
+		if (SPI_execute_with_args(sql.data, 1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "keys_guard: could not check the parents of rows of %s", table);
+		if (SPI_processed > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+					 errmsg("cannot restore rows of %s: a parent row is missing or deleted", table),
+					 errdetail("Foreign key \"%s\" references %s, where the row is gone or still soft-deleted.",
+							   get_constraint_name(fk->conoid),
+							   quote_qualified_identifier(get_namespace_name(get_rel_namespace(fk->confrelid)),
+														  get_rel_name(fk->confrelid))),
+					 errhint("Restore the parent row first.")));
+	}
+}
+
 /* The state of one row, locked: absent, live, or deleted (with deadline). */
 typedef enum RowState
 {
@@ -127,12 +274,18 @@ typedef enum RowState
 	ROW_DELETED
 } RowState;
 
+/*
+ * Lock the row with key value and say what state it is in.  "other" (a
+ * condition on t, or NULL) tells whether it belongs to another tenant.
+ */
 static RowState
-lock_row(KeyColumn *key, const char *value, TimestampTz *hard_delete_at, bool *expired)
+lock_row(KeyColumn *key, const char *value, const char *other,
+		 TimestampTz *hard_delete_at, bool *expired, bool *other_tenant)
 {
-	char	   *sql = psprintf("SELECT deleted_at IS NOT NULL, hard_delete_at, hard_delete_at <= now()"
-							   " FROM ONLY %s WHERE %s = $1::%s FOR UPDATE",
-							   key->table, key->column, key->type);
+	char	   *sql = psprintf("SELECT t.deleted_at IS NOT NULL, t.hard_delete_at,"
+							   " t.hard_delete_at <= now(), %s"
+							   " FROM ONLY %s t WHERE t.%s = $1::%s FOR UPDATE OF t",
+							   other ? other : "false", key->table, key->column, key->type);
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(value)};
 	bool		isnull;
@@ -142,6 +295,8 @@ lock_row(KeyColumn *key, const char *value, TimestampTz *hard_delete_at, bool *e
 		elog(ERROR, "keys_guard: could not read the row to restore");
 	if (SPI_processed == 0)
 		return ROW_ABSENT;
+	*other_tenant = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											   4, &isnull));
 	deleted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (!deleted)
 		return ROW_LIVE;
@@ -157,6 +312,7 @@ typedef struct RestoreArgs
 	Oid			relid;
 	char	   *key;
 	char	   *request_id;
+	RestoreScope scope;
 	int64		restored;
 } RestoreArgs;
 
@@ -167,15 +323,19 @@ restore_key_internal(void *arg)
 	KeyColumn	key;
 	TimestampTz deadline = 0;
 	bool		expired = false;
+	bool		other_tenant = false;
+	char	   *other = NULL;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
 
 	(void) soft_delete_table(args->relid);
 	key = key_column_of(args->relid);
+	if (!args->scope.admin)
+		other = other_tenant_condition(args->relid, "restore", key.table, args->scope.tenant);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "keys_guard: SPI_connect failed");
 
-	switch (lock_row(&key, args->key, &deadline, &expired))
+	switch (lock_row(&key, args->key, other, &deadline, &expired, &other_tenant))
 	{
 		case ROW_ABSENT:
 			ereport(ERROR,
@@ -184,6 +344,8 @@ restore_key_internal(void *arg)
 					 errdetail("The row does not exist, or it was purged after its grace period.")));
 			break;
 		case ROW_LIVE:
+			if (other_tenant)
+				deny_other_tenant_rows("restore", key.table, NULL, args->scope.tenant);
 			ereport(NOTICE,
 					(errmsg("row %s of %s is not deleted, skipping", args->key, key.table)));
 			args->restored = 0;
@@ -192,6 +354,8 @@ restore_key_internal(void *arg)
 		case ROW_DELETED:
 			break;
 	}
+	if (other_tenant)
+		deny_other_tenant_rows("restore", key.table, NULL, args->scope.tenant);
 	if (expired)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -200,10 +364,13 @@ restore_key_internal(void *arg)
 						   timestamptz_to_str(deadline))));
 
 	values[0] = CStringGetTextDatum(args->key);
-	if (SPI_execute_with_args(psprintf("UPDATE ONLY %s " RESTORE_SET
-									   " WHERE %s = $1::%s AND deleted_at IS NOT NULL",
-									   key.table, key.column, key.type),
-							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+	check_parents(args->relid, key.table,
+				  psprintf("t.%s = $1::%s", key.column, key.type), values[0], false);
+	if (kg_execute_as_owner(args->relid,
+							psprintf("UPDATE ONLY %s %s " RESTORE_SET
+									 " WHERE %s = $1::%s AND deleted_at IS NOT NULL",
+									 key.table, kg_internal_alias(), key.column, key.type),
+							1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "keys_guard: restore failed");
 	args->restored = SPI_processed;
 	audit("restore", key.table, key_detail(args->key));
@@ -226,6 +393,7 @@ keys_guard_restore_key(PG_FUNCTION_ARGS)
 				 errmsg("relation and key must not be null")));
 	args.relid = PG_GETARG_OID(0);
 	args.key = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	args.scope = restore_scope("restore");
 	kg_run_internal(restore_key_internal, &args, false);
 	PG_RETURN_INT64(args.restored);
 }
@@ -236,6 +404,7 @@ restore_request_internal(void *arg)
 	RestoreArgs *args = (RestoreArgs *) arg;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(args->request_id)};
+	const char *of_request = "t.delete_request_id = $1 AND t.deleted_at IS NOT NULL";
 	List	   *tables = NIL;
 	ListCell   *lc;
 	uint64		i;
@@ -254,18 +423,23 @@ restore_request_internal(void *arg)
 																	&isnull)));
 	}
 
-	/* First lock every row of the request and refuse if any has expired. */
+	/*
+	 * First lock every row of the request and refuse if any has expired or,
+	 * for a tenant's gateway, belongs to another tenant.
+	 */
 	foreach(lc, tables)
 	{
 		Oid			relid = lfirst_oid(lc);
 		char	   *table = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 													   get_rel_name(relid));
+		char	   *other = NULL;
 
-		if (SPI_execute_with_args(psprintf("SELECT hard_delete_at <= now() FROM ONLY %s"
-										   " WHERE delete_request_id = $1 AND deleted_at IS NOT NULL"
-										   " FOR UPDATE", table),
+		if (SPI_execute_with_args(psprintf("SELECT t.hard_delete_at <= now() FROM ONLY %s t"
+										   " WHERE %s FOR UPDATE OF t", table, of_request),
 								  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "keys_guard: could not read rows of request");
+		if (SPI_processed == 0)
+			continue;
 		for (i = 0; i < SPI_processed; i++)
 		{
 			bool		isnull;
@@ -277,17 +451,41 @@ restore_request_internal(void *arg)
 						 errdetail("Rows of %s deleted by request \"%s\" are past their grace period.",
 								   table, args->request_id)));
 		}
+		if (!args->scope.admin &&
+			(other = other_tenant_condition(relid, "restore_request", table,
+											args->scope.tenant)) != NULL)
+		{
+			if (SPI_execute_with_args(psprintf("SELECT 1 FROM ONLY %s t WHERE %s AND %s LIMIT 1",
+											   table, of_request, other),
+									  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+				elog(ERROR, "keys_guard: could not read rows of request");
+			if (SPI_processed > 0)
+				deny_other_tenant_rows("restore_request", table, NULL, args->scope.tenant);
+		}
 	}
+
+	/* Every restored row's parents must be live, or restored with it. */
+	foreach(lc, tables)
+	{
+		Oid			relid = lfirst_oid(lc);
+
+		check_parents(relid,
+					  quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												 get_rel_name(relid)),
+					  of_request, values[0], true);
+	}
+
 	foreach(lc, tables)
 	{
 		Oid			relid = lfirst_oid(lc);
 		char	   *table = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 													   get_rel_name(relid));
 
-		if (SPI_execute_with_args(psprintf("UPDATE ONLY %s " RESTORE_SET
-										   " WHERE delete_request_id = $1 AND deleted_at IS NOT NULL",
-										   table),
-								  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		if (kg_execute_as_owner(relid,
+								psprintf("UPDATE ONLY %s %s " RESTORE_SET
+										 " WHERE delete_request_id = $1 AND deleted_at IS NOT NULL",
+										 table, kg_internal_alias()),
+								1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "keys_guard: restore failed");
 		args->restored += SPI_processed;
 	}
@@ -326,6 +524,7 @@ keys_guard_restore_request(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("request_id must not be empty")));
+	args.scope = restore_scope("restore_request");
 	kg_run_internal(restore_request_internal, &args, false);
 	PG_RETURN_INT64(args.restored);
 }
@@ -346,6 +545,7 @@ hard_delete_internal(void *arg)
 	KeyColumn	key = key_column_of(args->relid);
 	TimestampTz deadline = 0;
 	bool		expired = false;
+	bool		other_tenant = false;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
 
@@ -358,7 +558,7 @@ hard_delete_internal(void *arg)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "keys_guard: SPI_connect failed");
 
-	switch (lock_row(&key, args->key, &deadline, &expired))
+	switch (lock_row(&key, args->key, NULL, &deadline, &expired, &other_tenant))
 	{
 		case ROW_ABSENT:
 			ereport(NOTICE,
@@ -392,9 +592,10 @@ hard_delete_internal(void *arg)
 	}
 
 	values[0] = CStringGetTextDatum(args->key);
-	if (SPI_execute_with_args(psprintf("DELETE FROM ONLY %s WHERE %s = $1::%s AND deleted_at IS NOT NULL",
-									   key.table, key.column, key.type),
-							  1, types, values, NULL, false, 0) != SPI_OK_DELETE)
+	if (kg_execute_as_owner(args->relid,
+							psprintf("DELETE FROM ONLY %s %s WHERE %s = $1::%s AND deleted_at IS NOT NULL",
+									 key.table, kg_internal_alias(), key.column, key.type),
+							1, types, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "keys_guard: hard delete failed");
 	args->deleted = SPI_processed;
 	audit("hard_delete", key.table, key_detail(args->key));

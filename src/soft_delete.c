@@ -57,80 +57,6 @@
 
 bool		keys_guard_include_deleted = false;
 
-/* >0 while keys_guard's own statements run: no filters, no rewrite checks. */
-static int	internal_depth = 0;
-
-/* True while keys_guard.hard_delete() (or the purge) removes rows. */
-static bool physical_delete_allowed = false;
-
-/*
- * >0 while a soft delete cascades to child rows.  PostgreSQL re-checks the
- * foreign key of a child row inserted earlier in the same transaction when
- * it is updated; the parent row is soft-deleted by then, so those lookups
- * must not hide it.
- */
-static int	cascade_depth = 0;
-
-/* The owner of schema keys_guard: the role that installed the extension. */
-static Oid
-keys_guard_owner(void)
-{
-	Oid			nspoid = get_namespace_oid("keys_guard", false);
-	HeapTuple	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspoid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for namespace %u", nspoid);
-	owner = ((Form_pg_namespace) GETSTRUCT(tuple))->nspowner;
-	ReleaseSysCache(tuple);
-	return owner;
-}
-
-bool
-kg_in_internal_operation(void)
-{
-	return internal_depth > 0;
-}
-
-/*
- * Run fn(arg) as one of keys_guard's own operations: filters are off and,
- * if physical is true, soft-delete tables may lose rows for real.  Cached
- * plans made meanwhile (by triggers, say) are invalidated on both edges, so
- * none of them is ever reused by an ordinary statement.
- */
-void
-kg_run_internal(void (*fn) (void *), void *arg, bool physical)
-{
-	bool		save_physical = physical_delete_allowed;
-	Oid			save_userid;
-	int			save_sec_context;
-	Oid			owner = keys_guard_owner();
-
-	/*
-	 * As a SECURITY DEFINER function would: the caller's right to call is
-	 * the EXECUTE grant of the public function; the work is done as the
-	 * owner of keys_guard's schema, who can read the registry, write the
-	 * audit log and reach every guarded table.
-	 */
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	internal_depth++;
-	physical_delete_allowed = physical;
-	kg_note_filter_state();
-	PG_TRY();
-	{
-		fn(arg);
-	}
-	PG_FINALLY();
-	{
-		internal_depth--;
-		physical_delete_allowed = save_physical;
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-		kg_note_filter_state();
-	}
-	PG_END_TRY();
-}
-
 /*
  * Check hook of keys_guard.include_deleted: only members of
  * keys_guard_admin may turn it on.
@@ -164,15 +90,24 @@ kg_assign_include_deleted(bool newval, void *extra)
 	kg_note_filter_state();
 }
 
-/* Whether scans of soft-delete tables hide deleted rows right now. */
+/*
+ * Whether scans of soft-delete tables hide deleted rows right now;
+ * "trusted": keys_guard's internal operation reads the table itself.
+ */
 static bool
-hide_deleted_rows(void)
+hide_deleted_rows(bool trusted)
 {
 	Oid			admin;
 
-	if (internal_depth > 0 || kg_current_mode() == KG_MODE_BYPASS)
+	if (trusted || kg_current_mode() == KG_MODE_BYPASS)
 		return false;
-	if (cascade_depth > 0 && InNoForceRLSOperation())
+
+	/*
+	 * PostgreSQL re-checks the foreign key of a child row inserted earlier
+	 * in the same transaction when the cascade updates it; the parent row is
+	 * soft-deleted by then, so that lookup must not hide it.
+	 */
+	if (kg_in_soft_delete_cascade())
 		return false;
 	if (!keys_guard_include_deleted)
 		return true;
@@ -185,7 +120,7 @@ hide_deleted_rows(void)
 bool
 kg_filters_relaxed(void)
 {
-	return internal_depth > 0 || cascade_depth > 0 || keys_guard_include_deleted;
+	return kg_filters_relaxed_span() || keys_guard_include_deleted;
 }
 
 /*
@@ -193,12 +128,12 @@ kg_filters_relaxed(void)
  * index rtindex, or NULL if rows are not hidden now.
  */
 Expr *
-kg_soft_delete_qual(Index rtindex, KgGuardedTable *table)
+kg_soft_delete_qual(Index rtindex, KgGuardedTable *table, bool trusted)
 {
 	NullTest   *test;
 
 	if (table == NULL || !table->soft_delete || table->deleted_at == InvalidAttrNumber ||
-		!hide_deleted_rows())
+		!hide_deleted_rows(trusted))
 		return NULL;
 	test = makeNode(NullTest);
 	test->arg = (Expr *) makeVar(rtindex, table->deleted_at, TIMESTAMPTZOID, -1,
@@ -271,7 +206,7 @@ soft_delete_target(Query *query)
 	RangeTblEntry *rte;
 	KgGuardedTable *table;
 
-	if (query->resultRelation <= 0 || physical_delete_allowed)
+	if (query->resultRelation <= 0 || kg_physical_delete_allowed())
 		return NULL;
 	rte = rt_fetch(query->resultRelation, query->rtable);
 	if (rte->rtekind != RTE_RELATION)
@@ -434,7 +369,7 @@ keys_guard_refuse_delete(PG_FUNCTION_ARGS)
 				 errhint("Use DELETE, which keys_guard turns into a soft delete; keys_guard.hard_delete() and the purge remove rows after their grace period.")));
 
 	table = kg_guarded_table(RelationGetRelid(rel));
-	if (physical_delete_allowed && table != NULL && table->class == KG_CLASS_STANDARD)
+	if (kg_physical_delete_allowed() && table != NULL && table->class == KG_CLASS_STANDARD)
 		return PointerGetDatum(trigdata->tg_trigtuple);
 
 	if (table != NULL && table->class == KG_CLASS_PAYMENT)
@@ -450,6 +385,30 @@ keys_guard_refuse_delete(PG_FUNCTION_ARGS)
 	PG_RETURN_NULL();
 }
 
+/* One soft-delete cascade statement and its arguments. */
+typedef struct CascadeStatement
+{
+	const char *sql;
+	const char *child;
+	int			nargs;
+	Oid			types[4 + INDEX_MAX_KEYS];
+	Datum		values[4 + INDEX_MAX_KEYS];
+	char		nulls[4 + INDEX_MAX_KEYS];
+} CascadeStatement;
+
+static void
+run_cascade_statement(void *arg)
+{
+	CascadeStatement *stmt = (CascadeStatement *) arg;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "keys_guard: SPI_connect failed");
+	if (SPI_execute_with_args(stmt->sql, stmt->nargs, stmt->types, stmt->values,
+							  stmt->nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "keys_guard: soft-delete cascade into %s failed", stmt->child);
+	SPI_finish();
+}
+
 /* Soft-delete the children of one cascade foreign key of a parent row. */
 static void
 cascade_to_child(KgCascade *cascade, Relation parent, HeapTuple newtuple,
@@ -458,12 +417,8 @@ cascade_to_child(KgCascade *cascade, Relation parent, HeapTuple newtuple,
 	KgGuardedTable *child = kg_guarded_table(cascade->child);
 	Relation	childrel;
 	StringInfoData sql;
-	Oid			types[4 + INDEX_MAX_KEYS];
-	Datum		values[4 + INDEX_MAX_KEYS];
-	char		nulls[4 + INDEX_MAX_KEYS];
+	CascadeStatement stmt;
 	AttrNumber	source[4];
-	Oid			save_userid;
-	int			save_sec_context;
 	int			i;
 
 	if (child == NULL || child->deleted_at == InvalidAttrNumber)
@@ -482,9 +437,9 @@ cascade_to_child(KgCascade *cascade, Relation parent, HeapTuple newtuple,
 	{
 		bool		isnull;
 
-		types[i] = (i < 2) ? TIMESTAMPTZOID : TEXTOID;
-		values[i] = heap_getattr(newtuple, source[i], RelationGetDescr(parent), &isnull);
-		nulls[i] = isnull ? 'n' : ' ';
+		stmt.types[i] = (i < 2) ? TIMESTAMPTZOID : TEXTOID;
+		stmt.values[i] = heap_getattr(newtuple, source[i], RelationGetDescr(parent), &isnull);
+		stmt.nulls[i] = isnull ? 'n' : ' ';
 	}
 	for (i = 0; i < cascade->nkeys; i++)
 	{
@@ -493,35 +448,17 @@ cascade_to_child(KgCascade *cascade, Relation parent, HeapTuple newtuple,
 		bool		isnull;
 
 		appendStringInfo(&sql, " AND %s = $%d", quote_identifier(NameStr(childatt->attname)), i + 5);
-		types[i + 4] = TupleDescAttr(RelationGetDescr(parent), cascade->parent_keys[i] - 1)->atttypid;
-		values[i + 4] = heap_getattr(newtuple, cascade->parent_keys[i],
-									 RelationGetDescr(parent), &isnull);
-		nulls[i + 4] = isnull ? 'n' : ' ';
+		stmt.types[i + 4] = TupleDescAttr(RelationGetDescr(parent), cascade->parent_keys[i] - 1)->atttypid;
+		stmt.values[i + 4] = heap_getattr(newtuple, cascade->parent_keys[i],
+										  RelationGetDescr(parent), &isnull);
+		stmt.nulls[i + 4] = isnull ? 'n' : ' ';
 	}
+	stmt.sql = sql.data;
+	stmt.child = qualified_name(childrel);
+	stmt.nargs = cascade->nkeys + 4;
 
 	/* As a foreign-key cascade does: as the child's owner, row security aside. */
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(childrel->rd_rel->relowner,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_NOFORCE_RLS);
-	cascade_depth++;
-	kg_note_filter_state();
-	PG_TRY();
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "keys_guard: SPI_connect failed");
-		if (SPI_execute_with_args(sql.data, cascade->nkeys + 4, types, values, nulls,
-								  false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "keys_guard: soft-delete cascade into %s failed", qualified_name(childrel));
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-		cascade_depth--;
-		kg_note_filter_state();
-	}
-	PG_END_TRY();
+	kg_run_cascade(childrel->rd_rel->relowner, run_cascade_statement, &stmt);
 	table_close(childrel, NoLock);
 }
 

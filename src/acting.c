@@ -1,0 +1,628 @@
+/*-------------------------------------------------------------------------
+ *
+ * acting.c
+ *	  Who is acting: keys_guard itself, PostgreSQL's own referential-integrity
+ *	  query, or user code (SPEC.md §6 "No path around the rules" and "No
+ *	  privilege is lent").
+ *
+ * keys_guard relaxes its own rules in exactly three kinds of span:
+ *
+ * - its internal operations (restore, hard delete, purge, tenant drop,
+ *	 counts), which must see soft-deleted rows of every tenant;
+ * - PostgreSQL's referential-integrity queries, which run with row security
+ *	 relaxed (SECURITY_NOFORCE_RLS), as keys_guard's own soft-delete
+ *	 cascade does;
+ * - its SQL API functions (the registry and guard-weakening DDL).
+ *
+ * User code runs inside each of them: triggers and rules of the tables
+ * those statements touch, CHECK constraints, defaults, index expressions,
+ * row security policies, event triggers.  That code must get no more than
+ * it would get outside the span.  So while a span is open, every function
+ * that is not built-in C or internal code is routed through fmgr_hook,
+ * which counts "user frames"; a span trusts only the code that runs with
+ * the same number of user frames as when the span began.  A function
+ * looked up outside any span is not hooked, which keeps SQL-function
+ * inlining and the fast call path for ordinary statements.
+ *
+ * Rule actions are user code that PostgreSQL splices into a statement
+ * without any function call; they are recognised by their range table (the
+ * rule's OLD and NEW entries) and are never trusted either.
+ *
+ * Internal operations also never lend privilege: the statements they run
+ * on a user's table run as that table's owner inside a security-restricted
+ * operation with a safe search_path (kg_execute_as_owner), as autovacuum
+ * and REFRESH MATERIALIZED VIEW run index expressions; only their
+ * bookkeeping (registry, audit log) runs as keys_guard's schema owner.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_language.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_proc.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rls.h"
+#include "utils/syscache.h"
+
+#include "keys_guard.h"
+
+static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
+static fmgr_hook_type prev_fmgr_hook = NULL;
+
+/* What fmgr_hook's per-function private datum says about a function. */
+#define KG_FUNC_UNKNOWN	0
+#define KG_FUNC_OURS	1		/* a procedural function of keys_guard's */
+#define KG_FUNC_USER	2		/* any other non-C, non-internal function */
+#define KG_FUNC_OTHER	3		/* C or internal code: trusted like the server */
+
+/* Active hooked user-code frames (KG_FUNC_USER) in this backend. */
+static int	user_frames = 0;
+
+/*
+ * keys_guard's API functions on the stack, and for each of them how many
+ * user frames were active when it started.  Deeper nesting than the array
+ * holds is never trusted.
+ */
+#define KG_MAX_API_DEPTH 32
+static int	api_depth = 0;
+static int	api_base[KG_MAX_API_DEPTH];
+
+/* keys_guard's internal operation, if one runs. */
+static int	internal_depth = 0;
+static int	internal_base = 0;
+static bool internal_physical = false;
+
+/* keys_guard's soft-delete cascade, if one runs. */
+static int	cascade_depth = 0;
+static int	cascade_base = 0;
+
+/*
+ * User frames when the current SECURITY_NOFORCE_RLS span was first seen, or
+ * -1.  PostgreSQL gives no callback when its RI code sets the flag, so the
+ * span is latched the first time any of keys_guard's hooks sees it.
+ */
+static int	noforce_base = -1;
+
+/*
+ * Set while a query that a rule produced is planned or executed: rule
+ * actions are user code and never trusted.
+ */
+static bool in_rule_action = false;
+
+/*
+ * The alias keys_guard's internal statements give the table they change.
+ * A rule action that PostgreSQL splices into such a statement carries a
+ * copy of that range table entry: the rows the statement itself touches,
+ * which keep its trust.  The alias is random per backend, so no rule
+ * written beforehand can name it.
+ */
+static char internal_alias[NAMEDATALEN];
+
+static bool noforce_span_trusted(void);
+
+/* ----------------------------------------------------------------
+ * Function classification and fmgr hooks
+ * ----------------------------------------------------------------
+ */
+
+static int
+classify_function(Oid fn_oid)
+{
+	HeapTuple	tuple;
+	Form_pg_proc proc;
+	int			result;
+
+	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
+	if (!HeapTupleIsValid(tuple))
+		return KG_FUNC_OTHER;
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	if (proc->prolang == ClanguageId || proc->prolang == INTERNALlanguageId)
+		result = KG_FUNC_OTHER;
+	else if (proc->prolang != SQLlanguageId &&
+			 proc->pronamespace == get_namespace_oid(KG_SCHEMA, true))
+		result = KG_FUNC_OURS;
+	else
+		result = KG_FUNC_USER;
+	ReleaseSysCache(tuple);
+	return result;
+}
+
+/*
+ * needs_fmgr_hook is asked whenever a function that is not built in is
+ * looked up, which a cached plan does on every execution; a small
+ * direct-mapped cache of the classification keeps that to an array lookup.
+ * Any change to pg_proc or pg_namespace empties it.
+ */
+#define KG_FUNC_CACHE_SIZE	64
+
+typedef struct KgFuncCacheEntry
+{
+	Oid			fn_oid;
+	int			class;
+} KgFuncCacheEntry;
+
+static KgFuncCacheEntry func_cache[KG_FUNC_CACHE_SIZE];
+
+static void
+func_cache_invalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	memset(func_cache, 0, sizeof(func_cache));
+}
+
+static int
+cached_class(Oid fn_oid)
+{
+	KgFuncCacheEntry *entry = &func_cache[fn_oid % KG_FUNC_CACHE_SIZE];
+
+	if (entry->fn_oid == fn_oid && OidIsValid(fn_oid))
+		return entry->class;
+	if (!IsTransactionState())
+		return KG_FUNC_OTHER;
+	entry->class = classify_function(fn_oid);
+	entry->fn_oid = fn_oid;
+	return entry->class;
+}
+
+/* Whether keys_guard's own extension script is running. */
+static bool
+creating_keys_guard(void)
+{
+	return creating_extension &&
+		CurrentExtensionObject == get_extension_oid(KG_EXTENSION, true);
+}
+
+/* Whether any span that relaxes keys_guard's rules is open. */
+static bool
+trust_span_open(void)
+{
+	return internal_depth > 0 || api_depth > 0 || cascade_depth > 0 ||
+		InNoForceRLSOperation() || creating_keys_guard();
+}
+
+static bool
+kg_needs_fmgr_hook(Oid fn_oid)
+{
+	int			class;
+
+	if (prev_needs_fmgr_hook && prev_needs_fmgr_hook(fn_oid))
+		return true;
+	class = cached_class(fn_oid);
+	if (class == KG_FUNC_OURS)
+		return true;
+	return class == KG_FUNC_USER && trust_span_open();
+}
+
+/* Forget a NOFORCE span latched deeper than the user frames now active. */
+static void
+forget_stale_noforce(void)
+{
+	if (noforce_base > user_frames)
+		noforce_base = -1;
+}
+
+static void
+kg_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
+{
+	/*
+	 * PostgreSQL keeps one private datum per hooked function; a module
+	 * loaded before keys_guard that also uses it (sepgsql does) cannot share
+	 * it, so keys_guard is not meant to be combined with such a module.
+	 */
+	if (prev_fmgr_hook)
+		prev_fmgr_hook(event, flinfo, private);
+
+	if (*private == KG_FUNC_UNKNOWN)
+		*private = cached_class(flinfo->fn_oid);
+
+	switch (event)
+	{
+		case FHET_START:
+			if (*private == KG_FUNC_OURS)
+			{
+				if (api_depth < KG_MAX_API_DEPTH)
+					api_base[api_depth] = user_frames;
+				api_depth++;
+			}
+			else if (*private == KG_FUNC_USER)
+			{
+				(void) noforce_span_trusted();	/* latch a NOFORCE span */
+				user_frames++;
+			}
+			break;
+		case FHET_END:
+		case FHET_ABORT:
+			if (*private == KG_FUNC_OURS && api_depth > 0)
+				api_depth--;
+			else if (*private == KG_FUNC_USER && user_frames > 0)
+			{
+				user_frames--;
+				forget_stale_noforce();
+			}
+			break;
+	}
+}
+
+/* Belt and braces: no count survives its transaction. */
+static void
+acting_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		api_depth = 0;
+		user_frames = 0;
+		noforce_base = -1;
+		in_rule_action = false;
+	}
+}
+
+/* ----------------------------------------------------------------
+ * Who is acting
+ * ----------------------------------------------------------------
+ */
+
+/* Whether this process is one of keys_guard's background workers. */
+static bool
+am_keys_guard_worker(void)
+{
+	return MyBgworkerEntry != NULL &&
+		strcmp(MyBgworkerEntry->bgw_library_name, KG_EXTENSION) == 0;
+}
+
+/*
+ * Whether keys_guard's internal operation is acting right now: one is
+ * running and no user code has started inside it.
+ */
+static bool
+internal_span_trusted(void)
+{
+	return internal_depth > 0 && user_frames == internal_base;
+}
+
+bool
+kg_in_internal_operation(void)
+{
+	return internal_span_trusted() && !in_rule_action;
+}
+
+/* Whether keys_guard's hard delete or purge may remove rows for real now. */
+bool
+kg_physical_delete_allowed(void)
+{
+	return internal_physical && kg_in_internal_operation();
+}
+
+/*
+ * Whether the code running now is PostgreSQL's own referential-integrity
+ * query (or keys_guard's soft-delete cascade statement), which row
+ * security and keys_guard leave alone; code those statements run (triggers,
+ * constraints, rules) is not.
+ */
+static bool
+noforce_span_trusted(void)
+{
+	if (!InNoForceRLSOperation())
+	{
+		noforce_base = -1;
+		return false;
+	}
+	if (noforce_base < 0)
+		noforce_base = user_frames;
+	return user_frames == noforce_base;
+}
+
+bool
+kg_ri_query_trusted(void)
+{
+	return noforce_span_trusted() && !in_rule_action;
+}
+
+/*
+ * Whether the range table entry rtindex of the statement being planned or
+ * checked (0: one that is not in the top level's range table) is read by
+ * keys_guard's internal operation or PostgreSQL's RI query: true for their
+ * own statements and, in a rule action they caused, for the entries that
+ * are the original statement's.
+ */
+bool
+kg_rte_trusted(RangeTblEntry *rte)
+{
+	if (in_rule_action)
+		return kg_rte_internal(rte);
+	return internal_span_trusted() || noforce_span_trusted();
+}
+
+/* The same for keys_guard's internal operation alone. */
+bool
+kg_rte_internal(RangeTblEntry *rte)
+{
+	if (!internal_span_trusted())
+		return false;
+	if (!in_rule_action)
+		return true;
+	return rte != NULL && rte->alias != NULL &&
+		strcmp(rte->alias->aliasname, kg_internal_alias()) == 0;
+}
+
+/* The alias of the table an internal statement changes (see above). */
+const char *
+kg_internal_alias(void)
+{
+	if (internal_alias[0] == '\0')
+	{
+		uint64		nonce;
+
+		if (!pg_strong_random(&nonce, sizeof(nonce)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random bytes")));
+		snprintf(internal_alias, sizeof(internal_alias),
+				 "keys_guard_%016llx", (unsigned long long) nonce);
+	}
+	return internal_alias;
+}
+
+/* Whether keys_guard's soft-delete cascade statement is acting now. */
+bool
+kg_in_soft_delete_cascade(void)
+{
+	return cascade_depth > 0 && user_frames == cascade_base &&
+		kg_ri_query_trusted();
+}
+
+/*
+ * Whether keys_guard itself is acting: one of its API functions, its
+ * internal mode, its worker, or its own extension script (CREATE / ALTER
+ * EXTENSION) -- and no user code that one of them ran.
+ */
+bool
+kg_acting_for_keys_guard(void)
+{
+	if (kg_in_internal_operation())
+		return true;
+	if (api_depth > 0)
+		return api_depth <= KG_MAX_API_DEPTH &&
+			user_frames == api_base[api_depth - 1] && !in_rule_action;
+	if (user_frames > 0)
+		return false;
+	return am_keys_guard_worker() || creating_keys_guard();
+}
+
+/*
+ * A range table that holds a rule's OLD or NEW entry belongs to a rule
+ * action: user code, whatever span it runs in.
+ */
+/*
+ * A rule's OLD or NEW entry.  In a rule action PostgreSQL points the
+ * action's references at the original statement's own entry instead, so
+ * these only name the rule's table, which is the original statement's
+ * target.
+ */
+bool
+kg_rte_is_rule_placeholder(RangeTblEntry *rte)
+{
+	return rte->rtekind == RTE_RELATION && rte->eref != NULL &&
+		(strcmp(rte->eref->aliasname, "old") == 0 ||
+		 strcmp(rte->eref->aliasname, "new") == 0);
+}
+
+/*
+ * Plans of rule actions carry a mark the executor hooks can see: an
+ * invalid oid among the relations the plan depends on, which the plan
+ * cache never matches against a real relation.
+ */
+void
+kg_mark_rule_action(PlannedStmt *pstmt)
+{
+	pstmt->relationOids = lappend_oid(pstmt->relationOids, InvalidOid);
+}
+
+static bool
+is_rule_action(Query *query, PlannedStmt *pstmt)
+{
+	if (query != NULL)
+		return query->querySource != QSRC_ORIGINAL;
+	return pstmt != NULL && list_member_oid(pstmt->relationOids, InvalidOid);
+}
+
+/*
+ * A statement is about to be planned (query) or executed (pstmt): if a rule
+ * produced it, nothing it does is trusted (but the entry of the original
+ * statement's target, kg_rte_internal()) until kg_end_statement() restores
+ * the state this returns.
+ */
+bool
+kg_begin_statement(Query *query, PlannedStmt *pstmt)
+{
+	bool		save = in_rule_action;
+
+	in_rule_action |= is_rule_action(query, pstmt);
+	return save;
+}
+
+void
+kg_end_statement(bool save)
+{
+	in_rule_action = save;
+}
+
+bool
+kg_in_rule_action(void)
+{
+	return in_rule_action;
+}
+
+/* ----------------------------------------------------------------
+ * Internal operations and the soft-delete cascade
+ * ----------------------------------------------------------------
+ */
+
+/* The owner of schema keys_guard: the role that installed the extension. */
+static Oid
+keys_guard_owner(void)
+{
+	Oid			nspoid = get_namespace_oid(KG_SCHEMA, false);
+	HeapTuple	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspoid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for namespace %u", nspoid);
+	owner = ((Form_pg_namespace) GETSTRUCT(tuple))->nspowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+/*
+ * Run fn(arg) as one of keys_guard's own operations: its statements see
+ * every tenant and soft-deleted rows and, if physical is true, may remove
+ * rows of soft-delete tables for real.  fn's bookkeeping runs as the owner
+ * of keys_guard's schema, who can read the registry and write the audit
+ * log; statements on users' tables go through kg_execute_as_owner().  Plans
+ * cached meanwhile are invalidated on both edges, so no plan made without
+ * a filter is ever reused by an ordinary statement.
+ */
+void
+kg_run_internal(void (*fn) (void *), void *arg, bool physical)
+{
+	bool		save_physical = internal_physical;
+	int			save_base = internal_base;
+	bool		save_rule_action = in_rule_action;
+	Oid			save_userid;
+	int			save_sec_context;
+	Oid			owner = keys_guard_owner();
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	internal_depth++;
+	internal_base = user_frames;
+	internal_physical = physical;
+	in_rule_action = false;
+	kg_note_filter_state();
+	PG_TRY();
+	{
+		fn(arg);
+	}
+	PG_FINALLY();
+	{
+		internal_depth--;
+		internal_base = save_base;
+		internal_physical = save_physical;
+		in_rule_action = save_rule_action;
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		kg_note_filter_state();
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Run fn(arg) as keys_guard's soft-delete cascade: the statement fn runs
+ * is trusted like PostgreSQL's own foreign-key actions, with row security
+ * relaxed, as the child table's owner.
+ */
+void
+kg_run_cascade(Oid child_owner, void (*fn) (void *), void *arg)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_base = cascade_base;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(child_owner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_NOFORCE_RLS);
+	cascade_depth++;
+	cascade_base = user_frames;
+	kg_note_filter_state();
+	PG_TRY();
+	{
+		fn(arg);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		cascade_depth--;
+		cascade_base = save_base;
+		kg_note_filter_state();
+	}
+	PG_END_TRY();
+}
+
+/* True while keys_guard's internal mode or cascade may make unfiltered plans. */
+bool
+kg_filters_relaxed_span(void)
+{
+	return internal_depth > 0 || cascade_depth > 0;
+}
+
+/*
+ * Become relid's owner inside a security-restricted operation with
+ * search_path pg_catalog, pg_temp, for the statements of an internal
+ * operation that change a user's table: its triggers, defaults,
+ * constraints, rules and index expressions then run with the owner's
+ * rights, never with keys_guard's, and cannot change the session (SET
+ * ROLE, temporary objects, cursors that outlive it).  On error the
+ * (sub)transaction abort undoes it; kg_end_as_owner() does otherwise.
+ */
+void
+kg_begin_as_owner(Oid relid, KgOwnerSwitch *save)
+{
+	HeapTuple	tuple;
+	Oid			owner;
+
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+
+	GetUserIdAndSecContext(&save->userid, &save->sec_context);
+	SetUserIdAndSecContext(owner, save->sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	save->nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+}
+
+void
+kg_end_as_owner(KgOwnerSwitch *save)
+{
+	AtEOXact_GUC(false, save->nestlevel);
+	SetUserIdAndSecContext(save->userid, save->sec_context);
+}
+
+/* One SPI statement on relid's data as its owner (kg_begin_as_owner()). */
+int
+kg_execute_as_owner(Oid relid, const char *sql, int nargs, Oid *types,
+					Datum *values, const char *nulls, bool read_only, long count)
+{
+	KgOwnerSwitch save;
+	int			result;
+
+	kg_begin_as_owner(relid, &save);
+	result = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, count);
+	kg_end_as_owner(&save);
+	return result;
+}
+
+void
+kg_acting_init(void)
+{
+	prev_needs_fmgr_hook = needs_fmgr_hook;
+	needs_fmgr_hook = kg_needs_fmgr_hook;
+	prev_fmgr_hook = fmgr_hook;
+	fmgr_hook = kg_fmgr_hook;
+	RegisterXactCallback(acting_xact_callback, NULL);
+	CacheRegisterSyscacheCallback(PROCOID, func_cache_invalidate, (Datum) 0);
+	/* The keys_guard schema may come and go with the extension. */
+	CacheRegisterSyscacheCallback(NAMESPACEOID, func_cache_invalidate, (Datum) 0);
+}
