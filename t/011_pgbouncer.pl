@@ -57,10 +57,9 @@ $node->safe_psql(
 CREATE EXTENSION keys_guard;
 CREATE ROLE app LOGIN;
 GRANT keys_guard_gateway TO app;
--- A role a superuser allowed session contexts, for session pooling only.
+-- A role for the session-pooled part at the end.
 CREATE ROLE sess LOGIN;
 GRANT keys_guard_gateway TO sess;
-ALTER ROLE sess SET keys_guard.allow_session_context = on;
 CREATE TABLE public.items (id serial PRIMARY KEY, tenant_id text NOT NULL, v text NOT NULL);
 SELECT keys_guard.protect_table('public.items', tenant_column => 'tenant_id');
 GRANT SELECT ON public.items TO app, sess;
@@ -415,6 +414,9 @@ ok((grep { keys %{ $clients_of_pid{$_} } > 1 } keys %clients_of_pid),
 # the next client gets the (single) server connection.
 ###########################################################################
 
+($ret, $out, $err) = $node->psql('postgres',
+	'ALTER ROLE sess SET keys_guard.allow_session_context = on;');
+is($ret, 0, 'a superuser allows session contexts for a role (ALTER ROLE ... SET)');
 ($ret, $out, $err) = through_bouncer(
 	'sess', q{
 SELECT pg_backend_pid();
