@@ -10,6 +10,11 @@
  * the settings cannot be claimed by SET, set_config(), ALTER ROLE ... SET,
  * a function's SET clause or a connection option, superusers included.
  *
+ * A context is transaction-scoped unless keys_guard.allow_session_context,
+ * which only a superuser can turn on, allows a session-wide one: behind a
+ * transaction-pooling proxy a session-wide context would pass to the next
+ * client of the server connection.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

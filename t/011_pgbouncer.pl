@@ -14,7 +14,7 @@
 #     transaction that holds a server connection and mixed into the clients'
 #     loops, so it can never be handed on to the next client;
 #   - a connection option (PGOPTIONS) cannot turn the setting on for a
-#     non-superuser;
+#     non-superuser (a superuser's can);
 #   - session pooling for a role a superuser allowed session contexts:
 #     server_reset_query = DISCARD ALL ends a client's session context
 #     before the next client gets the server connection.
@@ -281,6 +281,10 @@ is(scalar(() = $err =~ /ERROR:  42501: no tenant context/g),
 		$perr,
 		qr/permission denied to set parameter "keys_guard\.allow_session_context"/,
 		'... with permission denied to set parameter');
+	# A superuser's own connection option is a superuser's choice.
+	($pret, $pout, $perr) =
+	  $node->psql('postgres', 'SHOW keys_guard.allow_session_context');
+	is($pout, 'on', '... while a superuser may turn it on for its own connection');
 }
 
 ###########################################################################
