@@ -12,6 +12,7 @@ packages=(
   libipc-run-perl
   libdbd-pg-perl
   postgresql-contrib
+  pgbouncer
 )
 
 missing=()

@@ -24,12 +24,94 @@ COMMIT;
 SELECT keys_guard.current_tenant() IS NULL AS gone_after_commit;
 SHOW search_path;
 
+-- is_local => true (the default) in a transaction block: no warning, gone
+-- at COMMIT.
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_1', is_local => true);
+SELECT keys_guard.current_tenant();
+COMMIT;
+SELECT keys_guard.current_tenant() IS NULL AS gone_after_commit;
+
+-- A session-wide context (is_local => false) outlives the transaction, and
+-- behind a transaction-pooling proxy the next client on the same server
+-- connection would inherit it.  So it is refused (55000, the hint names
+-- keys_guard.allow_session_context) unless that setting is on for the role:
+-- superusers, gateways and admin_context alike.  A refused call changes
+-- nothing.
+SHOW keys_guard.allow_session_context;
+SELECT keys_guard.set_context('acme', 'user_1', 'req-s', is_local => false);
+\echo :LAST_ERROR_SQLSTATE
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_1', is_local => false);
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+SET ROLE kg_app;
+SELECT keys_guard.set_context('acme', 'user_1', is_local => false);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SET ROLE kg_migrator;
+SELECT keys_guard.admin_context('ops_jane', 'monthly report', is_local => false);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT keys_guard.current_tenant() IS NULL AS no_tenant,
+       keys_guard.current_actor() IS NULL AS no_actor;
+
+-- Only a superuser turns it on.  A role cannot for itself: not with SET,
+-- set_config(), ALTER ROLE ... SET or a function's SET clause ...
+SET ROLE kg_app;
+SET keys_guard.allow_session_context = on;
+\echo :LAST_ERROR_SQLSTATE
+SELECT set_config('keys_guard.allow_session_context', 'on', false);
+\echo :LAST_ERROR_SQLSTATE
+ALTER ROLE kg_app SET keys_guard.allow_session_context = on;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SET ROLE kg_migrator;
+CREATE FUNCTION public.kg_session_claim() RETURNS void LANGUAGE sql
+    SECURITY DEFINER SET keys_guard.allow_session_context = on
+    AS $$ SELECT keys_guard.set_context('acme', 'user_1', is_local => false) $$;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+-- ... not even when granted SET on the parameter ...
+GRANT SET ON PARAMETER keys_guard.allow_session_context TO kg_app;
+SET ROLE kg_app;
+SET keys_guard.allow_session_context = on;
+\echo :LAST_ERROR_SQLSTATE
+SELECT set_config('keys_guard.allow_session_context', 'on', true);
+\echo :LAST_ERROR_SQLSTATE
+ALTER ROLE kg_app SET keys_guard.allow_session_context = on;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+REVOKE SET ON PARAMETER keys_guard.allow_session_context FROM kg_app;
+-- ... so nothing was stored and nothing changed.
+SELECT count(*) AS stored FROM pg_db_role_setting
+ WHERE array_to_string(setconfig, ',') LIKE '%allow_session_context%';
+SHOW keys_guard.allow_session_context;
+
+-- A superuser may turn it on in its own session ...
+SET keys_guard.allow_session_context = on;
+SELECT keys_guard.set_context('acme', 'user_1', 'req-su', is_local => false);
+SELECT keys_guard.current_tenant(), keys_guard.current_request_id();
+SELECT keys_guard.clear_context();
+RESET keys_guard.allow_session_context;
+
+-- ... and for a role (direct or session-pooled connections), which takes
+-- effect at the role's next connection.
+DROP ROLE IF EXISTS kg_session;
+CREATE ROLE kg_session LOGIN IN ROLE keys_guard_gateway;
+\getenv kg_password PGPASSWORD
+\if :{?kg_password}
+ALTER ROLE kg_session PASSWORD :'kg_password';
+\endif
+ALTER ROLE kg_session SET keys_guard.allow_session_context = on;
+SELECT current_user AS kg_superuser \gset
+\c - kg_session
+SHOW keys_guard.allow_session_context;
 -- Rolled back with the transaction too.
 BEGIN;
 SELECT keys_guard.set_context('acme', 'user_1', is_local => false);
 ROLLBACK;
 SELECT keys_guard.current_tenant() IS NULL AS gone_after_rollback;
-
 -- is_local => false lasts for the session, until clear_context().
 SELECT keys_guard.set_context('acme', 'user_1', 'req-s', is_local => false);
 SELECT keys_guard.current_tenant(), keys_guard.current_request_id();
@@ -37,6 +119,16 @@ SHOW search_path;
 SELECT keys_guard.clear_context();
 SELECT keys_guard.current_tenant() IS NULL AS cleared, keys_guard.current_actor() IS NULL AS actor_cleared;
 SHOW search_path;
+-- A session-mode pooler's DISCARD ALL (or RESET ALL) ends a session
+-- context; the role's setting stays.
+SELECT keys_guard.set_context('acme', 'user_1', is_local => false);
+SHOW keys_guard.tenant;
+DISCARD ALL;
+SELECT keys_guard.current_tenant() IS NULL AS discarded;
+SHOW keys_guard.tenant;
+SHOW keys_guard.allow_session_context;
+\c - :kg_superuser
+DROP ROLE kg_session;
 
 -- is_local outside a transaction block warns: it lasts one statement.
 SELECT keys_guard.set_context('acme', 'user_1');
@@ -151,10 +243,3 @@ SHOW search_path;
 SELECT keys_guard.current_tenant();
 COMMIT;
 RESET keys_guard.tenant_search_path;
-
--- A session-mode pooler's DISCARD ALL (or RESET ALL) ends a session context.
-SELECT keys_guard.set_context('acme', 'user_1', is_local => false);
-SHOW keys_guard.tenant;
-DISCARD ALL;
-SELECT keys_guard.current_tenant() IS NULL AS discarded;
-SHOW keys_guard.tenant;

@@ -187,12 +187,15 @@ COMMIT;
 RESET ROLE;
 
 -- A tenant pending deletion: its data is denied, with a detail that says
--- so, even to a context set before the deletion.
+-- so, even to a context set before the deletion (a session-wide one, which
+-- needs keys_guard.allow_session_context).
+SET keys_guard.allow_session_context = on;
 SELECT keys_guard.set_context('globex', 'user_g', is_local => false);
 SELECT DISTINCT status FROM keys_guard.delete_tenant('globex');
 SELECT * FROM tenant_globex.notes;
 \echo :LAST_ERROR_SQLSTATE
 SELECT keys_guard.clear_context();
+RESET keys_guard.allow_session_context;
 SELECT status FROM keys_guard.restore_tenant('globex');
 
 -- keys_guard.bypass: superusers read without a context (pg_dump).

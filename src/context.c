@@ -10,6 +10,11 @@
  * the settings cannot be claimed by SET, set_config(), ALTER ROLE ... SET,
  * a function's SET clause or a connection option, superusers included.
  *
+ * A context is transaction-scoped unless keys_guard.allow_session_context,
+ * which only a superuser can turn on, allows a session-wide one: behind a
+ * transaction-pooling proxy a session-wide context would pass to the next
+ * client of the server connection.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -485,7 +490,53 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 	PG_END_TRY();
 }
 
-/* SET LOCAL's warning, for is_local outside a transaction block. */
+/*
+ * Check hook of keys_guard.allow_session_context.  Turning it off is always
+ * allowed.  The sources below a client's own (postgresql.conf, ALTER SYSTEM,
+ * the stored ALTER ROLE / ALTER DATABASE ... SET values applied at
+ * connection) are written only by superusers, since the setting is
+ * PGC_SUSET.  From the client's own sources (connection options, SET,
+ * set_config(), a function's SET clause, and the validation of a new
+ * ALTER ROLE ... SET) it is accepted only from a superuser, so a role that
+ * was granted SET on the parameter still cannot turn it on for itself.
+ */
+bool
+kg_check_allow_session_context(bool *newval, void **extra, GucSource source)
+{
+	if (!*newval || source < PGC_S_CLIENT || InitializingParallelWorker)
+		return true;
+	if (IsTransactionState() && superuser())
+		return true;
+	GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+	GUC_check_errmsg("permission denied to set parameter \"keys_guard.allow_session_context\"");
+	GUC_check_errdetail("Only a superuser can turn it on, in the server configuration or for a role with ALTER ROLE ... SET.");
+	return false;
+}
+
+/*
+ * A session-wide context (is_local => false) outlives its transaction, and
+ * behind a transaction-pooling proxy the next client on the same server
+ * connection would inherit it, tenant and actor included.  So it fails
+ * closed: refused unless a superuser turned keys_guard.allow_session_context
+ * on for this role.
+ */
+static void
+require_session_context_allowed(bool is_local, const char *funcname)
+{
+	if (is_local || keys_guard_allow_session_context)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("session-wide keys_guard context not allowed"),
+			 errdetail("A context set by %s() with is_local => false outlives the transaction; behind a transaction-pooling proxy the next client on the same server connection would inherit it.",
+					   funcname),
+			 errhint("Use is_local => true inside BEGIN ... COMMIT. For direct or session-pooled connections, a superuser can turn on keys_guard.allow_session_context for the role with ALTER ROLE ... SET.")));
+}
+
+/*
+ * SET LOCAL's warning, for is_local outside a transaction block.  The fix
+ * it suggests is a transaction block, never a session-wide context.
+ */
 static void
 warn_if_no_transaction_block(bool is_local, const char *funcname)
 {
@@ -493,7 +544,7 @@ warn_if_no_transaction_block(bool is_local, const char *funcname)
 		ereport(WARNING,
 				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
 				 errmsg("%s() with is_local => true outside a transaction block lasts only for the current statement", funcname),
-				 errhint("Call it inside BEGIN ... COMMIT, or pass is_local => false for a session-wide context.")));
+				 errhint("Call it inside BEGIN ... COMMIT, together with the statements it is for.")));
 }
 
 static char *
@@ -537,6 +588,7 @@ keys_guard_set_context(PG_FUNCTION_ARGS)
 				 errmsg("permission denied to set a keys_guard context"),
 				 errdetail("Only members of keys_guard_gateway or keys_guard_admin can set a context.")));
 
+	require_session_context_allowed(is_local, "set_context");
 	tenant = context_tenant(tenant_id);
 	validate_context_text("actor", actor, KG_ACTOR_MAXLEN);
 	request_id = optional_request_id(fcinfo, 2);
@@ -579,6 +631,7 @@ keys_guard_admin_context(PG_FUNCTION_ARGS)
 				 errmsg("permission denied to set an admin context"),
 				 errdetail("Only members of keys_guard_admin can act across tenants.")));
 
+	require_session_context_allowed(is_local, "admin_context");
 	validate_context_text("actor", actor, KG_ACTOR_MAXLEN);
 	validate_context_text("reason", reason, KG_REASON_MAXLEN);
 	request_id = optional_request_id(fcinfo, 2);

@@ -31,6 +31,7 @@ void		_PG_init(void);
 bool		keys_guard_preloaded = false;
 bool		keys_guard_bypass = false;
 bool		keys_guard_tenant_search_path = true;
+bool		keys_guard_allow_session_context = false;
 int			keys_guard_default_grace = 30 * 24 * 3600;
 int			keys_guard_min_grace = 24 * 3600;
 int			keys_guard_audit_queue_size = 8192;
@@ -134,6 +135,22 @@ _PG_init(void)
 							 &keys_guard_bypass, false,
 							 PGC_SUSET, 0,
 							 NULL, kg_assign_bypass, NULL);
+
+	/*
+	 * A session-wide context outlives its transaction, so behind a
+	 * transaction-pooling proxy the next client would inherit it: it is
+	 * allowed only where a superuser turned this on for the role (SPEC.md
+	 * §3).  PGC_SUSET keeps SET, set_config(), ALTER ROLE and connection
+	 * options of ordinary roles out; the check hook also keeps out roles
+	 * that were granted SET on it.
+	 */
+	DefineCustomBoolVariable("keys_guard.allow_session_context",
+							 "Lets set_context() and admin_context() set a session-wide context (is_local => false).",
+							 "Only for direct or session-pooled connections: behind a transaction-pooling proxy "
+							 "a session-wide context would be inherited by the next client.",
+							 &keys_guard_allow_session_context, false,
+							 PGC_SUSET, 0,
+							 kg_check_allow_session_context, NULL, NULL);
 
 	DefineCustomBoolVariable("keys_guard.include_deleted",
 							 "Shows soft-deleted rows to members of keys_guard_admin.",

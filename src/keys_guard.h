@@ -33,6 +33,7 @@
 extern bool keys_guard_preloaded;
 extern bool keys_guard_bypass;
 extern bool keys_guard_tenant_search_path;
+extern bool keys_guard_allow_session_context;
 extern int	keys_guard_default_grace;
 extern int	keys_guard_min_grace;
 extern int	keys_guard_audit_queue_size;
@@ -59,6 +60,7 @@ extern const char *kg_show_actor(void);
 extern const char *kg_show_request_id(void);
 extern const char *kg_show_admin_reason(void);
 extern void kg_assign_bypass(bool newval, void *extra);
+extern bool kg_check_allow_session_context(bool *newval, void **extra, GucSource source);
 extern void kg_note_filter_state(void);
 extern KgMode kg_current_mode(void);
 extern const char *kg_current_tenant(void);

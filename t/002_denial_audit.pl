@@ -39,6 +39,8 @@ CREATE TABLE tenant_b.docs (id int PRIMARY KEY, body text);
 CREATE ROLE api LOGIN;
 GRANT keys_guard_gateway TO api;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tenant_a, tenant_b TO api;
+-- Direct connections with session-wide contexts (is_local => false).
+ALTER ROLE api SET keys_guard.allow_session_context = on;
 });
 $node->safe_psql(
 	'postgres', qq{

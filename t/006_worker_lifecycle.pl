@@ -121,6 +121,8 @@ CREATE TABLE tenant_b.docs (id int PRIMARY KEY, body text);
 CREATE ROLE api LOGIN;
 GRANT keys_guard_gateway TO api;
 GRANT SELECT ON ALL TABLES IN SCHEMA tenant_b TO api;
+-- Direct connections with session-wide contexts (is_local => false).
+ALTER ROLE api SET keys_guard.allow_session_context = on;
 -- A table the worker visits every run: its purge_stats row tells when it ran.
 CREATE TABLE public.sentinel (id int PRIMARY KEY, tenant_id text NOT NULL);
 SELECT keys_guard.protect_table('public.sentinel', tenant_column => 'tenant_id', grace => interval '0');

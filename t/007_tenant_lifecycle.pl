@@ -82,6 +82,8 @@ SELECT keys_guard.protect_table('public.sentinel', tenant_column => 'tenant_id',
 CREATE ROLE api LOGIN;
 GRANT keys_guard_gateway TO api;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tenant_acme, tenant_globex, tenant_initech TO api;
+-- Direct connections with session-wide contexts (is_local => false).
+ALTER ROLE api SET keys_guard.allow_session_context = on;
 });
 my ($ret, $out, $err) = as_api(
 	'acme', q{
