@@ -49,8 +49,10 @@ CREATE TABLE public.tpl_victim (x int);
 -- NOT NULL and CHECK constraints, unique and partial / expression indexes,
 -- comments, foreign keys between its tables (composite, self-referencing,
 -- deferrable, MATCH FULL, SET NULL (column)) and to a table outside it,
--- an unlogged table with storage parameters, privileges, and two pooled
--- tables guarded with non-default options.
+-- a table with storage parameters, privileges, and two pooled tables
+-- guarded with non-default options.  (Not an unlogged table: a guarded
+-- table is never unlogged, so such a template is refused; guard_holes
+-- tests that.)
 CREATE SCHEMA tpl_app;
 CREATE TABLE tpl_app.customers (
     id serial PRIMARY KEY,
@@ -85,7 +87,7 @@ CREATE TABLE tpl_app.categories (
     label text,
     FOREIGN KEY (parent_id) REFERENCES tpl_app.categories ON DELETE SET NULL (parent_id)
 );
-CREATE UNLOGGED TABLE tpl_app.cache (k text PRIMARY KEY, v jsonb) WITH (fillfactor = 70);
+CREATE TABLE tpl_app.cache (k text PRIMARY KEY, v jsonb) WITH (fillfactor = 70);
 CREATE TABLE tpl_app.events (tenant_id text NOT NULL, id int PRIMARY KEY, msg text);
 CREATE TABLE tpl_app.invoices (tenant_id text NOT NULL, id int PRIMARY KEY, amount numeric);
 SELECT relation, kind, soft_delete, grace, class
@@ -289,29 +291,40 @@ SELECT id FROM keys_guard.create_tenant('tpl-m', template => 'tpl_app');
 RESET ROLE;
 SELECT count(*) AS guarded FROM keys_guard.guarded_tables WHERE tenant_id = 'tpl-m';
 
--- Another tenant's schema as the template (a "golden" tenant): its tables'
--- options, soft-delete columns and purge index come along, the purge index
--- under its own name and only once.
+-- Another tenant's schema is never a template (SPEC.md §4): a "golden"
+-- tenant is refused, and nothing is created.
 SELECT id FROM keys_guard.create_tenant('tpl-gold');
 CREATE TABLE "tenant_tpl-gold".notes (id int PRIMARY KEY, body text);
-CREATE TABLE "tenant_tpl-gold".ledger (id int PRIMARY KEY, entry text);
-CREATE TABLE "tenant_tpl-gold".scratch (id int PRIMARY KEY);
+SELECT keys_guard.create_tenant('tpl-c', template => 'tenant_tpl-gold');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS created FROM pg_namespace WHERE nspname = 'tenant_tpl-c';
+
+-- A golden template schema of guarded (pooled) tables: their options,
+-- soft-delete columns and purge index come along, the purge index under
+-- its own name and only once.
+CREATE SCHEMA tpl_gold;
+CREATE TABLE tpl_gold.notes (id int PRIMARY KEY, body text, tenant_id text);
+CREATE TABLE tpl_gold.ledger (id int PRIMARY KEY, entry text, tenant_id text);
+CREATE TABLE tpl_gold.scratch (id int PRIMARY KEY, tenant_id text);
 SELECT relation, soft_delete, grace, class
-  FROM keys_guard.protect_table('"tenant_tpl-gold".ledger', class => 'audit', grace => '90 days');
-SELECT keys_guard.release_table('"tenant_tpl-gold".scratch');
+  FROM keys_guard.protect_table('tpl_gold.notes', tenant_column => 'tenant_id');
 SELECT relation, soft_delete, grace, class
-  FROM keys_guard.protect_table('"tenant_tpl-gold".scratch', soft_delete => false);
-SELECT id FROM keys_guard.create_tenant('tpl-c', template => 'tenant_tpl-gold');
+  FROM keys_guard.protect_table('tpl_gold.ledger', tenant_column => 'tenant_id',
+                                class => 'audit', grace => '90 days');
+SELECT relation, soft_delete, grace, class
+  FROM keys_guard.protect_table('tpl_gold.scratch', tenant_column => 'tenant_id',
+                                soft_delete => false);
+SELECT id FROM keys_guard.create_tenant('tpl-c', template => 'tpl_gold');
 SELECT relation, kind, tenant_id, soft_delete, grace, class
   FROM keys_guard.guarded_tables
- WHERE tenant_id IN ('tpl-gold', 'tpl-c') ORDER BY relation::text;
+ WHERE tenant_id = 'tpl-c' OR relation::text LIKE 'tpl_gold.%' ORDER BY relation::text;
 SELECT indrelid::regclass, indexrelid::regclass FROM pg_index
  WHERE indrelid IN (SELECT oid FROM pg_class WHERE relnamespace = '"tenant_tpl-c"'::regnamespace)
    AND pg_get_indexdef(indexrelid) LIKE '%(hard_delete_at) WHERE (deleted_at IS NOT NULL)'
  ORDER BY 1, 2;
-SELECT * FROM tpl_shape('tenant_tpl-gold')
+SELECT * FROM tpl_shape('tpl_gold')
 EXCEPT SELECT * FROM tpl_shape('tenant_tpl-c') ORDER BY 1, 2, 3;
 SELECT * FROM tpl_shape('tenant_tpl-c')
-EXCEPT SELECT * FROM tpl_shape('tenant_tpl-gold') ORDER BY 1, 2, 3;
+EXCEPT SELECT * FROM tpl_shape('tpl_gold') ORDER BY 1, 2, 3;
 
 DROP FUNCTION public.tpl_shape(name);

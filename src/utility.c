@@ -5,28 +5,40 @@
  *	  tenant data without going through the executor (SPEC.md §6).
  *
  * TRUNCATE and LOCK name relations directly, so they are checked here with
- * the same rules as a query.  COPY needs nothing: it calls
- * ExecCheckRTPerms, which isolation.c hooks.  DDL is scoped by the event
- * triggers of the install script.
+ * the same rules as a query.  COPY of a guarded table TO a client, file or
+ * program is turned into COPY (SELECT ... FROM ONLY table) TO, so that its
+ * rows pass the planner's tenant and soft-delete filters like any SELECT;
+ * COPY FROM is checked as an insert (ExecCheckRTPerms, which isolation.c
+ * hooks, and the tenant row trigger).  DDL is scoped by the event triggers
+ * of the install script.
  *
  * DDL that would weaken a guard is refused here, before it runs, for every
  * role (SPEC.md §11): switching row security off, dropping or changing
  * keys_guard's policies and triggers, dropping or changing the soft-delete
  * and tenant columns, moving a guarded table out of its schema, renaming or
  * dropping a tenant schema, replacing or dropping keys_guard's own objects,
- * and DROP EXTENSION while anything is guarded.  keys_guard's own functions
+ * DROP EXTENSION while anything is guarded, ALTER EXTENSION keys_guard ADD
+ * or DROP, making a guarded table unlogged (or creating an unlogged table in
+ * a tenant schema), and changing or removing the values of an audit table
+ * (SPEC.md §5, §8).  Column commands are checked on every table they reach,
+ * inheritance children and partitions included.  keys_guard's own functions
  * do all of these through its API (control.c says when they are running).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "commands/trigger.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
 #include "parser/parse_func.h"
 #include "tcop/utility.h"
@@ -35,6 +47,7 @@
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
+#include "utils/rel.h"
 
 #include "keys_guard.h"
 
@@ -54,6 +67,114 @@ check_relation_list(List *relations, const char *action)
 		if (OidIsValid(relid))
 			kg_check_relation(relid, action);
 	}
+}
+
+/*
+ * The column list of COPY ... TO as a SELECT target list: the columns
+ * named, or else those COPY itself would write (not dropped, not
+ * generated).  NIL with *ok false when a named column is not one COPY
+ * accepts; PostgreSQL then reports that itself, before reading any row.
+ */
+static List *
+copy_target_list(Relation rel, List *attlist, bool *ok)
+{
+	List	   *names = NIL;
+	List	   *targets = NIL;
+	ListCell   *lc;
+
+	*ok = true;
+	if (attlist == NIL)
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped && !att->attgenerated)
+				names = lappend(names, makeString(pstrdup(NameStr(att->attname))));
+		}
+	}
+	else
+	{
+		foreach(lc, attlist)
+		{
+			const char *column = strVal(lfirst(lc));
+			AttrNumber	attnum = get_attnum(RelationGetRelid(rel), column);
+
+			if (attnum <= 0 || get_attgenerated(RelationGetRelid(rel), attnum))
+			{
+				*ok = false;
+				return NIL;
+			}
+			names = lappend(names, makeString(pstrdup(column)));
+		}
+	}
+
+	foreach(lc, names)
+	{
+		ColumnRef  *ref = makeNode(ColumnRef);
+		ResTarget  *target = makeNode(ResTarget);
+
+		ref->fields = list_make1(lfirst(lc));
+		ref->location = -1;
+		target->val = (Node *) ref;
+		target->location = -1;
+		targets = lappend(targets, target);
+	}
+	return targets;
+}
+
+/*
+ * COPY <table> TO reads the table directly, without the planner, so the
+ * tenant and soft-delete filters that keys_guard adds while planning would
+ * never apply.  Return, for a guarded ordinary table, the statement
+ * COPY (SELECT <columns> FROM ONLY <table>) TO ..., which copy.c itself
+ * builds for roles subject to row security: the rows then pass the same
+ * filters as a SELECT, for every role (SPEC.md §6).  NULL when the
+ * statement is left as it is: COPY FROM (checked as an INSERT), a query,
+ * an unguarded relation, or one COPY refuses on its own (partitioned
+ * tables, views).
+ */
+static CopyStmt *
+copy_through_planner(CopyStmt *stmt)
+{
+	Oid			relid;
+	Relation	rel;
+	List	   *targets;
+	bool		ok;
+	RangeVar   *from;
+	SelectStmt *select;
+	CopyStmt   *result;
+
+	if (stmt->is_from || stmt->relation == NULL || !kg_extension_active())
+		return NULL;
+	/* COPY itself takes this lock. */
+	relid = RangeVarGetRelid(stmt->relation, AccessShareLock, true);
+	if (!OidIsValid(relid) || kg_relation_guard(relid) == NULL ||
+		get_rel_relkind(relid) != RELKIND_RELATION)
+		return NULL;
+
+	rel = table_open(relid, NoLock);
+	targets = copy_target_list(rel, stmt->attlist, &ok);
+	from = makeRangeVar(get_namespace_name(RelationGetNamespace(rel)),
+						pstrdup(RelationGetRelationName(rel)), -1);
+	table_close(rel, NoLock);
+	if (!ok)
+		return NULL;
+	from->inh = false;			/* ONLY, as COPY of a table reads no children */
+
+	select = makeNode(SelectStmt);
+	select->targetList = targets;
+	select->fromClause = list_make1(from);
+
+	result = makeNode(CopyStmt);
+	memcpy(result, stmt, sizeof(CopyStmt));
+	result->relation = NULL;
+	result->query = (Node *) select;
+	/* Kept: COPY matches it against the query's columns, duplicates included. */
+	result->attlist = stmt->attlist;
+	return result;
 }
 
 /*
@@ -240,70 +361,149 @@ check_own_relation(RangeVar *rv, const char *action)
 				   "%s keys_guard's table %s", action, relation_name(relid));
 }
 
+/*
+ * The relations an ALTER TABLE or RENAME changes: the one it names and,
+ * unless it says ONLY, that one's partitions and inheritance children,
+ * which PostgreSQL changes along with it for most column commands.
+ */
+static List *
+relation_and_inheritors(RangeVar *rv)
+{
+	Oid			relid = rv ? RangeVarGetRelid(rv, NoLock, true) : InvalidOid;
+
+	if (!OidIsValid(relid))
+		return NIL;
+	if (!rv->inh)
+		return list_make1_oid(relid);
+	return find_all_inheritors(relid, NoLock, NULL);
+}
+
+/* Whether PostgreSQL applies an ALTER TABLE subcommand to child tables too. */
+static bool
+subcommand_recurses(AlterTableType subtype)
+{
+	switch (subtype)
+	{
+		case AT_EnableRowSecurity:
+		case AT_DisableRowSecurity:
+		case AT_ForceRowSecurity:
+		case AT_NoForceRowSecurity:
+		case AT_SetLogged:
+		case AT_SetUnLogged:
+			return false;
+		default:
+			return true;
+	}
+}
+
+/*
+ * An audit table keeps the values of its existing rows (SPEC.md §8): no
+ * subcommand may change or remove them.  ADD COLUMN may rewrite the table
+ * but keeps every existing value, and so do SET STORAGE, SET COMPRESSION,
+ * CLUSTER and VACUUM FULL; they are allowed.
+ */
+static void
+check_audit_subcommand(Oid relid, AlterTableCmd *cmd)
+{
+	char	   *name = relation_name(relid);
+
+	switch (cmd->subtype)
+	{
+		case AT_DropColumn:
+			refuse_ddl(name, "An audit table keeps every value it holds; add columns instead of dropping them.",
+					   "drop column \"%s\" of audit table %s", cmd->name, name);
+			break;
+		case AT_AlterColumnType:
+			refuse_ddl(name, "An audit table keeps every value it holds; add a column of the new type instead.",
+					   "change the type of column \"%s\" of audit table %s", cmd->name, name);
+			break;
+		default:
+			break;
+	}
+}
+
+/* One subcommand of an ALTER TABLE that reaches guarded table relid. */
+static void
+check_alter_table_subcommand(Oid relid, KgGuardedTable *table, AlterTableCmd *cmd)
+{
+	char	   *name = relation_name(relid);
+
+	if (table->class == KG_CLASS_AUDIT)
+		check_audit_subcommand(relid, cmd);
+
+	switch (cmd->subtype)
+	{
+		case AT_DisableRowSecurity:
+			refuse_ddl(name, release_hint,
+					   "disable row-level security of guarded table %s", name);
+			break;
+		case AT_NoForceRowSecurity:
+			refuse_ddl(name, release_hint,
+					   "stop forcing row-level security of guarded table %s", name);
+			break;
+		case AT_SetUnLogged:
+			refuse_ddl(name, "A crash empties an unlogged table, so a guarded table stays logged; release the table first if it must become unlogged.",
+					   "make guarded table %s unlogged", name);
+			break;
+		case AT_EnableTrig:
+		case AT_EnableReplicaTrig:
+		case AT_DisableTrig:
+			if (is_guard_object_name(cmd->name))
+				refuse_ddl(name, "keys_guard's triggers stay enabled ALWAYS; keys_guard.release_table() removes them.",
+						   "change trigger \"%s\" of guarded table %s", cmd->name, name);
+			break;
+		case AT_EnableTrigAll:
+		case AT_EnableTrigUser:
+		case AT_DisableTrigAll:
+		case AT_DisableTrigUser:
+			refuse_ddl(name, "Name the triggers to change one by one; keys_guard's own (keys_guard_*) stay enabled ALWAYS.",
+					   "change all triggers of guarded table %s", name);
+			break;
+		case AT_DropColumn:
+			if (is_guard_column(relid, table, cmd->name))
+				refuse_ddl(name, release_hint,
+						   "drop column \"%s\" of guarded table %s", cmd->name, name);
+			break;
+		case AT_AlterColumnType:
+		case AT_ColumnDefault:
+		case AT_CookedColumnDefault:
+		case AT_DropNotNull:
+		case AT_SetNotNull:
+		case AT_DropExpression:
+		case AT_AddIdentity:
+		case AT_SetIdentity:
+		case AT_DropIdentity:
+		case AT_AlterColumnGenericOptions:
+			if (is_guard_column(relid, table, cmd->name))
+				refuse_ddl(name, release_hint,
+						   "alter column \"%s\" of guarded table %s", cmd->name, name);
+			break;
+		default:
+			break;
+	}
+}
+
 static void
 check_alter_table(AlterTableStmt *stmt)
 {
-	Oid			relid;
-	KgGuardedTable *table;
-	char	   *name;
-	ListCell   *lc;
+	ListCell   *lr;
 
 	check_own_relation(stmt->relation, "alter");
-	relid = guarded_relation(stmt->relation);
-	if (!OidIsValid(relid))
-		return;
-	table = kg_guarded_table(relid);
-	name = relation_name(relid);
-
-	foreach(lc, stmt->cmds)
+	foreach(lr, relation_and_inheritors(stmt->relation))
 	{
-		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+		Oid			relid = lfirst_oid(lr);
+		bool		named = (foreach_current_index(lr) == 0);
+		KgGuardedTable *table = kg_guarded_table(relid);
+		ListCell   *lc;
 
-		switch (cmd->subtype)
+		if (table == NULL)
+			continue;
+		foreach(lc, stmt->cmds)
 		{
-			case AT_DisableRowSecurity:
-				refuse_ddl(name, release_hint,
-						   "disable row-level security of guarded table %s", name);
-				break;
-			case AT_NoForceRowSecurity:
-				refuse_ddl(name, release_hint,
-						   "stop forcing row-level security of guarded table %s", name);
-				break;
-			case AT_EnableTrig:
-			case AT_EnableReplicaTrig:
-			case AT_DisableTrig:
-				if (is_guard_object_name(cmd->name))
-					refuse_ddl(name, "keys_guard's triggers stay enabled ALWAYS; keys_guard.release_table() removes them.",
-							   "change trigger \"%s\" of guarded table %s", cmd->name, name);
-				break;
-			case AT_EnableTrigAll:
-			case AT_EnableTrigUser:
-			case AT_DisableTrigAll:
-			case AT_DisableTrigUser:
-				refuse_ddl(name, "Name the triggers to change one by one; keys_guard's own (keys_guard_*) stay enabled ALWAYS.",
-						   "change all triggers of guarded table %s", name);
-				break;
-			case AT_DropColumn:
-				if (is_guard_column(relid, table, cmd->name))
-					refuse_ddl(name, release_hint,
-							   "drop column \"%s\" of guarded table %s", cmd->name, name);
-				break;
-			case AT_AlterColumnType:
-			case AT_ColumnDefault:
-			case AT_CookedColumnDefault:
-			case AT_DropNotNull:
-			case AT_SetNotNull:
-			case AT_DropExpression:
-			case AT_AddIdentity:
-			case AT_SetIdentity:
-			case AT_DropIdentity:
-			case AT_AlterColumnGenericOptions:
-				if (is_guard_column(relid, table, cmd->name))
-					refuse_ddl(name, release_hint,
-							   "alter column \"%s\" of guarded table %s", cmd->name, name);
-				break;
-			default:
-				break;
+			AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+			if (named || subcommand_recurses(cmd->subtype))
+				check_alter_table_subcommand(relid, table, cmd);
 		}
 	}
 }
@@ -409,16 +609,22 @@ static void
 check_rename(RenameStmt *stmt)
 {
 	Oid			relid;
+	ListCell   *lc;
 
 	switch (stmt->renameType)
 	{
 		case OBJECT_COLUMN:
-			relid = guarded_relation(stmt->relation);
-			if (OidIsValid(relid) &&
-				is_guard_column(relid, kg_guarded_table(relid), stmt->subname))
-				refuse_ddl(relation_name(relid), release_hint,
-						   "rename column \"%s\" of guarded table %s", stmt->subname,
-						   relation_name(relid));
+			/* Renaming a column renames it in every child table too. */
+			foreach(lc, relation_and_inheritors(stmt->relation))
+			{
+				KgGuardedTable *table = kg_guarded_table(lfirst_oid(lc));
+
+				relid = lfirst_oid(lc);
+				if (table != NULL && is_guard_column(relid, table, stmt->subname))
+					refuse_ddl(relation_name(relid), release_hint,
+							   "rename column \"%s\" of guarded table %s", stmt->subname,
+							   relation_name(relid));
+			}
 			break;
 		case OBJECT_POLICY:
 		case OBJECT_TRIGGER:
@@ -451,6 +657,69 @@ check_rename(RenameStmt *stmt)
 }
 
 /*
+ * Tables in a tenant schema are guarded as they are created, and a
+ * guarded table is never unlogged (SPEC.md §5): a crash would empty it.
+ * So no unlogged table is created in, or moved into, a tenant schema.
+ */
+static void
+check_unlogged_in_tenant_schema(RangeVar *rv, Oid nspoid)
+{
+	KgTenant   *tenant = kg_tenant_by_namespace(nspoid);
+
+	if (tenant != NULL)
+		refuse_ddl(rv->relname,
+				   "Create the table as a permanent (logged) table; keys_guard guards every table of a tenant schema, and a crash empties an unlogged one.",
+				   "create unlogged table \"%s\" in the schema of tenant \"%s\"",
+				   rv->relname, tenant->id);
+}
+
+static void
+check_new_relation(RangeVar *rv)
+{
+	if (rv == NULL || rv->relpersistence != RELPERSISTENCE_UNLOGGED)
+		return;
+	check_unlogged_in_tenant_schema(rv, RangeVarGetCreationNamespace(rv));
+}
+
+static void
+check_move_unlogged(AlterObjectSchemaStmt *stmt)
+{
+	Oid			relid;
+	Oid			nspoid;
+
+	if (stmt->objectType != OBJECT_TABLE || stmt->relation == NULL)
+		return;
+	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	nspoid = get_namespace_oid(stmt->newschema, true);
+	if (OidIsValid(relid) && OidIsValid(nspoid) &&
+		get_rel_persistence(relid) == RELPERSISTENCE_UNLOGGED)
+		check_unlogged_in_tenant_schema(stmt->relation, nspoid);
+}
+
+/*
+ * keys_guard's members change only through its own scripts: ALTER
+ * EXTENSION keys_guard ADD or DROP would let a guard object leave the
+ * extension (and pg_dump's view of it).  pg_upgrade re-adds members with
+ * ADD in binary-upgrade mode.
+ */
+static void
+check_extension_contents(AlterExtensionContentsStmt *stmt)
+{
+	if (strcmp(stmt->extname, "keys_guard") != 0)
+		return;
+	if (stmt->action > 0 && IsBinaryUpgrade)
+		return;
+	if (stmt->action > 0)
+		refuse_ddl("keys_guard",
+				   "keys_guard's objects change only with ALTER EXTENSION keys_guard UPDATE.",
+				   "add an object to extension keys_guard");
+	else
+		refuse_ddl("keys_guard",
+				   "keys_guard's objects change only with ALTER EXTENSION keys_guard UPDATE.",
+				   "drop an object from extension keys_guard");
+}
+
+/*
  * DDL that would weaken a guard, refused unless keys_guard itself is
  * acting.
  */
@@ -469,6 +738,9 @@ check_guard_rails(Node *parsetree)
 		case T_CreateFunctionStmt:
 		case T_DropOwnedStmt:
 		case T_AlterEventTrigStmt:
+		case T_AlterExtensionContentsStmt:
+		case T_CreateStmt:
+		case T_CreateTableAsStmt:
 			break;
 		default:
 			return;				/* the common case: nothing to check */
@@ -521,6 +793,7 @@ check_guard_rails(Node *parsetree)
 					break;
 				}
 				check_own_relation(stmt->relation, "move");
+				check_move_unlogged(stmt);
 				relid = guarded_relation(stmt->relation);
 				if (OidIsValid(relid))
 					refuse_ddl(relation_name(relid), release_hint,
@@ -573,6 +846,15 @@ check_guard_rails(Node *parsetree)
 							   "change keys_guard's event trigger \"%s\"", stmt->trigname);
 			}
 			break;
+		case T_AlterExtensionContentsStmt:
+			check_extension_contents((AlterExtensionContentsStmt *) parsetree);
+			break;
+		case T_CreateStmt:
+			check_new_relation(((CreateStmt *) parsetree)->relation);
+			break;
+		case T_CreateTableAsStmt:
+			check_new_relation(((CreateTableAsStmt *) parsetree)->into->rel);
+			break;
 		default:
 			break;
 	}
@@ -587,6 +869,21 @@ kg_process_utility(KG_UTILITY_ARGS)
 	/* keys_guard's own worker must not be the "other session" in the way. */
 	if (OidIsValid(exclusive_db))
 		kg_worker_stop_database(exclusive_db);
+
+	if (IsA(parsetree, CopyStmt))
+	{
+		CopyStmt   *copy = copy_through_planner((CopyStmt *) parsetree);
+
+		if (copy != NULL)
+		{
+			PlannedStmt *rewritten = makeNode(PlannedStmt);
+
+			memcpy(rewritten, pstmt, sizeof(PlannedStmt));
+			rewritten->utilityStmt = (Node *) copy;
+			pstmt = rewritten;
+			parsetree = (Node *) copy;
+		}
+	}
 
 	if (IsA(parsetree, TruncateStmt))
 		check_relation_list(((TruncateStmt *) parsetree)->relations, "truncate");

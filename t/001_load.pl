@@ -87,8 +87,8 @@ is($ret, 0, 'CREATE EXTENSION succeeds when keys_guard is preloaded')
 is( $node->safe_psql(
 		'postgres',
 		"SELECT extversion FROM pg_extension WHERE extname = 'keys_guard'"),
-	'1.1',
-	'keys_guard 1.1 (the default version) is installed');
+	'1.2',
+	'keys_guard 1.2 (the default version) is installed');
 is( $node->safe_psql(
 		'postgres',
 		"SELECT string_agg(rolname || ':' || rolcanlogin, ',' ORDER BY rolname)"
