@@ -431,13 +431,14 @@ DELETE FROM keys_guard.purge_stats p
  WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = p.relid);
 
 --
--- INSERT ... ON CONFLICT DO UPDATE: the conflicting row must be live
--- before anything of the statement's own is evaluated on it (SPEC.md §6).
+-- INSERT ... ON CONFLICT DO UPDATE: the conflicting row must be the
+-- tenant's own and live before anything of the statement's own is
+-- evaluated on it (SPEC.md §6).
 --
-CREATE FUNCTION keys_guard._assert_live_row(relid oid, deleted_at timestamptz)
+CREATE FUNCTION keys_guard._assert_conflict_row(relid oid, tenant text, deleted_at timestamptz)
 RETURNS boolean
 LANGUAGE C STABLE PARALLEL RESTRICTED
-AS 'MODULE_PATHNAME', 'keys_guard_assert_live_row';
+AS 'MODULE_PATHNAME', 'keys_guard_assert_conflict_row';
 
 --
 -- Undo belongs to the tenant too (SPEC.md §7): inside a tenant context the

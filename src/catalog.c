@@ -62,7 +62,7 @@ static Oid	tenant_registry_relid = InvalidOid;
 static Oid	guarded_registry_relid = InvalidOid;
 static Oid	assert_tenant_funcid = InvalidOid;
 static Oid	assert_relation_funcid = InvalidOid;
-static Oid	assert_live_funcid = InvalidOid;
+static Oid	assert_conflict_funcid = InvalidOid;
 static Oid	hard_delete_at_funcid = InvalidOid;
 static Oid	deleted_by_funcid = InvalidOid;
 static Oid	request_id_funcid = InvalidOid;
@@ -323,7 +323,7 @@ rebuild_cache(void)
 {
 	Oid			nspoid;
 	Oid			assert_args[2] = {OIDOID, TEXTOID};
-	Oid			live_args[2] = {OIDOID, TIMESTAMPTZOID};
+	Oid			conflict_args[3] = {OIDOID, TEXTOID, TIMESTAMPTZOID};
 	MemoryContext oldcxt;
 	Snapshot	snapshot;
 
@@ -347,7 +347,7 @@ rebuild_cache(void)
 	guarded_registry_relid = get_relname_relid("guarded_table", nspoid);
 	assert_tenant_funcid = lookup_keys_guard_function("_assert_tenant", 2, assert_args);
 	assert_relation_funcid = lookup_keys_guard_function("_assert_relation", 1, assert_args);
-	assert_live_funcid = lookup_keys_guard_function("_assert_live_row", 2, live_args);
+	assert_conflict_funcid = lookup_keys_guard_function("_assert_conflict_row", 3, conflict_args);
 	hard_delete_at_funcid = lookup_keys_guard_function("_hard_delete_at", 1, assert_args);
 	deleted_by_funcid = lookup_keys_guard_function("_deleted_by", 0, NULL);
 	request_id_funcid = lookup_keys_guard_function("current_request_id", 0, NULL);
@@ -606,9 +606,9 @@ kg_assert_relation_func(void)
 }
 
 Oid
-kg_assert_live_func(void)
+kg_assert_conflict_func(void)
 {
-	return kg_extension_active() ? assert_live_funcid : InvalidOid;
+	return kg_extension_active() ? assert_conflict_funcid : InvalidOid;
 }
 
 /*

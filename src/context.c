@@ -65,8 +65,16 @@ static const KgContext *current_context = NULL;
 /* True only while this file writes keys_guard.context. */
 static bool setting_context = false;
 
-/* Whether plans made now would see every tenant (admin or bypass). */
-static bool plans_unfiltered = false;
+/*
+ * Which filters plans made now leave out (KG_PLANS_* bits); a plan cached
+ * under one state is never reused under another.
+ */
+#define KG_PLANS_ADMIN				0x01	/* every tenant, live rows */
+#define KG_PLANS_BYPASS				0x02	/* everything */
+#define KG_PLANS_KEYS_GUARD			0x04	/* keys_guard's operation or cascade */
+#define KG_PLANS_INCLUDE_DELETED	0x08	/* soft-deleted rows too */
+
+static int	plans_filter_state = 0;
 
 static inline bool
 is_set(const char *value)
@@ -149,20 +157,30 @@ kg_check_context(char **newval, void **extra, GucSource source)
 /*
  * Cached plans of guarded tables carry the tenant and soft-delete filters
  * unless they were made under an admin context, bypass, include_deleted or
- * one of keys_guard's own operations.  Whenever that changes, every cached
- * plan of this backend is invalidated, so no plan made without a filter is
- * ever reused with one due.  Tenant-to-tenant switches need no replanning:
- * the filter reads the current tenant at execution.
+ * one of keys_guard's own operations, each of which leaves out a different
+ * filter.  Whenever the set of filters left out changes, every cached plan
+ * of this backend is invalidated, so no plan is ever reused under a state
+ * it was not made for (a foreign-key lookup planned to hide soft-deleted
+ * rows is not reused by a soft-delete cascade, which must see them).
+ * Tenant-to-tenant switches need no replanning: the filter reads the
+ * current tenant at execution.
  */
 void
 kg_note_filter_state(void)
 {
-	bool		unfiltered = (current_context && current_context->reason[0]) ||
-	keys_guard_bypass || kg_filters_relaxed();
+	int			state = 0;
 
-	if (unfiltered != plans_unfiltered)
+	if (current_context && current_context->reason[0])
+		state |= KG_PLANS_ADMIN;
+	if (keys_guard_bypass)
+		state |= KG_PLANS_BYPASS;
+	if (kg_filters_relaxed_span())
+		state |= KG_PLANS_KEYS_GUARD;
+	if (keys_guard_include_deleted)
+		state |= KG_PLANS_INCLUDE_DELETED;
+	if (state != plans_filter_state)
 	{
-		plans_unfiltered = unfiltered;
+		plans_filter_state = state;
 		ResetPlanCache();
 	}
 }

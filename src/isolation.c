@@ -979,13 +979,30 @@ gate_pulled_up_predicates(PlannerInfo *root, Index rtindex, Oid relid,
 		jointree->quals = (Node *) list_concat((List *) jointree->quals, gates);
 }
 
+/* "value::text" for a gate's argument. */
+static Node *
+as_text(Node *value)
+{
+	CoerceViaIO *coerce;
+
+	if (exprType(value) == TEXTOID)
+		return value;
+	coerce = makeNode(CoerceViaIO);
+	coerce->arg = (Expr *) value;
+	coerce->resulttype = TEXTOID;
+	coerce->resultcollid = DEFAULT_COLLATION_OID;
+	coerce->coerceformat = COERCE_EXPLICIT_CAST;
+	coerce->location = -1;
+	return (Node *) coerce;
+}
+
 /*
  * INSERT ... ON CONFLICT DO UPDATE reaches a row that no scan returned: the
  * conflicting one.  Its DO UPDATE ... WHERE, SET and RETURNING must never
- * see a row of another tenant or a soft-deleted row, so gates that refuse
- * such a row go first in the WHERE, before anything of the user's is
- * evaluated on it: the tenant gate (pooled tables, as for an explicit
- * predicate), then the live-row gate.
+ * see a row of another tenant or a soft-deleted row, so a gate that
+ * refuses such a row goes first in the WHERE, before anything of the
+ * user's is evaluated on it: keys_guard._assert_conflict_row(relid,
+ * tenant column or NULL, deleted_at or NULL).
  */
 static void
 gate_conflict_row(Query *parse)
@@ -993,7 +1010,9 @@ gate_conflict_row(Query *parse)
 	OnConflictExpr *onconflict = parse->onConflict;
 	RangeTblEntry *rte;
 	KgRelationGuard *guard;
-	List	   *gates = NIL;
+	Node	   *tenant = NULL;
+	Node	   *deleted = NULL;
+	Expr	   *gate;
 
 	if (onconflict == NULL || onconflict->action != ONCONFLICT_UPDATE ||
 		parse->resultRelation <= 0)
@@ -1003,42 +1022,34 @@ gate_conflict_row(Query *parse)
 	if (guard == NULL)
 		return;
 
-	if (guard->pooled != NULL && OidIsValid(kg_assert_tenant_func()) &&
-		kg_current_mode() == KG_MODE_TENANT)
-	{
-		KgPooledRel *pooled = guard->pooled;
-
-		gates = lappend(gates,
-						make_gate(rte->relid,
-								  (Node *) makeVar(parse->resultRelation, pooled->tenant_attno,
-												   pooled->tenant_type, -1,
-												   pooled->tenant_collation, 0)));
-	}
+	if (guard->pooled != NULL && kg_current_mode() == KG_MODE_TENANT)
+		tenant = as_text((Node *) makeVar(parse->resultRelation, guard->pooled->tenant_attno,
+										  guard->pooled->tenant_type, -1,
+										  guard->pooled->tenant_collation, 0));
 	if (guard->table != NULL && guard->table->soft_delete &&
 		guard->table->deleted_at != InvalidAttrNumber &&
 		kg_soft_delete_qual(parse->resultRelation, guard->table, false) != NULL)
-	{
-		/* Added in 1.2: refuse the statement until the SQL objects are. */
-		if (!OidIsValid(kg_assert_live_func()))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("INSERT ... ON CONFLICT DO UPDATE on soft-delete tables needs keys_guard 1.2"),
-					 errdetail("The library is newer than the extension's SQL objects in this database."),
-					 errhint("Run ALTER EXTENSION keys_guard UPDATE.")));
-		gates = lappend(gates,
-						makeFuncExpr(kg_assert_live_func(), BOOLOID,
-									 list_make2(makeConst(OIDOID, -1, InvalidOid, sizeof(Oid),
-														  ObjectIdGetDatum(rte->relid), false, true),
-												makeVar(parse->resultRelation,
-														guard->table->deleted_at,
-														TIMESTAMPTZOID, -1, InvalidOid, 0)),
-									 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL));
-	}
-	if (gates == NIL)
+		deleted = (Node *) makeVar(parse->resultRelation, guard->table->deleted_at,
+								   TIMESTAMPTZOID, -1, InvalidOid, 0);
+	if (tenant == NULL && deleted == NULL)
 		return;
-	if (onconflict->onConflictWhere)
-		gates = lappend(gates, onconflict->onConflictWhere);
-	onconflict->onConflictWhere = (Node *) make_andclause(gates);
+
+	/* Added in 1.2: refuse the statement until the SQL objects are there. */
+	if (!OidIsValid(kg_assert_conflict_func()))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("INSERT ... ON CONFLICT DO UPDATE on a guarded table needs keys_guard 1.2"),
+				 errdetail("The library is newer than the extension's SQL objects in this database."),
+				 errhint("Run ALTER EXTENSION keys_guard UPDATE.")));
+	gate = (Expr *) makeFuncExpr(kg_assert_conflict_func(), BOOLOID,
+						list_make3(makeConst(OIDOID, -1, InvalidOid, sizeof(Oid),
+											 ObjectIdGetDatum(rte->relid), false, true),
+								   tenant ? tenant : (Node *) makeNullConst(TEXTOID, -1, DEFAULT_COLLATION_OID),
+								   deleted ? deleted : (Node *) makeNullConst(TIMESTAMPTZOID, -1, InvalidOid)),
+						InvalidOid, DEFAULT_COLLATION_OID, COERCE_EXPLICIT_CALL);
+	onconflict->onConflictWhere = onconflict->onConflictWhere
+		? (Node *) make_andclause(list_make2(gate, onconflict->onConflictWhere))
+		: (Node *) gate;
 }
 
 /*
@@ -1090,25 +1101,42 @@ kg_planner(Query *parse, const char *query_string, int cursorOptions,
 }
 
 /*
- * keys_guard._assert_live_row(relid, deleted_at): the gate of the
- * conflicting row of INSERT ... ON CONFLICT DO UPDATE on a soft-delete
- * table.  True for a live row; an error for a soft-deleted one, which
- * still holds its unique keys until it is restored or purged.
+ * keys_guard._assert_conflict_row(relid, tenant, deleted_at): the gate of
+ * the conflicting row of INSERT ... ON CONFLICT DO UPDATE.  A row of
+ * another tenant is a cross-tenant denial (which tenant stays in the server
+ * log); a soft-deleted row still holds its unique keys until it is
+ * restored or purged, and cannot be updated.
  */
-PG_FUNCTION_INFO_V1(keys_guard_assert_live_row);
+PG_FUNCTION_INFO_V1(keys_guard_assert_conflict_row);
 Datum
-keys_guard_assert_live_row(PG_FUNCTION_ARGS)
+keys_guard_assert_conflict_row(PG_FUNCTION_ARGS)
 {
-	if (!PG_ARGISNULL(1))
-	{
-		char	   *relation = relation_display_name(PG_GETARG_OID(0));
+	Oid			relid = PG_GETARG_OID(0);
 
+	if (!PG_ARGISNULL(1) && kg_current_mode() == KG_MODE_TENANT)
+	{
+		char	   *value = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+		if (strcmp(value, kg_current_tenant()) != 0)
+		{
+			char	   *relation = relation_display_name(relid);
+
+			if (strlen(value) > KG_TENANT_ID_MAXLEN)
+				value[KG_TENANT_ID_MAXLEN] = '\0';
+			record_denial("insert", relation, "cross-tenant access", value);
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("cross-tenant access denied"),
+					 errdetail("INSERT ... ON CONFLICT DO UPDATE on %s found a conflicting row of another tenant.",
+							   relation)));
+		}
+	}
+	if (!PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("conflicting row of %s is soft-deleted", relation),
+				 errmsg("conflicting row of %s is soft-deleted", relation_display_name(relid)),
 				 errdetail("INSERT ... ON CONFLICT DO UPDATE found a soft-deleted row with the same key, which it cannot update."),
 				 errhint("Restore the row with keys_guard.restore(), or wait until it is purged.")));
-	}
 	PG_RETURN_BOOL(true);
 }
 

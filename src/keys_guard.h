@@ -139,7 +139,7 @@ extern KgTenant *kg_tenant_by_id(const char *id);
 extern KgPooledRel *kg_pooled_rel(Oid relid);
 extern Oid	kg_assert_tenant_func(void);
 extern Oid	kg_assert_relation_func(void);
-extern Oid	kg_assert_live_func(void);
+extern Oid	kg_assert_conflict_func(void);
 extern KgGuardedTable *kg_guarded_table(Oid relid);
 extern Oid	kg_hard_delete_at_func(void);
 extern Oid	kg_deleted_by_func(void);
@@ -184,7 +184,6 @@ extern int	kg_execute_as_owner(Oid relid, const char *sql, int nargs, Oid *types
 extern bool keys_guard_include_deleted;
 extern bool kg_check_include_deleted(bool *newval, void **extra, GucSource source);
 extern void kg_assign_include_deleted(bool newval, void *extra);
-extern bool kg_filters_relaxed(void);
 extern Expr *kg_soft_delete_qual(Index rtindex, KgGuardedTable *table, bool trusted);
 extern bool kg_soft_delete_rewrite(Query *parse);
 

@@ -116,13 +116,6 @@ hide_deleted_rows(bool trusted)
 	return !(OidIsValid(admin) && has_privs_of_role(GetUserId(), admin));
 }
 
-/* True while plans are made without the soft-delete or tenant filters. */
-bool
-kg_filters_relaxed(void)
-{
-	return kg_filters_relaxed_span() || keys_guard_include_deleted;
-}
-
 /*
  * The "deleted_at IS NULL" qual of a soft-delete table at range table
  * index rtindex, or NULL if rows are not hidden now.

@@ -412,11 +412,14 @@ SELECT results_eq('SELECT id FROM tenant_sd_a.payments', ARRAY[2],
 SELECT is(public.kg_sd_mark('tenant_sd_a.payments', 1), 'deleted|true|30 days|bob|sd-req-pay',
           'payment table: the deleted payment is kept and marked');
 
--- Only admins restore and hard-delete.
+-- The API role restores only its own tenant's rows (tested in
+-- sql/attacks.sql); another tenant's are refused, and only admins
+-- hard-delete.
+DO $$ BEGIN PERFORM keys_guard.set_context('sd_b', 'mallory', 'sd-req-b'); END $$;
 SELECT throws_ok($$SELECT keys_guard.restore('tenant_sd_a.customers', 3)$$, '42501', NULL,
-                 'API role: restore() is refused');
+                 'API role: restore() of another tenant''s row is refused');
 SELECT throws_ok($$SELECT keys_guard.restore_request('sd-req-3')$$, '42501', NULL,
-                 'API role: restore_request() is refused');
+                 'API role: restore_request() of another tenant''s request is refused');
 SELECT throws_ok($$SELECT keys_guard.hard_delete('public.kg_sd_expiring', 1, confirm => true)$$, '42501', NULL,
                  'API role: hard_delete() is refused');
 SELECT is(public.kg_sd_mark('public.kg_sd_expiring', 1), 'deleted|true|00:00:00|bob|sd-req-exp',
