@@ -350,3 +350,58 @@ SELECT id, deleted_at IS NOT NULL AS deleted FROM tenant_atk_b.private ORDER BY 
 COMMIT;
 SELECT action, target FROM keys_guard.audit_log
  WHERE action = 'restore' AND outcome = 'ok' AND target LIKE '%atk_%' ORDER BY id;
+
+--
+-- 7. A WITH HOLD cursor outlives its transaction and its context: behind a
+-- transaction pooler the next client could FETCH it.  Refused (55000),
+-- like a session-wide context, unless session state is allowed.
+--
+SET ROLE kg_app;
+BEGIN;
+SELECT keys_guard.set_context('atk_a', 'user_a');
+DECLARE held CURSOR WITH HOLD FOR SELECT id, secret FROM public.atk_secret;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+-- Without a context too: the rows would be read at commit, under
+-- whatever context the transaction set by then.
+BEGIN;
+DECLARE held CURSOR WITH HOLD FOR SELECT 1;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+-- An ordinary cursor ends with its transaction.
+BEGIN;
+SELECT keys_guard.set_context('atk_a', 'user_a');
+DECLARE c CURSOR FOR SELECT id, secret FROM public.atk_secret;
+FETCH ALL FROM c;
+COMMIT;
+RESET ROLE;
+SET keys_guard.allow_session_context = on;
+BEGIN;
+DECLARE held CURSOR WITH HOLD FOR SELECT 1 AS allowed;
+COMMIT;
+FETCH ALL FROM held;
+CLOSE held;
+RESET keys_guard.allow_session_context;
+
+--
+-- 8. Transition tables hold the rows the statement changed: under a
+-- tenant context, only that tenant's.
+--
+CREATE TABLE public.atk_transition_log (n bigint, tenants text);
+CREATE FUNCTION public.atk_transition() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.atk_transition_log
+    SELECT count(*), string_agg(DISTINCT tenant_id, ',') FROM changed;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER atk_transition AFTER UPDATE ON public.atk_kv
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION public.atk_transition();
+GRANT INSERT ON public.atk_transition_log TO kg_app;
+SET ROLE kg_app;
+BEGIN;
+SELECT keys_guard.set_context('atk_a', 'user_a');
+UPDATE public.atk_kv SET v = v || '!';
+COMMIT;
+RESET ROLE;
+SELECT * FROM public.atk_transition_log;

@@ -1053,6 +1053,26 @@ gate_conflict_row(Query *parse)
 }
 
 /*
+ * A WITH HOLD cursor outlives its transaction, and with it the context its
+ * rows were read under (it is materialized at commit, and a later FETCH
+ * reads that copy whatever the context is then).  Behind a transaction
+ * pooler the next client on the connection could read it, so it is
+ * refused, as a session-wide context is, unless a superuser allowed
+ * session state for the role.
+ */
+static void
+refuse_holdable_cursor(void)
+{
+	if (keys_guard_allow_session_context)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("WITH HOLD cursors are not allowed in a database guarded by keys_guard"),
+			 errdetail("A holdable cursor outlives its transaction and its tenant context; behind a transaction pooler the next client could read it."),
+			 errhint("Declare the cursor without WITH HOLD inside the transaction. For direct or session-pooled connections, a superuser can turn on keys_guard.allow_session_context for the role.")));
+}
+
+/*
  * planner_hook: add the explicit-tenant gates, plan, and mark plans that
  * read pooled tables unfiltered (admin, bypass) as depending on the role.
  */
@@ -1068,6 +1088,8 @@ kg_planner(Query *parse, const char *query_string, int cursorOptions,
 	planned_unfiltered_pooled = false;
 	PG_TRY();
 	{
+		if ((cursorOptions & CURSOR_OPT_HOLD) && kg_extension_active())
+			refuse_holdable_cursor();
 		if (parse->commandType != CMD_UTILITY && kg_extension_active())
 		{
 			soft_deleted = kg_soft_delete_rewrite(parse);
