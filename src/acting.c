@@ -64,7 +64,7 @@ static fmgr_hook_type prev_fmgr_hook = NULL;
 #define KG_FUNC_UNKNOWN	0
 #define KG_FUNC_OURS	1		/* a procedural function of keys_guard's */
 #define KG_FUNC_USER	2		/* any other non-C, non-internal function */
-#define KG_FUNC_OTHER	3		/* C or internal code: trusted like the server */
+#define KG_FUNC_OTHER	3		/* C, internal or keys_guard's SQL: not user code */
 
 /* Active hooked user-code frames (KG_FUNC_USER) in this backend. */
 static int	user_frames = 0;
@@ -129,11 +129,12 @@ classify_function(Oid fn_oid)
 	proc = (Form_pg_proc) GETSTRUCT(tuple);
 	if (proc->prolang == ClanguageId || proc->prolang == INTERNALlanguageId)
 		result = KG_FUNC_OTHER;
-	else if (proc->prolang != SQLlanguageId &&
-			 proc->pronamespace == get_namespace_oid(KG_SCHEMA, true))
-		result = KG_FUNC_OURS;
-	else
+	else if (proc->pronamespace != get_namespace_oid(KG_SCHEMA, true))
 		result = KG_FUNC_USER;
+	else if (proc->prolang == SQLlanguageId)
+		result = KG_FUNC_OTHER; /* keys_guard's SQL wrappers: keep inlining */
+	else
+		result = KG_FUNC_OURS;
 	ReleaseSysCache(tuple);
 	return result;
 }
