@@ -500,9 +500,20 @@ kg_run_internal(void (*fn) (void *), void *arg, bool physical)
 	Oid			save_userid;
 	int			save_sec_context;
 	Oid			owner = keys_guard_owner();
+	int			nestlevel;
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+
+	/*
+	 * The statements fn runs as keys_guard's owner name operators and
+	 * functions unqualified ("=", now()); resolved through the caller's
+	 * search_path, a schema of the caller's ahead of pg_catalog would run
+	 * its own code with the owner's rights.
+	 */
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	internal_depth++;
 	internal_base = user_frames;
 	internal_physical = physical;
@@ -511,6 +522,7 @@ kg_run_internal(void (*fn) (void *), void *arg, bool physical)
 	PG_TRY();
 	{
 		fn(arg);
+		AtEOXact_GUC(true, nestlevel);
 	}
 	PG_FINALLY();
 	{
