@@ -109,6 +109,21 @@ static bool in_rule_action = false;
  */
 static char internal_alias[NAMEDATALEN];
 
+/*
+ * Set once a statement carrying the alias has run: its text may then have
+ * been shown to user code (the error context of a trigger's error names
+ * the SPI statement), so the next internal statement gets a new alias.
+ */
+static bool internal_alias_shown = false;
+
+/*
+ * The alias keys_guard gives, in an internal statement, to the relations
+ * that a row security policy of the statement's table reads in a
+ * subquery: user code that PostgreSQL splices into the statement without
+ * a function call, never trusted.  Random per backend, like the above.
+ */
+static char untrusted_alias[NAMEDATALEN];
+
 static bool noforce_span_trusted(void);
 
 /* ----------------------------------------------------------------
@@ -338,6 +353,8 @@ kg_ri_query_trusted(void)
 bool
 kg_rte_trusted(RangeTblEntry *rte)
 {
+	if (kg_rte_marked_untrusted(rte))
+		return false;
 	if (in_rule_action)
 		return kg_rte_internal(rte);
 	return internal_span_trusted() || noforce_span_trusted();
@@ -347,19 +364,19 @@ kg_rte_trusted(RangeTblEntry *rte)
 bool
 kg_rte_internal(RangeTblEntry *rte)
 {
-	if (!internal_span_trusted())
+	if (!internal_span_trusted() || kg_rte_marked_untrusted(rte))
 		return false;
 	if (!in_rule_action)
 		return true;
-	return rte != NULL && rte->alias != NULL &&
-		strcmp(rte->alias->aliasname, kg_internal_alias()) == 0;
+	return rte != NULL && rte->alias != NULL && internal_alias[0] != '\0' &&
+		strcmp(rte->alias->aliasname, internal_alias) == 0;
 }
 
 /* The alias of the table an internal statement changes (see above). */
 const char *
 kg_internal_alias(void)
 {
-	if (internal_alias[0] == '\0')
+	if (internal_alias[0] == '\0' || internal_alias_shown)
 	{
 		uint64		nonce;
 
@@ -369,8 +386,34 @@ kg_internal_alias(void)
 					 errmsg("could not generate random bytes")));
 		snprintf(internal_alias, sizeof(internal_alias),
 				 "keys_guard_%016llx", (unsigned long long) nonce);
+		internal_alias_shown = false;
 	}
 	return internal_alias;
+}
+
+/* The alias that marks a relation read by a policy's subquery (see above). */
+const char *
+kg_untrusted_alias(void)
+{
+	if (untrusted_alias[0] == '\0')
+	{
+		uint64		nonce;
+
+		if (!pg_strong_random(&nonce, sizeof(nonce)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random bytes")));
+		snprintf(untrusted_alias, sizeof(untrusted_alias),
+				 "keys_guard_policy_%016llx", (unsigned long long) nonce);
+	}
+	return untrusted_alias;
+}
+
+bool
+kg_rte_marked_untrusted(RangeTblEntry *rte)
+{
+	return rte != NULL && rte->alias != NULL && untrusted_alias[0] != '\0' &&
+		strcmp(rte->alias->aliasname, untrusted_alias) == 0;
 }
 
 /* Whether keys_guard's soft-delete cascade statement is acting now. */
@@ -501,9 +544,20 @@ kg_run_internal(void (*fn) (void *), void *arg, bool physical)
 	Oid			save_userid;
 	int			save_sec_context;
 	Oid			owner = keys_guard_owner();
+	int			nestlevel;
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+
+	/*
+	 * The statements fn runs as keys_guard's owner name operators and
+	 * functions unqualified ("=", now()); resolved through the caller's
+	 * search_path, a schema of the caller's ahead of pg_catalog would run
+	 * its own code with the owner's rights.
+	 */
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	internal_depth++;
 	internal_base = user_frames;
 	internal_physical = physical;
@@ -512,6 +566,7 @@ kg_run_internal(void (*fn) (void *), void *arg, bool physical)
 	PG_TRY();
 	{
 		fn(arg);
+		AtEOXact_GUC(true, nestlevel);
 	}
 	PG_FINALLY();
 	{
@@ -586,6 +641,7 @@ kg_begin_as_owner(Oid relid, KgOwnerSwitch *save)
 	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
 	ReleaseSysCache(tuple);
 
+	internal_alias_shown = true;
 	GetUserIdAndSecContext(&save->userid, &save->sec_context);
 	SetUserIdAndSecContext(owner, save->sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);

@@ -90,6 +90,7 @@ static dlist_head running_queries = DLIST_STATIC_INIT(running_queries);
 static bool bypass_audited = false;
 static TimestampTz admin_audited_statement = 0;
 
+static void check_relation_rules(Oid relid, const char *action);
 static void gate_pulled_up_predicates(PlannerInfo *root, Index rtindex, Oid relid,
 									  KgPooledRel *pooled);
 
@@ -242,13 +243,25 @@ audit_bypass_once(const char *action, Oid relid)
 void
 kg_check_relation(Oid relid, const char *action)
 {
+	if (kg_in_internal_operation())
+		return;
+	check_relation_rules(relid, action);
+}
+
+/*
+ * The rules themselves, also for user code that keys_guard's internal
+ * operation runs inline (a row security policy's subquery).
+ */
+static void
+check_relation_rules(Oid relid, const char *action)
+{
 	KgRelationGuard *guard = kg_relation_guard(relid);
 	KgTenant   *owner;
 	KgPooledRel *pooled;
 	KgTenant   *current;
 	const char *tenant;
 
-	if (guard == NULL || kg_in_internal_operation())
+	if (guard == NULL)
 		return;
 	kg_require_complete_extension();
 	owner = guard->owner;
@@ -338,7 +351,10 @@ check_range_table(List *rangeTable)
 		if (OidIsValid(own_target) && rte->relid == own_target &&
 			kg_rte_is_rule_placeholder(rte))
 			continue;
-		kg_check_relation(rte->relid, rte_action(rte));
+		if (kg_rte_marked_untrusted(rte))
+			check_relation_rules(rte->relid, rte_action(rte));
+		else
+			kg_check_relation(rte->relid, rte_action(rte));
 	}
 }
 
@@ -1052,6 +1068,68 @@ gate_conflict_row(Query *parse)
 		: (Node *) gate;
 }
 
+/* Mark every relation a policy's subquery reads (mark_policy_subqueries). */
+static bool
+mark_untrusted_walker(Node *node, void *arg)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, RangeTblEntry))
+	{
+		RangeTblEntry *rte = (RangeTblEntry *) node;
+
+		if (rte->rtekind == RTE_RELATION)
+			rte->alias = makeAlias(kg_untrusted_alias(), NIL);
+		return false;
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, mark_untrusted_walker, arg,
+								 QTW_EXAMINE_RTES_BEFORE);
+	return expression_tree_walker(node, mark_untrusted_walker, arg);
+}
+
+static bool
+find_policy_quals(Node *node, void *arg)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, RangeTblEntry))
+	{
+		RangeTblEntry *rte = (RangeTblEntry *) node;
+
+		if (rte->securityQuals != NIL)
+			(void) mark_untrusted_walker((Node *) rte->securityQuals, arg);
+		return false;
+	}
+	if (IsA(node, Query))
+	{
+		Query	   *query = (Query *) node;
+		ListCell   *lc;
+
+		/* A policy's WITH CHECK (its USING when it has none) goes here. */
+		foreach(lc, query->withCheckOptions)
+			(void) mark_untrusted_walker(lfirst_node(WithCheckOption, lc)->qual, arg);
+		return query_tree_walker(query, find_policy_quals, arg,
+								 QTW_EXAMINE_RTES_BEFORE);
+	}
+	return expression_tree_walker(node, find_policy_quals, arg);
+}
+
+/*
+ * Row security policies are user code that PostgreSQL splices into
+ * keys_guard's internal statements (which run as the table's owner, under
+ * FORCE ROW LEVEL SECURITY) without a function call.  Before planning, the
+ * only security quals and WITH CHECK options are the policies' (keys_guard
+ * adds its filters later), so every relation their subqueries read gets the untrusted
+ * alias: they get the filters and relation checks of the caller's
+ * context, as outside the operation.
+ */
+static void
+mark_policy_subqueries(Query *parse)
+{
+	(void) find_policy_quals((Node *) parse, NULL);
+}
+
 /*
  * A WITH HOLD cursor outlives its transaction, and with it the context its
  * rows were read under (it is materialized at commit, and a later FETCH
@@ -1092,6 +1170,8 @@ kg_planner(Query *parse, const char *query_string, int cursorOptions,
 			refuse_holdable_cursor();
 		if (parse->commandType != CMD_UTILITY && kg_extension_active())
 		{
+			if (kg_filters_relaxed_span())
+				mark_policy_subqueries(parse);
 			soft_deleted = kg_soft_delete_rewrite(parse);
 			if (!kg_in_internal_operation() && !kg_ri_query_trusted())
 				gate_conflict_row(parse);

@@ -162,6 +162,8 @@ extern bool kg_in_rule_action(void);
 extern bool kg_rte_trusted(RangeTblEntry *rte);
 extern bool kg_rte_internal(RangeTblEntry *rte);
 extern const char *kg_internal_alias(void);
+extern const char *kg_untrusted_alias(void);
+extern bool kg_rte_marked_untrusted(RangeTblEntry *rte);
 extern bool kg_begin_statement(Query *query, PlannedStmt *pstmt);
 extern void kg_end_statement(bool save);
 extern void kg_run_internal(void (*fn) (void *), void *arg, bool physical);

@@ -391,6 +391,7 @@ delete_batch(Oid relid, SPIPlanPtr delete_plan, Datum *tids, int n)
 	kg_end_as_owner(&save);
 	if (result != SPI_OK_DELETE)
 		elog(ERROR, "keys_guard: purge of %s failed", table_name(relid));
+	SPI_freeplan(delete_plan);
 	pfree(array);
 	return (int64) SPI_processed;
 }
@@ -460,7 +461,6 @@ static int64
 purge_batches(Oid relid, const char *name, const char *expired, const char *pred,
 			  int batch_size, int max_batches)
 {
-	SPIPlanPtr	delete_plan = prepare_delete(name);
 	Portal		cursor;
 	int64		purged = 0;
 	int			batches = 0;
@@ -486,7 +486,12 @@ purge_batches(Oid relid, const char *name, const char *expired, const char *pred
 		tids = palloc(sizeof(Datum) * n);
 		for (i = 0; i < n; i++)
 			tids[i] = SPI_getbinval(fetched->vals[i], fetched->tupdesc, 1, &isnull);
-		purged += delete_batch(relid, delete_plan, tids, (int) n);
+		/*
+		 * A DELETE of its own per batch: the internal alias it carries is
+		 * new each time (acting.c), so one that a trigger read from an
+		 * error context in one batch marks nothing in the next.
+		 */
+		purged += delete_batch(relid, prepare_delete(name), tids, (int) n);
 		SPI_freetuptable(fetched);
 		pfree(tids);
 		batches++;

@@ -34,6 +34,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_namespace.h"
+#include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -52,6 +53,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 
 #include "keys_guard.h"
 
@@ -378,6 +380,20 @@ keys_guard_refuse_delete(PG_FUNCTION_ARGS)
 	PG_RETURN_NULL();
 }
 
+/* The quoted schema of an operator, for OPERATOR(schema.name). */
+static char *
+qualified_operator_namespace(Oid opno)
+{
+	HeapTuple	tuple = SearchSysCache1(OPEROID, ObjectIdGetDatum(opno));
+	Oid			nspoid;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for operator %u", opno);
+	nspoid = ((Form_pg_operator) GETSTRUCT(tuple))->oprnamespace;
+	ReleaseSysCache(tuple);
+	return pstrdup(quote_identifier(get_namespace_name(nspoid)));
+}
+
 /* One soft-delete cascade statement and its arguments. */
 typedef struct CascadeStatement
 {
@@ -440,7 +456,25 @@ cascade_to_child(KgCascade *cascade, Relation parent, HeapTuple newtuple,
 												   cascade->child_keys[i] - 1);
 		bool		isnull;
 
-		appendStringInfo(&sql, " AND %s = $%d", quote_identifier(NameStr(childatt->attname)), i + 5);
+		TypeCacheEntry *typentry = lookup_type_cache(childatt->atttypid, TYPECACHE_EQ_OPR);
+
+		/*
+		 * The caller's search_path must not choose the operator: the
+		 * statement runs as the child's owner.  The child column's own
+		 * equality operator, schema-qualified, on the parent's value cast to
+		 * the child column's type, as PostgreSQL's RI query names its
+		 * operators.
+		 */
+		if (!OidIsValid(typentry->eq_opr))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("could not identify an equality operator for type %s",
+							format_type_be(childatt->atttypid))));
+		appendStringInfo(&sql, " AND %s OPERATOR(%s.%s) $%d::%s",
+						 quote_identifier(NameStr(childatt->attname)),
+						 qualified_operator_namespace(typentry->eq_opr),
+						 get_opname(typentry->eq_opr), i + 5,
+						 format_type_be_qualified(childatt->atttypid));
 		stmt.types[i + 4] = TupleDescAttr(RelationGetDescr(parent), cascade->parent_keys[i] - 1)->atttypid;
 		stmt.values[i + 4] = heap_getattr(newtuple, cascade->parent_keys[i],
 										  RelationGetDescr(parent), &isnull);

@@ -915,6 +915,13 @@ keys_guard_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("keys_guard worker");
 
+	/*
+	 * The worker runs as the bootstrap superuser; a search_path that the
+	 * database's owner set (ALTER DATABASE ... SET) must not pick the
+	 * operators and functions its statements name.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+
 	SpinLockAcquire(&shared->mutex);
 	slot = slot_for(dboid, true);
 	if (slot)
