@@ -44,6 +44,7 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "postmaster/bgworker.h"
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -420,7 +421,17 @@ kg_audit_enqueue(const char *action, const char *target,
 
 	if (!database_has_drainer(&rec))
 		return;
-	if (!queue_put(&rec, &written))
+	if (queue_put(&rec, &written))
+		;
+	else if (MyBgworkerEntry != NULL &&
+			 strcmp(MyBgworkerEntry->bgw_library_name, "keys_guard") == 0)
+	{
+		/* The worker itself would wait for its own drain: count it. */
+		add_gap(rec.dboid, 1);
+		report_not_queued(&rec, "the audit queue is full",
+						  "Consider raising keys_guard.audit_queue_size.");
+	}
+	else
 		wait_for_room(&rec, written);
 	kg_worker_wake(MyDatabaseId);
 }
