@@ -10,7 +10,15 @@
 #     of a PL/pgSQL loop (the denial rolls back only its subtransaction),
 #     all reach keys_guard.audit_log, each exactly once;
 #   - a denial of a second session during the flood reaches it too;
-#   - the server log reports no audit record lost or left out.
+#   - the server log reports no audit record lost or left out;
+#   - the wait never hangs a backend: while nothing drains the queue (the
+#     worker waits for a lock on audit_log), a session that waits 30
+#     seconds without any progress goes on, and so does one whose wait is
+#     cancelled by statement_timeout; each record given up is in the
+#     server log, and once the worker goes on audit_log holds every queued
+#     record plus "audit_records_lost" rows whose counts add up to the
+#     rest, so no gap is silent;
+#   - a detail too long for a queue slot is kept (clipped), not replaced.
 
 use strict;
 use warnings;
@@ -19,6 +27,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use Time::HiRes qw(time);
 
 my $n = 30000;
 
@@ -124,6 +133,83 @@ my @lost = grep { /audit records? (were|was) lost|not written to keys_guard\.aud
   split /\n/, slurp_file($node->logfile, $log_offset);
 is(scalar @lost, 0, 'the server log reports no audit record lost')
   or diag(join("\n", @lost[0 .. ($#lost < 5 ? $#lost : 5)]));
+
+###########################################################################
+# Nothing drains the queue: the worker is held on a lock on audit_log.
+###########################################################################
+
+my $holder = $node->background_psql('postgres');
+$holder->query_safe("BEGIN; LOCK keys_guard.audit_log IN SHARE MODE;");
+$log_offset = -s $node->logfile;
+
+# A DO block of $count denials by $actor, each caught; $settings first.
+sub denials
+{
+	my ($actor, $count, $settings) = @_;
+	return $node->psql(
+		'postgres', qq{
+$settings
+DO \$\$
+DECLARE
+	denied int := 0;
+BEGIN
+	FOR i IN 1 .. $count LOOP
+		BEGIN
+			PERFORM keys_guard.set_context('a', '$actor', '$actor-' || i);
+			EXECUTE 'SELECT * FROM tenant_b.docs';
+		EXCEPTION WHEN insufficient_privilege THEN
+			denied := denied + 1;
+		END;
+	END LOOP;
+	RAISE NOTICE 'denied % times', denied;
+END
+\$\$;
+},
+		connstr => $api);
+}
+
+# 100 denials: 64 fill the queue, the next waits until the queue has made
+# no progress for 30 seconds, then it and the rest go to the server log
+# only, counted, without waiting again.
+my $t0 = time();
+($ret, $out, $err) = denials('stalled', 100, '');
+like($err, qr/denied 100 times/,
+	'with nothing draining the queue, a session of 100 denials still ends');
+my $waited = time() - $t0;
+cmp_ok($waited, '>=', 25, "it waited for room first ($waited s)");
+
+($ret, $out, $err) = denials('cancelled', 1, "SET statement_timeout = '1s';");
+like($err, qr/canceling statement due to statement timeout/,
+	'a session waiting for room can be cancelled (statement_timeout)');
+
+@lost = grep { /audit record not written to keys_guard\.audit_log/ }
+  split /\n/, slurp_file($node->logfile, $log_offset);
+is(scalar @lost, 36,
+	'the server log names each of the 36 records given up');
+
+$holder->query_safe("ROLLBACK;");
+$holder->quit;
+ok( poll_within(
+		30, q{
+SELECT count(*) FILTER (WHERE actor = 'stalled')
+       || '/' || coalesce(sum((detail->>'records')::int) FILTER (WHERE action = 'audit_records_lost'), 0)
+  FROM keys_guard.audit_log}, '64/37'),
+	'once the worker goes on: the 64 queued records, and audit_records_lost rows counting the other 37 (36 given up, 1 cancelled)'
+);
+
+# A detail too long for a slot: admin_context's reason, escaped.
+my $reason = ('"' x 497) . 'end';    # 500 characters, twice as long escaped
+$node->safe_psql(
+	'postgres', qq{
+BEGIN;
+SELECT keys_guard.admin_context('long-reason', '$reason') \\g /dev/null
+COMMIT;
+});
+ok( poll_within(
+		10, q~
+SELECT detail->>'truncated' = 'true' AND strpos(detail->>'text', '{"reason": "\"\"\"') = 1
+  FROM keys_guard.audit_log WHERE action = 'admin_context' AND actor = 'long-reason'~),
+	'a detail too long for the queue is kept, clipped, as a JSON string');
 
 $node->stop;
 done_testing();
