@@ -18,7 +18,9 @@
  *
  * A database worker moves denial records from the shared queue into
  * keys_guard.audit_log; a backend that queues a record sets the worker's
- * latch, so records arrive within moments.  The skeleton is worker_spi's:
+ * latch, so records arrive within moments.  Backends wait for room when
+ * the queue is full (audit.c), so the worker drains batch after batch,
+ * also between purge batches, and frees slots only after each commit.  The skeleton is worker_spi's:
  * reload on SIGHUP, exit on SIGTERM, WL_EXIT_ON_PM_DEATH, one short
  * transaction per unit of work, visible in pg_stat_activity.
  *
@@ -69,10 +71,11 @@
 #define KG_RESTART_DELAY_MS 2000
 
 /*
- * A drain that wrote at least this many records goes on at once with the
- * next batch: under a flood the queue refills while a batch commits.
+ * Most audit batches one call of drain_audit_queue() writes back to back:
+ * under a flood the queue refills while a batch commits, and the purge
+ * must still get its turn in between.
  */
-#define KG_AUDIT_DRAIN_BATCH_MIN 1
+#define KG_AUDIT_DRAIN_MAX_BATCHES 16
 
 typedef struct KgWorkerSlot
 {
@@ -645,7 +648,8 @@ static TimestampTz drain_failed_at = 0;
 
 /*
  * Move queued audit records into audit_log, a batch per transaction, until
- * none of this database's is left.  The slots of a batch are freed (and
+ * none of this database's is left (or KG_AUDIT_DRAIN_MAX_BATCHES; the
+ * latch brings the worker back at once).  The slots of a batch are freed (and
  * the backends waiting for room woken) only after its commit; a batch that
  * fails stays queued for the next try.
  */
@@ -653,12 +657,14 @@ static void
 drain_audit_queue(void)
 {
 	MemoryContext caller = CurrentMemoryContext;
-	volatile int written = KG_AUDIT_DRAIN_BATCH_MIN;
+	volatile int written = 1;
+	int			batches;
 
 	if (drain_failed_at != 0 &&
 		!TimestampDifferenceExceeds(drain_failed_at, GetCurrentTimestamp(), 1000))
 		return;
-	while (written >= KG_AUDIT_DRAIN_BATCH_MIN && kg_audit_pending())
+	for (batches = 0; batches < KG_AUDIT_DRAIN_MAX_BATCHES && written > 0 &&
+		 kg_audit_pending(); batches++)
 	{
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
