@@ -12,7 +12,10 @@
 #   - after DROP EXTENSION the worker leaves; CREATE EXTENSION again
 #     brings it back, and it purges again;
 #   - ALTER EXTENSION ... UPDATE from 1.1: the worker of the updated
-#     database is running and purges.
+#     database is running and purges;
+#   - CREATE EXTENSION in a transaction that is still open when the
+#     launcher first looks at the database (its worker finds nothing and
+#     leaves): the commit alone brings the worker.
 # No step waits a fixed time: each polls for its condition with a budget.
 
 use strict;
@@ -30,8 +33,10 @@ shared_preload_libraries = 'keys_guard'
 keys_guard.min_grace = 0
 keys_guard.purge_naptime = 1
 max_worker_processes = 16
+log_min_messages = debug1
 });
 $node->start;
+my $log_offset = 0;
 
 # poll_query_until in database $db with a budget of $seconds.
 sub poll_within
@@ -129,6 +134,35 @@ ok(poll_within(15, 'upgraded', $purged, '1'),
 	'after ALTER EXTENSION ... UPDATE the worker purges an expired row');
 ok(poll_within(15, 'upgraded', $schema_gone),
 	'after ALTER EXTENSION ... UPDATE the worker drops an expired tenant');
+
+###########################################################################
+# CREATE EXTENSION in a migration's transaction that stays open while the
+# launcher looks at the new database: the worker it starts then finds no
+# keys_guard (not committed yet) and leaves.  The commit alone must bring
+# a worker back.
+###########################################################################
+
+$log_offset = -s $node->logfile;
+$node->safe_psql('postgres', 'CREATE DATABASE migrated');
+my $mig_oid = $node->safe_psql('postgres', "SELECT oid FROM pg_database WHERE datname = 'migrated'");
+my $migration = $node->background_psql('migrated');
+$migration->query_safe("BEGIN; CREATE EXTENSION keys_guard;");
+# A reload makes the launcher look at every database again, this one
+# included, while the transaction is open (log_min_messages = debug1: the
+# postmaster logs each worker that exits).
+$log_offset = -s $node->logfile;
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+ok( $node->wait_for_log(
+		qr/unregistering background worker "keys_guard worker for database $mig_oid"/,
+		$log_offset),
+	'while CREATE EXTENSION is not committed, a worker looks at the database and leaves');
+$migration->query_safe("COMMIT;");
+$migration->quit;
+ok(poll_within(10, 'migrated', worker_running('migrated')),
+	'once the migration commits, a keys_guard worker serves the database');
+expired_work('migrated');
+ok(poll_within(15, 'migrated', $purged, '1'),
+	'and purges an expired row, with no other event');
 
 $node->stop;
 done_testing();
