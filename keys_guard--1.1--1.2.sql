@@ -453,3 +453,7 @@ GRANT EXECUTE ON FUNCTION keys_guard.restore(text, anyelement),
     keys_guard._preview(regclass, text, int, text, oid[])
     TO keys_guard_gateway;
 
+
+-- The worker of this database looks again once this update commits (it
+-- stops purging while the SQL objects do not match the library).
+SELECT keys_guard._notify_worker();

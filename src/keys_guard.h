@@ -220,6 +220,9 @@ extern void kg_audit_enqueue(const char *action, const char *target,
 extern void kg_audit_deny(const char *action, const char *target,
 						  const char *detail_json);
 extern int	kg_audit_drain(void);
+extern void kg_audit_release(bool committed);
+extern void kg_audit_reclaim(void);
+extern void kg_audit_forget(Oid dboid);
 extern bool kg_audit_pending(void);
 
 /* worker.c */
@@ -227,6 +230,8 @@ extern Size kg_worker_shmem_size(void);
 extern void kg_worker_shmem_init(void);
 extern void kg_worker_register_launcher(void);
 extern void kg_worker_wake(Oid dboid);
+extern void kg_worker_wake_all(Oid dboid);
+extern bool kg_worker_serves_database(const char *dbname);
 extern void kg_worker_stop_database(Oid dboid);
 
 #endif							/* KEYS_GUARD_H */

@@ -8,12 +8,19 @@
  * connections (restricted by keys_guard.database), starts a worker for
  * each, and restarts any that stops.  A worker that finds no keys_guard in
  * its database says so in shared memory and exits; the launcher leaves that
- * database alone until CREATE EXTENSION (which calls
- * keys_guard._notify_worker()) or a reload asks it to look again.
+ * database alone until the extension's scripts (CREATE EXTENSION and
+ * ALTER EXTENSION ... UPDATE call keys_guard._notify_worker()) or a reload
+ * ask it to look again.  The notice takes effect when the script's
+ * transaction commits: a worker started before that would not see the
+ * extension yet.  Each notice also bumps the slot's generation, so a worker
+ * that looked before the commit and found nothing looks again instead of
+ * marking the database as without keys_guard.
  *
  * A database worker moves denial records from the shared queue into
  * keys_guard.audit_log; a backend that queues a record sets the worker's
- * latch, so records arrive within moments.  The skeleton is worker_spi's:
+ * latch, so records arrive within moments.  Backends wait for room when
+ * the queue is full (audit.c), so the worker drains batch after batch,
+ * also between purge batches, and frees slots only after each commit.  The skeleton is worker_spi's:
  * reload on SIGHUP, exit on SIGTERM, WL_EXIT_ON_PM_DEATH, one short
  * transaction per unit of work, visible in pg_stat_activity.
  *
@@ -63,12 +70,20 @@
 /* Least time between two starts of one database's worker. */
 #define KG_RESTART_DELAY_MS 2000
 
+/*
+ * Most audit batches one call of drain_audit_queue() writes back to back:
+ * under a flood the queue refills while a batch commits, and the purge
+ * must still get its turn in between.
+ */
+#define KG_AUDIT_DRAIN_MAX_BATCHES 16
+
 typedef struct KgWorkerSlot
 {
 	Oid			dboid;			/* InvalidOid: free */
 	pid_t		pid;			/* 0 while not running */
 	Latch	   *latch;
 	bool		no_extension;	/* last worker found no keys_guard here */
+	uint32		ext_generation; /* bumped by each committed notice */
 	TimestampTz paused_until;	/* DROP/RENAME DATABASE in progress */
 } KgWorkerSlot;
 
@@ -154,14 +169,105 @@ kg_worker_wake(Oid dboid)
 }
 
 /*
- * keys_guard._notify_worker(): called by CREATE EXTENSION so the worker of
- * this database starts now rather than at the next rescan.
+ * Wake every running database worker (the audit queue is full and any of
+ * them may hold records), and the launcher if the database dboid has none.
+ */
+void
+kg_worker_wake_all(Oid dboid)
+{
+	Latch	   *latches[KG_MAX_DATABASES + 1];
+	bool		has_worker = false;
+	int			n = 0;
+	int			i;
+
+	if (shared == NULL)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	for (i = 0; i < KG_MAX_DATABASES; i++)
+	{
+		if (shared->slots[i].dboid != InvalidOid && shared->slots[i].pid != 0 &&
+			shared->slots[i].latch != NULL)
+		{
+			latches[n++] = shared->slots[i].latch;
+			if (shared->slots[i].dboid == dboid)
+				has_worker = true;
+		}
+	}
+	if (!has_worker && shared->launcher_latch != NULL)
+	{
+		shared->rescan = true;
+		latches[n++] = shared->launcher_latch;
+	}
+	SpinLockRelease(&shared->mutex);
+	for (i = 0; i < n; i++)
+		SetLatch(latches[i]);
+}
+
+/*
+ * The extension was created or updated in this database and that has
+ * committed: the worker must (re)start and look again.
+ */
+static void
+extension_changed(Oid dboid)
+{
+	Latch	   *latches[2];
+	int			n = 0;
+	int			i;
+	KgWorkerSlot *slot;
+
+	SpinLockAcquire(&shared->mutex);
+	slot = slot_for(dboid, false);
+	if (slot)
+	{
+		slot->no_extension = false;
+		slot->ext_generation++;
+		if (slot->pid != 0 && slot->latch != NULL)
+			latches[n++] = slot->latch;
+	}
+	shared->rescan = true;
+	if (shared->launcher_latch != NULL)
+		latches[n++] = shared->launcher_latch;
+	SpinLockRelease(&shared->mutex);
+	for (i = 0; i < n; i++)
+		SetLatch(latches[i]);
+}
+
+static bool notify_at_commit = false;
+
+static void
+notify_xact_callback(XactEvent event, void *arg)
+{
+	if (!notify_at_commit)
+		return;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+	{
+		notify_at_commit = false;
+		extension_changed(MyDatabaseId);
+	}
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+			 event == XACT_EVENT_PREPARE)
+		notify_at_commit = false;
+}
+
+/*
+ * keys_guard._notify_worker(): called by the extension's scripts (CREATE
+ * EXTENSION, ALTER EXTENSION ... UPDATE) so the worker of this database
+ * starts as soon as their transaction commits, with no other event.
  */
 PG_FUNCTION_INFO_V1(keys_guard_notify_worker);
 Datum
 keys_guard_notify_worker(PG_FUNCTION_ARGS)
 {
-	kg_worker_wake(MyDatabaseId);
+	static bool registered = false;
+
+	if (shared == NULL)
+		PG_RETURN_VOID();
+	if (!registered)
+	{
+		RegisterXactCallback(notify_xact_callback, NULL);
+		registered = true;
+	}
+	notify_at_commit = true;
 	PG_RETURN_VOID();
 }
 
@@ -208,9 +314,13 @@ kg_worker_stop_database(Oid dboid)
 	}
 }
 
-/* Whether keys_guard.database lets the worker serve this database. */
-static bool
-database_is_served(const char *dbname)
+/*
+ * Whether keys_guard.database lets the worker serve this database (the
+ * audit queue asks too: records of a database without a worker would
+ * never leave it).
+ */
+bool
+kg_worker_serves_database(const char *dbname)
 {
 	char	   *raw;
 	List	   *names;
@@ -254,7 +364,7 @@ served_databases(void)
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tuple);
 
 		if (db->datallowconn && !db->datistemplate &&
-			database_is_served(NameStr(db->datname)))
+			kg_worker_serves_database(NameStr(db->datname)))
 		{
 			MemoryContext old = MemoryContextSwitchTo(caller);
 
@@ -297,6 +407,7 @@ slot_for(Oid dboid, bool create)
 		free_slot->pid = 0;
 		free_slot->latch = NULL;
 		free_slot->no_extension = false;
+		free_slot->ext_generation = 0;
 		free_slot->paused_until = 0;
 		return free_slot;
 	}
@@ -412,6 +523,8 @@ launcher_pass(bool rescan)
 			SpinLockRelease(&shared->mutex);
 			if (!worker_is_running(entry))
 			{
+				/* Dropped or no longer served: its records cannot leave. */
+				kg_audit_forget(entry->dboid);
 				entry->dboid = InvalidOid;
 				entry->handle = NULL;
 				entry->last_start = 0;
@@ -483,40 +596,108 @@ worker_detach(int code, Datum arg)
  * then only moves audit records).
  */
 static bool
-extension_installed(bool *complete)
+extension_installed(KgWorkerSlot *slot, bool *complete)
 {
 	bool		installed;
+	uint32		generation;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	installed = OidIsValid(get_extension_oid("keys_guard", true));
-	*complete = installed && kg_extension_complete() &&
-		OidIsValid(get_relname_relid("purge_stats", get_namespace_oid("keys_guard", false)));
-	CommitTransactionCommand();
-	return installed;
+	for (;;)
+	{
+		SpinLockAcquire(&shared->mutex);
+		generation = slot->ext_generation;
+		SpinLockRelease(&shared->mutex);
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		installed = OidIsValid(get_extension_oid("keys_guard", true));
+		*complete = installed && kg_extension_complete() &&
+			OidIsValid(get_relname_relid("purge_stats", get_namespace_oid("keys_guard", false)));
+		CommitTransactionCommand();
+		if (installed)
+			return true;
+
+		/*
+		 * Not there.  Unless CREATE EXTENSION committed while we looked (its
+		 * notice bumped the generation), say so for the launcher.
+		 */
+		SpinLockAcquire(&shared->mutex);
+		if (slot->ext_generation == generation)
+		{
+			slot->no_extension = true;
+			SpinLockRelease(&shared->mutex);
+			return false;
+		}
+		SpinLockRelease(&shared->mutex);
+	}
 }
 
-/* One unit of work: move queued audit records into audit_log. */
+/*
+ * This database has no keys_guard (any more): its queued records have no
+ * audit_log to go to.  The launcher starts a worker again when the
+ * extension is created.
+ */
+static void
+exit_without_extension(KgWorkerSlot *slot)
+{
+	kg_audit_forget(MyDatabaseId);
+	proc_exit(0);
+}
+
+/* When the last drain failed; the next waits a second (no retry loop). */
+static TimestampTz drain_failed_at = 0;
+
+/*
+ * Move queued audit records into audit_log, a batch per transaction, until
+ * none of this database's is left (or KG_AUDIT_DRAIN_MAX_BATCHES; the
+ * latch brings the worker back at once).  The slots of a batch are freed (and
+ * the backends waiting for room woken) only after its commit; a batch that
+ * fails stays queued for the next try.
+ */
 static void
 drain_audit_queue(void)
 {
-	int			written;
+	MemoryContext caller = CurrentMemoryContext;
+	volatile int written = 1;
+	int			batches;
 
-	if (!kg_audit_pending())
+	if (drain_failed_at != 0 &&
+		!TimestampDifferenceExceeds(drain_failed_at, GetCurrentTimestamp(), 1000))
 		return;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "keys_guard: writing audit records");
-	written = kg_audit_drain();
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	for (batches = 0; batches < KG_AUDIT_DRAIN_MAX_BATCHES && written > 0 &&
+		 kg_audit_pending(); batches++)
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PG_TRY();
+		{
+			SPI_connect();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			pgstat_report_activity(STATE_RUNNING, "keys_guard: writing audit records");
+			written = kg_audit_drain();
+			SPI_finish();
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(caller);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			kg_audit_release(false);
+			drain_failed_at = GetCurrentTimestamp();
+			pgstat_report_activity(STATE_IDLE, NULL);
+			return;
+		}
+		PG_END_TRY();
+		kg_audit_release(true);
+		drain_failed_at = 0;
+		if (written > 0)
+			elog(DEBUG1, "keys_guard: wrote %d audit records", written);
+		CHECK_FOR_INTERRUPTS();
+	}
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	if (written > 0)
-		elog(DEBUG1, "keys_guard: wrote %d audit records", written);
 }
 
 /* Run one query in its own transaction and return its first column as oids or text. */
@@ -934,13 +1115,10 @@ keys_guard_worker_main(Datum main_arg)
 		proc_exit(0);
 	before_shmem_exit(worker_detach, PointerGetDatum(slot));
 
-	if (!extension_installed(&complete))
-	{
-		SpinLockAcquire(&shared->mutex);
-		slot->no_extension = true;
-		SpinLockRelease(&shared->mutex);
-		proc_exit(0);
-	}
+	/* Records a killed predecessor had taken but not released. */
+	kg_audit_reclaim();
+	if (!extension_installed(slot, &complete))
+		exit_without_extension(slot);
 
 	/* The first purge comes one naptime after the worker starts. */
 	next_purge = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -958,13 +1136,8 @@ keys_guard_worker_main(Datum main_arg)
 		if (next_purge > TimestampTzPlusMilliseconds(now, keys_guard_purge_naptime * 1000L))
 			next_purge = TimestampTzPlusMilliseconds(now, keys_guard_purge_naptime * 1000L);
 
-		if (!extension_installed(&complete))
-		{
-			SpinLockAcquire(&shared->mutex);
-			slot->no_extension = true;
-			SpinLockRelease(&shared->mutex);
-			proc_exit(0);
-		}
+		if (!extension_installed(slot, &complete))
+			exit_without_extension(slot);
 		drain_audit_queue();
 
 		now = GetCurrentTimestamp();
