@@ -3,7 +3,7 @@
 \echo Use "ALTER EXTENSION keys_guard UPDATE TO '1.2'" to load this file. \quit
 
 --
--- protect_table guards only what lasts (SPEC.md §5): permanent, logged,
+-- protect_table guards only what lasts (docs/contract.md §5): permanent, logged,
 -- ordinary tables, with a tenant column that is a plain stored column.
 -- (CREATE OR REPLACE keeps the function's grants.)
 --
@@ -179,7 +179,7 @@ END
 $$;
 
 --
--- Templates (SPEC.md §4): never another tenant's schema, never unlogged
+-- Templates (docs/contract.md §4): never another tenant's schema, never unlogged
 -- tables (every clone is guarded, and a guarded table stays logged).
 --
 CREATE OR REPLACE FUNCTION keys_guard._template_schema(template text, tenant_schema name)
@@ -250,7 +250,7 @@ END
 $$;
 
 --
--- Tenant names have no control characters (SPEC.md §4).
+-- Tenant names have no control characters (docs/contract.md §4).
 --
 CREATE OR REPLACE FUNCTION keys_guard.create_tenant(id text, name text DEFAULT NULL,
                                          template text DEFAULT NULL)
@@ -361,7 +361,7 @@ $$;
 
 --
 -- No column of an audit table and no column a guard relies on is dropped
--- (SPEC.md §8, §11); the utility hook refuses the direct ALTER TABLE, this
+-- (docs/contract.md §8, §11); the utility hook refuses the direct ALTER TABLE, this
 -- catches every other way a column goes.
 --
 CREATE OR REPLACE FUNCTION keys_guard._on_sql_drop()
@@ -433,7 +433,7 @@ DELETE FROM keys_guard.purge_stats p
 --
 -- INSERT ... ON CONFLICT DO UPDATE: the conflicting row must be the
 -- tenant's own and live before anything of the statement's own is
--- evaluated on it (SPEC.md §6).
+-- evaluated on it (docs/contract.md §6).
 --
 CREATE FUNCTION keys_guard._assert_conflict_row(relid oid, tenant text, deleted_at timestamptz)
 RETURNS boolean
@@ -441,7 +441,7 @@ LANGUAGE C STABLE PARALLEL RESTRICTED
 AS 'MODULE_PATHNAME', 'keys_guard_assert_conflict_row';
 
 --
--- Undo belongs to the tenant too (SPEC.md §7): inside a tenant context the
+-- Undo belongs to the tenant too (docs/contract.md §7): inside a tenant context the
 -- application's gateway may restore and preview that tenant's own rows;
 -- the C functions refuse every row of another tenant (42501).
 --

@@ -1,6 +1,6 @@
 -- The benchmarks' application login roles, included by every set-up script
 -- (\ir roles.sql).  Not superusers (superusers bypass row security),
--- members of keys_guard_gateway, as SPEC.md §2 describes.  bench_pool is
+-- members of keys_guard_gateway, as docs/contract.md §2 describes.  bench_pool is
 -- the same API role in a deployment with pooled tables only, which turns
 -- off the search_path change of set_context().  Needs keys_guard
 -- installed in the database (for keys_guard_gateway).

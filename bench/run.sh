@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# keys_guard benchmarks for the performance targets of SPEC.md §14:
+# keys_guard benchmarks for the performance targets of docs/contract.md §14:
 #
 #   (a) point lookups on a pooled guarded table vs the same query on an
 #       identical unguarded table with a hand-written tenant filter (target:

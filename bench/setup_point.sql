@@ -1,4 +1,4 @@
--- Data for the point-lookup benchmark (bench/run.sh, SPEC.md §14 row 1).
+-- Data for the point-lookup benchmark (bench/run.sh, docs/contract.md §14 row 1).
 -- Run by a superuser, without a tenant context, in a fresh database of a
 -- server that preloads keys_guard.  psql variables: tenants, rows.
 --

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# keys_guard soft-delete benchmarks, the soft-delete rows of SPEC.md §14:
+# keys_guard soft-delete benchmarks, the soft-delete rows of docs/contract.md §14:
 #
 #   (a) a bulk soft DELETE of 100k rows (of 200k) on a guarded table vs the
 #       equivalent plain UPDATE of the soft-delete columns on an identical
@@ -9,7 +9,7 @@
 #       the row and returns NULL (target: keys_guard at least 2x faster);
 #   (c) single-row soft DELETE by primary key vs a single-row UPDATE of the
 #       same columns (pgbench -M prepared -c 1, the same number of
-#       transactions on both sides; reported, no SPEC target).
+#       transactions on both sides; reported, no contract target).
 #
 # The guarded table of (a)/(b)/(c) lives in a tenant schema (tenant_1); with
 # BENCH_POOLED=1, (a) is also measured on a pooled table (protect_table with

@@ -1,4 +1,4 @@
--- Once per run of bench/soft_delete.sh (SPEC.md §14, soft-delete rows):
+-- Once per run of bench/soft_delete.sh (docs/contract.md §14, soft-delete rows):
 -- the extension, the application role, tenant '1' and the hand-made
 -- soft-delete trigger function of comparison (b).  Run by a superuser in a
 -- fresh database of a server that preloads keys_guard.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# keys_guard benchmark for the tenant-count target of SPEC.md §14: "isolation
+# keys_guard benchmark for the tenant-count target of docs/contract.md §14: "isolation
 # check cost with 10 000 tenants vs 10: flat (within noise)".
 #
 # Two databases in one throw-away cluster, kg<TENANTS_SMALL> and

@@ -1,4 +1,4 @@
--- Data for the tenant-count benchmark (bench/tenants.sh, SPEC.md §14 "isolation
+-- Data for the tenant-count benchmark (bench/tenants.sh, docs/contract.md §14 "isolation
 -- check cost with 10 000 tenants vs 10").  Run by a superuser, without a
 -- tenant context, in a fresh database of a server that preloads keys_guard,
 -- once per database: the databases differ only in the psql variables
@@ -30,7 +30,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres GRANT SELECT ON TABLES TO bench_app, 
 RESET client_min_messages;
 
 -- Loading guarded tables needs a way past the guards: bypass is the
--- superuser's maintenance switch (SPEC.md §3).
+-- superuser's maintenance switch (docs/contract.md §3).
 SET keys_guard.bypass = on;
 
 SELECT set_config('bench.tables', :'tables', false),

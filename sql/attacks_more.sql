@@ -1,5 +1,5 @@
 --
--- attacks_more: more ways around keys_guard's guarantees (SPEC.md §6 "No
+-- attacks_more: more ways around keys_guard's guarantees (docs/contract.md §6 "No
 -- path around the rules" and "No privilege is lent"), each asserted closed.
 -- Self-contained: its own roles (atm_*), tenants atm_a / atm_b and tables.
 --

@@ -1,6 +1,6 @@
 --
 -- audit: keys_guard.audit_log records state changes and denials; denials
--- survive the rollback of their statement (SPEC.md §6, §10)
+-- survive the rollback of their statement (docs/contract.md §6, §10)
 --
 \set SHOW_CONTEXT never
 

@@ -1,6 +1,6 @@
 --
 -- context: set_context, admin_context, clear_context and the current_*
--- functions (SPEC.md §3)
+-- functions (docs/contract.md §3)
 --
 \set SHOW_CONTEXT never
 

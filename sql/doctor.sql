@@ -1,5 +1,5 @@
 --
--- doctor: the drift report (SPEC.md §11).  Each kind of drift is made, found
+-- doctor: the drift report (docs/contract.md §11).  Each kind of drift is made, found
 -- with its problem code and detail, and repaired by executing the fix
 -- doctor() reports.  Other suites run before this one in the same database,
 -- so only this suite's objects (tenant_doc*, public.doc_*) are looked at.

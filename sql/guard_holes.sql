@@ -1,6 +1,6 @@
 --
 -- guard_holes: the ways around keys_guard's guarantees found in issue 10,
--- each tried with its neighbours: COPY TO (SPEC.md §6), unlogged and
+-- each tried with its neighbours: COPY TO (docs/contract.md §6), unlogged and
 -- temporary tables and generated tenant columns (§5), DDL that changes the
 -- values of an audit table (§8), tenant names and templates (§4) and
 -- ALTER EXTENSION (§11).  Self-contained: every object is named kgh_*.
@@ -179,7 +179,7 @@ COPY public.kgh_orders (id, tenant_id, item) FROM STDIN;
 \echo :LAST_ERROR_SQLSTATE
 
 --
--- 2. Guarded tables are permanent and logged (SPEC.md §5).
+-- 2. Guarded tables are permanent and logged (docs/contract.md §5).
 --
 CREATE UNLOGGED TABLE public.kgh_unlogged (id int, tenant_id text);
 SELECT keys_guard.protect_table('public.kgh_unlogged', tenant_column => 'tenant_id');
@@ -232,7 +232,7 @@ SELECT keys_guard.create_tenant('kgh_c', template => 'kgh_tpl_unlogged');
 SELECT count(*) AS created FROM pg_namespace WHERE nspname = 'tenant_kgh_c';
 
 --
--- 3. The tenant column is a plain stored column (SPEC.md §5).
+-- 3. The tenant column is a plain stored column (docs/contract.md §5).
 --
 CREATE TABLE public.kgh_gen (id int, owner text,
                              tenant_id text GENERATED ALWAYS AS (owner) STORED);
@@ -276,7 +276,7 @@ ALTER TABLE public.kgh_base RENAME COLUMN note TO remark;
 ALTER TABLE public.kgh_base DROP COLUMN remark;
 
 --
--- 4. Audit tables keep every value they hold (SPEC.md §8).
+-- 4. Audit tables keep every value they hold (docs/contract.md §8).
 --
 CREATE TYPE public.kgh_level AS ENUM ('info', 'warn');
 CREATE TABLE public.kgh_ledger (id int PRIMARY KEY, tenant_id text NOT NULL,
@@ -324,7 +324,7 @@ SELECT format_type(atttypid, atttypmod) FROM pg_attribute
  WHERE attrelid = 'public.kgh_ledger'::regclass AND attname = 'amount';
 
 --
--- 5. Tenant names, templates, extension membership (SPEC.md §4, §11).
+-- 5. Tenant names, templates, extension membership (docs/contract.md §4, §11).
 --
 SELECT keys_guard.create_tenant('kgh_ctl', name => E'Evil\nName');
 \echo :LAST_ERROR_SQLSTATE

@@ -2,7 +2,7 @@
 -- guard_rails: DDL that would weaken a guard is refused outside keys_guard's
 -- API, for every role (this suite runs as a superuser); the registry is
 -- written only by keys_guard's functions; snapshot() versions the state;
--- release_all() prepares DROP EXTENSION (SPEC.md §11)
+-- release_all() prepares DROP EXTENSION (docs/contract.md §11)
 --
 \set SHOW_CONTEXT never
 SELECT id FROM keys_guard.create_tenant('gr');

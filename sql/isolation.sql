@@ -1,5 +1,5 @@
 --
--- isolation: relations of tenant schemas (SPEC.md §6)
+-- isolation: relations of tenant schemas (docs/contract.md §6)
 --
 \set SHOW_CONTEXT never
 GRANT USAGE ON SCHEMA tenant_acme, tenant_globex TO kg_app;

@@ -1,5 +1,5 @@
 --
--- operations: the runbook catalog (SPEC.md §11).  Every public keys_guard
+-- operations: the runbook catalog (docs/contract.md §11).  Every public keys_guard
 -- function has one row with its safety class; every destructive one has a
 -- dry_run (or, for hard_delete, confirm) argument.
 --

@@ -1,5 +1,5 @@
 --
--- pooled: shared tables with a tenant column (SPEC.md §5, §6)
+-- pooled: shared tables with a tenant column (docs/contract.md §5, §6)
 --
 \set SHOW_CONTEXT never
 CREATE TABLE public.invoices (

@@ -1,5 +1,5 @@
 --
--- purge: purge_now, purge_status and the tenant lifecycle (SPEC.md §9).
+-- purge: purge_now, purge_status and the tenant lifecycle (docs/contract.md §9).
 -- The worker of this test cluster sleeps (keys_guard.purge_naptime = 3600);
 -- the TAP suites test the worker itself.
 --

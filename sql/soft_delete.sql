@@ -1,5 +1,5 @@
 --
--- soft_delete: DELETE becomes a recoverable soft delete (SPEC.md §7, §8)
+-- soft_delete: DELETE becomes a recoverable soft delete (docs/contract.md §7, §8)
 --
 \set SHOW_CONTEXT never
 -- Show command tags: the client must see "DELETE n".

@@ -1,7 +1,7 @@
 --
 -- templates: create_tenant(id, template => 'schema') clones every table of
 -- a template schema, and the clones are guarded with the template tables'
--- keys_guard options (SPEC.md §4)
+-- keys_guard options (docs/contract.md §4)
 --
 \set SHOW_CONTEXT never
 
@@ -291,7 +291,7 @@ SELECT id FROM keys_guard.create_tenant('tpl-m', template => 'tpl_app');
 RESET ROLE;
 SELECT count(*) AS guarded FROM keys_guard.guarded_tables WHERE tenant_id = 'tpl-m';
 
--- Another tenant's schema is never a template (SPEC.md §4): a "golden"
+-- Another tenant's schema is never a template (docs/contract.md §4): a "golden"
 -- tenant is refused, and nothing is created.
 SELECT id FROM keys_guard.create_tenant('tpl-gold');
 CREATE TABLE "tenant_tpl-gold".notes (id int PRIMARY KEY, body text);

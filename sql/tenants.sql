@@ -1,6 +1,6 @@
 --
 -- tenants: create_tenant, the tenants view, automatic guarding of tables
--- created in tenant schemas (SPEC.md §4)
+-- created in tenant schemas (docs/contract.md §4)
 --
 \set SHOW_CONTEXT never
 SELECT id, name, schema, status, deleted_at, hard_delete_at

@@ -2,7 +2,7 @@
  *
  * acting.c
  *	  Who is acting: keys_guard itself, PostgreSQL's own referential-integrity
- *	  query, or user code (SPEC.md §6 "No path around the rules" and "No
+ *	  query, or user code (docs/contract.md §6 "No path around the rules" and "No
  *	  privilege is lent").
  *
  * keys_guard relaxes its own rules in exactly three kinds of span:

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * audit.c
- *	  Audit records that must outlive their transaction (SPEC.md §6, §10).
+ *	  Audit records that must outlive their transaction (docs/contract.md §6, §10).
  *
  * A denial raises an error, so anything it wrote to a table would roll back
  * with it.  Denials (and admin-context and bypass use) are therefore put in

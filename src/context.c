@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * context.c
- *	  The request context: tenant, actor and request id (SPEC.md §3).
+ *	  The request context: tenant, actor and request id (docs/contract.md §3).
  *
  * The context lives in four PGC_SUSET settings so that PostgreSQL's own
  * GUC machinery gives it transaction scope (SET LOCAL semantics), rollback
@@ -239,7 +239,7 @@ kg_show_admin_reason(void)
 
 /*
  * The mode that governs the current statement.  Bypass counts only for the
- * roles SPEC.md §3 names: superusers and BYPASSRLS roles.
+ * roles docs/contract.md §3 names: superusers and BYPASSRLS roles.
  */
 KgMode
 kg_current_mode(void)
@@ -300,7 +300,7 @@ has_role(const char *rolename)
 }
 
 /*
- * Argument access with SPEC.md's NULL rule: a required NULL is 22004.
+ * Argument access with the NULL rule of docs/contract.md: a required NULL is 22004.
  */
 static char *
 required_text_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
@@ -341,7 +341,7 @@ validate_context_text(const char *argname, const char *value, int maxlen)
 	}
 }
 
-/* True if id has the shape SPEC.md §4 gives tenant ids. */
+/* True if id has the shape docs/contract.md §4 gives tenant ids. */
 static bool
 tenant_id_is_valid(const char *id)
 {

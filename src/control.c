@@ -2,7 +2,7 @@
  *
  * control.c
  *	  Which code speaks for keys_guard: the registry and the guards change
- *	  only through keys_guard's own functions (SPEC.md §11).
+ *	  only through keys_guard's own functions (docs/contract.md §11).
  *
  * While keys_guard itself is acting (acting.c: one of its procedural
  * functions, its internal mode, its worker or its own extension script,
@@ -42,7 +42,7 @@ keys_guard_registry_guard(PG_FUNCTION_ARGS)
 
 	if (kg_acting_for_keys_guard())
 		return PointerGetDatum(NULL);
-	/* pg_restore loading a dumped registry (SPEC.md §11). */
+	/* pg_restore loading a dumped registry (docs/contract.md §11). */
 	if (TRIGGER_FIRED_BY_INSERT(event) && kg_current_mode() == KG_MODE_BYPASS)
 		return PointerGetDatum(NULL);
 

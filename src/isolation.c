@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * isolation.c
- *	  Tenant isolation on the executor and planner side (SPEC.md §6).
+ *	  Tenant isolation on the executor and planner side (docs/contract.md §6).
  *
  * Three mechanisms, each where PostgreSQL offers the right hook:
  *

@@ -75,7 +75,7 @@ keys_guard_shmem_startup(void)
  * setting, keys_guard.context, whose check hook accepts a value only from
  * keys_guard's own functions, so neither SET, set_config(), ALTER ROLE ...
  * SET, a function's SET clause nor a connection option can claim a tenant
- * (SPEC.md §3), superusers included.  Its fields are shown through four
+ * (docs/contract.md §3), superusers included.  Its fields are shown through four
  * settings that can be read but never set.
  */
 static void
@@ -139,7 +139,7 @@ _PG_init(void)
 	/*
 	 * A session-wide context outlives its transaction, so behind a
 	 * transaction-pooling proxy the next client would inherit it: it is
-	 * allowed only where a superuser turned this on for the role (SPEC.md
+	 * allowed only where a superuser turned this on for the role (docs/contract.md
 	 * §3).  PGC_SUSET keeps SET, set_config(), ALTER ROLE and connection
 	 * options of ordinary roles out; the check hook also keeps out roles
 	 * that were granted SET on it.
@@ -242,7 +242,7 @@ _PG_init(void)
 
 /*
  * Called first by the install script: CREATE EXTENSION without the library
- * preloaded fails here (SPEC.md §1).
+ * preloaded fails here (docs/contract.md §1).
  */
 PG_FUNCTION_INFO_V1(keys_guard_assert_preloaded);
 Datum
@@ -259,7 +259,7 @@ keys_guard_assert_preloaded(PG_FUNCTION_ARGS)
 /*
  * The fail-closed policy every guarded table carries: true while the
  * library is preloaded, an error otherwise, so a server restarted without
- * keys_guard denies guarded tables instead of exposing them (SPEC.md §1).
+ * keys_guard denies guarded tables instead of exposing them (docs/contract.md §1).
  */
 PG_FUNCTION_INFO_V1(keys_guard_guard_active);
 Datum

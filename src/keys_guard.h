@@ -23,7 +23,7 @@
 #define KG_EXTENSION			"keys_guard"
 #define KG_SCHEMA				"keys_guard"
 
-/* Longest tenant id (SPEC.md §4) and the buffers that hold context values. */
+/* Longest tenant id (docs/contract.md §4) and the buffers that hold context values. */
 #define KG_TENANT_ID_MAXLEN		48
 #define KG_ACTOR_MAXLEN			200
 #define KG_REQUEST_ID_MAXLEN	200

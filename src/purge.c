@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * purge.c
- *	  Hard-deleting soft-deleted rows after their grace (SPEC.md §9).
+ *	  Hard-deleting soft-deleted rows after their grace (docs/contract.md §9).
  *
  * One batch removes up to keys_guard.purge_batch_size expired rows of one
  * table, oldest deadline first, skipping rows another transaction has

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * recovery.c
- *	  Restore and hard delete of soft-deleted rows (SPEC.md §7).
+ *	  Restore and hard delete of soft-deleted rows (docs/contract.md §7).
  *
  These are keys_guard's own operations (acting.c): they read with the
  * tenant and soft-delete filters off (they must see deleted rows), and hard

@@ -2,7 +2,7 @@
  *
  * soft_delete.c
  *	  DELETE becomes a soft delete; soft-deleted rows are hidden
- *	  (SPEC.md §7, §8).
+ *	  (docs/contract.md §7, §8).
  *
  * The planner hook rewrites every DELETE (and every MERGE ... THEN DELETE
  * action) whose target is a soft-delete table into an UPDATE that sets

@@ -2,7 +2,7 @@
  *
  * utility.c
  *	  keys_guard's ProcessUtility hook: the utility statements that touch
- *	  tenant data without going through the executor (SPEC.md §6).
+ *	  tenant data without going through the executor (docs/contract.md §6).
  *
  * TRUNCATE and LOCK name relations directly, so they are checked here with
  * the same rules as a query.  COPY of a guarded table TO a client, file or
@@ -13,14 +13,14 @@
  * of the install script.
  *
  * DDL that would weaken a guard is refused here, before it runs, for every
- * role (SPEC.md §11): switching row security off, dropping or changing
+ * role (docs/contract.md §11): switching row security off, dropping or changing
  * keys_guard's policies and triggers, dropping or changing the soft-delete
  * and tenant columns, moving a guarded table out of its schema, renaming or
  * dropping a tenant schema, replacing or dropping keys_guard's own objects,
  * DROP EXTENSION while anything is guarded, ALTER EXTENSION keys_guard ADD
  * or DROP, making a guarded table unlogged (or creating an unlogged table in
  * a tenant schema), and changing or removing the values of an audit table
- * (SPEC.md §5, §8).  Column commands are checked on every table they reach,
+ * (docs/contract.md §5, §8).  Column commands are checked on every table they reach,
  * inheritance children and partitions included.  keys_guard's own functions
  * do all of these through its API (control.c says when they are running).
  *
@@ -131,7 +131,7 @@ copy_target_list(Relation rel, List *attlist, bool *ok)
  * never apply.  Return, for a guarded ordinary table, the statement
  * COPY (SELECT <columns> FROM ONLY <table>) TO ..., which copy.c itself
  * builds for roles subject to row security: the rows then pass the same
- * filters as a SELECT, for every role (SPEC.md §6).  NULL when the
+ * filters as a SELECT, for every role (docs/contract.md §6).  NULL when the
  * statement is left as it is: COPY FROM (checked as an INSERT), a query,
  * an unguarded relation, or one COPY refuses on its own (partitioned
  * tables, views).
@@ -397,7 +397,7 @@ subcommand_recurses(AlterTableType subtype)
 }
 
 /*
- * An audit table keeps the values of its existing rows (SPEC.md §8): no
+ * An audit table keeps the values of its existing rows (docs/contract.md §8): no
  * subcommand may change or remove them.  ADD COLUMN may rewrite the table
  * but keeps every existing value, and so do SET STORAGE, SET COMPRESSION,
  * CLUSTER and VACUUM FULL; they are allowed.
@@ -658,7 +658,7 @@ check_rename(RenameStmt *stmt)
 
 /*
  * Tables in a tenant schema are guarded as they are created, and a
- * guarded table is never unlogged (SPEC.md §5): a crash would empty it.
+ * guarded table is never unlogged (docs/contract.md §5): a crash would empty it.
  * So no unlogged table is created in, or moved into, a tenant schema.
  */
 static void

@@ -2,7 +2,7 @@
  *
  * worker.c
  *	  keys_guard's background workers: a launcher and one worker per
- *	  database in which the extension is installed (SPEC.md §9).
+ *	  database in which the extension is installed (docs/contract.md §9).
  *
  * The launcher connects to no database.  It lists the databases that allow
  * connections (restricted by keys_guard.database), starts a worker for

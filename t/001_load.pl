@@ -1,8 +1,8 @@
 
 # Copyright and license: see keys_guard's README.
 #
-# Loading keys_guard (SPEC.md §1) and claiming a tenant outside
-# keys_guard's API (SPEC.md §3):
+# Loading keys_guard (docs/contract.md §1) and claiming a tenant outside
+# keys_guard's API (docs/contract.md §3):
 #   - CREATE EXTENSION refuses to run unless the library is in
 #     shared_preload_libraries (55000, hint naming the setting);
 #   - with the library preloaded it installs, with its two NOLOGIN roles;
@@ -75,7 +75,7 @@ is( $node->safe_psql(
 
 ###########################################################################
 # (b) With the library preloaded, CREATE EXTENSION works and creates the
-#     two NOLOGIN roles of SPEC.md §2.
+#     two NOLOGIN roles of docs/contract.md §2.
 ###########################################################################
 
 set_preload(1);

@@ -1,7 +1,7 @@
 
 # Copyright and license: see keys_guard's README.
 #
-# Denials are evidence (SPEC.md §6, §10):
+# Denials are evidence (docs/contract.md §6, §10):
 #   - every denial is written to the server log at once, as a LOG line
 #     "keys_guard: ... denied" whose DETAIL gives tenant, actor, request id
 #     and relation, and never a secret from the query text;
@@ -238,7 +238,7 @@ SELECT coalesce(actor, detail->>'role')
 	'api',
 	'no-context audit row names who tried: the database role');
 
-# SPEC.md §10: the audit log never contains a secret.
+# docs/contract.md §10: the audit log never contains a secret.
 is( $node->safe_psql(
 		'postgres',
 		"SELECT count(*) FROM keys_guard.audit_log a WHERE a::text LIKE '%SECRET123%'"),

@@ -1,7 +1,7 @@
 
 # Copyright and license: see keys_guard's README.
 #
-# keys_guard.bypass (SPEC.md §3): a superuser-only setting with which
+# keys_guard.bypass (docs/contract.md §3): a superuser-only setting with which
 # superusers read guarded data of every tenant without a context, as
 # pg_dump needs; each session that uses it is audited exactly once (action
 # 'bypass'); nobody else can set it (42501).
@@ -79,7 +79,7 @@ SELECT keys_guard.set_context('a', 'marker', 'marker-$marker') \\g /dev/null
 SELECT * FROM tenant_b.docs;
 },
 		connstr => connstr_as('gw'));
-	# A bounded wait (the default is minutes): SPEC.md §6 gives 2 seconds.
+	# A bounded wait (the default is minutes): docs/contract.md §6 gives 2 seconds.
 	local $PostgreSQL::Test::Utils::timeout_default = 10;
 	return $node->poll_query_until(
 		'postgres',
@@ -191,7 +191,7 @@ foreach my $user ('plain', 'gw')
 
 # A superuser may give the setting to a role with ALTER ROLE ... SET, as
 # PostgreSQL allows for any superuser-only setting.  It takes effect only
-# for the roles SPEC.md names (superusers and BYPASSRLS roles): the gateway
+# for the roles docs/contract.md names (superusers and BYPASSRLS roles): the gateway
 # role still needs a context, a BYPASSRLS maintenance role reads everything.
 $node->safe_psql(
 	'postgres', q{

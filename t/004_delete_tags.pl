@@ -1,13 +1,13 @@
 # Copyright and license: see keys_guard's README.
 #
-# What a client sees of a soft delete (SPEC.md §7): DELETE on a soft-delete
+# What a client sees of a soft delete (docs/contract.md §7): DELETE on a soft-delete
 # table reports "DELETE n" with the number of rows soft-deleted, and
 # RETURNING returns them, exactly as for a real delete -- while the rows
 # stay in the table, marked with deleted_at, hard_delete_at = deleted_at +
 # grace, deleted_by (the actor) and delete_request_id (the request id).
 #
 # A small libpq client (t/client/delete_tags.c) deletes through every path
-# SPEC.md names: the simple query protocol, PQprepare/PQexecPrepared under
+# docs/contract.md names: the simple query protocol, PQprepare/PQexecPrepared under
 # force_custom_plan, force_generic_plan and the default (eight executions
 # each), SQL-level PREPARE/EXECUTE, PQexecParams, PL/pgSQL (static, cached
 # past the switch to a generic plan, and dynamic), a SQL function's
@@ -16,7 +16,7 @@
 # children (a tenant-schema table and a pooled table), the soft-delete
 # cascade from a guarded parent into a guarded child, MERGE ... WHEN
 # MATCHED THEN DELETE (tag "MERGE n"), a superuser, keys_guard.bypass and
-# session_replication_role = replica -- and, since SPEC.md §7 lets no
+# session_replication_role = replica -- and, since docs/contract.md §7 lets no
 # statement remove a row physically, through an updatable view, a rule,
 # PL/pgSQL's DELETE ... RETURNING INTO and a cursor's WHERE CURRENT OF.
 # Each case is one transaction with its own context, as an API server runs

@@ -1,7 +1,7 @@
 
 # Copyright and license: see keys_guard's README.
 #
-# The purge (SPEC.md §7-§9): after a row's grace, and only then, the
+# The purge (docs/contract.md §7-§9): after a row's grace, and only then, the
 # background worker removes it for real.
 #   - tables guarded with grace '0', '1 second' and '1 day': exactly the
 #     rows past hard_delete_at are purged, never a row within its grace

@@ -1,7 +1,7 @@
 
 # Copyright and license: see keys_guard's README.
 #
-# The background worker's life (SPEC.md §9, §6, §10):
+# The background worker's life (docs/contract.md §9, §6, §10):
 #   - a "keys_guard launcher" and one "keys_guard worker" per served
 #     database appear in pg_stat_activity; keys_guard.database restricts
 #     which databases are served (another database with the extension gets
@@ -540,7 +540,7 @@ SELECT sum((detail->>'rows')::bigint) || '/' || max((detail->>'rows')::int) FROM
 ###########################################################################
 # audit_queue_size = 64, the worker busy (held in a batch), 10 000
 # denials from four sessions: when the queue is full the denying sessions
-# wait for room (SPEC.md §10), and once the worker goes on every denial
+# wait for room (docs/contract.md §10), and once the worker goes on every denial
 # reaches audit_log; none is lost.
 ###########################################################################
 

@@ -1,7 +1,7 @@
 
 # Copyright and license: see keys_guard's README.
 #
-# Tenant lifecycle (SPEC.md §9, §4, §6, §8, §13):
+# Tenant lifecycle (docs/contract.md §9, §4, §6, §8, §13):
 #   - delete_tenant(id, dry_run => true) previews tables and rows and
 #     changes nothing;
 #   - delete_tenant(id): status 'deleted', grace starts; set_context for it
@@ -346,7 +346,7 @@ my $audit_total = $node->safe_psql('postgres',
 ($ret, $out, $err) = $node->psql('postgres',
 	$verbose . "SELECT count(*) FROM keys_guard.delete_tenant('acme');");
 unlike($err, qr/ERROR/,
-	'delete_tenant of a purged tenant is idempotent: no error (SPEC.md: destructive operations are idempotent)'
+	'delete_tenant of a purged tenant is idempotent: no error (docs/contract.md: destructive operations are idempotent)'
 );
 is( $node->safe_psql(
 		'postgres',

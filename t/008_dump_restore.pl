@@ -1,7 +1,7 @@
 
 # Copyright and license: see keys_guard's README.
 #
-# pg_dump / pg_restore keep keys_guard's registry and guards (SPEC.md §11):
+# pg_dump / pg_restore keep keys_guard's registry and guards (docs/contract.md §11):
 # a database dumped with keys_guard.bypass and restored into a new database
 # (pg_restore with keys_guard.bypass, which is what lets it load the
 # registry) has the same tenants, guarded tables, options and governance

@@ -1,7 +1,7 @@
 
 # Copyright and license: see keys_guard's README.
 #
-# No denial is ever lost (SPEC.md §10): "when the shared queue is full, the
+# No denial is ever lost (docs/contract.md §10): "when the shared queue is full, the
 # denying backend waits for room (a flood slows the flooder; it never
 # erases its traces), so a burst of 30 000 denials from one session all
 # reach audit_log".  With keys_guard.audit_queue_size = 64, the smallest

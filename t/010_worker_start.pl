@@ -1,7 +1,7 @@
 
 # Copyright and license: see keys_guard's README.
 #
-# The worker starts with the extension (SPEC.md §9): "a database's worker
+# The worker starts with the extension (docs/contract.md §9): "a database's worker
 # is running within seconds of CREATE EXTENSION there, with no restart,
 # reload or other event needed".  In a database created after the server
 # started:

@@ -1,7 +1,7 @@
 
 # Copyright and license: see keys_guard's README.
 #
-# keys_guard behind PgBouncer (SPEC.md §3, §6):
+# keys_guard behind PgBouncer (docs/contract.md §3, §6):
 #   - transaction pooling with a small pool (2 server connections) shared by
 #     20 concurrent clients, each in its own tenant, each looping
 #     BEGIN; set_context(own tenant); read a pooled table and its schema's

@@ -1,4 +1,4 @@
--- context.sql: the request context (SPEC.md §3, §13).
+-- context.sql: the request context (docs/contract.md §3, §13).
 --
 --   * only members of keys_guard_gateway / keys_guard_admin (and superusers)
 --     set a context; nobody claims a tenant through the settings directly:

@@ -1,5 +1,5 @@
 -- isolation_paths.sql: every way of reaching another tenant's schema is
--- refused (SPEC.md §6, first two rows of the isolation table, §13 42501).
+-- refused (docs/contract.md §6, first two rows of the isolation table, §13 42501).
 --
 -- With a context for tenant iso_a, any statement that reaches a relation of
 -- tenant_iso_b (a table or a sequence) -- directly, through a view, a

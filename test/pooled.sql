@@ -1,4 +1,4 @@
--- pooled.sql: pooled tables, one per tenant column type (SPEC.md §5, the
+-- pooled.sql: pooled tables, one per tenant column type (docs/contract.md §5, the
 -- pooled-table rows of §6's isolation table, §13 42501).
 --
 -- For a tenant column of type text, uuid and bigint:

@@ -1,4 +1,4 @@
--- soft_delete.sql: DELETE is a recoverable soft delete (SPEC.md §7, §8,
+-- soft_delete.sql: DELETE is a recoverable soft delete (docs/contract.md §7, §8,
 -- §13).
 --
 --   * DELETE marks the rows (deleted_at = now(), hard_delete_at = now() +
@@ -534,7 +534,7 @@ SELECT is(public.kg_sd_mark('tenant_sd_a.events', 1), 'live', 'the audit row is 
 
 --
 -- keys_guard_admin members who are not superusers may restore, restore a
--- request, hard-delete and preview (SPEC.md §2).  Rows of kg_sd_week
+-- request, hard-delete and preview (docs/contract.md §2).  Rows of kg_sd_week
 -- (grace 7 days) deleted by the API role; expiring row 2 is past its grace.
 --
 SET LOCAL ROLE kg_sd_app;

@@ -2,7 +2,7 @@
  *
  * delete_tags.c
  *	  A libpq client for t/004_delete_tags.pl: deletes rows of keys_guard
- *	  soft-delete tables through every client path SPEC.md §7 names, and
+ *	  soft-delete tables through every client path docs/contract.md §7 names, and
  *	  prints what the client received for each.
  *
  * Usage: delete_tags <app conninfo> <superuser conninfo> <run label>
