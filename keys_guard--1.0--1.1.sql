@@ -1,4 +1,4 @@
-/* keys_guard--1.0--1.1.sql: guard rails and control plane (SPEC.md §11) */
+/* keys_guard--1.0--1.1.sql: guard rails and control plane (docs/contract.md §11) */
 
 \echo Use "ALTER EXTENSION keys_guard UPDATE TO '1.1'" to load this file. \quit
 
@@ -203,7 +203,7 @@ REVOKE ALL ON SEQUENCE keys_guard.audit_log_id_seq FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('keys_guard.audit_log_id_seq', '');
 
 --
--- Tenant templates (SPEC.md §4):
+-- Tenant templates (docs/contract.md §4):
 -- create_tenant(id, name, template => 'schema') clones every table of a
 -- template schema into the new tenant's schema.  Only structure is cloned,
 -- never rows.
@@ -737,7 +737,7 @@ GRANT EXECUTE ON FUNCTION keys_guard.create_tenant(text, text, text) TO keys_gua
 --
 
 --
--- Drift report (SPEC.md §11).  One row per problem, each with the statement
+-- Drift report (docs/contract.md §11).  One row per problem, each with the statement
 -- that repairs it:
 --   incomplete_guard         a guarded table lacks a piece of its guard
 --                            (row security, a policy, a trigger or its
@@ -1050,7 +1050,7 @@ REVOKE ALL ON FUNCTION keys_guard.doctor() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION keys_guard.doctor() TO keys_guard_admin;
 
 --
--- Runbook catalog (SPEC.md §11): every public keys_guard function with its
+-- Runbook catalog (docs/contract.md §11): every public keys_guard function with its
 -- safety class, side effects, preconditions and the argument that makes a
 -- call harmless (dry_run) or deliberate (confirm).  The list is curated
 -- here and joined to pg_proc, so a function dropped or renamed disappears

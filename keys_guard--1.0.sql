@@ -201,7 +201,7 @@ RETURNS trigger
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'keys_guard_tenant_row_guard';
 
--- Soft delete (SPEC.md §7): the values a DELETE-turned-UPDATE assigns, and
+-- Soft delete (docs/contract.md §7): the values a DELETE-turned-UPDATE assigns, and
 -- the triggers every soft-delete table carries.
 CREATE FUNCTION keys_guard._hard_delete_at(relid oid)
 RETURNS timestamptz
@@ -238,7 +238,7 @@ RETURNS bigint
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'keys_guard_restore_request';
 
--- Purge (SPEC.md §9)
+-- Purge (docs/contract.md §9)
 CREATE FUNCTION keys_guard._purge_table(r regclass, batch_size int, max_batches int,
                                         dry_run boolean,
                                         OUT purged bigint, OUT skipped bigint)
@@ -300,7 +300,7 @@ GRANT SELECT ON keys_guard.tenants, keys_guard.guarded_tables
 --
 
 -- Resolve a relation name given as text; unknown or malformed names are a
--- 22023 error, as SPEC.md §13 asks, rather than regclass's 42P01.
+-- 22023 error, as docs/contract.md §13 asks, rather than regclass's 42P01.
 CREATE FUNCTION keys_guard._resolve_relation(rel text)
 RETURNS regclass
 LANGUAGE plpgsql STABLE
