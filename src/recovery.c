@@ -142,7 +142,7 @@ deny_other_tenant_rows(const char *action, const char *table, const char *other,
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("cross-tenant access denied"),
-			 errdetail("Rows of %s to restore belong to another tenant than \"%s\".",
+			 errdetail("Some rows of %s that this call would restore do not belong to tenant \"%s\".",
 					   table, tenant)));
 }
 
