@@ -344,11 +344,11 @@ kg_ri_query_trusted(void)
 }
 
 /*
- * Whether the range table entry rtindex of the statement being planned or
- * checked (0: one that is not in the top level's range table) is read by
- * keys_guard's internal operation or PostgreSQL's RI query: true for their
- * own statements and, in a rule action they caused, for the entries that
- * are the original statement's.
+ * Whether the range table entry rte of the statement being planned or
+ * checked is read by keys_guard's internal operation or PostgreSQL's RI
+ * query themselves: true for their own statements; in a rule action, only
+ * for the copy of an internal statement's own target (its internal alias);
+ * never for a relation a row security policy's subquery reads.
  */
 bool
 kg_rte_trusted(RangeTblEntry *rte)
@@ -372,20 +372,26 @@ kg_rte_internal(RangeTblEntry *rte)
 		strcmp(rte->alias->aliasname, internal_alias) == 0;
 }
 
+/* A new random alias "<prefix><64 random bits in hex>" in buf. */
+static void
+make_random_alias(char *buf, const char *prefix)
+{
+	uint64		nonce;
+
+	if (!pg_strong_random(&nonce, sizeof(nonce)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random bytes")));
+	snprintf(buf, NAMEDATALEN, "%s%016llx", prefix, (unsigned long long) nonce);
+}
+
 /* The alias of the table an internal statement changes (see above). */
 const char *
 kg_internal_alias(void)
 {
 	if (internal_alias[0] == '\0' || internal_alias_shown)
 	{
-		uint64		nonce;
-
-		if (!pg_strong_random(&nonce, sizeof(nonce)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not generate random bytes")));
-		snprintf(internal_alias, sizeof(internal_alias),
-				 "keys_guard_%016llx", (unsigned long long) nonce);
+		make_random_alias(internal_alias, "keys_guard_");
 		internal_alias_shown = false;
 	}
 	return internal_alias;
@@ -396,16 +402,7 @@ const char *
 kg_untrusted_alias(void)
 {
 	if (untrusted_alias[0] == '\0')
-	{
-		uint64		nonce;
-
-		if (!pg_strong_random(&nonce, sizeof(nonce)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not generate random bytes")));
-		snprintf(untrusted_alias, sizeof(untrusted_alias),
-				 "keys_guard_policy_%016llx", (unsigned long long) nonce);
-	}
+		make_random_alias(untrusted_alias, "keys_guard_policy_");
 	return untrusted_alias;
 }
 
