@@ -5,6 +5,7 @@
 MODULE_big = keys_guard
 OBJS = \
 	src/keys_guard.o \
+	src/hooks.o \
 	src/acting.o \
 	src/context.o \
 	src/catalog.o \

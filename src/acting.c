@@ -18,8 +18,8 @@
  * those statements touch, CHECK constraints, defaults, index expressions,
  * row security policies, event triggers.  That code must get no more than
  * it would get outside the span.  So while a span is open, every function
- * that is not built-in C or internal code is routed through fmgr_hook,
- * which counts "user frames"; a span trusts only the code that runs with
+ * that is not built-in C or internal code is routed through fmgr_hook
+ * (installed by hooks.c, counted here), which counts "user frames"; a span trusts only the code that runs with
  * the same number of user frames as when the span began.  A function
  * looked up outside any span is not hooked, which keeps SQL-function
  * inlining and the fast call path for ordinary statements.
@@ -56,9 +56,6 @@
 #include "utils/syscache.h"
 
 #include "keys_guard.h"
-
-static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
-static fmgr_hook_type prev_fmgr_hook = NULL;
 
 /* What fmgr_hook's per-function private datum says about a function. */
 #define KG_FUNC_UNKNOWN	0
@@ -206,13 +203,16 @@ trust_span_open(void)
 		InNoForceRLSOperation() || creating_keys_guard();
 }
 
-static bool
-kg_needs_fmgr_hook(Oid fn_oid)
+/*
+ * needs_fmgr_hook (hooks.c, when no earlier provider asked for the
+ * function): keys_guard's own procedural functions always, other user code
+ * while a span is open.
+ */
+bool
+kg_acting_function_hooked(Oid fn_oid)
 {
 	int			class;
 
-	if (prev_needs_fmgr_hook && prev_needs_fmgr_hook(fn_oid))
-		return true;
 	class = cached_class(fn_oid);
 	if (class == KG_FUNC_OURS)
 		return true;
@@ -227,17 +227,13 @@ forget_stale_noforce(void)
 		noforce_base = -1;
 }
 
-static void
-kg_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
+/*
+ * fmgr_hook (hooks.c, after any earlier provider): count keys_guard's API
+ * frames and user-code frames as functions start and end.
+ */
+void
+kg_acting_function_event(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
 {
-	/*
-	 * PostgreSQL keeps one private datum per hooked function; a module
-	 * loaded before keys_guard that also uses it (sepgsql does) cannot share
-	 * it, so keys_guard is not meant to be combined with such a module.
-	 */
-	if (prev_fmgr_hook)
-		prev_fmgr_hook(event, flinfo, private);
-
 	if (*private == KG_FUNC_UNKNOWN)
 		*private = cached_class(flinfo->fn_oid);
 
@@ -668,13 +664,13 @@ kg_execute_as_owner(Oid relid, const char *sql, int nargs, Oid *types,
 	return result;
 }
 
+/*
+ * Register acting.c's transaction and cache callbacks (called once, from
+ * kg_hooks_install()).
+ */
 void
 kg_acting_init(void)
 {
-	prev_needs_fmgr_hook = needs_fmgr_hook;
-	needs_fmgr_hook = kg_needs_fmgr_hook;
-	prev_fmgr_hook = fmgr_hook;
-	fmgr_hook = kg_fmgr_hook;
 	RegisterXactCallback(acting_xact_callback, NULL);
 	CacheRegisterSyscacheCallback(PROCOID, func_cache_invalidate, (Datum) 0);
 	/* The keys_guard schema may come and go with the extension. */

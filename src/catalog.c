@@ -99,6 +99,10 @@ kg_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 	cache_valid = false;
 }
 
+/*
+ * Register the registry cache's invalidation callbacks (called once, from
+ * kg_hooks_install()).
+ */
 void
 kg_catalog_init(void)
 {

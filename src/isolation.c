@@ -3,7 +3,8 @@
  * isolation.c
  *	  Tenant isolation on the executor and planner side (docs/contract.md §6).
  *
- * Three mechanisms, each where PostgreSQL offers the right hook:
+ * Three mechanisms, each where PostgreSQL offers the right hook (hooks.c
+ * installs the hooks and calls the kg_isolation_* functions below):
  *
  * - Relation level (ExecutorCheckPerms_hook, so also COPY and every nested
  *	 statement of a function, view or dynamic SQL): a relation in another
@@ -62,13 +63,6 @@
 #include "utils/uuid.h"
 
 #include "keys_guard.h"
-
-static ExecutorCheckPerms_hook_type prev_check_perms_hook = NULL;
-static ExecutorStart_hook_type prev_executor_start_hook = NULL;
-static ExecutorRun_hook_type prev_executor_run_hook = NULL;
-static ExecutorFinish_hook_type prev_executor_finish_hook = NULL;
-static planner_hook_type prev_planner_hook = NULL;
-static get_relation_info_hook_type prev_get_relation_info_hook = NULL;
 
 /*
  * A started statement that reads guarded data, with the context it started
@@ -320,9 +314,15 @@ rte_action(RangeTblEntry *rte)
 /*
  * Check every relation of a range table, but those that keys_guard's
  * internal operation or PostgreSQL's RI query reads itself (acting.c).
+ *
+ * Called by hooks.c's ExecutorCheckPerms_hook once PostgreSQL's own
+ * permission checks and any earlier provider have passed.  PostgreSQL's own
+ * foreign-key queries are integrity work on behalf of a statement that was
+ * itself checked, and are left alone, as row security leaves them alone;
+ * the user code they run is not (acting.c).
  */
-static void
-check_range_table(List *rangeTable)
+void
+kg_isolation_check_range_table(List *rangeTable)
 {
 	ListCell   *lc;
 	Oid			own_target = InvalidOid;
@@ -358,26 +358,6 @@ check_range_table(List *rangeTable)
 	}
 }
 
-/*
- * ExecutorCheckPerms_hook: PostgreSQL's own permission checks have passed;
- * now keys_guard's.  PostgreSQL's own foreign-key queries are integrity
- * work on behalf of a statement that was itself checked, and are left
- * alone, as row security leaves them alone; the user code they run is not
- * (acting.c).
- */
-static bool
-kg_check_perms(KG_CHECK_PERMS_ARGS)
-{
-	if (prev_check_perms_hook &&
-		!prev_check_perms_hook(KG_CHECK_PERMS_CALL_ARGS))
-		return false;
-	/* A parallel worker runs a plan its leader has already checked. */
-	if (IsParallelWorker())
-		return true;
-	check_range_table(rangeTable);
-	return true;
-}
-
 static bool
 range_table_is_guarded(List *rangeTable)
 {
@@ -402,27 +382,12 @@ running_query_forget(void *arg)
 }
 
 /*
- * ExecutorStart: remember the context a statement on guarded data started
- * under, for the check in ExecutorRun.
+ * After ExecutorStart (hooks.c): remember the context a statement on
+ * guarded data started under, for kg_isolation_check_portal_context().
  */
-static void
-kg_executor_start(QueryDesc *queryDesc, int eflags)
+void
+kg_isolation_executor_started(QueryDesc *queryDesc, int eflags)
 {
-	bool		save = kg_begin_statement(NULL, queryDesc->plannedstmt);
-
-	PG_TRY();
-	{
-		if (prev_executor_start_hook)
-			prev_executor_start_hook(queryDesc, eflags);
-		else
-			standard_ExecutorStart(queryDesc, eflags);
-	}
-	PG_FINALLY();
-	{
-		kg_end_statement(save);
-	}
-	PG_END_TRY();
-
 	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 && !kg_ri_query_trusted() &&
 		!IsParallelWorker() && kg_extension_active() &&
 		range_table_is_guarded(queryDesc->plannedstmt->rtable))
@@ -443,15 +408,13 @@ kg_executor_start(QueryDesc *queryDesc, int eflags)
 }
 
 /*
- * ExecutorRun: a cursor or portal started under one context must not be
- * read under another.
+ * Before ExecutorRun (hooks.c): a cursor or portal started under one
+ * context must not be read under another.
  */
-static void
-kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
-				bool execute_once)
+void
+kg_isolation_check_portal_context(QueryDesc *queryDesc)
 {
 	dlist_iter	iter;
-	bool		save;
 
 	dlist_foreach(iter, &running_queries)
 	{
@@ -476,43 +439,6 @@ kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 		}
 		break;
 	}
-
-	save = kg_begin_statement(NULL, queryDesc->plannedstmt);
-	PG_TRY();
-	{
-		if (prev_executor_run_hook)
-			prev_executor_run_hook(queryDesc, direction, count, execute_once);
-		else
-			standard_ExecutorRun(queryDesc, direction, count, execute_once);
-	}
-	PG_FINALLY();
-	{
-		kg_end_statement(save);
-	}
-	PG_END_TRY();
-}
-
-/*
- * ExecutorFinish: AFTER triggers of a statement a rule produced run as
- * part of that rule action, untrusted like it.
- */
-static void
-kg_executor_finish(QueryDesc *queryDesc)
-{
-	bool		save = kg_begin_statement(NULL, queryDesc->plannedstmt);
-
-	PG_TRY();
-	{
-		if (prev_executor_finish_hook)
-			prev_executor_finish_hook(queryDesc);
-		else
-			standard_ExecutorFinish(queryDesc);
-	}
-	PG_FINALLY();
-	{
-		kg_end_statement(save);
-	}
-	PG_END_TRY();
 }
 
 /*
@@ -551,15 +477,16 @@ make_tenant_qual(Index rtindex, KgPooledRel *pooled)
 }
 
 /*
- * get_relation_info_hook: add the tenant filter to a pooled table as its
- * first security qual.  Security quals were already preprocessed into
- * implicit-AND lists by now, and the planner distributes them right after
- * this, so the qual is as good as one written by the user: index scans use
- * it and user-supplied functions never see other tenants' rows.
+ * From get_relation_info_hook (hooks.c), after any earlier provider: add
+ * the tenant filter to a pooled table as its first security qual, and the
+ * soft-delete filter (soft_delete.c) after it.  Security quals were
+ * already preprocessed into implicit-AND lists by now, and the planner
+ * distributes them right after this, so the qual is as good as one written
+ * by the user: index scans use it and user-supplied functions never see
+ * other tenants' rows.
  */
-static void
-kg_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent,
-					 RelOptInfo *rel)
+void
+kg_isolation_relation_info(PlannerInfo *root, Oid relationObjectId, RelOptInfo *rel)
 {
 	KgRelationGuard *guard;
 	KgPooledRel *pooled;
@@ -567,9 +494,6 @@ kg_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent,
 	List	   *quals = NIL;
 	Expr	   *deleted;
 	bool		trusted;
-
-	if (prev_get_relation_info_hook)
-		prev_get_relation_info_hook(root, relationObjectId, inhparent, rel);
 
 	if (root->simple_rte_array == NULL || !kg_extension_active())
 		return;
@@ -1138,8 +1062,8 @@ mark_policy_subqueries(Query *parse)
  * refused, as a session-wide context is, unless a superuser allowed
  * session state for the role.
  */
-static void
-refuse_holdable_cursor(void)
+void
+kg_isolation_refuse_holdable_cursor(void)
 {
 	if (keys_guard_allow_session_context)
 		return;
@@ -1151,55 +1075,62 @@ refuse_holdable_cursor(void)
 }
 
 /*
- * planner_hook: add the explicit-tenant gates, plan, and mark plans that
- * read pooled tables unfiltered (admin, bypass) as depending on the role.
+ * The planner side of isolation, called by hooks.c's planner_hook around
+ * the planner below it: kg_isolation_plan_begin() opens a planning level
+ * (planning nests: SQL functions, policies) and hands back the enclosing
+ * level's state for kg_isolation_plan_end(); the others act on the query
+ * and on the plan.
  */
-static PlannedStmt *
-kg_planner(Query *parse, const char *query_string, int cursorOptions,
-		   ParamListInfo boundParams)
+bool
+kg_isolation_plan_begin(void)
 {
-	PlannedStmt *result;
-	bool		save_unfiltered = planned_unfiltered_pooled;
-	bool		save_statement = kg_begin_statement(parse, NULL);
-	bool		soft_deleted = false;
+	bool		save = planned_unfiltered_pooled;
 
 	planned_unfiltered_pooled = false;
-	PG_TRY();
-	{
-		if ((cursorOptions & CURSOR_OPT_HOLD) && kg_extension_active())
-			refuse_holdable_cursor();
-		if (parse->commandType != CMD_UTILITY && kg_extension_active())
-		{
-			if (kg_filters_relaxed_span())
-				mark_policy_subqueries(parse);
-			soft_deleted = kg_soft_delete_rewrite(parse);
-			if (!kg_in_internal_operation() && !kg_ri_query_trusted())
-				gate_conflict_row(parse);
-			if (OidIsValid(kg_assert_tenant_func()) && OidIsValid(kg_assert_relation_func()) &&
-				kg_current_mode() == KG_MODE_TENANT && !kg_ri_query_trusted() &&
-				!kg_in_internal_operation())
-				(void) add_tenant_gates((Node *) parse, NULL);
-		}
+	return save;
+}
 
-		if (prev_planner_hook)
-			result = prev_planner_hook(parse, query_string, cursorOptions, boundParams);
-		else
-			result = standard_planner(parse, query_string, cursorOptions, boundParams);
-		if (planned_unfiltered_pooled)
-			result->dependsOnRole = true;
-		if (parse->querySource != QSRC_ORIGINAL)
-			kg_mark_rule_action(result);
-		/* The client sees "DELETE n": the tag follows the statement's type. */
-		if (soft_deleted)
-			result->commandType = CMD_DELETE;
-	}
-	PG_FINALLY();
-	{
-		planned_unfiltered_pooled = save_unfiltered;
-		kg_end_statement(save_statement);
-	}
-	PG_END_TRY();
-	return result;
+void
+kg_isolation_plan_end(bool save)
+{
+	planned_unfiltered_pooled = save;
+}
+
+/*
+ * Before soft_delete.c rewrites the query: in a span where keys_guard's
+ * filters are relaxed, the row security policies' subqueries stay user code.
+ */
+void
+kg_isolation_mark_policies(Query *parse)
+{
+	if (kg_filters_relaxed_span())
+		mark_policy_subqueries(parse);
+}
+
+/*
+ * After the soft-delete rewrite: gate the conflicting row of ON CONFLICT DO
+ * UPDATE, and add the explicit-tenant gates under a tenant context.
+ */
+void
+kg_isolation_add_gates(Query *parse)
+{
+	if (!kg_in_internal_operation() && !kg_ri_query_trusted())
+		gate_conflict_row(parse);
+	if (OidIsValid(kg_assert_tenant_func()) && OidIsValid(kg_assert_relation_func()) &&
+		kg_current_mode() == KG_MODE_TENANT && !kg_ri_query_trusted() &&
+		!kg_in_internal_operation())
+		(void) add_tenant_gates((Node *) parse, NULL);
+}
+
+/*
+ * After planning: a plan that reads pooled tables unfiltered (admin,
+ * bypass) depends on the role.
+ */
+void
+kg_isolation_planned(PlannedStmt *result)
+{
+	if (planned_unfiltered_pooled)
+		result->dependsOnRole = true;
 }
 
 /*
@@ -1444,21 +1375,4 @@ keys_guard_deny_ddl(PG_FUNCTION_ARGS)
 			 errdetail("Object %s is not in the schema of tenant \"%s\".", object, tenant),
 			 errhint("Run migrations without a tenant context, or use keys_guard.admin_context().")));
 	PG_RETURN_VOID();
-}
-
-void
-kg_isolation_init(void)
-{
-	prev_check_perms_hook = ExecutorCheckPerms_hook;
-	ExecutorCheckPerms_hook = kg_check_perms;
-	prev_executor_start_hook = ExecutorStart_hook;
-	ExecutorStart_hook = kg_executor_start;
-	prev_executor_run_hook = ExecutorRun_hook;
-	ExecutorRun_hook = kg_executor_run;
-	prev_executor_finish_hook = ExecutorFinish_hook;
-	ExecutorFinish_hook = kg_executor_finish;
-	prev_planner_hook = planner_hook;
-	planner_hook = kg_planner;
-	prev_get_relation_info_hook = get_relation_info_hook;
-	get_relation_info_hook = kg_get_relation_info;
 }

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * keys_guard.c
- *	  Module entry point: settings, hook installation and background worker
- *	  registration, and nothing else.
+ *	  Module entry point, a table of contents: settings, shared memory,
+ *	  background worker registration, then the hooks (hooks.c); and the two
+ *	  SQL functions that say whether the library was preloaded.
  *
  * keys_guard only works when loaded through shared_preload_libraries: its
  * guarantees live in hooks and in shared memory.  Loaded any other way (for
@@ -17,9 +18,6 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "storage/ipc.h"
-#include "storage/lwlock.h"
-#include "storage/shmem.h"
 #include "utils/guc.h"
 
 #include "keys_guard.h"
@@ -38,37 +36,6 @@ int			keys_guard_audit_queue_size = 8192;
 char	   *keys_guard_database = NULL;
 int			keys_guard_purge_naptime = 60;
 int			keys_guard_purge_batch_delay = 50;
-
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-#ifdef KG_HAVE_SHMEM_REQUEST_HOOK
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
-
-/*
- * Ask for keys_guard's shared memory: the denial queue and the worker
- * table.
- */
-static void
-keys_guard_shmem_request(void)
-{
-#ifdef KG_HAVE_SHMEM_REQUEST_HOOK
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-#endif
-	RequestAddinShmemSpace(add_size(kg_audit_shmem_size(), kg_worker_shmem_size()));
-	RequestNamedLWLockTranche("keys_guard", 1);
-}
-
-static void
-keys_guard_shmem_startup(void)
-{
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	kg_audit_shmem_init();
-	kg_worker_shmem_init();
-	LWLockRelease(AddinShmemInitLock);
-}
 
 /*
  * Define the request-context settings.  The context lives in one PGC_SUSET
@@ -117,16 +84,12 @@ define_context_settings(void)
 }
 
 /*
- * Module load.
+ * Define every setting, the request context's first, then reserve the
+ * keys_guard prefix.
  */
-void
-_PG_init(void)
+static void
+define_settings(void)
 {
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-
-	keys_guard_preloaded = true;
-
 	define_context_settings();
 
 	DefineCustomBoolVariable("keys_guard.bypass",
@@ -223,21 +186,34 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("keys_guard");
+}
 
-#ifdef KG_HAVE_SHMEM_REQUEST_HOOK
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = keys_guard_shmem_request;
-#else
-	keys_guard_shmem_request();
-#endif
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = keys_guard_shmem_startup;
+/*
+ * Module load.  Only through shared_preload_libraries: anywhere else
+ * keys_guard installs nothing and its SQL functions refuse to work.
+ */
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
 
-	kg_catalog_init();
-	kg_isolation_init();
-	kg_utility_init();
-	kg_acting_init();
+	keys_guard_preloaded = true;
+
+	/* Settings. */
+	define_settings();
+
+	/*
+	 * Shared memory: audit.c's denial queue and worker.c's worker table,
+	 * requested and created by hooks.c's shmem_request and shmem_startup
+	 * hooks.
+	 */
+
+	/* The launcher of the per-database background workers (worker.c). */
 	kg_worker_register_launcher();
+
+	/* Every PostgreSQL hook and callback (hooks.c). */
+	kg_hooks_install();
 }
 
 /*

@@ -2,7 +2,8 @@
  *
  * keys_guard.h
  *	  Declarations shared by keys_guard's source files, grouped by the file
- *	  that owns them.
+ *	  that owns (defines) them.  The functions hooks.c dispatches to are
+ *	  marked "hooks.c calls" in their file's group.
  *
  *-------------------------------------------------------------------------
  */
@@ -10,7 +11,9 @@
 #define KEYS_GUARD_H
 
 #include "compat.h"
+#include "executor/execdesc.h"
 #include "nodes/parsenodes.h"
+#include "nodes/pathnodes.h"
 #include "nodes/plannodes.h"
 #include "storage/itemptr.h"
 #include "nodes/pg_list.h"
@@ -28,6 +31,9 @@
 #define KG_ACTOR_MAXLEN			200
 #define KG_REQUEST_ID_MAXLEN	200
 #define KG_REASON_MAXLEN		500
+
+/* hooks.c */
+extern void kg_hooks_install(void);
 
 /* keys_guard.c: settings */
 extern bool keys_guard_preloaded;
@@ -127,7 +133,7 @@ typedef struct KgRelationGuard
 	KgGuardedTable *table;		/* registered options, if registered */
 } KgRelationGuard;
 
-extern void kg_catalog_init(void);
+extern void kg_catalog_init(void);	/* hooks.c calls: cache callbacks */
 extern KgRelationGuard *kg_relation_guard(Oid relid);
 extern bool kg_extension_active(void);
 extern void kg_require_complete_extension(void);
@@ -146,26 +152,42 @@ extern Oid	kg_deleted_by_func(void);
 extern Oid	kg_request_id_func(void);
 
 /* isolation.c */
-extern void kg_isolation_init(void);
 extern void kg_check_relation(Oid relid, const char *action);
+/* hooks.c calls: executor side */
+extern void kg_isolation_check_range_table(List *rangeTable);
+extern void kg_isolation_executor_started(QueryDesc *queryDesc, int eflags);
+extern void kg_isolation_check_portal_context(QueryDesc *queryDesc);
+/* hooks.c calls: planner side */
+extern bool kg_isolation_plan_begin(void);
+extern void kg_isolation_plan_end(bool save);
+extern void kg_isolation_refuse_holdable_cursor(void);
+extern void kg_isolation_mark_policies(Query *parse);
+extern void kg_isolation_add_gates(Query *parse);
+extern void kg_isolation_planned(PlannedStmt *result);
+extern void kg_isolation_relation_info(PlannerInfo *root, Oid relationObjectId,
+									   RelOptInfo *rel);
 
 /* acting.c */
+/* hooks.c calls: xact and cache callbacks, fmgr hooks, statement spans */
 extern void kg_acting_init(void);
+extern bool kg_acting_function_hooked(Oid fn_oid);
+extern void kg_acting_function_event(FmgrHookEventType event, FmgrInfo *flinfo,
+									 Datum *private);
+extern bool kg_begin_statement(Query *query, PlannedStmt *pstmt);
+extern void kg_end_statement(bool save);
+extern void kg_mark_rule_action(PlannedStmt *pstmt);
 extern bool kg_in_internal_operation(void);
 extern bool kg_physical_delete_allowed(void);
 extern bool kg_ri_query_trusted(void);
 extern bool kg_in_soft_delete_cascade(void);
 extern bool kg_acting_for_keys_guard(void);
 extern bool kg_rte_is_rule_placeholder(RangeTblEntry *rte);
-extern void kg_mark_rule_action(PlannedStmt *pstmt);
 extern bool kg_in_rule_action(void);
 extern bool kg_rte_trusted(RangeTblEntry *rte);
 extern bool kg_rte_internal(RangeTblEntry *rte);
 extern const char *kg_internal_alias(void);
 extern const char *kg_untrusted_alias(void);
 extern bool kg_rte_marked_untrusted(RangeTblEntry *rte);
-extern bool kg_begin_statement(Query *query, PlannedStmt *pstmt);
-extern void kg_end_statement(bool save);
 extern void kg_run_internal(void (*fn) (void *), void *arg, bool physical);
 extern void kg_run_cascade(Oid child_owner, void (*fn) (void *), void *arg);
 extern bool kg_filters_relaxed_span(void);
@@ -187,7 +209,7 @@ extern bool keys_guard_include_deleted;
 extern bool kg_check_include_deleted(bool *newval, void **extra, GucSource source);
 extern void kg_assign_include_deleted(bool newval, void *extra);
 extern Expr *kg_soft_delete_qual(Index rtindex, KgGuardedTable *table, bool trusted);
-extern bool kg_soft_delete_rewrite(Query *parse);
+extern bool kg_soft_delete_rewrite(Query *parse);	/* hooks.c calls */
 
 /* purge.c */
 extern int	keys_guard_purge_batch_size;
@@ -203,7 +225,7 @@ extern int64 kg_purge_rows(Oid relid, const char *predicate, int64 skipped,
 
 
 /* utility.c */
-extern void kg_utility_init(void);
+extern PlannedStmt *kg_utility_check_statement(PlannedStmt *pstmt);	/* hooks.c calls */
 
 /* audit.c */
 typedef enum KgAuditOutcome
@@ -213,7 +235,7 @@ typedef enum KgAuditOutcome
 	KG_OUTCOME_ERROR
 } KgAuditOutcome;
 
-extern Size kg_audit_shmem_size(void);
+extern Size kg_audit_shmem_size(void);	/* hooks.c calls: shared memory */
 extern void kg_audit_shmem_init(void);
 extern void kg_audit_enqueue(const char *action, const char *target,
 							 KgAuditOutcome outcome, const char *detail_json);
@@ -226,7 +248,7 @@ extern void kg_audit_forget(Oid dboid);
 extern bool kg_audit_pending(void);
 
 /* worker.c */
-extern Size kg_worker_shmem_size(void);
+extern Size kg_worker_shmem_size(void);	/* hooks.c calls: shared memory */
 extern void kg_worker_shmem_init(void);
 extern void kg_worker_register_launcher(void);
 extern void kg_worker_wake(Oid dboid);

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * utility.c
- *	  keys_guard's ProcessUtility hook: the utility statements that touch
- *	  tenant data without going through the executor (docs/contract.md §6).
+ *	  The checks keys_guard's ProcessUtility hook (hooks.c) makes before
+ *	  the statement runs: the utility statements that touch tenant data
+ *	  without going through the executor (docs/contract.md §6).
  *
  * TRUNCATE and LOCK name relations directly, so they are checked here with
  * the same rules as a query.  COPY of a guarded table TO a client, file or
@@ -50,8 +51,6 @@
 #include "utils/rel.h"
 
 #include "keys_guard.h"
-
-static ProcessUtility_hook_type prev_process_utility_hook = NULL;
 
 /* Check each relation a TRUNCATE or LOCK names. */
 static void
@@ -860,8 +859,13 @@ check_guard_rails(Node *parsetree)
 	}
 }
 
-static void
-kg_process_utility(KG_UTILITY_ARGS)
+/*
+ * From ProcessUtility_hook (hooks.c), before the statement runs: check it,
+ * and hand back the statement to run instead, which is pstmt itself unless
+ * a COPY TO was turned into COPY (SELECT ...) TO.
+ */
+PlannedStmt *
+kg_utility_check_statement(PlannedStmt *pstmt)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 	Oid			exclusive_db = database_needing_exclusive_access(parsetree);
@@ -892,16 +896,5 @@ kg_process_utility(KG_UTILITY_ARGS)
 	else
 		check_maintenance(parsetree);
 	check_guard_rails(parsetree);
-
-	if (prev_process_utility_hook)
-		prev_process_utility_hook(KG_UTILITY_CALL_ARGS);
-	else
-		standard_ProcessUtility(KG_UTILITY_CALL_ARGS);
-}
-
-void
-kg_utility_init(void)
-{
-	prev_process_utility_hook = ProcessUtility_hook;
-	ProcessUtility_hook = kg_process_utility;
+	return pstmt;
 }

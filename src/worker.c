@@ -22,7 +22,8 @@
  * the queue is full (audit.c), so the worker drains batch after batch,
  * also between purge batches, and frees slots only after each commit.  The skeleton is worker_spi's:
  * reload on SIGHUP, exit on SIGTERM, WL_EXIT_ON_PM_DEATH, one short
- * transaction per unit of work, visible in pg_stat_activity.
+ * transaction per unit of work, visible in pg_stat_activity, and a
+ * scratch memory context reset every loop (keys_guard_worker_main()).
  *
  *-------------------------------------------------------------------------
  */
@@ -600,6 +601,7 @@ extension_installed(KgWorkerSlot *slot, bool *complete)
 {
 	bool		installed;
 	uint32		generation;
+	MemoryContext caller = CurrentMemoryContext;
 
 	for (;;)
 	{
@@ -613,6 +615,7 @@ extension_installed(KgWorkerSlot *slot, bool *complete)
 		*complete = installed && kg_extension_complete() &&
 			OidIsValid(get_relname_relid("purge_stats", get_namespace_oid("keys_guard", false)));
 		CommitTransactionCommand();
+		MemoryContextSwitchTo(caller);
 		if (installed)
 			return true;
 
@@ -677,6 +680,7 @@ drain_audit_queue(void)
 			SPI_finish();
 			PopActiveSnapshot();
 			CommitTransactionCommand();
+			MemoryContextSwitchTo(caller);
 		}
 		PG_CATCH();
 		{
@@ -684,6 +688,7 @@ drain_audit_queue(void)
 			EmitErrorReport();
 			FlushErrorState();
 			AbortCurrentTransaction();
+			MemoryContextSwitchTo(caller);
 			kg_audit_release(false);
 			drain_failed_at = GetCurrentTimestamp();
 			pgstat_report_activity(STATE_IDLE, NULL);
@@ -729,6 +734,7 @@ query_list(const char *sql, bool as_text)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
 	return result;
 }
 
@@ -743,6 +749,7 @@ record_failure(const char *action, Oid relid, const char *target, const char *me
 	Datum		values[4];
 	char		nulls[4] = {OidIsValid(relid) ? ' ' : 'n', ' ', ' ', ' '};
 	StringInfoData detail;
+	MemoryContext caller = CurrentMemoryContext;
 
 	ereport(LOG,
 			(errmsg("keys_guard: %s of %s failed: %s", action, target, message)));
@@ -777,12 +784,15 @@ record_failure(const char *action, Oid relid, const char *target, const char *me
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		MemoryContextSwitchTo(caller);
 	}
 	PG_CATCH();
 	{
+		MemoryContextSwitchTo(caller);
 		EmitErrorReport();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		MemoryContextSwitchTo(caller);
 	}
 	PG_END_TRY();
 }
@@ -862,6 +872,7 @@ run_unit(WorkUnit *unit)
 	{
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		MemoryContextSwitchTo(caller);
 		return false;
 	}
 	target = MemoryContextStrdup(TopMemoryContext, target);
@@ -882,6 +893,7 @@ run_unit(WorkUnit *unit)
 		do_unit(unit);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		MemoryContextSwitchTo(caller);
 	}
 	PG_CATCH();
 	{
@@ -891,6 +903,7 @@ run_unit(WorkUnit *unit)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		MemoryContextSwitchTo(caller);
 		record_failure(purge ? "purge" : "drop_tenant", purge ? unit->relid : InvalidOid,
 					   target, edata->message);
 		FreeErrorData(edata);
@@ -926,6 +939,7 @@ prepare_table(Oid relid, int64 *skipped)
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		MemoryContextSwitchTo(caller);
 	}
 	PG_CATCH();
 	{
@@ -935,6 +949,7 @@ prepare_table(Oid relid, int64 *skipped)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		MemoryContextSwitchTo(caller);
 		record_failure("purge", relid, psprintf("relation %u", relid), edata->message);
 		FreeErrorData(edata);
 		predicate = NULL;
@@ -1089,6 +1104,7 @@ keys_guard_worker_main(Datum main_arg)
 	KgWorkerSlot *slot;
 	TimestampTz next_purge = 0;
 	bool		complete;
+	MemoryContext loop_context;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -1124,10 +1140,23 @@ keys_guard_worker_main(Datum main_arg)
 	next_purge = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 											 keys_guard_purge_naptime * 1000L);
 
+	/*
+	 * Scratch memory of one loop iteration (pg_cron's loop context,
+	 * TimescaleDB's scheduler): whatever a pass allocates outside its
+	 * transactions (table and tenant lists, skip predicates, failure
+	 * records) is freed at the top of the next, so a worker that runs for
+	 * months does not grow.  Each helper below returns to it after its
+	 * transaction ends, which leaves TopMemoryContext current.
+	 */
+	loop_context = AllocSetContextCreate(TopMemoryContext, "keys_guard worker loop",
+										 ALLOCSET_DEFAULT_SIZES);
+
 	for (;;)
 	{
 		TimestampTz now;
 
+		MemoryContextReset(loop_context);
+		MemoryContextSwitchTo(loop_context);
 		ResetLatch(MyLatch);
 		process_interrupts_and_reload();
 

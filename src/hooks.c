@@ -1,0 +1,322 @@
+/*-------------------------------------------------------------------------
+ *
+ * hooks.c
+ *	  Installs every PostgreSQL hook keys_guard uses and dispatches each to
+ *	  the file that owns the logic; nothing else.
+ *
+ * Every hook keeps the previous provider's pointer and calls it, or the
+ * standard function when there is none (auto_explain's template).  A veto
+ * hook lets the earlier providers speak first and respects their "no"
+ * (sepgsql).  State that keys_guard changes around the call below it is
+ * restored with PG_FINALLY when that call throws.
+ *
+ *	  hook						owner of the logic
+ *	  shmem_request_hook		audit.c, worker.c (sizes)
+ *	  shmem_startup_hook		audit.c, worker.c (initialisation)
+ *	  ExecutorCheckPerms_hook	isolation.c
+ *	  ExecutorStart_hook		acting.c (statement span), isolation.c
+ *	  ExecutorRun_hook			isolation.c, acting.c (statement span)
+ *	  ExecutorFinish_hook		acting.c (statement span)
+ *	  planner_hook				acting.c, isolation.c, soft_delete.c
+ *	  get_relation_info_hook	isolation.c (tenant and soft-delete filters)
+ *	  ProcessUtility_hook		utility.c
+ *	  needs_fmgr_hook, fmgr_hook	acting.c (user-code frames)
+ *
+ * Cache and transaction callbacks are not hooks: each stays with the file
+ * whose state it invalidates (kg_catalog_init(), kg_acting_init()), and
+ * kg_hooks_install() calls those once, so this file lists every way
+ * PostgreSQL calls into keys_guard on its own.  (worker.c registers one
+ * more transaction callback lazily, the first time it has a wake-up to
+ * send.)
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/parallel.h"
+#include "executor/executor.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "optimizer/plancat.h"
+#include "optimizer/planner.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "tcop/utility.h"
+
+#include "keys_guard.h"
+
+#ifdef KG_HAVE_SHMEM_REQUEST_HOOK
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static ExecutorCheckPerms_hook_type prev_check_perms_hook = NULL;
+static ExecutorStart_hook_type prev_executor_start_hook = NULL;
+static ExecutorRun_hook_type prev_executor_run_hook = NULL;
+static ExecutorFinish_hook_type prev_executor_finish_hook = NULL;
+static planner_hook_type prev_planner_hook = NULL;
+static get_relation_info_hook_type prev_get_relation_info_hook = NULL;
+static ProcessUtility_hook_type prev_process_utility_hook = NULL;
+static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
+static fmgr_hook_type prev_fmgr_hook = NULL;
+
+/*
+ * shmem_request_hook: ask for keys_guard's shared memory, the denial queue
+ * and the worker table.
+ */
+static void
+kg_shmem_request(void)
+{
+#ifdef KG_HAVE_SHMEM_REQUEST_HOOK
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	RequestAddinShmemSpace(add_size(kg_audit_shmem_size(), kg_worker_shmem_size()));
+	RequestNamedLWLockTranche("keys_guard", 1);
+}
+
+/* shmem_startup_hook: create or attach to that shared memory. */
+static void
+kg_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	kg_audit_shmem_init();
+	kg_worker_shmem_init();
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * ExecutorCheckPerms_hook: PostgreSQL's own permission checks and the
+ * earlier providers have passed; now keys_guard's.
+ */
+static bool
+kg_check_perms(KG_CHECK_PERMS_ARGS)
+{
+	if (prev_check_perms_hook &&
+		!prev_check_perms_hook(KG_CHECK_PERMS_CALL_ARGS))
+		return false;
+	/* A parallel worker runs a plan its leader has already checked. */
+	if (IsParallelWorker())
+		return true;
+	kg_isolation_check_range_table(rangeTable);
+	return true;
+}
+
+/*
+ * ExecutorStart_hook: start the statement inside its acting span, then
+ * remember the context a statement on guarded data started under.
+ */
+static void
+kg_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	bool		save = kg_begin_statement(NULL, queryDesc->plannedstmt);
+
+	PG_TRY();
+	{
+		if (prev_executor_start_hook)
+			prev_executor_start_hook(queryDesc, eflags);
+		else
+			standard_ExecutorStart(queryDesc, eflags);
+	}
+	PG_FINALLY();
+	{
+		kg_end_statement(save);
+	}
+	PG_END_TRY();
+
+	kg_isolation_executor_started(queryDesc, eflags);
+}
+
+/*
+ * ExecutorRun_hook: a cursor or portal started under one context must not
+ * be read under another; then run inside the statement's acting span.
+ */
+static void
+kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
+				bool execute_once)
+{
+	bool		save;
+
+	kg_isolation_check_portal_context(queryDesc);
+
+	save = kg_begin_statement(NULL, queryDesc->plannedstmt);
+	PG_TRY();
+	{
+		if (prev_executor_run_hook)
+			prev_executor_run_hook(queryDesc, direction, count, execute_once);
+		else
+			standard_ExecutorRun(queryDesc, direction, count, execute_once);
+	}
+	PG_FINALLY();
+	{
+		kg_end_statement(save);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * ExecutorFinish_hook: AFTER triggers of a statement a rule produced run as
+ * part of that rule action, untrusted like it (acting.c).
+ */
+static void
+kg_executor_finish(QueryDesc *queryDesc)
+{
+	bool		save = kg_begin_statement(NULL, queryDesc->plannedstmt);
+
+	PG_TRY();
+	{
+		if (prev_executor_finish_hook)
+			prev_executor_finish_hook(queryDesc);
+		else
+			standard_ExecutorFinish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		kg_end_statement(save);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * planner_hook: refuse holdable cursors, rewrite DELETE into a soft delete
+ * (soft_delete.c), add the explicit-tenant gates (isolation.c), plan, then
+ * mark plans that read pooled tables unfiltered (admin, bypass) as
+ * depending on the role and plans of rule actions as untrusted (acting.c).
+ */
+static PlannedStmt *
+kg_planner(Query *parse, const char *query_string, int cursorOptions,
+		   ParamListInfo boundParams)
+{
+	PlannedStmt *result;
+	bool		save_statement = kg_begin_statement(parse, NULL);
+	bool		save_planning = kg_isolation_plan_begin();
+	bool		soft_deleted = false;
+
+	PG_TRY();
+	{
+		if ((cursorOptions & CURSOR_OPT_HOLD) && kg_extension_active())
+			kg_isolation_refuse_holdable_cursor();
+		if (parse->commandType != CMD_UTILITY && kg_extension_active())
+		{
+			kg_isolation_mark_policies(parse);
+			soft_deleted = kg_soft_delete_rewrite(parse);
+			kg_isolation_add_gates(parse);
+		}
+
+		if (prev_planner_hook)
+			result = prev_planner_hook(parse, query_string, cursorOptions, boundParams);
+		else
+			result = standard_planner(parse, query_string, cursorOptions, boundParams);
+		kg_isolation_planned(result);
+		if (parse->querySource != QSRC_ORIGINAL)
+			kg_mark_rule_action(result);
+		/* The client sees "DELETE n": the tag follows the statement's type. */
+		if (soft_deleted)
+			result->commandType = CMD_DELETE;
+	}
+	PG_FINALLY();
+	{
+		kg_isolation_plan_end(save_planning);
+		kg_end_statement(save_statement);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/*
+ * get_relation_info_hook: after the earlier providers, the tenant and
+ * soft-delete filters of a guarded relation (isolation.c).
+ */
+static void
+kg_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent,
+					 RelOptInfo *rel)
+{
+	if (prev_get_relation_info_hook)
+		prev_get_relation_info_hook(root, relationObjectId, inhparent, rel);
+	kg_isolation_relation_info(root, relationObjectId, rel);
+}
+
+/*
+ * ProcessUtility_hook: check the statement (utility.c), which may replace a
+ * COPY TO by its planned form, then run it.
+ */
+static void
+kg_process_utility(KG_UTILITY_ARGS)
+{
+	pstmt = kg_utility_check_statement(pstmt);
+
+	if (prev_process_utility_hook)
+		prev_process_utility_hook(KG_UTILITY_CALL_ARGS);
+	else
+		standard_ProcessUtility(KG_UTILITY_CALL_ARGS);
+}
+
+/*
+ * needs_fmgr_hook: a function an earlier provider hooks stays hooked;
+ * acting.c decides for the others.
+ */
+static bool
+kg_needs_fmgr_hook(Oid fn_oid)
+{
+	if (prev_needs_fmgr_hook && prev_needs_fmgr_hook(fn_oid))
+		return true;
+	return kg_acting_function_hooked(fn_oid);
+}
+
+/* fmgr_hook: count the frames of a hooked function (acting.c). */
+static void
+kg_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
+{
+	/*
+	 * PostgreSQL keeps one private datum per hooked function; a module
+	 * loaded before keys_guard that also uses it (sepgsql does) cannot share
+	 * it, so keys_guard is not meant to be combined with such a module.
+	 */
+	if (prev_fmgr_hook)
+		prev_fmgr_hook(event, flinfo, private);
+	kg_acting_function_event(event, flinfo, private);
+}
+
+/*
+ * Install every hook, each beside the previous provider's, and register
+ * the cache and transaction callbacks.  Called once, from _PG_init while
+ * shared_preload_libraries is processed.
+ */
+void
+kg_hooks_install(void)
+{
+#ifdef KG_HAVE_SHMEM_REQUEST_HOOK
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = kg_shmem_request;
+#else
+	kg_shmem_request();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = kg_shmem_startup;
+
+	kg_catalog_init();
+
+	prev_check_perms_hook = ExecutorCheckPerms_hook;
+	ExecutorCheckPerms_hook = kg_check_perms;
+	prev_executor_start_hook = ExecutorStart_hook;
+	ExecutorStart_hook = kg_executor_start;
+	prev_executor_run_hook = ExecutorRun_hook;
+	ExecutorRun_hook = kg_executor_run;
+	prev_executor_finish_hook = ExecutorFinish_hook;
+	ExecutorFinish_hook = kg_executor_finish;
+	prev_planner_hook = planner_hook;
+	planner_hook = kg_planner;
+	prev_get_relation_info_hook = get_relation_info_hook;
+	get_relation_info_hook = kg_get_relation_info;
+
+	prev_process_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = kg_process_utility;
+
+	prev_needs_fmgr_hook = needs_fmgr_hook;
+	needs_fmgr_hook = kg_needs_fmgr_hook;
+	prev_fmgr_hook = fmgr_hook;
+	fmgr_hook = kg_fmgr_hook;
+	kg_acting_init();
+}
