@@ -405,3 +405,32 @@ UPDATE public.atk_kv SET v = v || '!';
 COMMIT;
 RESET ROLE;
 SELECT * FROM public.atk_transition_log;
+
+--
+-- 9. User code that keys_guard's own API runs: an event trigger fired by
+-- the DDL of create_tenant() may neither write the registry nor weaken a
+-- guard, although keys_guard's function is on the stack.
+--
+CREATE TABLE public.atk_evt_log (what text, outcome text);
+CREATE FUNCTION public.atk_evil() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        UPDATE keys_guard.guarded_table SET soft_delete = false;
+        INSERT INTO public.atk_evt_log VALUES ('registry update', 'allowed');
+    EXCEPTION WHEN OTHERS THEN
+        INSERT INTO public.atk_evt_log VALUES ('registry update', SQLSTATE);
+    END;
+    BEGIN
+        EXECUTE 'ALTER TABLE public.atk_secret DISABLE ROW LEVEL SECURITY';
+        INSERT INTO public.atk_evt_log VALUES ('disable row security', 'allowed');
+    EXCEPTION WHEN OTHERS THEN
+        INSERT INTO public.atk_evt_log VALUES ('disable row security', SQLSTATE);
+    END;
+END
+$$;
+CREATE EVENT TRIGGER atk_evil ON ddl_command_end EXECUTE FUNCTION public.atk_evil();
+SELECT id FROM keys_guard.create_tenant('atk_c');
+DROP EVENT TRIGGER atk_evil;
+SELECT what, outcome, count(*) FROM public.atk_evt_log GROUP BY 1, 2 ORDER BY 1;
+SELECT relation, soft_delete FROM keys_guard.guarded_tables WHERE relation::text = 'atk_secret';
+SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'public.atk_secret'::regclass;
