@@ -749,8 +749,7 @@ keys_guard_append_only(PG_FUNCTION_ARGS)
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("cannot %s append-only table %s", operation,
-					quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-											   RelationGetRelationName(rel))),
+					kg_relation_name(RelationGetRelid(rel))),
 			 errdetail("Audit records can be added but never changed or removed.")));
 	PG_RETURN_NULL();
 }

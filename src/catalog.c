@@ -576,6 +576,21 @@ kg_assert_tenant_func(void)
 	return kg_extension_active() ? assert_tenant_funcid : InvalidOid;
 }
 
+/*
+ * The schema-qualified, quoted name of a relation, for messages and the
+ * statements keys_guard builds; its oid if the relation is gone.
+ */
+char *
+kg_relation_name(Oid relid)
+{
+	char	   *relname = get_rel_name(relid);
+	char	   *nspname = relname ? get_namespace_name(get_rel_namespace(relid)) : NULL;
+
+	if (relname == NULL || nspname == NULL)
+		return psprintf("%u", relid);
+	return quote_qualified_identifier(nspname, relname);
+}
+
 /* The registered options of a table, or NULL. */
 KgGuardedTable *
 kg_guarded_table(Oid relid)

@@ -91,18 +91,6 @@ static void gate_pulled_up_predicates(PlannerInfo *root, Index rtindex, Oid reli
 /* Set while planning when a pooled table was planned without the filter. */
 static bool planned_unfiltered_pooled = false;
 
-/* The schema-qualified, quoted name of a relation, for messages. */
-static char *
-relation_display_name(Oid relid)
-{
-	char	   *relname = get_rel_name(relid);
-	char	   *nspname = get_namespace_name(get_rel_namespace(relid));
-
-	if (relname == NULL || nspname == NULL)
-		return psprintf("%u", relid);
-	return quote_qualified_identifier(nspname, relname);
-}
-
 static void
 append_json_pair(StringInfo buf, const char *key, const char *value)
 {
@@ -215,7 +203,7 @@ audit_admin_access(const char *action, Oid relid)
 	if (stmt == admin_audited_statement)
 		return;
 	admin_audited_statement = stmt;
-	kg_audit_enqueue(action, relation_display_name(relid), KG_OUTCOME_OK,
+	kg_audit_enqueue(action, kg_relation_name(relid), KG_OUTCOME_OK,
 					 json_detail("reason", kg_current_admin_reason(),
 								 "mode", "admin_context"));
 }
@@ -226,7 +214,7 @@ audit_bypass_once(const char *action, Oid relid)
 	if (bypass_audited)
 		return;
 	bypass_audited = true;
-	kg_audit_enqueue("bypass", relation_display_name(relid), KG_OUTCOME_OK,
+	kg_audit_enqueue("bypass", kg_relation_name(relid), KG_OUTCOME_OK,
 					 json_detail("first_action", action, NULL, NULL));
 }
 
@@ -270,7 +258,7 @@ check_relation_rules(Oid relid, const char *action)
 			audit_admin_access(action, relid);
 			return;
 		case KG_MODE_NONE:
-			deny_no_context(action, relation_display_name(relid));
+			deny_no_context(action, kg_relation_name(relid));
 			return;
 		case KG_MODE_TENANT:
 			break;
@@ -279,12 +267,12 @@ check_relation_rules(Oid relid, const char *action)
 	tenant = kg_current_tenant();
 	current = kg_tenant_by_id(tenant);
 	if (current == NULL || !current->active)
-		deny_deleted_tenant(action, relation_display_name(relid), tenant);
+		deny_deleted_tenant(action, kg_relation_name(relid), tenant);
 	if (owner != NULL && strcmp(owner->id, tenant) != 0)
-		deny_cross_tenant(action, relation_display_name(relid), owner->id);
+		deny_cross_tenant(action, kg_relation_name(relid), owner->id);
 	if (pooled != NULL && !OidIsValid(pooled->current_func))
 	{
-		char	   *relation = relation_display_name(relid);
+		char	   *relation = kg_relation_name(relid);
 
 		record_denial(action, relation, "incomplete guard", NULL);
 		ereport(ERROR,
@@ -1152,7 +1140,7 @@ keys_guard_assert_conflict_row(PG_FUNCTION_ARGS)
 
 		if (strcmp(value, kg_current_tenant()) != 0)
 		{
-			char	   *relation = relation_display_name(relid);
+			char	   *relation = kg_relation_name(relid);
 
 			if (strlen(value) > KG_TENANT_ID_MAXLEN)
 				value[KG_TENANT_ID_MAXLEN] = '\0';
@@ -1167,7 +1155,7 @@ keys_guard_assert_conflict_row(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("conflicting row of %s is soft-deleted", relation_display_name(relid)),
+				 errmsg("conflicting row of %s is soft-deleted", kg_relation_name(relid)),
 				 errdetail("INSERT ... ON CONFLICT DO UPDATE found a soft-deleted row with the same key, which it cannot update."),
 				 errhint("Restore the row with keys_guard.restore(), or wait until it is purged.")));
 	PG_RETURN_BOOL(true);
@@ -1191,7 +1179,7 @@ keys_guard_assert_tenant(PG_FUNCTION_ARGS)
 		case KG_MODE_ADMIN:
 			PG_RETURN_BOOL(true);
 		case KG_MODE_NONE:
-			deny_no_context("select", relation_display_name(relid));
+			deny_no_context("select", kg_relation_name(relid));
 			break;
 		case KG_MODE_TENANT:
 			break;
@@ -1204,7 +1192,7 @@ keys_guard_assert_tenant(PG_FUNCTION_ARGS)
 	{
 		if (strlen(value) > KG_TENANT_ID_MAXLEN)
 			value[KG_TENANT_ID_MAXLEN] = '\0';
-		deny_other_tenant_value("select", relation_display_name(relid), value);
+		deny_other_tenant_value("select", kg_relation_name(relid), value);
 	}
 	PG_RETURN_BOOL(true);
 }
@@ -1245,7 +1233,7 @@ tenant_as_column_value(KgPooledRel *pooled, const char *tenant, Oid relid)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("tenant \"%s\" cannot be stored in the tenant column of %s",
-						tenant, relation_display_name(relid)),
+						tenant, kg_relation_name(relid)),
 				 errdetail("The tenant column has type %s.", format_type_be(pooled->tenant_type))));
 	return result;
 }
@@ -1286,7 +1274,7 @@ keys_guard_tenant_row_guard(PG_FUNCTION_ARGS)
 	if (mode == KG_MODE_BYPASS || kg_in_internal_operation())
 		return PointerGetDatum(tuple);
 	if (mode == KG_MODE_NONE)
-		deny_no_context("insert", relation_display_name(RelationGetRelid(rel)));
+		deny_no_context("insert", kg_relation_name(RelationGetRelid(rel)));
 	if (!OidIsValid(pooled->current_func))
 		elog(ERROR, "keys_guard: tenant column of relation %u cannot be resolved",
 			 RelationGetRelid(rel));
@@ -1321,7 +1309,7 @@ keys_guard_tenant_row_guard(PG_FUNCTION_ARGS)
 		if (strlen(text_value) > KG_TENANT_ID_MAXLEN)
 			text_value[KG_TENANT_ID_MAXLEN] = '\0';
 		deny_other_tenant_value(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "update" : "insert",
-								relation_display_name(RelationGetRelid(rel)), text_value);
+								kg_relation_name(RelationGetRelid(rel)), text_value);
 	}
 	return PointerGetDatum(tuple);
 }

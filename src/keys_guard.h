@@ -135,6 +135,7 @@ typedef struct KgRelationGuard
 
 extern void kg_catalog_init(void);	/* hooks.c calls: cache callbacks */
 extern KgRelationGuard *kg_relation_guard(Oid relid);
+extern char *kg_relation_name(Oid relid);
 extern bool kg_extension_active(void);
 extern void kg_require_complete_extension(void);
 extern bool kg_extension_complete(void);

@@ -70,13 +70,6 @@ typedef struct PurgeArgs
 	int64		skipped;
 } PurgeArgs;
 
-static char *
-table_name(Oid relid)
-{
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									  get_rel_name(relid));
-}
-
 static int64
 spi_count(const char *sql)
 {
@@ -156,7 +149,7 @@ record_batch_alone(PurgeArgs *args)
 {
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "keys_guard: SPI_connect failed");
-	record_batch(args, table_name(args->relid));
+	record_batch(args, kg_relation_name(args->relid));
 	SPI_finish();
 }
 
@@ -390,7 +383,7 @@ delete_batch(Oid relid, SPIPlanPtr delete_plan, Datum *tids, int n)
 	result = SPI_execute_plan(delete_plan, (Datum[]) {PointerGetDatum(array)}, NULL, false, 0);
 	kg_end_as_owner(&save);
 	if (result != SPI_OK_DELETE)
-		elog(ERROR, "keys_guard: purge of %s failed", table_name(relid));
+		elog(ERROR, "keys_guard: purge of %s failed", kg_relation_name(relid));
 	SPI_freeplan(delete_plan);
 	pfree(array);
 	return (int64) SPI_processed;
@@ -520,7 +513,7 @@ purge_internal(void *arg)
 	if (!purgeable(table))
 		return;
 
-	name = table_name(args->relid);
+	name = kg_relation_name(args->relid);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "keys_guard: SPI_connect failed");
 	if (args->predicate)
@@ -589,7 +582,7 @@ prepare_internal(void *arg)
 	pred = skip_predicate(args->relid);
 	args->skipped = spi_count(psprintf("SELECT count(*) FROM ONLY %s t"
 									   " WHERE t.deleted_at IS NOT NULL AND t.hard_delete_at < now()"
-									   " AND (%s)", table_name(args->relid), pred));
+									   " AND (%s)", kg_relation_name(args->relid), pred));
 	args->predicate = MemoryContextStrdup(caller, pred);
 	SPI_finish();
 }
@@ -772,7 +765,7 @@ static void
 count_internal(void *arg)
 {
 	CountArgs  *args = (CountArgs *) arg;
-	char	   *name = table_name(args->relid);
+	char	   *name = kg_relation_name(args->relid);
 	bool		has_deleted_at = get_attnum(args->relid, "deleted_at") != InvalidAttrNumber;
 
 	if (SPI_connect() != SPI_OK_CONNECT)

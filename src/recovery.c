@@ -70,8 +70,7 @@ key_column_of(Oid relid)
 	Form_pg_index index;
 	Form_pg_attribute att;
 
-	key.table = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-										   RelationGetRelationName(rel));
+	key.table = kg_relation_name(RelationGetRelid(rel));
 	if (!OidIsValid(indexoid))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -175,8 +174,7 @@ soft_delete_table(Oid relid)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("table %s is not guarded with soft delete",
-						quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-												   get_rel_name(relid)))));
+						kg_relation_name(relid))));
 	return table;
 }
 
@@ -242,8 +240,7 @@ check_parents(Oid relid, const char *table, const char *rows, Datum param,
 		appendStringInfo(&sql, "SELECT 1 FROM ONLY %s t WHERE (%s)%s AND NOT EXISTS"
 						 " (SELECT 1 FROM ONLY %s p WHERE true",
 						 table, rows, nonnull.data,
-						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(fk->confrelid)),
-													get_rel_name(fk->confrelid)));
+						 kg_relation_name(fk->confrelid));
 		for (i = 0; i < fk->nkeys; i++)
 			appendStringInfo(&sql, " AND p.%s OPERATOR(pg_catalog.=) t.%s",
 							 quote_identifier(get_attname(fk->confrelid, fk->confkey[i], false)),
@@ -260,8 +257,7 @@ check_parents(Oid relid, const char *table, const char *rows, Datum param,
 					 errmsg("cannot restore rows of %s: a parent row is missing or deleted", table),
 					 errdetail("Foreign key \"%s\" references %s, where the row is gone or still soft-deleted.",
 							   get_constraint_name(fk->conoid),
-							   quote_qualified_identifier(get_namespace_name(get_rel_namespace(fk->confrelid)),
-														  get_rel_name(fk->confrelid))),
+							   kg_relation_name(fk->confrelid)),
 					 errhint("Restore the parent row first.")));
 	}
 }
@@ -430,8 +426,7 @@ restore_request_internal(void *arg)
 	foreach(lc, tables)
 	{
 		Oid			relid = lfirst_oid(lc);
-		char	   *table = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-													   get_rel_name(relid));
+		char	   *table = kg_relation_name(relid);
 		char	   *other = NULL;
 
 		if (SPI_execute_with_args(psprintf("SELECT t.hard_delete_at <= now() FROM ONLY %s t"
@@ -470,16 +465,14 @@ restore_request_internal(void *arg)
 		Oid			relid = lfirst_oid(lc);
 
 		check_parents(relid,
-					  quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-												 get_rel_name(relid)),
+					  kg_relation_name(relid),
 					  of_request, values[0], true);
 	}
 
 	foreach(lc, tables)
 	{
 		Oid			relid = lfirst_oid(lc);
-		char	   *table = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-													   get_rel_name(relid));
+		char	   *table = kg_relation_name(relid);
 
 		if (kg_execute_as_owner(relid,
 								psprintf("UPDATE ONLY %s %s " RESTORE_SET

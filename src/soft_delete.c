@@ -214,8 +214,7 @@ soft_delete_target(Query *query)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("cannot delete from %s: its soft-delete columns are missing",
-						quote_qualified_identifier(get_namespace_name(get_rel_namespace(rte->relid)),
-												   get_rel_name(rte->relid))),
+						kg_relation_name(rte->relid)),
 				 errhint("Call keys_guard.protect_table() again to restore them.")));
 	return table;
 }
@@ -331,13 +330,6 @@ keys_guard_deleted_by(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(actor));
 }
 
-static char *
-qualified_name(Relation rel)
-{
-	return quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-									  RelationGetRelationName(rel));
-}
-
 /*
  * Trigger keys_guard._refuse_delete(), BEFORE DELETE (row) and BEFORE
  * TRUNCATE on soft-delete tables: a physical delete that was not turned
@@ -359,7 +351,7 @@ keys_guard_refuse_delete(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("cannot truncate soft-delete table %s", qualified_name(rel)),
+				 errmsg("cannot truncate soft-delete table %s", kg_relation_name(RelationGetRelid(rel))),
 				 errdetail("TRUNCATE would remove every row at once, with no grace period."),
 				 errhint("Use DELETE, which keys_guard turns into a soft delete; keys_guard.hard_delete() and the purge remove rows after their grace period.")));
 
@@ -370,11 +362,11 @@ keys_guard_refuse_delete(PG_FUNCTION_ARGS)
 	if (table != NULL && table->class == KG_CLASS_PAYMENT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("cannot delete rows of payment table %s physically", qualified_name(rel)),
+				 errmsg("cannot delete rows of payment table %s physically", kg_relation_name(RelationGetRelid(rel))),
 				 errdetail("Rows of payment tables are soft-deleted and never removed.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("cannot delete rows of soft-delete table %s physically", qualified_name(rel)),
+			 errmsg("cannot delete rows of soft-delete table %s physically", kg_relation_name(RelationGetRelid(rel))),
 			 errdetail("This delete did not go through the planner, so keys_guard could not turn it into a soft delete."),
 			 errhint("Use DELETE in SQL, or keys_guard.hard_delete() after the grace period.")));
 	PG_RETURN_NULL();
@@ -437,7 +429,7 @@ cascade_to_child(KgCascade *cascade, Relation parent, HeapTuple newtuple,
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "UPDATE ONLY %s SET deleted_at = $1, hard_delete_at = $2,"
 					 " deleted_by = $3, delete_request_id = $4 WHERE deleted_at IS NULL",
-					 qualified_name(childrel));
+					 kg_relation_name(RelationGetRelid(childrel)));
 	source[0] = table->deleted_at;
 	source[1] = table->hard_delete_at;
 	source[2] = table->deleted_by;
@@ -481,7 +473,7 @@ cascade_to_child(KgCascade *cascade, Relation parent, HeapTuple newtuple,
 		stmt.nulls[i + 4] = isnull ? 'n' : ' ';
 	}
 	stmt.sql = sql.data;
-	stmt.child = qualified_name(childrel);
+	stmt.child = kg_relation_name(RelationGetRelid(childrel));
 	stmt.nargs = cascade->nkeys + 4;
 
 	/* As a foreign-key cascade does: as the child's owner, row security aside. */

@@ -292,13 +292,6 @@ refuse_ddl(const char *target, const char *hint, const char *fmt,...)
 static const char *const release_hint =
 "Release the table first with keys_guard.release_table(), or use keys_guard's functions.";
 
-static char *
-relation_name(Oid relid)
-{
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									  get_rel_name(relid));
-}
-
 static bool
 is_keys_guard_namespace(Oid nspoid)
 {
@@ -355,9 +348,9 @@ check_own_relation(RangeVar *rv, const char *action)
 	Oid			relid = rv ? RangeVarGetRelid(rv, NoLock, true) : InvalidOid;
 
 	if (OidIsValid(relid) && is_keys_guard_namespace(get_rel_namespace(relid)))
-		refuse_ddl(relation_name(relid),
+		refuse_ddl(kg_relation_name(relid),
 				   "keys_guard's own tables change only with ALTER EXTENSION keys_guard UPDATE.",
-				   "%s keys_guard's table %s", action, relation_name(relid));
+				   "%s keys_guard's table %s", action, kg_relation_name(relid));
 }
 
 /*
@@ -404,7 +397,7 @@ subcommand_recurses(AlterTableType subtype)
 static void
 check_audit_subcommand(Oid relid, AlterTableCmd *cmd)
 {
-	char	   *name = relation_name(relid);
+	char	   *name = kg_relation_name(relid);
 
 	switch (cmd->subtype)
 	{
@@ -425,7 +418,7 @@ check_audit_subcommand(Oid relid, AlterTableCmd *cmd)
 static void
 check_alter_table_subcommand(Oid relid, KgGuardedTable *table, AlterTableCmd *cmd)
 {
-	char	   *name = relation_name(relid);
+	char	   *name = kg_relation_name(relid);
 
 	if (table->class == KG_CLASS_AUDIT)
 		check_audit_subcommand(relid, cmd);
@@ -519,8 +512,8 @@ check_table_object(List *names, const char *kind)
 	relid = guarded_relation(makeRangeVarFromNameList(list_truncate(list_copy(names),
 																   list_length(names) - 1)));
 	if (OidIsValid(relid))
-		refuse_ddl(relation_name(relid), release_hint,
-				   "drop %s \"%s\" of guarded table %s", kind, object, relation_name(relid));
+		refuse_ddl(kg_relation_name(relid), release_hint,
+				   "drop %s \"%s\" of guarded table %s", kind, object, kg_relation_name(relid));
 }
 
 static void
@@ -575,8 +568,8 @@ check_drop(DropStmt *stmt)
 
 					check_own_relation(rv, "drop");
 					if (OidIsValid(relid))
-						refuse_ddl(relation_name(relid), release_hint,
-								   "drop guarded table %s", relation_name(relid));
+						refuse_ddl(kg_relation_name(relid), release_hint,
+								   "drop guarded table %s", kg_relation_name(relid));
 				}
 				break;
 			case OBJECT_SCHEMA:
@@ -620,19 +613,19 @@ check_rename(RenameStmt *stmt)
 
 				relid = lfirst_oid(lc);
 				if (table != NULL && is_guard_column(relid, table, stmt->subname))
-					refuse_ddl(relation_name(relid), release_hint,
+					refuse_ddl(kg_relation_name(relid), release_hint,
 							   "rename column \"%s\" of guarded table %s", stmt->subname,
-							   relation_name(relid));
+							   kg_relation_name(relid));
 			}
 			break;
 		case OBJECT_POLICY:
 		case OBJECT_TRIGGER:
 			relid = guarded_relation(stmt->relation);
 			if (OidIsValid(relid) && is_guard_object_name(stmt->subname))
-				refuse_ddl(relation_name(relid), release_hint,
+				refuse_ddl(kg_relation_name(relid), release_hint,
 						   "rename %s \"%s\" of guarded table %s",
 						   stmt->renameType == OBJECT_POLICY ? "policy" : "trigger",
-						   stmt->subname, relation_name(relid));
+						   stmt->subname, kg_relation_name(relid));
 			break;
 		case OBJECT_SCHEMA:
 			check_schema(stmt->subname, "rename");
@@ -764,9 +757,9 @@ check_guard_rails(Node *parsetree)
 				Oid			relid = guarded_relation(stmt->table);
 
 				if (OidIsValid(relid) && is_guard_object_name(stmt->policy_name))
-					refuse_ddl(relation_name(relid), release_hint,
+					refuse_ddl(kg_relation_name(relid), release_hint,
 							   "alter policy \"%s\" of guarded table %s",
-							   stmt->policy_name, relation_name(relid));
+							   stmt->policy_name, kg_relation_name(relid));
 			}
 			break;
 		case T_CreateTrigStmt:
@@ -775,9 +768,9 @@ check_guard_rails(Node *parsetree)
 				Oid			relid = guarded_relation(stmt->relation);
 
 				if (stmt->replace && OidIsValid(relid) && is_guard_object_name(stmt->trigname))
-					refuse_ddl(relation_name(relid), release_hint,
+					refuse_ddl(kg_relation_name(relid), release_hint,
 							   "replace trigger \"%s\" of guarded table %s",
-							   stmt->trigname, relation_name(relid));
+							   stmt->trigname, kg_relation_name(relid));
 			}
 			break;
 		case T_AlterObjectSchemaStmt:
@@ -795,8 +788,8 @@ check_guard_rails(Node *parsetree)
 				check_move_unlogged(stmt);
 				relid = guarded_relation(stmt->relation);
 				if (OidIsValid(relid))
-					refuse_ddl(relation_name(relid), release_hint,
-							   "move guarded table %s to another schema", relation_name(relid));
+					refuse_ddl(kg_relation_name(relid), release_hint,
+							   "move guarded table %s to another schema", kg_relation_name(relid));
 			}
 			break;
 		case T_AlterFunctionStmt:

@@ -865,8 +865,7 @@ run_unit(WorkUnit *unit)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	target = purge
-		? (get_rel_name(unit->relid) ? quote_qualified_identifier(get_namespace_name(get_rel_namespace(unit->relid)),
-																  get_rel_name(unit->relid)) : NULL)
+		? (get_rel_name(unit->relid) ? kg_relation_name(unit->relid) : NULL)
 		: psprintf("tenant %s", unit->tenant);
 	if (target == NULL)
 	{
