@@ -650,6 +650,20 @@ exit_without_extension(KgWorkerSlot *slot)
 static TimestampTz drain_failed_at = 0;
 
 /*
+ * After an error in one of the worker's own transactions: report it, abort
+ * the transaction and return to the caller's memory context.
+ */
+static void
+report_and_abort(MemoryContext caller)
+{
+	MemoryContextSwitchTo(caller);
+	EmitErrorReport();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	MemoryContextSwitchTo(caller);
+}
+
+/*
  * Move queued audit records into audit_log, a batch per transaction, until
  * none of this database's is left (or KG_AUDIT_DRAIN_MAX_BATCHES; the
  * latch brings the worker back at once).  The slots of a batch are freed (and
@@ -684,11 +698,7 @@ drain_audit_queue(void)
 		}
 		PG_CATCH();
 		{
-			MemoryContextSwitchTo(caller);
-			EmitErrorReport();
-			FlushErrorState();
-			AbortCurrentTransaction();
-			MemoryContextSwitchTo(caller);
+			report_and_abort(caller);
 			kg_audit_release(false);
 			drain_failed_at = GetCurrentTimestamp();
 			pgstat_report_activity(STATE_IDLE, NULL);
@@ -788,11 +798,7 @@ record_failure(const char *action, Oid relid, const char *target, const char *me
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(caller);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		MemoryContextSwitchTo(caller);
+		report_and_abort(caller);
 	}
 	PG_END_TRY();
 }

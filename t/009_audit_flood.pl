@@ -70,17 +70,19 @@ ok( poll_within(
 
 my $log_offset = -s $node->logfile;
 
-# The flood: one session, one DO block, $n cross-tenant SELECTs, each
-# denied (42501) and caught.  Each has its own request id.
-my $flood_sql = qq{
-SET application_name = 'flood';
+# A DO block of $count denials by $actor, each caught: set a context for
+# tenant a, read tenant b's table (42501), one request id per denial.
+sub denial_block
+{
+	my ($actor, $count) = @_;
+	return qq{
 DO \$\$
 DECLARE
 	denied int := 0;
 BEGIN
-	FOR i IN 1 .. $n LOOP
+	FOR i IN 1 .. $count LOOP
 		BEGIN
-			PERFORM keys_guard.set_context('a', 'flooder', 'flood-' || i);
+			PERFORM keys_guard.set_context('a', '$actor', '$actor-' || i);
 			EXECUTE 'SELECT * FROM tenant_b.docs';
 		EXCEPTION WHEN insufficient_privilege THEN
 			denied := denied + 1;
@@ -90,6 +92,11 @@ BEGIN
 END
 \$\$;
 };
+}
+
+# The flood: one session, one DO block, $n cross-tenant SELECTs, each
+# denied (42501) and caught.  Each has its own request id.
+my $flood_sql = "SET application_name = 'flood';\n" . denial_block('flooder', $n);
 my ($flood_out, $flood_err) = ('', '');
 my $flood = IPC::Run::start(
 	[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $api, '-c', $flood_sql ],
@@ -147,24 +154,7 @@ sub denials
 {
 	my ($actor, $count, $settings) = @_;
 	return $node->psql(
-		'postgres', qq{
-$settings
-DO \$\$
-DECLARE
-	denied int := 0;
-BEGIN
-	FOR i IN 1 .. $count LOOP
-		BEGIN
-			PERFORM keys_guard.set_context('a', '$actor', '$actor-' || i);
-			EXECUTE 'SELECT * FROM tenant_b.docs';
-		EXCEPTION WHEN insufficient_privilege THEN
-			denied := denied + 1;
-		END;
-	END LOOP;
-	RAISE NOTICE 'denied % times', denied;
-END
-\$\$;
-},
+		'postgres', "$settings\n" . denial_block($actor, $count),
 		connstr => $api);
 }
 
