@@ -217,13 +217,17 @@ extern int	keys_guard_purge_batch_size;
 extern void kg_purge_table(Oid relid, int batch_size, int max_batches, bool dry_run,
 						   int64 *purged, int64 *skipped);
 extern int	kg_drop_expired_tenant(const char *id);
-extern char *kg_purge_prepare(Oid relid, int64 *skipped);
-extern int64 kg_purge_batch(Oid relid, const char *predicate, int64 skipped, int batch_size);
-extern int	kg_purge_collect(Oid relid, const char *predicate, int64 skipped,
-							 int max_rows, ItemPointerData *tids);
-extern int64 kg_purge_rows(Oid relid, const char *predicate, int64 skipped,
-						   const ItemPointerData *tids, int ntids);
 
+/* A purge run of the worker, one table; purge.c picks the path. */
+typedef struct KgPurgeRun KgPurgeRun;
+
+#define KG_PURGE_MAX_READ_AHEAD	(1024 * 1024)	/* rows listed at once */
+
+extern KgPurgeRun *kg_purge_run_begin(Oid relid, int read_ahead, MemoryContext cxt);
+extern bool kg_purge_run_step(KgPurgeRun *run);
+extern bool kg_purge_run_finished(const KgPurgeRun *run);
+extern char *kg_purge_run_activity(const KgPurgeRun *run);
+extern void kg_purge_run_end(KgPurgeRun *run);
 
 /* utility.c */
 extern PlannedStmt *kg_utility_check_statement(PlannedStmt *pstmt);	/* hooks.c calls */

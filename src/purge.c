@@ -174,12 +174,13 @@ is_refuse_delete_trigger(const Trigger *trigger)
 
 /*
  * The purge index of rel if the direct path may delete its expired rows,
- * else InvalidOid (see the head of this file).  skip_pred is the table's
- * skip predicate: any referencing foreign key makes it non-trivial, and
- * its triggers rule the direct path out as well.
+ * else InvalidOid (see the head of this file).  No skip predicate needs
+ * checking here: it is non-trivial only when a foreign key references the
+ * table, and every such key puts its action trigger for DELETE on the
+ * table, which rules the direct path out below.
  */
 static Oid
-direct_purge_index(Relation rel, KgGuardedTable *table, const char *skip_pred)
+direct_purge_index(Relation rel, KgGuardedTable *table)
 {
 	TriggerDesc *trigdesc = rel->trigdesc;
 	List	   *indexes;
@@ -187,7 +188,6 @@ direct_purge_index(Relation rel, KgGuardedTable *table, const char *skip_pred)
 	Oid			found = InvalidOid;
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rules != NULL ||
-		strcmp(skip_pred, "false") != 0 ||
 		table->deleted_at == InvalidAttrNumber || table->hard_delete_at == InvalidAttrNumber ||
 		TupleDescAttr(RelationGetDescr(rel), table->hard_delete_at - 1)->atttypid != TIMESTAMPTZOID)
 		return InvalidOid;
@@ -533,7 +533,7 @@ purge_internal(void *arg)
 	}
 
 	rel = table_open(args->relid, RowExclusiveLock);
-	indexoid = direct_purge_index(rel, table, pred);
+	indexoid = direct_purge_index(rel, table);
 	if (OidIsValid(indexoid))
 		args->purged = scan_expired(rel, indexoid, table,
 									(int64) args->batch_size * args->max_batches, true, NULL);
@@ -563,125 +563,168 @@ kg_purge_table(Oid relid, int batch_size, int max_batches, bool dry_run,
 	*skipped = args.skipped;
 }
 
-typedef struct PrepareArgs
+/*
+ * A purge run of the worker: one table, one transaction per step.
+ *
+ * purge.c chooses how a table is purged; the worker only decides when and
+ * how fast (worker.c).  kg_purge_run_begin() computes the table's skip
+ * predicate once per run and picks the path.  On the direct path a step
+ * either reads the next expired rows ahead, in one pass over the purge
+ * index, or deletes one batch of them, so the batches do not each walk
+ * the index again past the entries of the rows deleted before; the list is
+ * read again while it came back full.  On the statement path each step
+ * is one DELETE batch.
+ */
+struct KgPurgeRun
 {
 	Oid			relid;
-	char	   *predicate;
-	int64		skipped;
-} PrepareArgs;
+	char	   *predicate;		/* skip predicate for this run */
+	int64		skipped;		/* expired rows it holds back */
+	bool		direct;			/* direct path (else statement path) */
+	bool		finished;
+	ItemPointerData *tids;		/* direct path: rows read ahead */
+	int			max_rows;		/* ... at most this many at a time */
+	int			ntids;			/* ... listed */
+	int			done;			/* ... handled by the batches so far */
+	int64		purged;			/* ... rows deleted from this list */
+};
+
+typedef struct BeginArgs
+{
+	KgPurgeRun *run;
+	MemoryContext cxt;
+} BeginArgs;
 
 static void
-prepare_internal(void *arg)
+begin_internal(void *arg)
 {
-	PrepareArgs *args = (PrepareArgs *) arg;
-	MemoryContext caller = CurrentMemoryContext;
+	BeginArgs  *args = (BeginArgs *) arg;
+	KgPurgeRun *run = args->run;
+	KgGuardedTable *table = kg_guarded_table(run->relid);
 	char	   *pred;
 
+	if (!purgeable(table))
+	{
+		run->finished = true;
+		return;
+	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "keys_guard: SPI_connect failed");
-	pred = skip_predicate(args->relid);
-	args->skipped = spi_count(psprintf("SELECT count(*) FROM ONLY %s t"
-									   " WHERE t.deleted_at IS NOT NULL AND t.hard_delete_at < now()"
-									   " AND (%s)", kg_relation_name(args->relid), pred));
-	args->predicate = MemoryContextStrdup(caller, pred);
+	pred = skip_predicate(run->relid);
+	run->skipped = spi_count(psprintf("SELECT count(*) FROM ONLY %s t"
+									  " WHERE t.deleted_at IS NOT NULL AND t.hard_delete_at < now()"
+									  " AND (%s)", kg_relation_name(run->relid), pred));
+	run->predicate = MemoryContextStrdup(args->cxt, pred);
 	SPI_finish();
+
+	if (run->direct)
+	{
+		Relation	rel = table_open(run->relid, AccessShareLock);
+
+		run->direct = OidIsValid(direct_purge_index(rel, table));
+		table_close(rel, AccessShareLock);
+	}
+	if (run->direct)
+		run->tids = MemoryContextAlloc(args->cxt, sizeof(ItemPointerData) * run->max_rows);
 }
 
 /*
- * For a run of single-batch purges (the worker): the skip predicate of a
- * table and how many expired rows it holds back, computed once per run.
+ * Start the purge of relid, in the current transaction; the run lives in
+ * cxt, across the transactions of its steps.  read_ahead: on the direct
+ * path, how many batches one step lists (the worker lists one batch at a
+ * time when it paces itself, so that no step runs much longer than a
+ * batch).  A table that is gone or not purgeable gives a finished run.
  */
+KgPurgeRun *
+kg_purge_run_begin(Oid relid, int read_ahead, MemoryContext cxt)
+{
+	KgPurgeRun *run = MemoryContextAllocZero(cxt, sizeof(KgPurgeRun));
+	BeginArgs	args = {run, cxt};
+
+	run->relid = relid;
+	run->direct = true;
+	run->max_rows = (int) Min((int64) keys_guard_purge_batch_size * Max(read_ahead, 1),
+							  KG_PURGE_MAX_READ_AHEAD);
+	if (get_rel_name(relid) == NULL)
+		run->finished = true;
+	else
+		kg_run_internal(begin_internal, &args, false);
+	return run;
+}
+
+bool
+kg_purge_run_finished(const KgPurgeRun *run)
+{
+	return run->finished;
+}
+
+void
+kg_purge_run_end(KgPurgeRun *run)
+{
+	if (run->predicate)
+		pfree(run->predicate);
+	if (run->tids)
+		pfree(run->tids);
+	pfree(run);
+}
+
+/* The activity the next step shows in pg_stat_activity. */
 char *
-kg_purge_prepare(Oid relid, int64 *skipped)
+kg_purge_run_activity(const KgPurgeRun *run)
 {
-	PrepareArgs args = {relid, NULL, 0};
+	char	   *name = kg_relation_name(run->relid);
 
-	kg_run_internal(prepare_internal, &args, false);
-	*skipped = args.skipped;
-	return args.predicate;
+	if (run->direct && run->done == run->ntids)
+		return psprintf("keys_guard: listing expired rows of %s (up to %d)", name, run->max_rows);
+	return psprintf("keys_guard: purging %s (batch of %d rows)", name, keys_guard_purge_batch_size);
 }
 
-/* One batch with a predicate from kg_purge_prepare(); returns rows purged. */
-int64
-kg_purge_batch(Oid relid, const char *predicate, int64 skipped, int batch_size)
-{
-	PurgeArgs	args = {relid, batch_size, 1, false, predicate, 0, skipped};
-
-	kg_run_internal(purge_internal, &args, true);
-	return args.purged;
-}
-
-typedef struct CollectArgs
-{
-	Oid			relid;
-	const char *predicate;
-	int64		skipped;
-	int			max_rows;
-	ItemPointerData *tids;
-	int			found;
-} CollectArgs;
-
+/* Direct path: list the next expired rows of the run. */
 static void
-collect_internal(void *arg)
+list_internal(void *arg)
 {
-	CollectArgs *args = (CollectArgs *) arg;
-	KgGuardedTable *table = kg_guarded_table(args->relid);
+	KgPurgeRun *run = (KgPurgeRun *) arg;
+	KgGuardedTable *table = kg_guarded_table(run->relid);
 	Relation	rel;
-	Oid			indexoid;
+	Oid			indexoid = InvalidOid;
 
-	args->found = 0;
+	run->ntids = run->done = 0;
+	run->purged = 0;
 	if (!purgeable(table))
 		return;
-	rel = table_open(args->relid, AccessShareLock);
-	indexoid = direct_purge_index(rel, table, args->predicate);
+	rel = table_open(run->relid, AccessShareLock);
+	indexoid = direct_purge_index(rel, table);
 	if (OidIsValid(indexoid))
-		args->found = (int) scan_expired(rel, indexoid, table, args->max_rows, false, args->tids);
-	else
-		args->found = -1;
+		run->ntids = (int) scan_expired(rel, indexoid, table, run->max_rows, false, run->tids);
 	table_close(rel, AccessShareLock);
 
 	/* Nothing to purge: still a run, as purge_status shows it. */
-	if (args->found == 0)
+	if (OidIsValid(indexoid) && run->ntids == 0)
 	{
-		PurgeArgs	none = {args->relid, 0, 0, false, args->predicate, 0, args->skipped};
+		PurgeArgs	none = {run->relid, 0, 0, false, run->predicate, 0, run->skipped};
 
 		record_batch_alone(&none);
 	}
 }
 
-/*
- * For the worker: the TIDs of up to max_rows expired rows of relid, oldest
- * deadline first, read in one pass over the purge index, so that the
- * batches that delete them (kg_purge_rows(), one transaction each) do not
- * each walk the index again past the entries of the rows deleted before.
- * Returns how many were found, or -1 if the table needs the statement path
- * (kg_purge_batch()).  Finding none is recorded as a run of the purge.
- */
-int
-kg_purge_collect(Oid relid, const char *predicate, int64 skipped, int max_rows,
-				 ItemPointerData *tids)
-{
-	CollectArgs args = {relid, predicate, skipped, max_rows, tids, 0};
-
-	kg_run_internal(collect_internal, &args, false);
-	return args.found;
-}
-
 typedef struct RowsArgs
 {
-	PurgeArgs	purge;
-	const ItemPointerData *tids;
+	KgPurgeRun *run;
 	int			ntids;
+	int64		purged;			/* -1: the table needs the statement path now */
 } RowsArgs;
 
+/* Direct path: delete the next batch of listed rows that are still expired. */
 static void
 rows_internal(void *arg)
 {
 	RowsArgs   *args = (RowsArgs *) arg;
-	KgGuardedTable *table = kg_guarded_table(args->purge.relid);
+	KgPurgeRun *run = args->run;
+	KgGuardedTable *table = kg_guarded_table(run->relid);
+	PurgeArgs	batch = {run->relid, args->ntids, 1, false, run->predicate, 0, run->skipped};
 	Relation	rel;
 
-	args->purge.purged = 0;
+	args->purged = 0;
 	if (!purgeable(table))
 		return;
 
@@ -690,32 +733,67 @@ rows_internal(void *arg)
 	 * rows were listed means the statement path from now on.  Adding either
 	 * needs a lock that conflicts with this one.
 	 */
-	rel = table_open(args->purge.relid, RowExclusiveLock);
-	if (!OidIsValid(direct_purge_index(rel, table, args->purge.predicate)))
+	rel = table_open(run->relid, RowExclusiveLock);
+	if (!OidIsValid(direct_purge_index(rel, table)))
 	{
 		table_close(rel, NoLock);
-		args->purge.purged = -1;
+		args->purged = -1;
 		return;
 	}
-	args->purge.purged = delete_listed(rel, table, args->tids, args->ntids);
+	batch.purged = args->purged = delete_listed(rel, table, run->tids + run->done, args->ntids);
 	table_close(rel, NoLock);
-	record_batch_alone(&args->purge);
+	record_batch_alone(&batch);
 }
 
 /*
- * One batch of the worker on the direct path: delete the listed rows that
- * are still expired (skipped: the table's count of held-back rows for its
- * bookkeeping).  Returns rows purged, or -1 if the table now needs the
- * statement path (nothing was done).
+ * One step of a run, in the current transaction (the caller commits it).
+ * Returns whether the step deleted a batch, after which the worker gives
+ * way to the foreground; listing rows ahead is not a batch.
  */
-int64
-kg_purge_rows(Oid relid, const char *predicate, int64 skipped,
-			  const ItemPointerData *tids, int ntids)
+bool
+kg_purge_run_step(KgPurgeRun *run)
 {
-	RowsArgs	args = {{relid, ntids, 1, false, predicate, 0, skipped}, tids, ntids};
+	if (run->finished)
+		return false;
 
-	kg_run_internal(rows_internal, &args, true);
-	return args.purge.purged;
+	if (!run->direct)
+	{
+		PurgeArgs	args = {run->relid, keys_guard_purge_batch_size, 1, false,
+		run->predicate, 0, run->skipped};
+
+		kg_run_internal(purge_internal, &args, true);
+		run->finished = args.purged < keys_guard_purge_batch_size;
+		return true;
+	}
+
+	if (run->done == run->ntids)
+	{
+		kg_run_internal(list_internal, run, false);
+		run->finished = (run->ntids == 0);
+		return false;
+	}
+
+	{
+		RowsArgs	args = {run, Min(keys_guard_purge_batch_size, run->ntids - run->done), 0};
+
+		kg_run_internal(rows_internal, &args, true);
+		if (args.purged < 0)
+		{
+			/* A foreign key or trigger came: the statement path next run. */
+			run->finished = true;
+			return false;
+		}
+		run->done += args.ntids;
+		run->purged += args.purged;
+	}
+
+	/*
+	 * A short list was the end of the backlog; a list whose rows were all
+	 * held by other transactions waits for the next run.
+	 */
+	if (run->done == run->ntids && (run->ntids < run->max_rows || run->purged == 0))
+		run->finished = true;
+	return true;
 }
 
 static Datum

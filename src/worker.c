@@ -805,48 +805,68 @@ record_failure(const char *action, Oid relid, const char *target, const char *me
 
 typedef enum WorkKind
 {
-	WORK_PURGE_BATCH,			/* statement path: one batch */
-	WORK_LIST_ROWS,				/* direct path: list the next expired rows */
-	WORK_PURGE_ROWS,			/* direct path: delete one batch of them */
+	WORK_PURGE_BEGIN,			/* start the purge run of a table */
+	WORK_PURGE_STEP,			/* one step of it (purge.c decides what) */
 	WORK_DROP_TENANT
 } WorkKind;
 
-/* One unit of work of a purge run and what it did. */
+/* One unit of work of a purge run. */
 typedef struct WorkUnit
 {
 	WorkKind	kind;
-	Oid			relid;
+	Oid			relid;			/* WORK_PURGE_BEGIN */
 	const char *tenant;			/* WORK_DROP_TENANT */
-	const char *predicate;		/* the table's skip predicate for this run */
-	int64		skipped;		/* expired rows it holds back */
-	ItemPointerData *tids;		/* WORK_LIST_ROWS fills, WORK_PURGE_ROWS reads */
-	int			ntids;			/* listed rows, or -1: statement path needed */
-	int64		purged;			/* rows purged, or -1: statement path needed */
+	KgPurgeRun *run;			/* WORK_PURGE_BEGIN sets, WORK_PURGE_STEP runs */
+	bool		deleted;		/* WORK_PURGE_STEP: it deleted a batch */
 } WorkUnit;
 
-static const char *const work_activity[] = {
-	[WORK_PURGE_BATCH] = "keys_guard: purging %s (batch of %d rows)",
-	[WORK_LIST_ROWS] = "keys_guard: listing expired rows of %s (up to %d)",
-	[WORK_PURGE_ROWS] = "keys_guard: purging %s (batch of %d rows)",
-	[WORK_DROP_TENANT] = "keys_guard: dropping %s",
-};
+/*
+ * How many batches one step of a purge run lists ahead on the direct path
+ * when the worker purges at full speed.  Paced (keys_guard.purge_batch_delay
+ * > 0), it lists one batch at a time, so that no step runs much longer than
+ * a batch: the foreground feels long bursts more than the total.
+ */
+#define KG_READ_AHEAD_BATCHES	16
 
-static void
-do_unit(WorkUnit *unit)
+/*
+ * The unit's target, for pg_stat_activity and failure records, or NULL if
+ * its table is gone.  Called inside the unit's transaction.
+ */
+static char *
+unit_target(WorkUnit *unit, char **activity)
 {
 	switch (unit->kind)
 	{
-		case WORK_PURGE_BATCH:
-			unit->purged = kg_purge_batch(unit->relid, unit->predicate, unit->skipped,
-										  keys_guard_purge_batch_size);
+		case WORK_PURGE_BEGIN:
+			if (get_rel_name(unit->relid) == NULL)
+				return NULL;
+			*activity = psprintf("keys_guard: preparing the purge of %s",
+								 kg_relation_name(unit->relid));
+			return kg_relation_name(unit->relid);
+		case WORK_PURGE_STEP:
+			if (get_rel_name(unit->relid) == NULL)
+				return NULL;
+			*activity = kg_purge_run_activity(unit->run);
+			return kg_relation_name(unit->relid);
+		case WORK_DROP_TENANT:
+			*activity = psprintf("keys_guard: dropping tenant %s", unit->tenant);
+			return psprintf("tenant %s", unit->tenant);
+	}
+	return NULL;
+}
+
+static void
+do_unit(WorkUnit *unit, MemoryContext caller)
+{
+	switch (unit->kind)
+	{
+		case WORK_PURGE_BEGIN:
+			unit->run = kg_purge_run_begin(unit->relid,
+										   keys_guard_purge_batch_delay > 0 ? 1 : KG_READ_AHEAD_BATCHES,
+										   caller);
 			break;
-		case WORK_LIST_ROWS:
-			unit->ntids = kg_purge_collect(unit->relid, unit->predicate, unit->skipped,
-										   unit->ntids, unit->tids);
-			break;
-		case WORK_PURGE_ROWS:
-			unit->purged = kg_purge_rows(unit->relid, unit->predicate, unit->skipped,
-										 unit->tids, unit->ntids);
+		case WORK_PURGE_STEP:
+			unit->deleted = kg_purge_run_step(unit->run);
 			break;
 		case WORK_DROP_TENANT:
 			(void) kg_drop_expired_tenant(unit->tenant);
@@ -865,14 +885,13 @@ run_unit(WorkUnit *unit)
 	volatile bool ok = true;
 	MemoryContext caller = CurrentMemoryContext;
 	bool		purge = (unit->kind != WORK_DROP_TENANT);
+	char	   *activity = NULL;
 	char	   *target;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	target = purge
-		? (get_rel_name(unit->relid) ? kg_relation_name(unit->relid) : NULL)
-		: psprintf("tenant %s", unit->tenant);
+	target = unit_target(unit, &activity);
 	if (target == NULL)
 	{
 		PopActiveSnapshot();
@@ -880,11 +899,8 @@ run_unit(WorkUnit *unit)
 		MemoryContextSwitchTo(caller);
 		return false;
 	}
-	target = MemoryContextStrdup(TopMemoryContext, target);
-	pgstat_report_activity(STATE_RUNNING,
-						   psprintf(work_activity[unit->kind], target,
-									unit->kind == WORK_PURGE_BATCH ? keys_guard_purge_batch_size
-									: unit->ntids));
+	target = MemoryContextStrdup(caller, target);
+	pgstat_report_activity(STATE_RUNNING, activity);
 	PG_TRY();
 	{
 		/*
@@ -892,10 +908,10 @@ run_unit(WorkUnit *unit)
 		 * only means the batch runs again: no need to wait for the WAL flush,
 		 * which would also slow every other commit.
 		 */
-		if (unit->kind == WORK_PURGE_BATCH || unit->kind == WORK_PURGE_ROWS)
+		if (unit->kind == WORK_PURGE_STEP)
 			(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
 									 GUC_ACTION_LOCAL, true, ERROR, false);
-		do_unit(unit);
+		do_unit(unit, caller);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		MemoryContextSwitchTo(caller);
@@ -919,48 +935,6 @@ run_unit(WorkUnit *unit)
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return ok;
-}
-
-/*
- * Compute a table's skip predicate for this run (in its own transaction);
- * NULL (after recording the failure) if that fails.
- */
-static char *
-prepare_table(Oid relid, int64 *skipped)
-{
-	char	   *volatile predicate = NULL;
-	MemoryContext caller = CurrentMemoryContext;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	PG_TRY();
-	{
-		if (get_rel_name(relid) != NULL)
-		{
-			char	   *pred = kg_purge_prepare(relid, skipped);
-
-			predicate = MemoryContextStrdup(caller, pred);
-		}
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		MemoryContextSwitchTo(caller);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(caller);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		MemoryContextSwitchTo(caller);
-		record_failure("purge", relid, psprintf("relation %u", relid), edata->message);
-		FreeErrorData(edata);
-		predicate = NULL;
-	}
-	PG_END_TRY();
-	return predicate;
 }
 
 static void
@@ -990,67 +964,23 @@ between_batches(void)
 }
 
 /*
- * How many expired rows one listing pass reads ahead, in batches, when the
- * worker purges at full speed.  Paced (keys_guard.purge_batch_delay > 0),
- * it lists one batch at a time, so that no unit of work runs much longer
- * than a batch: the foreground feels long bursts more than the total.
+ * Purge one table: its run, step after step, each in its own transaction.
+ * A failed step ends the run; the next run starts over.
  */
-#define KG_LIST_BATCHES		16
-#define KG_LIST_MAX_ROWS	(1024 * 1024)
-
-/*
- * Purge one table on the direct path (purge.c): list the next expired rows
- * in one pass over the purge index, delete them a batch per transaction,
- * list again while the list came back full.  Returns false, having done
- * nothing, if the table needs the statement path.
- */
-static bool
-purge_listed(Oid relid, const char *predicate, int64 skipped)
+static void
+purge_table(Oid relid)
 {
-	int			max_rows = Min(keys_guard_purge_batch_size *
-							   (keys_guard_purge_batch_delay > 0 ? 1 : KG_LIST_BATCHES),
-							   KG_LIST_MAX_ROWS);
-	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * max_rows);
-	WorkUnit	list = {WORK_LIST_ROWS, relid, NULL, predicate, skipped, tids};
-	WorkUnit	batch = {WORK_PURGE_ROWS, relid, NULL, predicate, skipped};
+	WorkUnit	unit = {WORK_PURGE_BEGIN, relid};
 
-	for (;;)
+	if (!run_unit(&unit))
+		return;
+	unit.kind = WORK_PURGE_STEP;
+	while (!kg_purge_run_finished(unit.run) && run_unit(&unit))
 	{
-		int64		purged = 0;
-		int			done = 0;
-
-		list.ntids = max_rows;
-		if (!run_unit(&list))
-			break;
-		if (list.ntids < 0)
-		{
-			pfree(tids);
-			return false;
-		}
-		while (done < list.ntids)
-		{
-			batch.tids = tids + done;
-			batch.ntids = Min(keys_guard_purge_batch_size, list.ntids - done);
-			if (!run_unit(&batch))
-				break;
-			/* A foreign key or trigger came: the statement path next run. */
-			if (batch.purged < 0)
-				break;
-			purged += batch.purged;
-			done += batch.ntids;
+		if (unit.deleted)
 			between_batches();
-		}
-
-		/*
-		 * A short list was the end of the backlog.  After a failed batch, or
-		 * a list whose rows were all held by other transactions, the rest
-		 * waits for the next run.
-		 */
-		if (done < list.ntids || list.ntids < max_rows || purged == 0)
-			break;
 	}
-	pfree(tids);
-	return true;
+	kg_purge_run_end(unit.run);
 }
 
 /*
@@ -1068,20 +998,7 @@ run_purge(void)
 
 	foreach(lc, tables)
 	{
-		Oid			relid = lfirst_oid(lc);
-		int64		skipped = 0;
-		char	   *predicate = prepare_table(relid, &skipped);
-
-		if (predicate == NULL)
-			continue;
-		if (!purge_listed(relid, predicate, skipped))
-		{
-			WorkUnit	unit = {WORK_PURGE_BATCH, relid, NULL, predicate, skipped};
-
-			while (run_unit(&unit) && unit.purged >= keys_guard_purge_batch_size)
-				between_batches();
-		}
-		pfree(predicate);
+		purge_table(lfirst_oid(lc));
 		process_interrupts_and_reload();
 		drain_audit_queue();
 	}
