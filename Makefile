@@ -19,7 +19,8 @@ OBJS = \
 	src/worker.o
 
 EXTENSION = keys_guard
-DATA = keys_guard--1.0.sql keys_guard--1.0--1.1.sql keys_guard--1.1--1.2.sql
+DATA = keys_guard--1.2.sql \
+	keys_guard--1.0.sql keys_guard--1.0--1.1.sql keys_guard--1.1--1.2.sql
 PGFILEDESC = "keys_guard - multi-tenant safety for PostgreSQL"
 
 REGRESS = setup tenants context isolation pooled audit library soft_delete purge templates guard_rails guard_holes attacks attacks_more doctor operations upgrade
