@@ -119,28 +119,23 @@ SELECT 'rule', pg_catalog.format('%I on %s', w.rulename, w.ev_class::regclass), 
   FROM rel r JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.oid
  WHERE r.relkind <> 'v'
 UNION ALL
--- Owners and privileges, as sets of grants.
-SELECT 'privileges', pg_catalog.pg_describe_object(a.classid, a.objid, a.objsubid),
-       'owner ' || a.owner::regrole || ', '
+-- Owners and privileges as sets of grants, and the initial privileges
+-- (pg_init_privs) that pg_dump takes as the extension's own.
+SELECT w.kind, pg_catalog.pg_describe_object(a.classid, a.objid, a.objsubid),
+       w.prefix
        || coalesce((SELECT pg_catalog.string_agg(pg_catalog.format('%s %s%s by %s',
                                                   CASE x.grantee WHEN 0 THEN 'PUBLIC' ELSE x.grantee::regrole::text END,
                                                   x.privilege_type, CASE WHEN x.is_grantable THEN ' (grantable)' ELSE '' END,
                                                   x.grantor::regrole),
                                                  ', ' ORDER BY 1)
-                      FROM pg_catalog.aclexplode(a.acl) AS x), 'no grants')
+                      FROM pg_catalog.aclexplode(w.acl) AS x), 'no grants')
   FROM acl a
-UNION ALL
--- What pg_dump takes for the extension's initial privileges.
-SELECT 'initial privileges', pg_catalog.pg_describe_object(i.classoid, i.objoid, i.objsubid),
-       i.privtype::text || ': '
-       || coalesce((SELECT pg_catalog.string_agg(pg_catalog.format('%s %s%s by %s',
-                                                  CASE x.grantee WHEN 0 THEN 'PUBLIC' ELSE x.grantee::regrole::text END,
-                                                  x.privilege_type, CASE WHEN x.is_grantable THEN ' (grantable)' ELSE '' END,
-                                                  x.grantor::regrole),
-                                                 ', ' ORDER BY 1)
-                      FROM pg_catalog.aclexplode(i.initprivs) AS x), 'no grants')
-  FROM pg_catalog.pg_init_privs i
- WHERE (i.classoid, i.objoid) IN (SELECT a.classid, a.objid FROM acl a)
+ CROSS JOIN LATERAL (SELECT 'privileges', 'owner ' || a.owner::regrole || ', ', a.acl
+                     UNION ALL
+                     SELECT 'initial privileges', i.privtype::text || ': ', i.initprivs
+                       FROM pg_catalog.pg_init_privs i
+                      WHERE i.classoid = a.classid AND i.objoid = a.objid AND i.objsubid = a.objsubid)
+       AS w(kind, prefix, acl)
 UNION ALL
 SELECT 'comment', pg_catalog.pg_describe_object(d.classoid, d.objoid, d.objsubid), d.description
   FROM pg_catalog.pg_description d
@@ -192,16 +187,8 @@ $q$ AS differences \gset
 -- The roles are cluster-wide and the scripts create them only when
 -- missing.  Set the existing ones aside, so that each way creates its own
 -- and they can be compared too.
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'keys_guard_admin') THEN
-        ALTER ROLE keys_guard_admin RENAME TO kg_upgrade_saved_admin;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'keys_guard_gateway') THEN
-        ALTER ROLE keys_guard_gateway RENAME TO kg_upgrade_saved_gateway;
-    END IF;
-END
-$$;
+SELECT format('ALTER ROLE %I RENAME TO %I', rolname, 'kg_upgrade_saved_' || rolname)
+  FROM pg_roles WHERE rolname IN ('keys_guard_admin', 'keys_guard_gateway') ORDER BY 1 \gexec
 
 --
 -- 1. A fresh install.
@@ -315,15 +302,7 @@ DROP DATABASE kg_upgraded;
 DROP ROLE keys_guard_admin, keys_guard_gateway;
 
 -- The roles of the regression database come back.
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'kg_upgrade_saved_admin') THEN
-        ALTER ROLE kg_upgrade_saved_admin RENAME TO keys_guard_admin;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'kg_upgrade_saved_gateway') THEN
-        ALTER ROLE kg_upgrade_saved_gateway RENAME TO keys_guard_gateway;
-    END IF;
-END
-$$;
+SELECT format('ALTER ROLE %I RENAME TO %I', rolname, substr(rolname, length('kg_upgrade_saved_') + 1))
+  FROM pg_roles WHERE rolname LIKE 'kg\_upgrade\_saved\_%' ORDER BY 1 \gexec
 SELECT rolname FROM pg_roles WHERE rolname LIKE 'keys\_guard%' OR rolname LIKE 'kg\_upgrade%'
  ORDER BY 1;
