@@ -19,7 +19,8 @@ OBJS = \
 	src/worker.o
 
 EXTENSION = keys_guard
-DATA = keys_guard--1.0.sql keys_guard--1.0--1.1.sql keys_guard--1.1--1.2.sql
+DATA = keys_guard--1.2.sql \
+	keys_guard--1.0.sql keys_guard--1.0--1.1.sql keys_guard--1.1--1.2.sql
 PGFILEDESC = "keys_guard - multi-tenant safety for PostgreSQL"
 
 REGRESS = setup tenants context isolation pooled audit library soft_delete purge templates guard_rails guard_holes attacks attacks_more doctor operations upgrade
@@ -29,8 +30,20 @@ REGRESS_OPTS = --inputdir=. --dbname=keys_guard_regress
 ISOLATION = delete_delete delete_restore restore_hard_delete restore_purge
 ISOLATION_OPTS = --load-extension=keys_guard
 
+# The version is set in one place, default_version in keys_guard.control;
+# the library gets it from there (src/catalog.c reports it).
+KG_CONTROL := $(dir $(firstword $(MAKEFILE_LIST)))keys_guard.control
+EXTVERSION := $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" $(KG_CONTROL))
+ifeq ($(EXTVERSION),)
+$(error could not read default_version from $(KG_CONTROL))
+endif
+
 PG_CONFIG ?= pg_config
-PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wmissing-prototypes -Werror
+PG_CPPFLAGS = -I$(srcdir)/src -DKG_EXTENSION_VERSION=\"$(EXTVERSION)\" \
+	-Wall -Wmissing-prototypes -Werror
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# A new default_version rebuilds the file that reports it.
+src/catalog.o: $(KG_CONTROL)

@@ -1,4 +1,10 @@
-/* keys_guard--1.1--1.2.sql: closing the ways around the guarantees */
+/*
+ * keys_guard--1.1--1.2.sql: closing the ways around the guarantees
+ *
+ * The update of existing 1.1 databases.  Fresh installs run the full script
+ * keys_guard--1.2.sql instead: a change here goes there too, in its final
+ * form, and sql/upgrade.sql lists every difference between the two.
+ */
 
 \echo Use "ALTER EXTENSION keys_guard UPDATE TO '1.2'" to load this file. \quit
 

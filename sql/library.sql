@@ -19,6 +19,22 @@ SELECT keys_guard.set_context('acme', 'user_1');
 \echo :LAST_ERROR_SQLSTATE
 -- Unguarded data and the registry stay readable.
 SELECT count(*) > 0 AS tenants_readable FROM keys_guard.tenants;
+-- The version the library names is default_version of keys_guard.control
+-- (the Makefile reads it there and passes it to the C code), so the library
+-- and the installed control file cannot disagree about it.
+DO $$
+DECLARE
+    detail text;
+BEGIN
+    PERFORM count(*) FROM tenant_acme.notes;
+EXCEPTION WHEN object_not_in_prerequisite_state THEN
+    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+    RAISE NOTICE 'the detail names the default version: %',
+        detail = format('Functions that version %s of the library needs are missing from schema keys_guard.',
+                        (SELECT default_version FROM pg_available_extensions
+                          WHERE name = 'keys_guard'));
+END
+$$;
 
 -- Restoring the objects restores service.
 UPDATE pg_catalog.pg_proc SET proname = '_assert_relation'

@@ -12,7 +12,7 @@ CREATE EXTENSION keys_guard;
 SELECT rolname, rolcanlogin FROM pg_roles
  WHERE rolname IN ('keys_guard_admin', 'keys_guard_gateway') ORDER BY 1;
 
--- Not relocatable, fixed schema, version 1.0.
+-- Not relocatable, fixed schema, the default_version of keys_guard.control.
 SELECT extname, extversion, extrelocatable, n.nspname
   FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
  WHERE extname = 'keys_guard';

@@ -42,6 +42,15 @@
 
 #include "keys_guard.h"
 
+/*
+ * The version of keys_guard this library belongs to: default_version of
+ * keys_guard.control, which the Makefile reads and passes in, so that it is
+ * set in that one place.
+ */
+#ifndef KG_EXTENSION_VERSION
+#error "KG_EXTENSION_VERSION is not defined: build keys_guard with its Makefile, which reads it from keys_guard.control"
+#endif
+
 typedef struct KgTenantById
 {
 	char		id[KG_TENANT_ID_MAXLEN + 1];	/* hash key */
@@ -457,7 +466,7 @@ kg_require_complete_extension(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("keys_guard's SQL objects do not match its library"),
 				 errdetail("Functions that version %s of the library needs are missing from schema keys_guard.",
-						   "1.0"),
+						   KG_EXTENSION_VERSION),
 				 errhint("Run ALTER EXTENSION keys_guard UPDATE.")));
 }
 

@@ -46,9 +46,7 @@
 
 #include "keys_guard.h"
 
-#ifdef KG_HAVE_SHMEM_REQUEST_HOOK
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ExecutorCheckPerms_hook_type prev_check_perms_hook = NULL;
 static ExecutorStart_hook_type prev_executor_start_hook = NULL;
@@ -67,10 +65,8 @@ static fmgr_hook_type prev_fmgr_hook = NULL;
 static void
 kg_shmem_request(void)
 {
-#ifdef KG_HAVE_SHMEM_REQUEST_HOOK
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-#endif
 	RequestAddinShmemSpace(add_size(kg_audit_shmem_size(), kg_worker_shmem_size()));
 	RequestNamedLWLockTranche("keys_guard", 1);
 }
@@ -243,14 +239,19 @@ kg_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent,
  * COPY TO by its planned form, then run it.
  */
 static void
-kg_process_utility(KG_UTILITY_ARGS)
+kg_process_utility(PlannedStmt *pstmt, const char *queryString,
+				   bool readOnlyTree, ProcessUtilityContext context,
+				   ParamListInfo params, QueryEnvironment *queryEnv,
+				   DestReceiver *dest, QueryCompletion *qc)
 {
 	pstmt = kg_utility_check_statement(pstmt);
 
 	if (prev_process_utility_hook)
-		prev_process_utility_hook(KG_UTILITY_CALL_ARGS);
+		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,
+								  params, queryEnv, dest, qc);
 	else
-		standard_ProcessUtility(KG_UTILITY_CALL_ARGS);
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
 }
 
 /*
@@ -287,12 +288,8 @@ kg_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
 void
 kg_hooks_install(void)
 {
-#ifdef KG_HAVE_SHMEM_REQUEST_HOOK
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = kg_shmem_request;
-#else
-	kg_shmem_request();
-#endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = kg_shmem_startup;
 

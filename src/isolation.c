@@ -286,9 +286,7 @@ check_relation_rules(Oid relid, const char *action)
 static const char *
 rte_action(RangeTblEntry *rte)
 {
-#if PG_VERSION_NUM >= 160000
-	return "access";
-#else
+#ifdef KG_RTE_HAS_REQUIRED_PERMS
 	if (rte->requiredPerms & ACL_DELETE)
 		return "delete";
 	if (rte->requiredPerms & ACL_UPDATE)
@@ -296,6 +294,8 @@ rte_action(RangeTblEntry *rte)
 	if (rte->requiredPerms & ACL_INSERT)
 		return "insert";
 	return "select";
+#else
+	return "access";
 #endif
 }
 
