@@ -55,7 +55,7 @@ my ($ret, $out, $err) =
 isnt($ret, 0, 'CREATE EXTENSION fails when keys_guard is not preloaded');
 like(
 	$err,
-	qr/ERROR:  55000: /,
+	qr/ERROR:  55000: keys_guard must be loaded via shared_preload_libraries/,
 	'CREATE EXTENSION without preload fails with SQLSTATE 55000');
 like(
 	$err,
