@@ -4,6 +4,7 @@
 -- its own tenants, roles and tables.
 --
 \set SHOW_CONTEXT never
+\i sql/fixture.psql
 SET client_min_messages = warning;
 DROP ROLE IF EXISTS atk_evil, atk_owner;
 RESET client_min_messages;

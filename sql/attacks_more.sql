@@ -4,6 +4,7 @@
 -- Self-contained: its own roles (atm_*), tenants atm_a / atm_b and tables.
 --
 \set SHOW_CONTEXT never
+\i sql/fixture.psql
 SET client_min_messages = warning;
 DROP ROLE IF EXISTS atm_app, atm_adm, atm_own;
 RESET client_min_messages;

@@ -3,6 +3,7 @@
 -- functions (docs/contract.md §3)
 --
 \set SHOW_CONTEXT never
+\i sql/fixture.psql
 
 -- No context: NULL, never an empty string.
 SELECT keys_guard.current_tenant() IS NULL AS tenant_null,

@@ -5,6 +5,7 @@
 -- so only this suite's objects (tenant_doc*, public.doc_*) are looked at.
 --
 \set SHOW_CONTEXT never
+\i sql/fixture.psql
 SELECT id FROM keys_guard.create_tenant('doc');
 SELECT id FROM keys_guard.create_tenant('docgone');
 -- tenant_doc.parent has the cascade trigger: child soft-deletes with it.

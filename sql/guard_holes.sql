@@ -7,6 +7,7 @@
 -- Each refusal is followed by its SQLSTATE.
 --
 \set SHOW_CONTEXT never
+\i sql/fixture.psql
 SET client_min_messages = warning;
 DROP ROLE IF EXISTS kgh_bypass, kgh_plain;
 RESET client_min_messages;

@@ -5,6 +5,7 @@
 -- release_all() prepares DROP EXTENSION (docs/contract.md §11)
 --
 \set SHOW_CONTEXT never
+\i sql/fixture.psql
 SELECT id FROM keys_guard.create_tenant('gr');
 CREATE TABLE tenant_gr.docs (id int PRIMARY KEY, body text);
 CREATE TABLE gr_pooled (id int PRIMARY KEY, tenant_id text NOT NULL, amount int);
@@ -146,11 +147,13 @@ ROLLBACK;
 SELECT count(*) FROM keys_guard.tenant WHERE id LIKE 'gr-%';
 SELECT soft_delete FROM keys_guard.guarded_table WHERE relid = 'gr_pooled'::regclass;
 
--- Every refusal is in the audit log, with what was refused.
-SELECT count(*) >= 30 AS refusals_audited FROM keys_guard.audit_log
- WHERE action = 'ddl' AND outcome = 'denied' AND detail->>'reason' = 'ddl weakening a guard';
+-- Every refusal is in the audit log, with what was refused (written by the
+-- background worker, so waited for).
+SELECT wait_for_audit($$action = 'ddl' AND outcome = 'denied'
+                        AND detail->>'reason' = 'ddl weakening a guard'$$, 30) >= 30 AS refusals_audited;
 SELECT target, detail->>'refused' AS refused FROM keys_guard.audit_log
- WHERE action = 'ddl' AND detail->>'refused' LIKE 'disable row-level security%' ORDER BY id LIMIT 1;
+ WHERE action = 'ddl' AND target = 'public.gr_pooled'
+   AND detail->>'refused' LIKE 'disable row-level security%' ORDER BY id LIMIT 1;
 
 -- Through the API the same changes work: release_table, then anything.
 SELECT keys_guard.release_table('gr_pooled', dry_run => true);

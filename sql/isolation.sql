@@ -2,6 +2,7 @@
 -- isolation: relations of tenant schemas (docs/contract.md §6)
 --
 \set SHOW_CONTEXT never
+\i sql/fixture.psql
 GRANT USAGE ON SCHEMA tenant_acme, tenant_globex TO kg_app;
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON tenant_acme.notes, tenant_globex.notes TO kg_app;
 
@@ -29,16 +30,8 @@ SELECT * FROM notes;
 COMMIT;
 RESET ROLE;
 
--- Another tenant's schema: 42501 for every kind of access.
-CREATE FUNCTION public.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'allowed';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END
-$$;
-CREATE VIEW public.acme_notes AS SELECT * FROM tenant_acme.notes;
+-- Another tenant's schema: 42501 for every kind of access (try() and the
+-- view public.acme_notes come from the fixture).
 CREATE SEQUENCE tenant_acme.counter;
 GRANT USAGE, SELECT, UPDATE ON SEQUENCE tenant_acme.counter TO kg_app;
 ALTER TABLE tenant_acme.notes OWNER TO kg_app;

@@ -4,6 +4,14 @@
 -- refused with 55000 instead of being let through half-checked
 --
 \set SHOW_CONTEXT never
+\i sql/fixture.psql
+-- A pooled table of this suite's own, with a row of acme's.
+CREATE TABLE public.lib_items (id int PRIMARY KEY, tenant_id text NOT NULL);
+SELECT relation FROM keys_guard.protect_table('public.lib_items', tenant_column => 'tenant_id');
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_1');
+INSERT INTO public.lib_items VALUES (1, 'acme');
+COMMIT;
 -- keys_guard's functions cannot be dropped (guard rails), so the mismatch
 -- is made the way only a superuser can: in the catalog itself.
 UPDATE pg_catalog.pg_proc SET proname = '_assert_relation_gone'
@@ -12,7 +20,7 @@ UPDATE pg_catalog.pg_proc SET proname = '_assert_relation_gone'
 SELECT count(*) FROM tenant_acme.notes;
 \echo :LAST_ERROR_SQLSTATE
 SET keys_guard.bypass = on;
-SELECT count(*) FROM public.invoices;
+SELECT count(*) FROM public.lib_items;
 \echo :LAST_ERROR_SQLSTATE
 RESET keys_guard.bypass;
 SELECT keys_guard.set_context('acme', 'user_1');
@@ -41,5 +49,5 @@ UPDATE pg_catalog.pg_proc SET proname = '_assert_relation'
  WHERE oid = 'keys_guard._assert_relation_gone(oid)'::regprocedure;
 BEGIN;
 SELECT keys_guard.set_context('acme', 'user_1');
-SELECT count(*) FROM tenant_acme.notes;
+SELECT id, tenant_id FROM public.lib_items;
 COMMIT;

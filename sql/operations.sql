@@ -4,6 +4,7 @@
 -- dry_run (or, for hard_delete, confirm) argument.
 --
 \set SHOW_CONTEXT never
+\i sql/fixture.psql
 
 -- Every public function of schema keys_guard has exactly one row: the
 -- missing ones and the doubles are listed (none expected).

@@ -2,6 +2,7 @@
 -- pooled: shared tables with a tenant column (docs/contract.md §5, §6)
 --
 \set SHOW_CONTEXT never
+\i sql/fixture.psql
 CREATE TABLE public.invoices (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     tenant_id text NOT NULL,

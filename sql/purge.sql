@@ -4,6 +4,7 @@
 -- the TAP suites test the worker itself.
 --
 \set SHOW_CONTEXT never
+\i sql/fixture.psql
 SELECT id FROM keys_guard.create_tenant('pu');
 CREATE TABLE tenant_pu.docs (id int PRIMARY KEY, body text);
 SELECT keys_guard.release_table('tenant_pu.docs');
@@ -44,7 +45,8 @@ SELECT id FROM tenant_pu.notes ORDER BY id;
 SELECT id, deleted_at IS NOT NULL AS deleted FROM tenant_pu.receipts;
 RESET keys_guard.bypass;
 -- Counts, never rows, in the audit log.
-SELECT action, target, detail FROM keys_guard.audit_log WHERE action = 'purge';
+SELECT action, target, detail FROM keys_guard.audit_log
+ WHERE action = 'purge' AND target LIKE 'tenant\_pu.%';
 -- Idempotent: nothing left to do.
 SELECT * FROM keys_guard.purge_now('tenant_pu.docs');
 -- purge_now runs in the caller's transaction.

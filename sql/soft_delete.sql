@@ -2,6 +2,7 @@
 -- soft_delete: DELETE becomes a recoverable soft delete (docs/contract.md §7, §8)
 --
 \set SHOW_CONTEXT never
+\i sql/fixture.psql
 -- Show command tags: the client must see "DELETE n".
 \set QUIET off
 SELECT id FROM keys_guard.create_tenant('sd');
@@ -229,6 +230,9 @@ RESET session_replication_role;
 SELECT id, deleted_at IS NOT NULL AS deleted FROM tenant_sd.projects ORDER BY id;
 RESET keys_guard.bypass;
 
--- State-changing calls are audited.
+-- State-changing calls are audited (this suite's: its tables and requests).
 SELECT action, target, outcome FROM keys_guard.audit_log
- WHERE action IN ('restore', 'restore_request', 'hard_delete') ORDER BY id;
+ WHERE action IN ('restore', 'restore_request', 'hard_delete')
+   AND (target LIKE 'tenant\_sd.%' OR target = 'public.ledger'
+        OR detail->>'request_id' LIKE 'req-sd-%')
+ ORDER BY id;

@@ -4,6 +4,7 @@
 -- keys_guard options (docs/contract.md §4)
 --
 \set SHOW_CONTEXT never
+\i sql/fixture.psql
 
 -- The shape of the tables of a schema, with the schema's own name written
 -- as S, so that a template and its clone compare equal.

@@ -3,6 +3,14 @@
 -- created in tenant schemas (docs/contract.md §4)
 --
 \set SHOW_CONTEXT never
+\i sql/fixture.psql
+-- In a database of its own: the fixture has made this suite's tenants
+-- (acme, globex, ...) in the regression database already, and the suite
+-- lists every tenant and guarded table there is.
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE kg_tenants;
+\c kg_tenants
+CREATE EXTENSION keys_guard;
 SELECT id, name, schema, status, deleted_at, hard_delete_at
   FROM keys_guard.create_tenant('acme', name => 'Acme Inc.');
 SELECT id, name, schema FROM keys_guard.create_tenant('globex');
@@ -89,3 +97,5 @@ SET ROLE kg_nobody;
 SELECT id FROM keys_guard.tenants;
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+\c :regress_db
+DROP DATABASE kg_tenants;

@@ -55,7 +55,7 @@ my ($ret, $out, $err) =
 isnt($ret, 0, 'CREATE EXTENSION fails when keys_guard is not preloaded');
 like(
 	$err,
-	qr/ERROR:  55000: /,
+	qr/ERROR:  55000: keys_guard must be loaded via shared_preload_libraries/,
 	'CREATE EXTENSION without preload fails with SQLSTATE 55000');
 like(
 	$err,
@@ -191,7 +191,7 @@ foreach my $t ('public.invoices', 'tenant_acme.notes')
 	connstr => connstr_as('app'));
 like(
 	$err,
-	qr/ERROR:  55000: /,
+	qr/ERROR:  55000: keys_guard is not loaded, so guarded tables are closed/,
 	'not preloaded: DELETE on the pooled table by its owner fails closed');
 ($ret, $out, $err) = $node->psql(
 	'postgres',
@@ -199,7 +199,7 @@ like(
 	connstr => connstr_as('app'));
 like(
 	$err,
-	qr/ERROR:  55000: /,
+	qr/ERROR:  55000: keys_guard is not loaded, so guarded tables are closed/,
 	'not preloaded: INSERT into the tenant table by its owner fails closed');
 
 # Nor can a context be set without the library.
@@ -210,7 +210,7 @@ like(
 	connstr => connstr_as('app'));
 like(
 	$err,
-	qr/ERROR:  55000: /,
+	qr/ERROR:  55000: keys_guard must be loaded via shared_preload_libraries/,
 	'not preloaded: set_context fails with 55000');
 
 # Restore the library: the same role reads again, under a context.
@@ -234,68 +234,89 @@ COMMIT;
 
 ###########################################################################
 # (d) A client can never claim a tenant: not through a connection option,
-#     not through ALTER ROLE ... SET.  For a superuser and a plain role.
+#     not through ALTER ROLE / ALTER DATABASE ... SET; each is refused with
+#     42501 (README "The request context"), for a superuser and a plain
+#     role.  Each refusal is matched by its SQLSTATE and message, so that a
+#     connection failing for another reason (a wrong role, a bad connection
+#     string) fails the test.
 ###########################################################################
 
 $node->safe_psql('postgres', "CREATE ROLE dba LOGIN SUPERUSER;");
+# The server log carries the SQLSTATE of a refused connection, which the
+# client's message does not.
+$node->append_conf('postgresql.conf', "log_error_verbosity = verbose");
+$node->reload;
 
 # What a session sees of its context, and whether it can read tenant data.
-my $probe = q{
+my $probe = $verbose . q{
 SELECT coalesce(keys_guard.current_tenant(), '<none>');
 SELECT count(*) FROM tenant_acme.notes;
 };
 
+# A superuser passes PostgreSQL's privilege check for the PGC_SUSET setting
+# and meets keys_guard's check hook; another role is stopped by the
+# privilege check.
+my %option_refusal = (
+	dba => qr/keys_guard context parameters cannot be set directly/,
+	app => qr/permission denied to set parameter "keys_guard\.tenant"/);
+
 foreach my $user ('dba', 'app')
 {
+	# The role and connection string work without the option ...
+	$node->connect_ok(connstr_as($user),
+		"$user: connects without a keys_guard option",
+		sql => "SELECT coalesce(keys_guard.current_tenant(), '<none>')",
+		expected_stdout => qr/^<none>$/);
+	# ... and with it, the connection is refused by keys_guard's rule.
 	foreach my $opt ("-ckeys_guard.tenant=acme", "-c keys_guard.tenant=acme")
 	{
-		($ret, $out, $err) = $node->psql(
-			'postgres', $probe,
-			connstr => connstr_as($user, "options='$opt'"),
-			on_error_stop => 1);
-		ok( $ret != 0 || $out eq '<none>',
-			"$user: connection option '$opt' fails or sets no tenant");
-		unlike($out, qr/acme/,
-			"$user: connection option '$opt' never yields tenant acme");
-		unlike($out, qr/^\d+$/m,
-			"$user: connection option '$opt' gives no access to tenant rows");
+		$node->connect_fails(
+			connstr_as($user, "options='$opt'"),
+			"$user: connection option '$opt' is refused",
+			expected_stderr => qr/FATAL:  $option_refusal{$user}/,
+			log_like => [qr/FATAL:  42501: $option_refusal{$user}/]);
 	}
 }
 
 foreach my $user ('dba', 'app')
 {
-	# ALTER ROLE ... SET may be refused; either way no context at login.
-	$node->psql('postgres',
-		"ALTER ROLE $user SET keys_guard.tenant = 'acme';");
-	$node->psql('postgres',
-		"ALTER ROLE $user IN DATABASE postgres SET keys_guard.tenant = 'acme';");
+	foreach my $scope ('', ' IN DATABASE postgres')
+	{
+		($ret, $out, $err) = $node->psql('postgres',
+			$verbose . "ALTER ROLE $user$scope SET keys_guard.tenant = 'acme';");
+		like(
+			$err,
+			qr/ERROR:  42501: keys_guard context parameters cannot be set directly/,
+			"$user: ALTER ROLE$scope ... SET keys_guard.tenant is refused with 42501");
+	}
+	is( $node->safe_psql(
+			'postgres',
+			"SELECT count(*) FROM pg_db_role_setting WHERE setrole = '$user'::regrole"),
+		'0',
+		"$user: nothing was stored for the role");
 
 	($ret, $out, $err) = $node->psql(
 		'postgres', $probe,
 		connstr => connstr_as($user),
 		on_error_stop => 1);
-	like($out, qr/^<none>$/m,
-		"$user: ALTER ROLE ... SET keys_guard.tenant gives no context at login");
-	unlike($out, qr/acme/,
-		"$user: ALTER ROLE ... SET keys_guard.tenant never yields tenant acme");
-	like($err, qr/no tenant context/,
-		"$user: after ALTER ROLE ... SET, tenant rows still need a context");
+	is($out, '<none>', "$user: no context at login");
+	like($err, qr/ERROR:  42501: no tenant context/,
+		"$user: tenant rows still need a context");
 }
 
 # Nor does a database-level default.
-$node->psql('postgres',
-	"ALTER DATABASE postgres SET keys_guard.tenant = 'acme';");
-foreach my $user ('dba', 'app')
-{
-	($ret, $out, $err) = $node->psql(
-		'postgres', $probe,
-		connstr => connstr_as($user),
-		on_error_stop => 1);
-	like($out, qr/^<none>$/m,
-		"$user: ALTER DATABASE ... SET keys_guard.tenant gives no context at login");
-	like($err, qr/no tenant context/,
-		"$user: after ALTER DATABASE ... SET, tenant rows still need a context");
-}
+($ret, $out, $err) = $node->psql('postgres',
+	$verbose . "ALTER DATABASE postgres SET keys_guard.tenant = 'acme';");
+like(
+	$err,
+	qr/ERROR:  42501: keys_guard context parameters cannot be set directly/,
+	'ALTER DATABASE ... SET keys_guard.tenant is refused with 42501');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(*) FROM pg_db_role_setting"
+		  . " WHERE array_to_string(setconfig, ',') LIKE '%keys_guard%'"),
+	'0',
+	'nothing was stored for the database either');
 
 # The server is still healthy, and a legitimate context still works.
 is( $node->safe_psql(

@@ -171,13 +171,18 @@ foreach my $user ('plain', 'gw')
 	($ret, $out, $err) = $node->psql(
 		'postgres', "\\set VERBOSITY verbose\nSET keys_guard.bypass = on;",
 		connstr => connstr_as($user));
-	like($err, qr/ERROR:  42501: /, "$user: SET keys_guard.bypass is refused (42501)");
+	like(
+		$err,
+		qr/ERROR:  42501: permission denied to set parameter "keys_guard\.bypass"/,
+		"$user: SET keys_guard.bypass is refused (42501)");
 
 	($ret, $out, $err) = $node->psql(
 		'postgres',
 		"\\set VERBOSITY verbose\nSELECT set_config('keys_guard.bypass', 'on', false);",
 		connstr => connstr_as($user));
-	like($err, qr/ERROR:  42501: /,
+	like(
+		$err,
+		qr/ERROR:  42501: permission denied to set parameter "keys_guard\.bypass"/,
 		"$user: set_config('keys_guard.bypass') is refused (42501)");
 
 	($ret, $out, $err) = $node->psql(
@@ -225,7 +230,10 @@ is(bypass_records() - $before, 1,
 ($ret, $out, $err) = $node->psql(
 	'postgres', "\\set VERBOSITY verbose\nSET keys_guard.bypass = off;\nSET keys_guard.bypass = on;",
 	connstr => connstr_as('maint'));
-like($err, qr/ERROR:  42501: /, 'maint: SET keys_guard.bypass is refused (42501)');
+like(
+	$err,
+	qr/ERROR:  42501: permission denied to set parameter "keys_guard\.bypass"/,
+	'maint: SET keys_guard.bypass is refused (42501)');
 
 $node->stop;
 done_testing();

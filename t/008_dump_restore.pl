@@ -99,9 +99,10 @@ my $bypass = "-c keys_guard.bypass=on";
 	local $ENV{PGOPTIONS} = '';
 	my ($ret, $out, $err) = $node->psql('src', 'SELECT 1');
 	is($ret, 0, 'sanity: the source answers');
-	$ret = system('pg_dump', '-Fc', '-f', $dump . '.nobypass', '-d',
-		$node->connstr('src'));
-	isnt($ret, 0, 'pg_dump without keys_guard.bypass is refused');
+	command_fails_like(
+		[ 'pg_dump', '-Fc', '-f', $dump . '.nobypass', '-d', $node->connstr('src') ],
+		qr/no tenant context/,
+		'pg_dump without keys_guard.bypass is refused: no tenant context');
 }
 {
 	local $ENV{PGOPTIONS} = $bypass;
