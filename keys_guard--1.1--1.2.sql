@@ -32,8 +32,7 @@ DECLARE
     col_identity  "char";
     bad_columns text;
     tid        text;
-    min_grace  interval := (SELECT pg_catalog.justify_hours(pg_catalog.make_interval(secs => setting::float8))
-                              FROM pg_catalog.pg_settings WHERE name = 'keys_guard.min_grace');
+    min_grace  interval := keys_guard._min_grace();
     old        keys_guard.guarded_table;
     class_rank constant jsonb := '{"standard": 0, "payment": 1, "audit": 2}';
 BEGIN
@@ -277,7 +276,7 @@ BEGIN
         RAISE EXCEPTION 'tenant id must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF id !~ '^[a-z0-9][a-z0-9_-]{0,47}$' THEN
+    IF NOT keys_guard._tenant_id_valid(id) THEN
         RAISE EXCEPTION 'invalid tenant id "%"', left(id, 64)
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'A tenant id is 1 to 48 lower-case letters, digits, "_" or "-", starting with a letter or a digit.';
@@ -299,7 +298,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     name := coalesce(name, id);
-    schema := 'tenant_' || id;
+    schema := keys_guard._tenant_schema(id);
 
     -- Serialize concurrent creations of the same tenant.
     PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('keys_guard.tenant'),
@@ -463,3 +462,565 @@ GRANT EXECUTE ON FUNCTION keys_guard.restore(text, anyelement),
 -- The worker of this database looks again once this update commits (it
 -- stops purging while the SQL objects do not match the library).
 SELECT keys_guard._notify_worker();
+
+--
+-- The rules the scripts and the library share, defined once in the
+-- library (names.c): the tenant-id shape, a tenant's schema name, the
+-- grace settings, the purge index.  The functions that used their SQL
+-- copies are restated in their 1.2 form, as in keys_guard--1.2.sql.
+--
+CREATE OR REPLACE FUNCTION keys_guard._tenant_id_valid(id text)
+RETURNS boolean
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_tenant_id_valid';
+
+CREATE OR REPLACE FUNCTION keys_guard._default_grace()
+RETURNS interval
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_default_grace_setting';
+
+CREATE OR REPLACE FUNCTION keys_guard._min_grace()
+RETURNS interval
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_min_grace_setting';
+
+CREATE OR REPLACE FUNCTION keys_guard._tenant_schema(id text)
+RETURNS text
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_tenant_schema';
+
+CREATE OR REPLACE FUNCTION keys_guard._shared_names(OUT name text, OUT value text)
+RETURNS SETOF record
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_shared_names';
+
+CREATE OR REPLACE FUNCTION keys_guard._purge_index(r regclass)
+RETURNS regclass
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'keys_guard_purge_index';
+
+CREATE OR REPLACE FUNCTION keys_guard._purge_index_name(r regclass)
+RETURNS text
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'keys_guard_purge_index_name';
+
+REVOKE ALL ON FUNCTION keys_guard._purge_index(regclass),
+    keys_guard._purge_index_name(regclass) FROM PUBLIC;
+
+ALTER TABLE keys_guard.tenant
+    DROP CONSTRAINT tenant_id_check,
+    ADD CONSTRAINT tenant_id_check CHECK (keys_guard._tenant_id_valid(id));
+
+CREATE OR REPLACE FUNCTION keys_guard._sync_guard(r regclass, p_soft_delete boolean, p_class text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col      record;
+    trig     text;
+BEGIN
+    IF p_soft_delete THEN
+        FOR col IN SELECT * FROM (VALUES ('deleted_at', 'timestamptz'::regtype),
+                                         ('hard_delete_at', 'timestamptz'::regtype),
+                                         ('deleted_by', 'text'::regtype),
+                                         ('delete_request_id', 'text'::regtype)) AS c(name, type)
+        LOOP
+            PERFORM 1 FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = r AND a.attname = col.name AND NOT a.attisdropped
+               AND a.atttypid <> col.type;
+            IF FOUND THEN
+                RAISE EXCEPTION 'column "%" of table % has the wrong type', col.name, r
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = format('keys_guard needs %s %s for soft delete.', col.name, col.type);
+            END IF;
+            IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                            WHERE a.attrelid = r AND a.attname = col.name AND NOT a.attisdropped) THEN
+                EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', r, col.name, col.type);
+            END IF;
+        END LOOP;
+        -- The purge finds expired rows through this index.
+        IF keys_guard._purge_index(r) IS NULL THEN
+            EXECUTE format('CREATE INDEX %I ON %s (hard_delete_at) WHERE deleted_at IS NOT NULL',
+                           keys_guard._purge_index_name(r), r);
+        END IF;
+        FOREACH trig IN ARRAY ARRAY['keys_guard_refuse_delete', 'keys_guard_refuse_truncate'] LOOP
+            PERFORM keys_guard._drop_trigger(r, trig);
+        END LOOP;
+        EXECUTE format('CREATE TRIGGER keys_guard_refuse_delete BEFORE DELETE ON %s'
+                       ' FOR EACH ROW EXECUTE FUNCTION keys_guard._refuse_delete()', r);
+        EXECUTE format('CREATE TRIGGER keys_guard_refuse_truncate BEFORE TRUNCATE ON %s'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._refuse_delete()', r);
+        FOREACH trig IN ARRAY ARRAY['keys_guard_refuse_delete', 'keys_guard_refuse_truncate'] LOOP
+            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', r, trig);
+        END LOOP;
+    END IF;
+    IF p_class = 'audit' THEN
+        PERFORM keys_guard._drop_trigger(r, 'keys_guard_append_only');
+        PERFORM keys_guard._drop_trigger(r, 'keys_guard_append_only_truncate');
+        EXECUTE format('CREATE TRIGGER keys_guard_append_only BEFORE UPDATE OR DELETE ON %s'
+                       ' FOR EACH ROW EXECUTE FUNCTION keys_guard._append_only()', r);
+        EXECUTE format('CREATE TRIGGER keys_guard_append_only_truncate BEFORE TRUNCATE ON %s'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._append_only()', r);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER keys_guard_append_only', r);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER keys_guard_append_only_truncate', r);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION keys_guard._guard_clones(tenant_id text, clones jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t          record;
+    min_grace  interval := keys_guard._min_grace();
+BEGIN
+    FOR t IN SELECT key::oid::regclass AS src, value::oid::regclass AS dst,
+                    coalesce(g.soft_delete, true) AS soft_delete,
+                    coalesce(g.grace, keys_guard._default_grace()) AS grace,
+                    coalesce(g.class, 'standard') AS class
+               FROM jsonb_each_text(clones)
+               LEFT JOIN keys_guard.guarded_table g ON g.relid = key::oid
+              ORDER BY key LOOP
+        IF t.grace < min_grace THEN
+            RAISE EXCEPTION 'grace % of template table % is below keys_guard.min_grace', t.grace, t.src
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('keys_guard.min_grace is %s.', min_grace);
+        END IF;
+        PERFORM keys_guard._apply_guard(t.dst, tenant_id, NULL, t.soft_delete, t.grace, t.class);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION keys_guard._release_table(r regclass)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old keys_guard.guarded_table;
+    idx regclass;
+BEGIN
+    SELECT * INTO old FROM keys_guard.guarded_table g WHERE g.relid = r;
+    IF NOT FOUND THEN
+        RAISE NOTICE 'table "%" is not guarded, skipping', r;
+        RETURN false;
+    END IF;
+    EXECUTE format('DROP POLICY IF EXISTS keys_guard_fail_closed ON %s', r);
+    IF old.created_policy THEN
+        EXECUTE format('DROP POLICY IF EXISTS keys_guard_base ON %s', r);
+        EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY', r);
+    END IF;
+    PERFORM keys_guard._drop_trigger(r, t)
+       FROM unnest(ARRAY['keys_guard_tenant', 'keys_guard_refuse_delete',
+                         'keys_guard_refuse_truncate', 'keys_guard_cascade',
+                         'keys_guard_append_only', 'keys_guard_append_only_truncate']) AS t;
+    -- The purge index is keys_guard's too (data and columns stay).
+    -- (named by keys_guard, perhaps from the table's name before a rename).
+    idx := keys_guard._purge_index(r);
+    IF (SELECT c.relname LIKE '%\_kg\_purge' FROM pg_catalog.pg_class c WHERE c.oid = idx) THEN
+        EXECUTE format('DROP INDEX %s', idx);
+    END IF;
+    DELETE FROM keys_guard.guarded_table g WHERE g.relid = r;
+    DELETE FROM keys_guard.purge_stats p WHERE p.relid = r;
+    PERFORM keys_guard._sync_cascades_of(r);
+    PERFORM keys_guard._audit('release_table', r::text, to_jsonb(old) - 'relid');
+    RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION keys_guard.purge_now(rel text DEFAULT NULL, dry_run boolean DEFAULT false)
+RETURNS TABLE (relation regclass, purged bigint, skipped bigint)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    t regclass;
+    r record;
+BEGIN
+    IF dry_run IS NULL THEN
+        RAISE EXCEPTION 'dry_run must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF rel IS NOT NULL THEN
+        t := keys_guard._resolve_relation(rel);
+        IF NOT EXISTS (SELECT 1 FROM keys_guard.guarded_tables g
+                        WHERE g.relation = t AND g.soft_delete) THEN
+            RAISE EXCEPTION 'table % is not guarded with soft delete', t
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+    FOR r IN SELECT g.relation FROM keys_guard.guarded_tables g
+              WHERE g.soft_delete AND (t IS NULL OR g.relation = t)
+              ORDER BY g.relation::text LOOP
+        relation := r.relation;
+        SELECT p.purged, p.skipped INTO purged, skipped
+          FROM keys_guard._purge_table(r.relation,
+                   pg_catalog.current_setting('keys_guard.purge_batch_size')::int,
+                   0, dry_run) p;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION keys_guard.delete_tenant(id text, dry_run boolean DEFAULT false,
+                                         grace interval DEFAULT NULL)
+RETURNS TABLE (tenant text, status text, hard_delete_at timestamptz,
+               relation regclass, rows bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t          keys_guard.tenant;
+    min_grace  interval := keys_guard._min_grace();
+    deadline   timestamptz;
+    g          record;
+BEGIN
+    IF id IS NULL OR dry_run IS NULL THEN
+        RAISE EXCEPTION 'id and dry_run must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO t FROM keys_guard.tenant WHERE tenant.id = id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'tenant "%" does not exist', left(id, 64)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF t.status = 'purged' THEN
+        -- Idempotent: deleting a tenant that is gone changes nothing.
+        RAISE NOTICE 'tenant "%" is already deleted and its data purged', id;
+        tenant := id; status := t.status; hard_delete_at := t.hard_delete_at;
+        relation := NULL; rows := NULL;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    grace := coalesce(grace, keys_guard._default_grace());
+    IF grace < interval '0' THEN
+        RAISE EXCEPTION 'grace must not be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF grace < min_grace THEN
+        RAISE EXCEPTION 'grace % is below keys_guard.min_grace', grace
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('keys_guard.min_grace is %s.', min_grace);
+    END IF;
+
+    IF t.status = 'deleted' THEN
+        RAISE NOTICE 'tenant "%" is already deleted', id;
+        deadline := t.hard_delete_at;
+    ELSE
+        deadline := now() + grace;
+    END IF;
+
+    IF NOT dry_run AND t.status = 'active' THEN
+        UPDATE keys_guard.tenant SET status = 'deleted', deleted_at = now(),
+               hard_delete_at = deadline
+         WHERE tenant.id = id;
+        PERFORM keys_guard._audit('delete_tenant', t.schema_name,
+                                  jsonb_build_object('tenant', id, 'hard_delete_at', deadline));
+        t.status := 'deleted';
+    END IF;
+
+    tenant := id;
+    status := CASE WHEN dry_run AND t.status = 'active' THEN 'would be deleted' ELSE t.status END;
+    hard_delete_at := deadline;
+    FOR g IN SELECT c.oid::regclass AS rel, gt.class
+               FROM pg_class c
+               LEFT JOIN keys_guard.guarded_table gt ON gt.relid = c.oid
+              WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = t.schema_name)
+                AND c.relkind IN ('r', 'p')
+              ORDER BY c.relname LOOP
+        relation := g.rel;
+        SELECT b.deleted + b.live INTO rows FROM keys_guard._count_rows(g.rel) b;
+        RETURN NEXT;
+    END LOOP;
+    IF NOT FOUND THEN
+        relation := NULL; rows := NULL;
+        RETURN NEXT;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION keys_guard.doctor()
+RETURNS TABLE (problem text, relation regclass, detail text, fix text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH g AS (
+    SELECT gt.relid, gt.tenant_id, gt.tenant_column, gt.soft_delete, gt.grace,
+           gt.class, gt.created_policy,
+           c.oid IS NOT NULL AS present, c.relname, n.nspname,
+           c.relrowsecurity, c.relforcerowsecurity,
+           CASE WHEN c.oid IS NOT NULL THEN pg_catalog.format('%I.%I', n.nspname, c.relname) END AS qname,
+           CASE WHEN gt.tenant_column IS NOT NULL THEN 'pooled'
+                WHEN gt.tenant_id IS NOT NULL THEN 'tenant_schema'
+                ELSE 'archived' END AS kind
+      FROM keys_guard.guarded_table gt
+      LEFT JOIN pg_catalog.pg_class c ON c.oid = gt.relid
+      LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+),
+live AS (
+    SELECT * FROM g WHERE present
+),
+-- What _apply_guard / _sync_guard / _sync_cascade_trigger create.
+want_policy AS (
+    SELECT g.relid, p.name, p.permissive, p.expr
+      FROM live g
+     CROSS JOIN LATERAL (VALUES
+            ('keys_guard_fail_closed'::name, false, 'keys_guard._guard_active()', true),
+            ('keys_guard_base'::name, true, 'true', g.created_policy))
+            AS p(name, permissive, expr, wanted)
+     WHERE p.wanted
+),
+want_trigger AS (
+    SELECT g.relid, t.name, t.type, pg_catalog.to_regprocedure(t.func) AS func, t.arg
+      FROM live g
+     CROSS JOIN LATERAL (VALUES
+            -- tgtype bits: 1 row, 2 before, 4 insert, 8 delete, 16 update, 32 truncate
+            ('keys_guard_tenant'::name, 23, 'keys_guard._tenant_row_guard()',
+             g.tenant_column, g.tenant_column IS NOT NULL),
+            ('keys_guard_refuse_delete'::name, 11, 'keys_guard._refuse_delete()',
+             NULL, g.soft_delete),
+            ('keys_guard_refuse_truncate'::name, 34, 'keys_guard._refuse_delete()',
+             NULL, g.soft_delete),
+            ('keys_guard_append_only'::name, 27, 'keys_guard._append_only()',
+             NULL, g.class = 'audit'),
+            ('keys_guard_append_only_truncate'::name, 34, 'keys_guard._append_only()',
+             NULL, g.class = 'audit'),
+            ('keys_guard_cascade'::name, 17, 'keys_guard._soft_delete_cascade()', NULL,
+             g.soft_delete
+             AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                           JOIN keys_guard.guarded_table ch
+                             ON ch.relid = k.conrelid AND ch.soft_delete
+                          WHERE k.confrelid = g.relid AND k.contype = 'f'
+                            AND k.confdeltype = 'c')))
+            AS t(name, type, func, arg, wanted)
+     WHERE t.wanted
+),
+want_column AS (
+    SELECT g.relid, w.name, w.type
+      FROM live g
+     CROSS JOIN LATERAL (VALUES ('deleted_at'::name, 'timestamptz'::regtype),
+                                ('hard_delete_at'::name, 'timestamptz'::regtype),
+                                ('deleted_by'::name, 'text'::regtype),
+                                ('delete_request_id'::name, 'text'::regtype)) AS w(name, type)
+     WHERE g.soft_delete
+),
+-- Each missing piece: fix_kind 'own' (its own statement in fix), 'reguard'
+-- (release and protect again; pre_fix runs in between) or 'none'.
+piece AS (
+    SELECT g.relid, 'row level security is disabled' AS detail, 'own' AS fix_kind,
+           pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', g.qname) AS fix,
+           NULL::text AS pre_fix
+      FROM live g WHERE NOT g.relrowsecurity
+    UNION ALL
+    SELECT g.relid, 'row level security is not forced, so the table owner bypasses it', 'own',
+           pg_catalog.format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', g.qname), NULL
+      FROM live g WHERE NOT g.relforcerowsecurity
+    UNION ALL
+    SELECT w.relid, d.detail, 'reguard', NULL, NULL
+      FROM want_policy w
+      LEFT JOIN pg_catalog.pg_policy p ON p.polrelid = w.relid AND p.polname = w.name
+     CROSS JOIN LATERAL (
+            SELECT pg_catalog.format('policy %I is missing', w.name) AS detail
+             WHERE p.oid IS NULL
+            UNION ALL
+            SELECT pg_catalog.format('policy %I is %s', w.name,
+                       CASE WHEN p.polpermissive THEN 'permissive, not restrictive'
+                            ELSE 'restrictive, not permissive' END)
+             WHERE p.polpermissive <> w.permissive
+            UNION ALL
+            SELECT pg_catalog.format('policy %I applies to %s commands only', w.name,
+                       CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT'
+                                     WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE'
+                                     ELSE p.polcmd::text END)
+             WHERE p.polcmd <> '*'
+            UNION ALL
+            SELECT pg_catalog.format('policy %I applies to some roles only', w.name)
+             WHERE p.polroles <> '{0}'::oid[]
+            UNION ALL
+            SELECT pg_catalog.format('policy %I has USING (%s), expected USING (%s)', w.name,
+                       coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), ''), w.expr)
+             WHERE p.oid IS NOT NULL
+               AND pg_catalog.pg_get_expr(p.polqual, p.polrelid) IS DISTINCT FROM w.expr
+            UNION ALL
+            SELECT pg_catalog.format('policy %I has WITH CHECK (%s), expected WITH CHECK (%s)', w.name,
+                       coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), ''), w.expr)
+             WHERE p.oid IS NOT NULL
+               AND pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) IS DISTINCT FROM w.expr) AS d
+    UNION ALL
+    SELECT w.relid, pg_catalog.format('trigger %I is missing', w.name), 'reguard', NULL, NULL
+      FROM want_trigger w
+     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                        WHERE t.tgrelid = w.relid AND t.tgname = w.name)
+    UNION ALL
+    SELECT w.relid, pg_catalog.format('trigger %I does not have the definition keys_guard gives it', w.name),
+           'reguard', NULL, NULL
+      FROM want_trigger w
+      JOIN pg_catalog.pg_trigger t ON t.tgrelid = w.relid AND t.tgname = w.name
+     WHERE t.tgtype <> w.type
+        OR t.tgfoid IS DISTINCT FROM w.func::oid
+        OR t.tgargs IS DISTINCT FROM
+           CASE WHEN w.arg IS NULL THEN '\x'::bytea
+                ELSE pg_catalog.convert_to(w.arg, pg_catalog.getdatabaseencoding()) || '\x00'::bytea END
+    UNION ALL
+    SELECT w.relid,
+           pg_catalog.format('trigger %I is %s', w.name,
+               CASE t.tgenabled WHEN 'D' THEN 'disabled'
+                                WHEN 'O' THEN 'enabled on origin only, not ALWAYS'
+                                WHEN 'R' THEN 'enabled on replicas only'
+                                ELSE 'not enabled ALWAYS' END),
+           'own', pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', g.qname, w.name), NULL
+      FROM want_trigger w
+      JOIN live g ON g.relid = w.relid
+      JOIN pg_catalog.pg_trigger t ON t.tgrelid = w.relid AND t.tgname = w.name
+     WHERE t.tgenabled <> 'A'
+    UNION ALL
+    SELECT w.relid,
+           CASE WHEN a.attnum IS NULL THEN pg_catalog.format('column %I is missing', w.name)
+                ELSE pg_catalog.format('column %I has type %s, expected %s', w.name,
+                                       a.atttypid::regtype, w.type) END,
+           'reguard', NULL,
+           CASE WHEN a.attnum IS NOT NULL
+                THEN pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I TYPE %s USING %I::%s;',
+                                       g.qname, w.name, w.type, w.name, w.type) END
+      FROM want_column w
+      JOIN live g ON g.relid = w.relid
+      LEFT JOIN pg_catalog.pg_attribute a
+        ON a.attrelid = w.relid AND a.attname = w.name AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE a.attnum IS NULL OR a.atttypid <> w.type
+    UNION ALL
+    -- The purge index, found as _sync_guard finds it.
+    SELECT g.relid,
+           CASE WHEN ix.indexrelid IS NULL
+                THEN 'purge index on (hard_delete_at) WHERE deleted_at IS NOT NULL is missing'
+                ELSE pg_catalog.format('purge index %s is not valid', ix.indexrelid::regclass) END,
+           'own',
+           CASE WHEN ix.indexrelid IS NULL
+                THEN pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON %s (hard_delete_at) WHERE deleted_at IS NOT NULL',
+                                       keys_guard._purge_index_name(g.relid), g.qname)
+                ELSE pg_catalog.format('REINDEX INDEX %s', ix.indexrelid::regclass) END,
+           NULL
+      FROM live g
+      LEFT JOIN pg_catalog.pg_index ix ON ix.indexrelid = keys_guard._purge_index(g.relid)
+     WHERE g.soft_delete AND (ix.indexrelid IS NULL OR NOT ix.indisvalid)
+    UNION ALL
+    -- A pooled table's tenant column: protect_table() accepts text, uuid
+    -- and bigint only, so no statement is offered for these.
+    SELECT g.relid,
+           CASE WHEN a.attnum IS NULL THEN pg_catalog.format('tenant column %I is missing', g.tenant_column)
+                ELSE pg_catalog.format('tenant column %I has type %s, expected text, uuid or bigint',
+                                       g.tenant_column, a.atttypid::regtype) END,
+           'none', NULL, NULL
+      FROM live g
+      LEFT JOIN pg_catalog.pg_attribute a
+        ON a.attrelid = g.relid AND a.attname = g.tenant_column AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE g.tenant_column IS NOT NULL
+       AND (a.attnum IS NULL OR a.atttypid NOT IN ('text'::regtype, 'uuid'::regtype, 'bigint'::regtype))
+),
+-- The pieces a re-guard restores, one row per table.
+reguard AS (
+    SELECT p.relid, pg_catalog.string_agg(p.detail, '; ' ORDER BY p.detail COLLATE "C") AS detail,
+           coalesce(pg_catalog.string_agg(p.pre_fix, ' ' ORDER BY p.detail COLLATE "C"), '') AS pre_fix
+      FROM piece p WHERE p.fix_kind = 'reguard'
+     GROUP BY p.relid
+),
+reguard_fix AS (
+    SELECT r.relid,
+           CASE WHEN g.kind = 'archived' THEN r.detail || ' (an archived table cannot be protected again)'
+                WHEN EXISTS (SELECT 1 FROM piece n WHERE n.relid = r.relid AND n.fix_kind = 'none')
+                THEN r.detail || ' (protect_table() would refuse the table as it is)'
+                ELSE r.detail END AS detail,
+           CASE WHEN g.kind <> 'archived'
+                 AND NOT EXISTS (SELECT 1 FROM piece n WHERE n.relid = r.relid AND n.fix_kind = 'none') THEN
+               pg_catalog.format('PERFORM keys_guard.release_table(%L); %s'
+                                 'PERFORM keys_guard.protect_table(%L, tenant_column => %L, '
+                                 'soft_delete => %s, grace => %L, class => %L);',
+                                 g.qname, r.pre_fix || CASE WHEN r.pre_fix <> '' THEN ' ' ELSE '' END,
+                                 g.qname, g.tenant_column, g.soft_delete::text, g.grace, g.class) END AS body
+      FROM reguard r JOIN live g ON g.relid = r.relid
+),
+report AS (
+    SELECT 'incomplete_guard' AS problem, p.relid AS relation, p.detail, p.fix
+      FROM piece p WHERE p.fix_kind IN ('own', 'none')
+    UNION ALL
+    SELECT 'incomplete_guard', r.relid, r.detail,
+           CASE WHEN pg_catalog.strpos(r.body, '$fix$') = 0
+                THEN 'DO $fix$ BEGIN ' || r.body || ' END $fix$'
+                ELSE 'DO ' || pg_catalog.quote_literal('BEGIN ' || r.body || ' END') END
+      FROM reguard_fix r
+    UNION ALL
+    SELECT 'missing_table', g.relid,
+           pg_catalog.format('the registry guards relation %s, which no longer exists', g.relid::oid),
+           NULL
+      FROM g WHERE NOT g.present
+    UNION ALL
+    SELECT 'unguarded_table', c.oid::regclass,
+           pg_catalog.format('table in the schema of tenant "%s" is not guarded', t.id),
+           pg_catalog.format('SELECT keys_guard.protect_table(%L)',
+                             pg_catalog.format('%I.%I', n.nspname, c.relname))
+      FROM keys_guard.tenant t
+      JOIN pg_catalog.pg_namespace n ON n.nspname = t.schema_name
+      JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relkind = 'r'
+     WHERE t.status <> 'purged'
+       AND NOT EXISTS (SELECT 1 FROM keys_guard.guarded_table gt WHERE gt.relid = c.oid)
+    UNION ALL
+    SELECT 'unindexed_tenant_column', g.relid,
+           pg_catalog.format('no index starts with tenant column %I', g.tenant_column),
+           pg_catalog.format('CREATE INDEX ON %s (%I)', g.qname, g.tenant_column)
+      FROM live g
+      JOIN pg_catalog.pg_attribute a
+        ON a.attrelid = g.relid AND a.attname = g.tenant_column
+       AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                        WHERE i.indrelid = g.relid AND i.indisvalid
+                          AND i.indnkeyatts > 0 AND i.indkey[0] = a.attnum)
+    UNION ALL
+    SELECT 'missing_tenant_schema', NULL::regclass,
+           pg_catalog.format('schema %I of tenant "%s" (%s) does not exist', t.schema_name, t.id, t.status),
+           pg_catalog.format('CREATE SCHEMA %I AUTHORIZATION keys_guard_admin; '
+                             'GRANT USAGE ON SCHEMA %I TO keys_guard_gateway',
+                             t.schema_name, t.schema_name)
+      FROM keys_guard.tenant t
+     WHERE t.status <> 'purged'
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = t.schema_name)
+    UNION ALL
+    -- keys_guard's own tables: the registry's triggers and the append-only
+    -- audit log.
+    -- Its tables change only in extension scripts, so there is no statement
+    -- to offer: reinstalling keys_guard repairs them.
+    SELECT 'extension_drift', w.rel,
+           CASE WHEN t.oid IS NULL THEN pg_catalog.format('trigger %I is missing', w.name)
+                ELSE pg_catalog.format('trigger %I is not enabled ALWAYS', w.name) END,
+           NULL
+      FROM (VALUES ('keys_guard.tenant', 'keys_guard_registry_changed'),
+                   ('keys_guard.tenant', 'keys_guard_registry_guard'),
+                   ('keys_guard.tenant', 'keys_guard_registry_guard_truncate'),
+                   ('keys_guard.tenant', 'keys_guard_version'),
+                   ('keys_guard.guarded_table', 'keys_guard_registry_changed'),
+                   ('keys_guard.guarded_table', 'keys_guard_registry_guard'),
+                   ('keys_guard.guarded_table', 'keys_guard_registry_guard_truncate'),
+                   ('keys_guard.guarded_table', 'keys_guard_version'),
+                   ('keys_guard.purge_stats', 'keys_guard_registry_guard'),
+                   ('keys_guard.purge_stats', 'keys_guard_registry_guard_truncate'),
+                   ('keys_guard.audit_log', 'keys_guard_append_only'),
+                   ('keys_guard.audit_log', 'keys_guard_append_only_truncate'))
+           AS v(relname, name)
+     CROSS JOIN LATERAL (SELECT pg_catalog.to_regclass(v.relname) AS rel, v.name::name AS name) AS w
+      LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = w.rel AND t.tgname = w.name
+     WHERE w.rel IS NOT NULL AND (t.oid IS NULL OR t.tgenabled <> 'A')
+    UNION ALL
+    SELECT 'extension_drift', NULL::regclass,
+           CASE WHEN e.oid IS NULL THEN pg_catalog.format('event trigger %I is missing', w.name)
+                ELSE pg_catalog.format('event trigger %I is not enabled ALWAYS', w.name) END,
+           CASE WHEN e.oid IS NOT NULL
+                THEN pg_catalog.format('ALTER EVENT TRIGGER %I ENABLE ALWAYS', w.name) END
+      FROM (VALUES ('keys_guard_ddl_command_end'::name), ('keys_guard_sql_drop'::name)) AS w(name)
+      LEFT JOIN pg_catalog.pg_event_trigger e ON e.evtname = w.name
+     WHERE e.oid IS NULL OR e.evtenabled <> 'A'
+)
+SELECT r.problem, r.relation, r.detail, r.fix
+  FROM report r
+  LEFT JOIN pg_catalog.pg_class c ON c.oid = r.relation
+  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ ORDER BY r.problem COLLATE "C", n.nspname, c.relname, r.detail COLLATE "C"
+$$;
+

@@ -57,9 +57,15 @@ GRANT USAGE ON SCHEMA keys_guard TO PUBLIC;
 -- Written only by keys_guard's functions.  tenant and guarded_table are
 -- configuration tables, so pg_dump carries them over.
 --
+-- What a tenant id looks like: the one definition is in the library.
+CREATE FUNCTION keys_guard._tenant_id_valid(id text)
+RETURNS boolean
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_tenant_id_valid';
+
 CREATE TABLE keys_guard.tenant (
     id              text PRIMARY KEY
-                    CHECK (id ~ '^[a-z0-9][a-z0-9_-]{0,47}$'),
+                    CONSTRAINT tenant_id_check CHECK (keys_guard._tenant_id_valid(id)),
     name            text NOT NULL,
     schema_name     name NOT NULL UNIQUE,
     status          text NOT NULL DEFAULT 'active'
@@ -489,15 +495,43 @@ AS $$
             coalesce(detail, '{}'));
 $$;
 
--- keys_guard.default_grace as an interval.
+-- The grace settings as intervals, and the names keys_guard.h shares with
+-- this script (names.c).
 CREATE FUNCTION keys_guard._default_grace()
 RETURNS interval
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT pg_catalog.justify_hours(pg_catalog.make_interval(secs => setting::float8))
-      FROM pg_catalog.pg_settings WHERE name = 'keys_guard.default_grace'
-$$;
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_default_grace_setting';
+
+CREATE FUNCTION keys_guard._min_grace()
+RETURNS interval
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_min_grace_setting';
+
+CREATE FUNCTION keys_guard._tenant_schema(id text)
+RETURNS text
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_tenant_schema';
+
+CREATE FUNCTION keys_guard._shared_names(OUT name text, OUT value text)
+RETURNS SETOF record
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_shared_names';
+
+-- A soft-delete table's purge index (a btree on hard_delete_at WHERE
+-- deleted_at IS NOT NULL; a valid one first), and the name keys_guard
+-- gives the one it creates.
+CREATE FUNCTION keys_guard._purge_index(r regclass)
+RETURNS regclass
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'keys_guard_purge_index';
+
+CREATE FUNCTION keys_guard._purge_index_name(r regclass)
+RETURNS text
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'keys_guard_purge_index_name';
+
+REVOKE ALL ON FUNCTION keys_guard._purge_index(regclass),
+    keys_guard._purge_index_name(regclass) FROM PUBLIC;
 
 -- Drop one of keys_guard's triggers if the table has it (quietly).
 CREATE FUNCTION keys_guard._drop_trigger(r regclass, trig text)
@@ -590,11 +624,9 @@ BEGIN
             END IF;
         END LOOP;
         -- The purge finds expired rows through this index.
-        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-                        WHERE i.indrelid = r
-                          AND pg_catalog.pg_get_indexdef(i.indexrelid) LIKE '%(hard_delete_at) WHERE (deleted_at IS NOT NULL)') THEN
+        IF keys_guard._purge_index(r) IS NULL THEN
             EXECUTE format('CREATE INDEX %I ON %s (hard_delete_at) WHERE deleted_at IS NOT NULL',
-                           left((SELECT relname FROM pg_catalog.pg_class WHERE oid = r), 48) || '_kg_purge', r);
+                           keys_guard._purge_index_name(r), r);
         END IF;
         FOREACH trig IN ARRAY ARRAY['keys_guard_refuse_delete', 'keys_guard_refuse_truncate'] LOOP
             PERFORM keys_guard._drop_trigger(r, trig);
@@ -1081,8 +1113,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t          record;
-    min_grace  interval := (SELECT pg_catalog.justify_hours(pg_catalog.make_interval(secs => setting::float8))
-                              FROM pg_catalog.pg_settings WHERE name = 'keys_guard.min_grace');
+    min_grace  interval := keys_guard._min_grace();
 BEGIN
     FOR t IN SELECT key::oid::regclass AS src, value::oid::regclass AS dst,
                     coalesce(g.soft_delete, true) AS soft_delete,
@@ -1122,7 +1153,7 @@ BEGIN
         RAISE EXCEPTION 'tenant id must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF id !~ '^[a-z0-9][a-z0-9_-]{0,47}$' THEN
+    IF NOT keys_guard._tenant_id_valid(id) THEN
         RAISE EXCEPTION 'invalid tenant id "%"', left(id, 64)
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'A tenant id is 1 to 48 lower-case letters, digits, "_" or "-", starting with a letter or a digit.';
@@ -1144,7 +1175,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     name := coalesce(name, id);
-    schema := 'tenant_' || id;
+    schema := keys_guard._tenant_schema(id);
 
     -- Serialize concurrent creations of the same tenant.
     PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('keys_guard.tenant'),
@@ -1249,8 +1280,7 @@ DECLARE
     col_identity  "char";
     bad_columns text;
     tid        text;
-    min_grace  interval := (SELECT pg_catalog.justify_hours(pg_catalog.make_interval(secs => setting::float8))
-                              FROM pg_catalog.pg_settings WHERE name = 'keys_guard.min_grace');
+    min_grace  interval := keys_guard._min_grace();
     old        keys_guard.guarded_table;
     class_rank constant jsonb := '{"standard": 0, "payment": 1, "audit": 2}';
 BEGIN
@@ -1410,7 +1440,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     old keys_guard.guarded_table;
-    idx record;
+    idx regclass;
 BEGIN
     SELECT * INTO old FROM keys_guard.guarded_table g WHERE g.relid = r;
     IF NOT FOUND THEN
@@ -1427,12 +1457,11 @@ BEGIN
                          'keys_guard_refuse_truncate', 'keys_guard_cascade',
                          'keys_guard_append_only', 'keys_guard_append_only_truncate']) AS t;
     -- The purge index is keys_guard's too (data and columns stay).
-    FOR idx IN SELECT i.indexrelid::regclass AS name FROM pg_catalog.pg_index i
-                JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
-               WHERE i.indrelid = r AND c.relname LIKE '%\_kg\_purge'
-                 AND pg_catalog.pg_get_indexdef(i.indexrelid) LIKE '%(hard_delete_at) WHERE (deleted_at IS NOT NULL)' LOOP
-        EXECUTE format('DROP INDEX %s', idx.name);
-    END LOOP;
+    -- (named by keys_guard, perhaps from the table's name before a rename).
+    idx := keys_guard._purge_index(r);
+    IF (SELECT c.relname LIKE '%\_kg\_purge' FROM pg_catalog.pg_class c WHERE c.oid = idx) THEN
+        EXECUTE format('DROP INDEX %s', idx);
+    END IF;
     DELETE FROM keys_guard.guarded_table g WHERE g.relid = r;
     DELETE FROM keys_guard.purge_stats p WHERE p.relid = r;
     PERFORM keys_guard._sync_cascades_of(r);
@@ -1759,8 +1788,7 @@ BEGIN
         relation := r.relation;
         SELECT p.purged, p.skipped INTO purged, skipped
           FROM keys_guard._purge_table(r.relation,
-                   (SELECT setting::int FROM pg_catalog.pg_settings
-                     WHERE name = 'keys_guard.purge_batch_size'),
+                   pg_catalog.current_setting('keys_guard.purge_batch_size')::int,
                    0, dry_run) p;
         RETURN NEXT;
     END LOOP;
@@ -1802,8 +1830,7 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     t          keys_guard.tenant;
-    min_grace  interval := (SELECT justify_hours(make_interval(secs => setting::float8))
-                              FROM pg_settings WHERE name = 'keys_guard.min_grace');
+    min_grace  interval := keys_guard._min_grace();
     deadline   timestamptz;
     g          record;
 BEGIN
@@ -2159,16 +2186,11 @@ piece AS (
            'own',
            CASE WHEN ix.indexrelid IS NULL
                 THEN pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON %s (hard_delete_at) WHERE deleted_at IS NOT NULL',
-                                       left(g.relname, 48) || '_kg_purge', g.qname)
+                                       keys_guard._purge_index_name(g.relid), g.qname)
                 ELSE pg_catalog.format('REINDEX INDEX %s', ix.indexrelid::regclass) END,
            NULL
       FROM live g
-      LEFT JOIN LATERAL (
-            SELECT i.indexrelid, i.indisvalid FROM pg_catalog.pg_index i
-             WHERE i.indrelid = g.relid
-               AND pg_catalog.pg_get_indexdef(i.indexrelid)
-                   LIKE '%(hard_delete_at) WHERE (deleted_at IS NOT NULL)'
-             ORDER BY i.indisvalid DESC, i.indexrelid LIMIT 1) ix ON true
+      LEFT JOIN pg_catalog.pg_index ix ON ix.indexrelid = keys_guard._purge_index(g.relid)
      WHERE g.soft_delete AND (ix.indexrelid IS NULL OR NOT ix.indisvalid)
     UNION ALL
     -- A pooled table's tenant column: protect_table() accepts text, uuid

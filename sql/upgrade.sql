@@ -10,6 +10,7 @@
 -- update.
 --
 \set SHOW_CONTEXT never
+\i sql/fixture.psql
 SELECT current_database() AS regress_db \gset
 
 -- What an installed keys_guard consists of, one row per (kind, object):

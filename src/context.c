@@ -342,8 +342,8 @@ validate_context_text(const char *argname, const char *value, int maxlen)
 }
 
 /* True if id has the shape docs/contract.md §4 gives tenant ids. */
-static bool
-tenant_id_is_valid(const char *id)
+bool
+kg_tenant_id_is_valid(const char *id)
 {
 	size_t		len = strlen(id);
 	size_t		i;
@@ -370,7 +370,7 @@ context_tenant(const char *id)
 {
 	KgTenant   *tenant;
 
-	if (!tenant_id_is_valid(id))
+	if (!kg_tenant_id_is_valid(id))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid tenant id"),

@@ -26,6 +26,20 @@
 #define KG_EXTENSION			"keys_guard"
 #define KG_SCHEMA				"keys_guard"
 
+/*
+ * Names keys_guard's SQL scripts use too.  The scripts spell them out
+ * (SQL cannot include this file); names.c hands them to SQL as
+ * keys_guard._shared_names(), and sql/names.sql fails when the two differ.
+ */
+#define KG_TENANT_SCHEMA_PREFIX	"tenant_"	/* + tenant id: its schema */
+#define KG_COL_DELETED_AT		"deleted_at"	/* the soft-delete columns */
+#define KG_COL_HARD_DELETE_AT	"hard_delete_at"
+#define KG_COL_DELETED_BY		"deleted_by"
+#define KG_COL_DELETE_REQUEST_ID "delete_request_id"
+#define KG_OBJECT_PREFIX		"keys_guard_"	/* its triggers and policies */
+#define KG_PURGE_INDEX_SUFFIX	"_kg_purge" /* after the table name's ... */
+#define KG_PURGE_INDEX_NAME_CHARS 48	/* ... first 48 characters */
+
 /* Longest tenant id (docs/contract.md §4) and the buffers that hold context values. */
 #define KG_TENANT_ID_MAXLEN		48
 #define KG_ACTOR_MAXLEN			200
@@ -57,6 +71,7 @@ typedef enum KgMode
 } KgMode;
 
 extern char *kg_context_setting;
+extern bool kg_tenant_id_is_valid(const char *id);
 
 extern bool kg_check_context(char **newval, void **extra, GucSource source);
 extern void kg_assign_context(const char *newval, void *extra);
@@ -217,6 +232,7 @@ extern int	keys_guard_purge_batch_size;
 extern void kg_purge_table(Oid relid, int batch_size, int max_batches, bool dry_run,
 						   int64 *purged, int64 *skipped);
 extern int	kg_drop_expired_tenant(const char *id);
+extern Oid	kg_purge_index(Oid relid);
 
 /* A purge run of the worker, one table; purge.c picks the path. */
 typedef struct KgPurgeRun KgPurgeRun;

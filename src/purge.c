@@ -32,6 +32,7 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -69,6 +70,8 @@ typedef struct PurgeArgs
 	int64		purged;
 	int64		skipped;
 } PurgeArgs;
+
+static Oid	purge_index(Relation rel, KgGuardedTable *table);
 
 static int64
 spi_count(const char *sql)
@@ -183,9 +186,9 @@ static Oid
 direct_purge_index(Relation rel, KgGuardedTable *table)
 {
 	TriggerDesc *trigdesc = rel->trigdesc;
-	List	   *indexes;
-	ListCell   *lc;
-	Oid			found = InvalidOid;
+	Relation	index;
+	Oid			indexoid;
+	bool		usable;
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rules != NULL ||
 		table->deleted_at == InvalidAttrNumber || table->hard_delete_at == InvalidAttrNumber ||
@@ -208,26 +211,83 @@ direct_purge_index(Relation rel, KgGuardedTable *table)
 		}
 	}
 
-	/* A valid ascending btree index whose first column is hard_delete_at. */
-	indexes = RelationGetIndexList(rel);
+	indexoid = purge_index(rel, table);
+	if (!OidIsValid(indexoid))
+		return InvalidOid;
+	index = index_open(indexoid, AccessShareLock);
+	usable = index->rd_index->indisvalid && index->rd_index->indisready &&
+		index->rd_index->indislive;
+	index_close(index, AccessShareLock);
+	return usable ? indexoid : InvalidOid;
+}
+
+/*
+ * Is index the purge index of the soft-delete table it belongs to: a btree
+ * index on hard_delete_at alone, ascending, WHERE deleted_at IS NOT NULL?
+ * The one definition: _sync_guard() creates one unless this finds one,
+ * doctor() reports its absence, _release_table() drops keys_guard's.
+ */
+static bool
+is_purge_index(Relation index, AttrNumber deleted_at, AttrNumber hard_delete_at)
+{
+	Form_pg_index form = index->rd_index;
+	List	   *pred;
+	NullTest   *test;
+
+	if (index->rd_rel->relam != BTREE_AM_OID || form->indnatts != 1 ||
+		form->indkey.values[0] != hard_delete_at ||
+		index->rd_opcintype[0] != TIMESTAMPTZOID || index->rd_indoption[0] != 0)
+		return false;
+	pred = RelationGetIndexPredicate(index);
+	if (list_length(pred) != 1 || !IsA(linitial(pred), NullTest))
+		return false;
+	test = linitial_node(NullTest, pred);
+	return test->nulltesttype == IS_NOT_NULL && !test->argisrow &&
+		IsA(test->arg, Var) && ((Var *) test->arg)->varattno == deleted_at;
+}
+
+/* rel's purge index, a valid one first, or InvalidOid. */
+static Oid
+purge_index(Relation rel, KgGuardedTable *table)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			found = InvalidOid;
+
 	foreach(lc, indexes)
 	{
 		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
-		Form_pg_index form = index->rd_index;
-		bool		usable = form->indisvalid && form->indisready && form->indislive &&
-			index->rd_rel->relam == BTREE_AM_OID &&
-			form->indkey.values[0] == table->hard_delete_at &&
-			index->rd_opcintype[0] == TIMESTAMPTZOID &&
-			(index->rd_indoption[0] & INDOPTION_DESC) == 0;
+		bool		match = is_purge_index(index, table->deleted_at, table->hard_delete_at);
+		bool		valid = index->rd_index->indisvalid;
 
 		index_close(index, AccessShareLock);
-		if (usable)
+		if (match && (valid || !OidIsValid(found)))
 		{
 			found = lfirst_oid(lc);
-			break;
+			if (valid)
+				break;
 		}
 	}
 	list_free(indexes);
+	return found;
+}
+
+/*
+ * The purge index of a table (docs/contract.md §7), valid or not; also for
+ * a table not (or no longer) registered, from its columns' names.
+ */
+Oid
+kg_purge_index(Oid relid)
+{
+	KgGuardedTable columns = {0};
+	Relation	rel = relation_open(relid, AccessShareLock);
+	Oid			found = InvalidOid;
+
+	columns.deleted_at = get_attnum(relid, KG_COL_DELETED_AT);
+	columns.hard_delete_at = get_attnum(relid, KG_COL_HARD_DELETE_AT);
+	if (columns.deleted_at != InvalidAttrNumber && columns.hard_delete_at != InvalidAttrNumber)
+		found = purge_index(rel, &columns);
+	relation_close(rel, AccessShareLock);
 	return found;
 }
 
