@@ -457,3 +457,12 @@ GRANT EXECUTE ON FUNCTION keys_guard.restore(text, anyelement),
 -- The worker of this database looks again once this update commits (it
 -- stops purging while the SQL objects do not match the library).
 SELECT keys_guard._notify_worker();
+
+-- >>> issue 11, item 3 (one audit API): keys_guard._audit() becomes a thin
+-- entry into the library's audit writer (src/audit.c), the only code that
+-- writes keys_guard.audit_log.  Same signature, same privileges, same row.
+CREATE OR REPLACE FUNCTION keys_guard._audit(action text, target text, detail jsonb)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_audit';
+-- <<< issue 11, item 3

@@ -45,7 +45,6 @@
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/rel.h"
@@ -261,7 +260,7 @@ static void
 refuse_ddl(const char *target, const char *hint, const char *fmt,...)
 {
 	StringInfoData what;
-	StringInfoData detail;
+	KgAuditDetail *detail;
 
 	initStringInfo(&what);
 	for (;;)
@@ -276,11 +275,10 @@ refuse_ddl(const char *target, const char *hint, const char *fmt,...)
 			break;
 		enlargeStringInfo(&what, needed);
 	}
-	initStringInfo(&detail);
-	appendStringInfoString(&detail, "{\"reason\": \"ddl weakening a guard\", \"refused\": ");
-	escape_json(&detail, what.data);
-	appendStringInfoChar(&detail, '}');
-	kg_audit_deny("ddl", target, detail.data);
+	detail = kg_audit_detail();
+	kg_audit_detail_text(detail, "reason", "ddl weakening a guard");
+	kg_audit_detail_text(detail, "refused", what.data);
+	kg_audit_enqueue("ddl", target, KG_OUTCOME_DENIED, detail);
 
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
