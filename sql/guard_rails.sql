@@ -150,7 +150,7 @@ SELECT soft_delete FROM keys_guard.guarded_table WHERE relid = 'gr_pooled'::regc
 SELECT count(*) >= 30 AS refusals_audited FROM keys_guard.audit_log
  WHERE action = 'ddl' AND outcome = 'denied' AND detail->>'reason' = 'ddl weakening a guard';
 SELECT target, detail->>'refused' AS refused FROM keys_guard.audit_log
- WHERE action = 'ddl' AND detail->>'refused' LIKE 'disable row-level security%' ORDER BY id LIMIT 1;
+ WHERE action = 'ddl' AND detail->>'refused' LIKE 'cannot disable row-level security%' ORDER BY id LIMIT 1;
 
 -- Through the API the same changes work: release_table, then anything.
 SELECT keys_guard.release_table('gr_pooled', dry_run => true);

@@ -526,11 +526,15 @@ hard_delete_internal(void *arg)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
 
-	if (table->class != KG_CLASS_STANDARD)
+	if (table->class == KG_CLASS_AUDIT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("cannot hard-delete rows of %s table %s",
-						table->class == KG_CLASS_AUDIT ? "audit" : "payment", key.table),
+				 errmsg("cannot hard-delete rows of audit table %s", key.table),
+				 errdetail("Rows of audit and payment tables are never hard-deleted.")));
+	if (table->class == KG_CLASS_PAYMENT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot hard-delete rows of payment table %s", key.table),
 				 errdetail("Rows of audit and payment tables are never hard-deleted.")));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "keys_guard: SPI_connect failed");
