@@ -132,6 +132,19 @@ record_denial(const char *action, const char *relation, const char *reason,
 					 access_detail("reason", reason, "relation_tenant", other_tenant));
 }
 
+/* A pooled table whose tenant column cannot be resolved is closed. */
+static void refuse_incomplete_guard(const char *relation) pg_attribute_noreturn();
+
+static void
+refuse_incomplete_guard(const char *relation)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("guard of relation %s is incomplete", relation),
+			 errdetail("Its tenant column cannot be resolved, so keys_guard refuses the table."),
+			 errhint("Fix the table or release it with keys_guard.release_table().")));
+}
+
 static void
 deny_no_context(const char *action, const char *relation)
 {
@@ -259,11 +272,7 @@ check_relation_rules(Oid relid, const char *action)
 		char	   *relation = kg_relation_name(relid);
 
 		record_denial(action, relation, "incomplete guard", NULL);
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("guard of relation %s is incomplete", relation),
-				 errdetail("Its tenant column cannot be resolved, so keys_guard refuses the table."),
-				 errhint("Fix the table or release it with keys_guard.release_table().")));
+		refuse_incomplete_guard(relation);
 	}
 }
 
@@ -1260,8 +1269,7 @@ keys_guard_tenant_row_guard(PG_FUNCTION_ARGS)
 	if (mode == KG_MODE_NONE)
 		deny_no_context("insert", kg_relation_name(RelationGetRelid(rel)));
 	if (!OidIsValid(pooled->current_func))
-		elog(ERROR, "keys_guard: tenant column of relation %u cannot be resolved",
-			 RelationGetRelid(rel));
+		refuse_incomplete_guard(kg_relation_name(RelationGetRelid(rel)));
 
 	value = heap_getattr(tuple, pooled->tenant_attno, desc, &isnull);
 	if (mode == KG_MODE_ADMIN)
