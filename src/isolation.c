@@ -121,9 +121,9 @@ record_denial(const char *action, const char *relation, const char *reason,
 			  const char *other_tenant)
 {
 	ereport(LOG,
-			(errmsg("keys_guard: %s denied: %s", action, reason),
-			 errdetail_log("tenant=%s actor=%s request_id=%s relation=%s other_tenant=%s",
-						   or_none(kg_current_tenant()), or_none(kg_current_actor()),
+			(errmsg("keys_guard: %s denied", action),
+			 errdetail_log("reason=%s tenant=%s actor=%s request_id=%s relation=%s other_tenant=%s",
+						   reason, or_none(kg_current_tenant()), or_none(kg_current_actor()),
 						   or_none(kg_current_request_id()), relation,
 						   or_none(other_tenant)),
 			 errhidestmt(true),

@@ -132,8 +132,8 @@ deny_other_tenant_rows(const char *action, const char *table, const char *other,
 	KgAuditDetail *detail;
 
 	ereport(LOG,
-			(errmsg("keys_guard: %s denied: cross-tenant access", action),
-			 errdetail_log("tenant=%s actor=%s request_id=%s relation=%s other_tenant=%s",
+			(errmsg("keys_guard: %s denied", action),
+			 errdetail_log("reason=cross-tenant access tenant=%s actor=%s request_id=%s relation=%s other_tenant=%s",
 						   tenant, kg_current_actor() ? kg_current_actor() : "(none)",
 						   kg_current_request_id() ? kg_current_request_id() : "(none)",
 						   table, other ? other : "(unknown)"),
