@@ -1024,3 +1024,11 @@ SELECT r.problem, r.relation, r.detail, r.fix
  ORDER BY r.problem COLLATE "C", n.nspname, c.relname, r.detail COLLATE "C"
 $$;
 
+
+-- keys_guard._audit() becomes a thin entry into the library's audit writer
+-- (src/audit.c), the only code that writes keys_guard.audit_log.  Same
+-- signature, same privileges, same row.
+CREATE OR REPLACE FUNCTION keys_guard._audit(action text, target text, detail jsonb)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_audit';

@@ -482,18 +482,11 @@ END
 $$;
 
 -- One audit_log record of a successful operation, in the caller's
--- transaction.
+-- transaction, through the library's one audit writer (src/audit.c).
 CREATE FUNCTION keys_guard._audit(action text, target text, detail jsonb)
 RETURNS void
-LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    INSERT INTO keys_guard.audit_log (tenant, actor, request_id, action, target, outcome, detail)
-    VALUES (keys_guard.current_tenant(),
-            coalesce(keys_guard.current_actor(), session_user::text),
-            keys_guard.current_request_id(), action, target, 'ok',
-            coalesce(detail, '{}'));
-$$;
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_audit';
 
 -- The grace settings as intervals, and the names keys_guard.h shares with
 -- this script (names.c).

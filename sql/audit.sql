@@ -101,3 +101,52 @@ RESET ROLE;
 SET ROLE kg_migrator;
 SELECT count(*) > 0 AS admin_reads FROM keys_guard.audit_log;
 RESET ROLE;
+
+-- Every record's detail is built as jsonb by src/audit.c, whichever way it
+-- is written (in the transaction, through the SQL scripts' _audit(), or
+-- through the queue): quotes, backslashes and newlines in what it records
+-- come back verbatim, and nothing ends up as a clipped string instead.
+-- In a database of its own, so that no other suite sees these records.
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE kg_audit_json;
+\c kg_audit_json
+\set SHOW_CONTEXT never
+CREATE EXTENSION keys_guard;
+SELECT count(*) AS tenants FROM keys_guard.create_tenant('aj');
+SELECT format('public.%I', E'aj "odd" \\tab\nle') AS odd \gset
+CREATE TABLE :odd (id text PRIMARY KEY, tenant_id text NOT NULL, body text);
+SELECT count(*) AS protected FROM keys_guard.protect_table(:'odd', tenant_column => 'tenant_id');
+BEGIN;
+SELECT keys_guard.set_context('aj', E'user "u" \\a', E'req "aj" \\1');
+INSERT INTO :odd VALUES (E'k "1" \\', 'aj', 'x'), ('k2', 'aj', 'y');
+DELETE FROM :odd;
+COMMIT;
+BEGIN;
+SELECT keys_guard.admin_context(E'admin "a" \\b', E'reason "r" \\ with quotes', E'req "adm" \\2');
+SELECT keys_guard.restore(:'odd', E'k "1" \\'::text);
+SELECT keys_guard.restore_request(E'req "aj" \\1');
+SELECT count(*) AS restored FROM :odd;
+COMMIT;
+-- Refused: DDL that would weaken the guard, and access without a context.
+ALTER TABLE :odd DISABLE ROW LEVEL SECURITY;
+SELECT count(*) FROM :odd;
+SELECT keys_guard.release_table(:'odd') AS released;
+-- The queued records arrive through this database's worker.
+DO $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + interval '10 seconds';
+BEGIN
+    WHILE (SELECT count(*) FROM keys_guard.audit_log
+            WHERE outcome = 'denied' OR action IN ('admin_context', 'select')) < 4
+          AND clock_timestamp() < deadline LOOP
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END
+$$;
+SELECT action, outcome, tenant, actor, request_id, target = :'odd' AS odd_target,
+       CASE WHEN action = 'release_table' THEN detail - 'created_at' ELSE detail END::text AS detail
+  FROM keys_guard.audit_log
+ ORDER BY action, outcome, detail::text;
+DROP TABLE :odd;
+\c :regress_db
+DROP DATABASE kg_audit_json;

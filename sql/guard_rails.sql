@@ -153,7 +153,7 @@ SELECT wait_for_audit($$action = 'ddl' AND outcome = 'denied'
                         AND detail->>'reason' = 'ddl weakening a guard'$$, 30) >= 30 AS refusals_audited;
 SELECT target, detail->>'refused' AS refused FROM keys_guard.audit_log
  WHERE action = 'ddl' AND target = 'public.gr_pooled'
-   AND detail->>'refused' LIKE 'disable row-level security%' ORDER BY id LIMIT 1;
+   AND detail->>'refused' LIKE 'cannot disable row-level security%' ORDER BY id LIMIT 1;
 
 -- Through the API the same changes work: release_table, then anything.
 SELECT keys_guard.release_table('gr_pooled', dry_run => true);

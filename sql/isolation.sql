@@ -197,3 +197,26 @@ SELECT count(*) FROM tenant_acme.notes;
 RESET keys_guard.bypass;
 SELECT count(*) FROM tenant_acme.notes;
 \echo :LAST_ERROR_SQLSTATE
+
+-- A pooled table whose tenant column cannot be resolved (here a registry
+-- row pg_restore could load for a column the table does not have) is
+-- refused with 55000: the guard is in the wrong state, nobody lacks a
+-- privilege.  In a database of its own: the registry row cannot be removed.
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE kg_incomplete_guard;
+\c kg_incomplete_guard
+\set SHOW_CONTEXT never
+CREATE EXTENSION keys_guard;
+SELECT count(*) AS tenants FROM keys_guard.create_tenant('inc');
+CREATE TABLE broken (id int, owner text);
+SET keys_guard.bypass = on;
+INSERT INTO keys_guard.guarded_table (relid, tenant_column, grace)
+VALUES ('broken'::regclass, 'tenant_id', '30 days');
+RESET keys_guard.bypass;
+BEGIN;
+SELECT keys_guard.set_context('inc', 'someone');
+SELECT count(*) FROM broken;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+\c :regress_db
+DROP DATABASE kg_incomplete_guard;

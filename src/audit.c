@@ -1,13 +1,34 @@
 /*-------------------------------------------------------------------------
  *
  * audit.c
- *	  Audit records that must outlive their transaction (docs/contract.md §6, §10).
+ *	  Every write to keys_guard.audit_log (docs/contract.md §6, §10).
+ *
+ * A record is written one of two ways, and audit.c is the only code that
+ * writes audit_log:
+ *
+ *	kg_audit_write()	in the current transaction, which it commits or
+ *						rolls back with: state changes (tenants, guards,
+ *						restores, purges; SQL scripts reach it through
+ *						keys_guard._audit())
+ *	kg_audit_enqueue()	through a queue in shared memory, so that the
+ *						record survives a rollback: denials, admin-context
+ *						and bypass use
+ *
+ * Both take the record's detail from one builder (kg_audit_detail() and
+ * kg_audit_detail_text() and friends), which builds a jsonb object, so no
+ * caller writes JSON by hand.  Both name the current context's tenant,
+ * actor and request id.  A record written in the transaction without an
+ * actor names the session user instead (whoever called the API); a queued
+ * one leaves the actor empty then (a denial's detail names the role).  A
+ * record of outcome "error" is keys_guard's worker reporting its own
+ * failure (a purge that failed, records that were lost): it names the
+ * actor "keys_guard worker" and no tenant or request id.
  *
  * A denial raises an error, so anything it wrote to a table would roll back
- * with it.  Denials (and admin-context and bypass use) are therefore put in
- * a fixed-size queue in shared memory, and the background worker of the
- * database moves them into keys_guard.audit_log in its own transactions.
- * Each denial is also written to the server log at once by its caller.
+ * with it.  That is what the queue is for: the background worker of the
+ * database moves queued records into keys_guard.audit_log in its own
+ * transactions.  Each denial is also written to the server log at once by
+ * its caller.
  *
  * No record is turned away.  When the queue is full, the backend that
  * wants to add one wakes the workers and waits on a condition variable
@@ -26,10 +47,11 @@
  * log, which says so once per session.
  *
  * The worker takes records off the queue in batches and inserts each batch
- * with one statement; it frees their slots only after the batch has
- * committed, so a failed or killed drain leaves them queued for the next.
- * Text fields are clipped on a character boundary; a detail that does not
- * fit, or is not JSON, is kept as a clipped JSON string, never dropped.
+ * with one statement (the same one kg_audit_write() uses for its single
+ * record); it frees their slots only after the batch has committed, so a
+ * failed or killed drain leaves them queued for the next.  Text fields are
+ * clipped on a character boundary; a detail that does not fit is kept as a
+ * clipped JSON string, never dropped.
  *
  *-------------------------------------------------------------------------
  */
@@ -39,9 +61,7 @@
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/trigger.h"
-#include "common/jsonapi.h"
 #include "executor/spi.h"
-#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
@@ -50,9 +70,11 @@
 #include "storage/shmem.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
@@ -162,57 +184,124 @@ clip_field(char *dst, size_t size, const char *src)
 	dst[len] = '\0';
 }
 
-static bool
-json_is_valid(const char *json)
+/*
+ * The detail builder: a jsonb object, one key at a time.  A NULL text value
+ * leaves its key out.  Once written (or queued), a detail is finished and
+ * takes no more keys.
+ */
+struct KgAuditDetail
 {
-	JsonLexContext *lex;
+	JsonbParseState *state;
+	Jsonb	   *done;
+};
 
-	lex = makeJsonLexContextCstringLen(unconstify(char *, json), strlen(json),
-									   GetDatabaseEncoding(), false);
-	return pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
+KgAuditDetail *
+kg_audit_detail(void)
+{
+	KgAuditDetail *detail = palloc0(sizeof(KgAuditDetail));
+
+	(void) pushJsonbValue(&detail->state, WJB_BEGIN_OBJECT, NULL);
+	return detail;
+}
+
+static void
+detail_add(KgAuditDetail *detail, const char *key, JsonbValue *value)
+{
+	JsonbValue	k;
+
+	Assert(detail->done == NULL);
+	k.type = jbvString;
+	k.val.string.val = unconstify(char *, key);
+	k.val.string.len = strlen(key);
+	(void) pushJsonbValue(&detail->state, WJB_KEY, &k);
+	(void) pushJsonbValue(&detail->state, WJB_VALUE, value);
+}
+
+void
+kg_audit_detail_text(KgAuditDetail *detail, const char *key, const char *value)
+{
+	JsonbValue	v;
+
+	if (value == NULL)
+		return;
+	v.type = jbvString;
+	v.val.string.val = unconstify(char *, value);
+	v.val.string.len = strlen(value);
+	detail_add(detail, key, &v);
+}
+
+void
+kg_audit_detail_int(KgAuditDetail *detail, const char *key, int64 value)
+{
+	JsonbValue	v;
+
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(value);
+	detail_add(detail, key, &v);
+}
+
+void
+kg_audit_detail_bool(KgAuditDetail *detail, const char *key, bool value)
+{
+	JsonbValue	v;
+
+	v.type = jbvBool;
+	v.val.boolean = value;
+	detail_add(detail, key, &v);
+}
+
+/* The finished detail; no detail at all is an empty object. */
+static Jsonb *
+detail_jsonb(KgAuditDetail *detail)
+{
+	if (detail == NULL)
+		detail = kg_audit_detail();
+	if (detail->done == NULL)
+		detail->done = JsonbValueToJsonb(pushJsonbValue(&detail->state,
+														WJB_END_OBJECT, NULL));
+	return detail->done;
+}
+
+static char *
+jsonb_text(Jsonb *jsonb)
+{
+	return JsonbToCString(NULL, &jsonb->root, VARSIZE(jsonb));
 }
 
 /*
- * The record's detail: the caller's JSON if it is JSON and fits, else an
- * object that keeps as much of it as fits as a string, so the record still
- * reaches audit_log and still says what it can.
+ * Put the JSON text of a detail in a queue record: the text if it fits, else
+ * an object that keeps as much of it as fits as a string, so the record
+ * still reaches audit_log and still says what it can.
  */
 static void
 set_detail(char *dst, size_t size, const char *json)
 {
-	StringInfoData buf;
-	StringInfoData text;
-	int			len;
+	int			len = strlen(json);
 	int			clip;
-	bool		fits;
 
-	if (json == NULL)
-		json = "{}";
-	len = strlen(json);
-	fits = len < (int) size;
-	if (fits && json_is_valid(json))
+	if (len < (int) size)
 	{
 		memcpy(dst, json, len + 1);
 		return;
 	}
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"%s\": true, \"length\": %d, \"text\": ",
-					 fits ? "not_json" : "truncated", len);
-	initStringInfo(&text);
 	clip = Min(len, (int) size);
 	for (;;)
 	{
+		KgAuditDetail *truncated = kg_audit_detail();
+		char	   *text;
+
 		clip = pg_mbcliplen(json, len, clip);
-		resetStringInfo(&text);
-		escape_json(&text, pnstrdup(json, clip));
-		if (buf.len + text.len + 2 <= (int) size || clip == 0)
-			break;
+		kg_audit_detail_bool(truncated, "truncated", true);
+		kg_audit_detail_int(truncated, "length", len);
+		kg_audit_detail_text(truncated, "text", pnstrdup(json, clip));
+		text = jsonb_text(detail_jsonb(truncated));
+		if (strlen(text) < size || clip == 0)
+		{
+			clip_field(dst, size, text);
+			return;
+		}
 		clip = clip * 3 / 4;
 	}
-	appendStringInfoString(&buf, text.data);
-	appendStringInfoChar(&buf, '}');
-	clip_field(dst, size, buf.data);
 }
 
 /* Put one record in a free slot; false if the queue is full. */
@@ -285,17 +374,49 @@ outcome_name(KgAuditOutcome outcome)
 	return "error";
 }
 
-static void
-report_not_queued(const KgAuditRecord *rec, const char *why, const char *hint)
+/* Why a record did not reach the queue. */
+typedef enum KgNotQueued
 {
-	ereport(LOG,
-			(errmsg("keys_guard: audit record not written to keys_guard.audit_log: %s", why),
-			 errdetail_log("action=%s outcome=%s tenant=%s actor=%s request_id=%s target=%s detail=%s",
-						   rec->action, outcome_name(rec->outcome), rec->tenant, rec->actor,
-						   rec->request_id, rec->target, rec->detail),
-			 errhint("%s", hint),
-			 errhidestmt(true),
-			 errhidecontext(true)));
+	KG_NOT_QUEUED_STALLED,		/* the queue is full and nobody drains it */
+	KG_NOT_QUEUED_FULL,			/* the queue is full and the worker would wait for itself */
+	KG_NOT_QUEUED_NO_WORKER		/* keys_guard.database leaves the database out */
+} KgNotQueued;
+
+#define NOT_QUEUED_DETAIL(rec) \
+	errdetail_log("action=%s outcome=%s tenant=%s actor=%s request_id=%s target=%s detail=%s", \
+				  (rec)->action, outcome_name((rec)->outcome), (rec)->tenant, (rec)->actor, \
+				  (rec)->request_id, (rec)->target, (rec)->detail)
+
+static void
+report_not_queued(const KgAuditRecord *rec, KgNotQueued why)
+{
+	switch (why)
+	{
+		case KG_NOT_QUEUED_STALLED:
+			ereport(LOG,
+					(errmsg("keys_guard: audit record not written to keys_guard.audit_log: the audit queue is full and no worker drains it"),
+					 NOT_QUEUED_DETAIL(rec),
+					 errhint("Check that the keys_guard worker of this database is running; the count of such records goes to keys_guard.audit_log."),
+					 errhidestmt(true),
+					 errhidecontext(true)));
+			break;
+		case KG_NOT_QUEUED_FULL:
+			ereport(LOG,
+					(errmsg("keys_guard: audit record not written to keys_guard.audit_log: the audit queue is full"),
+					 NOT_QUEUED_DETAIL(rec),
+					 errhint("Consider raising keys_guard.audit_queue_size."),
+					 errhidestmt(true),
+					 errhidecontext(true)));
+			break;
+		case KG_NOT_QUEUED_NO_WORKER:
+			ereport(LOG,
+					(errmsg("keys_guard: audit record not written to keys_guard.audit_log: keys_guard.database does not name this database, so no worker serves it"),
+					 NOT_QUEUED_DETAIL(rec),
+					 errhint("Add the database to keys_guard.database; until then its audit records are in the server log only."),
+					 errhidestmt(true),
+					 errhidecontext(true)));
+			break;
+	}
 }
 
 /*
@@ -315,8 +436,7 @@ wait_for_room(const KgAuditRecord *rec, uint64 written)
 	if (gave_up && written == gave_up_at_written)
 	{
 		add_gap(rec->dboid, 1);
-		report_not_queued(rec, "the audit queue is full and no worker drains it",
-						  "Check that the keys_guard worker of this database is running; the count of such records goes to keys_guard.audit_log.");
+		report_not_queued(rec, KG_NOT_QUEUED_STALLED);
 		return;
 	}
 	gave_up = false;
@@ -361,8 +481,7 @@ wait_for_room(const KgAuditRecord *rec, uint64 written)
 		gave_up = true;
 		gave_up_at_written = written;
 		add_gap(rec->dboid, 1);
-		report_not_queued(rec, "the audit queue is full and no worker drains it",
-						  "Check that the keys_guard worker of this database is running; the count of such records goes to keys_guard.audit_log.");
+		report_not_queued(rec, KG_NOT_QUEUED_STALLED);
 	}
 }
 
@@ -387,37 +506,63 @@ database_has_drainer(const KgAuditRecord *rec)
 	if (!reported)
 	{
 		reported = true;
-		report_not_queued(rec, "keys_guard.database does not name this database, so no worker serves it",
-						  "Add the database to keys_guard.database; until then its audit records are in the server log only.");
+		report_not_queued(rec, KG_NOT_QUEUED_NO_WORKER);
 	}
 	return false;
 }
 
+/* Whom a record names: see the file header. */
+typedef struct KgAuditWho
+{
+	const char *tenant;
+	const char *actor;
+	const char *request_id;
+} KgAuditWho;
+
+#define KG_AUDIT_WORKER_ACTOR "keys_guard worker"
+
+static KgAuditWho
+audit_who(KgAuditOutcome outcome, bool in_transaction)
+{
+	KgAuditWho	who = {NULL, KG_AUDIT_WORKER_ACTOR, NULL};
+
+	if (outcome == KG_OUTCOME_ERROR)
+		return who;
+	who.tenant = kg_current_tenant();
+	who.actor = kg_current_actor();
+	who.request_id = kg_current_request_id();
+	if (who.actor == NULL && in_transaction)
+		who.actor = GetUserNameFromId(GetSessionUserId(), false);
+	return who;
+}
+
 /*
- * Queue one audit record of the current context; it reaches
- * keys_guard.audit_log even if the current transaction rolls back.  Waits
- * while the queue is full (see the file header).
+ * Queue one audit record; it reaches keys_guard.audit_log even if the
+ * current transaction rolls back.  Waits while the queue is full (see the
+ * file header).
  */
 void
 kg_audit_enqueue(const char *action, const char *target,
-				 KgAuditOutcome outcome, const char *detail_json)
+				 KgAuditOutcome outcome, KgAuditDetail *detail)
 {
 	KgAuditRecord rec;
+	KgAuditWho	who;
 	uint64		written;
 
 	if (queue == NULL)
 		return;
 
+	who = audit_who(outcome, false);
 	memset(&rec, 0, offsetof(KgAuditRecord, tenant));
 	rec.dboid = MyDatabaseId;
 	rec.at = GetCurrentTimestamp();
 	rec.outcome = outcome;
-	clip_field(rec.tenant, sizeof(rec.tenant), kg_current_tenant());
-	clip_field(rec.actor, sizeof(rec.actor), kg_current_actor());
-	clip_field(rec.request_id, sizeof(rec.request_id), kg_current_request_id());
+	clip_field(rec.tenant, sizeof(rec.tenant), who.tenant);
+	clip_field(rec.actor, sizeof(rec.actor), who.actor);
+	clip_field(rec.request_id, sizeof(rec.request_id), who.request_id);
 	clip_field(rec.action, sizeof(rec.action), action);
 	clip_field(rec.target, sizeof(rec.target), target);
-	set_detail(rec.detail, sizeof(rec.detail), detail_json);
+	set_detail(rec.detail, sizeof(rec.detail), jsonb_text(detail_jsonb(detail)));
 
 	if (!database_has_drainer(&rec))
 		return;
@@ -428,18 +573,11 @@ kg_audit_enqueue(const char *action, const char *target,
 	{
 		/* The worker itself would wait for its own drain: count it. */
 		add_gap(rec.dboid, 1);
-		report_not_queued(&rec, "the audit queue is full",
-						  "Consider raising keys_guard.audit_queue_size.");
+		report_not_queued(&rec, KG_NOT_QUEUED_FULL);
 	}
 	else
 		wait_for_room(&rec, written);
 	kg_worker_wake(MyDatabaseId);
-}
-
-void
-kg_audit_deny(const char *action, const char *target, const char *detail_json)
-{
-	kg_audit_enqueue(action, target, KG_OUTCOME_DENIED, detail_json);
 }
 
 /*
@@ -614,8 +752,21 @@ kg_audit_forget(Oid dboid)
 	}
 }
 
+/* One row for insert_rows(); NULL text fields are NULL in audit_log. */
+typedef struct KgAuditRow
+{
+	TimestampTz at;
+	const char *tenant;
+	const char *actor;
+	const char *request_id;
+	const char *action;
+	const char *target;
+	KgAuditOutcome outcome;
+	Datum		detail;			/* jsonb */
+} KgAuditRow;
+
 static Datum
-text_array(KgAuditRecord *batch, int n, size_t offset)
+text_array(const KgAuditRow *rows, int n, size_t offset)
 {
 	Datum	   *elems = palloc(sizeof(Datum) * n);
 	bool	   *nulls = palloc(sizeof(bool) * n);
@@ -625,9 +776,9 @@ text_array(KgAuditRecord *batch, int n, size_t offset)
 
 	for (i = 0; i < n; i++)
 	{
-		const char *value = (const char *) &batch[i] + offset;
+		const char *value = *(const char *const *) ((const char *) &rows[i] + offset);
 
-		nulls[i] = (value[0] == '\0');
+		nulls[i] = (value == NULL);
 		elems[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(value);
 	}
 	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
@@ -635,23 +786,133 @@ text_array(KgAuditRecord *batch, int n, size_t offset)
 }
 
 /*
+ * The one statement that writes keys_guard.audit_log: rows in their order,
+ * in the current transaction, as the current user.  SPI must be connected.
+ */
+static void
+insert_rows(const KgAuditRow *rows, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[8];
+	Datum	   *at = palloc(sizeof(Datum) * n);
+	Datum	   *outcome = palloc(sizeof(Datum) * n);
+	Datum	   *detail = palloc(sizeof(Datum) * n);
+	int			rc;
+	int			i;
+
+	if (plan == NULL)
+	{
+		Oid			types[8] = {TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID};
+		SPIPlanPtr	prepared;
+
+		prepared = SPI_prepare("INSERT INTO keys_guard.audit_log"
+							   " (at, tenant, actor, request_id, action, target, outcome, detail)"
+							   " SELECT r.at, r.tenant, r.actor, r.request_id, r.action, r.target,"
+							   " r.outcome, r.detail"
+							   " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+							   " pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
+							   " pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8))"
+							   " WITH ORDINALITY"
+							   " AS r(at, tenant, actor, request_id, action, target, outcome, detail, n)"
+							   " ORDER BY r.n", 8, types);
+		if (prepared == NULL)
+			elog(ERROR, "keys_guard: could not prepare the audit insert: %s",
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(prepared) != 0)
+			elog(ERROR, "keys_guard: could not keep the audit insert");
+		plan = prepared;
+	}
+
+	for (i = 0; i < n; i++)
+	{
+		at[i] = TimestampTzGetDatum(rows[i].at);
+		outcome[i] = CStringGetTextDatum(outcome_name(rows[i].outcome));
+		detail[i] = rows[i].detail;
+	}
+	values[0] = PointerGetDatum(construct_array(at, n, TIMESTAMPTZOID, sizeof(TimestampTz),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = text_array(rows, n, offsetof(KgAuditRow, tenant));
+	values[2] = text_array(rows, n, offsetof(KgAuditRow, actor));
+	values[3] = text_array(rows, n, offsetof(KgAuditRow, request_id));
+	values[4] = text_array(rows, n, offsetof(KgAuditRow, action));
+	values[5] = text_array(rows, n, offsetof(KgAuditRow, target));
+	values[6] = PointerGetDatum(construct_array(outcome, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[7] = PointerGetDatum(construct_array(detail, n, JSONBOID, -1, false, TYPALIGN_INT));
+
+	rc = SPI_execute_plan(plan, values, NULL, false, 0);
+	if (rc != SPI_OK_INSERT || SPI_processed != (uint64) n)
+		elog(ERROR, "keys_guard: audit insert failed: %s", SPI_result_code_string(rc));
+}
+
+/* Write one record in the current transaction (kg_audit_write, _audit()). */
+static void
+write_record(const char *action, const char *target, KgAuditOutcome outcome,
+			 Jsonb *detail)
+{
+	KgAuditWho	who = audit_who(outcome, true);
+	KgAuditRow	row;
+
+	row.at = GetCurrentTimestamp();
+	row.tenant = who.tenant;
+	row.actor = who.actor;
+	row.request_id = who.request_id;
+	row.action = action;
+	row.target = target;
+	row.outcome = outcome;
+	row.detail = JsonbPGetDatum(detail ? detail : detail_jsonb(NULL));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "keys_guard: SPI_connect failed");
+	insert_rows(&row, 1);
+	SPI_finish();
+}
+
+/*
+ * Write one audit record in the current transaction: it commits or rolls
+ * back with it.
+ */
+void
+kg_audit_write(const char *action, const char *target, KgAuditOutcome outcome,
+			   KgAuditDetail *detail)
+{
+	write_record(action, target, outcome, detail_jsonb(detail));
+}
+
+/*
+ * keys_guard._audit(action, target, detail): kg_audit_write() for the SQL
+ * scripts, outcome "ok".  A NULL detail is an empty object.
+ */
+PG_FUNCTION_INFO_V1(keys_guard_audit);
+Datum
+keys_guard_audit(PG_FUNCTION_ARGS)
+{
+	write_record(PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0)),
+				 PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
+				 KG_OUTCOME_OK,
+				 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2));
+	PG_RETURN_VOID();
+}
+
+static inline const char *
+or_null(const char *field)
+{
+	return field[0] == '\0' ? NULL : field;
+}
+
+/*
  * Write one batch of this database's queued records into
- * keys_guard.audit_log with one statement.  Runs in the worker inside a
- * transaction with SPI connected; the caller then calls
- * kg_audit_release() with whether that transaction committed.  Returns
- * the number of records written.
+ * keys_guard.audit_log.  Runs in the worker inside a transaction with SPI
+ * connected; the caller then calls kg_audit_release() with whether that
+ * transaction committed.  Returns the number of records written.
  */
 int
 kg_audit_drain(void)
 {
-	static SPIPlanPtr plan = NULL;
 	KgAuditRecord *batch;
-	Datum		values[8];
-	Datum	   *at;
-	Datum	   *outcome;
+	KgAuditRow *rows;
 	int			n;
 	int			i;
-	int			rc;
 
 	if (queue == NULL)
 		return 0;
@@ -660,19 +921,14 @@ kg_audit_drain(void)
 
 	if (taken_gap > 0)
 	{
-		char	   *detail = psprintf("{\"records\": " UINT64_FORMAT "}", taken_gap);
-		Oid			types[1] = {TEXTOID};
-		Datum		args[1] = {CStringGetTextDatum(detail)};
+		KgAuditDetail *detail = kg_audit_detail();
 
 		ereport(LOG,
-				(errmsg("keys_guard: " UINT64_FORMAT " audit records of this database did not reach keys_guard.audit_log",
-						taken_gap),
+				(errmsg("keys_guard: %llu audit records of this database did not reach keys_guard.audit_log",
+						(unsigned long long) taken_gap),
 				 errdetail("Each is in the server log (\"audit record not written to keys_guard.audit_log\").")));
-		rc = SPI_execute_with_args("INSERT INTO keys_guard.audit_log (actor, action, outcome, detail)"
-								   " VALUES ('keys_guard worker', 'audit_records_lost', 'error', $1::jsonb)",
-								   1, types, args, NULL, false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "keys_guard: audit insert failed: %s", SPI_result_code_string(rc));
+		kg_audit_detail_int(detail, "records", (int64) taken_gap);
+		kg_audit_write("audit_records_lost", NULL, KG_OUTCOME_ERROR, detail);
 	}
 	if (n == 0)
 	{
@@ -680,44 +936,20 @@ kg_audit_drain(void)
 		return 0;
 	}
 
-	if (plan == NULL)
-	{
-		Oid			types[8] = {TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-
-		plan = SPI_prepare("INSERT INTO keys_guard.audit_log"
-						   " (at, tenant, actor, request_id, action, target, outcome, detail)"
-						   " SELECT r.at, r.tenant, r.actor, r.request_id, r.action, r.target,"
-						   " r.outcome, r.detail::jsonb"
-						   " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) WITH ORDINALITY"
-						   " AS r(at, tenant, actor, request_id, action, target, outcome, detail, n)"
-						   " ORDER BY r.n", 8, types);
-		if (plan == NULL)
-			elog(ERROR, "keys_guard: could not prepare the audit insert: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-	}
-
-	at = palloc(sizeof(Datum) * n);
-	outcome = palloc(sizeof(Datum) * n);
+	rows = palloc(sizeof(KgAuditRow) * n);
 	for (i = 0; i < n; i++)
 	{
-		at[i] = TimestampTzGetDatum(batch[i].at);
-		outcome[i] = CStringGetTextDatum(outcome_name(batch[i].outcome));
+		rows[i].at = batch[i].at;
+		rows[i].tenant = or_null(batch[i].tenant);
+		rows[i].actor = or_null(batch[i].actor);
+		rows[i].request_id = or_null(batch[i].request_id);
+		rows[i].action = or_null(batch[i].action);
+		rows[i].target = or_null(batch[i].target);
+		rows[i].outcome = batch[i].outcome;
+		rows[i].detail = DirectFunctionCall1(jsonb_in, CStringGetDatum(batch[i].detail));
 	}
-	values[0] = PointerGetDatum(construct_array(at, n, TIMESTAMPTZOID, sizeof(TimestampTz),
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[1] = text_array(batch, n, offsetof(KgAuditRecord, tenant));
-	values[2] = text_array(batch, n, offsetof(KgAuditRecord, actor));
-	values[3] = text_array(batch, n, offsetof(KgAuditRecord, request_id));
-	values[4] = text_array(batch, n, offsetof(KgAuditRecord, action));
-	values[5] = text_array(batch, n, offsetof(KgAuditRecord, target));
-	values[6] = PointerGetDatum(construct_array(outcome, n, TEXTOID, -1, false, TYPALIGN_INT));
-	values[7] = text_array(batch, n, offsetof(KgAuditRecord, detail));
-
-	rc = SPI_execute_plan(plan, values, NULL, false, 0);
-	if (rc != SPI_OK_INSERT || SPI_processed != (uint64) n)
-		elog(ERROR, "keys_guard: audit insert failed: %s", SPI_result_code_string(rc));
+	insert_rows(rows, n);
+	pfree(rows);
 	pfree(batch);
 	return n;
 }
@@ -731,25 +963,25 @@ Datum
 keys_guard_append_only(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Relation	rel;
-	const char *operation;
+	char	   *table;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "keys_guard_append_only: not called by trigger manager");
-	rel = trigdata->tg_relation;
+	table = kg_relation_name(RelationGetRelid(trigdata->tg_relation));
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-		operation = "UPDATE";
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot UPDATE append-only table %s", table),
+				 errdetail("Audit records can be added but never changed or removed.")));
 	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
-		operation = "DELETE";
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot DELETE append-only table %s", table),
+				 errdetail("Audit records can be added but never changed or removed.")));
 	else if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
-		operation = "TRUNCATE";
-	else
-		return PointerGetDatum(trigdata->tg_trigtuple);
-
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("cannot %s append-only table %s", operation,
-					kg_relation_name(RelationGetRelid(rel))),
-			 errdetail("Audit records can be added but never changed or removed.")));
-	PG_RETURN_NULL();
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot TRUNCATE append-only table %s", table),
+				 errdetail("Audit records can be added but never changed or removed.")));
+	return PointerGetDatum(trigdata->tg_trigtuple);
 }

@@ -31,7 +31,6 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/plancache.h"
 #include "utils/uuid.h"
@@ -632,7 +631,7 @@ keys_guard_admin_context(PG_FUNCTION_ARGS)
 	char	   *reason;
 	char	   *request_id;
 	bool		is_local;
-	StringInfoData detail;
+	KgAuditDetail *detail;
 
 	require_preloaded();
 	actor = required_text_arg(fcinfo, 0, "actor");
@@ -657,11 +656,10 @@ keys_guard_admin_context(PG_FUNCTION_ARGS)
 	warn_if_no_transaction_block(is_local, "admin_context");
 	apply_context(NULL, actor, request_id, reason, NULL, is_local, true);
 
-	initStringInfo(&detail);
-	appendStringInfoString(&detail, "{\"reason\": ");
-	escape_json(&detail, reason);
-	appendStringInfo(&detail, ", \"is_local\": %s}", is_local ? "true" : "false");
-	kg_audit_enqueue("admin_context", NULL, KG_OUTCOME_OK, detail.data);
+	detail = kg_audit_detail();
+	kg_audit_detail_text(detail, "reason", reason);
+	kg_audit_detail_bool(detail, "is_local", is_local);
+	kg_audit_enqueue("admin_context", NULL, KG_OUTCOME_OK, detail);
 	PG_RETURN_VOID();
 }
 

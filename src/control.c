@@ -34,7 +34,7 @@ keys_guard_registry_guard(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	TriggerEvent event;
-	const char *verb;
+	const char *table;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "keys_guard_registry_guard: not called by trigger manager");
@@ -46,19 +46,30 @@ keys_guard_registry_guard(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_INSERT(event) && kg_current_mode() == KG_MODE_BYPASS)
 		return PointerGetDatum(NULL);
 
+	table = RelationGetRelationName(trigdata->tg_relation);
 	if (TRIGGER_FIRED_BY_INSERT(event))
-		verb = "insert into";
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot insert into keys_guard's registry table \"%s\" directly", table),
+				 errdetail("The registry changes only through keys_guard's functions, for every role."),
+				 errhint("Use keys_guard's functions (the view keys_guard.operations lists them); pg_restore loads a dump with PGOPTIONS='-c keys_guard.bypass=on'.")));
 	else if (TRIGGER_FIRED_BY_UPDATE(event))
-		verb = "update";
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot update keys_guard's registry table \"%s\" directly", table),
+				 errdetail("The registry changes only through keys_guard's functions, for every role."),
+				 errhint("Use keys_guard's functions (the view keys_guard.operations lists them); pg_restore loads a dump with PGOPTIONS='-c keys_guard.bypass=on'.")));
 	else if (TRIGGER_FIRED_BY_DELETE(event))
-		verb = "delete from";
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot delete from keys_guard's registry table \"%s\" directly", table),
+				 errdetail("The registry changes only through keys_guard's functions, for every role."),
+				 errhint("Use keys_guard's functions (the view keys_guard.operations lists them); pg_restore loads a dump with PGOPTIONS='-c keys_guard.bypass=on'.")));
 	else
-		verb = "truncate";
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("cannot %s keys_guard's registry table \"%s\" directly", verb,
-					RelationGetRelationName(trigdata->tg_relation)),
-			 errdetail("The registry changes only through keys_guard's functions, for every role."),
-			 errhint("Use keys_guard's functions (the view keys_guard.operations lists them); pg_restore loads a dump with PGOPTIONS='-c keys_guard.bypass=on'.")));
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot truncate keys_guard's registry table \"%s\" directly", table),
+				 errdetail("The registry changes only through keys_guard's functions, for every role."),
+				 errhint("Use keys_guard's functions (the view keys_guard.operations lists them); pg_restore loads a dump with PGOPTIONS='-c keys_guard.bypass=on'.")));
 	PG_RETURN_NULL();			/* keep compiler quiet */
 }

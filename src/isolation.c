@@ -40,7 +40,6 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/ilist.h"
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
@@ -56,7 +55,6 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -91,35 +89,21 @@ static void gate_pulled_up_predicates(PlannerInfo *root, Index rtindex, Oid reli
 /* Set while planning when a pooled table was planned without the filter. */
 static bool planned_unfiltered_pooled = false;
 
-static void
-append_json_pair(StringInfo buf, const char *key, const char *value)
-{
-	if (value == NULL)
-		return;
-	if (buf->len > 1)
-		appendStringInfoString(buf, ", ");
-	escape_json(buf, key);
-	appendStringInfoString(buf, ": ");
-	escape_json(buf, value);
-}
-
 /*
  * The audit detail of a record: up to two facts and the database role that
  * acted (NULL values are left out).
  */
-static char *
-json_detail(const char *key1, const char *value1,
-			const char *key2, const char *value2)
+static KgAuditDetail *
+access_detail(const char *key1, const char *value1,
+			  const char *key2, const char *value2)
 {
-	StringInfoData buf;
+	KgAuditDetail *detail = kg_audit_detail();
 
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
-	append_json_pair(&buf, key1, value1);
-	append_json_pair(&buf, key2, value2);
-	append_json_pair(&buf, "role", GetUserNameFromId(GetUserId(), true));
-	appendStringInfoChar(&buf, '}');
-	return buf.data;
+	kg_audit_detail_text(detail, key1, value1);
+	if (key2 != NULL)
+		kg_audit_detail_text(detail, key2, value2);
+	kg_audit_detail_text(detail, "role", GetUserNameFromId(GetUserId(), true));
+	return detail;
 }
 
 static inline const char *
@@ -137,15 +121,28 @@ record_denial(const char *action, const char *relation, const char *reason,
 			  const char *other_tenant)
 {
 	ereport(LOG,
-			(errmsg("keys_guard: %s denied: %s", action, reason),
-			 errdetail_log("tenant=%s actor=%s request_id=%s relation=%s other_tenant=%s",
-						   or_none(kg_current_tenant()), or_none(kg_current_actor()),
+			(errmsg("keys_guard: %s denied", action),
+			 errdetail_log("reason=%s tenant=%s actor=%s request_id=%s relation=%s other_tenant=%s",
+						   reason, or_none(kg_current_tenant()), or_none(kg_current_actor()),
 						   or_none(kg_current_request_id()), relation,
 						   or_none(other_tenant)),
 			 errhidestmt(true),
 			 errhidecontext(true)));
-	kg_audit_deny(action, relation,
-				  json_detail("reason", reason, "relation_tenant", other_tenant));
+	kg_audit_enqueue(action, relation, KG_OUTCOME_DENIED,
+					 access_detail("reason", reason, "relation_tenant", other_tenant));
+}
+
+/* A pooled table whose tenant column cannot be resolved is closed. */
+static void refuse_incomplete_guard(const char *relation) pg_attribute_noreturn();
+
+static void
+refuse_incomplete_guard(const char *relation)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("guard of relation %s is incomplete", relation),
+			 errdetail("Its tenant column cannot be resolved, so keys_guard refuses the table."),
+			 errhint("Fix the table or release it with keys_guard.release_table().")));
 }
 
 static void
@@ -204,8 +201,8 @@ audit_admin_access(const char *action, Oid relid)
 		return;
 	admin_audited_statement = stmt;
 	kg_audit_enqueue(action, kg_relation_name(relid), KG_OUTCOME_OK,
-					 json_detail("reason", kg_current_admin_reason(),
-								 "mode", "admin_context"));
+					 access_detail("reason", kg_current_admin_reason(),
+								   "mode", "admin_context"));
 }
 
 static void
@@ -215,7 +212,7 @@ audit_bypass_once(const char *action, Oid relid)
 		return;
 	bypass_audited = true;
 	kg_audit_enqueue("bypass", kg_relation_name(relid), KG_OUTCOME_OK,
-					 json_detail("first_action", action, NULL, NULL));
+					 access_detail("first_action", action, NULL, NULL));
 }
 
 /*
@@ -275,11 +272,7 @@ check_relation_rules(Oid relid, const char *action)
 		char	   *relation = kg_relation_name(relid);
 
 		record_denial(action, relation, "incomplete guard", NULL);
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("guard of relation %s is incomplete", relation),
-				 errdetail("Its tenant column cannot be resolved, so keys_guard refuses the table."),
-				 errhint("Fix the table or release it with keys_guard.release_table().")));
+		refuse_incomplete_guard(relation);
 	}
 }
 
@@ -1276,8 +1269,7 @@ keys_guard_tenant_row_guard(PG_FUNCTION_ARGS)
 	if (mode == KG_MODE_NONE)
 		deny_no_context("insert", kg_relation_name(RelationGetRelid(rel)));
 	if (!OidIsValid(pooled->current_func))
-		elog(ERROR, "keys_guard: tenant column of relation %u cannot be resolved",
-			 RelationGetRelid(rel));
+		refuse_incomplete_guard(kg_relation_name(RelationGetRelid(rel)));
 
 	value = heap_getattr(tuple, pooled->tenant_attno, desc, &isnull);
 	if (mode == KG_MODE_ADMIN)

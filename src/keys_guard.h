@@ -248,20 +248,30 @@ extern void kg_purge_run_end(KgPurgeRun *run);
 /* utility.c */
 extern PlannedStmt *kg_utility_check_statement(PlannedStmt *pstmt);	/* hooks.c calls */
 
-/* audit.c */
+/* audit.c: the only writer of keys_guard.audit_log */
 typedef enum KgAuditOutcome
 {
 	KG_OUTCOME_OK,
 	KG_OUTCOME_DENIED,
-	KG_OUTCOME_ERROR
+	KG_OUTCOME_ERROR			/* the worker's own failure: see audit.c */
 } KgAuditOutcome;
+
+/* A record's detail, a JSON object built key by key. */
+typedef struct KgAuditDetail KgAuditDetail;
 
 extern Size kg_audit_shmem_size(void);	/* hooks.c calls: shared memory */
 extern void kg_audit_shmem_init(void);
+extern KgAuditDetail *kg_audit_detail(void);
+extern void kg_audit_detail_text(KgAuditDetail *detail, const char *key,
+								 const char *value);
+extern void kg_audit_detail_int(KgAuditDetail *detail, const char *key, int64 value);
+extern void kg_audit_detail_bool(KgAuditDetail *detail, const char *key, bool value);
+/* In the current transaction: rolls back with it. */
+extern void kg_audit_write(const char *action, const char *target,
+						   KgAuditOutcome outcome, KgAuditDetail *detail);
+/* Through the shared queue: survives a rollback. */
 extern void kg_audit_enqueue(const char *action, const char *target,
-							 KgAuditOutcome outcome, const char *detail_json);
-extern void kg_audit_deny(const char *action, const char *target,
-						  const char *detail_json);
+							 KgAuditOutcome outcome, KgAuditDetail *detail);
 extern int	kg_audit_drain(void);
 extern void kg_audit_release(bool committed);
 extern void kg_audit_reclaim(void);

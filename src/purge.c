@@ -51,7 +51,6 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -105,7 +104,7 @@ record_batch(PurgeArgs *args, const char *table)
 {
 	Oid			types[3] = {REGCLASSOID, INT8OID, INT8OID};
 	Datum		values[3];
-	StringInfoData detail;
+	KgAuditDetail *detail;
 	int64		skipped_before = -1;
 	bool		isnull;
 
@@ -133,17 +132,10 @@ record_batch(PurgeArgs *args, const char *table)
 				(errmsg("keys_guard: purge of %s skips " INT64_FORMAT " expired rows", table, args->skipped),
 				 errdetail("Deleting them would reach rows of an audit or payment table, or rows that a foreign key without ON DELETE CASCADE still references.")));
 
-	initStringInfo(&detail);
-	appendStringInfo(&detail, "{\"rows\": " INT64_FORMAT ", \"skipped\": " INT64_FORMAT "}",
-					 args->purged, args->skipped);
-	{
-		Oid			atypes[2] = {TEXTOID, TEXTOID};
-		Datum		avalues[2] = {CStringGetTextDatum(table), CStringGetTextDatum(detail.data)};
-
-		if (SPI_execute_with_args("SELECT keys_guard._audit('purge', $1, $2::jsonb)",
-								  2, atypes, avalues, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "keys_guard: could not audit the purge");
-	}
+	detail = kg_audit_detail();
+	kg_audit_detail_int(detail, "rows", args->purged);
+	kg_audit_detail_int(detail, "skipped", args->skipped);
+	kg_audit_write("purge", table, KG_OUTCOME_OK, detail);
 }
 
 /* record_batch() outside any SPI connection of the caller. */

@@ -35,7 +35,6 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
@@ -130,14 +129,18 @@ static void
 deny_other_tenant_rows(const char *action, const char *table, const char *other,
 					   const char *tenant)
 {
+	KgAuditDetail *detail;
+
 	ereport(LOG,
-			(errmsg("keys_guard: %s denied: cross-tenant access", action),
-			 errdetail_log("tenant=%s actor=%s request_id=%s relation=%s other_tenant=%s",
+			(errmsg("keys_guard: %s denied", action),
+			 errdetail_log("reason=cross-tenant access tenant=%s actor=%s request_id=%s relation=%s other_tenant=%s",
 						   tenant, kg_current_actor() ? kg_current_actor() : "(none)",
 						   kg_current_request_id() ? kg_current_request_id() : "(none)",
 						   table, other ? other : "(unknown)"),
 			 errhidestmt(true)));
-	kg_audit_deny(action, table, "{\"reason\": \"cross-tenant access\"}");
+	detail = kg_audit_detail();
+	kg_audit_detail_text(detail, "reason", "cross-tenant access");
+	kg_audit_enqueue(action, table, KG_OUTCOME_DENIED, detail);
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("cross-tenant access denied"),
@@ -178,31 +181,14 @@ soft_delete_table(Oid relid)
 	return table;
 }
 
-static void
-audit(const char *action, const char *target, const char *detail_json)
-{
-	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[3];
-	char		nulls[3] = {' ', target ? ' ' : 'n', ' '};
-
-	values[0] = CStringGetTextDatum(action);
-	values[1] = target ? CStringGetTextDatum(target) : (Datum) 0;
-	values[2] = CStringGetTextDatum(detail_json);
-	if (SPI_execute_with_args("SELECT keys_guard._audit($1, $2, $3::jsonb)",
-							  3, types, values, nulls, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "keys_guard: could not write the audit record");
-}
-
-static char *
+/* The audit detail of a restore or hard delete of one row. */
+static KgAuditDetail *
 key_detail(const char *key)
 {
-	StringInfoData buf;
+	KgAuditDetail *detail = kg_audit_detail();
 
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"key\": ");
-	escape_json(&buf, key);
-	appendStringInfoChar(&buf, '}');
-	return buf.data;
+	kg_audit_detail_text(detail, "key", key);
+	return detail;
 }
 
 /*
@@ -369,7 +355,7 @@ restore_key_internal(void *arg)
 							1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "keys_guard: restore failed");
 	args->restored = SPI_processed;
-	audit("restore", key.table, key_detail(args->key));
+	kg_audit_write("restore", key.table, KG_OUTCOME_OK, key_detail(args->key));
 	SPI_finish();
 }
 
@@ -487,13 +473,11 @@ restore_request_internal(void *arg)
 				(errmsg("no deleted rows of request \"%s\", skipping", args->request_id)));
 	else
 	{
-		StringInfoData detail;
+		KgAuditDetail *detail = kg_audit_detail();
 
-		initStringInfo(&detail);
-		appendStringInfoString(&detail, "{\"request_id\": ");
-		escape_json(&detail, args->request_id);
-		appendStringInfo(&detail, ", \"rows\": " INT64_FORMAT "}", args->restored);
-		audit("restore_request", NULL, detail.data);
+		kg_audit_detail_text(detail, "request_id", args->request_id);
+		kg_audit_detail_int(detail, "rows", args->restored);
+		kg_audit_write("restore_request", NULL, KG_OUTCOME_OK, detail);
 	}
 	SPI_finish();
 }
@@ -542,11 +526,15 @@ hard_delete_internal(void *arg)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
 
-	if (table->class != KG_CLASS_STANDARD)
+	if (table->class == KG_CLASS_AUDIT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("cannot hard-delete rows of %s table %s",
-						table->class == KG_CLASS_AUDIT ? "audit" : "payment", key.table),
+				 errmsg("cannot hard-delete rows of audit table %s", key.table),
+				 errdetail("Rows of audit and payment tables are never hard-deleted.")));
+	if (table->class == KG_CLASS_PAYMENT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot hard-delete rows of payment table %s", key.table),
 				 errdetail("Rows of audit and payment tables are never hard-deleted.")));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "keys_guard: SPI_connect failed");
@@ -591,7 +579,7 @@ hard_delete_internal(void *arg)
 							1, types, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "keys_guard: hard delete failed");
 	args->deleted = SPI_processed;
-	audit("hard_delete", key.table, key_detail(args->key));
+	kg_audit_write("hard_delete", key.table, KG_OUTCOME_OK, key_detail(args->key));
 	SPI_finish();
 }
 

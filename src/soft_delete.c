@@ -72,7 +72,7 @@ kg_check_include_deleted(bool *newval, void **extra, GucSource source)
 		return true;
 	if (!IsTransactionState())
 	{
-		GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+		GUC_check_errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
 		GUC_check_errmsg("keys_guard.include_deleted can only be turned on in a session");
 		return false;
 	}
@@ -212,7 +212,7 @@ soft_delete_target(Query *query)
 	if (table->deleted_at == InvalidAttrNumber || table->hard_delete_at == InvalidAttrNumber ||
 		table->deleted_by == InvalidAttrNumber || table->delete_request_id == InvalidAttrNumber)
 		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot delete from %s: its soft-delete columns are missing",
 						kg_relation_name(rte->relid)),
 				 errhint("Call keys_guard.protect_table() again to restore them.")));

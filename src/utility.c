@@ -45,7 +45,6 @@
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/rel.h"
@@ -250,9 +249,35 @@ check_maintenance(Node *parsetree)
 	}
 }
 
+/* printf into a palloc'd string. */
+static char *format_va(const char *fmt, va_list args) pg_attribute_printf(1, 0);
+
+static char *
+format_va(const char *fmt, va_list args)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (;;)
+	{
+		va_list		copy;
+		int			needed;
+
+		va_copy(copy, args);
+		needed = appendStringInfoVA(&buf, fmt, copy);
+		va_end(copy);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&buf, needed);
+	}
+	return buf.data;
+}
+
 /*
  * Refuse a statement that would weaken a guard: 42501, recorded in the
- * audit log like any other denial.
+ * audit log like any other denial.  fmt is the whole primary message, one
+ * per case, and like hint it is translated (for nls.mk: GETTEXT_TRIGGERS
+ * refuse_ddl:2 refuse_ddl:3); the audit record keeps it untranslated.
  */
 static void refuse_ddl(const char *target, const char *hint, const char *fmt,...)
 			pg_attribute_printf(3, 4) pg_attribute_noreturn();
@@ -260,37 +285,41 @@ static void refuse_ddl(const char *target, const char *hint, const char *fmt,...
 static void
 refuse_ddl(const char *target, const char *hint, const char *fmt,...)
 {
-	StringInfoData what;
-	StringInfoData detail;
+	va_list		args;
+	char	   *refused;
+	char	   *message;
+	KgAuditDetail *detail;
 
-	initStringInfo(&what);
-	for (;;)
-	{
-		va_list		args;
-		int			needed;
+	va_start(args, fmt);
+	refused = format_va(fmt, args);
+	va_end(args);
+	va_start(args, fmt);
+	message = format_va(_(fmt), args);
+	va_end(args);
 
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&what, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&what, needed);
-	}
-	initStringInfo(&detail);
-	appendStringInfoString(&detail, "{\"reason\": \"ddl weakening a guard\", \"refused\": ");
-	escape_json(&detail, what.data);
-	appendStringInfoChar(&detail, '}');
-	kg_audit_deny("ddl", target, detail.data);
+	detail = kg_audit_detail();
+	kg_audit_detail_text(detail, "reason", "ddl weakening a guard");
+	kg_audit_detail_text(detail, "refused", refused);
+	kg_audit_enqueue("ddl", target, KG_OUTCOME_DENIED, detail);
 
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("cannot %s", what.data),
+			 errmsg_internal("%s", message),
 			 errdetail("keys_guard guards it; the change would weaken a guard outside keys_guard's API."),
-			 errhint("%s", hint)));
+			 errhint("%s", _(hint))));
 }
 
+/* What a statement would do to one of keys_guard's own objects. */
+typedef enum KgDdlVerb
+{
+	KG_DDL_ALTER,
+	KG_DDL_DROP,
+	KG_DDL_RENAME,
+	KG_DDL_MOVE
+} KgDdlVerb;
+
 static const char *const release_hint =
-"Release the table first with keys_guard.release_table(), or use keys_guard's functions.";
+gettext_noop("Release the table first with keys_guard.release_table(), or use keys_guard's functions.");
 
 static bool
 is_keys_guard_namespace(Oid nspoid)
@@ -343,14 +372,30 @@ guarded_relation(RangeVar *rv)
 
 /* keys_guard's own tables (registry, audit log) change only by its scripts. */
 static void
-check_own_relation(RangeVar *rv, const char *action)
+check_own_relation(RangeVar *rv, KgDdlVerb verb)
 {
 	Oid			relid = rv ? RangeVarGetRelid(rv, NoLock, true) : InvalidOid;
+	const char *hint = gettext_noop("keys_guard's own tables change only with ALTER EXTENSION keys_guard UPDATE.");
+	char	   *name;
 
-	if (OidIsValid(relid) && is_keys_guard_namespace(get_rel_namespace(relid)))
-		refuse_ddl(kg_relation_name(relid),
-				   "keys_guard's own tables change only with ALTER EXTENSION keys_guard UPDATE.",
-				   "%s keys_guard's table %s", action, kg_relation_name(relid));
+	if (!OidIsValid(relid) || !is_keys_guard_namespace(get_rel_namespace(relid)))
+		return;
+	name = kg_relation_name(relid);
+	switch (verb)
+	{
+		case KG_DDL_ALTER:
+			refuse_ddl(name, hint, "cannot alter keys_guard's table %s", name);
+			break;
+		case KG_DDL_DROP:
+			refuse_ddl(name, hint, "cannot drop keys_guard's table %s", name);
+			break;
+		case KG_DDL_RENAME:
+			refuse_ddl(name, hint, "cannot rename keys_guard's table %s", name);
+			break;
+		case KG_DDL_MOVE:
+			refuse_ddl(name, hint, "cannot move keys_guard's table %s", name);
+			break;
+	}
 }
 
 /*
@@ -403,11 +448,11 @@ check_audit_subcommand(Oid relid, AlterTableCmd *cmd)
 	{
 		case AT_DropColumn:
 			refuse_ddl(name, "An audit table keeps every value it holds; add columns instead of dropping them.",
-					   "drop column \"%s\" of audit table %s", cmd->name, name);
+					   "cannot drop column \"%s\" of audit table %s", cmd->name, name);
 			break;
 		case AT_AlterColumnType:
 			refuse_ddl(name, "An audit table keeps every value it holds; add a column of the new type instead.",
-					   "change the type of column \"%s\" of audit table %s", cmd->name, name);
+					   "cannot change the type of column \"%s\" of audit table %s", cmd->name, name);
 			break;
 		default:
 			break;
@@ -427,34 +472,34 @@ check_alter_table_subcommand(Oid relid, KgGuardedTable *table, AlterTableCmd *cm
 	{
 		case AT_DisableRowSecurity:
 			refuse_ddl(name, release_hint,
-					   "disable row-level security of guarded table %s", name);
+					   "cannot disable row-level security of guarded table %s", name);
 			break;
 		case AT_NoForceRowSecurity:
 			refuse_ddl(name, release_hint,
-					   "stop forcing row-level security of guarded table %s", name);
+					   "cannot stop forcing row-level security of guarded table %s", name);
 			break;
 		case AT_SetUnLogged:
 			refuse_ddl(name, "A crash empties an unlogged table, so a guarded table stays logged; release the table first if it must become unlogged.",
-					   "make guarded table %s unlogged", name);
+					   "cannot make guarded table %s unlogged", name);
 			break;
 		case AT_EnableTrig:
 		case AT_EnableReplicaTrig:
 		case AT_DisableTrig:
 			if (is_guard_object_name(cmd->name))
 				refuse_ddl(name, "keys_guard's triggers stay enabled ALWAYS; keys_guard.release_table() removes them.",
-						   "change trigger \"%s\" of guarded table %s", cmd->name, name);
+						   "cannot change trigger \"%s\" of guarded table %s", cmd->name, name);
 			break;
 		case AT_EnableTrigAll:
 		case AT_EnableTrigUser:
 		case AT_DisableTrigAll:
 		case AT_DisableTrigUser:
 			refuse_ddl(name, "Name the triggers to change one by one; keys_guard's own (keys_guard_*) stay enabled ALWAYS.",
-					   "change all triggers of guarded table %s", name);
+					   "cannot change all triggers of guarded table %s", name);
 			break;
 		case AT_DropColumn:
 			if (is_guard_column(relid, table, cmd->name))
 				refuse_ddl(name, release_hint,
-						   "drop column \"%s\" of guarded table %s", cmd->name, name);
+						   "cannot drop column \"%s\" of guarded table %s", cmd->name, name);
 			break;
 		case AT_AlterColumnType:
 		case AT_ColumnDefault:
@@ -468,7 +513,7 @@ check_alter_table_subcommand(Oid relid, KgGuardedTable *table, AlterTableCmd *cm
 		case AT_AlterColumnGenericOptions:
 			if (is_guard_column(relid, table, cmd->name))
 				refuse_ddl(name, release_hint,
-						   "alter column \"%s\" of guarded table %s", cmd->name, name);
+						   "cannot alter column \"%s\" of guarded table %s", cmd->name, name);
 			break;
 		default:
 			break;
@@ -480,7 +525,7 @@ check_alter_table(AlterTableStmt *stmt)
 {
 	ListCell   *lr;
 
-	check_own_relation(stmt->relation, "alter");
+	check_own_relation(stmt->relation, KG_DDL_ALTER);
 	foreach(lr, relation_and_inheritors(stmt->relation))
 	{
 		Oid			relid = lfirst_oid(lr);
@@ -500,48 +545,84 @@ check_alter_table(AlterTableStmt *stmt)
 	}
 }
 
-/* A policy or trigger, named as (table name parts..., object name). */
+/* DROP of a policy or trigger, named as (table name parts..., object name). */
 static void
-check_table_object(List *names, const char *kind)
+check_table_object(List *names, ObjectType kind)
 {
 	const char *object = strVal(llast(names));
 	Oid			relid;
+	char	   *name;
 
 	if (!is_guard_object_name(object) || list_length(names) < 2)
 		return;
 	relid = guarded_relation(makeRangeVarFromNameList(list_truncate(list_copy(names),
 																   list_length(names) - 1)));
-	if (OidIsValid(relid))
-		refuse_ddl(kg_relation_name(relid), release_hint,
-				   "drop %s \"%s\" of guarded table %s", kind, object, kg_relation_name(relid));
+	if (!OidIsValid(relid))
+		return;
+	name = kg_relation_name(relid);
+	if (kind == OBJECT_POLICY)
+		refuse_ddl(name, release_hint,
+				   "cannot drop policy \"%s\" of guarded table %s", object, name);
+	else
+		refuse_ddl(name, release_hint,
+				   "cannot drop trigger \"%s\" of guarded table %s", object, name);
 }
 
+/* DROP or RENAME of keys_guard's schema or a tenant's. */
 static void
-check_schema(const char *schema, const char *action)
+check_schema(const char *schema, KgDdlVerb verb)
 {
 	Oid			nspoid = get_namespace_oid(schema, true);
+	const char *own_hint = gettext_noop("Run SELECT keys_guard.release_all(confirm => true) and DROP EXTENSION keys_guard to remove keys_guard.");
+	const char *tenant_hint = gettext_noop("Use keys_guard.delete_tenant(), which drops the schema after the grace period.");
 	KgTenant   *tenant;
 
+	Assert(verb == KG_DDL_DROP || verb == KG_DDL_RENAME);
 	if (!OidIsValid(nspoid))
 		return;
 	if (is_keys_guard_namespace(nspoid))
-		refuse_ddl(schema, "Run SELECT keys_guard.release_all(confirm => true) and DROP EXTENSION keys_guard to remove keys_guard.",
-				   "%s schema \"%s\"", action, schema);
+	{
+		if (verb == KG_DDL_DROP)
+			refuse_ddl(schema, own_hint, "cannot drop schema \"%s\"", schema);
+		else
+			refuse_ddl(schema, own_hint, "cannot rename schema \"%s\"", schema);
+	}
 	tenant = kg_tenant_by_namespace(nspoid);
-	if (tenant != NULL)
-		refuse_ddl(schema, "Use keys_guard.delete_tenant(), which drops the schema after the grace period.",
-				   "%s schema \"%s\" of tenant \"%s\"", action, schema, tenant->id);
+	if (tenant == NULL)
+		return;
+	if (verb == KG_DDL_DROP)
+		refuse_ddl(schema, tenant_hint, "cannot drop schema \"%s\" of tenant \"%s\"",
+				   schema, tenant->id);
+	else
+		refuse_ddl(schema, tenant_hint, "cannot rename schema \"%s\" of tenant \"%s\"",
+				   schema, tenant->id);
 }
 
 static void
-check_function(ObjectWithArgs *func, ObjectType objtype, const char *action)
+check_function(ObjectWithArgs *func, ObjectType objtype, KgDdlVerb verb)
 {
 	Oid			funcid = LookupFuncWithArgs(objtype, func, true);
+	const char *hint = gettext_noop("keys_guard's own functions change only with ALTER EXTENSION keys_guard UPDATE.");
+	char	   *name;
 
-	if (OidIsValid(funcid) && is_keys_guard_namespace(get_func_namespace(funcid)))
-		refuse_ddl(format_procedure(funcid),
-				   "keys_guard's own functions change only with ALTER EXTENSION keys_guard UPDATE.",
-				   "%s keys_guard's function %s", action, format_procedure(funcid));
+	if (!OidIsValid(funcid) || !is_keys_guard_namespace(get_func_namespace(funcid)))
+		return;
+	name = format_procedure(funcid);
+	switch (verb)
+	{
+		case KG_DDL_ALTER:
+			refuse_ddl(name, hint, "cannot alter keys_guard's function %s", name);
+			break;
+		case KG_DDL_DROP:
+			refuse_ddl(name, hint, "cannot drop keys_guard's function %s", name);
+			break;
+		case KG_DDL_RENAME:
+			refuse_ddl(name, hint, "cannot rename keys_guard's function %s", name);
+			break;
+		case KG_DDL_MOVE:
+			refuse_ddl(name, hint, "cannot move keys_guard's function %s", name);
+			break;
+	}
 }
 
 static void
@@ -556,40 +637,40 @@ check_drop(DropStmt *stmt)
 		switch (stmt->removeType)
 		{
 			case OBJECT_POLICY:
-				check_table_object(castNode(List, object), "policy");
+				check_table_object(castNode(List, object), OBJECT_POLICY);
 				break;
 			case OBJECT_TRIGGER:
-				check_table_object(castNode(List, object), "trigger");
+				check_table_object(castNode(List, object), OBJECT_TRIGGER);
 				break;
 			case OBJECT_TABLE:
 				{
 					RangeVar   *rv = makeRangeVarFromNameList(castNode(List, object));
 					Oid			relid = guarded_relation(rv);
 
-					check_own_relation(rv, "drop");
+					check_own_relation(rv, KG_DDL_DROP);
 					if (OidIsValid(relid))
 						refuse_ddl(kg_relation_name(relid), release_hint,
-								   "drop guarded table %s", kg_relation_name(relid));
+								   "cannot drop guarded table %s", kg_relation_name(relid));
 				}
 				break;
 			case OBJECT_SCHEMA:
-				check_schema(strVal(object), "drop");
+				check_schema(strVal(object), KG_DDL_DROP);
 				break;
 			case OBJECT_FUNCTION:
 			case OBJECT_PROCEDURE:
 			case OBJECT_ROUTINE:
-				check_function(castNode(ObjectWithArgs, object), stmt->removeType, "drop");
+				check_function(castNode(ObjectWithArgs, object), stmt->removeType, KG_DDL_DROP);
 				break;
 			case OBJECT_EVENT_TRIGGER:
 				if (is_guard_object_name(strVal(object)))
 					refuse_ddl(strVal(object), "Run SELECT keys_guard.release_all(confirm => true) and DROP EXTENSION keys_guard to remove keys_guard.",
-							   "drop keys_guard's event trigger \"%s\"", strVal(object));
+							   "cannot drop keys_guard's event trigger \"%s\"", strVal(object));
 				break;
 			case OBJECT_EXTENSION:
 				if (strcmp(strVal(object), "keys_guard") == 0 && kg_registry_in_use())
 					refuse_ddl("keys_guard",
 							   "Run SELECT keys_guard.release_all(confirm => true) first; it releases every table and tenant and leaves all data in place.",
-							   "drop extension keys_guard while tables or tenants are guarded");
+							   "cannot drop extension keys_guard while tables or tenants are guarded");
 				break;
 			default:
 				break;
@@ -614,34 +695,39 @@ check_rename(RenameStmt *stmt)
 				relid = lfirst_oid(lc);
 				if (table != NULL && is_guard_column(relid, table, stmt->subname))
 					refuse_ddl(kg_relation_name(relid), release_hint,
-							   "rename column \"%s\" of guarded table %s", stmt->subname,
+							   "cannot rename column \"%s\" of guarded table %s", stmt->subname,
 							   kg_relation_name(relid));
 			}
 			break;
 		case OBJECT_POLICY:
 		case OBJECT_TRIGGER:
 			relid = guarded_relation(stmt->relation);
-			if (OidIsValid(relid) && is_guard_object_name(stmt->subname))
+			if (!OidIsValid(relid) || !is_guard_object_name(stmt->subname))
+				break;
+			if (stmt->renameType == OBJECT_POLICY)
 				refuse_ddl(kg_relation_name(relid), release_hint,
-						   "rename %s \"%s\" of guarded table %s",
-						   stmt->renameType == OBJECT_POLICY ? "policy" : "trigger",
+						   "cannot rename policy \"%s\" of guarded table %s",
+						   stmt->subname, kg_relation_name(relid));
+			else
+				refuse_ddl(kg_relation_name(relid), release_hint,
+						   "cannot rename trigger \"%s\" of guarded table %s",
 						   stmt->subname, kg_relation_name(relid));
 			break;
 		case OBJECT_SCHEMA:
-			check_schema(stmt->subname, "rename");
+			check_schema(stmt->subname, KG_DDL_RENAME);
 			break;
 		case OBJECT_TABLE:
-			check_own_relation(stmt->relation, "rename");
+			check_own_relation(stmt->relation, KG_DDL_RENAME);
 			break;
 		case OBJECT_FUNCTION:
 		case OBJECT_PROCEDURE:
 		case OBJECT_ROUTINE:
-			check_function(castNode(ObjectWithArgs, stmt->object), stmt->renameType, "rename");
+			check_function(castNode(ObjectWithArgs, stmt->object), stmt->renameType, KG_DDL_RENAME);
 			break;
 		case OBJECT_EVENT_TRIGGER:
 			if (is_guard_object_name(stmt->subname))
 				refuse_ddl(stmt->subname, "keys_guard's event triggers keep their names.",
-						   "rename keys_guard's event trigger \"%s\"", stmt->subname);
+						   "cannot rename keys_guard's event trigger \"%s\"", stmt->subname);
 			break;
 		default:
 			break;
@@ -661,7 +747,7 @@ check_unlogged_in_tenant_schema(RangeVar *rv, Oid nspoid)
 	if (tenant != NULL)
 		refuse_ddl(rv->relname,
 				   "Create the table as a permanent (logged) table; keys_guard guards every table of a tenant schema, and a crash empties an unlogged one.",
-				   "create unlogged table \"%s\" in the schema of tenant \"%s\"",
+				   "cannot create unlogged table \"%s\" in the schema of tenant \"%s\"",
 				   rv->relname, tenant->id);
 }
 
@@ -704,11 +790,11 @@ check_extension_contents(AlterExtensionContentsStmt *stmt)
 	if (stmt->action > 0)
 		refuse_ddl("keys_guard",
 				   "keys_guard's objects change only with ALTER EXTENSION keys_guard UPDATE.",
-				   "add an object to extension keys_guard");
+				   "cannot add an object to extension keys_guard");
 	else
 		refuse_ddl("keys_guard",
 				   "keys_guard's objects change only with ALTER EXTENSION keys_guard UPDATE.",
-				   "drop an object from extension keys_guard");
+				   "cannot drop an object from extension keys_guard");
 }
 
 /*
@@ -758,7 +844,7 @@ check_guard_rails(Node *parsetree)
 
 				if (OidIsValid(relid) && is_guard_object_name(stmt->policy_name))
 					refuse_ddl(kg_relation_name(relid), release_hint,
-							   "alter policy \"%s\" of guarded table %s",
+							   "cannot alter policy \"%s\" of guarded table %s",
 							   stmt->policy_name, kg_relation_name(relid));
 			}
 			break;
@@ -769,7 +855,7 @@ check_guard_rails(Node *parsetree)
 
 				if (stmt->replace && OidIsValid(relid) && is_guard_object_name(stmt->trigname))
 					refuse_ddl(kg_relation_name(relid), release_hint,
-							   "replace trigger \"%s\" of guarded table %s",
+							   "cannot replace trigger \"%s\" of guarded table %s",
 							   stmt->trigname, kg_relation_name(relid));
 			}
 			break;
@@ -781,22 +867,22 @@ check_guard_rails(Node *parsetree)
 				if (stmt->objectType == OBJECT_FUNCTION || stmt->objectType == OBJECT_PROCEDURE)
 				{
 					check_function(castNode(ObjectWithArgs, stmt->object), stmt->objectType,
-								   "move");
+								   KG_DDL_MOVE);
 					break;
 				}
-				check_own_relation(stmt->relation, "move");
+				check_own_relation(stmt->relation, KG_DDL_MOVE);
 				check_move_unlogged(stmt);
 				relid = guarded_relation(stmt->relation);
 				if (OidIsValid(relid))
 					refuse_ddl(kg_relation_name(relid), release_hint,
-							   "move guarded table %s to another schema", kg_relation_name(relid));
+							   "cannot move guarded table %s to another schema", kg_relation_name(relid));
 			}
 			break;
 		case T_AlterFunctionStmt:
 			{
 				AlterFunctionStmt *stmt = (AlterFunctionStmt *) parsetree;
 
-				check_function(stmt->func, stmt->objtype, "alter");
+				check_function(stmt->func, stmt->objtype, KG_DDL_ALTER);
 			}
 			break;
 		case T_CreateFunctionStmt:
@@ -805,10 +891,16 @@ check_guard_rails(Node *parsetree)
 				char	   *fname;
 
 				/* Also no new ones: they would count as keys_guard's own. */
-				if (is_keys_guard_namespace(QualifiedNameGetCreationNamespace(stmt->funcname, &fname)))
+				if (!is_keys_guard_namespace(QualifiedNameGetCreationNamespace(stmt->funcname, &fname)))
+					break;
+				if (stmt->replace)
 					refuse_ddl(fname, "keys_guard's own functions change only with ALTER EXTENSION keys_guard UPDATE.",
-							   "%s function %s in schema keys_guard",
-							   stmt->replace ? "replace" : "create", NameListToString(stmt->funcname));
+							   "cannot replace function %s in schema keys_guard",
+							   NameListToString(stmt->funcname));
+				else
+					refuse_ddl(fname, "keys_guard's own functions change only with ALTER EXTENSION keys_guard UPDATE.",
+							   "cannot create function %s in schema keys_guard",
+							   NameListToString(stmt->funcname));
 			}
 			break;
 		case T_DropOwnedStmt:
@@ -824,7 +916,7 @@ check_guard_rails(Node *parsetree)
 					if (tenant != NULL)
 						refuse_ddl(get_rolespec_name(spec),
 								   "Use keys_guard.delete_tenant() to remove a tenant; its schema is dropped after the grace period.",
-								   "drop the objects of role \"%s\": it owns the schema of tenant \"%s\"",
+								   "cannot drop the objects of role \"%s\": it owns the schema of tenant \"%s\"",
 								   get_rolespec_name(spec), tenant->id);
 				}
 			}
@@ -835,7 +927,7 @@ check_guard_rails(Node *parsetree)
 
 				if (is_guard_object_name(stmt->trigname) && stmt->tgenabled != TRIGGER_FIRES_ALWAYS)
 					refuse_ddl(stmt->trigname, "keys_guard's event triggers stay enabled ALWAYS.",
-							   "change keys_guard's event trigger \"%s\"", stmt->trigname);
+							   "cannot change keys_guard's event trigger \"%s\"", stmt->trigname);
 			}
 			break;
 		case T_AlterExtensionContentsStmt:

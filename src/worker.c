@@ -54,7 +54,6 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -755,23 +754,18 @@ query_list(const char *sql, bool as_text)
 static void
 record_failure(const char *action, Oid relid, const char *target, const char *message)
 {
-	Oid			types[4] = {REGCLASSOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[4];
-	char		nulls[4] = {OidIsValid(relid) ? ' ' : 'n', ' ', ' ', ' '};
-	StringInfoData detail;
+	Oid			types[2] = {REGCLASSOID, TEXTOID};
+	Datum		values[2];
+	KgAuditDetail *detail;
 	MemoryContext caller = CurrentMemoryContext;
 
 	ereport(LOG,
 			(errmsg("keys_guard: %s of %s failed: %s", action, target, message)));
 
-	initStringInfo(&detail);
-	appendStringInfoString(&detail, "{\"error\": ");
-	escape_json(&detail, message);
-	appendStringInfoChar(&detail, '}');
+	detail = kg_audit_detail();
+	kg_audit_detail_text(detail, "error", message);
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = CStringGetTextDatum(message);
-	values[2] = CStringGetTextDatum(action);
-	values[3] = CStringGetTextDatum(detail.data);
 
 	/* Recording must not take the worker down: if it fails, the log has it. */
 	PG_TRY();
@@ -784,13 +778,8 @@ record_failure(const char *action, Oid relid, const char *target, const char *me
 			(void) SPI_execute_with_args("INSERT INTO keys_guard.purge_stats AS s (relid, last_error, last_error_at)"
 										 " VALUES ($1, $2, now()) ON CONFLICT (relid) DO UPDATE"
 										 " SET last_error = $2, last_error_at = now()",
-										 2, types, values, nulls, false, 0);
-		values[0] = CStringGetTextDatum(target);
-		types[0] = TEXTOID;
-		nulls[0] = ' ';
-		(void) SPI_execute_with_args("INSERT INTO keys_guard.audit_log (actor, action, target, outcome, detail)"
-									 " VALUES ('keys_guard worker', $3, $1, 'error', $4::jsonb)",
-									 4, types, values, nulls, false, 0);
+										 2, types, values, NULL, false, 0);
+		kg_audit_write(action, target, KG_OUTCOME_ERROR, detail);
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
