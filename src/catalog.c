@@ -264,10 +264,10 @@ load_guarded_tables(Snapshot snapshot)
 		if (!isnull)
 			memcpy(&table->grace, DatumGetIntervalP(value), sizeof(Interval));
 		table->class = class_from_name(registry_text(tuple, desc, att_class));
-		table->deleted_at = get_attnum(relid, "deleted_at");
-		table->hard_delete_at = get_attnum(relid, "hard_delete_at");
-		table->deleted_by = get_attnum(relid, "deleted_by");
-		table->delete_request_id = get_attnum(relid, "delete_request_id");
+		table->deleted_at = get_attnum(relid, KG_COL_DELETED_AT);
+		table->hard_delete_at = get_attnum(relid, KG_COL_HARD_DELETE_AT);
+		table->deleted_by = get_attnum(relid, KG_COL_DELETED_BY);
+		table->delete_request_id = get_attnum(relid, KG_COL_DELETE_REQUEST_ID);
 		table->cascades = NIL;
 
 		if (column != NULL)

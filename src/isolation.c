@@ -1334,7 +1334,8 @@ keys_guard_deny_ddl(PG_FUNCTION_ARGS)
 	/* By name too: a dropped tenant schema no longer has an oid. */
 	nspoid = schema ? get_namespace_oid(schema, true) : InvalidOid;
 	owner = OidIsValid(nspoid) ? kg_tenant_by_namespace(nspoid) : NULL;
-	if (owner == NULL && schema && strncmp(schema, "tenant_", 7) == 0)
+	if (owner == NULL && schema &&
+		strncmp(schema, KG_TENANT_SCHEMA_PREFIX, strlen(KG_TENANT_SCHEMA_PREFIX)) == 0)
 		owner = kg_tenant_by_id(schema + 7);
 	if (owner != NULL && strcmp(owner->id, tenant) == 0)
 		PG_RETURN_VOID();

@@ -40,6 +40,12 @@
 #define KG_PURGE_INDEX_SUFFIX	"_kg_purge" /* after the table name's ... */
 #define KG_PURGE_INDEX_NAME_CHARS 48	/* ... first 48 characters */
 
+/* SQL conditions on a soft-delete table's row called alias. */
+#define KG_SQL_DELETED(alias)	alias "." KG_COL_DELETED_AT " IS NOT NULL"
+#define KG_SQL_LIVE(alias)		alias "." KG_COL_DELETED_AT " IS NULL"
+#define KG_SQL_EXPIRED(alias) \
+	KG_SQL_DELETED(alias) " AND " alias "." KG_COL_HARD_DELETE_AT " < now()"
+
 /* Longest tenant id (docs/contract.md §4) and the buffers that hold context values. */
 #define KG_TENANT_ID_MAXLEN		48
 #define KG_ACTOR_MAXLEN			200

@@ -78,7 +78,7 @@ spi_count(const char *sql)
 	bool		isnull;
 
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "keys_guard: count failed: %s", sql);
+		elog(ERROR, "keys_guard: could not count rows");
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
@@ -454,7 +454,7 @@ prepare_delete(const char *name)
 	SPIPlanPtr	plan;
 
 	plan = SPI_prepare(psprintf("DELETE FROM ONLY %s %s WHERE %s.ctid = ANY ($1)"
-								" AND %s.deleted_at IS NOT NULL AND %s.hard_delete_at < now()",
+								" AND " KG_SQL_EXPIRED("%s"),
 								name, alias, alias, alias, alias), 1, tid_array);
 	if (plan == NULL)
 		elog(ERROR, "keys_guard: could not prepare the purge of %s", name);
@@ -471,7 +471,7 @@ purge_one_batch(Oid relid, const char *name, const char *expired, const char *pr
 				int batch_size)
 {
 	char	   *sql = psprintf("SELECT t.ctid FROM ONLY %s t WHERE %s AND NOT (%s)"
-							   " ORDER BY t.hard_delete_at LIMIT %d FOR UPDATE OF t SKIP LOCKED",
+							   " ORDER BY t." KG_COL_HARD_DELETE_AT " LIMIT %d FOR UPDATE OF t SKIP LOCKED",
 							   name, expired, pred, batch_size);
 	SPITupleTable *listed;
 	Datum	   *tids;
@@ -512,7 +512,7 @@ purge_batches(Oid relid, const char *name, const char *expired, const char *pred
 
 	cursor = SPI_cursor_open_with_args(NULL,
 									   psprintf("SELECT t.ctid FROM ONLY %s t WHERE %s AND NOT (%s)"
-												" ORDER BY t.hard_delete_at FOR UPDATE OF t SKIP LOCKED",
+												" ORDER BY t." KG_COL_HARD_DELETE_AT " FOR UPDATE OF t SKIP LOCKED",
 												name, expired, pred),
 									   0, NULL, NULL, NULL, false, 0);
 	for (;;)
@@ -557,7 +557,7 @@ purge_internal(void *arg)
 	Oid			indexoid;
 	char	   *name;
 	char	   *pred;
-	const char *expired = "t.deleted_at IS NOT NULL AND t.hard_delete_at < now()";
+	const char *expired = KG_SQL_EXPIRED("t");
 
 	args->purged = 0;
 	if (args->predicate == NULL)
@@ -664,8 +664,8 @@ begin_internal(void *arg)
 		elog(ERROR, "keys_guard: SPI_connect failed");
 	pred = skip_predicate(run->relid);
 	run->skipped = spi_count(psprintf("SELECT count(*) FROM ONLY %s t"
-									  " WHERE t.deleted_at IS NOT NULL AND t.hard_delete_at < now()"
-									  " AND (%s)", kg_relation_name(run->relid), pred));
+									  " WHERE " KG_SQL_EXPIRED("t") " AND (%s)",
+									  kg_relation_name(run->relid), pred));
 	run->predicate = MemoryContextStrdup(args->cxt, pred);
 	SPI_finish();
 
@@ -896,7 +896,7 @@ count_internal(void *arg)
 {
 	CountArgs  *args = (CountArgs *) arg;
 	char	   *name = kg_relation_name(args->relid);
-	bool		has_deleted_at = get_attnum(args->relid, "deleted_at") != InvalidAttrNumber;
+	bool		has_deleted_at = get_attnum(args->relid, KG_COL_DELETED_AT) != InvalidAttrNumber;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "keys_guard: SPI_connect failed");
@@ -907,16 +907,15 @@ count_internal(void *arg)
 	}
 	else if (args->expired_only)
 	{
-		args->a = spi_count(psprintf("SELECT count(*) FROM ONLY %s t"
-									 " WHERE t.deleted_at IS NOT NULL AND t.hard_delete_at < now()",
+		args->a = spi_count(psprintf("SELECT count(*) FROM ONLY %s t WHERE " KG_SQL_EXPIRED("t"),
 									 name));
-		args->b = spi_count(psprintf("SELECT count(*) FROM ONLY %s t WHERE t.deleted_at IS NOT NULL",
+		args->b = spi_count(psprintf("SELECT count(*) FROM ONLY %s t WHERE " KG_SQL_DELETED("t"),
 									 name));
 	}
 	else
 	{
-		args->a = spi_count(psprintf("SELECT count(*) FROM ONLY %s t WHERE t.deleted_at IS NULL", name));
-		args->b = spi_count(psprintf("SELECT count(*) FROM ONLY %s t WHERE t.deleted_at IS NOT NULL",
+		args->a = spi_count(psprintf("SELECT count(*) FROM ONLY %s t WHERE " KG_SQL_LIVE("t"), name));
+		args->b = spi_count(psprintf("SELECT count(*) FROM ONLY %s t WHERE " KG_SQL_DELETED("t"),
 									 name));
 	}
 	SPI_finish();

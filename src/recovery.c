@@ -48,8 +48,8 @@
 #include "keys_guard.h"
 
 /* What a restore sets: the row is live again, with no trace of the delete. */
-#define RESTORE_SET "SET deleted_at = NULL, hard_delete_at = NULL," \
-	" deleted_by = NULL, delete_request_id = NULL"
+#define RESTORE_SET "SET " KG_COL_DELETED_AT " = NULL, " KG_COL_HARD_DELETE_AT " = NULL, " \
+	KG_COL_DELETED_BY " = NULL, " KG_COL_DELETE_REQUEST_ID " = NULL"
 
 /* The single-column primary key of a table, for operations "by key". */
 typedef struct KeyColumn
@@ -232,8 +232,8 @@ check_parents(Oid relid, const char *table, const char *rows, Datum param,
 							 quote_identifier(get_attname(fk->confrelid, fk->confkey[i], false)),
 							 quote_identifier(get_attname(relid, fk->conkey[i], false)));
 		if (parent != NULL && parent->soft_delete && parent->deleted_at != InvalidAttrNumber)
-			appendStringInfo(&sql, " AND (p.deleted_at IS NULL%s)",
-							 same_request ? " OR p.delete_request_id = $1" : "");
+			appendStringInfo(&sql, " AND (" KG_SQL_LIVE("p") "%s)",
+							 same_request ? " OR p." KG_COL_DELETE_REQUEST_ID " = $1" : "");
 		appendStringInfoString(&sql, ") LIMIT 1");
 		if (SPI_execute_with_args(sql.data, 1, types, values, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "keys_guard: could not check the parents of rows of %s", table);
@@ -264,8 +264,8 @@ static RowState
 lock_row(KeyColumn *key, const char *value, const char *other,
 		 TimestampTz *hard_delete_at, bool *expired, bool *other_tenant)
 {
-	char	   *sql = psprintf("SELECT t.deleted_at IS NOT NULL, t.hard_delete_at,"
-							   " t.hard_delete_at <= now(), %s"
+	char	   *sql = psprintf("SELECT " KG_SQL_DELETED("t") ", t." KG_COL_HARD_DELETE_AT ","
+							   " t." KG_COL_HARD_DELETE_AT " <= now(), %s"
 							   " FROM ONLY %s t WHERE t.%s = $1::%s FOR UPDATE OF t",
 							   other ? other : "false", key->table, key->column, key->type);
 	Oid			types[1] = {TEXTOID};
@@ -350,7 +350,7 @@ restore_key_internal(void *arg)
 				  psprintf("t.%s = $1::%s", key.column, key.type), values[0], false);
 	if (kg_execute_as_owner(args->relid,
 							psprintf("UPDATE ONLY %s %s " RESTORE_SET
-									 " WHERE %s = $1::%s AND deleted_at IS NOT NULL",
+									 " WHERE %s = $1::%s AND " KG_COL_DELETED_AT " IS NOT NULL",
 									 key.table, kg_internal_alias(), key.column, key.type),
 							1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "keys_guard: restore failed");
@@ -386,7 +386,7 @@ restore_request_internal(void *arg)
 	RestoreArgs *args = (RestoreArgs *) arg;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(args->request_id)};
-	const char *of_request = "t.delete_request_id = $1 AND t.deleted_at IS NOT NULL";
+	const char *of_request = "t." KG_COL_DELETE_REQUEST_ID " = $1 AND " KG_SQL_DELETED("t");
 	List	   *tables = NIL;
 	ListCell   *lc;
 	uint64		i;
@@ -462,7 +462,8 @@ restore_request_internal(void *arg)
 
 		if (kg_execute_as_owner(relid,
 								psprintf("UPDATE ONLY %s %s " RESTORE_SET
-										 " WHERE delete_request_id = $1 AND deleted_at IS NOT NULL",
+										 " WHERE " KG_COL_DELETE_REQUEST_ID " = $1"
+										 " AND " KG_COL_DELETED_AT " IS NOT NULL",
 										 table, kg_internal_alias()),
 								1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "keys_guard: restore failed");
@@ -574,7 +575,8 @@ hard_delete_internal(void *arg)
 
 	values[0] = CStringGetTextDatum(args->key);
 	if (kg_execute_as_owner(args->relid,
-							psprintf("DELETE FROM ONLY %s %s WHERE %s = $1::%s AND deleted_at IS NOT NULL",
+							psprintf("DELETE FROM ONLY %s %s WHERE %s = $1::%s"
+									 " AND " KG_COL_DELETED_AT " IS NOT NULL",
 									 key.table, kg_internal_alias(), key.column, key.type),
 							1, types, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "keys_guard: hard delete failed");

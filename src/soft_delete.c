@@ -166,14 +166,14 @@ soft_delete_targetlist(KgGuardedTable *table)
 								  ObjectIdGetDatum(table->relid), false, true);
 	List	   *tlist;
 
-	tlist = list_make4(make_assignment(table->deleted_at, "deleted_at", F_NOW,
+	tlist = list_make4(make_assignment(table->deleted_at, KG_COL_DELETED_AT, F_NOW,
 									   TIMESTAMPTZOID, NIL),
-					   make_assignment(table->hard_delete_at, "hard_delete_at",
+					   make_assignment(table->hard_delete_at, KG_COL_HARD_DELETE_AT,
 									   kg_hard_delete_at_func(), TIMESTAMPTZOID,
 									   list_make1(relid)),
-					   make_assignment(table->deleted_by, "deleted_by",
+					   make_assignment(table->deleted_by, KG_COL_DELETED_BY,
 									   kg_deleted_by_func(), TEXTOID, NIL),
-					   make_assignment(table->delete_request_id, "delete_request_id",
+					   make_assignment(table->delete_request_id, KG_COL_DELETE_REQUEST_ID,
 									   kg_request_id_func(), TEXTOID, NIL));
 	list_sort(tlist, compare_resno);
 	return tlist;
@@ -427,8 +427,9 @@ cascade_to_child(KgCascade *cascade, Relation parent, HeapTuple newtuple,
 	childrel = table_open(cascade->child, RowExclusiveLock);
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "UPDATE ONLY %s SET deleted_at = $1, hard_delete_at = $2,"
-					 " deleted_by = $3, delete_request_id = $4 WHERE deleted_at IS NULL",
+	appendStringInfo(&sql, "UPDATE ONLY %s SET " KG_COL_DELETED_AT " = $1, "
+					 KG_COL_HARD_DELETE_AT " = $2, " KG_COL_DELETED_BY " = $3, "
+					 KG_COL_DELETE_REQUEST_ID " = $4 WHERE " KG_COL_DELETED_AT " IS NULL",
 					 kg_relation_name(RelationGetRelid(childrel)));
 	source[0] = table->deleted_at;
 	source[1] = table->hard_delete_at;

@@ -331,7 +331,7 @@ is_keys_guard_namespace(Oid nspoid)
 static bool
 is_guard_object_name(const char *name)
 {
-	return name != NULL && strncmp(name, "keys_guard_", strlen("keys_guard_")) == 0;
+	return name != NULL && strncmp(name, KG_OBJECT_PREFIX, strlen(KG_OBJECT_PREFIX)) == 0;
 }
 
 /* A column a guard relies on: the soft-delete columns, the tenant column. */
@@ -343,8 +343,8 @@ is_guard_column(Oid relid, KgGuardedTable *table, const char *column)
 	if (column == NULL)
 		return false;
 	if (table->soft_delete &&
-		(strcmp(column, "deleted_at") == 0 || strcmp(column, "hard_delete_at") == 0 ||
-		 strcmp(column, "deleted_by") == 0 || strcmp(column, "delete_request_id") == 0))
+		(strcmp(column, KG_COL_DELETED_AT) == 0 || strcmp(column, KG_COL_HARD_DELETE_AT) == 0 ||
+		 strcmp(column, KG_COL_DELETED_BY) == 0 || strcmp(column, KG_COL_DELETE_REQUEST_ID) == 0))
 		return true;
 	pooled = kg_pooled_rel(relid);
 	if (pooled != NULL)

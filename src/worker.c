@@ -727,7 +727,7 @@ query_list(const char *sql, bool as_text)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "keys_guard: worker query failed: %s", sql);
+		elog(ERROR, "keys_guard: worker query failed");
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -759,8 +759,14 @@ record_failure(const char *action, Oid relid, const char *target, const char *me
 	KgAuditDetail *detail;
 	MemoryContext caller = CurrentMemoryContext;
 
-	ereport(LOG,
-			(errmsg("keys_guard: %s of %s failed: %s", action, target, message)));
+	if (OidIsValid(relid))
+		ereport(LOG,
+				(errmsg("keys_guard: purge of %s failed", target),
+				 errdetail_internal("%s", message)));
+	else
+		ereport(LOG,
+				(errmsg("keys_guard: dropping tenant schema %s failed", target),
+				 errdetail_internal("%s", message)));
 
 	detail = kg_audit_detail();
 	kg_audit_detail_text(detail, "error", message);
@@ -839,7 +845,7 @@ unit_target(WorkUnit *unit, char **activity)
 			return kg_relation_name(unit->relid);
 		case WORK_DROP_TENANT:
 			*activity = psprintf("keys_guard: dropping tenant %s", unit->tenant);
-			return psprintf("tenant %s", unit->tenant);
+			return psprintf(KG_TENANT_SCHEMA_PREFIX "%s", unit->tenant);
 	}
 	return NULL;
 }
