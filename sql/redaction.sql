@@ -23,6 +23,10 @@ SELECT 'kgk_'::int;
 SELECT 'kgk_[REDACTED]'::int;
 SELECT 'xkgk_0123456789-kgk_ kgk_:kgk_9'::int;
 SELECT 'KGK_0123456789'::int;
+-- Two keys back to back are one run, not a marker and a second key
+-- without its prefix.
+SELECT ('kgk_0123456789abcdef' || 'kgk_fedcba9876543210')::int;
+SELECT 'kgk_0123_abcd_ef'::int;
 
 -- RAISE with the secret in message, detail and hint, and an error in a
 -- dynamic statement (message, context and the internal query).

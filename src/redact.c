@@ -5,14 +5,17 @@
  *	  messages that pass through it, and out of pg_stat_activity.
  *
  * A secret is the prefix KG_API_KEY_PREFIX followed by at least one
- * letter or digit; the whole run of letters and digits after the prefix
- * is replaced by a fixed marker, so "kgk_<96 characters>" becomes
+ * letter, digit or underscore; the whole run of those after the prefix is
+ * replaced by a fixed marker, so "kgk_<92 characters>" becomes
  * KG_REDACTED_MARKER.  The length and the checksum are not looked at: a
  * truncated or mistyped key is still (most of) a secret.  Upper-case
  * letters are part of the run although real keys are lower-case, so that
  * a key with one wrong character is not cut in two with its tail left
- * visible.  The prefix with nothing after it is left alone, which makes
- * redaction idempotent (the marker itself is not a secret).
+ * visible; the underscore is, so that two keys written back to back
+ * (constant folding of 'kgk_...' || 'kgk_...' prints them so) are one
+ * run and not one marker followed by the second key without its prefix.
+ * The prefix with nothing after it is left alone, which makes redaction
+ * idempotent (the marker itself is not a secret).
  *
  * Three entry points, all dispatched from hooks.c:
  *
@@ -51,12 +54,12 @@
 #define MARKER_LEN		(sizeof(KG_REDACTED_MARKER) - 1)
 #define STATEMENT_LABEL "statement: "
 
-/* A character of a secret's run: ASCII letters and digits. */
+/* A character of a secret's run: ASCII letters, digits and '_'. */
 static inline bool
 is_key_char(char c)
 {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-		(c >= 'A' && c <= 'Z');
+		(c >= 'A' && c <= 'Z') || c == '_';
 }
 
 /*
