@@ -50,7 +50,7 @@ BEGIN
 END
 $$;
 
--- Huge texts: a 1 MB run is one marker; 20 000 secrets in the
+-- Huge texts: a 1 MB run is one marker; 2 000 secrets in the
 -- statement and context (terse: the client prints the message only).
 \set VERBOSITY terse
 DO $$
@@ -60,7 +60,7 @@ END
 $$;
 DO $$
 BEGIN
-    EXECUTE 'SELECT 1/0 /* ' || repeat('kgk_abc ', 20000) || ' */';
+    EXECUTE 'SELECT 1/0 /* ' || repeat('kgk_abc ', 2000) || ' */';
 END
 $$;
 DO $$
