@@ -91,3 +91,10 @@ SELECT position(:'key' IN query) = 0 AS secret_absent,
   FROM pg_stat_activity WHERE pid = pg_backend_pid();
 -- A statement without a secret is shown as it is.
 SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid();
+
+-- The audit log never keeps a secret: not in a record's target, nor in
+-- its detail, whether C or SQL built it (docs/contract.md §15).
+SELECT keys_guard._audit('redaction_probe', 'key ' || :'key',
+                         jsonb_build_object('key', :'key', 'n', 1));
+SELECT target, detail FROM keys_guard.audit_log
+ WHERE action = 'redaction_probe' ORDER BY id DESC LIMIT 1;
