@@ -13,7 +13,8 @@
 #     marker;
 #   - the check can fail: a control token sent the same ways (not
 #     key-shaped, so not redacted) is in every log file;
-#   - pg_stat_activity shows a running statement's text redacted.
+#   - pg_stat_activity shows a running statement's text redacted, in its
+#     own backend and in a parallel worker.
 #
 # To add a case, add a step to @battery (or call run_step() with SQL and
 # the secrets it carries); the checks at the end cover every secret that
@@ -183,33 +184,43 @@ my @battery = (
 my @tags = map { run_step(@$_) } @battery;
 
 # pg_stat_activity: a statement that runs for a while, with a secret in
-# its text, is shown redacted to another session.
+# its text, is shown redacted to another session, in its own backend and
+# in a parallel worker that runs its plan.
+sub check_activity
 {
+	my ($tag, $settings, $sql, $backend_type) = @_;
 	my $secret = key_shaped_secret();
 	remember_secret($secret);
+	(my $text = $sql) =~ s/SECRET/$secret/g;
+	$text =~ s/TAG/$tag/g;
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start(
-		[
-			'psql', '-X', '-d', $node->connstr('postgres'), '-c',
-			"SELECT /* step_activity */ pg_sleep(30) WHERE '$secret' IS NOT NULL"
-		],
+		[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', $settings, '-c', $text ],
 		'>', \$out, '2>', \$err);
-	ok( $node->poll_query_until(
-			'postgres',
-			"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%step_activity%pg_sleep%'"
-			  . " AND pid <> pg_backend_pid()"),
-		'the running statement is in pg_stat_activity');
-	my $shown = $node->safe_psql('postgres',
-		"SELECT query FROM pg_stat_activity WHERE query LIKE '%step_activity%pg_sleep%' AND pid <> pg_backend_pid()"
-	);
-	unlike($shown, qr/\Q$secret\E/, 'pg_stat_activity: the secret is not shown');
-	like($shown, qr/\Q$marker\E/, 'pg_stat_activity: the marker is shown');
+	my $which =
+	    "FROM pg_stat_activity WHERE query LIKE '%$tag%' AND pid <> pg_backend_pid()"
+	  . " AND backend_type = '$backend_type'";
+	ok($node->poll_query_until('postgres', "SELECT count(*) > 0 $which"),
+		"$tag: the running statement is in pg_stat_activity ($backend_type)");
+	my $shown = $node->safe_psql('postgres', "SELECT string_agg(query, ' | ') $which");
+	unlike($shown, qr/\Q$secret\E/, "$tag: pg_stat_activity does not show the secret");
+	like($shown, qr/\Q$marker\E/, "$tag: pg_stat_activity shows the marker");
 	$node->safe_psql('postgres',
-		"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%step_activity%pg_sleep%' AND pid <> pg_backend_pid()"
-	);
+		"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%$tag%'"
+		  . " AND pid <> pg_backend_pid() AND backend_type = 'client backend'");
 	$h->finish;
-	push @tags, 'step_activity';
+	push @tags, $tag;
+	return;
 }
+
+check_activity('step_activity', 'SELECT 1',
+	q{SELECT /* TAG */ pg_sleep(60) WHERE 'SECRET' IS NOT NULL},
+	'client backend');
+check_activity(
+	'step_parallel',
+	'SET force_parallel_mode = on',
+	q{SELECT /* TAG */ count(*) FROM generate_series(1, 2000000000) g WHERE 'SECRET' IS NOT NULL},
+	'parallel worker');
 
 # ---------------------------------------------------------------------
 # Real API keys (docs/contract.md §15): once keys_guard.use_api_key()
