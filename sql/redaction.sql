@@ -1,7 +1,7 @@
 \i sql/fixture.psql
 --
 -- redaction: API key secrets never reach an error message that passes
--- through the server log (docs/contract.md §15, §16).  What the client
+-- through the server log (README, "Secrets in the server log").  What the client
 -- receives has gone through the same emit_log_hook as the server log line
 -- whenever the message is logged (log_min_messages), so the client-visible
 -- text shows what the log got.  The server log itself is checked by
@@ -93,7 +93,7 @@ SELECT position(:'key' IN query) = 0 AS secret_absent,
 SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid();
 
 -- The audit log never keeps a secret: not in a record's target, nor in
--- its detail, whether C or SQL built it (docs/contract.md §15).
+-- its detail, whether C or SQL built it (README, same section).
 SELECT keys_guard._audit('redaction_probe', 'key ' || :'key',
                          jsonb_build_object('key', :'key', 'n', 1));
 SELECT target, detail FROM keys_guard.audit_log

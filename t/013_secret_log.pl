@@ -1,6 +1,7 @@
 # Copyright and license: see keys_guard's README.
 #
-# API key secrets never reach the server log (docs/contract.md §15, §16):
+# API key secrets never reach the server log (README, "Secrets in the
+# server log"):
 #   - under full statement logging (log_statement = all,
 #     log_min_duration_statement = 0, log_min_error_statement = debug5,
 #     every bind parameter, auto_explain with every plan), in every log
@@ -56,7 +57,7 @@ $node->safe_psql('postgres',
 	'CREATE EXTENSION keys_guard; CREATE TABLE secret_t (id int, label text);'
 	  . " INSERT INTO secret_t VALUES (1, 'one')");
 
-# A random key-shaped secret: the format of docs/contract.md §15 (prefix,
+# A random key-shaped secret: the format of the API keys (prefix,
 # 32 hex digits of key id, 52 base32 characters, 8 hex digits of
 # checksum), not a real key: the checksum is random too, and redaction
 # does not look at it.
@@ -223,7 +224,7 @@ check_activity(
 	'parallel worker');
 
 # ---------------------------------------------------------------------
-# Real API keys (docs/contract.md §15): once keys_guard.use_api_key()
+# Real API keys: once keys_guard.use_api_key()
 # and its siblings exist, add here the steps that use a real key, fail
 # to use one (a mistyped and a revoked key), rotate it and revoke it,
 # each through run_sql() / run_extended(), and remember_secret() every
