@@ -89,6 +89,14 @@ SELECT query FROM pg_stat_activity
 SELECT position(:'key' IN query) = 0 AS secret_absent,
        position('kgk_[REDACTED]' IN query) > 0 AS marker_present
   FROM pg_stat_activity WHERE pid = pg_backend_pid();
+-- pg_stat_activity keeps the first track_activity_query_size (1024) bytes:
+-- the redacted copy is cut at a character boundary, so that what is kept
+-- never ends in part of a character (the cut falls inside an 'é' here).
+SELECT strpos(query, 'kgk_' || '0123456789abcdef') = 0 AS secret_absent,
+       query ~ ('kgk_' || '[0-9a-z]{8}') AS key_shaped,
+       right(query, 1) = 'é' AS ends_in_whole_character
+  FROM pg_stat_activity
+ WHERE pid = pg_backend_pid() AND :'key' || 'éééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé' IS NOT NULL;
 -- A statement without a secret is shown as it is.
 SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid();
 

@@ -43,6 +43,7 @@
 
 #include <string.h>
 
+#include "mb/pg_wchar.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
 #include "utils/elog.h"
@@ -328,7 +329,12 @@ kg_redact_activity(const char *source)
 
 	if (source == NULL || source != debug_query_string || !pgstat_track_activities)
 		return;
+	/*
+	 * What pg_stat_activity keeps, cut at a character boundary: a copy that
+	 * ends in part of a character would be kept whole, unclipped.
+	 */
 	len = strnlen(source, pgstat_track_activity_query_size);
+	len = pg_mbcliplen(source, len, pgstat_track_activity_query_size - 1);
 	first = find_secret(source, len);
 	if (first == NULL)
 		return;
