@@ -46,7 +46,7 @@
 #define KG_REQUEST_ID_MAXLEN	200
 #define KG_REASON_MAXLEN		500
 
-/* API keys (docs/contract.md §15): the secret's prefix and full length. */
+/* API keys: the secret's prefix and full length (redact.c matches the prefix). */
 #define KG_API_KEY_PREFIX "kgk_"
 #define KG_API_KEY_LEN 96
 
