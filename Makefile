@@ -17,6 +17,7 @@ OBJS = \
 	src/utility.o \
 	src/control.o \
 	src/audit.o \
+	src/redact.o \
 	src/worker.o
 
 EXTENSION = keys_guard
@@ -24,7 +25,7 @@ DATA = keys_guard--1.2.sql \
 	keys_guard--1.0.sql keys_guard--1.0--1.1.sql keys_guard--1.1--1.2.sql
 PGFILEDESC = "keys_guard - multi-tenant safety for PostgreSQL"
 
-REGRESS = setup names tenants context isolation pooled audit library soft_delete purge templates guard_rails guard_holes attacks attacks_more doctor operations upgrade
+REGRESS = setup names tenants context isolation pooled audit library soft_delete purge templates guard_rails guard_holes attacks attacks_more doctor operations upgrade redaction
 REGRESS_OPTS = --inputdir=. --dbname=keys_guard_regress
 
 # Concurrency (pg_isolation_regress): specs/*.spec with expected/*.out.

@@ -221,9 +221,14 @@ void
 kg_audit_detail_text(KgAuditDetail *detail, const char *key, const char *value)
 {
 	JsonbValue	v;
+	char	   *redacted;
 
 	if (value == NULL)
 		return;
+	/* Never an API key secret (redact.c), whoever passed the value. */
+	redacted = kg_redact_text(value);
+	if (redacted != NULL)
+		value = redacted;
 	v.type = jbvString;
 	v.val.string.val = unconstify(char *, value);
 	v.val.string.len = strlen(value);
@@ -548,9 +553,14 @@ kg_audit_enqueue(const char *action, const char *target,
 	KgAuditRecord rec;
 	KgAuditWho	who;
 	uint64		written;
+	char	   *redacted;
 
 	if (queue == NULL)
 		return;
+	/* Never an API key secret (redact.c) in the target. */
+	redacted = kg_redact_text(target);
+	if (redacted != NULL)
+		target = redacted;
 
 	who = audit_who(outcome, false);
 	memset(&rec, 0, offsetof(KgAuditRecord, tenant));
@@ -852,6 +862,22 @@ write_record(const char *action, const char *target, KgAuditOutcome outcome,
 {
 	KgAuditWho	who = audit_who(outcome, true);
 	KgAuditRow	row;
+	char	   *redacted;
+
+	/*
+	 * Never an API key secret (redact.c) in the target or in a detail that
+	 * SQL built (_audit()): the marker keeps the JSON valid.
+	 */
+	redacted = kg_redact_text(target);
+	if (redacted != NULL)
+		target = redacted;
+	if (detail != NULL)
+	{
+		redacted = kg_redact_text(jsonb_text(detail));
+		if (redacted != NULL)
+			detail = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+														CStringGetDatum(redacted)));
+	}
 
 	row.at = GetCurrentTimestamp();
 	row.tenant = who.tenant;

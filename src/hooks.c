@@ -21,6 +21,10 @@
  *	  get_relation_info_hook	isolation.c (tenant and soft-delete filters)
  *	  ProcessUtility_hook		utility.c
  *	  needs_fmgr_hook, fmgr_hook	acting.c (user-code frames)
+ *	  emit_log_hook				redact.c (secrets out of every log line)
+ *	  post_parse_analyze_hook	redact.c (secrets out of pg_stat_activity;
+ *								also from the planner, ExecutorStart and
+ *								ProcessUtility hooks)
  *
  * Cache and transaction callbacks are not hooks: each stays with the file
  * whose state it invalidates (kg_catalog_init(), kg_acting_init()), and
@@ -39,6 +43,7 @@
 #include "miscadmin.h"
 #include "optimizer/plancat.h"
 #include "optimizer/planner.h"
+#include "parser/analyze.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -57,6 +62,8 @@ static get_relation_info_hook_type prev_get_relation_info_hook = NULL;
 static ProcessUtility_hook_type prev_process_utility_hook = NULL;
 static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
 static fmgr_hook_type prev_fmgr_hook = NULL;
+static emit_log_hook_type prev_emit_log_hook = NULL;
+static post_parse_analyze_hook_type prev_post_parse_analyze_hook = NULL;
 
 /*
  * shmem_request_hook: ask for keys_guard's shared memory, the denial queue
@@ -107,7 +114,12 @@ kg_check_perms(KG_CHECK_PERMS_ARGS)
 static void
 kg_executor_start(QueryDesc *queryDesc, int eflags)
 {
-	bool		save = kg_begin_statement(NULL, queryDesc->plannedstmt);
+	bool		save;
+
+	/* The statement of an Execute message, or of a parallel worker. */
+	kg_redact_activity(queryDesc->sourceText);
+
+	save = kg_begin_statement(NULL, queryDesc->plannedstmt);
 
 	PG_TRY();
 	{
@@ -190,6 +202,9 @@ kg_planner(Query *parse, const char *query_string, int cursorOptions,
 	bool		save_planning = kg_isolation_plan_begin();
 	bool		soft_deleted = false;
 
+	/* A Bind message reported its statement's text again. */
+	kg_redact_activity(query_string);
+
 	PG_TRY();
 	{
 		if ((cursorOptions & CURSOR_OPT_HOLD) && kg_extension_active())
@@ -244,6 +259,8 @@ kg_process_utility(PlannedStmt *pstmt, const char *queryString,
 				   ParamListInfo params, QueryEnvironment *queryEnv,
 				   DestReceiver *dest, QueryCompletion *qc)
 {
+	if (context == PROCESS_UTILITY_TOPLEVEL)
+		kg_redact_activity(queryString);
 	pstmt = kg_utility_check_statement(pstmt);
 
 	if (prev_process_utility_hook)
@@ -281,6 +298,31 @@ kg_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
 }
 
 /*
+ * emit_log_hook: redact secrets before the message is written anywhere,
+ * then let the earlier providers see the redacted message.  Runs inside
+ * error reporting: redact.c never throws.
+ */
+static void
+kg_emit_log(ErrorData *edata)
+{
+	kg_redact_error_data(edata);
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+/*
+ * post_parse_analyze_hook: the earlier providers, then the statement's
+ * text in pg_stat_activity without its secrets (redact.c).
+ */
+static void
+kg_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
+{
+	if (prev_post_parse_analyze_hook)
+		prev_post_parse_analyze_hook(pstate, query, jstate);
+	kg_redact_activity(pstate->p_sourcetext);
+}
+
+/*
  * Install every hook, each beside the previous provider's, and register
  * the cache and transaction callbacks.  Called once, from _PG_init while
  * shared_preload_libraries is processed.
@@ -315,5 +357,10 @@ kg_hooks_install(void)
 	needs_fmgr_hook = kg_needs_fmgr_hook;
 	prev_fmgr_hook = fmgr_hook;
 	fmgr_hook = kg_fmgr_hook;
+
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = kg_emit_log;
+	prev_post_parse_analyze_hook = post_parse_analyze_hook;
+	post_parse_analyze_hook = kg_post_parse_analyze;
 	kg_acting_init();
 }

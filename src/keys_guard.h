@@ -52,6 +52,10 @@
 #define KG_REQUEST_ID_MAXLEN	200
 #define KG_REASON_MAXLEN		500
 
+/* API keys: the secret's prefix and full length (redact.c matches the prefix). */
+#define KG_API_KEY_PREFIX "kgk_"
+#define KG_API_KEY_LEN 96
+
 /* hooks.c */
 extern void kg_hooks_install(void);
 
@@ -283,6 +287,13 @@ extern void kg_audit_release(bool committed);
 extern void kg_audit_reclaim(void);
 extern void kg_audit_forget(Oid dboid);
 extern bool kg_audit_pending(void);
+
+/* redact.c: secrets out of the server log and pg_stat_activity */
+#define KG_REDACTED_MARKER		KG_API_KEY_PREFIX "[REDACTED]"
+extern char *kg_redact_text(const char *s);
+extern bool kg_text_has_secret(const char *s);
+extern void kg_redact_error_data(ErrorData *edata);	/* hooks.c calls */
+extern void kg_redact_activity(const char *source);	/* hooks.c calls */
 
 /* worker.c */
 extern Size kg_worker_shmem_size(void);	/* hooks.c calls: shared memory */
