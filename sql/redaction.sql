@@ -106,3 +106,57 @@ SELECT keys_guard._audit('redaction_probe', 'key ' || :'key',
                          jsonb_build_object('key', :'key', 'n', 1));
 SELECT target, detail FROM keys_guard.audit_log
  WHERE action = 'redaction_probe' ORDER BY id DESC LIMIT 1;
+
+-- Other secrets (README, "Secrets in the server log"): JSON Web Tokens,
+-- the literal after PASSWORD, a connection string's password=, and the
+-- patterns of keys_guard.redact_patterns; each becomes [REDACTED].
+SET log_min_messages = notice;
+\set jwt 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJqd3QtcGF5bG9hZCJ9.c2lnbmF0dXJlLXNlY3JldA'
+SELECT :'jwt'::int;
+SELECT ('token ' || :'jwt' || '. and eyJnotajwt and eyJa.b')::int;
+DO $do$ BEGIN RAISE NOTICE 'create: %', $q$CREATE ROLE r PASSWORD 'pw-one' LOGIN$q$; END $do$;
+DO $do$ BEGIN RAISE NOTICE 'quotings: %', $q$ENCRYPTED PASSWORD E'pw\'two' password 'pw''three' PASSWORD $$pw-four$$ Password $t$pw$$five$t$ password /* c */ 'pw-six' PASSWORD NULL nopassword 'kept'$q$; END $do$;
+DO $do$ BEGIN RAISE NOTICE 'conninfo: %', $q$CONNECTION 'host=x password=pw-seven port=5432' OPTIONS (password 'pw-eight', "password" 'pw-nine') 'password = ''pw ten'' user=u' 'password=''pw\''eleven'' dbname=d'$q$; END $do$;
+-- Unterminated: redacted to the end.
+DO $do$ BEGIN RAISE NOTICE 'cut: %', $q$PASSWORD 'pw-twelve and the rest$q$; END $do$;
+-- Already redacted text stays as it is.
+DO $do$ BEGIN RAISE NOTICE 'again: %', $q$PASSWORD '[REDACTED]' password=[REDACTED] kgk_[REDACTED]$q$; END $do$;
+
+-- redact_patterns: compiled when set; a match anywhere in a line.
+SET keys_guard.redact_patterns = 'sk_live_[0-9a-z]{8}', '(?i)ghp_[[:alnum:]_]+';
+SHOW keys_guard.redact_patterns;
+SELECT 'sk_live_abcd1234 then GHP_Secret9 then sk_live_short'::int;
+DO $$ BEGIN RAISE EXCEPTION 'é sk_live_abcd1234 é' USING DETAIL = 'ghp_x', HINT = 'sk_live_00000000'; END $$;
+-- Empty matches hide nothing.
+SET keys_guard.redact_patterns = 'q*';
+SELECT 'abc'::int;
+-- An invalid pattern is refused (22023), and the setting is unchanged.
+SET keys_guard.redact_patterns = 'sk_live_[0-9';
+SET keys_guard.redact_patterns = 'ok', '(unclosed';
+SET keys_guard.redact_patterns = '';
+SHOW keys_guard.redact_patterns;
+\set VERBOSITY sqlstate
+SET keys_guard.redact_patterns = '*bad';
+\set VERBOSITY default
+-- Only a superuser sets it.
+CREATE ROLE redaction_plain;
+SET ROLE redaction_plain;
+SET keys_guard.redact_patterns = 'x';
+RESET ROLE;
+DROP ROLE redaction_plain;
+RESET keys_guard.redact_patterns;
+
+-- pg_stat_activity: the new kinds are shown redacted too.
+SELECT query FROM pg_stat_activity
+ WHERE pid = pg_backend_pid() AND 'password=pw-act' <> :'jwt';
+RESET log_min_messages;
+
+-- Correlation (README, "Every log line has its request") goes to the
+-- server-only detail: the client's messages carry nothing extra.
+SET log_min_messages = notice;
+BEGIN;
+SELECT keys_guard.set_context(tenant => 'acme', actor => 'user_456', request_id => 'req-redaction');
+DO $$ BEGIN RAISE NOTICE 'in a request' USING DETAIL = 'the detail'; END $$;
+SELECT 1/0;
+ROLLBACK;
+RESET log_min_messages;

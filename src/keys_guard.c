@@ -185,6 +185,13 @@ define_settings(void)
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomStringVariable("keys_guard.redact_patterns",
+							   "Regular expressions whose matches never reach the server log.",
+							   "A comma-separated list; double-quote a pattern that holds a comma or a space.",
+							   &keys_guard_redact_patterns, "",
+							   PGC_SUSET, GUC_LIST_INPUT,
+							   kg_check_redact_patterns, kg_assign_redact_patterns, NULL);
+
 	MarkGUCPrefixReserved("keys_guard");
 }
 

@@ -289,7 +289,12 @@ extern void kg_audit_forget(Oid dboid);
 extern bool kg_audit_pending(void);
 
 /* redact.c: secrets out of the server log and pg_stat_activity */
-#define KG_REDACTED_MARKER		KG_API_KEY_PREFIX "[REDACTED]"
+#define KG_REDACTED_TEXT		"[REDACTED]"	/* the other secrets' marker */
+#define KG_REDACTED_MARKER		KG_API_KEY_PREFIX KG_REDACTED_TEXT
+extern char *keys_guard_redact_patterns;
+extern const char *kg_log_request_id;	/* the worker's request, for its log lines */
+extern bool kg_check_redact_patterns(char **newval, void **extra, GucSource source);
+extern void kg_assign_redact_patterns(const char *newval, void *extra);
 extern char *kg_redact_text(const char *s);
 extern bool kg_text_has_secret(const char *s);
 extern void kg_redact_error_data(ErrorData *edata);	/* hooks.c calls */

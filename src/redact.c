@@ -1,8 +1,27 @@
 /*-------------------------------------------------------------------------
  *
  * redact.c
- *	  Keeps API key secrets out of the server log, out of the error
- *	  messages that pass through it, and out of pg_stat_activity.
+ *	  Keeps secrets out of the server log, out of the error messages that
+ *	  pass through it, and out of pg_stat_activity; and ties every log
+ *	  line of a backend to its request while a context is set.
+ *
+ * The secrets (README, "Secrets in the server log"):
+ *
+ *	- API key secrets, described below, replaced by KG_REDACTED_MARKER;
+ *	- JSON Web Tokens: "eyJ", then base64url characters, a dot, at least
+ *	  one base64url character, a dot and any base64url characters; the
+ *	  whole token becomes KG_REDACTED_TEXT;
+ *	- the literal after the word "password" (any case, as in PASSWORD
+ *	  '...', ENCRYPTED PASSWORD E'...', OPTIONS (password $$...$$)): its
+ *	  contents become KG_REDACTED_TEXT, the quotes stay;
+ *	- the value after "password=" (connection strings, quoted or not);
+ *	- every match of the regular expressions in keys_guard.redact_patterns,
+ *	  compiled by the setting's check hook, never here, each match
+ *	  replaced by KG_REDACTED_TEXT.
+ *
+ * A literal or quoted value that does not end (a statement cut by
+ * pg_stat_activity, a stray backslash) is redacted to the end of the
+ * text: too much rather than too little.
  *
  * A secret is the prefix KG_API_KEY_PREFIX followed by at least one
  * letter, digit or underscore; the whole run of those after the prefix is
@@ -34,8 +53,17 @@
  *	  redacted copy to pg_stat_activity.
  *	- kg_redact_text(), the redaction itself for any caller.
  *
- * The common case, a text without the prefix, costs one scan for the
- * prefix's first byte and allocates nothing.
+ * The common case, a text without a secret and no redact_patterns, costs
+ * one scan with a table lookup per byte (k, e, p, P start a candidate)
+ * and allocates nothing.  When a text cannot be redacted (no memory, the
+ * regular expression engine fails), a log field is overwritten in place
+ * with the marker: the line loses that field, never keeps the secret.
+ *
+ * Correlation: while a request context is set, kg_redact_error_data()
+ * appends "keys_guard: request_id=... tenant=... actor=..." to the
+ * server-only detail (detail_log), which every log format prints (stderr
+ * as DETAIL, unless log_error_verbosity = terse) and the client never
+ * gets.
  *
  *-------------------------------------------------------------------------
  */
@@ -43,17 +71,41 @@
 
 #include <string.h>
 
+#include "catalog/pg_collation_d.h"
 #include "mb/pg_wchar.h"
+#include "regex/regex.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
 #include "utils/elog.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/varlena.h"
 
 #include "keys_guard.h"
 
 #define PREFIX_LEN		(sizeof(KG_API_KEY_PREFIX) - 1)
 #define MARKER_LEN		(sizeof(KG_REDACTED_MARKER) - 1)
+#define TEXT_MARKER_LEN	(sizeof(KG_REDACTED_TEXT) - 1)
 #define STATEMENT_LABEL "statement: "
+
+/* One secret: [start, end) is replaced by marker. */
+typedef struct Secret
+{
+	const char *start;
+	const char *end;
+	const char *marker;
+	size_t		markerlen;
+} Secret;
+
+/* The compiled keys_guard.redact_patterns (malloc'd, kept for good). */
+typedef struct Patterns
+{
+	int			n;
+	regex_t		res[FLEXIBLE_ARRAY_MEMBER];
+} Patterns;
+
+char	   *keys_guard_redact_patterns = NULL;
+static Patterns *active_patterns = NULL;
 
 /* A character of a secret's run: ASCII letters, digits and '_'. */
 static inline bool
@@ -63,236 +115,810 @@ is_key_char(char c)
 		(c >= 'A' && c <= 'Z') || c == '_';
 }
 
+static inline bool
+is_b64url_char(char c)
+{
+	return is_key_char(c) || c == '-';
+}
+
+static inline bool
+is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* Bytes that may start a secret: 'k' (kgk_), 'e' (eyJ), 'p' / 'P' (password). */
+static const bool candidate[256] = {
+	['k'] = true,['e'] = true,['p'] = true,['P'] = true,
+};
+
+/* An API key at p (p[0] == 'k'). */
+static bool
+match_key(const char *p, const char *end, Secret *sec)
+{
+	const char *run;
+
+	if ((size_t) (end - p) <= PREFIX_LEN ||
+		memcmp(p, KG_API_KEY_PREFIX, PREFIX_LEN) != 0 ||
+		!is_key_char(p[PREFIX_LEN]))
+		return false;
+	run = p + PREFIX_LEN;
+	while (run < end && is_key_char(*run))
+		run++;
+	sec->start = p;
+	sec->end = run;
+	sec->marker = KG_REDACTED_MARKER;
+	sec->markerlen = MARKER_LEN;
+	return true;
+}
+
+/* A JSON Web Token at p (p[0] == 'e'). */
+static bool
+match_jwt(const char *p, const char *end, Secret *sec)
+{
+	const char *q;
+	const char *seg;
+
+	if (end - p < 3 || p[1] != 'y' || p[2] != 'J')
+		return false;
+	q = p + 3;
+	while (q < end && is_b64url_char(*q))
+		q++;
+	if (q >= end || *q != '.')
+		return false;
+	seg = ++q;
+	while (q < end && is_b64url_char(*q))
+		q++;
+	if (q == seg || q >= end || *q != '.')
+		return false;
+	q++;
+	while (q < end && is_b64url_char(*q))
+		q++;
+	sec->start = p;
+	sec->end = q;
+	sec->marker = KG_REDACTED_TEXT;
+	sec->markerlen = TEXT_MARKER_LEN;
+	return true;
+}
+
 /*
- * The first secret in s[0..len), as the position of its prefix, or NULL.
- * A secret whose run is cut by len still counts (one key character after
- * the prefix is enough).  Scans for the prefix's first byte with memchr;
- * all server encodings keep ASCII bytes unambiguous, so a byte-wise search
- * never matches inside a multibyte character.
+ * The value of a connection string's "password=" at q (after the '=' and
+ * any spaces).  Quoted: a run of quote characters opens it (one for
+ * libpq quoting, two when the connection string sits in an SQL literal)
+ * and the same run closes it; a backslash escapes the next character.
+ * Not quoted: up to a space or a lone quote (the end of the enclosing
+ * SQL literal; a doubled one is part of the value).
  */
 static const char *
-find_secret(const char *s, size_t len)
+conninfo_value(const char *q, const char *end, const char **vstart)
 {
-	const char *p = s;
-	const char *end = s + len;
+	int			quotes = 0;
 
-	while (p < end && (p = memchr(p, KG_API_KEY_PREFIX[0], end - p)) != NULL)
+	while (q + quotes < end && q[quotes] == '\'' && quotes < 2)
+		quotes++;
+	q += quotes;
+	*vstart = q;
+	if (quotes > 0)
 	{
-		if ((size_t) (end - p) > PREFIX_LEN &&
-			memcmp(p, KG_API_KEY_PREFIX, PREFIX_LEN) == 0 &&
-			is_key_char(p[PREFIX_LEN]))
-			return p;
-		p++;
+		while (q < end)
+		{
+			if (*q == '\\')
+				q += 2;
+			else if (*q == '\'' && (quotes == 1 || (q + 1 < end && q[1] == '\'')))
+				return q;
+			else
+				q++;
+		}
+		return end;
+	}
+	while (q < end && !is_space(*q))
+	{
+		if (*q == '\\')
+		{
+			q += 2;
+			continue;
+		}
+		if (*q == '\'')
+		{
+			if (q + 1 < end && q[1] == '\'')
+			{
+				q += 2;
+				continue;
+			}
+			break;
+		}
+		q++;
+	}
+	return q < end ? q : end;
+}
+
+/*
+ * The contents of the SQL literal at q, if one starts there: '...' (a
+ * doubled quote and a backslash escape do not end it), E'...', U&'...',
+ * $$...$$ and $tag$...$tag$.  Returns the end of the contents (the
+ * closing quote or tag), or NULL when no literal starts at q.
+ */
+static const char *
+sql_literal(const char *q, const char *end, const char **vstart)
+{
+	if (q < end && (*q == 'E' || *q == 'e') && q + 1 < end && q[1] == '\'')
+		q++;
+	else if (end - q >= 3 && (*q == 'U' || *q == 'u') && q[1] == '&' && q[2] == '\'')
+		q += 2;
+	if (q < end && *q == '\'')
+	{
+		q++;
+		*vstart = q;
+		while (q < end)
+		{
+			if (*q == '\\')
+				q += 2;
+			else if (*q == '\'')
+			{
+				if (q + 1 < end && q[1] == '\'')
+					q += 2;
+				else
+					return q;
+			}
+			else
+				q++;
+		}
+		return end;
+	}
+	if (q < end && *q == '$')
+	{
+		const char *tag = q;
+		const char *t = q + 1;
+		size_t		taglen;
+
+		while (t < end && (is_key_char(*t) || (unsigned char) *t >= 0x80))
+			t++;
+		if (t >= end || *t != '$' || (q[1] >= '0' && q[1] <= '9'))
+			return NULL;
+		taglen = t - tag + 1;
+		q = t + 1;
+		*vstart = q;
+		while (q < end)
+		{
+			if (*q == '$' && (size_t) (end - q) >= taglen && memcmp(q, tag, taglen) == 0)
+				return q;
+			q++;
+		}
+		return end;
 	}
 	return NULL;
 }
 
 /*
- * Redact s[0..len), whose first secret is at first, into a new
- * NUL-terminated string allocated in cxt; NULL when that allocation fails
- * (never an error: this runs inside error reporting too).
+ * A password at p (p[0] is 'p' or 'P'): the word "password", then either
+ * "=" and a connection string value, or an SQL literal (after spaces and
+ * comments).  The word must not continue an identifier ("nopassword");
+ * it may be a quoted identifier ("password" 'x').
  */
-static char *
-redact_into(MemoryContext cxt, const char *s, size_t len, const char *first)
+static bool
+match_password(const char *s, const char *p, const char *end, Secret *sec)
 {
-	const char *end = s + len;
-	const char *p;
-	size_t		outlen = 0;
-	char	   *out;
-	char	   *o;
+	const char *q = p + 8;
+	const char *vstart = NULL;
+	const char *vend;
 
-	/* First pass: the length of the result. */
-	outlen = first - s;
-	p = first;
-	while (p != NULL)
+	if (end - p < 9 || pg_strncasecmp(p, "password", 8) != 0)
+		return false;
+	if (p > s && (is_key_char(p[-1]) || p[-1] == '$'))
+		return false;
+	if (q < end && *q == '"')
+		q++;
+	for (;;)
 	{
-		const char *run = p + PREFIX_LEN;
-		const char *next;
+		while (q < end && is_space(*q))
+			q++;
+		if (end - q >= 2 && q[0] == '/' && q[1] == '*')
+		{
+			const char *c = q + 2;
 
-		while (run < end && is_key_char(*run))
-			run++;
-		outlen += MARKER_LEN;
-		next = find_secret(run, end - run);
-		outlen += (next ? next : end) - run;
-		p = next;
+			while (c + 1 < end && !(c[0] == '*' && c[1] == '/'))
+				c++;
+			q = c + 2 <= end ? c + 2 : end;
+			continue;
+		}
+		break;
 	}
-
-	out = MemoryContextAllocExtended(cxt, outlen + 1,
-									 MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
-	if (out == NULL)
-		return NULL;
-
-	/* Second pass: copy, with each secret replaced by the marker. */
-	o = out;
-	memcpy(o, s, first - s);
-	o += first - s;
-	p = first;
-	while (p != NULL)
+	if (q < end && *q == '=')
 	{
-		const char *run = p + PREFIX_LEN;
-		const char *next;
-
-		while (run < end && is_key_char(*run))
-			run++;
-		memcpy(o, KG_REDACTED_MARKER, MARKER_LEN);
-		o += MARKER_LEN;
-		next = find_secret(run, end - run);
-		memcpy(o, run, (next ? next : end) - run);
-		o += (next ? next : end) - run;
-		p = next;
+		q++;
+		while (q < end && (*q == ' ' || *q == '\t'))
+			q++;
+		vend = conninfo_value(q, end, &vstart);
 	}
-	*o = '\0';
-	Assert(o == out + outlen);
-	return out;
+	else
+	{
+		vend = sql_literal(q, end, &vstart);
+		if (vend == NULL)
+			return false;
+	}
+	/* An empty value, or the marker already there, is nothing to hide. */
+	if (vend <= vstart ||
+		((size_t) (vend - vstart) == TEXT_MARKER_LEN &&
+		 memcmp(vstart, KG_REDACTED_TEXT, TEXT_MARKER_LEN) == 0))
+		return false;
+	sec->start = vstart;
+	sec->end = vend;
+	sec->marker = KG_REDACTED_TEXT;
+	sec->markerlen = TEXT_MARKER_LEN;
+	return true;
 }
 
 /*
- * Last resort when no memory is left: overwrite every secret's run in
- * place with '*', so the text keeps its length and loses the secret.
+ * The first built-in secret in [from, end) of the text that starts at s
+ * (keys only when keys_only), or false.  A byte-wise search: all server
+ * encodings keep ASCII bytes unambiguous, so it never matches inside a
+ * multibyte character.
+ */
+static bool
+find_secret(const char *s, const char *from, const char *end, bool keys_only,
+			Secret *sec)
+{
+	const char *p;
+
+	if (keys_only)
+	{
+		for (p = from; p < end && (p = memchr(p, KG_API_KEY_PREFIX[0], end - p)) != NULL; p++)
+			if (match_key(p, end, sec))
+				return true;
+		return false;
+	}
+	for (p = from; p < end; p++)
+	{
+		if (likely(!candidate[(unsigned char) *p]))
+			continue;
+		switch (*p)
+		{
+			case 'k':
+				if (match_key(p, end, sec))
+					return true;
+				break;
+			case 'e':
+				if (match_jwt(p, end, sec))
+					return true;
+				break;
+			default:
+				if (match_password(s, p, end, sec))
+					return true;
+				break;
+		}
+	}
+	return false;
+}
+
+/* A growing output buffer that never throws: failed is set instead. */
+typedef struct OutBuf
+{
+	MemoryContext cxt;
+	char	   *data;
+	size_t		len;
+	size_t		cap;
+	bool		failed;
+} OutBuf;
+
+static void
+out_append(OutBuf *buf, const char *p, size_t n)
+{
+	if (buf->failed)
+		return;
+	if (buf->len + n + 1 > buf->cap)
+	{
+		size_t		cap = Max(buf->cap * 2, buf->len + n + 1);
+		char	   *data;
+
+		cap = Max(cap, 64);
+		data = MemoryContextAllocExtended(buf->cxt, cap,
+										  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+		if (data == NULL)
+		{
+			buf->failed = true;
+			return;
+		}
+		if (buf->data)
+		{
+			memcpy(data, buf->data, buf->len);
+			pfree(buf->data);
+		}
+		buf->data = data;
+		buf->cap = cap;
+	}
+	memcpy(buf->data + buf->len, p, n);
+	buf->len += n;
+	buf->data[buf->len] = '\0';
+}
+
+static void
+out_discard(OutBuf *buf)
+{
+	if (buf->data)
+		pfree(buf->data);
+	buf->data = NULL;
+}
+
+/*
+ * Redact the built-in secrets of s[0..len), the first of which is first,
+ * into a new string in cxt; NULL when memory runs out.
+ */
+static char *
+redact_builtin(MemoryContext cxt, const char *s, size_t len, const Secret *first,
+			   bool keys_only)
+{
+	const char *end = s + len;
+	const char *pos = s;
+	Secret		sec = *first;
+	OutBuf		buf = {cxt, NULL, 0, 0, false};
+
+	for (;;)
+	{
+		out_append(&buf, pos, sec.start - pos);
+		out_append(&buf, sec.marker, sec.markerlen);
+		pos = sec.end;
+		if (!find_secret(s, pos, end, keys_only, &sec))
+			break;
+	}
+	out_append(&buf, pos, end - pos);
+	if (buf.failed)
+	{
+		out_discard(&buf);
+		return NULL;
+	}
+	return buf.data;
+}
+
+/*
+ * Apply one compiled pattern to s[0..len): a new string in cxt with each
+ * non-empty match replaced by KG_REDACTED_TEXT, or NULL when nothing
+ * matched (or on failure, with *failed set).
+ */
+static char *
+redact_pattern(MemoryContext cxt, regex_t *re, const char *s, size_t len, bool *failed)
+{
+	pg_wchar   *wstr;
+	int			wlen;
+	size_t		search = 0;
+	size_t		wpos = 0;		/* characters of s walked so far ... */
+	const char *pos = s;		/* ... and where they end */
+	const char *copied = s;		/* s up to here is in buf */
+	const char *end = s + len;
+	OutBuf		buf = {cxt, NULL, 0, 0, false};
+	bool		matched = false;
+
+	wstr = MemoryContextAllocExtended(cxt, (len + 1) * sizeof(pg_wchar),
+									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+	if (wstr == NULL)
+	{
+		*failed = true;
+		return NULL;
+	}
+	wlen = pg_mb2wchar_with_len(s, wstr, len);
+
+	while (search <= (size_t) wlen)
+	{
+		regmatch_t	m;
+		int			rc;
+
+		rc = pg_regexec(re, wstr, wlen, search, NULL, 1, &m, 0);
+		if (rc == REG_NOMATCH)
+			break;
+		if (rc != REG_OKAY)
+		{
+			*failed = true;
+			break;
+		}
+		if (m.rm_eo <= m.rm_so)
+		{
+			/* An empty match hides nothing: look further on. */
+			search = m.rm_so + 1;
+			continue;
+		}
+		/* Copy the text up to the match, then the marker for it. */
+		while (wpos < (size_t) m.rm_so && pos < end)
+		{
+			pos += pg_mblen(pos);
+			wpos++;
+		}
+		pos = Min(pos, end);
+		out_append(&buf, copied, pos - copied);
+		out_append(&buf, KG_REDACTED_TEXT, TEXT_MARKER_LEN);
+		while (wpos < (size_t) m.rm_eo && pos < end)
+		{
+			pos += pg_mblen(pos);
+			wpos++;
+		}
+		pos = Min(pos, end);
+		copied = pos;
+		matched = true;
+		search = m.rm_eo;
+	}
+	pfree(wstr);
+	if (matched)
+		out_append(&buf, copied, end - copied);
+	if (*failed || buf.failed)
+	{
+		*failed = true;
+		out_discard(&buf);
+		return NULL;
+	}
+	return matched ? buf.data : NULL;
+}
+
+typedef enum RedactResult
+{
+	REDACT_CLEAN,				/* no secret: nothing allocated */
+	REDACT_DONE,				/* *out is the redacted copy */
+	REDACT_FAILED				/* a secret may be there; no copy */
+} RedactResult;
+
+/*
+ * Redact s into a new string in cxt: the built-in secrets, then (unless
+ * keys_only) every redact_patterns match.  Never throws.
+ */
+static RedactResult
+redact_string(MemoryContext cxt, const char *s, size_t len, bool keys_only, char **out)
+{
+	Secret		first;
+	char	   *cur = NULL;
+	int			i;
+
+	if (find_secret(s, s, s + len, keys_only, &first))
+	{
+		cur = redact_builtin(cxt, s, len, &first, keys_only);
+		if (cur == NULL)
+			return REDACT_FAILED;
+	}
+	if (!keys_only && active_patterns != NULL)
+	{
+		for (i = 0; i < active_patterns->n; i++)
+		{
+			bool		failed = false;
+			const char *text = cur ? cur : s;
+			char	   *next;
+
+			next = redact_pattern(cxt, &active_patterns->res[i], text,
+								  cur ? strlen(cur) : len, &failed);
+			if (failed)
+			{
+				if (cur)
+					pfree(cur);
+				return REDACT_FAILED;
+			}
+			if (next)
+			{
+				if (cur)
+					pfree(cur);
+				cur = next;
+			}
+		}
+	}
+	if (cur == NULL)
+		return REDACT_CLEAN;
+	*out = cur;
+	return REDACT_DONE;
+}
+
+/*
+ * Last resort for a log field that cannot be redacted: overwrite it in
+ * place with the marker (or stars when it is shorter), so the line keeps
+ * its shape and loses the field's text.
  */
 static void
 scrub_in_place(char *s)
 {
-	char	   *p = s;
-	const char *first;
+	size_t		len = strlen(s);
 
-	while ((first = find_secret(p, strlen(p))) != NULL)
+	if (len >= TEXT_MARKER_LEN)
 	{
-		p = (char *) first + PREFIX_LEN;
-		while (is_key_char(*p))
-			*p++ = '*';
+		memcpy(s, KG_REDACTED_TEXT, TEXT_MARKER_LEN);
+		s[TEXT_MARKER_LEN] = '\0';
 	}
+	else
+		memset(s, '*', len);
+}
+
+/*
+ * keys_guard.redact_patterns: a list of regular expressions (PostgreSQL's
+ * advanced flavour, as for ~), separated by commas; one with a comma or a
+ * space is double-quoted.  The check hook compiles the list, or refuses
+ * it with the engine's message; compiled lists are kept for the life of
+ * the process, one per distinct value (a reload that keeps the value
+ * compiles nothing), so that the extra the GUC machinery frees is only a
+ * pointer to one of them.
+ */
+typedef struct PatternCache
+{
+	struct PatternCache *next;
+	Patterns   *patterns;
+	char		value[FLEXIBLE_ARRAY_MEMBER];
+} PatternCache;
+
+static PatternCache *pattern_cache = NULL;
+
+bool
+kg_check_redact_patterns(char **newval, void **extra, GucSource source)
+{
+	PatternCache *entry;
+	Patterns   *patterns = NULL;
+	char	   *raw;
+	List	   *list;
+	ListCell   *lc;
+	Patterns  **result;
+	int			n = 0;
+
+	for (entry = pattern_cache; entry; entry = entry->next)
+		if (strcmp(entry->value, *newval) == 0)
+			break;
+
+	if (entry == NULL)
+	{
+		raw = pstrdup(*newval);
+		if (!SplitGUCList(raw, ',', &list))
+		{
+			GUC_check_errdetail("List syntax is invalid.");
+			return false;
+		}
+		if (list != NIL)
+		{
+			patterns = malloc(offsetof(Patterns, res) + list_length(list) * sizeof(regex_t));
+			if (patterns == NULL)
+			{
+				GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
+				GUC_check_errmsg("out of memory");
+				return false;
+			}
+			foreach(lc, list)
+			{
+				const char *pattern = lfirst(lc);
+				size_t		plen = strlen(pattern);
+				pg_wchar   *wpattern = palloc((plen + 1) * sizeof(pg_wchar));
+				int			wlen = pg_mb2wchar_with_len(pattern, wpattern, plen);
+				int			rc;
+
+				rc = pg_regcomp(&patterns->res[n], wpattern, wlen,
+								REG_ADVANCED, C_COLLATION_OID);
+				pfree(wpattern);
+				if (rc == REG_OKAY && plen == 0)
+				{
+					pg_regfree(&patterns->res[n]);
+					rc = REG_INVARG;
+				}
+				if (rc != REG_OKAY)
+				{
+					char		errstr[100];
+
+					if (plen == 0)
+						strlcpy(errstr, "empty pattern", sizeof(errstr));
+					else
+						pg_regerror(rc, &patterns->res[n], errstr, sizeof(errstr));
+					while (n-- > 0)
+						pg_regfree(&patterns->res[n]);
+					free(patterns);
+					GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+					GUC_check_errmsg("invalid regular expression in keys_guard.redact_patterns: %s",
+									 errstr);
+					GUC_check_errdetail("The pattern is \"%s\".", pattern);
+					return false;
+				}
+				n++;
+			}
+			patterns->n = n;
+		}
+		entry = malloc(offsetof(PatternCache, value) + strlen(*newval) + 1);
+		if (entry == NULL)
+		{
+			while (n-- > 0)
+				pg_regfree(&patterns->res[n]);
+			free(patterns);
+			GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
+			GUC_check_errmsg("out of memory");
+			return false;
+		}
+		strcpy(entry->value, *newval);
+		entry->patterns = patterns;
+		entry->next = pattern_cache;
+		pattern_cache = entry;
+	}
+
+	result = malloc(sizeof(Patterns *));
+	if (result == NULL)
+	{
+		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
+		GUC_check_errmsg("out of memory");
+		return false;
+	}
+	*result = entry->patterns;
+	*extra = result;
+	return true;
+}
+
+void
+kg_assign_redact_patterns(const char *newval, void *extra)
+{
+	active_patterns = extra ? *(Patterns **) extra : NULL;
 }
 
 /*
  * A redacted copy of s in the current memory context, or NULL when s
- * carries no secret (nothing is allocated then).  For ordinary callers:
- * an allocation failure is the usual out-of-memory error.
+ * carries no API key secret (nothing is allocated then).  For ordinary
+ * callers (the audit log): an allocation failure is the usual
+ * out-of-memory error.  API keys only: the audit log's JSON must stay
+ * valid, which a pattern or a password's value cut at a quote could break.
  */
 char *
 kg_redact_text(const char *s)
 {
-	size_t		len;
-	const char *first;
-	char	   *out;
+	char	   *out = NULL;
 
 	if (s == NULL)
 		return NULL;
-	len = strlen(s);
-	first = find_secret(s, len);
-	if (first == NULL)
-		return NULL;
-	out = redact_into(CurrentMemoryContext, s, len, first);
-	if (out == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-	return out;
+	switch (redact_string(CurrentMemoryContext, s, strlen(s), true, &out))
+	{
+		case REDACT_CLEAN:
+			return NULL;
+		case REDACT_DONE:
+			return out;
+		case REDACT_FAILED:
+			break;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_OUT_OF_MEMORY),
+			 errmsg("out of memory")));
+	return NULL;				/* keep compiler quiet */
 }
 
-/* Does s carry a secret? */
+/* Does s carry an API key secret? */
 bool
 kg_text_has_secret(const char *s)
 {
-	return s != NULL && find_secret(s, strlen(s)) != NULL;
+	Secret		sec;
+
+	return s != NULL && find_secret(s, s, s + strlen(s), true, &sec);
 }
 
 /*
  * Redact one palloc'd field of an ErrorData in place: replace the pointer
  * by a redacted copy in cxt and free the old text (errfinish frees the
  * fields it finds, and a LOG message does not reset ErrorContext), or
- * scrub it in place when there is no memory for a copy.
+ * overwrite it when it cannot be redacted.
  */
 static void
 redact_field(char **field, MemoryContext cxt)
 {
 	char	   *s = *field;
-	size_t		len;
-	const char *first;
-	char	   *out;
+	char	   *out = NULL;
 
 	if (s == NULL)
 		return;
-	len = strlen(s);
-	first = find_secret(s, len);
-	if (first == NULL)
-		return;
-	out = redact_into(cxt, s, len, first);
-	if (out == NULL)
+	switch (redact_string(cxt, s, strlen(s), false, &out))
 	{
-		scrub_in_place(s);
+		case REDACT_CLEAN:
+			break;
+		case REDACT_DONE:
+			*field = out;
+			pfree(s);
+			break;
+		case REDACT_FAILED:
+			scrub_in_place(s);
+			break;
+	}
+}
+
+/*
+ * Add a line to the server-only detail, after the detail the log would
+ * show anyway (detail_log replaces detail in the server log).  Nothing
+ * happens when there is no memory for it.
+ */
+static void
+append_detail_log(ErrorData *edata, MemoryContext cxt, const char *line)
+{
+	const char *base = edata->detail_log ? edata->detail_log : edata->detail;
+	OutBuf		buf = {cxt, NULL, 0, 0, false};
+
+	if (base)
+	{
+		out_append(&buf, base, strlen(base));
+		out_append(&buf, "\n", 1);
+	}
+	out_append(&buf, line, strlen(line));
+	if (buf.failed)
+	{
+		out_discard(&buf);
 		return;
 	}
-	*field = out;
-	pfree(s);
+	if (edata->detail_log)
+		pfree(edata->detail_log);
+	edata->detail_log = buf.data;
 }
 
 /*
  * The statement PostgreSQL would print after this message, when it
  * carries a secret: hide it, and give the server log its redacted text in
- * the server-only detail, after the detail the log would show anyway.
- * check_log_of_query() is the test elog.c applies for every destination.
+ * the server-only detail.  check_log_of_query() is the test elog.c
+ * applies for every destination.
  */
 static void
 redact_statement(ErrorData *edata, MemoryContext cxt)
 {
 	const char *stmt = debug_query_string;
-	size_t		len;
-	const char *first;
-	char	   *redacted;
-	const char *base;
-	size_t		baselen;
+	char	   *redacted = NULL;
+	char	   *line;
 	size_t		redlen;
-	char	   *detail;
-	char	   *o;
 
 	if (stmt == NULL || !check_log_of_query(edata))
 		return;
-	len = strlen(stmt);
-	first = find_secret(stmt, len);
-	if (first == NULL)
-		return;
-
+	switch (redact_string(cxt, stmt, strlen(stmt), false, &redacted))
+	{
+		case REDACT_CLEAN:
+			return;
+		case REDACT_FAILED:
+			/* Not printed at all rather than printed as it was. */
+			edata->hide_stmt = true;
+			return;
+		case REDACT_DONE:
+			break;
+	}
 	/* From here on the statement is never printed as it was. */
 	edata->hide_stmt = true;
 
-	redacted = redact_into(cxt, stmt, len, first);
-	if (redacted == NULL)
-		return;
-
-	/* Already redacted by redact_field(), like the fields it copies from. */
-	base = edata->detail_log ? edata->detail_log : edata->detail;
-	baselen = base ? strlen(base) : 0;
 	redlen = strlen(redacted);
-	detail = MemoryContextAllocExtended(cxt,
-										baselen + 1 + strlen(STATEMENT_LABEL) + redlen + 1,
-										MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
-	if (detail == NULL)
+	line = MemoryContextAllocExtended(cxt, strlen(STATEMENT_LABEL) + redlen + 1,
+									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+	if (line != NULL)
 	{
-		pfree(redacted);
-		return;
+		memcpy(line, STATEMENT_LABEL, strlen(STATEMENT_LABEL));
+		memcpy(line + strlen(STATEMENT_LABEL), redacted, redlen + 1);
+		append_detail_log(edata, cxt, line);
+		pfree(line);
 	}
-	o = detail;
-	if (base)
-	{
-		memcpy(o, base, baselen);
-		o += baselen;
-		*o++ = '\n';
-	}
-	memcpy(o, STATEMENT_LABEL, strlen(STATEMENT_LABEL));
-	o += strlen(STATEMENT_LABEL);
-	memcpy(o, redacted, redlen + 1);
 	pfree(redacted);
+}
 
-	if (edata->detail_log)
-		pfree(edata->detail_log);
-	edata->detail_log = detail;
+/*
+ * Correlation: while a request context is set, the line's server-only
+ * detail ends with the request id, tenant and actor (those that are set),
+ * redacted like any other text.  Worker lines carry the request id the
+ * worker set for the work it is doing (kg_log_request_id).
+ */
+const char *kg_log_request_id = NULL;
+
+static void
+append_correlation(ErrorData *edata, MemoryContext cxt)
+{
+	const char *request_id = kg_current_request_id();
+	const char *tenant = kg_current_tenant();
+	const char *actor = kg_current_actor();
+	char		line[64 + KG_REQUEST_ID_MAXLEN + KG_TENANT_ID_MAXLEN + KG_ACTOR_MAXLEN];
+	char	   *out = NULL;
+
+	if (request_id == NULL)
+		request_id = kg_log_request_id;
+	if (request_id == NULL && tenant == NULL && actor == NULL)
+		return;
+	snprintf(line, sizeof(line), "keys_guard:%s%s%s%s%s%s",
+			 request_id ? " request_id=" : "", request_id ? request_id : "",
+			 tenant ? " tenant=" : "", tenant ? tenant : "",
+			 actor ? " actor=" : "", actor ? actor : "");
+	switch (redact_string(cxt, line, strlen(line), false, &out))
+	{
+		case REDACT_CLEAN:
+			append_detail_log(edata, cxt, line);
+			break;
+		case REDACT_DONE:
+			append_detail_log(edata, cxt, out);
+			pfree(out);
+			break;
+		case REDACT_FAILED:
+			break;
+	}
 }
 
 /*
  * emit_log_hook's work: redact every text of a message on its way to the
  * server log, and to the client when it goes there too (the hook runs
- * before either is sent).  Never throws.
+ * before either is sent); then tie it to its request.  Never throws.
  */
 void
 kg_redact_error_data(ErrorData *edata)
@@ -311,20 +937,20 @@ kg_redact_error_data(ErrorData *edata)
 	redact_field(&edata->datatype_name, cxt);
 	redact_field(&edata->constraint_name, cxt);
 	redact_statement(edata, cxt);
+	append_correlation(edata, cxt);
 }
 
 /*
  * pg_stat_activity: when source is the top-level statement text (the one
  * PostgreSQL reported) and carries a secret within what pg_stat_activity
  * keeps, report a redacted copy in its place.  Only that many bytes are
- * looked at: a run cut at the end is redacted all the same.
+ * looked at: a secret cut at the end is redacted all the same.
  */
 void
 kg_redact_activity(const char *source)
 {
 	size_t		len;
-	const char *first;
-	char	   *redacted;
+	char	   *redacted = NULL;
 	uint64		query_id;
 
 	if (source == NULL || source != debug_query_string || !pgstat_track_activities)
@@ -335,22 +961,26 @@ kg_redact_activity(const char *source)
 	 */
 	len = strnlen(source, pgstat_track_activity_query_size);
 	len = pg_mbcliplen(source, len, pgstat_track_activity_query_size - 1);
-	first = find_secret(source, len);
-	if (first == NULL)
-		return;
-	redacted = redact_into(CurrentMemoryContext, source, len, first);
-	if (redacted == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
+	switch (redact_string(CurrentMemoryContext, source, len, false, &redacted))
+	{
+		case REDACT_CLEAN:
+			return;
+		case REDACT_DONE:
+			break;
+		case REDACT_FAILED:
+			/* Shown as the marker alone rather than as it was. */
+			redacted = NULL;
+			break;
+	}
 
 	/*
 	 * Reporting a running statement forgets its query id; put back the one
 	 * parse analysis already reported.
 	 */
 	query_id = pgstat_get_my_query_id();
-	pgstat_report_activity(STATE_RUNNING, redacted);
+	pgstat_report_activity(STATE_RUNNING, redacted ? redacted : KG_REDACTED_TEXT);
 	if (query_id != UINT64CONST(0))
 		pgstat_report_query_id(query_id, true);
-	pfree(redacted);
+	if (redacted)
+		pfree(redacted);
 }
