@@ -234,8 +234,8 @@ conninfo_value(const char *q, const char *end, const char **vstart)
 
 /*
  * The contents of the SQL literal at q, if one starts there: '...' (a
- * doubled quote and a backslash escape do not end it), E'...', U&'...',
- * $$...$$ and $tag$...$tag$.  Returns the end of the contents (the
+ * doubled quote and a backslash escape do not end it), ''...'' (a literal
+ * quoted inside another), E'...', U&'...', $$...$$ and $tag$...$tag$.  Returns the end of the contents (the
  * closing quote or tag), or NULL when no literal starts at q.
  */
 static const char *
@@ -245,6 +245,19 @@ sql_literal(const char *q, const char *end, const char **vstart)
 		q++;
 	else if (end - q >= 3 && (*q == 'U' || *q == 'u') && q[1] == '&' && q[2] == '\'')
 		q += 2;
+	if (end - q >= 3 && q[0] == '\'' && q[1] == '\'' && q[2] != '\'')
+	{
+		/*
+		 * A literal inside a literal (EXECUTE '... PASSWORD ''x'' ...'):
+		 * up to the next doubled quote.  An empty literal ('' LOGIN) is
+		 * read the same way: too much is hidden, never too little.
+		 */
+		q += 2;
+		*vstart = q;
+		while (q + 1 < end && !(q[0] == '\'' && q[1] == '\''))
+			q++;
+		return q + 1 < end ? q : end;
+	}
 	if (q < end && *q == '\'')
 	{
 		q++;

@@ -870,6 +870,48 @@ do_unit(WorkUnit *unit, MemoryContext caller)
 }
 
 /*
+ * The request a unit of work finishes, for its log lines (redact.c adds it
+ * to every line while kg_log_request_id is set): for a tenant drop, the
+ * request of the delete_tenant() that scheduled it, from its audit record
+ * (found through the audit log's index on at, from the tenant's
+ * deleted_at).  A purge batch spans the rows of many requests: none.
+ */
+static char unit_request_id[KG_REQUEST_ID_MAXLEN + 1];
+
+static void
+note_unit_request(WorkUnit *unit)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+
+	kg_log_request_id = NULL;
+	if (unit->kind != WORK_DROP_TENANT)
+		return;
+	values[0] = CStringGetTextDatum(unit->tenant);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		return;
+	if (SPI_execute_with_args("SELECT a.request_id FROM keys_guard.tenant t"
+							  " JOIN keys_guard.audit_log a ON a.at >= t.deleted_at"
+							  " AND a.action = 'delete_tenant' AND a.target = t.schema_name"
+							  " WHERE t.id = $1 AND a.request_id IS NOT NULL"
+							  " ORDER BY a.at LIMIT 1",
+							  1, types, values, NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+		{
+			text_to_cstring_buffer(DatumGetTextPP(d), unit_request_id,
+								   sizeof(unit_request_id));
+			kg_log_request_id = unit_request_id;
+		}
+	}
+	SPI_finish();
+}
+
+/*
  * One unit of work in its own transaction; a failure is recorded and the
  * worker goes on with the next one.  Returns false if the unit failed or
  * its table is gone.
@@ -906,6 +948,7 @@ run_unit(WorkUnit *unit)
 		if (unit->kind == WORK_PURGE_STEP)
 			(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
 									 GUC_ACTION_LOCAL, true, ERROR, false);
+		note_unit_request(unit);
 		do_unit(unit, caller);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -926,6 +969,7 @@ run_unit(WorkUnit *unit)
 		ok = false;
 	}
 	PG_END_TRY();
+	kg_log_request_id = NULL;
 	pfree(target);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);

@@ -184,13 +184,130 @@ my @battery = (
 
 my @tags = map { run_step(@$_) } @battery;
 
+# ---------------------------------------------------------------------
+# The other secrets (README, "Secrets in the server log"): JSON Web
+# Tokens, PASSWORD literals in role statements, password= in connection
+# strings and user mappings, and keys_guard.redact_patterns.  Each step
+# runs once: SECRET gets a fresh secret of its kind, CONTROL the control
+# token (which is no secret of any kind, so it is logged: the statement
+# was), and the step's log lines must show the marker [REDACTED].
+# ---------------------------------------------------------------------
+my $text_marker = '[REDACTED]';
+my %marker_of;
+
+sub jwt_secret
+{
+	my $b64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+	return 'eyJ'
+	  . random_chars($b64, 30) . '.'
+	  . random_chars($b64, 40) . '.'
+	  . random_chars($b64, 43);
+}
+
+sub password_secret
+{
+	return 'pw' . random_chars('0123456789abcdefghijklmnopqrstuvwxyz', 24);
+}
+
+# keys_guard.redact_patterns (set in postgresql.conf below).
+sub pattern_secret
+{
+	return 'sk_live_' . random_chars('0123456789abcdef', 24);
+}
+
+sub run_kind_step
+{
+	my ($tag, $how, $make_secret, $sql) = @_;
+	my %vars;
+	(my $text = $sql) =~ s/TAG/$tag/g;
+	$text =~ s/CONTROL/$control/g;
+	# Each SECRET (or SECRET2, ...) gets its own secret.
+	$text =~ s/(SECRET\d*)/$vars{$1} //= $make_secret->()/ge;
+	remember_secret(values %vars);
+	if ($how eq 'extended')
+	{
+		my %bind;
+		for my $name (keys %vars)
+		{
+			$bind{ lc $name } = $vars{$name};
+			$text =~ s/\Q$vars{$name}\E/:\L$name/g;
+		}
+		$bind{ctl} = $control;
+		$text =~ s/\Q$control\E/:ctl/g;
+		run_extended($text, %bind);
+	}
+	else
+	{
+		run_sql($text);
+	}
+	$marker_of{$tag} = $text_marker;
+	return $tag;
+}
+
+$node->append_conf('postgresql.conf',
+	"keys_guard.redact_patterns = 'sk_live_[0-9a-f]{24}, \"(?i)xyzzy-[a-z]{4}\"'");
+$node->reload;
+# postgres_fdw is in contrib; the user mapping step needs it.
+my $fdw = $node->safe_psql('postgres',
+	"SELECT count(*) FROM pg_available_extensions WHERE name = 'postgres_fdw'");
+
+my @kind_battery = (
+	# Roles: every quoting, ENCRYPTED, ALTER, a failing statement.
+	[ 'kind_role_plain', 'simple', \&password_secret,
+		q{CREATE ROLE r_TAG LOGIN PASSWORD 'SECRET' /* TAG CONTROL */} ],
+	[ 'kind_role_quotings', 'simple', \&password_secret,
+		q{ALTER ROLE r_kind_role_plain ENCRYPTED PASSWORD E'SECRET' /* TAG CONTROL */; ALTER USER r_kind_role_plain PASSWORD $$SECRET2$$; ALTER USER r_kind_role_plain WITH password $pw$SECRET3$pw$ VALID UNTIL 'infinity'} ],
+	[ 'kind_role_failing', 'simple', \&password_secret,
+		q{CREATE USER r_kind_role_plain PASSWORD 'SECRET' /* TAG CONTROL */} ],
+	[ 'kind_role_syntax', 'simple', \&password_secret,
+		q{CREATE ROLE r_TAG PASSWORD 'SECRET' NOSUCHOPTION /* TAG CONTROL */} ],
+	[ 'kind_role_nested', 'simple', \&password_secret,
+		q{DO $$ BEGIN EXECUTE 'CREATE ROLE r_TAG PASSWORD ''SECRET'' /* TAG CONTROL */'; EXECUTE 'CREATE ROLE r_TAG PASSWORD ''SECRET2'''; END $$} ],
+	[ 'kind_role_function', 'simple', \&password_secret,
+		q{CREATE FUNCTION f_TAG() RETURNS void LANGUAGE plpgsql AS $f$ BEGIN ALTER ROLE r_kind_role_plain PASSWORD 'SECRET'; RAISE EXCEPTION 'TAG CONTROL'; END $f$; SELECT f_TAG()} ],
+	# Connection strings.
+	[ 'kind_subscription', 'simple', \&password_secret,
+		q{CREATE SUBSCRIPTION s_TAG CONNECTION 'host=127.0.0.1 port=1 dbname=nowhere password=SECRET application_name=CONTROL' PUBLICATION p WITH (connect = false)} ],
+	[ 'kind_subscription_quoted', 'simple', \&password_secret,
+		q{ALTER SUBSCRIPTION s_kind_subscription CONNECTION 'host=127.0.0.1 password = ''SECRET'' application_name=CONTROL'; CREATE SUBSCRIPTION s_TAG CONNECTION 'password=''SECRET2'' host=nowhere.invalid application_name=CONTROL' PUBLICATION p} ],
+	[ 'kind_conninfo_literal', 'simple', \&password_secret,
+		q{SELECT /* TAG CONTROL */ 'host=x password=SECRET user=u'::int} ],
+	# JSON Web Tokens: literals, bind parameters, functions.
+	[ 'kind_jwt_literal', 'simple', \&jwt_secret,
+		q{SELECT /* TAG CONTROL */ length('SECRET'); SELECT /* TAG */ 'Bearer SECRET2'::int} ],
+	[ 'kind_jwt_bind', 'extended', \&jwt_secret,
+		q{SELECT /* TAG */ length(SECRET) + length(CONTROL);} ],
+	[ 'kind_jwt_bind_error', 'extended', \&jwt_secret,
+		q{SELECT /* TAG */ (SECRET || CONTROL)::int;} ],
+	[ 'kind_jwt_function', 'simple', \&jwt_secret,
+		q{CREATE FUNCTION f_TAG(t text) RETURNS int LANGUAGE plpgsql AS $f$ BEGIN RAISE NOTICE 'TAG CONTROL %', t; RETURN t::int; END $f$; SELECT f_TAG('SECRET')} ],
+	[ 'kind_jwt_prepare', 'simple', \&jwt_secret,
+		q{PREPARE p_TAG(text) AS SELECT /* TAG CONTROL */ $1::int; EXECUTE p_TAG('SECRET')} ],
+	# keys_guard.redact_patterns.
+	[ 'kind_pattern_literal', 'simple', \&pattern_secret,
+		q{SELECT /* TAG CONTROL */ length('SECRET'); SELECT 'x SECRET2 y'::int} ],
+	[ 'kind_pattern_bind', 'extended', \&pattern_secret,
+		q{SELECT /* TAG */ (SECRET || CONTROL)::int;} ],
+	[ 'kind_pattern_raise', 'simple', \&pattern_secret,
+		q{DO $$ BEGIN RAISE WARNING 'TAG CONTROL' USING DETAIL = 'SECRET', HINT = 'SECRET2'; END $$} ],
+	[ 'kind_pattern_icase', 'simple', sub { 'XYZZY-' . random_chars('ABCDEFGH', 4) },
+		q{SELECT /* TAG CONTROL */ 'SECRET'::int} ],);
+if ($fdw)
+{
+	push @kind_battery,
+	  [ 'kind_user_mapping', 'simple', \&password_secret,
+		q{CREATE EXTENSION IF NOT EXISTS postgres_fdw; CREATE SERVER sv_TAG FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'nowhere.invalid', dbname 'CONTROL'); CREATE USER MAPPING FOR CURRENT_USER SERVER sv_TAG OPTIONS (user 'u', password 'SECRET'); ALTER USER MAPPING FOR CURRENT_USER SERVER sv_TAG OPTIONS (SET password 'SECRET2'); CREATE USER MAPPING FOR CURRENT_USER SERVER sv_TAG OPTIONS ("password" 'SECRET3')} ];
+}
+
+push @tags, map { run_kind_step(@$_) } @kind_battery;
+
 # pg_stat_activity: a statement that runs for a while, with a secret in
 # its text, is shown redacted to another session, in its own backend and
 # in a parallel worker that runs its plan.
 sub check_activity
 {
-	my ($tag, $settings, $sql, $backend_type) = @_;
-	my $secret = key_shaped_secret();
+	my ($tag, $settings, $sql, $backend_type, $make_secret) = @_;
+	my $secret = $make_secret ? $make_secret->() : key_shaped_secret();
 	remember_secret($secret);
 	(my $text = $sql) =~ s/SECRET/$secret/g;
 	$text =~ s/TAG/$tag/g;
@@ -205,7 +322,8 @@ sub check_activity
 		"$tag: the running statement is in pg_stat_activity ($backend_type)");
 	my $shown = $node->safe_psql('postgres', "SELECT string_agg(query, ' | ') $which");
 	unlike($shown, qr/\Q$secret\E/, "$tag: pg_stat_activity does not show the secret");
-	like($shown, qr/\Q$marker\E/, "$tag: pg_stat_activity shows the marker");
+	like($shown, qr/\Q@{[ $make_secret ? $text_marker : $marker ]}\E/,
+		"$tag: pg_stat_activity shows the marker");
 	$node->safe_psql('postgres',
 		"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%$tag%'"
 		  . " AND pid <> pg_backend_pid() AND backend_type = 'client backend'");
@@ -222,6 +340,15 @@ check_activity(
 	'SET force_parallel_mode = on',
 	q{SELECT /* TAG */ count(*) FROM generate_series(1, 2000000000) g WHERE 'SECRET' IS NOT NULL},
 	'parallel worker');
+check_activity('step_activity_jwt', 'SELECT 1',
+	q{SELECT /* TAG */ pg_sleep(60) WHERE 'SECRET' IS NOT NULL},
+	'client backend', \&jwt_secret);
+check_activity('step_activity_password', 'SELECT 1',
+	q{SELECT /* TAG */ pg_sleep(60) WHERE 'host=x password=SECRET' IS NOT NULL},
+	'client backend', \&password_secret);
+check_activity('step_activity_pattern', 'SELECT 1',
+	q{SELECT /* TAG */ pg_sleep(60) WHERE 'SECRET' IS NOT NULL},
+	'client backend', \&pattern_secret);
 
 # ---------------------------------------------------------------------
 # Real API keys: once keys_guard.use_api_key()
@@ -280,6 +407,11 @@ for my $file (log_files())
 	my @leaks;
 	for my $secret (@secrets)
 	{
+		if (index($text, $secret) >= 0)
+		{
+			push @leaks, $secret;
+			next;
+		}
 		for (my $i = 4; $i + 16 <= length $secret; $i++)
 		{
 			my $piece = substr($secret, $i, 16);
@@ -291,6 +423,7 @@ for my $file (log_files())
 		}
 	}
 	push @leaks, $1 while $text =~ /(kgk_[0-9A-Za-z_]{20,})/g;
+	push @leaks, $1 while $text =~ /(eyJ[0-9A-Za-z_-]+\.[0-9A-Za-z_-]+\.)/g;
 	is(join(', ', @leaks), '', "no secret in $file");
 }
 
@@ -307,7 +440,7 @@ for my $format (qw(stderr csv json))
 		my $pos = 0;
 		while (($pos = index($text, $tag, $pos)) >= 0)
 		{
-			if (index(substr($text, $pos, 800), $marker) >= 0)
+			if (index(substr($text, $pos, 800), $marker_of{$tag} // $marker) >= 0)
 			{
 				$found = 1;
 				last;
