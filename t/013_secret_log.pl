@@ -222,7 +222,7 @@ sub run_kind_step
 	(my $text = $sql) =~ s/TAG/$tag/g;
 	$text =~ s/CONTROL/$control/g;
 	# Each SECRET (or SECRET2, ...) gets its own secret.
-	$text =~ s/(SECRET\d*)/$vars{$1} //= $make_secret->()/ge;
+	$text =~ s{(SECRET\d*)}{$vars{$1} //= $make_secret->()}ge;
 	remember_secret(values %vars);
 	if ($how eq 'extended')
 	{
@@ -256,7 +256,7 @@ my @kind_battery = (
 	[ 'kind_role_plain', 'simple', \&password_secret,
 		q{CREATE ROLE r_TAG LOGIN PASSWORD 'SECRET' /* TAG CONTROL */} ],
 	[ 'kind_role_quotings', 'simple', \&password_secret,
-		q{ALTER ROLE r_kind_role_plain ENCRYPTED PASSWORD E'SECRET' /* TAG CONTROL */; ALTER USER r_kind_role_plain PASSWORD $$SECRET2$$; ALTER USER r_kind_role_plain WITH password $pw$SECRET3$pw$ VALID UNTIL 'infinity'} ],
+		q{ALTER ROLE /* TAG CONTROL */ r_kind_role_plain ENCRYPTED PASSWORD E'SECRET'; ALTER USER /* TAG */ r_kind_role_plain PASSWORD $$SECRET2$$; ALTER USER /* TAG */ r_kind_role_plain WITH password $pw$SECRET3$pw$ VALID UNTIL 'infinity'} ],
 	[ 'kind_role_failing', 'simple', \&password_secret,
 		q{CREATE USER r_kind_role_plain PASSWORD 'SECRET' /* TAG CONTROL */} ],
 	[ 'kind_role_syntax', 'simple', \&password_secret,
@@ -329,6 +329,7 @@ sub check_activity
 		  . " AND pid <> pg_backend_pid() AND backend_type = 'client backend'");
 	$h->finish;
 	push @tags, $tag;
+	$marker_of{$tag} = $text_marker if $make_secret;
 	return;
 }
 
