@@ -360,6 +360,7 @@ kg_hooks_install(void)
 
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = kg_emit_log;
+	kg_redact_init();			/* xact callback: an aborted block's request */
 	prev_post_parse_analyze_hook = post_parse_analyze_hook;
 	post_parse_analyze_hook = kg_post_parse_analyze;
 	kg_acting_init();

@@ -71,6 +71,7 @@
 
 #include <string.h>
 
+#include "access/xact.h"
 #include "catalog/pg_collation_d.h"
 #include "mb/pg_wchar.h"
 #include "regex/regex.h"
@@ -890,6 +891,55 @@ redact_statement(ErrorData *edata, MemoryContext cxt)
 }
 
 /*
+ * A failed statement in a transaction block rolls the context back with
+ * the rest of the transaction's settings, at once; the block goes on
+ * until ROLLBACK, and its "current transaction is aborted" errors and the
+ * ROLLBACK itself are still the request's.  So the context is kept as it
+ * was at the abort, and used while the block stays aborted.
+ */
+static bool aborted_set = false;
+static char aborted_request_id[KG_REQUEST_ID_MAXLEN + 1];
+static char aborted_tenant[KG_TENANT_ID_MAXLEN + 1];
+static char aborted_actor[KG_ACTOR_MAXLEN + 1];
+
+static void
+keep_context(char *dst, size_t size, const char *value)
+{
+	if (value)
+		strlcpy(dst, value, size);
+	else
+		dst[0] = '\0';
+}
+
+static void
+redact_xact_callback(XactEvent event, void *arg)
+{
+	const char *request_id;
+	const char *tenant;
+	const char *actor;
+
+	if (event != XACT_EVENT_ABORT)
+	{
+		if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE)
+			aborted_set = false;
+		return;
+	}
+	request_id = kg_current_request_id();
+	tenant = kg_current_tenant();
+	actor = kg_current_actor();
+	aborted_set = (request_id || tenant || actor);
+	keep_context(aborted_request_id, sizeof(aborted_request_id), request_id);
+	keep_context(aborted_tenant, sizeof(aborted_tenant), tenant);
+	keep_context(aborted_actor, sizeof(aborted_actor), actor);
+}
+
+void
+kg_redact_init(void)
+{
+	RegisterXactCallback(redact_xact_callback, NULL);
+}
+
+/*
  * Correlation: while a request context is set, the line's server-only
  * detail ends with the request id, tenant and actor (those that are set),
  * redacted like any other text.  Worker lines carry the request id the
@@ -906,6 +956,13 @@ append_correlation(ErrorData *edata, MemoryContext cxt)
 	char		line[64 + KG_REQUEST_ID_MAXLEN + KG_TENANT_ID_MAXLEN + KG_ACTOR_MAXLEN];
 	char	   *out = NULL;
 
+	if (request_id == NULL && tenant == NULL && actor == NULL &&
+		aborted_set && IsAbortedTransactionBlockState())
+	{
+		request_id = aborted_request_id[0] ? aborted_request_id : NULL;
+		tenant = aborted_tenant[0] ? aborted_tenant : NULL;
+		actor = aborted_actor[0] ? aborted_actor : NULL;
+	}
 	if (request_id == NULL)
 		request_id = kg_log_request_id;
 	if (request_id == NULL && tenant == NULL && actor == NULL)
