@@ -29,6 +29,13 @@
 #   BENCH_INSTALL=1    build and `make install` the tree first (0: benchmark
 #                      the keys_guard already installed for PostgreSQL 15)
 #   BENCH_DEPS=1       run scripts/deps.sh first (0: skip)
+#   BENCH_LIBRARY=     a keys_guard.so to preload instead of the installed
+#                      one (copied into the work directory, which goes first
+#                      on dynamic_library_path, so that the preloaded library
+#                      and the background workers load the copy), for
+#                      machines where others `make install` during the run;
+#                      pgbench -S calls no keys_guard SQL function, which
+#                      would load the installed library ($libdir/keys_guard)
 # Writes the result table to stdout and to bench/results/log.md (raw
 # per-run numbers in bench/results/log.tsv).
 set -euo pipefail
@@ -47,6 +54,7 @@ SCALE=${SCALE:-10}
 PGBENCH_MODE=${PGBENCH_MODE:-prepared}
 BENCH_INSTALL=${BENCH_INSTALL:-1}
 BENCH_DEPS=${BENCH_DEPS:-1}
+BENCH_LIBRARY=${BENCH_LIBRARY:-}
 
 for v in BENCH_SECONDS ROUNDS WARMUP_SECONDS CLIENTS JOBS SCALE; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "log.sh: $v must be a whole number" >&2; exit 2; }
@@ -56,7 +64,9 @@ done
 [ "$(id -u)" -eq 0 ] || { echo "log.sh: run as root (servers are started as the postgres user)" >&2; exit 2; }
 
 repro="cd $here && BENCH_SECONDS=$BENCH_SECONDS ROUNDS=$ROUNDS WARMUP_SECONDS=$WARMUP_SECONDS"
-repro+=" CLIENTS=$CLIENTS JOBS=$JOBS SCALE=$SCALE PGBENCH_MODE=$PGBENCH_MODE BENCH_INSTALL=$BENCH_INSTALL bash bench/log.sh"
+repro+=" CLIENTS=$CLIENTS JOBS=$JOBS SCALE=$SCALE PGBENCH_MODE=$PGBENCH_MODE BENCH_INSTALL=$BENCH_INSTALL"
+[ -n "$BENCH_LIBRARY" ] && repro+=" BENCH_LIBRARY=$BENCH_LIBRARY"
+repro+=" bash bench/log.sh"
 
 . "$bench/lib.sh"
 
@@ -89,10 +99,20 @@ log_line_prefix = '%m [%p] %q%u@%d '
 log_statement = all
 EOF
 
+# What "preloaded" preloads: the installed library, or a private copy.
+preload_name=keys_guard
+if [ -n "$BENCH_LIBRARY" ]; then
+  cp "$BENCH_LIBRARY" "$work/keys_guard.so"
+  chmod 644 "$work/keys_guard.so"
+  libfile="$work/keys_guard.so"
+  libsum=$(md5sum "$libfile" | cut -c1-12)
+  echo "dynamic_library_path = '$work:\$libdir'" >>"$pgdata/postgresql.conf"
+fi
+
 # start_server <preload: 0|1>: (re)start with or without keys_guard preloaded.
 start_server() {
   local libs=''
-  [ "$1" = 1 ] && libs=keys_guard
+  [ "$1" = 1 ] && libs=$preload_name
   if [ "$server_up" = 1 ]; then
     runuser -u postgres -- pg_ctl -D "$pgdata" -m fast -w stop >/dev/null
     server_up=0
@@ -221,7 +241,8 @@ report="$work/report.md"
 {
   echo "# keys_guard log redaction benchmark results"
   echo
-  if [ "$BENCH_INSTALL" = 1 ]; then built="built and installed from this tree"; else built="as installed before the run"; fi
+  if [ -n "$BENCH_LIBRARY" ]; then built="a copy of $BENCH_LIBRARY";
+  elif [ "$BENCH_INSTALL" = 1 ]; then built="built and installed from this tree"; else built="as installed before the run"; fi
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), tree at commit $commit, keys_guard.so ($built) md5 $libsum,"
   echo "$(pgbench --version | sed 's/^pgbench (\(PostgreSQL\))/\1/'), $(nproc) CPUs, load average $load_before before / $load_after after, $elapsed s."
   echo "Each run: pgbench -n -S -M $PGBENCH_MODE -c $CLIENTS -j $JOBS -T $BENCH_SECONDS, scale $SCALE, as bench_app;"
