@@ -117,6 +117,8 @@ SELECT ('token ' || :'jwt' || '. and eyJnotajwt and eyJa.b')::int;
 DO $do$ BEGIN RAISE NOTICE 'create: %', $q$CREATE ROLE r PASSWORD 'pw-one' LOGIN$q$; END $do$;
 DO $do$ BEGIN RAISE NOTICE 'quotings: %', $q$ENCRYPTED PASSWORD E'pw\'two' password 'pw''three' PASSWORD $$pw-four$$ Password $t$pw$$five$t$ password /* c */ 'pw-six' PASSWORD NULL nopassword 'kept'$q$; END $do$;
 DO $do$ BEGIN RAISE NOTICE 'conninfo: %', $q$CONNECTION 'host=x password=pw-seven port=5432' OPTIONS (password 'pw-eight', "password" 'pw-nine') 'password = ''pw ten'' user=u' 'password=''pw\''eleven'' dbname=d'$q$; END $do$;
+-- The end of an identifier: db_password = 'x'; not a longer word.
+DO $do$ BEGIN RAISE NOTICE 'names: %', $q$UPDATE t SET db_password = 'pw-14', passwords = 'kept', password_hash = 'kept' WHERE password_ok AND "password" = $$pw-15$$$q$; END $do$;
 -- A literal inside a literal (dynamic SQL).
 DO $do$ BEGIN RAISE NOTICE 'nested: %', $q$EXECUTE 'ALTER ROLE r PASSWORD ''pw-13'' LOGIN'$q$; END $do$;
 -- Unterminated: redacted to the end.

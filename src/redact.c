@@ -306,8 +306,9 @@ sql_literal(const char *q, const char *end, const char **vstart)
 /*
  * A password at p (p[0] is 'p' or 'P'): the word "password", then either
  * "=" and a connection string value, or an SQL literal (after spaces and
- * comments).  The word must not continue an identifier ("nopassword");
- * it may be a quoted identifier ("password" 'x').
+ * comments).  The word must not continue a word ("nopassword"), but may
+ * end an identifier (db_password = 'x'); it may be a quoted identifier
+ * ("password" 'x').
  */
 static bool
 match_password(const char *s, const char *p, const char *end, Secret *sec)
@@ -318,7 +319,7 @@ match_password(const char *s, const char *p, const char *end, Secret *sec)
 
 	if (end - p < 9 || pg_strncasecmp(p, "password", 8) != 0)
 		return false;
-	if (p > s && (is_key_char(p[-1]) || p[-1] == '$'))
+	if (p > s && p[-1] != '_' && (is_key_char(p[-1]) || p[-1] == '$'))
 		return false;
 	if (q < end && *q == '"')
 		q++;
@@ -342,7 +343,12 @@ match_password(const char *s, const char *p, const char *end, Secret *sec)
 		q++;
 		while (q < end && (*q == ' ' || *q == '\t'))
 			q++;
-		vend = conninfo_value(q, end, &vstart);
+		/* password = $$x$$ or E'x' in SQL; else a connection string's value. */
+		vend = NULL;
+		if (q < end && *q != '\'')
+			vend = sql_literal(q, end, &vstart);
+		if (vend == NULL)
+			vend = conninfo_value(q, end, &vstart);
 	}
 	else
 	{

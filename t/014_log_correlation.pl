@@ -40,6 +40,7 @@ log_min_duration_statement = 0
 log_min_messages = notice
 log_min_error_statement = debug5
 log_error_verbosity = default
+keys_guard.redact_patterns = 'corr-secret-[0-9]+'
 });
 $node->start;
 $node->safe_psql(
@@ -66,7 +67,7 @@ my ($ret, $out, $err) = $node->psql(
 SELECT '$begin';
 BEGIN;
 SELECT keys_guard.set_context(tenant => 'corr', actor => 'user_corr', request_id => '$request');
-SELECT count(*) FROM pg_class;
+SELECT count(*) FROM pg_class WHERE relname <> 'corr-secret-4242';
 DO \$\$ BEGIN RAISE NOTICE 'a notice'; RAISE WARNING 'a warning' USING DETAIL = 'its own detail'; END \$\$;
 SELECT public.corr_fail(0);
 SELECT 'after the error';
@@ -222,6 +223,14 @@ for my $format (qw(stderr csv json))
 	# Before and after: no request id.
 	my @outside = grep { index($_->{detail}, 'request_id=') >= 0 } (@mine[ 0 .. $from - 1 ], @mine[ $to + 1 .. $#mine ]);
 	is(scalar @outside, 0, "$format: lines outside the request carry no request id");
+}
+
+# redact_patterns set in postgresql.conf at startup works in every format.
+for my $ext (qw(log csv json))
+{
+	my $text = slurp_format($ext);
+	ok(index($text, 'corr-secret-4242') < 0 && index($text, "relname <> '[REDACTED]'") >= 0,
+		"$ext: a keys_guard.redact_patterns match set at startup is redacted");
 }
 
 # ---------------------------------------------------------------------
