@@ -28,6 +28,21 @@ SELECT keys_guard.set_context('apikeys', 'setup');
 INSERT INTO tenant_apikeys.things VALUES (1, 'one'), (2, 'two') ON CONFLICT DO NOTHING;
 COMMIT;
 GRANT USAGE ON SCHEMA tenant_apikeys TO keys_guard_keyholder;
+-- CRC-32C (Castagnoli, reflected 0x82F63B78) in lower-case hex, to make
+-- well-formed secrets that were never issued.
+CREATE FUNCTION pg_temp.crc32c(s text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    crc bigint := 4294967295;
+BEGIN
+    FOR i IN 1..length(s) LOOP
+        crc := crc # ascii(substr(s, i, 1));
+        FOR j IN 1..8 LOOP
+            crc := CASE WHEN crc & 1 = 1 THEN (crc >> 1) # 2197175160 ELSE crc >> 1 END;
+        END LOOP;
+    END LOOP;
+    RETURN lpad(to_hex(crc # 4294967295), 8, '0');
+END
+$$;
 GRANT SELECT ON tenant_apikeys.things TO keys_guard_keyholder;
 RESET client_min_messages;
 
@@ -40,7 +55,8 @@ SELECT key_id AS read_id, secret AS read_secret, expires_at AS read_expires
 SELECT left(:'read_secret', 4) AS prefix, length(:'read_secret') AS length,
        :'read_secret' ~ '^kgk_[0-9a-f]{32}[a-z2-7]{52}[0-9a-f]{8}$' AS shape,
        substr(:'read_secret', 5, 32) = replace(:'read_id', '-', '') AS carries_key_id,
-       :'read_expires'::timestamptz - now() = interval '90 days' AS ninety_days;
+       :'read_expires'::timestamptz - now() BETWEEN interval '89 days 23 hours' AND interval '90 days' AS ninety_days,
+       right(:'read_secret', 8) = pg_temp.crc32c(left(:'read_secret', 88)) AS crc32c;
 -- A second key differs (id and random part).
 SELECT key_id AS read2_id, secret AS read2_secret
   FROM keys_guard.create_api_key('apikeys', 'assistant-2', '{read}', '1 day') \gset
@@ -145,9 +161,19 @@ SELECT keys_guard.use_api_key(NULL);
 --
 -- 3. Every refusal is 28000 "invalid API key", whatever the reason.
 --
--- unknown id (a well-formed secret with a valid checksum, never issued)
-SELECT 'kgk_' || repeat('0', 31) || '1' || repeat('a', 52) AS unknown_body \gset
-SELECT :'unknown_body' || lpad(to_hex(('x' || '0')::bit(4)::int), 8, '0') AS dummy \gset
+-- Well-formed secrets with a valid checksum that were never issued: an
+-- unknown key id, and the id of a live key with another random part.
+RESET ROLE;
+SELECT 'kgk_' || md5('never issued') || repeat('a', 52) AS unknown_body,
+       left(:'write_secret', 36) || repeat('b', 52) AS wrong_body \gset
+SELECT :'unknown_body' || pg_temp.crc32c(:'unknown_body') AS unknown_secret,
+       :'wrong_body' || pg_temp.crc32c(:'wrong_body') AS wrong_secret \gset
+SET ROLE kg_tool;
+SELECT keys_guard.use_api_key(:'unknown_secret');
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.use_api_key(:'wrong_secret');
+\echo :LAST_ERROR_SQLSTATE
+-- malformed: too long, truncated, empty, bad checksum, spliced
 SELECT keys_guard.use_api_key(:'read_secret' || 'x');
 \echo :LAST_ERROR_SQLSTATE
 SELECT keys_guard.use_api_key(left(:'read_secret', 95));
@@ -158,10 +184,6 @@ SELECT keys_guard.use_api_key('');
 SELECT keys_guard.use_api_key(left(:'read_secret', 95) ||
        CASE right(:'read_secret', 1) WHEN '0' THEN '1' ELSE '0' END);
 \echo :LAST_ERROR_SQLSTATE
--- wrong secret: same id, another random part, its checksum right (made by
--- swapping the random part of another key is not enough: the checksum
--- covers it), so: the id of read2 with read's random part and no valid
--- checksum is a malformed key too
 SELECT keys_guard.use_api_key(left(:'read2_secret', 36) || substr(:'read_secret', 37));
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
@@ -249,11 +271,12 @@ RESET ROLE;
 --
 -- 8. Audit: successes and refusals with the key id and reason, never the secret.
 --
-SELECT wait_for_audit($$action = 'api_key_use' AND outcome = 'denied' AND detail->>'reason' = 'tenant deleted'$$, 1) > 0 AS drained;
+SELECT wait_for_audit($$action = 'api_key_use' AND outcome = 'denied' AND target = '$$ || :'gone_id' || $$' AND outcome = 'denied'$$, 1) > 0 AS drained;
 SELECT outcome, detail->>'reason' AS reason, count(*)
   FROM keys_guard.audit_log
  WHERE action = 'api_key_use'
-   AND (target IN (:'read_id', :'read2_id', :'short_id', :'rot_id', :'gone_id')
+   AND (target IN (:'read_id', :'read2_id', :'short_id', :'rot_id', :'gone_id', :'write_id')
+        OR target = substr(:'unknown_secret', 5, 32)::uuid::text
         OR (target IS NULL AND detail->>'reason' = 'malformed'))
  GROUP BY 1, 2 ORDER BY 1, 2;
 SELECT tenant, actor, detail->>'name' AS name
@@ -267,6 +290,7 @@ SELECT count(*) AS records_with_secret FROM keys_guard.audit_log
  WHERE position(substr(:'read_secret', 37, 52) IN detail::text || coalesce(target, '') || coalesce(actor, '')) > 0
     OR position(substr(:'read2_secret', 37, 52) IN detail::text) > 0
     OR position(substr(:'rot_secret', 37, 52) IN detail::text) > 0
+    OR position(substr(:'wrong_secret', 37, 52) IN detail::text) > 0
     OR position('kgk_' IN detail::text || coalesce(target, '')) > 0;
 
 --
@@ -295,5 +319,3 @@ TRUNCATE keys_guard.api_key;
 -- The stored hash is SHA-256 of the secret.
 SELECT secret_hash = sha256(convert_to(:'write_secret', 'UTF8')) AS sha256
   FROM keys_guard.api_key WHERE id = :'write_id';
-SELECT keys_guard.revoke_api_key(key_id) IS NOT NULL AS revoked
-  FROM keys_guard.api_keys WHERE tenant LIKE 'apikeys%' AND status <> 'revoked' AND false;

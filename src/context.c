@@ -690,7 +690,11 @@ kg_apply_key_context(const char *tenant_id, const char *actor,
 
 	if (keys_guard_tenant_search_path && tenant != NULL && OidIsValid(tenant->nspoid))
 		schema = get_namespace_name(tenant->nspoid);
-	warn_if_no_transaction_block(true, "use_api_key");
+	if (!IsTransactionBlock())
+		ereport(WARNING,
+				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
+				 errmsg("use_api_key() outside a transaction block lasts only for the current statement"),
+				 errhint("Call it inside BEGIN ... COMMIT, together with the statements it is for.")));
 	apply_context(tenant_id, actor, generate_request_id(), NULL, key_id, can_write,
 				  schema, true, keys_guard_tenant_search_path);
 }
