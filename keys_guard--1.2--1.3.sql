@@ -65,6 +65,12 @@ CREATE TRIGGER keys_guard_registry_guard_truncate
     FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._registry_guard();
 ALTER TABLE keys_guard.api_key ENABLE ALWAYS TRIGGER keys_guard_registry_guard;
 ALTER TABLE keys_guard.api_key ENABLE ALWAYS TRIGGER keys_guard_registry_guard_truncate;
+-- Backends keep the keys they looked up (src/apikey.c); every change to
+-- the registry tells them to look again.
+CREATE TRIGGER keys_guard_registry_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON keys_guard.api_key
+    FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._registry_changed();
+ALTER TABLE keys_guard.api_key ENABLE ALWAYS TRIGGER keys_guard_registry_changed;
 
 -- Never the secret, never its hash.  Administrators see every key, a
 -- gateway the keys of the tenant of its current context.
@@ -469,6 +475,7 @@ report AS (
                    ('keys_guard.guarded_table', 'keys_guard_version'),
                    ('keys_guard.purge_stats', 'keys_guard_registry_guard'),
                    ('keys_guard.purge_stats', 'keys_guard_registry_guard_truncate'),
+                   ('keys_guard.api_key', 'keys_guard_registry_changed'),
                    ('keys_guard.api_key', 'keys_guard_registry_guard'),
                    ('keys_guard.api_key', 'keys_guard_registry_guard_truncate'),
                    ('keys_guard.audit_log', 'keys_guard_append_only'),

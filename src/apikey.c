@@ -39,6 +39,8 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -600,20 +602,43 @@ keys_guard_create_api_key(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-typedef struct UseArgs
+/*
+ * The keys this backend has looked up, by key id: a use_api_key() per
+ * transaction reads no table.  Only rows that exist are kept, at most
+ * KG_KEY_CACHE_MAX of them, and the whole cache is dropped whenever the
+ * registry changes (its trigger keys_guard._registry_changed() sends a
+ * relcache invalidation of keys_guard.api_key to every backend at commit)
+ * or relcache invalidations were lost.  Expiry and revocation are kept as
+ * times and compared with the transaction's start, as now() would be.
+ */
+typedef struct KeyEntry
 {
-	MemoryContext caller;
-	pg_uuid_t	id;
-	bool		found;
-	char	   *tenant;
-	char	   *name;
+	pg_uuid_t	id;				/* hash key */
+	char		tenant[KG_TENANT_ID_MAXLEN + 1];
+	char		name[KG_API_KEY_NAME_MAXLEN + 1];
 	bool		write;
-	bool		revoked;
-	bool		expired;
-	bool		tenant_active;
-	uint8		hash[PG_SHA256_DIGEST_LENGTH];
 	bool		hash_ok;
-} UseArgs;
+	uint8		hash[PG_SHA256_DIGEST_LENGTH];
+	bool		has_revoked_at;
+	TimestampTz revoked_at;
+	TimestampTz expires_at;
+} KeyEntry;
+
+#define KG_KEY_CACHE_MAX 1024
+
+static HTAB *key_cache = NULL;
+static Oid	key_cache_relid = InvalidOid;
+static bool key_cache_callback_registered = false;
+
+static void
+key_cache_invalidate(Datum arg, Oid relid)
+{
+	if (key_cache != NULL && (!OidIsValid(relid) || relid == key_cache_relid))
+	{
+		hash_destroy(key_cache);
+		key_cache = NULL;
+	}
+}
 
 static Oid
 api_key_relid(void)
@@ -629,9 +654,9 @@ api_key_relid(void)
 	return relid;
 }
 
-/* Read the key's row as the registry's owner; no write, no internal mode. */
-static void
-lookup_key(UseArgs *args)
+/* Read a key's row as the registry's owner into entry; false if none. */
+static bool
+read_key(Oid relid, const pg_uuid_t *id, KeyEntry *entry)
 {
 	static SPIPlanPtr plan = NULL;
 	Datum		values[1];
@@ -640,23 +665,19 @@ lookup_key(UseArgs *args)
 	TupleDesc	desc;
 	bool		isnull;
 	bytea	   *hash;
-	MemoryContext old;
+	Datum		revoked_at;
 	int			rc;
+	bool		found = false;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "keys_guard: SPI_connect failed");
-	kg_begin_as_owner(api_key_relid(), &save);
+	kg_begin_as_owner(relid, &save);
 	if (plan == NULL)
 	{
 		Oid			types[1] = {UUIDOID};
 		SPIPlanPtr	p = SPI_prepare("SELECT k.tenant, k.name, k.scopes OPERATOR(pg_catalog.@>) '{write}'::text[],"
-									" k.secret_hash,"
-									" k.revoked_at IS NOT NULL AND k.revoked_at OPERATOR(pg_catalog.<=) pg_catalog.now(),"
-									" k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now(),"
-									" t.status OPERATOR(pg_catalog.=) 'active'"
-									" FROM keys_guard.api_key k JOIN keys_guard.tenant t"
-									" ON t.id OPERATOR(pg_catalog.=) k.tenant"
-									" WHERE k.id OPERATOR(pg_catalog.=) $1",
+									" k.secret_hash, k.revoked_at, k.expires_at"
+									" FROM keys_guard.api_key k WHERE k.id OPERATOR(pg_catalog.=) $1",
 									1, types);
 
 		if (p == NULL)
@@ -664,7 +685,7 @@ lookup_key(UseArgs *args)
 		SPI_keepplan(p);
 		plan = p;
 	}
-	values[0] = UUIDPGetDatum(&args->id);
+	values[0] = UUIDPGetDatum(id);
 	rc = SPI_execute_plan(plan, values, NULL, true, 1);
 	kg_end_as_owner(&save);
 	if (rc != SPI_OK_SELECT)
@@ -673,21 +694,85 @@ lookup_key(UseArgs *args)
 	{
 		tuple = SPI_tuptable->vals[0];
 		desc = SPI_tuptable->tupdesc;
-		old = MemoryContextSwitchTo(args->caller);
-		args->found = true;
-		args->tenant = TextDatumGetCString(SPI_getbinval(tuple, desc, 1, &isnull));
-		args->name = TextDatumGetCString(SPI_getbinval(tuple, desc, 2, &isnull));
-		args->write = DatumGetBool(SPI_getbinval(tuple, desc, 3, &isnull));
+		found = true;
+		memset(entry, 0, sizeof(KeyEntry));
+		entry->id = *id;
+		strlcpy(entry->tenant, TextDatumGetCString(SPI_getbinval(tuple, desc, 1, &isnull)),
+				sizeof(entry->tenant));
+		strlcpy(entry->name, TextDatumGetCString(SPI_getbinval(tuple, desc, 2, &isnull)),
+				sizeof(entry->name));
+		entry->write = DatumGetBool(SPI_getbinval(tuple, desc, 3, &isnull));
 		hash = DatumGetByteaPP(SPI_getbinval(tuple, desc, 4, &isnull));
-		args->hash_ok = !isnull && VARSIZE_ANY_EXHDR(hash) == PG_SHA256_DIGEST_LENGTH;
-		if (args->hash_ok)
-			memcpy(args->hash, VARDATA_ANY(hash), PG_SHA256_DIGEST_LENGTH);
-		args->revoked = DatumGetBool(SPI_getbinval(tuple, desc, 5, &isnull));
-		args->expired = DatumGetBool(SPI_getbinval(tuple, desc, 6, &isnull));
-		args->tenant_active = DatumGetBool(SPI_getbinval(tuple, desc, 7, &isnull));
-		MemoryContextSwitchTo(old);
+		entry->hash_ok = !isnull && VARSIZE_ANY_EXHDR(hash) == PG_SHA256_DIGEST_LENGTH;
+		if (entry->hash_ok)
+			memcpy(entry->hash, VARDATA_ANY(hash), PG_SHA256_DIGEST_LENGTH);
+		revoked_at = SPI_getbinval(tuple, desc, 5, &isnull);
+		entry->has_revoked_at = !isnull;
+		entry->revoked_at = isnull ? 0 : DatumGetTimestampTz(revoked_at);
+		entry->expires_at = DatumGetTimestampTz(SPI_getbinval(tuple, desc, 6, &isnull));
 	}
 	SPI_finish();
+	return found;
+}
+
+/*
+ * The key with this id, from the cache or the registry, copied into *key
+ * (the cache may be dropped by any catalog access after this); false if
+ * there is none.
+ */
+static bool
+lookup_key(const pg_uuid_t *id, KeyEntry *key)
+{
+	Oid			relid = api_key_relid();
+	KeyEntry	row;
+	KeyEntry   *entry;
+	bool		found;
+
+	if (!key_cache_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(key_cache_invalidate, (Datum) 0);
+		key_cache_callback_registered = true;
+	}
+	/* A revocation committed since this transaction began counts at once. */
+	AcceptInvalidationMessages();
+	if (relid != key_cache_relid)
+	{
+		key_cache_invalidate((Datum) 0, InvalidOid);
+		key_cache_relid = relid;
+	}
+	if (key_cache != NULL)
+	{
+		entry = hash_search(key_cache, id, HASH_FIND, NULL);
+		if (entry != NULL)
+		{
+			memcpy(key, entry, sizeof(KeyEntry));
+			return true;
+		}
+	}
+
+	/*
+	 * Read the row.  An invalidation that arrives while it is read (a
+	 * registry change committed meanwhile) drops the cache before the row
+	 * is added, so the row read now is kept only until the next one.
+	 */
+	if (!read_key(relid, id, &row))
+		return false;
+	if (key_cache == NULL || hash_get_num_entries(key_cache) >= KG_KEY_CACHE_MAX)
+	{
+		HASHCTL		ctl;
+
+		if (key_cache != NULL)
+			hash_destroy(key_cache);
+		ctl.keysize = sizeof(pg_uuid_t);
+		ctl.entrysize = sizeof(KeyEntry);
+		ctl.hcxt = TopMemoryContext;
+		key_cache = hash_create("keys_guard API keys", 64, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	entry = hash_search(key_cache, id, HASH_ENTER, &found);
+	memcpy(entry, &row, sizeof(KeyEntry));
+	memcpy(key, &row, sizeof(KeyEntry));
+	return true;
 }
 
 /*
@@ -738,7 +823,11 @@ PG_FUNCTION_INFO_V1(keys_guard_use_api_key);
 Datum
 keys_guard_use_api_key(PG_FUNCTION_ARGS)
 {
-	UseArgs		args;
+	pg_uuid_t	id;
+	KeyEntry	keyrow;
+	KeyEntry   *key = &keyrow;
+	KgTenant   *tenant;
+	TimestampTz now;
 	char	   *secret;
 	char	   *id_text;
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
@@ -761,38 +850,37 @@ keys_guard_use_api_key(PG_FUNCTION_ARGS)
 				 errmsg("extension \"keys_guard\" is not installed in this database")));
 	kg_require_complete_extension();
 
-	memset(&args, 0, sizeof(args));
-	args.caller = CurrentMemoryContext;
 	secret = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (!kg_api_key_parse(secret, &args.id))
+	if (!kg_api_key_parse(secret, &id))
 	{
 		explicit_bzero(secret, strlen(secret));
 		refuse_key("malformed", NULL, NULL);
 	}
-	id_text = key_id_text(&args.id);
+	id_text = key_id_text(&id);
 	sha256(secret, KG_API_KEY_LEN, digest);
 	explicit_bzero(secret, strlen(secret));
 
-	lookup_key(&args);
-	if (!args.found)
+	if (!lookup_key(&id, &keyrow))
 		refuse_key("unknown key", id_text, NULL);
-	match = args.hash_ok && digests_equal(digest, args.hash, PG_SHA256_DIGEST_LENGTH);
+	match = key->hash_ok && digests_equal(digest, key->hash, PG_SHA256_DIGEST_LENGTH);
 	if (!match)
-		refuse_key("wrong secret", id_text, args.tenant);
-	if (args.revoked)
-		refuse_key("revoked", id_text, args.tenant);
-	if (args.expired)
-		refuse_key("expired", id_text, args.tenant);
-	if (!args.tenant_active)
-		refuse_key("tenant deleted", id_text, args.tenant);
+		refuse_key("wrong secret", id_text, key->tenant);
+	now = GetCurrentTransactionStartTimestamp();
+	if (key->has_revoked_at && key->revoked_at <= now)
+		refuse_key("revoked", id_text, key->tenant);
+	if (key->expires_at <= now)
+		refuse_key("expired", id_text, key->tenant);
+	tenant = kg_tenant_by_id(key->tenant);
+	if (tenant == NULL || !tenant->active)
+		refuse_key("tenant deleted", id_text, key->tenant);
 
-	kg_apply_key_context(args.tenant, psprintf("api_key:%s", args.name), id_text, args.write);
+	kg_apply_key_context(key->tenant, psprintf("api_key:%s", key->name), id_text, key->write);
 	lower_statement_timeout();
 
 	detail = kg_audit_detail();
 	kg_audit_detail_text(detail, "key_id", id_text);
-	kg_audit_detail_text(detail, "name", args.name);
-	kg_audit_detail_bool(detail, "write", args.write);
+	kg_audit_detail_text(detail, "name", key->name);
+	kg_audit_detail_bool(detail, "write", key->write);
 	kg_audit_enqueue("api_key_use", id_text, KG_OUTCOME_OK, detail);
 	PG_RETURN_VOID();
 }
