@@ -14,6 +14,7 @@
 #include "executor/execdesc.h"
 #include "nodes/parsenodes.h"
 #include "nodes/pathnodes.h"
+#include "tcop/utility.h"
 #include "nodes/plannodes.h"
 #include "storage/itemptr.h"
 #include "nodes/pg_list.h"
@@ -90,6 +91,8 @@ extern const char *kg_current_request_id(void);
 extern const char *kg_current_admin_reason(void);
 extern Datum keys_guard_current_tenant_uuid(PG_FUNCTION_ARGS);
 extern Datum keys_guard_current_tenant_bigint(PG_FUNCTION_ARGS);
+/* The key id of the transaction's key context, or NULL; *can_write for a write key. */
+extern const char *kg_context_api_key(bool *can_write);
 
 /* catalog.c */
 typedef struct KgTenant
@@ -247,6 +250,17 @@ extern void kg_purge_run_end(KgPurgeRun *run);
 
 /* utility.c */
 extern PlannedStmt *kg_utility_check_statement(PlannedStmt *pstmt);	/* hooks.c calls */
+
+/* keyholder.c: nothing changes in a keyholder session without a write key */
+extern bool kg_keyholder_session(void);
+/* hooks.c calls: cache callbacks, executor, object access, utility */
+extern void kg_keyholder_init(void);
+extern void kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags);
+extern void kg_keyholder_nest(int delta);
+extern void kg_keyholder_executor_end(QueryDesc *queryDesc);
+extern void kg_keyholder_function_execute(Oid fn);
+extern void kg_keyholder_check_utility(PlannedStmt *pstmt);
+extern void kg_keyholder_utility_done(PlannedStmt *pstmt, ProcessUtilityContext context);
 
 /* audit.c: the only writer of keys_guard.audit_log */
 typedef enum KgAuditOutcome
