@@ -12,9 +12,10 @@ SET client_min_messages = warning;
 DO $$
 BEGIN
     -- The install script makes keys_guard_keyholder; a tree without it yet
-    -- gets it here.
+    -- gets a stand-in here, which this suite drops at its end.
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'keys_guard_keyholder') THEN
         CREATE ROLE keys_guard_keyholder NOLOGIN;
+        COMMENT ON ROLE keys_guard_keyholder IS 'api_key_attacks stand-in';
     END IF;
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kg_reader') THEN
         CREATE ROLE kg_reader LOGIN;
@@ -279,6 +280,12 @@ CLOSE aka_cur;
 COMMIT;
 COPY (SELECT id FROM public.aka_plain ORDER BY id) TO STDOUT;
 COPY public.aka_plain TO STDOUT;
+-- psql's client-side large objects call lo_creat and lo_unlink through the
+-- fast-path function call protocol, not a statement.
+\lo_import '/etc/hostname'
+\echo :LAST_ERROR_SQLSTATE
+\lo_unlink 424242
+\echo :LAST_ERROR_SQLSTATE
 COPY (DELETE FROM public.aka_plain RETURNING id) TO STDOUT;
 \echo :LAST_ERROR_SQLSTATE
 COPY (WITH w AS (UPDATE public.aka_plain SET body = 'x' RETURNING id) SELECT id FROM w) TO STDOUT;
@@ -312,8 +319,8 @@ SELECT current_setting('statement_timeout') AS statement_timeout,
        current_setting('default_transaction_read_only') AS default_read_only;
 
 -- Each refusal is one denial record, whatever the path: the 114 refused
--- try() calls above and the 11 refused statements of part 5.
-SELECT wait_for_audit($$action = 'api_key_write_denied' AND detail->>'session_user' = 'kg_reader'$$, 125) AS denials;
+-- try() calls above and the 13 refused statements of part 5.
+SELECT wait_for_audit($$action = 'api_key_write_denied' AND detail->>'session_user' = 'kg_reader'$$, 127) AS denials;
 SELECT detail->>'command' AS command, count(*)
 FROM keys_guard.audit_log
 WHERE action = 'api_key_write_denied' AND detail->>'session_user' = 'kg_reader'
@@ -348,3 +355,10 @@ SELECT lo_unlink(424242);
 REVOKE CREATE ON SCHEMA public FROM kg_reader;
 DROP TABLE pg_temp.aka_tmp;
 DROP ROLE aka_plain_role;
+DO $$
+BEGIN
+    IF shobj_description('keys_guard_keyholder'::regrole, 'pg_authid') = 'api_key_attacks stand-in' THEN
+        DROP ROLE keys_guard_keyholder;
+    END IF;
+END
+$$;
