@@ -280,6 +280,9 @@ CLOSE aka_cur;
 COMMIT;
 COPY (SELECT id FROM public.aka_plain ORDER BY id) TO STDOUT;
 COPY public.aka_plain TO STDOUT;
+-- psql's \copy is a COPY FROM STDIN.
+\copy public.aka_plain FROM '/dev/null'
+\echo :LAST_ERROR_SQLSTATE
 -- psql's client-side large objects call lo_creat and lo_unlink through the
 -- fast-path function call protocol, not a statement.
 \lo_import '/etc/hostname'
@@ -319,8 +322,8 @@ SELECT current_setting('statement_timeout') AS statement_timeout,
        current_setting('default_transaction_read_only') AS default_read_only;
 
 -- Each refusal is one denial record, whatever the path: the 114 refused
--- try() calls above and the 13 refused statements of part 5.
-SELECT wait_for_audit($$action = 'api_key_write_denied' AND detail->>'session_user' = 'kg_reader'$$, 127) AS denials;
+-- try() calls above and the 14 refused statements of part 5.
+SELECT wait_for_audit($$action = 'api_key_write_denied' AND detail->>'session_user' = 'kg_reader'$$, 128) AS denials;
 SELECT detail->>'command' AS command, count(*)
 FROM keys_guard.audit_log
 WHERE action = 'api_key_write_denied' AND detail->>'session_user' = 'kg_reader'
