@@ -14,6 +14,7 @@
 #include "executor/execdesc.h"
 #include "nodes/parsenodes.h"
 #include "nodes/pathnodes.h"
+#include "tcop/utility.h"
 #include "nodes/plannodes.h"
 #include "storage/itemptr.h"
 #include "nodes/pg_list.h"
@@ -127,6 +128,8 @@ extern bool kg_has_role(const char *rolename);
 extern void kg_require_preloaded(void);
 extern Datum keys_guard_current_tenant_uuid(PG_FUNCTION_ARGS);
 extern Datum keys_guard_current_tenant_bigint(PG_FUNCTION_ARGS);
+/* The key id of the transaction's key context, or NULL; *can_write for a write key. */
+extern const char *kg_context_api_key(bool *can_write);
 
 /* catalog.c */
 typedef struct KgTenant
@@ -287,6 +290,17 @@ extern PlannedStmt *kg_utility_check_statement(PlannedStmt *pstmt);	/* hooks.c c
 
 /* apikey.c */
 extern bool kg_api_key_parse(const char *secret, pg_uuid_t *key_id);
+
+/* keyholder.c: nothing changes in a keyholder session without a write key */
+extern bool kg_keyholder_session(void);
+/* hooks.c calls: cache callbacks, executor, object access, utility */
+extern void kg_keyholder_init(void);
+extern void kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags);
+extern void kg_keyholder_nest(int delta);
+extern void kg_keyholder_executor_end(QueryDesc *queryDesc);
+extern void kg_keyholder_function_execute(Oid fn);
+extern void kg_keyholder_check_utility(PlannedStmt *pstmt);
+extern void kg_keyholder_utility_done(PlannedStmt *pstmt, ProcessUtilityContext context);
 
 /* audit.c: the only writer of keys_guard.audit_log */
 typedef enum KgAuditOutcome
