@@ -11,12 +11,6 @@
 SET client_min_messages = warning;
 DO $$
 BEGIN
-    -- The install script makes keys_guard_keyholder; a tree without it yet
-    -- gets a stand-in here, which this suite drops at its end.
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'keys_guard_keyholder') THEN
-        CREATE ROLE keys_guard_keyholder NOLOGIN;
-        COMMENT ON ROLE keys_guard_keyholder IS 'api_key_attacks stand-in';
-    END IF;
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kg_reader') THEN
         CREATE ROLE kg_reader LOGIN;
     END IF;
@@ -358,10 +352,3 @@ SELECT lo_unlink(424242);
 REVOKE CREATE ON SCHEMA public FROM kg_reader;
 DROP TABLE pg_temp.aka_tmp;
 DROP ROLE aka_plain_role;
-DO $$
-BEGIN
-    IF shobj_description('keys_guard_keyholder'::regrole, 'pg_authid') = 'api_key_attacks stand-in' THEN
-        DROP ROLE keys_guard_keyholder;
-    END IF;
-END
-$$;
