@@ -330,7 +330,7 @@ extern int	kg_audit_drain(void);
 extern void kg_audit_release(bool committed);
 extern void kg_audit_reclaim(void);
 extern void kg_audit_forget(Oid dboid);
-extern bool kg_audit_pending(void);
+extern int	kg_audit_pending(void);
 
 /* redact.c: secrets out of the server log and pg_stat_activity */
 #define KG_REDACTED_MARKER		KG_API_KEY_PREFIX "[REDACTED]"
