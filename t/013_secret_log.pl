@@ -388,23 +388,30 @@ for my $case ([ 'key_wrong', $wrong_secret ], [ 'key_truncated', $truncated_secr
 }
 
 # Expired.
-sleep 2;
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT now() > expires_at FROM keys_guard.api_keys WHERE key_id = '$short_id'"),
+	'the short key expires');
 ($ret, $out) = key_literal('key_expired_literal', $short_secret);
 ok($ret != 0 && $out =~ /invalid API key/, 'key_expired_literal: refused');
 ($ok, $out) = key_bind('key_expired_bind', $short_secret);
 ok(!$ok && $out =~ /invalid API key/, 'key_expired_bind: refused');
 
-# Rotate the read key with an overlap of 2 seconds: the new secret is a
-# result column; both work during the overlap, only the new one after it.
+# Rotate the read key with an overlap of 5 seconds: the new secret is a
+# result column; both work during the overlap (the old key is used
+# first), only the new one after it.
 my ($new_id, $new_secret) = issue_key('key_rotate',
-	qq{new_key_id, secret FROM keys_guard.rotate_api_key('$read_id', overlap => '2 seconds')});
+	qq{new_key_id, secret FROM keys_guard.rotate_api_key('$read_id', overlap => '5 seconds')});
+($ret, $out) = key_literal('key_old_overlap', $read_secret);
+is($ret, 0, 'key_old_overlap: the old key works during the overlap');
 ($ret, $out) = key_literal('key_new_literal', $new_secret);
 ok($ret == 0 && $out =~ /^4$/m, 'key_new_literal: the new key works');
 ($ok, $out) = key_bind('key_new_bind', $new_secret);
 ok($ok, 'key_new_bind: the new key works as a bind parameter');
-($ret, $out) = key_literal('key_old_overlap', $read_secret);
-is($ret, 0, 'key_old_overlap: the old key works during the overlap');
-sleep 3;
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT now() > expires_at FROM keys_guard.api_keys WHERE key_id = '$read_id'"),
+	'the overlap ends');
 ($ret, $out) = key_literal('key_old_after_literal', $read_secret);
 ok($ret != 0 && $out =~ /invalid API key/, 'key_old_after_literal: the old key is refused after the overlap');
 ($ok, $out) = key_bind('key_old_after_bind', $read_secret);
