@@ -27,7 +27,9 @@
  *	  a secret and would be printed, the hook sets hide_stmt and appends
  *	  the redacted statement to the server-only detail (detail_log).  Runs
  *	  inside error reporting: it never throws, and when it cannot allocate
- *	  it overwrites the secret in place instead.
+ *	  it overwrites the secret in place instead.  For messages up to ERROR
+ *	  it also redacts this backend's pg_stat_activity text if that still
+ *	  carries a secret (a statement that failed before parse analysis).
  *	- kg_redact_activity(), from post_parse_analyze_hook, planner_hook,
  *	  ExecutorStart_hook and ProcessUtility_hook: when the top-level
  *	  statement text (debug_query_string) carries a secret, report a
@@ -44,6 +46,7 @@
 #include <string.h>
 
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
 #include "utils/elog.h"
@@ -290,9 +293,66 @@ redact_statement(ErrorData *edata, MemoryContext cxt)
 }
 
 /*
+ * Report text[0..len), whose first secret is at first, to pg_stat_activity
+ * as this backend's running statement, redacted and with the query id
+ * parse analysis reported kept.  Never throws: false when there was no
+ * memory for the copy.
+ */
+static bool
+report_redacted_activity(MemoryContext cxt, const char *text, size_t len,
+						 const char *first)
+{
+	char	   *redacted;
+	uint64		query_id;
+
+	redacted = redact_into(cxt, text, len, first);
+	if (redacted == NULL)
+		return false;
+
+	/*
+	 * Reporting a running statement forgets its query id; put back the one
+	 * parse analysis already reported.
+	 */
+	query_id = pgstat_get_my_query_id();
+	pgstat_report_activity(STATE_RUNNING, redacted);
+	if (query_id != UINT64CONST(0))
+		pgstat_report_query_id(query_id, true);
+	pfree(redacted);
+	return true;
+}
+
+/*
+ * The text pg_stat_activity shows for this backend, when it is running a
+ * statement whose text still carries a secret: a statement that failed
+ * before parse analysis (a syntax error) never reached
+ * kg_redact_activity(), and its text would stay on show, the session's
+ * last query, until the next statement.  Redact it now.  Reads only this
+ * backend's own entry, which no other process writes.  Never throws.
+ */
+static void
+redact_own_activity(MemoryContext cxt)
+{
+	const char *shown;
+	size_t		len;
+	const char *first;
+
+	if (MyBEEntry == NULL || MyBEEntry->st_procpid != MyProcPid ||
+		!pgstat_track_activities || MyBEEntry->st_state != STATE_RUNNING ||
+		MyBEEntry->st_activity_raw == NULL)
+		return;
+	shown = MyBEEntry->st_activity_raw;
+	len = strnlen(shown, pgstat_track_activity_query_size);
+	first = find_secret(shown, len);
+	if (first == NULL)
+		return;
+	(void) report_redacted_activity(cxt, shown, len, first);
+}
+
+/*
  * emit_log_hook's work: redact every text of a message on its way to the
  * server log, and to the client when it goes there too (the hook runs
- * before either is sent).  Never throws.
+ * before either is sent), and the statement pg_stat_activity shows when
+ * it still carries a secret.  Never throws.
  */
 void
 kg_redact_error_data(ErrorData *edata)
@@ -311,6 +371,8 @@ kg_redact_error_data(ErrorData *edata)
 	redact_field(&edata->datatype_name, cxt);
 	redact_field(&edata->constraint_name, cxt);
 	redact_statement(edata, cxt);
+	if (edata->elevel <= ERROR)
+		redact_own_activity(cxt);
 }
 
 /*
@@ -324,8 +386,6 @@ kg_redact_activity(const char *source)
 {
 	size_t		len;
 	const char *first;
-	char	   *redacted;
-	uint64		query_id;
 
 	if (source == NULL || source != debug_query_string || !pgstat_track_activities)
 		return;
@@ -338,19 +398,8 @@ kg_redact_activity(const char *source)
 	first = find_secret(source, len);
 	if (first == NULL)
 		return;
-	redacted = redact_into(CurrentMemoryContext, source, len, first);
-	if (redacted == NULL)
+	if (!report_redacted_activity(CurrentMemoryContext, source, len, first))
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
-
-	/*
-	 * Reporting a running statement forgets its query id; put back the one
-	 * parse analysis already reported.
-	 */
-	query_id = pgstat_get_my_query_id();
-	pgstat_report_activity(STATE_RUNNING, redacted);
-	if (query_id != UINT64CONST(0))
-		pgstat_report_query_id(query_id, true);
-	pfree(redacted);
 }
