@@ -608,8 +608,8 @@ keys_guard_create_api_key(PG_FUNCTION_ARGS)
  * KG_KEY_CACHE_MAX of them, and the whole cache is dropped whenever the
  * registry changes (its trigger keys_guard._registry_changed() sends a
  * relcache invalidation of keys_guard.api_key to every backend at commit)
- * or relcache invalidations were lost.  Expiry and revocation are kept as
- * times and compared with the transaction's start, as now() would be.
+ * or relcache invalidations were lost.  A key with a revocation time is
+ * revoked; its expiry is compared with the clock.
  */
 typedef struct KeyEntry
 {
@@ -865,8 +865,15 @@ keys_guard_use_api_key(PG_FUNCTION_ARGS)
 	match = key->hash_ok && digests_equal(digest, key->hash, PG_SHA256_DIGEST_LENGTH);
 	if (!match)
 		refuse_key("wrong secret", id_text, key->tenant);
-	now = GetCurrentTransactionStartTimestamp();
-	if (key->has_revoked_at && key->revoked_at <= now)
+	/*
+	 * A revocation counts whenever it was made (revoke_api_key stamps its
+	 * own transaction's start, which may be later than this one's), and
+	 * expiry is judged by the clock, not this transaction's start: a key
+	 * revoked or rotated with no overlap by a transaction that committed
+	 * after this one began is refused here at once.
+	 */
+	now = GetCurrentTimestamp();
+	if (key->has_revoked_at)
 		refuse_key("revoked", id_text, key->tenant);
 	if (key->expires_at <= now)
 		refuse_key("expired", id_text, key->tenant);
