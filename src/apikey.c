@@ -42,6 +42,7 @@
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -686,7 +687,14 @@ read_key(Oid relid, const pg_uuid_t *id, KeyEntry *entry)
 		plan = p;
 	}
 	values[0] = UUIDPGetDatum(id);
-	rc = SPI_execute_plan(plan, values, NULL, true, 1);
+
+	/*
+	 * The latest committed state of the registry, not the transaction's
+	 * snapshot: under REPEATABLE READ or SERIALIZABLE a revocation that
+	 * committed after the snapshot was taken counts too.
+	 */
+	rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 1);
 	kg_end_as_owner(&save);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "keys_guard: could not read the API key registry");
