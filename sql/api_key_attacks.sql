@@ -340,11 +340,154 @@ RESET statement_timeout;
 RESET SESSION AUTHORIZATION;
 SELECT id, body FROM public.aka_plain ORDER BY id;
 
+--
+-- 8. With real keys.  A pooled table of tenant aka_t (soft delete on), with
+-- rows of aka_t and of a second tenant aka_u; a read key and a write key of
+-- aka_t, made by the superuser.
+--
+SELECT id FROM keys_guard.create_tenant('aka_u');
+CREATE TABLE public.aka_pooled (id int PRIMARY KEY, tenant_id text NOT NULL, body text);
+SELECT kind FROM keys_guard.protect_table('public.aka_pooled', tenant_column => 'tenant_id');
+BEGIN;
+SELECT keys_guard.set_context('aka_t', 'aka-setup') IS NOT NULL AS context;
+INSERT INTO public.aka_pooled (id, body) VALUES (1, 'one'), (2, 'two');
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('aka_u', 'aka-setup') IS NOT NULL AS context;
+INSERT INTO public.aka_pooled (id, body) VALUES (11, 'other tenant');
+COMMIT;
+GRANT ALL ON public.aka_pooled TO kg_reader;
+SELECT key_id AS aka_read_id, secret AS aka_read_secret
+  FROM keys_guard.create_api_key('aka_t', 'aka-reader') \gset
+SELECT key_id AS aka_write_id, secret AS aka_write_secret
+  FROM keys_guard.create_api_key('aka_t', 'aka-writer', '{read,write}', write_consent => true) \gset
+SHOW statement_timeout;
+SHOW keys_guard.api_key_statement_timeout;
+
+-- 8a. A read key: the tenant's rows can be read, nothing can be written,
+-- and the statement timeout is the key's.
+SET SESSION AUTHORIZATION kg_reader;
+BEGIN;
+SELECT keys_guard.use_api_key(:'aka_read_secret');
+SELECT keys_guard.current_tenant(), keys_guard.current_actor();
+SHOW transaction_read_only;
+SHOW statement_timeout;
+SELECT id, tenant_id, body FROM public.aka_pooled ORDER BY id;
+SELECT n, try(stmt) AS outcome FROM (VALUES
+    (1, $$INSERT INTO public.aka_pooled (id, body) VALUES (3, 'aka-read-insert')$$),
+    (2, $$WITH w AS (UPDATE public.aka_pooled SET body = 'aka-read-update' RETURNING id) SELECT id FROM w$$),
+    (3, $$SELECT nextval('public.aka_seq')$$),
+    (4, $$SELECT lo_create(0)$$),
+    (5, $$SELECT pg_advisory_xact_lock(1)$$),
+    (6, $$SET statement_timeout = 0$$),
+    (7, $$SELECT set_config('statement_timeout', '0', true)$$),
+    (8, $$CALL public.aka_proc()$$),
+    (9, $$DO 'BEGIN NULL; END'$$),
+    (10, $$COPY public.aka_pooled FROM '/dev/null'$$),
+    (11, $$LOCK public.aka_pooled IN EXCLUSIVE MODE$$)
+) AS v(n, stmt) ORDER BY n;
+SHOW statement_timeout;
+COMMIT;
+
+-- 8b. A write key: the transaction is not read-only; INSERT, UPDATE and
+-- DELETE reach the tenant's rows, DELETE is a soft delete, isolation still
+-- refuses the other tenant's rows, and the statement timeout still cannot
+-- be lifted.
+BEGIN;
+SELECT keys_guard.use_api_key(:'aka_write_secret');
+SHOW transaction_read_only;
+SHOW statement_timeout;
+INSERT INTO public.aka_pooled (id, body) VALUES (3, 'zebra-aka-7731');
+UPDATE public.aka_pooled SET body = 'zebra-aka-7732' WHERE id = 1;
+DELETE FROM public.aka_pooled WHERE id = 2;
+SELECT id, tenant_id, body FROM public.aka_pooled ORDER BY id;
+SELECT n, try(stmt) AS outcome FROM (VALUES
+    (1, $$UPDATE public.aka_pooled SET body = 'x' WHERE tenant_id = 'aka_u'$$),
+    (2, $$DELETE FROM public.aka_pooled WHERE tenant_id = 'aka_u'$$),
+    (3, $$INSERT INTO public.aka_pooled (id, tenant_id, body) VALUES (12, 'aka_u', 'x')$$),
+    (4, $$SET statement_timeout = 0$$),
+    (5, $$SET LOCAL statement_timeout = '1h'$$),
+    (6, $$RESET statement_timeout$$),
+    (7, $$RESET ALL$$)
+) AS v(n, stmt) ORDER BY n;
+SHOW statement_timeout;
+COMMIT;
+-- The key was for that transaction only: the next one is read-only again,
+-- with no context.
+SELECT keys_guard.current_tenant() IS NULL AS no_context;
+SHOW transaction_read_only;
+SHOW statement_timeout;
+SELECT try($$INSERT INTO public.aka_pooled (id, body) VALUES (4, 'after')$$) AS insert_after;
+RESET SESSION AUTHORIZATION;
+-- What the write key changed, as an administrator who sees deleted rows.
+BEGIN;
+SET LOCAL keys_guard.include_deleted = on;
+SELECT keys_guard.admin_context('aka-check', 'api key writes') IS NOT NULL AS context;
+SELECT id, tenant_id, body, deleted_at IS NOT NULL AS deleted, deleted_by
+  FROM public.aka_pooled ORDER BY id;
+COMMIT;
+
+-- 8c. The statement timeout under a key cancels a longer statement (57014),
+-- also after set_config() tried to lift it under a write key.
+SET keys_guard.api_key_statement_timeout = '200ms';
+SET SESSION AUTHORIZATION kg_reader;
+BEGIN;
+SELECT keys_guard.use_api_key(:'aka_read_secret');
+SHOW statement_timeout;
+SELECT pg_sleep(1);
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.use_api_key(:'aka_write_secret');
+SELECT set_config('statement_timeout', '0', true) AS lifted;
+SHOW statement_timeout;
+SELECT pg_sleep(1);
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.use_api_key(:'aka_write_secret');
+SELECT set_config('statement_timeout', '0', true) AS lifted \; SELECT pg_sleep(1);
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+SHOW statement_timeout;
+RESET SESSION AUTHORIZATION;
+RESET keys_guard.api_key_statement_timeout;
+
+-- 8d. The audit: one api_key_statement record per statement under a key,
+-- with the key id, command, relations and rows, and never a value; the
+-- refusals under the read key carry its id.
+SELECT wait_for_audit($$action = 'api_key_write_denied' AND detail->>'key_id' = '$$ || :'aka_read_id' || $$'$$, 11) AS read_key_denials;
+SELECT detail->>'command' AS command, count(*)
+  FROM keys_guard.audit_log
+ WHERE action = 'api_key_write_denied' AND detail->>'key_id' = :'aka_read_id'
+ GROUP BY 1 ORDER BY 1;
+SELECT detail->>'command' AS command, count(*)
+  FROM keys_guard.audit_log
+ WHERE action = 'api_key_write_denied' AND detail->>'key_id' = :'aka_write_id'
+ GROUP BY 1 ORDER BY 1;
+SELECT wait_for_audit($$action = 'api_key_statement' AND detail->>'key_id' IN ('$$ || :'aka_read_id' || $$', '$$ || :'aka_write_id' || $$') AND detail->>'relations' = 'public.aka_pooled'$$, 5) AS pooled_statements;
+SELECT detail->>'key_id' = :'aka_read_id' AS read_key, detail->>'command' AS command,
+       detail->>'relations' AS relations, detail->>'rows' AS rows, outcome, tenant
+  FROM keys_guard.audit_log
+ WHERE action = 'api_key_statement' AND detail->>'key_id' IN (:'aka_read_id', :'aka_write_id')
+   AND detail->>'relations' = 'public.aka_pooled'
+ ORDER BY 1 DESC, 2, 4;
+-- Statements without relations are recorded too (use_api_key's SELECT, SHOW).
+SELECT detail->>'command' AS command, count(*) > 0 AS recorded
+  FROM keys_guard.audit_log
+ WHERE action = 'api_key_statement' AND detail->>'key_id' = :'aka_write_id'
+   AND coalesce(detail->>'relations', '') = ''
+ GROUP BY 1 ORDER BY 1;
+SELECT count(*) AS records_with_values FROM keys_guard.audit_log
+ WHERE position('zebra-aka' IN detail::text || coalesce(target, '') || coalesce(actor, '')) > 0;
+
 -- Clean up what this suite made.
 DROP VIEW pg_temp.aka_state;
 DROP TABLE pg_temp.aka_before;
 DROP MATERIALIZED VIEW public.aka_mv;
 DROP TABLE public.aka_plain;
+SELECT keys_guard.release_table('public.aka_pooled');
+DROP TABLE public.aka_pooled;
 DROP SEQUENCE public.aka_seq;
 DROP FUNCTION public.aka_definer_write(), public.aka_definer_lo(), public.aka_sql_write();
 DROP PROCEDURE public.aka_proc();

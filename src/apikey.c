@@ -42,6 +42,7 @@
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -608,8 +609,8 @@ keys_guard_create_api_key(PG_FUNCTION_ARGS)
  * KG_KEY_CACHE_MAX of them, and the whole cache is dropped whenever the
  * registry changes (its trigger keys_guard._registry_changed() sends a
  * relcache invalidation of keys_guard.api_key to every backend at commit)
- * or relcache invalidations were lost.  Expiry and revocation are kept as
- * times and compared with the transaction's start, as now() would be.
+ * or relcache invalidations were lost.  A key with a revocation time is
+ * revoked; its expiry is compared with the clock.
  */
 typedef struct KeyEntry
 {
@@ -686,7 +687,14 @@ read_key(Oid relid, const pg_uuid_t *id, KeyEntry *entry)
 		plan = p;
 	}
 	values[0] = UUIDPGetDatum(id);
-	rc = SPI_execute_plan(plan, values, NULL, true, 1);
+
+	/*
+	 * The latest committed state of the registry, not the transaction's
+	 * snapshot: under REPEATABLE READ or SERIALIZABLE a revocation that
+	 * committed after the snapshot was taken counts too.
+	 */
+	rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 1);
 	kg_end_as_owner(&save);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "keys_guard: could not read the API key registry");
@@ -865,8 +873,15 @@ keys_guard_use_api_key(PG_FUNCTION_ARGS)
 	match = key->hash_ok && digests_equal(digest, key->hash, PG_SHA256_DIGEST_LENGTH);
 	if (!match)
 		refuse_key("wrong secret", id_text, key->tenant);
-	now = GetCurrentTransactionStartTimestamp();
-	if (key->has_revoked_at && key->revoked_at <= now)
+	/*
+	 * A revocation counts whenever it was made (revoke_api_key stamps its
+	 * own transaction's start, which may be later than this one's), and
+	 * expiry is judged by the clock, not this transaction's start: a key
+	 * revoked or rotated with no overlap by a transaction that committed
+	 * after this one began is refused here at once.
+	 */
+	now = GetCurrentTimestamp();
+	if (key->has_revoked_at)
 		refuse_key("revoked", id_text, key->tenant);
 	if (key->expires_at <= now)
 		refuse_key("expired", id_text, key->tenant);

@@ -60,6 +60,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
+#include "utils/timeout.h"
 
 #include "keys_guard.h"
 
@@ -195,6 +196,11 @@ refuse(const char *what, const char *target)
 	kg_audit_detail_text(detail, "role", GetUserNameFromId(GetUserId(), true));
 	kg_audit_enqueue("api_key_write_denied", target, KG_OUTCOME_DENIED, detail);
 
+	if (key != NULL && write_key_in_force())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot execute %s under an API key", what),
+				 errdetail("The statement timeout of a transaction under an API key (keys_guard.api_key_statement_timeout) cannot be lifted.")));
 	if (key != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -247,6 +253,45 @@ result_relation_name(PlannedStmt *pstmt)
 }
 
 /*
+ * The statement timeout of a keyholder transaction under a key, read or
+ * write, cannot be lifted (docs/contract.md §15).  SET and RESET of it are
+ * refused (check_set(), check_set_under_write_key()); a path that changes
+ * it anyway while a write key is in force (set_config(), a function's SET
+ * clause) is undone before each top-level statement: statement_timeout is
+ * lowered again for the transaction, and the timer PostgreSQL armed with
+ * the lifted value (or did not arm) is armed with the key's.
+ */
+static void
+enforce_key_timeout(void)
+{
+	int			limit = keys_guard_api_key_statement_timeout;
+	char		value[32];
+
+	if (limit <= 0 || executor_depth > 0 || current_key() == NULL)
+		return;
+	if (StatementTimeout > 0 && StatementTimeout <= limit)
+		return;
+	snprintf(value, sizeof(value), "%d", limit);
+	(void) set_config_option("statement_timeout", value, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, ERROR, false);
+	enable_timeout_after(STATEMENT_TIMEOUT, limit);
+}
+
+/*
+ * Under a write key, SET and RESET that would lift the statement timeout:
+ * RESET ALL, and SET or RESET of statement_timeout.
+ */
+static void
+check_set_under_write_key(VariableSetStmt *stmt)
+{
+	if (stmt->kind == VAR_RESET_ALL)
+		refuse("RESET ALL", NULL);
+	else if (stmt->kind != VAR_SET_MULTI && stmt->name != NULL &&
+			 pg_strcasecmp(stmt->name, "statement_timeout") == 0)
+		refuse(stmt->kind == VAR_RESET ? "RESET" : "SET", stmt->name);
+}
+
+/*
  * hooks.c calls, at every ExecutorStart (nested statements too) before the
  * statement starts: a keyholder session without a write key runs plain
  * SELECTs only.  EXPLAIN without ANALYZE runs nothing and is let through.
@@ -262,6 +307,7 @@ kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags)
 		return;
 	applies = !write_key_in_force();
 	force_read_only(applies);
+	enforce_key_timeout();
 	if (!applies || (eflags & EXEC_FLAG_EXPLAIN_ONLY))
 		return;
 
@@ -536,8 +582,13 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
 		return;
 	applies = !write_key_in_force();
 	force_read_only(applies);
+	enforce_key_timeout();
 	if (!applies)
+	{
+		if (IsA(parsetree, VariableSetStmt) && current_key() != NULL)
+			check_set_under_write_key((VariableSetStmt *) parsetree);
 		return;
+	}
 
 	switch (nodeTag(parsetree))
 	{
