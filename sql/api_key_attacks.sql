@@ -391,8 +391,9 @@ COMMIT;
 
 -- 8b. A write key: the transaction is not read-only; INSERT, UPDATE and
 -- DELETE reach the tenant's rows, DELETE is a soft delete, isolation still
--- refuses the other tenant's rows, and the statement timeout still cannot
--- be lifted.
+-- refuses the other tenant's rows, the statement timeout still cannot be
+-- lifted, and nothing but rows changes (no DDL, TRUNCATE, large object,
+-- advisory lock, CALL, DO, NOTIFY, strong LOCK or setting).
 BEGIN;
 SELECT keys_guard.use_api_key(:'aka_write_secret');
 SHOW transaction_read_only;
@@ -408,7 +409,18 @@ SELECT n, try(stmt) AS outcome FROM (VALUES
     (4, $$SET statement_timeout = 0$$),
     (5, $$SET LOCAL statement_timeout = '1h'$$),
     (6, $$RESET statement_timeout$$),
-    (7, $$RESET ALL$$)
+    (7, $$RESET ALL$$),
+    (8, $$CREATE TABLE public.aka_new (id int)$$),
+    (9, $$TRUNCATE public.aka_pooled$$),
+    (10, $$SELECT lo_create(0)$$),
+    (11, $$SELECT pg_advisory_xact_lock(1)$$),
+    (12, $$SELECT set_config('statement_timeout', '0', true)$$),
+    (13, $$CALL public.aka_proc()$$),
+    (14, $$DO 'BEGIN NULL; END'$$),
+    (15, $$NOTIFY aka$$),
+    (16, $$LOCK public.aka_pooled IN EXCLUSIVE MODE$$),
+    (17, $$LOCK public.aka_pooled IN ROW EXCLUSIVE MODE$$),
+    (18, $$SET ROLE aka_plain_role$$)
 ) AS v(n, stmt) ORDER BY n;
 SHOW statement_timeout;
 COMMIT;
@@ -428,7 +440,7 @@ SELECT id, tenant_id, body, deleted_at IS NOT NULL AS deleted, deleted_by
 COMMIT;
 
 -- 8c. The statement timeout under a key cancels a longer statement (57014),
--- also after set_config() tried to lift it under a write key.
+-- under a write key too, where set_config() cannot lift it (42501).
 SET keys_guard.api_key_statement_timeout = '200ms';
 SET SESSION AUTHORIZATION kg_reader;
 BEGIN;
@@ -440,6 +452,10 @@ ROLLBACK;
 BEGIN;
 SELECT keys_guard.use_api_key(:'aka_write_secret');
 SELECT set_config('statement_timeout', '0', true) AS lifted;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.use_api_key(:'aka_write_secret');
 SHOW statement_timeout;
 SELECT pg_sleep(1);
 \echo :LAST_ERROR_SQLSTATE

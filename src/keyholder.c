@@ -27,6 +27,12 @@
  *	  refused too (25006) even if a path above were missed.  When a write key
  *	  comes into force the transaction's own setting is put back.
  *
+ * A write key lets the transaction change table rows, as a gateway context
+ * would (INSERT, UPDATE, DELETE, MERGE, COPY FROM, row locks, nextval()
+ * for column defaults), and nothing else: the utility whitelist still
+ * applies (no DDL, TRUNCATE, CALL or DO), so do the function list and the
+ * protected settings, and no statement may create a relation.
+ *
  * Each refusal is 42501, with a LOG line and an audit record through the
  * shared queue, so it survives the rollback the error causes.
  *
@@ -136,16 +142,6 @@ write_key_in_force(void)
 }
 
 /*
- * Whether the regime applies to what runs now: a keyholder session without
- * a write key.
- */
-static bool
-regime_applies(void)
-{
-	return kg_keyholder_session() && !write_key_in_force();
-}
-
-/*
  * Make the transaction READ ONLY while the regime applies, and put its own
  * setting back once a write key is in force.
  */
@@ -200,7 +196,7 @@ refuse(const char *what, const char *target)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("cannot execute %s under an API key", what),
-				 errdetail("The statement timeout of a transaction under an API key (keys_guard.api_key_statement_timeout) cannot be lifted.")));
+				 errdetail("A write API key changes table rows (INSERT, UPDATE, DELETE, MERGE, COPY FROM) and nothing else, and the statement timeout of its transaction cannot be lifted.")));
 	if (key != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -255,7 +251,7 @@ result_relation_name(PlannedStmt *pstmt)
 /*
  * The statement timeout of a keyholder transaction under a key, read or
  * write, cannot be lifted (docs/contract.md §15).  SET and RESET of it are
- * refused (check_set(), check_set_under_write_key()); a path that changes
+ * refused (check_set(), under any key); a path that changes
  * it anyway while a write key is in force (set_config(), a function's SET
  * clause) is undone before each top-level statement: statement_timeout is
  * lowered again for the transaction, and the timer PostgreSQL armed with
@@ -278,20 +274,6 @@ enforce_key_timeout(void)
 }
 
 /*
- * Under a write key, SET and RESET that would lift the statement timeout:
- * RESET ALL, and SET or RESET of statement_timeout.
- */
-static void
-check_set_under_write_key(VariableSetStmt *stmt)
-{
-	if (stmt->kind == VAR_RESET_ALL)
-		refuse("RESET ALL", NULL);
-	else if (stmt->kind != VAR_SET_MULTI && stmt->name != NULL &&
-			 pg_strcasecmp(stmt->name, "statement_timeout") == 0)
-		refuse(stmt->kind == VAR_RESET ? "RESET" : "SET", stmt->name);
-}
-
-/*
  * hooks.c calls, at every ExecutorStart (nested statements too) before the
  * statement starts: a keyholder session without a write key runs plain
  * SELECTs only.  EXPLAIN without ANALYZE runs nothing and is let through.
@@ -308,10 +290,14 @@ kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags)
 	applies = !write_key_in_force();
 	force_read_only(applies);
 	enforce_key_timeout();
-	if (!applies || (eflags & EXEC_FLAG_EXPLAIN_ONLY))
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 
-	if (pstmt->commandType != CMD_SELECT)
+	/*
+	 * Under a write key, row changes are what the key is for; a new
+	 * relation is not (below).
+	 */
+	if (applies && pstmt->commandType != CMD_SELECT)
 		refuse(command_name(pstmt->commandType), result_relation_name(pstmt));
 
 	/*
@@ -324,6 +310,8 @@ kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags)
 		(queryDesc->dest->mydest == DestIntoRel ||
 		 queryDesc->dest->mydest == DestTransientRel))
 		refuse("CREATE TABLE AS", NULL);
+	if (!applies)
+		return;
 	if (pstmt->hasModifyingCTE)
 		refuse("WITH ... INSERT/UPDATE/DELETE", result_relation_name(pstmt));
 	foreach(lc, pstmt->rowMarks)
@@ -456,7 +444,10 @@ kg_keyholder_function_execute(Oid fn)
 {
 	char	   *name;
 
-	if (!function_changes_something(fn) || !regime_applies())
+	if (!function_changes_something(fn) || !kg_keyholder_session())
+		return;
+	/* A write key inserts rows, and a column default may take a number. */
+	if (fn == F_NEXTVAL && write_key_in_force())
 		return;
 	name = get_func_name(fn);
 	refuse(psprintf("%s()", name ? name : "function"), NULL);
@@ -583,12 +574,6 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
 	applies = !write_key_in_force();
 	force_read_only(applies);
 	enforce_key_timeout();
-	if (!applies)
-	{
-		if (IsA(parsetree, VariableSetStmt) && current_key() != NULL)
-			check_set_under_write_key((VariableSetStmt *) parsetree);
-		return;
-	}
 
 	switch (nodeTag(parsetree))
 	{
@@ -619,10 +604,13 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
 				}
 			}
 		case T_VariableSetStmt:
-			check_set((VariableSetStmt *) parsetree);
+			/* A write key's transaction is read-write already. */
+			if (applies || ((VariableSetStmt *) parsetree)->kind != VAR_SET_MULTI)
+				check_set((VariableSetStmt *) parsetree);
 			return;
 		case T_LockStmt:
-			if (((LockStmt *) parsetree)->mode != AccessShareLock)
+			/* Under a write key, no stronger than what its row changes take. */
+			if (((LockStmt *) parsetree)->mode > (applies ? AccessShareLock : RowExclusiveLock))
 				refuse("LOCK", first_relation(((LockStmt *) parsetree)->relations));
 			return;
 		case T_CopyStmt:
@@ -630,7 +618,7 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
 				CopyStmt   *stmt = (CopyStmt *) parsetree;
 				List	   *rel = stmt->relation ? list_make1(stmt->relation) : NIL;
 
-				if (stmt->is_from)
+				if (stmt->is_from && applies)
 					refuse("COPY FROM", first_relation(rel));
 				if (stmt->filename != NULL)
 					refuse("COPY TO a file or program", first_relation(rel));
