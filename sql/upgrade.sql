@@ -1,10 +1,11 @@
 --
--- upgrade: the two ways to keys_guard 1.2 end in the same objects.
+-- upgrade: every way to keys_guard 1.3 ends in the same objects.
 --
 -- A fresh CREATE EXTENSION keys_guard runs the full script
--- keys_guard--1.2.sql alone.  A database that started at 1.0 (or 1.1) ran
--- the released install script and reaches 1.2 through
--- keys_guard--1.0--1.1.sql and keys_guard--1.1--1.2.sql.  Both are compared
+-- keys_guard--1.2.sql and then keys_guard--1.2--1.3.sql (there is no full
+-- 1.3 script).  A database that started at 1.0 (or 1.1) ran the released
+-- install script and reaches 1.3 through keys_guard--1.0--1.1.sql,
+-- keys_guard--1.1--1.2.sql and keys_guard--1.2--1.3.sql.  They are compared
 -- object by object, with full definitions, and every difference is listed:
 -- the expected output has none.  Tenants, guards and rows come through the
 -- update.
@@ -189,7 +190,8 @@ $q$ AS differences \gset
 -- missing.  Set the existing ones aside, so that each way creates its own
 -- and they can be compared too.
 SELECT format('ALTER ROLE %I RENAME TO %I', rolname, 'kg_upgrade_saved_' || rolname)
-  FROM pg_roles WHERE rolname IN ('keys_guard_admin', 'keys_guard_gateway') ORDER BY 1 \gexec
+  FROM pg_roles WHERE rolname IN ('keys_guard_admin', 'keys_guard_gateway', 'keys_guard_keyholder')
+ ORDER BY 1 \gexec
 
 --
 -- 1. A fresh install.
@@ -198,8 +200,9 @@ CREATE DATABASE kg_fresh;
 \c kg_fresh
 CREATE EXTENSION keys_guard;
 SELECT extversion FROM pg_extension WHERE extname = 'keys_guard';
--- It ran keys_guard--1.2.sql, not the chain: there _assert_conflict_row
--- (new in 1.2) is created before create_tenant (new in 1.1).
+-- It ran keys_guard--1.2.sql, not the chain from 1.0: there
+-- _assert_conflict_row (new in 1.2) is created before create_tenant (new
+-- in 1.1); and then keys_guard--1.2--1.3.sql.
 SELECT 'keys_guard._assert_conflict_row(oid,text,timestamptz)'::regprocedure::oid
        < 'keys_guard.create_tenant(text,text,text)'::regprocedure::oid AS ran_full_script;
 -- Each kind of row is there, and each object has one row.
@@ -210,10 +213,10 @@ SELECT jsonb_agg(jsonb_build_object('kind', kind, 'object', object, 'definition'
   FROM (:members) AS m \gset
 \c :regress_db
 DROP DATABASE kg_fresh;
-DROP ROLE keys_guard_admin, keys_guard_gateway;
+DROP ROLE keys_guard_admin, keys_guard_gateway, keys_guard_keyholder;
 
 --
--- 2. A database created with 1.0, with data, updated to 1.2.
+-- 2. A database created with 1.0, with data, updated to 1.3.
 --
 CREATE DATABASE kg_upgraded;
 \c kg_upgraded
@@ -264,10 +267,10 @@ SELECT keys_guard.release_table('shared', dry_run => true);
 ALTER EXTENSION keys_guard UPDATE;
 \c :regress_db
 DROP DATABASE kg_upgraded;
-DROP ROLE keys_guard_admin, keys_guard_gateway;
+DROP ROLE keys_guard_admin, keys_guard_gateway, keys_guard_keyholder;
 
 --
--- 3. A database created with 1.1, with data, updated to 1.2.
+-- 3. A database created with 1.1, with data, updated to 1.3.
 --
 CREATE DATABASE kg_upgraded;
 \c kg_upgraded
@@ -300,7 +303,7 @@ SELECT id, item FROM orders ORDER BY id;
 COMMIT;
 \c :regress_db
 DROP DATABASE kg_upgraded;
-DROP ROLE keys_guard_admin, keys_guard_gateway;
+DROP ROLE keys_guard_admin, keys_guard_gateway, keys_guard_keyholder;
 
 -- The roles of the regression database come back.
 SELECT format('ALTER ROLE %I RENAME TO %I', rolname, substr(rolname, length('kg_upgrade_saved_') + 1))

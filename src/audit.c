@@ -591,32 +591,40 @@ kg_audit_enqueue(const char *action, const char *target,
 }
 
 /*
- * Whether any record (of any database) or a count of lost ones waits: a
- * cheap check that lets the worker skip starting a transaction.
+ * How many records (of any database) wait, counting a database's count of
+ * lost ones as one: a cheap check that lets the worker skip starting a
+ * transaction, and gather a batch while few wait.
  */
-bool
+int
 kg_audit_pending(void)
 {
-	bool		pending;
+	int			pending;
 	int			i;
 
 	if (queue == NULL)
-		return false;
+		return 0;
 	LWLockAcquire(queue->lock, LW_SHARED);
-	pending = queue->used > 0;
-	for (i = 0; i < KG_AUDIT_MAX_GAPS && !pending; i++)
-		pending = queue->gaps[i].records > 0;
+	pending = queue->used;
+	for (i = 0; i < KG_AUDIT_MAX_GAPS; i++)
+		pending += queue->gaps[i].records > 0 ? 1 : 0;
 	LWLockRelease(queue->lock);
 	return pending;
 }
 
-static int
-compare_seq(const void *a, const void *b)
+/* A queued record's place in the queue, ordered by its sequence number. */
+typedef struct KgTaken
 {
-	const KgAuditRecord *ra = (const KgAuditRecord *) a;
-	const KgAuditRecord *rb = (const KgAuditRecord *) b;
+	uint64		seq;
+	int			slot;
+} KgTaken;
 
-	return (ra->seq > rb->seq) - (ra->seq < rb->seq);
+static int
+compare_taken(const void *a, const void *b)
+{
+	const KgTaken *ta = (const KgTaken *) a;
+	const KgTaken *tb = (const KgTaken *) b;
+
+	return (ta->seq > tb->seq) - (ta->seq < tb->seq);
 }
 
 /*
@@ -627,7 +635,9 @@ compare_seq(const void *a, const void *b)
 static int
 take_batch(KgAuditRecord *batch)
 {
+	KgTaken		taken[KG_AUDIT_DRAIN_BATCH];
 	int			n = 0;
+	int			seen = 0;
 	int			i;
 
 	Assert(ntaken == 0);
@@ -641,22 +651,32 @@ take_batch(KgAuditRecord *batch)
 			queue->gaps[i].records = 0;
 		}
 	}
-	for (i = 0; i < queue->capacity && n < KG_AUDIT_DRAIN_BATCH; i++)
+	/* Stop once every slot in use was seen: the rest are free. */
+	for (i = 0; i < queue->capacity && n < KG_AUDIT_DRAIN_BATCH && seen < queue->used; i++)
 	{
 		KgAuditRecord *rec = &queue->records[i];
 
+		if (rec->state == KG_SLOT_FREE)
+			continue;
+		seen++;
 		if (rec->state == KG_SLOT_QUEUED && rec->dboid == MyDatabaseId)
 		{
 			rec->state = KG_SLOT_TAKEN;
-			memcpy(&batch[n], rec, sizeof(KgAuditRecord));
-			taken_slots[n] = i;
-			taken_seqs[n] = rec->seq;
+			taken[n].seq = rec->seq;
+			taken[n].slot = i;
 			n++;
 		}
 	}
+	/* Copy them out oldest first; the records are not moved while sorting. */
+	qsort(taken, n, sizeof(KgTaken), compare_taken);
+	for (i = 0; i < n; i++)
+	{
+		memcpy(&batch[i], &queue->records[taken[i].slot], sizeof(KgAuditRecord));
+		taken_slots[i] = taken[i].slot;
+		taken_seqs[i] = taken[i].seq;
+	}
 	ntaken = n;
 	LWLockRelease(queue->lock);
-	qsort(batch, n, sizeof(KgAuditRecord), compare_seq);
 	return n;
 }
 

@@ -55,6 +55,8 @@ typedef struct KgContext
 	char		actor[KG_ACTOR_MAXLEN + 1];
 	char		request_id[KG_REQUEST_ID_MAXLEN + 1];
 	char		reason[KG_REASON_MAXLEN + 1];	/* set only in an admin context */
+	char		api_key[KG_API_KEY_ID_TEXT_LEN + 1];	/* set only by use_api_key() */
+	char		api_key_write[2];	/* "w" if that key may write, else "" */
 } KgContext;
 
 char	   *kg_context_setting = NULL;
@@ -105,6 +107,8 @@ unpack_context(const char *packed, KgContext *ctx)
 		unpack_field(&cursor, ctx->actor, sizeof(ctx->actor)) &&
 		unpack_field(&cursor, ctx->request_id, sizeof(ctx->request_id)) &&
 		unpack_field(&cursor, ctx->reason, sizeof(ctx->reason)) &&
+		unpack_field(&cursor, ctx->api_key, sizeof(ctx->api_key)) &&
+		unpack_field(&cursor, ctx->api_key_write, sizeof(ctx->api_key_write)) &&
 		*cursor == '\0';
 }
 
@@ -279,6 +283,24 @@ kg_current_admin_reason(void)
 	return current_context && current_context->reason[0] ? current_context->reason : NULL;
 }
 
+/*
+ * The API key the current context was obtained with (its id as text), or
+ * NULL; *can_write says whether that key may change data.
+ */
+const char *
+kg_context_api_key(bool *can_write)
+{
+	if (current_context == NULL || current_context->api_key[0] == '\0')
+	{
+		if (can_write)
+			*can_write = false;
+		return NULL;
+	}
+	if (can_write)
+		*can_write = current_context->api_key_write[0] == 'w';
+	return current_context->api_key;
+}
+
 static void
 require_preloaded(void)
 {
@@ -296,6 +318,40 @@ has_role(const char *rolename)
 	Oid			roleid = get_role_oid(rolename, true);
 
 	return OidIsValid(roleid) && has_privs_of_role(GetUserId(), roleid);
+}
+
+bool
+kg_has_role(const char *rolename)
+{
+	return has_role(rolename);
+}
+
+void
+kg_require_preloaded(void)
+{
+	require_preloaded();
+}
+
+/*
+ * A member of keys_guard_keyholder (an AI tool's or MCP server's login)
+ * obtains a context only by presenting an API key, whatever other roles it
+ * was granted (docs/contract.md §15).  Superusers, who have the privileges
+ * of every role, are not counted as keyholders.
+ */
+static void
+refuse_keyholder(const char *funcname)
+{
+	Oid			roleid;
+
+	if (superuser())
+		return;
+	roleid = get_role_oid(KG_ROLE_KEYHOLDER, true);
+	if (OidIsValid(roleid) && is_member_of_role(GetUserId(), roleid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to call %s()", funcname),
+				 errdetail("Members of %s obtain a context only with keys_guard.use_api_key().",
+						   KG_ROLE_KEYHOLDER)));
 }
 
 /*
@@ -471,19 +527,21 @@ join_search_path(const char *first, List *rest)
  */
 static void
 apply_context(const char *tenant, const char *actor, const char *request_id,
-			  const char *reason, const char *tenant_schema, bool is_local,
-			  bool touch_search_path)
+			  const char *reason, const char *api_key, bool api_key_write,
+			  const char *tenant_schema, bool is_local, bool touch_search_path)
 {
 	GucAction	action = is_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET;
 	char	   *path = NULL;
 	char	   *packed = "";
 
 	if (tenant || actor || request_id || reason)
-		packed = psprintf("%s%c%s%c%s%c%s",
+		packed = psprintf("%s%c%s%c%s%c%s%c%s%c%s",
 						  tenant ? tenant : "", KG_CONTEXT_SEPARATOR,
 						  actor ? actor : "", KG_CONTEXT_SEPARATOR,
 						  request_id ? request_id : "", KG_CONTEXT_SEPARATOR,
-						  reason ? reason : "");
+						  reason ? reason : "", KG_CONTEXT_SEPARATOR,
+						  api_key ? api_key : "", KG_CONTEXT_SEPARATOR,
+						  api_key && api_key_write ? "w" : "");
 	if (touch_search_path)
 	{
 		path = join_search_path(tenant_schema, search_path_without_tenants());
@@ -599,6 +657,7 @@ keys_guard_set_context(PG_FUNCTION_ARGS)
 				 errmsg("is_local must not be null")));
 	is_local = PG_GETARG_BOOL(3);
 
+	refuse_keyholder("set_context");
 	if (!has_role("keys_guard_gateway") && !has_role("keys_guard_admin"))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -612,9 +671,32 @@ keys_guard_set_context(PG_FUNCTION_ARGS)
 	schema = keys_guard_tenant_search_path ? get_namespace_name(tenant->nspoid) : NULL;
 
 	warn_if_no_transaction_block(is_local, "set_context");
-	apply_context(tenant->id, actor, request_id, NULL, schema, is_local,
+	apply_context(tenant->id, actor, request_id, NULL, NULL, false, schema, is_local,
 				  keys_guard_tenant_search_path);
 	PG_RETURN_VOID();
+}
+
+/*
+ * The transaction-scoped context of an API key (apikey.c has checked the
+ * key): the key's tenant, an actor naming the key, a generated request id,
+ * and the key itself with whether it may write.
+ */
+void
+kg_apply_key_context(const char *tenant_id, const char *actor,
+					 const char *key_id, bool can_write)
+{
+	KgTenant   *tenant = kg_tenant_by_id(tenant_id);
+	char	   *schema = NULL;
+
+	if (keys_guard_tenant_search_path && tenant != NULL && OidIsValid(tenant->nspoid))
+		schema = get_namespace_name(tenant->nspoid);
+	if (!IsTransactionBlock())
+		ereport(WARNING,
+				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
+				 errmsg("use_api_key() outside a transaction block lasts only for the current statement"),
+				 errhint("Call it inside BEGIN ... COMMIT, together with the statements it is for.")));
+	apply_context(tenant_id, actor, generate_request_id(), NULL, key_id, can_write,
+				  schema, true, keys_guard_tenant_search_path);
 }
 
 /*
@@ -642,6 +724,7 @@ keys_guard_admin_context(PG_FUNCTION_ARGS)
 				 errmsg("is_local must not be null")));
 	is_local = PG_GETARG_BOOL(3);
 
+	refuse_keyholder("admin_context");
 	if (!has_role("keys_guard_admin"))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -654,7 +737,7 @@ keys_guard_admin_context(PG_FUNCTION_ARGS)
 	request_id = optional_request_id(fcinfo, 2);
 
 	warn_if_no_transaction_block(is_local, "admin_context");
-	apply_context(NULL, actor, request_id, reason, NULL, is_local, true);
+	apply_context(NULL, actor, request_id, reason, NULL, false, NULL, is_local, true);
 
 	detail = kg_audit_detail();
 	kg_audit_detail_text(detail, "reason", reason);
@@ -671,7 +754,7 @@ Datum
 keys_guard_clear_context(PG_FUNCTION_ARGS)
 {
 	require_preloaded();
-	apply_context(NULL, NULL, NULL, NULL, NULL, false, true);
+	apply_context(NULL, NULL, NULL, NULL, NULL, false, NULL, false, true);
 	PG_RETURN_VOID();
 }
 

@@ -14,12 +14,14 @@
  *	  shmem_request_hook		audit.c, worker.c (sizes)
  *	  shmem_startup_hook		audit.c, worker.c (initialisation)
  *	  ExecutorCheckPerms_hook	isolation.c
- *	  ExecutorStart_hook		acting.c (statement span), isolation.c
- *	  ExecutorRun_hook			isolation.c, acting.c (statement span)
- *	  ExecutorFinish_hook		acting.c (statement span)
+ *	  ExecutorStart_hook		keyholder.c, acting.c (statement span), isolation.c
+ *	  ExecutorRun_hook			isolation.c, acting.c (statement span), keyholder.c (nesting)
+ *	  ExecutorFinish_hook		acting.c (statement span), keyholder.c (nesting)
+ *	  ExecutorEnd_hook			keyholder.c (per-statement audit under a key)
  *	  planner_hook				acting.c, isolation.c, soft_delete.c
  *	  get_relation_info_hook	isolation.c (tenant and soft-delete filters)
- *	  ProcessUtility_hook		utility.c
+ *	  ProcessUtility_hook		keyholder.c, utility.c
+ *	  object_access_hook		keyholder.c (functions with side effects)
  *	  needs_fmgr_hook, fmgr_hook	acting.c (user-code frames)
  *	  emit_log_hook				redact.c (secrets out of every log line)
  *	  post_parse_analyze_hook	redact.c (secrets out of pg_stat_activity;
@@ -27,7 +29,8 @@
  *								ProcessUtility hooks)
  *
  * Cache and transaction callbacks are not hooks: each stays with the file
- * whose state it invalidates (kg_catalog_init(), kg_acting_init()), and
+ * whose state it invalidates (kg_catalog_init(), kg_acting_init(),
+ * kg_keyholder_init()), and
  * kg_hooks_install() calls those once, so this file lists every way
  * PostgreSQL calls into keys_guard on its own.  (worker.c registers one
  * more transaction callback lazily, the first time it has a wake-up to
@@ -38,6 +41,8 @@
 #include "postgres.h"
 
 #include "access/parallel.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_proc.h"
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -57,6 +62,8 @@ static ExecutorCheckPerms_hook_type prev_check_perms_hook = NULL;
 static ExecutorStart_hook_type prev_executor_start_hook = NULL;
 static ExecutorRun_hook_type prev_executor_run_hook = NULL;
 static ExecutorFinish_hook_type prev_executor_finish_hook = NULL;
+static ExecutorEnd_hook_type prev_executor_end_hook = NULL;
+static object_access_hook_type prev_object_access_hook = NULL;
 static planner_hook_type prev_planner_hook = NULL;
 static get_relation_info_hook_type prev_get_relation_info_hook = NULL;
 static ProcessUtility_hook_type prev_process_utility_hook = NULL;
@@ -108,8 +115,9 @@ kg_check_perms(KG_CHECK_PERMS_ARGS)
 }
 
 /*
- * ExecutorStart_hook: start the statement inside its acting span, then
- * remember the context a statement on guarded data started under.
+ * ExecutorStart_hook: a keyholder session without a write key runs only
+ * plain SELECTs (keyholder.c); start the statement inside its acting span,
+ * then remember the context a statement on guarded data started under.
  */
 static void
 kg_executor_start(QueryDesc *queryDesc, int eflags)
@@ -119,6 +127,7 @@ kg_executor_start(QueryDesc *queryDesc, int eflags)
 	/* The statement of an Execute message, or of a parallel worker. */
 	kg_redact_activity(queryDesc->sourceText);
 
+	kg_keyholder_executor_start(queryDesc, eflags);
 	save = kg_begin_statement(NULL, queryDesc->plannedstmt);
 
 	PG_TRY();
@@ -150,6 +159,7 @@ kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 	kg_isolation_check_portal_context(queryDesc);
 
 	save = kg_begin_statement(NULL, queryDesc->plannedstmt);
+	kg_keyholder_nest(1);
 	PG_TRY();
 	{
 		if (prev_executor_run_hook)
@@ -159,6 +169,7 @@ kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 	}
 	PG_FINALLY();
 	{
+		kg_keyholder_nest(-1);
 		kg_end_statement(save);
 	}
 	PG_END_TRY();
@@ -173,6 +184,7 @@ kg_executor_finish(QueryDesc *queryDesc)
 {
 	bool		save = kg_begin_statement(NULL, queryDesc->plannedstmt);
 
+	kg_keyholder_nest(1);
 	PG_TRY();
 	{
 		if (prev_executor_finish_hook)
@@ -182,9 +194,24 @@ kg_executor_finish(QueryDesc *queryDesc)
 	}
 	PG_FINALLY();
 	{
+		kg_keyholder_nest(-1);
 		kg_end_statement(save);
 	}
 	PG_END_TRY();
+}
+
+/*
+ * ExecutorEnd_hook: a statement that ends at top level under an API key
+ * gets its audit record (keyholder.c) while its counts are still there.
+ */
+static void
+kg_executor_end(QueryDesc *queryDesc)
+{
+	kg_keyholder_executor_end(queryDesc);
+	if (prev_executor_end_hook)
+		prev_executor_end_hook(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
 }
 
 /*
@@ -250,8 +277,10 @@ kg_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent,
 }
 
 /*
- * ProcessUtility_hook: check the statement (utility.c), which may replace a
- * COPY TO by its planned form, then run it.
+ * ProcessUtility_hook: in a keyholder session without a write key only
+ * statements that change nothing (keyholder.c); check the statement
+ * (utility.c), which may replace a COPY TO by its planned form, run it,
+ * and record it when it ran under an API key.
  */
 static void
 kg_process_utility(PlannedStmt *pstmt, const char *queryString,
@@ -261,6 +290,7 @@ kg_process_utility(PlannedStmt *pstmt, const char *queryString,
 {
 	if (context == PROCESS_UTILITY_TOPLEVEL)
 		kg_redact_activity(queryString);
+	kg_keyholder_check_utility(pstmt);
 	pstmt = kg_utility_check_statement(pstmt);
 
 	if (prev_process_utility_hook)
@@ -269,6 +299,23 @@ kg_process_utility(PlannedStmt *pstmt, const char *queryString,
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
+	kg_keyholder_utility_done(pstmt, context);
+}
+
+/*
+ * object_access_hook: after the earlier providers, refuse a function with
+ * side effects in a keyholder session without a write key (keyholder.c).
+ * PostgreSQL raises OAT_FUNCTION_EXECUTE when an expression calling a
+ * function is initialised, built-in functions included.
+ */
+static void
+kg_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+				 int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+	if (access == OAT_FUNCTION_EXECUTE && classId == ProcedureRelationId)
+		kg_keyholder_function_execute(objectId);
 }
 
 /*
@@ -345,6 +392,8 @@ kg_hooks_install(void)
 	ExecutorRun_hook = kg_executor_run;
 	prev_executor_finish_hook = ExecutorFinish_hook;
 	ExecutorFinish_hook = kg_executor_finish;
+	prev_executor_end_hook = ExecutorEnd_hook;
+	ExecutorEnd_hook = kg_executor_end;
 	prev_planner_hook = planner_hook;
 	planner_hook = kg_planner;
 	prev_get_relation_info_hook = get_relation_info_hook;
@@ -352,6 +401,9 @@ kg_hooks_install(void)
 
 	prev_process_utility_hook = ProcessUtility_hook;
 	ProcessUtility_hook = kg_process_utility;
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = kg_object_access;
+	kg_keyholder_init();
 
 	prev_needs_fmgr_hook = needs_fmgr_hook;
 	needs_fmgr_hook = kg_needs_fmgr_hook;

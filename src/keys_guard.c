@@ -36,6 +36,8 @@ int			keys_guard_audit_queue_size = 8192;
 char	   *keys_guard_database = NULL;
 int			keys_guard_purge_naptime = 60;
 int			keys_guard_purge_batch_delay = 50;
+int			keys_guard_api_key_max_lifetime = 365 * 24 * 3600;
+int			keys_guard_api_key_statement_timeout = 30000;
 
 /*
  * Define the request-context settings.  The context lives in one PGC_SUSET
@@ -183,6 +185,22 @@ define_settings(void)
 							&keys_guard_purge_naptime, 60,
 							1, 24 * 3600,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("keys_guard.api_key_max_lifetime",
+							"Longest lifetime create_api_key() and rotate_api_key() give a key.",
+							NULL,
+							&keys_guard_api_key_max_lifetime, 365 * 24 * 3600,
+							1, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("keys_guard.api_key_statement_timeout",
+							"Statement timeout of a transaction under an API key; 0 leaves statement_timeout as it is.",
+							"use_api_key() lowers statement_timeout to this for the transaction, never raises it.",
+							&keys_guard_api_key_statement_timeout, 30000,
+							0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("keys_guard.redact_patterns",

@@ -14,6 +14,7 @@
 #include "executor/execdesc.h"
 #include "nodes/parsenodes.h"
 #include "nodes/pathnodes.h"
+#include "tcop/utility.h"
 #include "nodes/plannodes.h"
 #include "storage/itemptr.h"
 #include "nodes/pg_list.h"
@@ -21,6 +22,7 @@
 #include "fmgr.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 /* Names SQL knows too: the extension and its schema. */
 #define KG_EXTENSION			"keys_guard"
@@ -52,9 +54,28 @@
 #define KG_REQUEST_ID_MAXLEN	200
 #define KG_REASON_MAXLEN		500
 
-/* API keys: the secret's prefix and full length (redact.c matches the prefix). */
-#define KG_API_KEY_PREFIX "kgk_"
-#define KG_API_KEY_LEN 96
+/* The roles the install scripts create (docs/contract.md §2). */
+#define KG_ROLE_ADMIN			"keys_guard_admin"
+#define KG_ROLE_GATEWAY			"keys_guard_gateway"
+#define KG_ROLE_KEYHOLDER		"keys_guard_keyholder"
+
+/*
+ * API keys (docs/contract.md §15).  A secret is, in this order:
+ *   KG_API_KEY_PREFIX                                   4 chars
+ *   the key id: its uuid's 16 bytes in lower-case hex  32 chars
+ *   KG_API_KEY_RANDOM_BYTES from pg_strong_random(),
+ *     RFC 4648 base32 in lower case (a-z, 2-7), no padding   52 chars
+ *   CRC-32C of everything before it, lower-case hex      8 chars
+ * KG_API_KEY_LEN characters in all.  Only its SHA-256 hash is stored.
+ */
+#define KG_API_KEY_PREFIX		"kgk_"
+#define KG_API_KEY_PREFIX_LEN	4
+#define KG_API_KEY_ID_HEX_LEN	32
+#define KG_API_KEY_RANDOM_BYTES	32
+#define KG_API_KEY_RANDOM_LEN	52	/* ceil(32 * 8 / 5) */
+#define KG_API_KEY_CHECK_LEN	8
+#define KG_API_KEY_LEN			96
+#define KG_API_KEY_ID_TEXT_LEN	36	/* a key id as canonical uuid text */
 
 /* hooks.c */
 extern void kg_hooks_install(void);
@@ -70,6 +91,8 @@ extern int	keys_guard_audit_queue_size;
 extern char *keys_guard_database;
 extern int	keys_guard_purge_naptime;
 extern int	keys_guard_purge_batch_delay;
+extern int	keys_guard_api_key_max_lifetime;
+extern int	keys_guard_api_key_statement_timeout;
 
 /* context.c */
 typedef enum KgMode
@@ -98,8 +121,15 @@ extern const char *kg_current_tenant(void);
 extern const char *kg_current_actor(void);
 extern const char *kg_current_request_id(void);
 extern const char *kg_current_admin_reason(void);
+extern const char *kg_context_api_key(bool *can_write);
+extern void kg_apply_key_context(const char *tenant_id, const char *actor,
+								 const char *key_id, bool can_write);
+extern bool kg_has_role(const char *rolename);
+extern void kg_require_preloaded(void);
 extern Datum keys_guard_current_tenant_uuid(PG_FUNCTION_ARGS);
 extern Datum keys_guard_current_tenant_bigint(PG_FUNCTION_ARGS);
+/* The key id of the transaction's key context, or NULL; *can_write for a write key. */
+extern const char *kg_context_api_key(bool *can_write);
 
 /* catalog.c */
 typedef struct KgTenant
@@ -258,6 +288,20 @@ extern void kg_purge_run_end(KgPurgeRun *run);
 /* utility.c */
 extern PlannedStmt *kg_utility_check_statement(PlannedStmt *pstmt);	/* hooks.c calls */
 
+/* apikey.c */
+extern bool kg_api_key_parse(const char *secret, pg_uuid_t *key_id);
+
+/* keyholder.c: nothing changes in a keyholder session without a write key */
+extern bool kg_keyholder_session(void);
+/* hooks.c calls: cache callbacks, executor, object access, utility */
+extern void kg_keyholder_init(void);
+extern void kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags);
+extern void kg_keyholder_nest(int delta);
+extern void kg_keyholder_executor_end(QueryDesc *queryDesc);
+extern void kg_keyholder_function_execute(Oid fn);
+extern void kg_keyholder_check_utility(PlannedStmt *pstmt);
+extern void kg_keyholder_utility_done(PlannedStmt *pstmt, ProcessUtilityContext context);
+
 /* audit.c: the only writer of keys_guard.audit_log */
 typedef enum KgAuditOutcome
 {
@@ -286,7 +330,7 @@ extern int	kg_audit_drain(void);
 extern void kg_audit_release(bool committed);
 extern void kg_audit_reclaim(void);
 extern void kg_audit_forget(Oid dboid);
-extern bool kg_audit_pending(void);
+extern int	kg_audit_pending(void);
 
 /* redact.c: secrets out of the server log and pg_stat_activity */
 #define KG_REDACTED_TEXT		"[REDACTED]"	/* the other secrets' marker */

@@ -23,7 +23,7 @@
  * pg_stat_activity, a stray backslash) is redacted to the end of the
  * text: too much rather than too little.
  *
- * A secret is the prefix KG_API_KEY_PREFIX followed by at least one
+ * An API key secret is the prefix KG_API_KEY_PREFIX followed by at least one
  * letter, digit or underscore; the whole run of those after the prefix is
  * replaced by a fixed marker, so "kgk_<92 characters>" becomes
  * KG_REDACTED_MARKER.  The length and the checksum are not looked at: a
@@ -45,13 +45,15 @@
  *	  is debug_query_string, which the hook cannot change; when it carries
  *	  a secret and would be printed, the hook sets hide_stmt and appends
  *	  the redacted statement to the server-only detail (detail_log).  Runs
- *	  inside error reporting: it never throws, and when it cannot allocate
- *	  it overwrites the secret in place instead.
+ *	  inside error reporting: it never throws, and when it cannot redact a
+ *	  field it overwrites the field in place instead.  For messages up to ERROR
+ *	  it also redacts this backend's pg_stat_activity text if that still
+ *	  carries a secret (a statement that failed before parse analysis).
  *	- kg_redact_activity(), from post_parse_analyze_hook, planner_hook,
  *	  ExecutorStart_hook and ProcessUtility_hook: when the top-level
  *	  statement text (debug_query_string) carries a secret, report a
  *	  redacted copy to pg_stat_activity.
- *	- kg_redact_text(), the redaction itself for any caller.
+ *	- kg_redact_text(), API key redaction for any caller (the audit log).
  *
  * The common case, a text without a secret and no redact_patterns, costs
  * one scan with a table lookup per byte (k, e, p, P start a candidate)
@@ -74,6 +76,7 @@
 #include "access/xact.h"
 #include "catalog/pg_collation_d.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "regex/regex.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
@@ -992,9 +995,67 @@ append_correlation(ErrorData *edata, MemoryContext cxt)
 }
 
 /*
+ * Report text[0..len) to pg_stat_activity as this backend's running
+ * statement, redacted, when it carries a secret (as the marker alone when
+ * it cannot be redacted), with the query id parse analysis reported kept.
+ * Never throws.
+ */
+static void
+report_redacted_activity(MemoryContext cxt, const char *text, size_t len)
+{
+	char	   *redacted = NULL;
+	uint64		query_id;
+
+	switch (redact_string(cxt, text, len, false, &redacted))
+	{
+		case REDACT_CLEAN:
+			return;
+		case REDACT_DONE:
+			break;
+		case REDACT_FAILED:
+			redacted = NULL;
+			break;
+	}
+
+	/*
+	 * Reporting a running statement forgets its query id; put back the one
+	 * parse analysis already reported.
+	 */
+	query_id = pgstat_get_my_query_id();
+	pgstat_report_activity(STATE_RUNNING, redacted ? redacted : KG_REDACTED_TEXT);
+	if (query_id != UINT64CONST(0))
+		pgstat_report_query_id(query_id, true);
+	if (redacted)
+		pfree(redacted);
+}
+
+/*
+ * The text pg_stat_activity shows for this backend, when it is running a
+ * statement whose text still carries a secret: a statement that failed
+ * before parse analysis (a syntax error) never reached
+ * kg_redact_activity(), and its text would stay on show, the session's
+ * last query, until the next statement.  Redact it now.  Reads only this
+ * backend's own entry, which no other process writes.  Never throws.
+ */
+static void
+redact_own_activity(MemoryContext cxt)
+{
+	const char *shown;
+
+	if (MyBEEntry == NULL || MyBEEntry->st_procpid != MyProcPid ||
+		!pgstat_track_activities || MyBEEntry->st_state != STATE_RUNNING ||
+		MyBEEntry->st_activity_raw == NULL)
+		return;
+	shown = MyBEEntry->st_activity_raw;
+	report_redacted_activity(cxt, shown, strnlen(shown, pgstat_track_activity_query_size));
+}
+
+/*
  * emit_log_hook's work: redact every text of a message on its way to the
  * server log, and to the client when it goes there too (the hook runs
- * before either is sent); then tie it to its request.  Never throws.
+ * before either is sent), and the statement pg_stat_activity shows when
+ * it still carries a secret; then tie the message to its request.  Never
+ * throws.
  */
 void
 kg_redact_error_data(ErrorData *edata)
@@ -1013,6 +1074,8 @@ kg_redact_error_data(ErrorData *edata)
 	redact_field(&edata->datatype_name, cxt);
 	redact_field(&edata->constraint_name, cxt);
 	redact_statement(edata, cxt);
+	if (edata->elevel <= ERROR)
+		redact_own_activity(cxt);
 	append_correlation(edata, cxt);
 }
 
@@ -1026,8 +1089,6 @@ void
 kg_redact_activity(const char *source)
 {
 	size_t		len;
-	char	   *redacted = NULL;
-	uint64		query_id;
 
 	if (source == NULL || source != debug_query_string || !pgstat_track_activities)
 		return;
@@ -1037,26 +1098,5 @@ kg_redact_activity(const char *source)
 	 */
 	len = strnlen(source, pgstat_track_activity_query_size);
 	len = pg_mbcliplen(source, len, pgstat_track_activity_query_size - 1);
-	switch (redact_string(CurrentMemoryContext, source, len, false, &redacted))
-	{
-		case REDACT_CLEAN:
-			return;
-		case REDACT_DONE:
-			break;
-		case REDACT_FAILED:
-			/* Shown as the marker alone rather than as it was. */
-			redacted = NULL;
-			break;
-	}
-
-	/*
-	 * Reporting a running statement forgets its query id; put back the one
-	 * parse analysis already reported.
-	 */
-	query_id = pgstat_get_my_query_id();
-	pgstat_report_activity(STATE_RUNNING, redacted ? redacted : KG_REDACTED_TEXT);
-	if (query_id != UINT64CONST(0))
-		pgstat_report_query_id(query_id, true);
-	if (redacted)
-		pfree(redacted);
+	report_redacted_activity(CurrentMemoryContext, source, len);
 }

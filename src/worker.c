@@ -77,6 +77,16 @@
  */
 #define KG_AUDIT_DRAIN_MAX_BATCHES 16
 
+/*
+ * While few records wait, the worker gives them KG_AUDIT_GATHER_MS to
+ * become a batch before it writes them: a transaction for every record or
+ * two (each enqueue sets the latch) would cost far more than the records,
+ * under a steady stream such as the per-statement audit of API keys.  A
+ * denial still reaches keys_guard.audit_log within milliseconds.
+ */
+#define KG_AUDIT_GATHER_MS 5
+#define KG_AUDIT_GATHER_BELOW 256
+
 typedef struct KgWorkerSlot
 {
 	Oid			dboid;			/* InvalidOid: free */
@@ -675,12 +685,18 @@ drain_audit_queue(void)
 	MemoryContext caller = CurrentMemoryContext;
 	volatile int written = 1;
 	int			batches;
+	int			pending;
 
 	if (drain_failed_at != 0 &&
 		!TimestampDifferenceExceeds(drain_failed_at, GetCurrentTimestamp(), 1000))
 		return;
+	pending = kg_audit_pending();
+	if (pending == 0)
+		return;
+	if (pending < KG_AUDIT_GATHER_BELOW)
+		pg_usleep(KG_AUDIT_GATHER_MS * 1000L);
 	for (batches = 0; batches < KG_AUDIT_DRAIN_MAX_BATCHES && written > 0 &&
-		 kg_audit_pending(); batches++)
+		 kg_audit_pending() > 0; batches++)
 	{
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();

@@ -75,7 +75,7 @@ is( $node->safe_psql(
 
 ###########################################################################
 # (b) With the library preloaded, CREATE EXTENSION works and creates the
-#     two NOLOGIN roles of docs/contract.md §2.
+#     three NOLOGIN roles of docs/contract.md §2.
 ###########################################################################
 
 set_preload(1);
@@ -87,15 +87,15 @@ is($ret, 0, 'CREATE EXTENSION succeeds when keys_guard is preloaded')
 is( $node->safe_psql(
 		'postgres',
 		"SELECT extversion FROM pg_extension WHERE extname = 'keys_guard'"),
-	'1.2',
-	'keys_guard 1.2 (the default version) is installed');
+	'1.3',
+	'keys_guard 1.3 (the default version) is installed');
 is( $node->safe_psql(
 		'postgres',
 		"SELECT string_agg(rolname || ':' || rolcanlogin, ',' ORDER BY rolname)"
 		  . " FROM pg_roles"
-		  . " WHERE rolname IN ('keys_guard_admin', 'keys_guard_gateway')"),
-	'keys_guard_admin:false,keys_guard_gateway:false',
-	'roles keys_guard_admin and keys_guard_gateway exist and are NOLOGIN');
+		  . " WHERE rolname IN ('keys_guard_admin', 'keys_guard_gateway', 'keys_guard_keyholder')"),
+	'keys_guard_admin:false,keys_guard_gateway:false,keys_guard_keyholder:false',
+	'roles keys_guard_admin, keys_guard_gateway and keys_guard_keyholder exist and are NOLOGIN');
 
 ###########################################################################
 # (c) Fail closed.  A non-superuser login role of the API gateway owns a

@@ -63,6 +63,29 @@ COMMIT;
 });
 }
 
+# API keys: one live, one revoked.  The dump holds their hashes only.
+$node->safe_psql(
+	'src', q{
+CREATE ROLE tool LOGIN IN ROLE keys_guard_keyholder;
+GRANT USAGE ON SCHEMA tenant_a TO tool;
+GRANT SELECT ON tenant_a.notes TO tool;
+});
+my $key_secret = $node->safe_psql('src',
+	q{SELECT secret FROM keys_guard.create_api_key('a', 'assistant')});
+my $revoked_secret = $node->safe_psql('src',
+	q{SELECT keys_guard.revoke_api_key(key_id) IS NOT NULL AS revoked, secret
+	    FROM keys_guard.create_api_key('a', 'old') \gset
+	  SELECT :'secret'});
+my $keys = q{
+SELECT string_agg(concat_ws('|', id, tenant, name, scopes, encode(secret_hash, 'hex'),
+                            created_at, created_by, expires_at, revoked_at, revoked_by),
+                  E'\n' ORDER BY id)
+  FROM keys_guard.api_key;
+};
+like($revoked_secret, qr/^kgk_[0-9a-z]{92}$/, 'sanity: the revoked key\'s secret');
+my $src_keys = $node->safe_psql('src', $keys);
+like($src_keys, qr/assistant/, 'the source database has its API keys');
+
 # What must survive: the registry, the governance state and the guards.
 my $state = q{
 SELECT (SELECT jsonb_agg(t ORDER BY t.id)
@@ -187,6 +210,24 @@ SELECT keys_guard.set_context('gone', 'x') \g /dev/null
 },
 	extra_params => [ '-U', 'app' ]);
 like($err, qr/is deleted/, 'restored: a tenant pending deletion stays deleted');
+
+# API keys: the same rows (hashes), the live key works, the revoked one not.
+is($node->safe_psql('dst', $keys), $src_keys, 'restored: API keys (hashes only)');
+is( $node->safe_psql(
+		'dst', qq{
+BEGIN;
+SELECT keys_guard.use_api_key('$key_secret') \\g /dev/null
+SELECT keys_guard.current_tenant() || ':' || string_agg(body, ',' ORDER BY id) FROM notes;
+COMMIT;
+},
+		extra_params => [ '-U', 'tool' ]),
+	'a:note 1 of a',
+	'restored: the API key gives its tenant context');
+($ret, $out, $err) = $node->psql(
+	'dst', "SELECT keys_guard.use_api_key('$revoked_secret')",
+	extra_params => [ '-U', 'tool' ]);
+like($err, qr/invalid API key/, 'restored: a revoked key stays revoked');
+unlike(slurp_file($dump), qr/\Q$key_secret\E/, 'the dump does not hold the secret');
 
 # The version goes on from where the dump left it.
 my ($v) = $node->safe_psql('dst', q{SELECT keys_guard.snapshot()->>'version'});

@@ -126,7 +126,7 @@ $node->safe_psql('postgres', 'CREATE DATABASE upgraded');
 $node->safe_psql('upgraded', "CREATE EXTENSION keys_guard VERSION '1.1'");
 $node->safe_psql('upgraded', 'ALTER EXTENSION keys_guard UPDATE');
 is($node->safe_psql('upgraded', "SELECT extversion FROM pg_extension WHERE extname = 'keys_guard'"),
-	'1.2', 'ALTER EXTENSION keys_guard UPDATE reaches 1.2');
+	'1.3', 'ALTER EXTENSION keys_guard UPDATE reaches 1.3');
 ok(poll_within(10, 'upgraded', worker_running('upgraded')),
 	'after ALTER EXTENSION ... UPDATE a keys_guard worker serves the database');
 expired_work('upgraded');

@@ -15,7 +15,17 @@
 #   - the check can fail: a control token sent the same ways (not
 #     key-shaped, so not redacted) is in every log file;
 #   - pg_stat_activity shows a running statement's text redacted, in its
-#     own backend and in a parallel worker.
+#     own backend and in a parallel worker;
+#   - real keys (issue 12): a read and a write key issued (the secret a
+#     result column, the write key's WARNING logged), used by a keyholder
+#     login as a literal and as a bind parameter, refused (a wrong secret
+#     with a valid checksum, a truncated, an expired and a revoked one,
+#     the old key after a rotation's overlap; each ERROR and LOG line with
+#     its statement and reason), a write under a read key refused,
+#     rotated and revoked: no part of any of those secrets in any log
+#     file, in keys_guard.audit_log or in what the clients were told, and
+#     none in pg_stat_activity while a statement using a key runs or after
+#     one failed with a syntax error.
 #
 # To add a case, add a step to @battery (or call run_step() with SQL and
 # the secrets it carries); the checks at the end cover every secret that
@@ -25,6 +35,7 @@ use strict;
 use warnings;
 
 use IPC::Run;
+use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -103,14 +114,22 @@ sub run_sql
 sub run_extended
 {
 	my ($script, %vars) = @_;
+	return run_extended_as(undef, $script, %vars);
+}
+
+# The same as a given login role (undef: the bootstrap superuser).
+# Returns true if pgbench succeeded, and what it printed.
+sub run_extended_as
+{
+	my ($user, $script, %vars) = @_;
 	my $file = PostgreSQL::Test::Utils::tempdir() . '/step.sql';
 	PostgreSQL::Test::Utils::append_to_file($file, $script);
 	my @cmd = ('pgbench', '-n', '-M', 'extended', '-t', '1', '-f', $file);
 	push @cmd, '-D', "$_=$vars{$_}" for sort keys %vars;
-	push @cmd, $node->connstr('postgres');
-	my ($out, $err);
-	IPC::Run::run(\@cmd, '>', \$out, '2>', \$err);
-	return;
+	push @cmd, $node->connstr('postgres') . (defined $user ? " user=$user" : '');
+	my ($out, $err) = ('', '');
+	my $ok = IPC::Run::run(\@cmd, '>', \$out, '2>', \$err);
+	return ($ok, $out . $err);
 }
 
 # One step of the battery: a tag (in a comment of each statement, so the
@@ -306,14 +325,17 @@ push @tags, map { run_kind_step(@$_) } @kind_battery;
 # in a parallel worker that runs its plan.
 sub check_activity
 {
-	my ($tag, $settings, $sql, $backend_type, $make_secret) = @_;
-	my $secret = $make_secret ? $make_secret->() : key_shaped_secret();
+	my ($tag, $settings, $sql, $backend_type, %opt) = @_;
+	my $make_secret = $opt{make_secret};
+	my $secret = $opt{secret} // ($make_secret ? $make_secret->() : key_shaped_secret());
 	remember_secret($secret);
 	(my $text = $sql) =~ s/SECRET/$secret/g;
 	$text =~ s/TAG/$tag/g;
+	my $connstr =
+	  $node->connstr('postgres') . (defined $opt{user} ? " user=$opt{user}" : '');
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start(
-		[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', $settings, '-c', $text ],
+		[ 'psql', '-X', '-d', $connstr, '-c', $settings, '-c', $text ],
 		'>', \$out, '2>', \$err);
 	my $which =
 	    "FROM pg_stat_activity WHERE query LIKE '%$tag%' AND pid <> pg_backend_pid()"
@@ -343,21 +365,262 @@ check_activity(
 	'parallel worker');
 check_activity('step_activity_jwt', 'SELECT 1',
 	q{SELECT /* TAG */ pg_sleep(60) WHERE 'SECRET' IS NOT NULL},
-	'client backend', \&jwt_secret);
+	'client backend', make_secret => \&jwt_secret);
 check_activity('step_activity_password', 'SELECT 1',
 	q{SELECT /* TAG */ pg_sleep(60) WHERE 'host=x password=SECRET' IS NOT NULL},
-	'client backend', \&password_secret);
+	'client backend', make_secret => \&password_secret);
 check_activity('step_activity_pattern', 'SELECT 1',
 	q{SELECT /* TAG */ pg_sleep(60) WHERE 'SECRET' IS NOT NULL},
-	'client backend', \&pattern_secret);
+	'client backend', make_secret => \&pattern_secret);
 
 # ---------------------------------------------------------------------
-# Real API keys: once keys_guard.use_api_key()
-# and its siblings exist, add here the steps that use a real key, fail
-# to use one (a mistyped and a revoked key), rotate it and revoke it,
-# each through run_sql() / run_extended(), and remember_secret() every
-# secret create_api_key() and rotate_api_key() returned.
+# Real API keys: keys that create_api_key() and rotate_api_key() issued,
+# used, refused, rotated and revoked under the same logging.  Every
+# secret they returned, and every near miss sent (a wrong secret with a
+# valid checksum, a truncated one), is remembered, so the checks at the
+# end look for each in every log file; the audit log and what the clients
+# were told are checked here too.
 # ---------------------------------------------------------------------
+
+# CRC-32C (Castagnoli, reflected 0x82F63B78) in lower-case hex: the
+# checksum of a secret (of its first 88 characters), to make a wrong
+# secret that passes the shape check.
+sub crc32c
+{
+	my ($s) = @_;
+	my $crc = 0xFFFFFFFF;
+	for my $byte (unpack 'C*', $s)
+	{
+		$crc ^= $byte;
+		$crc = ($crc & 1) ? (($crc >> 1) ^ 0x82F63B78) : ($crc >> 1) for 1 .. 8;
+	}
+	return sprintf '%08x', $crc ^ 0xFFFFFFFF;
+}
+
+# A tenant with a guarded table, and the tool's login: a keyholder with
+# SELECT (and INSERT, for the write key) on it.
+$node->safe_psql(
+	'postgres', q{
+SELECT keys_guard.create_tenant('keyco');
+CREATE TABLE tenant_keyco.things (id int PRIMARY KEY, label text);
+BEGIN;
+SELECT keys_guard.set_context('keyco', 'setup');
+INSERT INTO tenant_keyco.things VALUES (1, 'one'), (2, 'two');
+COMMIT;
+CREATE ROLE kg_agent LOGIN IN ROLE keys_guard_keyholder;
+GRANT USAGE ON SCHEMA tenant_keyco TO kg_agent;
+GRANT SELECT, INSERT ON tenant_keyco.things TO kg_agent;
+});
+
+# Issue a key as the superuser; the secret is a result column, which no
+# log line shows (the statement is logged, without any secret: its tag
+# goes to @plain_tags, checked to be logged, not to be followed by the
+# marker).
+my @plain_tags;
+
+sub issue_key
+{
+	my ($tag, $sql) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', "SELECT /* $tag */ $sql");
+	is($ret, 0, "$tag: issued");
+	my ($id, $secret) = split /\|/, $out;
+	like($secret, qr/^kgk_[0-9a-f]{32}[a-z2-7]{52}[0-9a-f]{8}$/, "$tag: a secret");
+	remember_secret($secret);
+	push @plain_tags, $tag;
+	return ($id, $secret, $err);
+}
+
+my ($read_id, $read_secret) = issue_key('key_create_read',
+	q{key_id, secret FROM keys_guard.create_api_key('keyco', 'reader')});
+my ($write_id, $write_secret, $write_warning) = issue_key('key_create_write',
+	q{key_id, secret FROM keys_guard.create_api_key('keyco', 'writer', '{read,write}', write_consent => true)});
+like($write_warning, qr/this key can modify the data of tenant "keyco"/,
+	'key_create_write: the WARNING');
+my ($short_id, $short_secret) = issue_key('key_create_short',
+	q{key_id, secret FROM keys_guard.create_api_key('keyco', 'short', expires_in => '1 second')});
+is(crc32c(substr($read_secret, 0, 88)), substr($read_secret, 88), 'crc32c() computes the checksum of a secret');
+
+# The near misses: the read key's id with another random part (a valid
+# checksum: "wrong secret"), and the read key cut short ("malformed").
+my $wrong_secret = substr($read_secret, 0, 40)
+  . (substr($read_secret, 40, 1) eq 'a' ? 'b' : 'a')
+  . substr($read_secret, 41, 47);
+$wrong_secret .= crc32c($wrong_secret);
+my $truncated_secret = substr($read_secret, 0, 80);
+remember_secret($wrong_secret, $truncated_secret);
+
+# What the tool's sessions were told (stdout and stderr): no secret either.
+my $client_output = '';
+
+# Use a key as a literal (psql, simple protocol: each statement its own
+# query) in one transaction with a statement after it; SECRET is the key,
+# TAG the step's tag.  Returns psql's exit code and its output.
+sub key_literal
+{
+	my ($tag, $secret, $sql) = @_;
+	$sql //= q{SELECT /* TAG */ count(*) FROM tenant_keyco.things;};
+	my $text = "BEGIN;\nSELECT /* TAG */ keys_guard.use_api_key('SECRET');\n$sql\nCOMMIT;\n";
+	$text =~ s/SECRET/$secret/g;
+	$text =~ s/TAG/$tag/g;
+	my ($ret, $out, $err) =
+	  $node->psql('postgres', $text, extra_params => [ '-U', 'kg_agent' ]);
+	$client_output .= "$out\n$err\n";
+	push @tags, $tag;
+	return ($ret, "$out$err");
+}
+
+# The same with the key as a bind parameter (pgbench, extended protocol).
+sub key_bind
+{
+	my ($tag, $secret, $sql) = @_;
+	$sql //= q{SELECT /* TAG */ count(*) FROM tenant_keyco.things;};
+	my $text = "BEGIN;\nSELECT /* TAG */ keys_guard.use_api_key(:key);\n$sql\nCOMMIT;\n";
+	$text =~ s/TAG/$tag/g;
+	my ($ok, $out) = run_extended_as('kg_agent', $text, key => $secret);
+	$client_output .= "$out\n";
+	push @tags, $tag;
+	return ($ok, $out);
+}
+
+my ($ret, $out, $ok);
+
+# Used: the read key and the write key, as literals and bind parameters.
+($ret, $out) = key_literal('key_use_literal', $read_secret);
+ok($ret == 0 && $out =~ /^2$/m, 'key_use_literal: the read key works as a literal');
+($ok, $out) = key_bind('key_use_bind', $read_secret);
+ok($ok, 'key_use_bind: the read key works as a bind parameter');
+($ret, $out) = key_literal('key_write_literal', $write_secret,
+	q{INSERT /* TAG */ INTO tenant_keyco.things VALUES (3, 'three');});
+is($ret, 0, 'key_write_literal: the write key writes');
+($ok, $out) = key_bind('key_write_bind', $write_secret,
+	q{INSERT /* TAG */ INTO tenant_keyco.things VALUES (4, 'four');});
+ok($ok, 'key_write_bind: the write key writes as a bind parameter');
+
+# A write under the read key: refused (42501) and logged.
+($ret, $out) = key_literal('key_read_writes', $read_secret,
+	q{INSERT /* TAG */ INTO tenant_keyco.things VALUES (5, 'five');});
+ok($ret != 0 && $out =~ /permission denied|read-only/, 'key_read_writes: a write under a read key is refused')
+  or diag($out);
+($ok, $out) = key_bind('key_read_writes_bind', $read_secret,
+	q{INSERT /* TAG */ INTO tenant_keyco.things VALUES (5, 'five');});
+ok(!$ok, 'key_read_writes_bind: refused as well');
+
+# Failed uses, each an ERROR "invalid API key" that the log shows with
+# its statement.
+for my $case ([ 'key_wrong', $wrong_secret ], [ 'key_truncated', $truncated_secret ])
+{
+	my ($tag, $secret) = @$case;
+	($ret, $out) = key_literal("${tag}_literal", $secret);
+	ok($ret != 0 && $out =~ /invalid API key/, "${tag}_literal: refused");
+	($ok, $out) = key_bind("${tag}_bind", $secret);
+	ok(!$ok && $out =~ /invalid API key/, "${tag}_bind: refused");
+}
+
+# Expired.
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT now() > expires_at FROM keys_guard.api_keys WHERE key_id = '$short_id'"),
+	'the short key expires');
+($ret, $out) = key_literal('key_expired_literal', $short_secret);
+ok($ret != 0 && $out =~ /invalid API key/, 'key_expired_literal: refused');
+($ok, $out) = key_bind('key_expired_bind', $short_secret);
+ok(!$ok && $out =~ /invalid API key/, 'key_expired_bind: refused');
+
+# Rotate the read key with an overlap of 5 seconds: the new secret is a
+# result column; both work during the overlap (the old key is used
+# first), only the new one after it.
+my ($new_id, $new_secret) = issue_key('key_rotate',
+	qq{new_key_id, secret FROM keys_guard.rotate_api_key('$read_id', overlap => '5 seconds')});
+($ret, $out) = key_literal('key_old_overlap', $read_secret);
+is($ret, 0, 'key_old_overlap: the old key works during the overlap');
+($ret, $out) = key_literal('key_new_literal', $new_secret);
+ok($ret == 0 && $out =~ /^4$/m, 'key_new_literal: the new key works');
+($ok, $out) = key_bind('key_new_bind', $new_secret);
+ok($ok, 'key_new_bind: the new key works as a bind parameter');
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT now() > expires_at FROM keys_guard.api_keys WHERE key_id = '$read_id'"),
+	'the overlap ends');
+($ret, $out) = key_literal('key_old_after_literal', $read_secret);
+ok($ret != 0 && $out =~ /invalid API key/, 'key_old_after_literal: the old key is refused after the overlap');
+($ok, $out) = key_bind('key_old_after_bind', $read_secret);
+ok(!$ok && $out =~ /invalid API key/, 'key_old_after_bind: refused as well');
+
+# Revoke the write key; then it is refused.
+$node->safe_psql('postgres', "SELECT /* key_revoke */ keys_guard.revoke_api_key('$write_id')");
+($ret, $out) = key_literal('key_revoked_literal', $write_secret);
+ok($ret != 0 && $out =~ /invalid API key/, 'key_revoked_literal: refused');
+($ok, $out) = key_bind('key_revoked_bind', $write_secret);
+ok(!$ok && $out =~ /invalid API key/, 'key_revoked_bind: refused');
+
+# pg_stat_activity, while a statement that uses a key as a literal runs.
+check_activity('key_activity', 'BEGIN',
+	q{SELECT /* TAG */ keys_guard.use_api_key('SECRET'), pg_sleep(60)},
+	'client backend', secret => $new_secret, user => 'kg_agent');
+
+# pg_stat_activity of a session left idle after a statement with a key
+# that failed before it was analyzed (a syntax error): the text it shows
+# is that statement's.
+{
+	my $tag = 'key_idle_after_error';
+	my ($in, $iout, $ierr) = ('', '', '');
+	my $h = IPC::Run::start(
+		[ 'psql', '-X', '-d', $node->connstr('postgres') . ' user=kg_agent', '-f', '-' ],
+		'<', \$in, '>', \$iout, '2>', \$ierr);
+	$in .= "SELECT /* $tag */ keys_guard.use_api_key('$new_secret') FROM;\n";
+	$h->pump while length $in;
+	my $which = "FROM pg_stat_activity WHERE query LIKE '%$tag%' AND pid <> pg_backend_pid()";
+	ok($node->poll_query_until('postgres', "SELECT count(*) > 0 $which AND state = 'idle'"),
+		"$tag: the session is idle after the error");
+	my $shown = $node->safe_psql('postgres', "SELECT string_agg(query, ' | ') $which");
+	unlike($shown, qr/\Q$new_secret\E/, "$tag: pg_stat_activity does not show the secret");
+	like($shown, qr/\Q$marker\E/, "$tag: pg_stat_activity shows the marker");
+	$in .= "\\q\n";
+	$h->finish;
+	# Not added to $client_output: psql prints the statement's own text
+	# (from its input, not from the server) under a syntax error.
+	push @tags, $tag;
+}
+
+my @real_secrets = ($read_secret, $write_secret, $short_secret, $new_secret,
+	$wrong_secret, $truncated_secret);
+
+# Some 16 characters of secret (after the prefix) in text, or ''.
+sub secret_piece_in
+{
+	my ($text, @list) = @_;
+	for my $secret (@list)
+	{
+		for (my $i = 4; $i + 16 <= length $secret; $i++)
+		{
+			my $piece = substr($secret, $i, 16);
+			return $piece if index($text, $piece) >= 0;
+		}
+	}
+	return '';
+}
+
+is(secret_piece_in($client_output, @real_secrets), '',
+	'what the tool was told holds no secret');
+like($client_output, qr/invalid API key/, 'the tool was told of the refusals');
+
+# The audit log: every use and refusal is there (the worker writes them
+# from the queue), with the reasons, and no secret.
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) >= 4 FROM keys_guard.audit_log WHERE action = 'api_key_use'"
+		  . " AND outcome = 'denied' AND detail->>'reason' IN ('malformed', 'wrong secret', 'revoked', 'expired')"
+		  . " HAVING count(DISTINCT detail->>'reason') = 4"),
+	'the audit log has the refusals, with each reason');
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) > 0 FROM keys_guard.audit_log WHERE action = 'api_key_write_denied'"),
+	'the audit log has the write under the read key');
+my $audit = $node->safe_psql('postgres',
+	"SELECT string_agg(concat_ws(' ', tenant, actor, request_id, action, target, detail::text), E'\\n')"
+	  . ' FROM keys_guard.audit_log');
+like($audit, qr/\Q$read_id\E/, 'the audit log names the keys by id');
+is(secret_piece_in($audit, @real_secrets), '', 'the audit log holds no secret');
 
 # The last line, so that the collector has written everything before it.
 my $done = 'battery_done_' . random_chars('0123456789abcdef', 16);
@@ -399,6 +662,44 @@ for my $format (qw(stderr csv json))
 	ok(defined $content{$format} && index($content{$format}, $done) >= 0,
 		"the $format log has the whole battery");
 }
+
+# Each refusal of a real key is in the log with its statement (in jsonlog,
+# where each message is one object): the ERROR, and the LOG line before
+# it with the reason, both with the step's tag in the statement (or in
+# the redacted statement appended to the detail, where the statement
+# carried the literal key).
+my %refusals = (
+	key_wrong => 'wrong secret',
+	key_truncated => 'malformed',
+	key_expired => 'expired',
+	key_old_after => 'expired',
+	key_revoked => 'revoked');
+my (%error_logged, %reason_logged, %write_denied_logged);
+for my $line (split /\n/, $content{json})
+{
+	my $entry = eval { JSON::PP::decode_json($line) } or next;
+	my $all = join ' ', map { $entry->{$_} // '' } qw(statement detail context);
+	next unless $all =~ m{/\* (key_\w+) \*/};
+	my $tag = $1;
+	my $message = $entry->{message} // '';
+	$error_logged{$tag} = 1
+	  if $message eq 'invalid API key' && ($entry->{error_severity} // '') eq 'ERROR';
+	$reason_logged{$tag} = $1
+	  if $message eq 'keys_guard: API key refused' && $all =~ /Reason: ([^;]+);/;
+	$write_denied_logged{$tag} = 1
+	  if $message =~ /^cannot execute INSERT under a read-only API key/;
+}
+for my $case (sort keys %refusals)
+{
+	for my $tag ("${case}_literal", "${case}_bind")
+	{
+		ok($error_logged{$tag}, "$tag: the ERROR is logged with its statement");
+		is($reason_logged{$tag}, $refusals{$case},
+			"$tag: the LOG line says why, with the statement");
+	}
+}
+ok($write_denied_logged{$_}, "$_: the refused write is logged with its statement")
+  for qw(key_read_writes key_read_writes_bind);
 
 # No part of any secret in any file: the secret, its body without the
 # prefix, and any 16 characters of it; nor anything that looks like a key.
@@ -450,6 +751,12 @@ for my $format (qw(stderr csv json))
 		}
 		ok($found, "$format: $tag is logged, with the marker");
 	}
+	for my $tag (@plain_tags)
+	{
+		ok(index($text, $tag) >= 0, "$format: $tag is logged");
+	}
+	ok(index($text, 'this key can modify the data of tenant') >= 0,
+		"$format: the write key's WARNING is logged");
 	ok(index($text, $control) >= 0,
 		"$format: the control token was logged (the check can fail)");
 }

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# keys_guard benchmark of the API-key target of docs/contract.md §14:
+# pgbench point lookups on a pooled guarded table under use_api_key() (a
+# read key, every statement audited) vs the same lookups under
+# set_context() (target: at most 10 % slower).
+#
+# Both variants run the same transaction shape on the same table
+# (bench/setup_point.sql's `invoices`): assert a context, look one of the
+# tenant's invoices up, commit.  The key variant logs in as bench_tool, a
+# member of keys_guard_keyholder, and presents one read key per tenant; the
+# context variant logs in as bench_app, a member of keys_guard_gateway.
+# Each variant is one pgbench script per tenant, picked at random per
+# transaction, with the tenant (or its key) as a literal, so that both
+# send the same number of statements and both prepare them (-M prepared).
+#
+# One throw-away cluster; rounds run both variants back to back in a
+# rotating order, and the result is the median over rounds of the per-round
+# ratio key / context.
+#
+# Run as root on Debian bookworm from anywhere:
+#   bash bench/api_key.sh
+# Settings (environment): BENCH_SECONDS=10 ROUNDS=5 WARMUP_SECONDS=3
+#   CLIENTS=2 JOBS=2 TENANTS=20 ROWS_PER_TENANT=1000 BENCH_INSTALL=1 BENCH_DEPS=1
+# Writes the table to stdout and to bench/results/api_key.md (raw numbers in
+# bench/results/api_key.tsv).
+set -euo pipefail
+shopt -s inherit_errexit
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+bench="$here/bench"
+cd "$here"
+
+BENCH_SECONDS=${BENCH_SECONDS:-10}
+ROUNDS=${ROUNDS:-5}
+WARMUP_SECONDS=${WARMUP_SECONDS:-3}
+CLIENTS=${CLIENTS:-2}
+JOBS=${JOBS:-2}
+TENANTS=${TENANTS:-20}
+ROWS_PER_TENANT=${ROWS_PER_TENANT:-1000}
+BENCH_INSTALL=${BENCH_INSTALL:-1}
+BENCH_DEPS=${BENCH_DEPS:-1}
+
+for v in BENCH_SECONDS ROUNDS WARMUP_SECONDS CLIENTS JOBS TENANTS ROWS_PER_TENANT; do
+  [[ ${!v} =~ ^[0-9]+$ ]] || { echo "api_key.sh: $v must be a whole number" >&2; exit 2; }
+done
+[ "$ROUNDS" -ge 1 ] && [ "$BENCH_SECONDS" -ge 1 ] && [ "$TENANTS" -ge 2 ] ||
+  { echo "api_key.sh: ROUNDS and BENCH_SECONDS must be >= 1, TENANTS >= 2" >&2; exit 2; }
+[ "$(id -u)" -eq 0 ] || { echo "api_key.sh: run as root (servers are started as the postgres user)" >&2; exit 2; }
+
+repro="cd $here && BENCH_SECONDS=$BENCH_SECONDS ROUNDS=$ROUNDS WARMUP_SECONDS=$WARMUP_SECONDS"
+repro+=" CLIENTS=$CLIENTS JOBS=$JOBS TENANTS=$TENANTS ROWS_PER_TENANT=$ROWS_PER_TENANT"
+repro+=" BENCH_INSTALL=$BENCH_INSTALL bash bench/api_key.sh"
+
+. "$bench/lib.sh"
+
+new_workdir keys_guard_bench_key
+cleanup() { finish_run $?; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+use_free_port 55452
+init_cluster
+echo "shared_buffers = 256MB" >>"$pgdata/postgresql.conf"
+check_library
+runuser -u postgres -- pg_ctl -D "$pgdata" -l "$work/server.log" -w -t 120 \
+  -o "-c shared_preload_libraries=keys_guard" start >/dev/null
+server_up=1
+
+psql_su() { psql -X -q -v ON_ERROR_STOP=1 -U postgres "$@"; }
+
+log "loading $TENANTS tenants x $ROWS_PER_TENANT invoices"
+psql_su -d postgres -c "CREATE DATABASE kg_key"
+psql_su -d kg_key -v tenants="$TENANTS" -v rows="$ROWS_PER_TENANT" \
+  -f "$bench/setup_point.sql" >"$work/setup_point.log"
+psql_su -d kg_key >/dev/null <<'EOF'
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_tool') THEN
+        CREATE ROLE bench_tool LOGIN;
+    END IF;
+END
+$$;
+GRANT keys_guard_keyholder TO bench_tool;
+GRANT SELECT ON invoices TO bench_tool;
+EOF
+
+# One script per tenant and variant; the keys' secrets only in $work.
+mkdir -p "$work/scripts"
+for t in $(seq 1 "$TENANTS"); do
+  secret=$(psql -X -At -v ON_ERROR_STOP=1 -U postgres -d kg_key -c \
+    "SELECT secret FROM keys_guard.create_api_key(tenant => '$t', name => 'bench')")
+  lookup="\\set id ($t - 1) * $ROWS_PER_TENANT + random(1, $ROWS_PER_TENANT)"
+  printf '%s\nBEGIN;\nSELECT keys_guard.use_api_key(%s);\nSELECT id, number, amount, status FROM invoices WHERE id = :id;\nCOMMIT;\n' \
+    "$lookup" "'$secret'" >"$work/scripts/key_$t.sql"
+  printf '%s\nBEGIN;\nSELECT keys_guard.set_context(%s, %s);\nSELECT id, number, amount, status FROM invoices WHERE id = :id;\nCOMMIT;\n' \
+    "$lookup" "'$t'" "'bench'" >"$work/scripts/ctx_$t.sql"
+done
+chown -R postgres:postgres "$work/scripts"
+
+# Sanity: both variants see exactly tenant 2's rows.
+for v in key ctx; do
+  user=bench_app; [ $v = key ] && user=bench_tool
+  ctx=$(sed -n '3p' "$work/scripts/${v}_2.sql" | sed 's/;$//')
+  got=$(psql -X -q -At -v ON_ERROR_STOP=1 -U "$user" -d kg_key \
+          -c "BEGIN; $ctx; SELECT count(*) FROM invoices; COMMIT;" | tail -1)
+  [ "$got" = "$ROWS_PER_TENANT" ] || { echo "sanity check of variant $v failed: '$got' rows" >&2; exit 1; }
+done
+
+run_variant() {  # <label> <key|ctx> <seconds>: prints tps
+  local label=$1 v=$2 secs=$3 user=bench_app out="$work/pgbench.$1.out" args=() t
+  [ "$v" = key ] && user=bench_tool
+  for t in $(seq 1 "$TENANTS"); do args+=(-f "$work/scripts/${v}_$t.sql"); done
+  if ! pgbench -n -M prepared -c "$CLIENTS" -j "$JOBS" -T "$secs" -U "$user" "${args[@]}" kg_key \
+       >"$out" 2>&1; then
+    echo "pgbench ($label) failed:" >&2; tail -20 "$out" >&2; return 1
+  fi
+  awk '/^tps = / { print $3; found = 1 } END { exit !found }' "$out"
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+raw="$work/raw.tsv"
+printf 'round\tvariant\ttps\n' >"$raw"
+start_epoch=$(date +%s)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+if [ "$WARMUP_SECONDS" -gt 0 ]; then
+  log "warm-up, ${WARMUP_SECONDS}s per variant"
+  run_variant warm.key key "$WARMUP_SECONDS" >/dev/null
+  run_variant warm.ctx ctx "$WARMUP_SECONDS" >/dev/null
+fi
+for r in $(seq 1 "$ROUNDS"); do
+  order=(key ctx); [ $((r % 2)) = 0 ] && order=(ctx key)
+  line="round $r/$ROUNDS:"
+  for v in "${order[@]}"; do
+    tps=$(run_variant "$r.$v" "$v" "$BENCH_SECONDS")
+    printf '%s\t%s\t%s\n' "$r" "$v" "$tps" >>"$raw"
+    line+=" $v=$tps"
+  done
+  log "$line"
+done
+audited=$(psql -X -At -U postgres -d kg_key -c \
+  "SELECT count(*) FROM keys_guard.audit_log WHERE action LIKE 'api_key%'")
+
+ratios=$(awk -F'\t' 'NR > 1 { t[$1, $2] = $3; n = $1 } END { for (r = 1; r <= n; r++) printf "%.4f\n", t[r, "key"] / t[r, "ctx"] }' "$raw")
+ratio=$(median <<<"$ratios")
+ctx_tps=$(awk -F'\t' '$2 == "ctx" { print $3 }' "$raw" | median)
+key_tps=$(awk -F'\t' '$2 == "key" { print $3 }' "$raw" | median)
+slower=$(awk -v r="$ratio" 'BEGIN { printf "%.1f %%", (1 - r) * 100 }')
+met=$(awk -v r="$ratio" 'BEGIN { print ((1 - r) * 100 <= 10) ? "yes" : "**no**" }')
+report="$work/report.md"
+{
+  echo "# keys_guard benchmark: API keys"
+  echo
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load before $load_before, $(( $(date +%s) - start_epoch )) s."
+  echo "pgbench -M prepared -c $CLIENTS -j $JOBS, ${BENCH_SECONDS}s per run, $TENANTS tenants x $ROWS_PER_TENANT rows,"
+  echo "$ROUNDS interleaved rounds; **ratio = median over rounds of (use_api_key tps / set_context tps) in the same round**."
+  echo
+  echo "| what | set_context tps | use_api_key tps | ratio | % slower | target | met? | per-round ratios |"
+  echo "|---|---|---|---|---|---|---|---|"
+  printf '| point lookup on pooled guarded `invoices`: read key (audited) vs gateway context | %.0f | %.0f | %.3f | %s | <= 10 %% | %s | %s |\n' \
+    "$ctx_tps" "$key_tps" "$ratio" "$slower" "$met" "$(paste -sd' ' <<<"$ratios")"
+  echo
+  echo "Audit records written under the keys during the run: $audited."
+  echo
+  echo "Reproduce: \`$repro\`"
+} >"$report"
+cat "$report"
+mkdir -p "$bench/results"
+cp "$report" "$bench/results/api_key.md"
+cp "$raw" "$bench/results/api_key.tsv"

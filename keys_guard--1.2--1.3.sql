@@ -1,0 +1,603 @@
+/*
+ * keys_guard--1.2--1.3.sql: keys_guard 1.3, API keys for tools and AI
+ * agents (docs/contract.md §15).
+ *
+ * There is no full keys_guard--1.3.sql: CREATE EXTENSION keys_guard runs
+ * keys_guard--1.2.sql and then this file, and a database at 1.2 (or at
+ * 1.0 or 1.1, through the earlier upgrade scripts) runs this file alone.
+ * So this file is the one definition of what 1.3 adds; sql/upgrade.sql
+ * checks that every way to 1.3 ends in the same objects.
+ *
+ * Adds: the role keys_guard_keyholder, the registry table
+ * keys_guard.api_key and its view keys_guard.api_keys (never the secret or
+ * its hash), create_api_key(), use_api_key(), rotate_api_key(),
+ * revoke_api_key() (src/apikey.c); delete_tenant() now revokes the
+ * tenant's keys; doctor() checks the key registry's triggers; the runbook
+ * view lists the new functions.
+ */
+
+\echo Use "ALTER EXTENSION keys_guard UPDATE TO '1.3'" to load this file. \quit
+
+-- keys_guard_keyholder: the login role of an AI tool or MCP server is
+-- granted it; it obtains a context only by presenting an API key.
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'keys_guard_keyholder') THEN
+        CREATE ROLE keys_guard_keyholder NOLOGIN;
+    END IF;
+END
+$roles$;
+
+--
+-- The key registry.  A configuration table: pg_dump carries the keys over
+-- (hashes only).  Written only by keys_guard's functions, like the rest of
+-- the registry.  The secret itself is never stored: secret_hash is its
+-- SHA-256.  A rotated key names its replacement (replaced_by) and the
+-- replacement its predecessor (rotated_from).
+--
+CREATE TABLE keys_guard.api_key (
+    id                uuid PRIMARY KEY,
+    tenant            text NOT NULL REFERENCES keys_guard.tenant (id),
+    name              text NOT NULL,
+    scopes            text[] NOT NULL
+                      CHECK (scopes = '{read}' OR scopes = '{read,write}'),
+    secret_hash       bytea NOT NULL CHECK (pg_catalog.length(secret_hash) = 32),
+    created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    created_by        text NOT NULL,
+    expires_at        timestamptz NOT NULL,
+    write_consent_by  text,
+    write_consent_at  timestamptz,
+    revoked_at        timestamptz,
+    revoked_by        text,
+    rotated_from      uuid,
+    replaced_by       uuid,
+    CHECK (scopes = '{read}' OR write_consent_by IS NOT NULL)
+);
+CREATE INDEX api_key_tenant_idx ON keys_guard.api_key (tenant);
+SELECT pg_catalog.pg_extension_config_dump('keys_guard.api_key', '');
+REVOKE ALL ON keys_guard.api_key FROM PUBLIC;
+
+CREATE TRIGGER keys_guard_registry_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON keys_guard.api_key
+    FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._registry_guard();
+CREATE TRIGGER keys_guard_registry_guard_truncate
+    BEFORE TRUNCATE ON keys_guard.api_key
+    FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._registry_guard();
+ALTER TABLE keys_guard.api_key ENABLE ALWAYS TRIGGER keys_guard_registry_guard;
+ALTER TABLE keys_guard.api_key ENABLE ALWAYS TRIGGER keys_guard_registry_guard_truncate;
+-- Backends keep the keys they looked up (src/apikey.c); every change to
+-- the registry tells them to look again.
+CREATE TRIGGER keys_guard_registry_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON keys_guard.api_key
+    FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._registry_changed();
+ALTER TABLE keys_guard.api_key ENABLE ALWAYS TRIGGER keys_guard_registry_changed;
+
+-- Never the secret, never its hash.  Administrators see every key, a
+-- gateway the keys of the tenant of its current context.
+CREATE VIEW keys_guard.api_keys AS
+    SELECT k.id AS key_id, k.tenant, k.name, k.scopes,
+           CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked'
+                WHEN k.expires_at <= pg_catalog.now() THEN 'expired'
+                WHEN k.replaced_by IS NOT NULL THEN 'rotating'
+                ELSE 'active' END AS status,
+           k.created_at, k.created_by, k.expires_at,
+           k.write_consent_by, k.write_consent_at,
+           k.revoked_at, k.revoked_by, k.rotated_from, k.replaced_by
+      FROM keys_guard.api_key k
+     WHERE pg_catalog.pg_has_role('keys_guard_admin', 'USAGE')
+        OR k.tenant = keys_guard.current_tenant();
+REVOKE ALL ON keys_guard.api_keys FROM PUBLIC;
+GRANT SELECT ON keys_guard.api_keys TO keys_guard_admin, keys_guard_gateway;
+
+--
+-- The functions (src/apikey.c).
+--
+CREATE FUNCTION keys_guard.create_api_key(tenant text, name text,
+                                          scopes text[] DEFAULT '{read}',
+                                          expires_in interval DEFAULT '90 days',
+                                          write_consent boolean DEFAULT false,
+                                          OUT key_id uuid, OUT secret text,
+                                          OUT expires_at timestamptz)
+RETURNS record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_create_api_key';
+
+CREATE FUNCTION keys_guard.use_api_key(secret text)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_use_api_key';
+
+CREATE FUNCTION keys_guard.rotate_api_key(key_id uuid,
+                                          overlap interval DEFAULT '24 hours',
+                                          OUT new_key_id uuid, OUT secret text,
+                                          OUT expires_at timestamptz,
+                                          OUT old_expires_at timestamptz)
+RETURNS record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_rotate_api_key';
+
+CREATE FUNCTION keys_guard.revoke_api_key(key_id uuid)
+RETURNS timestamptz
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_revoke_api_key';
+
+REVOKE ALL ON FUNCTION keys_guard.create_api_key(text, text, text[], interval, boolean),
+    keys_guard.use_api_key(text), keys_guard.rotate_api_key(uuid, interval),
+    keys_guard.revoke_api_key(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION keys_guard.create_api_key(text, text, text[], interval, boolean),
+    keys_guard.rotate_api_key(uuid, interval), keys_guard.revoke_api_key(uuid)
+    TO keys_guard_admin, keys_guard_gateway;
+GRANT EXECUTE ON FUNCTION keys_guard.use_api_key(text) TO keys_guard_keyholder;
+
+-- delete_tenant() revokes the tenant's keys (restore_tenant() does not
+-- bring them back).
+CREATE OR REPLACE FUNCTION keys_guard.delete_tenant(id text, dry_run boolean DEFAULT false,
+                                         grace interval DEFAULT NULL)
+RETURNS TABLE (tenant text, status text, hard_delete_at timestamptz,
+               relation regclass, rows bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t          keys_guard.tenant;
+    min_grace  interval := keys_guard._min_grace();
+    deadline   timestamptz;
+    g          record;
+BEGIN
+    IF id IS NULL OR dry_run IS NULL THEN
+        RAISE EXCEPTION 'id and dry_run must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO t FROM keys_guard.tenant WHERE tenant.id = id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'tenant "%" does not exist', left(id, 64)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF t.status = 'purged' THEN
+        -- Idempotent: deleting a tenant that is gone changes nothing.
+        RAISE NOTICE 'tenant "%" is already deleted and its data purged', id;
+        tenant := id; status := t.status; hard_delete_at := t.hard_delete_at;
+        relation := NULL; rows := NULL;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    grace := coalesce(grace, keys_guard._default_grace());
+    IF grace < interval '0' THEN
+        RAISE EXCEPTION 'grace must not be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF grace < min_grace THEN
+        RAISE EXCEPTION 'grace % is below keys_guard.min_grace', grace
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('keys_guard.min_grace is %s.', min_grace);
+    END IF;
+
+    IF t.status = 'deleted' THEN
+        RAISE NOTICE 'tenant "%" is already deleted', id;
+        deadline := t.hard_delete_at;
+    ELSE
+        deadline := now() + grace;
+    END IF;
+
+    IF NOT dry_run AND t.status = 'active' THEN
+        UPDATE keys_guard.tenant SET status = 'deleted', deleted_at = now(),
+               hard_delete_at = deadline
+         WHERE tenant.id = id;
+        -- Its API keys stop working at once and stay revoked if the tenant
+        -- is restored.
+        UPDATE keys_guard.api_key SET revoked_at = now(), revoked_by = 'delete_tenant'
+         WHERE api_key.tenant = id AND revoked_at IS NULL;
+        PERFORM keys_guard._audit('delete_tenant', t.schema_name,
+                                  jsonb_build_object('tenant', id, 'hard_delete_at', deadline));
+        t.status := 'deleted';
+    END IF;
+
+    tenant := id;
+    status := CASE WHEN dry_run AND t.status = 'active' THEN 'would be deleted' ELSE t.status END;
+    hard_delete_at := deadline;
+    FOR g IN SELECT c.oid::regclass AS rel, gt.class
+               FROM pg_class c
+               LEFT JOIN keys_guard.guarded_table gt ON gt.relid = c.oid
+              WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = t.schema_name)
+                AND c.relkind IN ('r', 'p')
+              ORDER BY c.relname LOOP
+        relation := g.rel;
+        SELECT b.deleted + b.live INTO rows FROM keys_guard._count_rows(g.rel) b;
+        RETURN NEXT;
+    END LOOP;
+    IF NOT FOUND THEN
+        relation := NULL; rows := NULL;
+        RETURN NEXT;
+    END IF;
+END
+$$;
+
+-- doctor() reports the key registry's triggers when they are missing or
+-- not enabled ALWAYS, as it does for the rest of the registry.
+CREATE OR REPLACE FUNCTION keys_guard.doctor()
+RETURNS TABLE (problem text, relation regclass, detail text, fix text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH g AS (
+    SELECT gt.relid, gt.tenant_id, gt.tenant_column, gt.soft_delete, gt.grace,
+           gt.class, gt.created_policy,
+           c.oid IS NOT NULL AS present, c.relname, n.nspname,
+           c.relrowsecurity, c.relforcerowsecurity,
+           CASE WHEN c.oid IS NOT NULL THEN pg_catalog.format('%I.%I', n.nspname, c.relname) END AS qname,
+           CASE WHEN gt.tenant_column IS NOT NULL THEN 'pooled'
+                WHEN gt.tenant_id IS NOT NULL THEN 'tenant_schema'
+                ELSE 'archived' END AS kind
+      FROM keys_guard.guarded_table gt
+      LEFT JOIN pg_catalog.pg_class c ON c.oid = gt.relid
+      LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+),
+live AS (
+    SELECT * FROM g WHERE present
+),
+-- What _apply_guard / _sync_guard / _sync_cascade_trigger create.
+want_policy AS (
+    SELECT g.relid, p.name, p.permissive, p.expr
+      FROM live g
+     CROSS JOIN LATERAL (VALUES
+            ('keys_guard_fail_closed'::name, false, 'keys_guard._guard_active()', true),
+            ('keys_guard_base'::name, true, 'true', g.created_policy))
+            AS p(name, permissive, expr, wanted)
+     WHERE p.wanted
+),
+want_trigger AS (
+    SELECT g.relid, t.name, t.type, pg_catalog.to_regprocedure(t.func) AS func, t.arg
+      FROM live g
+     CROSS JOIN LATERAL (VALUES
+            -- tgtype bits: 1 row, 2 before, 4 insert, 8 delete, 16 update, 32 truncate
+            ('keys_guard_tenant'::name, 23, 'keys_guard._tenant_row_guard()',
+             g.tenant_column, g.tenant_column IS NOT NULL),
+            ('keys_guard_refuse_delete'::name, 11, 'keys_guard._refuse_delete()',
+             NULL, g.soft_delete),
+            ('keys_guard_refuse_truncate'::name, 34, 'keys_guard._refuse_delete()',
+             NULL, g.soft_delete),
+            ('keys_guard_append_only'::name, 27, 'keys_guard._append_only()',
+             NULL, g.class = 'audit'),
+            ('keys_guard_append_only_truncate'::name, 34, 'keys_guard._append_only()',
+             NULL, g.class = 'audit'),
+            ('keys_guard_cascade'::name, 17, 'keys_guard._soft_delete_cascade()', NULL,
+             g.soft_delete
+             AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                           JOIN keys_guard.guarded_table ch
+                             ON ch.relid = k.conrelid AND ch.soft_delete
+                          WHERE k.confrelid = g.relid AND k.contype = 'f'
+                            AND k.confdeltype = 'c')))
+            AS t(name, type, func, arg, wanted)
+     WHERE t.wanted
+),
+want_column AS (
+    SELECT g.relid, w.name, w.type
+      FROM live g
+     CROSS JOIN LATERAL (VALUES ('deleted_at'::name, 'timestamptz'::regtype),
+                                ('hard_delete_at'::name, 'timestamptz'::regtype),
+                                ('deleted_by'::name, 'text'::regtype),
+                                ('delete_request_id'::name, 'text'::regtype)) AS w(name, type)
+     WHERE g.soft_delete
+),
+-- Each missing piece: fix_kind 'own' (its own statement in fix), 'reguard'
+-- (release and protect again; pre_fix runs in between) or 'none'.
+piece AS (
+    SELECT g.relid, 'row level security is disabled' AS detail, 'own' AS fix_kind,
+           pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', g.qname) AS fix,
+           NULL::text AS pre_fix
+      FROM live g WHERE NOT g.relrowsecurity
+    UNION ALL
+    SELECT g.relid, 'row level security is not forced, so the table owner bypasses it', 'own',
+           pg_catalog.format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', g.qname), NULL
+      FROM live g WHERE NOT g.relforcerowsecurity
+    UNION ALL
+    SELECT w.relid, d.detail, 'reguard', NULL, NULL
+      FROM want_policy w
+      LEFT JOIN pg_catalog.pg_policy p ON p.polrelid = w.relid AND p.polname = w.name
+     CROSS JOIN LATERAL (
+            SELECT pg_catalog.format('policy %I is missing', w.name) AS detail
+             WHERE p.oid IS NULL
+            UNION ALL
+            SELECT pg_catalog.format('policy %I is %s', w.name,
+                       CASE WHEN p.polpermissive THEN 'permissive, not restrictive'
+                            ELSE 'restrictive, not permissive' END)
+             WHERE p.polpermissive <> w.permissive
+            UNION ALL
+            SELECT pg_catalog.format('policy %I applies to %s commands only', w.name,
+                       CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT'
+                                     WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE'
+                                     ELSE p.polcmd::text END)
+             WHERE p.polcmd <> '*'
+            UNION ALL
+            SELECT pg_catalog.format('policy %I applies to some roles only', w.name)
+             WHERE p.polroles <> '{0}'::oid[]
+            UNION ALL
+            SELECT pg_catalog.format('policy %I has USING (%s), expected USING (%s)', w.name,
+                       coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), ''), w.expr)
+             WHERE p.oid IS NOT NULL
+               AND pg_catalog.pg_get_expr(p.polqual, p.polrelid) IS DISTINCT FROM w.expr
+            UNION ALL
+            SELECT pg_catalog.format('policy %I has WITH CHECK (%s), expected WITH CHECK (%s)', w.name,
+                       coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), ''), w.expr)
+             WHERE p.oid IS NOT NULL
+               AND pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) IS DISTINCT FROM w.expr) AS d
+    UNION ALL
+    SELECT w.relid, pg_catalog.format('trigger %I is missing', w.name), 'reguard', NULL, NULL
+      FROM want_trigger w
+     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                        WHERE t.tgrelid = w.relid AND t.tgname = w.name)
+    UNION ALL
+    SELECT w.relid, pg_catalog.format('trigger %I does not have the definition keys_guard gives it', w.name),
+           'reguard', NULL, NULL
+      FROM want_trigger w
+      JOIN pg_catalog.pg_trigger t ON t.tgrelid = w.relid AND t.tgname = w.name
+     WHERE t.tgtype <> w.type
+        OR t.tgfoid IS DISTINCT FROM w.func::oid
+        OR t.tgargs IS DISTINCT FROM
+           CASE WHEN w.arg IS NULL THEN '\x'::bytea
+                ELSE pg_catalog.convert_to(w.arg, pg_catalog.getdatabaseencoding()) || '\x00'::bytea END
+    UNION ALL
+    SELECT w.relid,
+           pg_catalog.format('trigger %I is %s', w.name,
+               CASE t.tgenabled WHEN 'D' THEN 'disabled'
+                                WHEN 'O' THEN 'enabled on origin only, not ALWAYS'
+                                WHEN 'R' THEN 'enabled on replicas only'
+                                ELSE 'not enabled ALWAYS' END),
+           'own', pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', g.qname, w.name), NULL
+      FROM want_trigger w
+      JOIN live g ON g.relid = w.relid
+      JOIN pg_catalog.pg_trigger t ON t.tgrelid = w.relid AND t.tgname = w.name
+     WHERE t.tgenabled <> 'A'
+    UNION ALL
+    SELECT w.relid,
+           CASE WHEN a.attnum IS NULL THEN pg_catalog.format('column %I is missing', w.name)
+                ELSE pg_catalog.format('column %I has type %s, expected %s', w.name,
+                                       a.atttypid::regtype, w.type) END,
+           'reguard', NULL,
+           CASE WHEN a.attnum IS NOT NULL
+                THEN pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I TYPE %s USING %I::%s;',
+                                       g.qname, w.name, w.type, w.name, w.type) END
+      FROM want_column w
+      JOIN live g ON g.relid = w.relid
+      LEFT JOIN pg_catalog.pg_attribute a
+        ON a.attrelid = w.relid AND a.attname = w.name AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE a.attnum IS NULL OR a.atttypid <> w.type
+    UNION ALL
+    -- The purge index, found as _sync_guard finds it.
+    SELECT g.relid,
+           CASE WHEN ix.indexrelid IS NULL
+                THEN 'purge index on (hard_delete_at) WHERE deleted_at IS NOT NULL is missing'
+                ELSE pg_catalog.format('purge index %s is not valid', ix.indexrelid::regclass) END,
+           'own',
+           CASE WHEN ix.indexrelid IS NULL
+                THEN pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON %s (hard_delete_at) WHERE deleted_at IS NOT NULL',
+                                       keys_guard._purge_index_name(g.relid), g.qname)
+                ELSE pg_catalog.format('REINDEX INDEX %s', ix.indexrelid::regclass) END,
+           NULL
+      FROM live g
+      LEFT JOIN pg_catalog.pg_index ix ON ix.indexrelid = keys_guard._purge_index(g.relid)
+     WHERE g.soft_delete AND (ix.indexrelid IS NULL OR NOT ix.indisvalid)
+    UNION ALL
+    -- A pooled table's tenant column: protect_table() accepts text, uuid
+    -- and bigint only, so no statement is offered for these.
+    SELECT g.relid,
+           CASE WHEN a.attnum IS NULL THEN pg_catalog.format('tenant column %I is missing', g.tenant_column)
+                ELSE pg_catalog.format('tenant column %I has type %s, expected text, uuid or bigint',
+                                       g.tenant_column, a.atttypid::regtype) END,
+           'none', NULL, NULL
+      FROM live g
+      LEFT JOIN pg_catalog.pg_attribute a
+        ON a.attrelid = g.relid AND a.attname = g.tenant_column AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE g.tenant_column IS NOT NULL
+       AND (a.attnum IS NULL OR a.atttypid NOT IN ('text'::regtype, 'uuid'::regtype, 'bigint'::regtype))
+),
+-- The pieces a re-guard restores, one row per table.
+reguard AS (
+    SELECT p.relid, pg_catalog.string_agg(p.detail, '; ' ORDER BY p.detail COLLATE "C") AS detail,
+           coalesce(pg_catalog.string_agg(p.pre_fix, ' ' ORDER BY p.detail COLLATE "C"), '') AS pre_fix
+      FROM piece p WHERE p.fix_kind = 'reguard'
+     GROUP BY p.relid
+),
+reguard_fix AS (
+    SELECT r.relid,
+           CASE WHEN g.kind = 'archived' THEN r.detail || ' (an archived table cannot be protected again)'
+                WHEN EXISTS (SELECT 1 FROM piece n WHERE n.relid = r.relid AND n.fix_kind = 'none')
+                THEN r.detail || ' (protect_table() would refuse the table as it is)'
+                ELSE r.detail END AS detail,
+           CASE WHEN g.kind <> 'archived'
+                 AND NOT EXISTS (SELECT 1 FROM piece n WHERE n.relid = r.relid AND n.fix_kind = 'none') THEN
+               pg_catalog.format('PERFORM keys_guard.release_table(%L); %s'
+                                 'PERFORM keys_guard.protect_table(%L, tenant_column => %L, '
+                                 'soft_delete => %s, grace => %L, class => %L);',
+                                 g.qname, r.pre_fix || CASE WHEN r.pre_fix <> '' THEN ' ' ELSE '' END,
+                                 g.qname, g.tenant_column, g.soft_delete::text, g.grace, g.class) END AS body
+      FROM reguard r JOIN live g ON g.relid = r.relid
+),
+report AS (
+    SELECT 'incomplete_guard' AS problem, p.relid AS relation, p.detail, p.fix
+      FROM piece p WHERE p.fix_kind IN ('own', 'none')
+    UNION ALL
+    SELECT 'incomplete_guard', r.relid, r.detail,
+           CASE WHEN pg_catalog.strpos(r.body, '$fix$') = 0
+                THEN 'DO $fix$ BEGIN ' || r.body || ' END $fix$'
+                ELSE 'DO ' || pg_catalog.quote_literal('BEGIN ' || r.body || ' END') END
+      FROM reguard_fix r
+    UNION ALL
+    SELECT 'missing_table', g.relid,
+           pg_catalog.format('the registry guards relation %s, which no longer exists', g.relid::oid),
+           NULL
+      FROM g WHERE NOT g.present
+    UNION ALL
+    SELECT 'unguarded_table', c.oid::regclass,
+           pg_catalog.format('table in the schema of tenant "%s" is not guarded', t.id),
+           pg_catalog.format('SELECT keys_guard.protect_table(%L)',
+                             pg_catalog.format('%I.%I', n.nspname, c.relname))
+      FROM keys_guard.tenant t
+      JOIN pg_catalog.pg_namespace n ON n.nspname = t.schema_name
+      JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relkind = 'r'
+     WHERE t.status <> 'purged'
+       AND NOT EXISTS (SELECT 1 FROM keys_guard.guarded_table gt WHERE gt.relid = c.oid)
+    UNION ALL
+    SELECT 'unindexed_tenant_column', g.relid,
+           pg_catalog.format('no index starts with tenant column %I', g.tenant_column),
+           pg_catalog.format('CREATE INDEX ON %s (%I)', g.qname, g.tenant_column)
+      FROM live g
+      JOIN pg_catalog.pg_attribute a
+        ON a.attrelid = g.relid AND a.attname = g.tenant_column
+       AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                        WHERE i.indrelid = g.relid AND i.indisvalid
+                          AND i.indnkeyatts > 0 AND i.indkey[0] = a.attnum)
+    UNION ALL
+    SELECT 'missing_tenant_schema', NULL::regclass,
+           pg_catalog.format('schema %I of tenant "%s" (%s) does not exist', t.schema_name, t.id, t.status),
+           pg_catalog.format('CREATE SCHEMA %I AUTHORIZATION keys_guard_admin; '
+                             'GRANT USAGE ON SCHEMA %I TO keys_guard_gateway',
+                             t.schema_name, t.schema_name)
+      FROM keys_guard.tenant t
+     WHERE t.status <> 'purged'
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = t.schema_name)
+    UNION ALL
+    -- keys_guard's own tables: the registry's triggers and the append-only
+    -- audit log.
+    -- Its tables change only in extension scripts, so there is no statement
+    -- to offer: reinstalling keys_guard repairs them.
+    SELECT 'extension_drift', w.rel,
+           CASE WHEN t.oid IS NULL THEN pg_catalog.format('trigger %I is missing', w.name)
+                ELSE pg_catalog.format('trigger %I is not enabled ALWAYS', w.name) END,
+           NULL
+      FROM (VALUES ('keys_guard.tenant', 'keys_guard_registry_changed'),
+                   ('keys_guard.tenant', 'keys_guard_registry_guard'),
+                   ('keys_guard.tenant', 'keys_guard_registry_guard_truncate'),
+                   ('keys_guard.tenant', 'keys_guard_version'),
+                   ('keys_guard.guarded_table', 'keys_guard_registry_changed'),
+                   ('keys_guard.guarded_table', 'keys_guard_registry_guard'),
+                   ('keys_guard.guarded_table', 'keys_guard_registry_guard_truncate'),
+                   ('keys_guard.guarded_table', 'keys_guard_version'),
+                   ('keys_guard.purge_stats', 'keys_guard_registry_guard'),
+                   ('keys_guard.purge_stats', 'keys_guard_registry_guard_truncate'),
+                   ('keys_guard.api_key', 'keys_guard_registry_changed'),
+                   ('keys_guard.api_key', 'keys_guard_registry_guard'),
+                   ('keys_guard.api_key', 'keys_guard_registry_guard_truncate'),
+                   ('keys_guard.audit_log', 'keys_guard_append_only'),
+                   ('keys_guard.audit_log', 'keys_guard_append_only_truncate'))
+           AS v(relname, name)
+     CROSS JOIN LATERAL (SELECT pg_catalog.to_regclass(v.relname) AS rel, v.name::name AS name) AS w
+      LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = w.rel AND t.tgname = w.name
+     WHERE w.rel IS NOT NULL AND (t.oid IS NULL OR t.tgenabled <> 'A')
+    UNION ALL
+    SELECT 'extension_drift', NULL::regclass,
+           CASE WHEN e.oid IS NULL THEN pg_catalog.format('event trigger %I is missing', w.name)
+                ELSE pg_catalog.format('event trigger %I is not enabled ALWAYS', w.name) END,
+           CASE WHEN e.oid IS NOT NULL
+                THEN pg_catalog.format('ALTER EVENT TRIGGER %I ENABLE ALWAYS', w.name) END
+      FROM (VALUES ('keys_guard_ddl_command_end'::name), ('keys_guard_sql_drop'::name)) AS w(name)
+      LEFT JOIN pg_catalog.pg_event_trigger e ON e.evtname = w.name
+     WHERE e.oid IS NULL OR e.evtenabled <> 'A'
+)
+SELECT r.problem, r.relation, r.detail, r.fix
+  FROM report r
+  LEFT JOIN pg_catalog.pg_class c ON c.oid = r.relation
+  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ ORDER BY r.problem COLLATE "C", n.nspname, c.relname, r.detail COLLATE "C"
+$$;
+
+-- The runbook catalog lists the key functions.
+CREATE OR REPLACE VIEW keys_guard.operations AS
+    SELECT p.oid::regprocedure AS function, p.proname::text AS name,
+           l.safety_class, l.side_effects, l.preconditions, l.guard_argument
+      FROM (VALUES
+        ('keys_guard.set_context(text, text, text, boolean)', 'SAFE',
+         'Changes only session state: sets the tenant, actor and request id of the transaction (or session) and puts the tenant''s schema first on search_path.',
+         'Member of keys_guard_gateway or keys_guard_admin; the tenant exists and is active; actor is not empty.',
+         NULL),
+        ('keys_guard.admin_context(text, text, text, boolean)', 'SAFE',
+         'Changes only session state: an administrative context that sees every tenant. Writes an audit_log record.',
+         'Member of keys_guard_admin; actor and reason are not empty.',
+         NULL),
+        ('keys_guard.clear_context()', 'SAFE',
+         'Changes only session state: clears the tenant, actor and request id.',
+         'None.', NULL),
+        ('keys_guard.current_tenant()', 'SAFE', 'None: reads the session context.', 'None.', NULL),
+        ('keys_guard.current_actor()', 'SAFE', 'None: reads the session context.', 'None.', NULL),
+        ('keys_guard.current_request_id()', 'SAFE', 'None: reads the session context.', 'None.', NULL),
+        ('keys_guard.create_tenant(text, text, text)', 'REVERSIBLE',
+         'Registers a tenant and creates its schema tenant_<id> (from a template when one is given). Audited. Undone by delete_tenant().',
+         'Member of keys_guard_admin; the id is valid and either new or the same tenant (then nothing changes); no schema of that name exists.',
+         NULL),
+        ('keys_guard.protect_table(text, name, boolean, interval, text)', 'REVERSIBLE',
+         'Enables and forces row security, adds keys_guard''s policies and triggers, the soft-delete columns and the purge index, and registers the table. Audited. Undone by release_table().',
+         'Member of keys_guard_admin; an ordinary table outside keys_guard; a pooled table needs a text, uuid or bigint tenant column; grace at least keys_guard.min_grace; a guard is never weakened.',
+         NULL),
+        ('keys_guard.release_table(text, boolean)', 'REVERSIBLE',
+         'Removes keys_guard''s policies, triggers and purge index from a table and forgets it; columns and data stay. Audited. Undone by protect_table().',
+         'Member of keys_guard_admin. dry_run => true reports and changes nothing.',
+         'dry_run'),
+        ('keys_guard.release_all(boolean, boolean)', 'REVERSIBLE',
+         'Releases every guarded table and forgets every tenant (schemas and data stay), so that DROP EXTENSION keys_guard works. Audited. Undone by create_tenant() and protect_table().',
+         'Superuser (not granted to keys_guard_admin); confirm => true, or dry_run => true to only list what it would release (without either it raises an error).',
+         'dry_run'),
+        ('keys_guard.restore(text, anyelement)', 'REVERSIBLE',
+         'Makes one soft-deleted row live again. Audited. Undone by a DELETE of the row.',
+         'Member of keys_guard_admin; the row is soft-deleted and within its grace; no unique index would be violated.',
+         NULL),
+        ('keys_guard.restore(text, text)', 'REVERSIBLE',
+         'Makes one soft-deleted row live again. Audited. Undone by a DELETE of the row.',
+         'Member of keys_guard_admin; the row is soft-deleted and within its grace; no unique index would be violated.',
+         NULL),
+        ('keys_guard.restore_request(text)', 'REVERSIBLE',
+         'Makes every row one request soft-deleted live again, across tables. Audited.',
+         'Member of keys_guard_admin; every such row is within its grace (otherwise nothing is restored).',
+         NULL),
+        ('keys_guard.hard_delete(text, anyelement, boolean)', 'IRREVERSIBLE',
+         'Physically deletes one soft-deleted row. Audited. Without confirm => true it only reports what it would delete.',
+         'Member of keys_guard_admin; the row is soft-deleted and its grace has expired; not an audit or payment table; confirm => true.',
+         'confirm'),
+        ('keys_guard.hard_delete(text, text, boolean)', 'IRREVERSIBLE',
+         'Physically deletes one soft-deleted row. Audited. Without confirm => true it only reports what it would delete.',
+         'Member of keys_guard_admin; the row is soft-deleted and its grace has expired; not an audit or payment table; confirm => true.',
+         'confirm'),
+        ('keys_guard.preview_delete(text, anyelement)', 'SAFE',
+         'None: counts the rows a DELETE of one row would reach.',
+         'Member of keys_guard_admin; a context, as the DELETE it previews would need.',
+         NULL),
+        ('keys_guard.preview_delete(text, text)', 'SAFE',
+         'None: counts the rows a DELETE of one row would reach.',
+         'Member of keys_guard_admin; a context, as the DELETE it previews would need.',
+         NULL),
+        ('keys_guard.purge_now(text, boolean)', 'IRREVERSIBLE',
+         'Physically deletes soft-deleted rows whose grace has expired, in the caller''s transaction; updates purge_stats. Audited. Audit and payment tables are never purged.',
+         'Member of keys_guard_admin. dry_run => true counts and changes nothing.',
+         'dry_run'),
+        ('keys_guard.delete_tenant(text, boolean, interval)', 'REVERSIBLE',
+         'Marks a tenant deleted: every access to it is denied. After its grace the worker drops its schema (audit and payment tables are archived), which cannot be undone. Audited.',
+         'Member of keys_guard_admin; grace at least keys_guard.min_grace. Undone by restore_tenant() within the grace. dry_run => true reports and changes nothing.',
+         'dry_run'),
+        ('keys_guard.restore_tenant(text)', 'REVERSIBLE',
+         'Makes a deleted tenant active again. Audited.',
+         'Member of keys_guard_admin; the tenant''s grace has not expired.',
+         NULL),
+        ('keys_guard.snapshot()', 'SAFE',
+         'None: reads the registry and settings.',
+         'Member of keys_guard_admin.', NULL),
+        ('keys_guard.doctor()', 'SAFE',
+         'None: reads the catalogs. The fixes it reports are not executed.',
+         'Member of keys_guard_admin.', NULL),
+        ('keys_guard.create_api_key(text, text, text[], interval, boolean)', 'REVERSIBLE',
+         'Registers an API key of a tenant (only its hash is stored) and returns its secret once. Audited. A write key records who consented.',
+         'Member of keys_guard_admin, or of keys_guard_gateway in a context of that tenant; the tenant is active; write scope needs write_consent. Undone by revoke_api_key().',
+         NULL),
+        ('keys_guard.use_api_key(text)', 'SAFE',
+         'Changes only session state: the transaction-scoped context of the key''s tenant, with a statement timeout. Audited, refusals included.',
+         'Member of keys_guard_keyholder; the key is valid, not revoked or expired, and its tenant is active.',
+         NULL),
+        ('keys_guard.rotate_api_key(uuid, interval)', 'REVERSIBLE',
+         'Registers a replacement key (new id and secret, same tenant, name and scopes) and makes the old key expire when the overlap ends. Audited.',
+         'Member of keys_guard_admin, or of keys_guard_gateway in a context of the key''s tenant; the key is neither revoked, expired nor rotated. Undone by revoke_api_key() of the new key.',
+         NULL),
+        ('keys_guard.revoke_api_key(uuid)', 'REVERSIBLE',
+         'Revokes an API key: it is refused from then on. Idempotent. Audited. A revoked key is never reinstated; create_api_key() issues a new one.',
+         'Member of keys_guard_admin, or of keys_guard_gateway in a context of the key''s tenant.',
+         NULL)
+      ) AS l(signature, safety_class, side_effects, preconditions, guard_argument)
+      JOIN pg_catalog.pg_proc p ON p.oid = pg_catalog.to_regprocedure(l.signature)
+     ORDER BY p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid) COLLATE "C";

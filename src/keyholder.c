@@ -1,0 +1,742 @@
+/*-------------------------------------------------------------------------
+ *
+ * keyholder.c
+ *	  The read-only regime of keyholder sessions (docs/contract.md §15) and
+ *	  the per-statement audit of statements run under an API key.
+ *
+ * A session is a "keyholder" session when its session user (the login, or
+ * what SET SESSION AUTHORIZATION made it: SET ROLE cannot change it) is a
+ * member of keys_guard_keyholder and is not a superuser.  In such a
+ * session, unless the current transaction has a write key in force
+ * (kg_context_api_key()), nothing may change, by any path:
+ *
+ *	- every executor statement, nested ones (SPI, SQL functions, SECURITY
+ *	  DEFINER functions, triggers) included, must be a plain SELECT: no
+ *	  INSERT, UPDATE, DELETE or MERGE (temporary tables too, which
+ *	  PostgreSQL's READ ONLY allows), no data-modifying CTE, no FOR
+ *	  UPDATE/SHARE;
+ *	- utility statements pass a whitelist (kg_keyholder_check_utility());
+ *	- built-in functions with side effects the executor does not see
+ *	  (large objects, advisory locks, pg_notify, set_config, sequences, ...)
+ *	  are refused when an expression that calls them is initialised: the
+ *	  object_access_hook's OAT_FUNCTION_EXECUTE event, which PostgreSQL
+ *	  raises for built-in functions too (fmgr_hook is not consulted for
+ *	  them);
+ *	- and as a backstop the transaction is made READ ONLY (XactReadOnly),
+ *	  so whatever PostgreSQL itself refuses in a read-only transaction is
+ *	  refused too (25006) even if a path above were missed.  When a write key
+ *	  comes into force the transaction's own setting is put back.
+ *
+ * A write key lets the transaction change table rows, as a gateway context
+ * would (INSERT, UPDATE, DELETE, MERGE, COPY FROM, row locks, nextval()
+ * for column defaults), and nothing else: the utility whitelist still
+ * applies (no DDL, TRUNCATE, CALL or DO), so do the function list and the
+ * protected settings, and no statement may create a relation.
+ *
+ * Each refusal is 42501, with a LOG line and an audit record through the
+ * shared queue, so it survives the rollback the error causes.
+ *
+ * Every top-level statement run while a key (read or write) is in force
+ * is audited too, one queue record per statement: the command, the
+ * relations of its range table, the rows it processed; never a value.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/parallel.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_proc.h"
+#include "commands/defrem.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "parser/parsetree.h"
+#include "storage/lmgr.h"
+#include "storage/lockdefs.h"
+#include "storage/proc.h"
+#include "tcop/cmdtag.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/timeout.h"
+
+#include "keys_guard.h"
+
+#define KG_KEYHOLDER_ROLE "keys_guard_keyholder"
+
+/* Whether the session user is a keyholder: cached until a role changes. */
+static bool keyholder_valid = false;
+static Oid	keyholder_session = InvalidOid;
+static bool keyholder_result = false;
+
+/* The transaction's own read-only setting, saved when the regime forced it. */
+static LocalTransactionId forced_lxid = InvalidLocalTransactionId;
+static bool saved_read_only = false;
+
+/* Depth of ExecutorRun/ExecutorFinish: 0 means a statement ends at top level. */
+static int	executor_depth = 0;
+
+/* A role or membership changed: compute again at the next statement. */
+static void
+keyholder_invalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	keyholder_valid = false;
+}
+
+/* hooks.c calls: register the cache callbacks. */
+void
+kg_keyholder_init(void)
+{
+	CacheRegisterSyscacheCallback(AUTHOID, keyholder_invalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, keyholder_invalidate, (Datum) 0);
+}
+
+/*
+ * Whether this is a keyholder session: the session user is a member of
+ * keys_guard_keyholder and not a superuser.  Needs a transaction (catalog
+ * lookups); parallel workers never are (their leader checked).
+ */
+bool
+kg_keyholder_session(void)
+{
+	Oid			session = GetSessionUserId();
+	Oid			role;
+
+	if (IsParallelWorker() || !IsTransactionState() || !OidIsValid(session))
+		return false;
+	if (keyholder_valid && keyholder_session == session)
+		return keyholder_result;
+
+	role = get_role_oid(KG_KEYHOLDER_ROLE, true);
+	keyholder_result = OidIsValid(role) && !superuser_arg(session) &&
+		is_member_of_role(session, role);
+	keyholder_session = session;
+	keyholder_valid = true;
+	return keyholder_result;
+}
+
+/* The key id of the transaction's key context, or NULL. */
+static const char *
+current_key(void)
+{
+	bool		can_write = false;
+
+	return kg_context_api_key(&can_write);
+}
+
+/* Whether the current transaction has a write key in force. */
+static bool
+write_key_in_force(void)
+{
+	bool		can_write = false;
+
+	return kg_context_api_key(&can_write) != NULL && can_write;
+}
+
+/*
+ * Make the transaction READ ONLY while the regime applies, and put its own
+ * setting back once a write key is in force.
+ */
+static void
+force_read_only(bool applies)
+{
+	LocalTransactionId lxid = MyProc->lxid;
+
+	if (applies)
+	{
+		if (forced_lxid != lxid)
+		{
+			forced_lxid = lxid;
+			saved_read_only = XactReadOnly;
+		}
+		XactReadOnly = true;
+	}
+	else if (forced_lxid == lxid)
+	{
+		XactReadOnly = saved_read_only;
+		forced_lxid = InvalidLocalTransactionId;
+	}
+}
+
+/*
+ * Refuse what is being attempted: a LOG line, an audit record that outlives
+ * the rollback, then the error.  what is a command ("INSERT") or a function
+ * ("lo_create()"); target a relation or function when there is one.
+ */
+static void
+refuse(const char *what, const char *target)
+{
+	const char *key = current_key();
+	KgAuditDetail *detail = kg_audit_detail();
+
+	ereport(LOG,
+			(errmsg("keys_guard: keyholder write denied"),
+			 errdetail_log("command=%s target=%s key_id=%s session_user=%s",
+						   what, target ? target : "(none)", key ? key : "(none)",
+						   GetUserNameFromId(GetSessionUserId(), true)),
+			 errhidestmt(true),
+			 errhidecontext(true)));
+
+	kg_audit_detail_text(detail, "command", what);
+	kg_audit_detail_text(detail, "key_id", key);
+	kg_audit_detail_text(detail, "session_user",
+						 GetUserNameFromId(GetSessionUserId(), true));
+	kg_audit_detail_text(detail, "role", GetUserNameFromId(GetUserId(), true));
+	kg_audit_enqueue("api_key_write_denied", target, KG_OUTCOME_DENIED, detail);
+
+	if (key != NULL && write_key_in_force())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot execute %s under an API key", what),
+				 errdetail("A write API key changes table rows (INSERT, UPDATE, DELETE, MERGE, COPY FROM) and nothing else, and the statement timeout of its transaction cannot be lifted.")));
+	if (key != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot execute %s under a read-only API key", what),
+				 errdetail("Nothing can change in a transaction whose API key has only the \"read\" scope."),
+				 errhint("Use a key created with scopes '{read,write}' for changes.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("cannot execute %s without a write API key", what),
+			 errdetail("The session user is a member of \"%s\": nothing can change unless the transaction uses a write key.",
+					   KG_KEYHOLDER_ROLE),
+			 errhint("Call keys_guard.use_api_key() with a key created with scopes '{read,write}' first.")));
+}
+
+static const char *
+command_name(CmdType cmd)
+{
+	switch (cmd)
+	{
+		case CMD_SELECT:
+			return "SELECT";
+		case CMD_INSERT:
+			return "INSERT";
+		case CMD_UPDATE:
+			return "UPDATE";
+		case CMD_DELETE:
+			return "DELETE";
+		case CMD_MERGE:
+			return "MERGE";
+		case CMD_UTILITY:
+			return "UTILITY";
+		default:
+			return "UNKNOWN";
+	}
+}
+
+/* The first relation a statement writes, for the record's target. */
+static char *
+result_relation_name(PlannedStmt *pstmt)
+{
+	if (pstmt->resultRelations != NIL)
+	{
+		Index		rti = linitial_int(pstmt->resultRelations);
+		RangeTblEntry *rte = rt_fetch(rti, pstmt->rtable);
+
+		if (rte->rtekind == RTE_RELATION)
+			return kg_relation_name(rte->relid);
+	}
+	return NULL;
+}
+
+/*
+ * The statement timeout of a keyholder transaction under a key, read or
+ * write, cannot be lifted (docs/contract.md §15).  SET and RESET of it are
+ * refused (check_set(), under any key); a path that changes
+ * it anyway while a write key is in force (set_config(), a function's SET
+ * clause) is undone before each top-level statement: statement_timeout is
+ * lowered again for the transaction, and the timer PostgreSQL armed with
+ * the lifted value (or did not arm) is armed with the key's.
+ */
+static void
+enforce_key_timeout(void)
+{
+	int			limit = keys_guard_api_key_statement_timeout;
+	char		value[32];
+
+	if (limit <= 0 || executor_depth > 0 || current_key() == NULL)
+		return;
+	if (StatementTimeout > 0 && StatementTimeout <= limit)
+		return;
+	snprintf(value, sizeof(value), "%d", limit);
+	(void) set_config_option("statement_timeout", value, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, ERROR, false);
+	enable_timeout_after(STATEMENT_TIMEOUT, limit);
+}
+
+/*
+ * hooks.c calls, at every ExecutorStart (nested statements too) before the
+ * statement starts: a keyholder session without a write key runs plain
+ * SELECTs only.  EXPLAIN without ANALYZE runs nothing and is let through.
+ */
+void
+kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	PlannedStmt *pstmt = queryDesc->plannedstmt;
+	bool		applies;
+	ListCell   *lc;
+
+	if (!kg_keyholder_session())
+		return;
+	applies = !write_key_in_force();
+	force_read_only(applies);
+	enforce_key_timeout();
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+
+	/*
+	 * Under a write key, row changes are what the key is for; a new
+	 * relation is not (below).
+	 */
+	if (applies && pstmt->commandType != CMD_SELECT)
+		refuse(command_name(pstmt->commandType), result_relation_name(pstmt));
+
+	/*
+	 * A SELECT whose rows go into a new relation: EXPLAIN ANALYZE CREATE
+	 * TABLE AS (or SELECT INTO, CREATE MATERIALIZED VIEW) creates it in the
+	 * executor, not in ProcessUtility, and PostgreSQL's read-only check
+	 * does not see it.
+	 */
+	if (queryDesc->dest != NULL &&
+		(queryDesc->dest->mydest == DestIntoRel ||
+		 queryDesc->dest->mydest == DestTransientRel))
+		refuse("CREATE TABLE AS", NULL);
+	if (!applies)
+		return;
+	if (pstmt->hasModifyingCTE)
+		refuse("WITH ... INSERT/UPDATE/DELETE", result_relation_name(pstmt));
+	foreach(lc, pstmt->rowMarks)
+	{
+		PlanRowMark *rc = lfirst_node(PlanRowMark, lc);
+
+		if (RowMarkRequiresRowShareLock(rc->markType))
+		{
+			RangeTblEntry *rte = rt_fetch(rc->rti, pstmt->rtable);
+
+			refuse("SELECT FOR UPDATE/SHARE",
+				   rte->rtekind == RTE_RELATION ? kg_relation_name(rte->relid) : NULL);
+		}
+	}
+}
+
+/*
+ * The built-in functions with an effect that is not a write the executor
+ * sees, refused under the regime.  Functions that only read (lo_get,
+ * loread, currval) are not here.
+ */
+static bool
+function_changes_something(Oid fn)
+{
+	switch (fn)
+	{
+			/* large objects */
+		case F_LO_CREAT:
+		case F_LO_CREATE:
+		case F_LO_IMPORT_TEXT:
+		case F_LO_IMPORT_TEXT_OID:
+		case F_LO_EXPORT:
+		case F_LO_UNLINK:
+		case F_LOWRITE:
+		case F_LO_PUT:
+		case F_LO_FROM_BYTEA:
+		case F_LO_TRUNCATE:
+		case F_LO_TRUNCATE64:
+			/* advisory locks, session and transaction level */
+		case F_PG_ADVISORY_LOCK_INT8:
+		case F_PG_ADVISORY_LOCK_INT4_INT4:
+		case F_PG_ADVISORY_LOCK_SHARED_INT8:
+		case F_PG_ADVISORY_LOCK_SHARED_INT4_INT4:
+		case F_PG_TRY_ADVISORY_LOCK_INT8:
+		case F_PG_TRY_ADVISORY_LOCK_INT4_INT4:
+		case F_PG_TRY_ADVISORY_LOCK_SHARED_INT8:
+		case F_PG_TRY_ADVISORY_LOCK_SHARED_INT4_INT4:
+		case F_PG_ADVISORY_XACT_LOCK_INT8:
+		case F_PG_ADVISORY_XACT_LOCK_INT4_INT4:
+		case F_PG_ADVISORY_XACT_LOCK_SHARED_INT8:
+		case F_PG_ADVISORY_XACT_LOCK_SHARED_INT4_INT4:
+		case F_PG_TRY_ADVISORY_XACT_LOCK_INT8:
+		case F_PG_TRY_ADVISORY_XACT_LOCK_INT4_INT4:
+		case F_PG_TRY_ADVISORY_XACT_LOCK_SHARED_INT8:
+		case F_PG_TRY_ADVISORY_XACT_LOCK_SHARED_INT4_INT4:
+		case F_PG_ADVISORY_UNLOCK_INT8:
+		case F_PG_ADVISORY_UNLOCK_INT4_INT4:
+		case F_PG_ADVISORY_UNLOCK_SHARED_INT8:
+		case F_PG_ADVISORY_UNLOCK_SHARED_INT4_INT4:
+		case F_PG_ADVISORY_UNLOCK_ALL:
+			/* sequences */
+		case F_NEXTVAL:
+		case F_SETVAL_REGCLASS_INT8:
+		case F_SETVAL_REGCLASS_INT8_BOOL:
+			/* notifications, settings (statement_timeout, read-only) */
+		case F_PG_NOTIFY:
+		case F_SET_CONFIG:
+			/* other sessions and the server */
+		case F_PG_CANCEL_BACKEND:
+		case F_PG_TERMINATE_BACKEND:
+		case F_PG_RELOAD_CONF:
+		case F_PG_ROTATE_LOGFILE:
+		case F_PG_LOG_BACKEND_MEMORY_CONTEXTS:
+		case F_PG_SWITCH_WAL:
+		case F_PG_CREATE_RESTORE_POINT:
+		case F_PG_BACKUP_START:
+		case F_PG_BACKUP_STOP:
+		case F_PG_PROMOTE:
+		case F_PG_WAL_REPLAY_PAUSE:
+		case F_PG_WAL_REPLAY_RESUME:
+		case F_PG_NEXTOID:
+		case F_PG_IMPORT_SYSTEM_COLLATIONS:
+			/* statistics */
+		case F_PG_STAT_RESET:
+		case F_PG_STAT_RESET_SHARED:
+		case F_PG_STAT_RESET_SLRU:
+		case F_PG_STAT_RESET_SINGLE_TABLE_COUNTERS:
+		case F_PG_STAT_RESET_SINGLE_FUNCTION_COUNTERS:
+		case F_PG_STAT_RESET_REPLICATION_SLOT:
+		case F_PG_STAT_RESET_SUBSCRIPTION_STATS:
+			/* indexes changed by a function call */
+		case F_BRIN_SUMMARIZE_NEW_VALUES:
+		case F_BRIN_SUMMARIZE_RANGE:
+		case F_BRIN_DESUMMARIZE_RANGE:
+		case F_GIN_CLEAN_PENDING_LIST:
+			/* replication slots, origins, logical messages */
+		case F_PG_CREATE_PHYSICAL_REPLICATION_SLOT:
+		case F_PG_CREATE_LOGICAL_REPLICATION_SLOT:
+		case F_PG_COPY_PHYSICAL_REPLICATION_SLOT_NAME_NAME:
+		case F_PG_COPY_PHYSICAL_REPLICATION_SLOT_NAME_NAME_BOOL:
+		case F_PG_COPY_LOGICAL_REPLICATION_SLOT_NAME_NAME:
+		case F_PG_COPY_LOGICAL_REPLICATION_SLOT_NAME_NAME_BOOL:
+		case F_PG_COPY_LOGICAL_REPLICATION_SLOT_NAME_NAME_BOOL_NAME:
+		case F_PG_DROP_REPLICATION_SLOT:
+		case F_PG_REPLICATION_SLOT_ADVANCE:
+		case F_PG_LOGICAL_SLOT_GET_CHANGES:
+		case F_PG_LOGICAL_SLOT_GET_BINARY_CHANGES:
+		case F_PG_LOGICAL_EMIT_MESSAGE_BOOL_TEXT_TEXT:
+		case F_PG_LOGICAL_EMIT_MESSAGE_BOOL_TEXT_BYTEA:
+		case F_PG_REPLICATION_ORIGIN_CREATE:
+		case F_PG_REPLICATION_ORIGIN_DROP:
+		case F_PG_REPLICATION_ORIGIN_ADVANCE:
+		case F_PG_REPLICATION_ORIGIN_SESSION_SETUP:
+		case F_PG_REPLICATION_ORIGIN_SESSION_RESET:
+		case F_PG_REPLICATION_ORIGIN_XACT_SETUP:
+		case F_PG_REPLICATION_ORIGIN_XACT_RESET:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * hooks.c calls, from object_access_hook: an expression that calls a
+ * function is being initialised (OAT_FUNCTION_EXECUTE).  Refuse the
+ * functions with side effects under the regime, before any is called.
+ */
+void
+kg_keyholder_function_execute(Oid fn)
+{
+	char	   *name;
+
+	if (!function_changes_something(fn) || !kg_keyholder_session())
+		return;
+	/* A write key inserts rows, and a column default may take a number. */
+	if (fn == F_NEXTVAL && write_key_in_force())
+		return;
+	name = get_func_name(fn);
+	refuse(psprintf("%s()", name ? name : "function"), NULL);
+}
+
+/* Whether a transaction option list turns read-only off. */
+static bool
+sets_read_write(List *options)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *opt = lfirst_node(DefElem, lc);
+
+		if (strcmp(opt->defname, "transaction_read_only") == 0)
+		{
+			A_Const    *c = (A_Const *) opt->arg;
+
+			if (c == NULL || !IsA(c, A_Const) || c->isnull ||
+				!IsA(&c->val, Integer) || intVal(&c->val) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
+/* Whether a transaction option list sets READ ONLY. */
+static bool
+sets_read_only(List *options)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *opt = lfirst_node(DefElem, lc);
+
+		if (strcmp(opt->defname, "transaction_read_only") == 0)
+			return true;		/* sets_read_write() refused the others */
+	}
+	return false;
+}
+
+/*
+ * The settings a keyholder session cannot change: read-only, the timeouts
+ * a key may set, the role, and keys_guard's own.  (session_authorization
+ * is left to PostgreSQL: only a session whose login is a superuser can
+ * change it, and the regime follows the session user it sets.)
+ */
+static bool
+protected_setting(const char *name)
+{
+	static const char *const names[] = {
+		"transaction_read_only", "default_transaction_read_only",
+		"statement_timeout", "lock_timeout",
+		"idle_in_transaction_session_timeout", "role",
+	};
+	int			i;
+
+	if (name == NULL)
+		return true;
+	if (pg_strncasecmp(name, KG_EXTENSION ".", strlen(KG_EXTENSION) + 1) == 0)
+		return true;
+	for (i = 0; i < lengthof(names); i++)
+		if (pg_strcasecmp(name, names[i]) == 0)
+			return true;
+	return false;
+}
+
+/* The first relation a statement names, qualified, for the record's target. */
+static char *
+first_relation(List *relations)
+{
+	RangeVar   *rv;
+	Oid			relid;
+
+	if (relations == NIL)
+		return NULL;
+	rv = linitial_node(RangeVar, relations);
+	relid = RangeVarGetRelid(rv, NoLock, true);
+	return OidIsValid(relid) ? kg_relation_name(relid) : rv->relname;
+}
+
+/* SET, RESET: anything but the protected settings and READ WRITE. */
+static void
+check_set(VariableSetStmt *stmt)
+{
+	switch (stmt->kind)
+	{
+		case VAR_SET_MULTI:
+			/* SET TRANSACTION ..., SET SESSION CHARACTERISTICS AS TRANSACTION ... */
+			if (sets_read_write(stmt->args))
+				refuse(pg_strcasecmp(stmt->name, "TRANSACTION") == 0 ?
+					   "SET TRANSACTION READ WRITE" :
+					   "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE", NULL);
+			if (pg_strcasecmp(stmt->name, "TRANSACTION") == 0 &&
+				sets_read_only(stmt->args))
+				saved_read_only = true;
+			return;
+		case VAR_RESET_ALL:
+			refuse("RESET ALL", NULL);
+			return;
+		default:
+			if (protected_setting(stmt->name))
+				refuse(stmt->kind == VAR_RESET ? "RESET" : "SET", stmt->name);
+			return;
+	}
+}
+
+/*
+ * hooks.c calls, before every utility statement: in a keyholder session
+ * without a write key, only what changes nothing runs (a whitelist).
+ * Statements that run a query (EXECUTE, FETCH, EXPLAIN ANALYZE, COPY
+ * (query) TO) are checked again in the executor.
+ */
+void
+kg_keyholder_check_utility(PlannedStmt *pstmt)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	bool		applies;
+
+	if (!kg_keyholder_session())
+		return;
+	applies = !write_key_in_force();
+	force_read_only(applies);
+	enforce_key_timeout();
+
+	switch (nodeTag(parsetree))
+	{
+		case T_TransactionStmt:
+			{
+				TransactionStmt *stmt = (TransactionStmt *) parsetree;
+
+				switch (stmt->kind)
+				{
+					case TRANS_STMT_BEGIN:
+					case TRANS_STMT_START:
+						if (sets_read_write(stmt->options))
+							refuse("BEGIN READ WRITE", NULL);
+						if (sets_read_only(stmt->options))
+							saved_read_only = true;
+						return;
+					case TRANS_STMT_PREPARE:
+						refuse("PREPARE TRANSACTION", NULL);
+						return;
+					case TRANS_STMT_COMMIT_PREPARED:
+						refuse("COMMIT PREPARED", NULL);
+						return;
+					case TRANS_STMT_ROLLBACK_PREPARED:
+						refuse("ROLLBACK PREPARED", NULL);
+						return;
+					default:
+						return; /* COMMIT, ROLLBACK, savepoints */
+				}
+			}
+		case T_VariableSetStmt:
+			/* A write key's transaction is read-write already. */
+			if (applies || ((VariableSetStmt *) parsetree)->kind != VAR_SET_MULTI)
+				check_set((VariableSetStmt *) parsetree);
+			return;
+		case T_LockStmt:
+			/* Under a write key, no stronger than what its row changes take. */
+			if (((LockStmt *) parsetree)->mode > (applies ? AccessShareLock : RowExclusiveLock))
+				refuse("LOCK", first_relation(((LockStmt *) parsetree)->relations));
+			return;
+		case T_CopyStmt:
+			{
+				CopyStmt   *stmt = (CopyStmt *) parsetree;
+				List	   *rel = stmt->relation ? list_make1(stmt->relation) : NIL;
+
+				if (stmt->is_from && applies)
+					refuse("COPY FROM", first_relation(rel));
+				if (stmt->filename != NULL)
+					refuse("COPY TO a file or program", first_relation(rel));
+				return;
+			}
+		case T_DiscardStmt:
+			{
+				DiscardMode target = ((DiscardStmt *) parsetree)->target;
+
+				if (target == DISCARD_ALL || target == DISCARD_TEMP)
+					refuse(target == DISCARD_ALL ? "DISCARD ALL" : "DISCARD TEMP", NULL);
+				return;
+			}
+		case T_TruncateStmt:
+			refuse("TRUNCATE", first_relation(((TruncateStmt *) parsetree)->relations));
+			return;
+		case T_VariableShowStmt:
+		case T_DeclareCursorStmt:
+		case T_FetchStmt:
+		case T_ClosePortalStmt:
+		case T_PrepareStmt:
+		case T_ExecuteStmt:
+		case T_DeallocateStmt:
+		case T_ExplainStmt:
+		case T_ListenStmt:
+		case T_UnlistenStmt:
+			return;
+		default:
+			refuse(GetCommandTagName(CreateCommandTag(parsetree)), NULL);
+	}
+}
+
+/* hooks.c calls, around ExecutorRun and ExecutorFinish. */
+void
+kg_keyholder_nest(int delta)
+{
+	executor_depth += delta;
+}
+
+/*
+ * hooks.c calls, at ExecutorEnd: one audit record for each statement that
+ * ends at top level while a key is in force.  The relations are the range
+ * table's, schema-qualified, each once; the rows are those it processed.
+ */
+void
+kg_keyholder_executor_end(QueryDesc *queryDesc)
+{
+	const char *key;
+	KgAuditDetail *detail;
+	StringInfoData rels;
+	List	   *seen = NIL;
+	ListCell   *lc;
+
+	if (executor_depth > 0 || IsParallelWorker() || !IsTransactionState())
+		return;
+	key = current_key();
+	if (key == NULL)
+		return;
+
+	initStringInfo(&rels);
+	foreach(lc, queryDesc->plannedstmt->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind != RTE_RELATION || list_member_oid(seen, rte->relid))
+			continue;
+		seen = lappend_oid(seen, rte->relid);
+		appendStringInfo(&rels, "%s%s", rels.len > 0 ? ", " : "",
+						 kg_relation_name(rte->relid));
+	}
+
+	detail = kg_audit_detail();
+	kg_audit_detail_text(detail, "key_id", key);
+	kg_audit_detail_text(detail, "command",
+						 queryDesc->plannedstmt->hasModifyingCTE ?
+						 "SELECT with data-modifying WITH" :
+						 command_name(queryDesc->operation));
+	kg_audit_detail_text(detail, "relations", rels.data);
+	kg_audit_detail_int(detail, "rows",
+						queryDesc->estate ? (int64) queryDesc->estate->es_processed : 0);
+	kg_audit_enqueue("api_key_statement", NULL, KG_OUTCOME_OK, detail);
+}
+
+/*
+ * hooks.c calls, after a top-level utility statement ran: one audit record
+ * while a key is in force.  Statements that run a query are recorded by
+ * kg_keyholder_executor_end(); transaction control is not recorded.
+ */
+void
+kg_keyholder_utility_done(PlannedStmt *pstmt, ProcessUtilityContext context)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	const char *key;
+	KgAuditDetail *detail;
+
+	if (context != PROCESS_UTILITY_TOPLEVEL || !IsTransactionState())
+		return;
+	switch (nodeTag(parsetree))
+	{
+		case T_TransactionStmt:
+		case T_ExecuteStmt:
+		case T_FetchStmt:
+		case T_ExplainStmt:
+		case T_DeclareCursorStmt:
+			return;
+		case T_CopyStmt:
+			if (((CopyStmt *) parsetree)->query != NULL)
+				return;
+			break;
+		default:
+			break;
+	}
+	key = current_key();
+	if (key == NULL)
+		return;
+	detail = kg_audit_detail();
+	kg_audit_detail_text(detail, "key_id", key);
+	kg_audit_detail_text(detail, "command",
+						 GetCommandTagName(CreateCommandTag(parsetree)));
+	kg_audit_enqueue("api_key_statement", NULL, KG_OUTCOME_OK, detail);
+}
