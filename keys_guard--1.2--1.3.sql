@@ -13,10 +13,495 @@
  * its hash), create_api_key(), use_api_key(), rotate_api_key(),
  * revoke_api_key() (src/apikey.c); delete_tenant() now revokes the
  * tenant's keys; doctor() checks the key registry's triggers; the runbook
- * view lists the new functions.
+ * view lists the new functions.  First, it restates the objects that 1.2
+ * changed after it first shipped (the rules the library now defines once,
+ * names.c, and the audit writer in C), so that a database that installed
+ * that first 1.2 ends in the same objects as every other.
  */
 
 \echo Use "ALTER EXTENSION keys_guard UPDATE TO '1.3'" to load this file. \quit
+
+--
+-- A database that installed 1.2 before its last changes (the shared
+-- names and rules in the library, the audit writer in C) gets them here;
+-- for every other 1.2 database these statements change nothing.
+--
+CREATE OR REPLACE FUNCTION keys_guard._tenant_id_valid(id text)
+RETURNS boolean
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_tenant_id_valid';
+
+CREATE OR REPLACE FUNCTION keys_guard._default_grace()
+RETURNS interval
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_default_grace_setting';
+
+CREATE OR REPLACE FUNCTION keys_guard._min_grace()
+RETURNS interval
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_min_grace_setting';
+
+CREATE OR REPLACE FUNCTION keys_guard._tenant_schema(id text)
+RETURNS text
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_tenant_schema';
+
+CREATE OR REPLACE FUNCTION keys_guard._shared_names(OUT name text, OUT value text)
+RETURNS SETOF record
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'keys_guard_shared_names';
+
+CREATE OR REPLACE FUNCTION keys_guard._purge_index(r regclass)
+RETURNS regclass
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'keys_guard_purge_index';
+
+CREATE OR REPLACE FUNCTION keys_guard._purge_index_name(r regclass)
+RETURNS text
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'keys_guard_purge_index_name';
+
+CREATE OR REPLACE FUNCTION keys_guard._audit(action text, target text, detail jsonb)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_audit';
+
+REVOKE ALL ON FUNCTION keys_guard._purge_index(regclass),
+    keys_guard._purge_index_name(regclass) FROM PUBLIC;
+
+ALTER TABLE keys_guard.tenant
+    DROP CONSTRAINT tenant_id_check,
+    ADD CONSTRAINT tenant_id_check CHECK (keys_guard._tenant_id_valid(id));
+
+CREATE OR REPLACE FUNCTION keys_guard._sync_guard(r regclass, p_soft_delete boolean, p_class text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col      record;
+    trig     text;
+BEGIN
+    IF p_soft_delete THEN
+        FOR col IN SELECT * FROM (VALUES ('deleted_at', 'timestamptz'::regtype),
+                                         ('hard_delete_at', 'timestamptz'::regtype),
+                                         ('deleted_by', 'text'::regtype),
+                                         ('delete_request_id', 'text'::regtype)) AS c(name, type)
+        LOOP
+            PERFORM 1 FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = r AND a.attname = col.name AND NOT a.attisdropped
+               AND a.atttypid <> col.type;
+            IF FOUND THEN
+                RAISE EXCEPTION 'column "%" of table % has the wrong type', col.name, r
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = format('keys_guard needs %s %s for soft delete.', col.name, col.type);
+            END IF;
+            IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                            WHERE a.attrelid = r AND a.attname = col.name AND NOT a.attisdropped) THEN
+                EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', r, col.name, col.type);
+            END IF;
+        END LOOP;
+        -- The purge finds expired rows through this index.
+        IF keys_guard._purge_index(r) IS NULL THEN
+            EXECUTE format('CREATE INDEX %I ON %s (hard_delete_at) WHERE deleted_at IS NOT NULL',
+                           keys_guard._purge_index_name(r), r);
+        END IF;
+        FOREACH trig IN ARRAY ARRAY['keys_guard_refuse_delete', 'keys_guard_refuse_truncate'] LOOP
+            PERFORM keys_guard._drop_trigger(r, trig);
+        END LOOP;
+        EXECUTE format('CREATE TRIGGER keys_guard_refuse_delete BEFORE DELETE ON %s'
+                       ' FOR EACH ROW EXECUTE FUNCTION keys_guard._refuse_delete()', r);
+        EXECUTE format('CREATE TRIGGER keys_guard_refuse_truncate BEFORE TRUNCATE ON %s'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._refuse_delete()', r);
+        FOREACH trig IN ARRAY ARRAY['keys_guard_refuse_delete', 'keys_guard_refuse_truncate'] LOOP
+            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', r, trig);
+        END LOOP;
+    END IF;
+    IF p_class = 'audit' THEN
+        PERFORM keys_guard._drop_trigger(r, 'keys_guard_append_only');
+        PERFORM keys_guard._drop_trigger(r, 'keys_guard_append_only_truncate');
+        EXECUTE format('CREATE TRIGGER keys_guard_append_only BEFORE UPDATE OR DELETE ON %s'
+                       ' FOR EACH ROW EXECUTE FUNCTION keys_guard._append_only()', r);
+        EXECUTE format('CREATE TRIGGER keys_guard_append_only_truncate BEFORE TRUNCATE ON %s'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._append_only()', r);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER keys_guard_append_only', r);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER keys_guard_append_only_truncate', r);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION keys_guard.create_tenant(id text, name text DEFAULT NULL,
+                                         template text DEFAULT NULL)
+RETURNS keys_guard.tenants
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t        keys_guard.tenant;
+    schema   name;
+    tpl      oid;
+    clones   jsonb;
+    result   keys_guard.tenants;
+    detail   jsonb;
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION 'tenant id must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT keys_guard._tenant_id_valid(id) THEN
+        RAISE EXCEPTION 'invalid tenant id "%"', left(id, 64)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A tenant id is 1 to 48 lower-case letters, digits, "_" or "-", starting with a letter or a digit.';
+    END IF;
+    IF name IS NOT NULL AND (length(name) = 0 OR length(name) > 200) THEN
+        RAISE EXCEPTION 'invalid tenant name'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A tenant name is 1 to 200 characters.';
+    END IF;
+    -- Control characters (C0, DEL, C1, and the line and paragraph
+    -- separators) would forge lines in logs, reports and terminals.
+    IF name ~ '[\x01-\x1f\x7f-\x9f\u2028\u2029]' THEN
+        RAISE EXCEPTION 'invalid tenant name'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A tenant name has no control characters.';
+    END IF;
+    IF template = '' THEN
+        RAISE EXCEPTION 'template schema name must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    name := coalesce(name, id);
+    schema := keys_guard._tenant_schema(id);
+
+    -- Serialize concurrent creations of the same tenant.
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('keys_guard.tenant'),
+                                             pg_catalog.hashtext(id));
+
+    SELECT * INTO t FROM keys_guard.tenant WHERE tenant.id = id;
+    IF FOUND THEN
+        IF t.status = 'deleted' THEN
+            RAISE EXCEPTION 'tenant "%" is pending deletion', id
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('Its data is kept until %s.', t.hard_delete_at),
+                      HINT = 'Use keys_guard.restore_tenant() to bring it back.';
+        END IF;
+        IF t.name IS DISTINCT FROM name THEN
+            RAISE EXCEPTION 'tenant "%" already exists with different attributes', id
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Existing name is %s, requested name is %s.',
+                                      quote_literal(t.name), quote_literal(name));
+        END IF;
+        -- The template shapes a tenant when it is created, never after.
+        IF template IS NULL THEN
+            RAISE NOTICE 'tenant "%" already exists, skipping', id;
+        ELSE
+            RAISE NOTICE 'tenant "%" already exists, skipping', id
+                USING DETAIL = 'A template is applied only when a tenant is created.';
+        END IF;
+        SELECT * INTO result FROM keys_guard.tenants WHERE tenants.id = id;
+        RETURN result;
+    END IF;
+
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = schema) THEN
+        RAISE EXCEPTION 'schema "%" already exists', schema
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'keys_guard creates the schema of a new tenant itself.',
+                  HINT = 'Rename or drop the existing schema, or choose another tenant id.';
+    END IF;
+    IF template IS NOT NULL THEN
+        tpl := keys_guard._template_schema(template, schema);
+    END IF;
+
+    EXECUTE format('CREATE SCHEMA %I AUTHORIZATION keys_guard_admin', schema);
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO keys_guard_gateway', schema);
+    -- Clone before the tenant exists, so the event trigger leaves the
+    -- clones to _guard_clones (it would give them the default guard).
+    IF tpl IS NOT NULL THEN
+        SELECT coalesce(jsonb_object_agg(c.source::oid::text, c.clone::oid), '{}')
+          INTO clones FROM keys_guard._clone_template(tpl, schema) AS c;
+    END IF;
+    INSERT INTO keys_guard.tenant (id, name, schema_name) VALUES (id, name, schema);
+    IF tpl IS NOT NULL THEN
+        PERFORM keys_guard._guard_clones(id, clones);
+    END IF;
+
+    detail := jsonb_build_object('tenant', id, 'name', name);
+    IF template IS NOT NULL THEN
+        detail := detail || jsonb_build_object('template', template,
+                                               'tables', (SELECT count(*) FROM jsonb_object_keys(clones)));
+    END IF;
+    PERFORM keys_guard._audit('create_tenant', schema, detail);
+
+    SELECT * INTO result FROM keys_guard.tenants WHERE tenants.id = id;
+    RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION keys_guard._guard_clones(tenant_id text, clones jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t          record;
+    min_grace  interval := keys_guard._min_grace();
+BEGIN
+    FOR t IN SELECT key::oid::regclass AS src, value::oid::regclass AS dst,
+                    coalesce(g.soft_delete, true) AS soft_delete,
+                    coalesce(g.grace, keys_guard._default_grace()) AS grace,
+                    coalesce(g.class, 'standard') AS class
+               FROM jsonb_each_text(clones)
+               LEFT JOIN keys_guard.guarded_table g ON g.relid = key::oid
+              ORDER BY key LOOP
+        IF t.grace < min_grace THEN
+            RAISE EXCEPTION 'grace % of template table % is below keys_guard.min_grace', t.grace, t.src
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('keys_guard.min_grace is %s.', min_grace);
+        END IF;
+        PERFORM keys_guard._apply_guard(t.dst, tenant_id, NULL, t.soft_delete, t.grace, t.class);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION keys_guard._protect_table(r regclass,
+                                          tenant_column name,
+                                          soft_delete boolean,
+                                          grace interval,
+                                          class text)
+RETURNS SETOF keys_guard.guarded_tables
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    kind       "char";
+    persistence "char";
+    nsp        name;
+    col_type   regtype;
+    col_generated "char";
+    col_identity  "char";
+    bad_columns text;
+    tid        text;
+    min_grace  interval := keys_guard._min_grace();
+    old        keys_guard.guarded_table;
+    class_rank constant jsonb := '{"standard": 0, "payment": 1, "audit": 2}';
+BEGIN
+    IF soft_delete IS NULL OR class IS NULL THEN
+        RAISE EXCEPTION 'soft_delete and class must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT class_rank ? class THEN
+        RAISE EXCEPTION 'invalid class "%"', left(class, 64)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The class is one of "standard", "audit" or "payment".';
+    END IF;
+    grace := coalesce(grace, keys_guard._default_grace());
+    IF grace < interval '0' THEN
+        RAISE EXCEPTION 'grace must not be negative'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF grace < min_grace THEN
+        RAISE EXCEPTION 'grace % is below keys_guard.min_grace', grace
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('keys_guard.min_grace is %s.', min_grace);
+    END IF;
+
+    SELECT c.relkind, c.relpersistence, n.nspname INTO kind, persistence, nsp
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = r;
+    IF kind <> 'r' THEN
+        RAISE EXCEPTION '"%" is not a table', r
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'keys_guard guards ordinary tables; partitioned tables, views and foreign tables are not supported.';
+    END IF;
+    -- A crash empties an unlogged table, and a temporary one vanishes with
+    -- its session (leaving nothing that could release it): keys_guard
+    -- guards what lasts.
+    IF persistence = 't' THEN
+        RAISE EXCEPTION 'cannot guard temporary table %', r
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'keys_guard guards permanent tables only; a temporary table vanishes with its session.';
+    END IF;
+    IF persistence <> 'p' THEN
+        RAISE EXCEPTION 'cannot guard unlogged table %', r
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A crash empties an unlogged table; keys_guard guards logged tables only.',
+                  HINT = format('Make it logged first: ALTER TABLE %s SET LOGGED.', r);
+    END IF;
+    IF nsp IN ('keys_guard', 'pg_catalog', 'information_schema', 'pg_toast')
+       OR r::oid < 16384 THEN
+        RAISE EXCEPTION 'cannot guard "%"', r
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'System and keys_guard tables are not guarded by protect_table().';
+    END IF;
+
+    SELECT t.id INTO tid FROM keys_guard.tenant t WHERE t.schema_name = nsp;
+    IF tid IS NOT NULL AND tenant_column IS NOT NULL THEN
+        RAISE EXCEPTION 'table "%" is in the schema of tenant "%"', r, tid
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A table in a tenant schema belongs to that tenant as a whole.',
+                  HINT = 'Pass tenant_column => NULL.';
+    END IF;
+    IF tid IS NULL AND tenant_column IS NULL THEN
+        RAISE EXCEPTION 'tenant_column must not be null for table "%"', r
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'The table is not in a tenant schema, so it is a pooled table and needs a tenant column.';
+    END IF;
+    IF tenant_column IS NOT NULL THEN
+        SELECT a.atttypid::regtype, a.attgenerated, a.attidentity
+          INTO col_type, col_generated, col_identity
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = r AND a.attname = tenant_column
+           AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'column "%" of relation "%" does not exist', tenant_column, r
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        -- A generated value is computed after keys_guard's row trigger has
+        -- checked the row, so it could name any tenant; an identity value
+        -- comes from a sequence.  The tenant column holds what was written.
+        IF col_generated <> '' THEN
+            RAISE EXCEPTION 'tenant column "%" of table % is a generated column', tenant_column, r
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A tenant column is a plain stored column; a generated value is computed after keys_guard has checked the row.';
+        END IF;
+        IF col_identity <> '' THEN
+            RAISE EXCEPTION 'tenant column "%" of table % is an identity column', tenant_column, r
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A tenant column is a plain stored column; an identity column takes its values from a sequence.';
+        END IF;
+        IF col_type NOT IN ('text'::regtype, 'uuid'::regtype, 'bigint'::regtype) THEN
+            RAISE EXCEPTION 'tenant column "%" has type %', tenant_column, col_type
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A tenant column is of type text, uuid or bigint.';
+        END IF;
+    END IF;
+
+    -- The soft-delete columns keys_guard writes must be plain columns too.
+    IF soft_delete THEN
+        SELECT string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO bad_columns
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = r AND NOT a.attisdropped
+           AND a.attname IN ('deleted_at', 'hard_delete_at', 'deleted_by', 'delete_request_id')
+           AND (a.attgenerated <> '' OR a.attidentity <> '');
+        IF bad_columns IS NOT NULL THEN
+            RAISE EXCEPTION 'soft-delete columns of table % are generated or identity columns', r
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Columns: %s.  keys_guard writes them on every delete.', bad_columns);
+        END IF;
+    END IF;
+
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('keys_guard.guarded_table'),
+                                             r::oid::int);
+    SELECT * INTO old FROM keys_guard.guarded_table g WHERE g.relid = r;
+    IF NOT FOUND THEN
+        PERFORM keys_guard._apply_guard(r, tid, tenant_column, soft_delete, grace, class);
+        PERFORM keys_guard._audit('protect_table', r::text,
+                                  jsonb_build_object('tenant_column', tenant_column,
+                                                     'soft_delete', soft_delete,
+                                                     'grace', grace, 'class', class));
+    ELSIF old.tenant_column IS DISTINCT FROM tenant_column THEN
+        RAISE EXCEPTION 'table "%" is already guarded with tenant column %', r,
+                coalesce(quote_ident(old.tenant_column), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Call keys_guard.release_table() first to change the tenant column.';
+    ELSIF (old.soft_delete AND NOT soft_delete)
+          OR (class_rank ->> class)::int < (class_rank ->> old.class)::int
+          OR grace < old.grace THEN
+        RAISE EXCEPTION 'cannot weaken the guard of table "%"', r
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('It is guarded with soft_delete => %s, grace => %s, class => %s.',
+                                  old.soft_delete, old.grace, old.class),
+                  HINT = 'Call keys_guard.release_table() first, then protect the table again.';
+    ELSIF old.soft_delete = soft_delete AND old.class = class AND old.grace = grace THEN
+        RAISE NOTICE 'table "%" is already guarded with these options, skipping', r;
+    ELSE
+        UPDATE keys_guard.guarded_table g
+           SET soft_delete = _protect_table.soft_delete,
+               grace = _protect_table.grace,
+               class = _protect_table.class
+         WHERE g.relid = r;
+        PERFORM keys_guard._sync_guard(r, soft_delete, class);
+        PERFORM keys_guard._sync_cascades_of(r);
+        PERFORM keys_guard._audit('protect_table', r::text,
+                                  jsonb_build_object('upgraded_from', to_jsonb(old) - 'relid',
+                                                     'soft_delete', soft_delete,
+                                                     'grace', grace, 'class', class));
+    END IF;
+
+    RETURN QUERY SELECT * FROM keys_guard.guarded_tables WHERE relation = r;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION keys_guard._release_table(r regclass)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old keys_guard.guarded_table;
+    idx regclass;
+BEGIN
+    SELECT * INTO old FROM keys_guard.guarded_table g WHERE g.relid = r;
+    IF NOT FOUND THEN
+        RAISE NOTICE 'table "%" is not guarded, skipping', r;
+        RETURN false;
+    END IF;
+    EXECUTE format('DROP POLICY IF EXISTS keys_guard_fail_closed ON %s', r);
+    IF old.created_policy THEN
+        EXECUTE format('DROP POLICY IF EXISTS keys_guard_base ON %s', r);
+        EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY', r);
+    END IF;
+    PERFORM keys_guard._drop_trigger(r, t)
+       FROM unnest(ARRAY['keys_guard_tenant', 'keys_guard_refuse_delete',
+                         'keys_guard_refuse_truncate', 'keys_guard_cascade',
+                         'keys_guard_append_only', 'keys_guard_append_only_truncate']) AS t;
+    -- The purge index is keys_guard's too (data and columns stay).
+    -- (named by keys_guard, perhaps from the table's name before a rename).
+    idx := keys_guard._purge_index(r);
+    IF (SELECT c.relname LIKE '%\_kg\_purge' FROM pg_catalog.pg_class c WHERE c.oid = idx) THEN
+        EXECUTE format('DROP INDEX %s', idx);
+    END IF;
+    DELETE FROM keys_guard.guarded_table g WHERE g.relid = r;
+    DELETE FROM keys_guard.purge_stats p WHERE p.relid = r;
+    PERFORM keys_guard._sync_cascades_of(r);
+    PERFORM keys_guard._audit('release_table', r::text, to_jsonb(old) - 'relid');
+    RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION keys_guard.purge_now(rel text DEFAULT NULL, dry_run boolean DEFAULT false)
+RETURNS TABLE (relation regclass, purged bigint, skipped bigint)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    t regclass;
+    r record;
+BEGIN
+    IF dry_run IS NULL THEN
+        RAISE EXCEPTION 'dry_run must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF rel IS NOT NULL THEN
+        t := keys_guard._resolve_relation(rel);
+        IF NOT EXISTS (SELECT 1 FROM keys_guard.guarded_tables g
+                        WHERE g.relation = t AND g.soft_delete) THEN
+            RAISE EXCEPTION 'table % is not guarded with soft delete', t
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+    FOR r IN SELECT g.relation FROM keys_guard.guarded_tables g
+              WHERE g.soft_delete AND (t IS NULL OR g.relation = t)
+              ORDER BY g.relation::text LOOP
+        relation := r.relation;
+        SELECT p.purged, p.skipped INTO purged, skipped
+          FROM keys_guard._purge_table(r.relation,
+                   pg_catalog.current_setting('keys_guard.purge_batch_size')::int,
+                   0, dry_run) p;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
 
 -- keys_guard_keyholder: the login role of an AI tool or MCP server is
 -- granted it; it obtains a context only by presenting an API key.
