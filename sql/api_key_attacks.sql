@@ -469,6 +469,20 @@ SHOW statement_timeout;
 RESET SESSION AUTHORIZATION;
 RESET keys_guard.api_key_statement_timeout;
 
+-- 8c'. A SERIALIZABLE transaction whose first snapshot comes after a
+-- statement that takes none (SAVEPOINT) is registered read-write with SSI,
+-- so that a write key used in it writes under conflict tracking: its reads
+-- take predicate locks.
+SET SESSION AUTHORIZATION kg_reader;
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SAVEPOINT before_key;
+SELECT keys_guard.use_api_key(:'aka_write_secret');
+SELECT count(*) >= 0 AS read FROM public.aka_plain;
+SELECT count(*) > 0 AS predicate_locks FROM pg_locks
+ WHERE pid = pg_backend_pid() AND mode = 'SIReadLock';
+ROLLBACK;
+RESET SESSION AUTHORIZATION;
+
 -- 8d. The audit: one api_key_statement record per statement under a key,
 -- with the key id, command, relations and rows, and never a value; the
 -- refusals under the read key carry its id.

@@ -65,6 +65,7 @@
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timeout.h"
 
@@ -149,6 +150,18 @@ static void
 force_read_only(bool applies)
 {
 	LocalTransactionId lxid = MyProc->lxid;
+
+	/*
+	 * Not before the first snapshot of a SERIALIZABLE transaction (SAVEPOINT
+	 * or SET take none; BEGIN is left alone by the caller, since its
+	 * isolation level is not set yet): that snapshot would register the
+	 * transaction with SSI as read-only (and possibly as safe, with no
+	 * predicate locks), and a write key used later in it would then write
+	 * without serializable conflict tracking.  The checks of this file
+	 * still refuse every write before then; this is only the backstop.
+	 */
+	if (applies && IsolationIsSerializable() && !FirstSnapshotSet)
+		return;
 
 	if (applies)
 	{
@@ -572,7 +585,10 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
 	if (!kg_keyholder_session())
 		return;
 	applies = !write_key_in_force();
-	force_read_only(applies);
+	if (!IsA(parsetree, TransactionStmt) ||
+		(((TransactionStmt *) parsetree)->kind != TRANS_STMT_BEGIN &&
+		 ((TransactionStmt *) parsetree)->kind != TRANS_STMT_START))
+		force_read_only(applies);
 	enforce_key_timeout();
 
 	switch (nodeTag(parsetree))
