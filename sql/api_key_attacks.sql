@@ -483,6 +483,34 @@ SELECT count(*) > 0 AS predicate_locks FROM pg_locks
 ROLLBACK;
 RESET SESSION AUTHORIZATION;
 
+-- 8e. Paths a review found open, now closed: a gateway role's SECURITY
+-- DEFINER function that calls set_context() for a keyholder session; a
+-- PREPARE whose text holds a secret (pg_prepared_statements would keep
+-- it); the rest of the statement that calls use_api_key() (its timer was
+-- armed before); transaction ids assigned on demand.
+CREATE FUNCTION public.aka_gw_ctx(t text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+BEGIN
+    PERFORM keys_guard.set_context(t, 'gateway-helper');
+END
+$$;
+ALTER FUNCTION public.aka_gw_ctx(text) OWNER TO kg_app;
+SET keys_guard.api_key_statement_timeout = '200ms';
+SET SESSION AUTHORIZATION kg_reader;
+SELECT try($$SELECT public.aka_gw_ctx('aka_u')$$) AS definer_set_context;
+SELECT keys_guard.current_tenant() IS NULL AS no_context;
+SELECT try('PREPARE aka_p AS SELECT keys_guard.use_api_key(' || quote_literal(:'aka_read_secret') || ')')
+       AS prepare_with_secret;
+SELECT count(*) AS prepared FROM pg_prepared_statements;
+SELECT try($$SELECT txid_current()$$) AS txid, try($$SELECT pg_current_xact_id()$$) AS xact_id;
+BEGIN;
+SELECT keys_guard.use_api_key(:'aka_read_secret')::text AS used, pg_sleep(1);
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+RESET SESSION AUTHORIZATION;
+RESET keys_guard.api_key_statement_timeout;
+DROP FUNCTION public.aka_gw_ctx(text);
+
 -- 8d. The audit: one api_key_statement record per statement under a key,
 -- with the key id, command, relations and rows, and never a value; the
 -- refusals under the read key carry its id.
@@ -491,6 +519,7 @@ SELECT detail->>'command' AS command, count(*)
   FROM keys_guard.audit_log
  WHERE action = 'api_key_write_denied' AND detail->>'key_id' = :'aka_read_id'
  GROUP BY 1 ORDER BY 1;
+SELECT wait_for_audit($$action = 'api_key_write_denied' AND detail->>'key_id' = '$$ || :'aka_write_id' || $$'$$, 16) AS write_key_denials;
 SELECT detail->>'command' AS command, count(*)
   FROM keys_guard.audit_log
  WHERE action = 'api_key_write_denied' AND detail->>'key_id' = :'aka_write_id'

@@ -43,6 +43,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -630,14 +631,19 @@ typedef struct KeyEntry
 static HTAB *key_cache = NULL;
 static Oid	key_cache_relid = InvalidOid;
 static bool key_cache_callback_registered = false;
+static uint64 key_cache_generation = 0;	/* invalidations seen */
 
 static void
 key_cache_invalidate(Datum arg, Oid relid)
 {
-	if (key_cache != NULL && (!OidIsValid(relid) || relid == key_cache_relid))
+	if (!OidIsValid(relid) || relid == key_cache_relid)
 	{
-		hash_destroy(key_cache);
-		key_cache = NULL;
+		key_cache_generation++;
+		if (key_cache != NULL)
+		{
+			hash_destroy(key_cache);
+			key_cache = NULL;
+		}
 	}
 }
 
@@ -735,6 +741,7 @@ lookup_key(const pg_uuid_t *id, KeyEntry *key)
 	KeyEntry	row;
 	KeyEntry   *entry;
 	bool		found;
+	int			tries;
 
 	if (!key_cache_callback_registered)
 	{
@@ -759,11 +766,27 @@ lookup_key(const pg_uuid_t *id, KeyEntry *key)
 	}
 
 	/*
-	 * Read the row.  An invalidation that arrives while it is read (a
-	 * registry change committed meanwhile) drops the cache before the row
-	 * is added, so the row read now is kept only until the next one.
+	 * Read the row.  The snapshot is taken before the lock on the registry,
+	 * and taking the lock processes invalidations: a change that committed
+	 * in between (a revocation) would be used up by this read while the
+	 * row came from before it.  So read again until no invalidation
+	 * arrived during the read; only then is the row current.
 	 */
-	if (!read_key(relid, id, &row))
+	for (tries = 0;; tries++)
+	{
+		uint64		generation = key_cache_generation;
+
+		found = read_key(relid, id, &row);
+		AcceptInvalidationMessages();
+		if (generation == key_cache_generation)
+			break;
+		if (tries >= 10)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not read the API key registry while it keeps changing"),
+					 errhint("Try again.")));
+	}
+	if (!found)
 		return false;
 	if (key_cache == NULL || hash_get_num_entries(key_cache) >= KG_KEY_CACHE_MAX)
 	{
@@ -821,6 +844,8 @@ lower_statement_timeout(void)
 	snprintf(value, sizeof(value), "%d", keys_guard_api_key_statement_timeout);
 	(void) set_config_option("statement_timeout", value, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, ERROR, false);
+	/* The rest of this statement too: its timer was armed with the old value. */
+	enable_timeout_after(STATEMENT_TIMEOUT, keys_guard_api_key_statement_timeout);
 }
 
 /*

@@ -336,17 +336,21 @@ kg_require_preloaded(void)
  * A member of keys_guard_keyholder (an AI tool's or MCP server's login)
  * obtains a context only by presenting an API key, whatever other roles it
  * was granted (docs/contract.md §15).  Superusers, who have the privileges
- * of every role, are not counted as keyholders.
+ * of every role, are not counted as keyholders.  Both the current user and
+ * the session user count: a keyholder session must not get a context
+ * through a SECURITY DEFINER function of a gateway role that calls
+ * set_context() for it.
  */
 static void
 refuse_keyholder(const char *funcname)
 {
 	Oid			roleid;
 
-	if (superuser())
-		return;
 	roleid = get_role_oid(KG_ROLE_KEYHOLDER, true);
-	if (OidIsValid(roleid) && is_member_of_role(GetUserId(), roleid))
+	if (!OidIsValid(roleid))
+		return;
+	if ((!superuser() && is_member_of_role(GetUserId(), roleid)) ||
+		kg_keyholder_session())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to call %s()", funcname),

@@ -406,6 +406,10 @@ function_changes_something(Oid fn)
 		case F_PG_WAL_REPLAY_PAUSE:
 		case F_PG_WAL_REPLAY_RESUME:
 		case F_PG_NEXTOID:
+			/* transaction ids (a loop of them ages the cluster), snapshot files */
+		case F_PG_CURRENT_XACT_ID:
+		case F_TXID_CURRENT:
+		case F_PG_EXPORT_SNAPSHOT:
 		case F_PG_IMPORT_SYSTEM_COLLATIONS:
 			/* statistics */
 		case F_PG_STAT_RESET:
@@ -651,11 +655,24 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
 		case T_TruncateStmt:
 			refuse("TRUNCATE", first_relation(((TruncateStmt *) parsetree)->relations));
 			return;
+		case T_PrepareStmt:
+
+			/*
+			 * pg_prepared_statements would keep the text, and show it to
+			 * the next client of a pooled connection: a key goes in as a
+			 * bind parameter (not kept), never into PREPARE's text.
+			 */
+			if (debug_query_string != NULL && kg_text_has_secret(debug_query_string))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("cannot PREPARE a statement that holds an API key secret"),
+						 errdetail("pg_prepared_statements would show it for the rest of the session."),
+						 errhint("Pass the key as a parameter: PREPARE p(text) AS SELECT keys_guard.use_api_key($1).")));
+			return;
 		case T_VariableShowStmt:
 		case T_DeclareCursorStmt:
 		case T_FetchStmt:
 		case T_ClosePortalStmt:
-		case T_PrepareStmt:
 		case T_ExecuteStmt:
 		case T_DeallocateStmt:
 		case T_ExplainStmt:
