@@ -43,7 +43,6 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
-#include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -831,23 +830,6 @@ refuse_key(const char *reason, const char *key_id, const char *tenant)
 			 errmsg("invalid API key")));
 }
 
-/* statement_timeout = min(statement_timeout, api_key_statement_timeout); 0 is none. */
-static void
-lower_statement_timeout(void)
-{
-	char		value[32];
-
-	if (keys_guard_api_key_statement_timeout <= 0)
-		return;
-	if (StatementTimeout > 0 && StatementTimeout <= keys_guard_api_key_statement_timeout)
-		return;
-	snprintf(value, sizeof(value), "%d", keys_guard_api_key_statement_timeout);
-	(void) set_config_option("statement_timeout", value, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_LOCAL, true, ERROR, false);
-	/* The rest of this statement too: its timer was armed with the old value. */
-	enable_timeout_after(STATEMENT_TIMEOUT, keys_guard_api_key_statement_timeout);
-}
-
 /*
  * keys_guard.use_api_key(secret): the transaction-scoped context of the
  * key's tenant, for members of keys_guard_keyholder.
@@ -915,7 +897,7 @@ keys_guard_use_api_key(PG_FUNCTION_ARGS)
 		refuse_key("tenant deleted", id_text, key->tenant);
 
 	kg_apply_key_context(key->tenant, psprintf("api_key:%s", key->name), id_text, key->write);
-	lower_statement_timeout();
+	kg_keyholder_lower_timeout();
 
 	detail = kg_audit_detail();
 	kg_audit_detail_text(detail, "key_id", id_text);

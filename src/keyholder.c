@@ -262,28 +262,38 @@ result_relation_name(PlannedStmt *pstmt)
 }
 
 /*
- * The statement timeout of a keyholder transaction under a key, read or
- * write, cannot be lifted (docs/contract.md §15).  SET and RESET of it are
+ * statement_timeout = min(statement_timeout, keys_guard.api_key_statement_timeout)
+ * for the transaction (0 is none), and the running statement's timer armed
+ * with it: use_api_key() calls this, and so does every later top-level
+ * statement of the key's transaction.  The statement timeout of a keyholder
+ * transaction under a key, read or write, cannot be lifted
+ * (docs/contract.md §15).  SET and RESET of it are
  * refused (check_set(), under any key); a path that changes
  * it anyway while a write key is in force (set_config(), a function's SET
  * clause) is undone before each top-level statement: statement_timeout is
  * lowered again for the transaction, and the timer PostgreSQL armed with
  * the lifted value (or did not arm) is armed with the key's.
  */
-static void
-enforce_key_timeout(void)
+void
+kg_keyholder_lower_timeout(void)
 {
 	int			limit = keys_guard_api_key_statement_timeout;
 	char		value[32];
 
-	if (limit <= 0 || executor_depth > 0 || current_key() == NULL)
-		return;
-	if (StatementTimeout > 0 && StatementTimeout <= limit)
+	if (limit <= 0 || (StatementTimeout > 0 && StatementTimeout <= limit))
 		return;
 	snprintf(value, sizeof(value), "%d", limit);
 	(void) set_config_option("statement_timeout", value, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, ERROR, false);
 	enable_timeout_after(STATEMENT_TIMEOUT, limit);
+}
+
+/* Before each top-level statement under a key. */
+static void
+enforce_key_timeout(void)
+{
+	if (executor_depth == 0 && current_key() != NULL)
+		kg_keyholder_lower_timeout();
 }
 
 /*

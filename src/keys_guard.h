@@ -295,6 +295,7 @@ extern bool kg_api_key_parse(const char *secret, pg_uuid_t *key_id);
 extern bool kg_keyholder_session(void);
 /* hooks.c calls: cache callbacks, executor, object access, utility */
 extern void kg_keyholder_init(void);
+extern void kg_keyholder_lower_timeout(void);	/* apikey.c calls */
 extern void kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags);
 extern void kg_keyholder_nest(int delta);
 extern void kg_keyholder_executor_end(QueryDesc *queryDesc);
