@@ -45,6 +45,8 @@ endif
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src -DKG_EXTENSION_VERSION=\"$(EXTVERSION)\" \
 	-Wall -Wmissing-prototypes -Werror
+# OpenSSL's libcrypto, which PostgreSQL itself links: hashing (apikey.c).
+SHLIB_LINK += -lcrypto
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

@@ -1,7 +1,7 @@
 # bench/lib.sh: what every keys_guard benchmark script does first.  Sourced
 # after the script has set here (the repository), BENCH_DEPS and
-# BENCH_INSTALL; defines bindir, PATH, log, libfile, libsum and
-# check_library.
+# BENCH_INSTALL (and optionally BENCH_PRIVATE); defines bindir, PATH, log,
+# libfile, libsum and check_library.
 
 me=${me:-$(basename "$0")}
 
@@ -10,20 +10,37 @@ if [ "$BENCH_DEPS" = 1 ]; then
 fi
 
 bindir=/usr/lib/postgresql/15/bin
-export PATH=$bindir:$PATH
+libfile=/usr/lib/postgresql/15/lib/keys_guard.so
+private_root=
 
-if [ "$BENCH_INSTALL" = 1 ]; then
+# BENCH_PRIVATE=1: a private copy of this machine's PostgreSQL 15 (binaries,
+# libraries, share) in /tmp, with keys_guard installed into it, so that a
+# `make install` by someone else during the run cannot change what is
+# measured.  PostgreSQL finds its share and lib directories relative to its
+# binaries, so the copy works as it is.
+if [ "${BENCH_PRIVATE:-0}" = 1 ]; then
+  private_root=$(mktemp -d /tmp/keys_guard_bench_pg.XXXXXX)
+  chmod 755 "$private_root"
+  mkdir -p "$private_root/usr/lib/postgresql" "$private_root/usr/share/postgresql"
+  cp -a /usr/lib/postgresql/15 "$private_root/usr/lib/postgresql/"
+  cp -a /usr/share/postgresql/15 "$private_root/usr/share/postgresql/"
+  echo "==> building keys_guard and installing it into $private_root"
+  make -s -C "$here" PG_CONFIG=$bindir/pg_config
+  make -s -C "$here" install DESTDIR="$private_root" PG_CONFIG=$bindir/pg_config >/dev/null
+  bindir=$private_root/usr/lib/postgresql/15/bin
+  libfile=$private_root/usr/lib/postgresql/15/lib/keys_guard.so
+elif [ "$BENCH_INSTALL" = 1 ]; then
   echo "==> building and installing keys_guard"
   make -s -C "$here" PG_CONFIG=$bindir/pg_config
   make -s -C "$here" install PG_CONFIG=$bindir/pg_config >/dev/null
 fi
+export PATH=$bindir:$PATH
 
 log() { echo "==> $*" >&2; }
 
 # Every server start loads the installed library again: a `make install` by
 # someone else during the run would mix two builds (and a library newer than
 # the SQL objects created at the start).  Refuse to report that.
-libfile=/usr/lib/postgresql/15/lib/keys_guard.so
 libsum=$(md5sum "$libfile" | cut -c1-12)
 check_library() {
   local now
@@ -57,6 +74,7 @@ finish_run() {
     tail -30 "$work/server.log" >&2 || true
   fi
   rm -rf "$work"
+  [ -n "$private_root" ] && rm -rf "$private_root"
   exit "$rc"
 }
 

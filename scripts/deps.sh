@@ -7,6 +7,7 @@ packages=(
   build-essential
   postgresql-15
   postgresql-server-dev-15
+  libssl-dev
   postgresql-15-pgtap
   libtap-parser-sourcehandler-pgtap-perl
   libipc-run-perl

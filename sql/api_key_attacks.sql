@@ -511,9 +511,9 @@ RESET SESSION AUTHORIZATION;
 RESET keys_guard.api_key_statement_timeout;
 DROP FUNCTION public.aka_gw_ctx(text);
 
--- 8d. The audit: one api_key_statement record per statement under a key,
--- with the key id, command, relations and rows, and never a value; the
--- refusals under the read key carry its id.
+-- 8d. The audit: api_key_statement records count the statements under a
+-- key per command and relations, with the rows, and never a value; the
+-- refusals under the read key carry its id, one record each.
 SELECT wait_for_audit($$action = 'api_key_write_denied' AND detail->>'key_id' = '$$ || :'aka_read_id' || $$'$$, 11) AS read_key_denials;
 SELECT detail->>'command' AS command, count(*)
   FROM keys_guard.audit_log
@@ -524,13 +524,15 @@ SELECT detail->>'command' AS command, count(*)
   FROM keys_guard.audit_log
  WHERE action = 'api_key_write_denied' AND detail->>'key_id' = :'aka_write_id'
  GROUP BY 1 ORDER BY 1;
-SELECT wait_for_audit($$action = 'api_key_statement' AND detail->>'key_id' IN ('$$ || :'aka_read_id' || $$', '$$ || :'aka_write_id' || $$') AND detail->>'relations' = 'public.aka_pooled'$$, 5) AS pooled_statements;
+SELECT wait_for_audit_total($$action = 'api_key_statement' AND detail->>'key_id' IN ('$$ || :'aka_read_id' || $$', '$$ || :'aka_write_id' || $$') AND detail->>'relations' = 'public.aka_pooled'$$, 5) AS pooled_statements;
 SELECT detail->>'key_id' = :'aka_read_id' AS read_key, detail->>'command' AS command,
-       detail->>'relations' AS relations, detail->>'rows' AS rows, outcome, tenant
+       detail->>'relations' AS relations, sum((detail->>'statements')::int) AS statements,
+       sum((detail->>'rows')::int) AS rows, outcome, tenant
   FROM keys_guard.audit_log
  WHERE action = 'api_key_statement' AND detail->>'key_id' IN (:'aka_read_id', :'aka_write_id')
    AND detail->>'relations' = 'public.aka_pooled'
- ORDER BY 1 DESC, 2, 4;
+ GROUP BY 1, 2, 3, 6, 7
+ ORDER BY 1 DESC, 2;
 -- Statements without relations are recorded too (use_api_key's SELECT, SHOW).
 SELECT detail->>'command' AS command, count(*) > 0 AS recorded
   FROM keys_guard.audit_log

@@ -272,7 +272,11 @@ RESET ROLE;
 -- 8. Audit: successes and refusals with the key id and reason, never the secret.
 --
 SELECT wait_for_audit($$action = 'api_key_use' AND outcome = 'denied' AND target = '$$ || :'gone_id' || $$' AND outcome = 'denied'$$, 1) > 0 AS drained;
-SELECT outcome, detail->>'reason' AS reason, count(*)
+-- Successful uses are counted per key in windows of about a second ("uses"),
+-- written once the window closes; each refusal is a record of its own.
+SELECT wait_for_audit_total($$action = 'api_key_use' AND outcome = 'ok' AND target IN ('$$ || :'read_id' || $$', '$$ || :'read2_id' || $$', '$$ || :'short_id' || $$', '$$ || :'rot_id' || $$', '$$ || :'gone_id' || $$', '$$ || :'write_id' || $$')$$, 5) AS uses_written;
+SELECT outcome, detail->>'reason' AS reason,
+       sum(coalesce((detail->>'uses')::int, 1)) AS uses
   FROM keys_guard.audit_log
  WHERE action = 'api_key_use'
    AND (target IN (:'read_id', :'read2_id', :'short_id', :'rot_id', :'gone_id', :'write_id')
@@ -293,6 +297,51 @@ SELECT count(*) AS records_with_secret FROM keys_guard.audit_log
     OR position(substr(:'rot_secret', 37, 52) IN detail::text) > 0
     OR position(substr(:'wrong_secret', 37, 52) IN detail::text) > 0
     OR position('kgk_' IN replace(detail::text || coalesce(target, ''), 'kgk_[REDACTED]', '')) > 0;
+
+-- Uses and statements are counted per key in windows of about a second:
+-- one api_key_statement record per command and relations with how many
+-- ("statements") and their rows in all.  What a rolled-back transaction ran
+-- is counted too.  A window that saw one request carries its request id.
+SELECT key_id AS win_id, secret AS win_secret
+  FROM keys_guard.create_api_key('apikeys', 'windowed') \gset
+SET ROLE kg_tool;
+BEGIN;
+SELECT keys_guard.use_api_key(:'win_secret');
+SELECT keys_guard.current_request_id() AS win_request \gset
+SELECT id FROM things WHERE id = 1;
+SELECT id FROM things WHERE id = 2;
+SELECT id, label FROM things ORDER BY id;
+ROLLBACK;
+RESET ROLE;
+SELECT wait_for_audit_total($$action = 'api_key_statement' AND detail->>'key_id' = '$$ || :'win_id' || $$'$$, 5) AS win_statements;
+SELECT detail->>'command' AS command, detail->>'relations' AS relations,
+       detail->>'statements' AS statements, detail->>'rows' AS rows,
+       request_id = :'win_request' AS its_request, detail ? 'first_request_id' AS several
+  FROM keys_guard.audit_log
+ WHERE action = 'api_key_statement' AND detail->>'key_id' = :'win_id'
+ ORDER BY 2;
+-- Two requests in a row under one key: one window, no single request id,
+-- the first and last named.
+SELECT key_id AS win2_id, secret AS win2_secret
+  FROM keys_guard.create_api_key('apikeys', 'windowed2') \gset
+SET ROLE kg_tool;
+BEGIN;
+SELECT keys_guard.use_api_key(:'win2_secret');
+SELECT keys_guard.current_request_id() AS win2_first \gset
+COMMIT;
+BEGIN;
+SELECT keys_guard.use_api_key(:'win2_secret');
+SELECT keys_guard.current_request_id() AS win2_last \gset
+COMMIT;
+RESET ROLE;
+SELECT wait_for_audit_total($$action = 'api_key_use' AND target = '$$ || :'win2_id' || $$'$$, 2) AS win2_uses;
+SELECT count(*) AS records, sum((detail->>'uses')::int) AS uses,
+       bool_and(request_id IS NULL) AS no_request_id,
+       bool_and(detail->>'first_request_id' = :'win2_first') AS first_named,
+       bool_and(detail->>'last_request_id' = :'win2_last') AS last_named,
+       bool_and(detail ? 'last_at') AS has_last_at
+  FROM keys_guard.audit_log
+ WHERE action = 'api_key_use' AND target = :'win2_id';
 
 --
 -- 9. The view and the registry.

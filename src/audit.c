@@ -65,12 +65,15 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
+#include "storage/backendid.h"
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -127,6 +130,48 @@ typedef struct KgAuditQueue
 
 static KgAuditQueue *queue = NULL;
 
+/* API key windows: see "Windows" further down. */
+#define KG_WINDOW_MS		1000
+#define KG_WINDOW_GROUPS	8
+#define KG_WINDOW_COMMAND	40
+#define KG_WINDOW_RELATIONS 192
+#define KG_WINDOW_PARTITIONS 16
+
+typedef struct KgWindowGroup
+{
+	char		command[KG_WINDOW_COMMAND];
+	char		relations[KG_WINDOW_RELATIONS];
+	int64		statements;
+	int64		rows;
+} KgWindowGroup;
+
+typedef struct KgWindowKey
+{
+	Oid			dboid;
+	char		key_id[KG_API_KEY_ID_TEXT_LEN + 1];
+} KgWindowKey;
+
+typedef struct KgKeyWindow
+{
+	KgWindowKey key;			/* hash key */
+	TimestampTz opened;
+	TimestampTz last;
+	char		name[KG_API_KEY_NAME_MAXLEN + 1];	/* set by a use */
+	bool		write;
+	char		tenant[KG_TENANT_ID_MAXLEN + 1];
+	char		actor[KG_ACTOR_MAXLEN + 1];
+	char		first_request[KG_REQUEST_ID_MAXLEN + 1];
+	char		last_request[KG_REQUEST_ID_MAXLEN + 1];
+	bool		several_requests;
+	int64		uses;
+	int			ngroups;
+	KgWindowGroup groups[KG_WINDOW_GROUPS];
+} KgKeyWindow;
+
+/* Open windows by database and key, in shared memory, in partitions. */
+static HTAB *windows = NULL;
+static LWLockPadded *window_locks = NULL;
+
 /* Most records one drain writes in one transaction. */
 #define KG_AUDIT_DRAIN_BATCH 1000
 
@@ -146,27 +191,64 @@ static uint64 taken_gap = 0;
 static bool gave_up = false;
 static uint64 gave_up_at_written = 0;
 
-Size
-kg_audit_shmem_size(void)
+static Size
+queue_shmem_size(void)
 {
 	return add_size(offsetof(KgAuditQueue, records),
 					mul_size(sizeof(KgAuditRecord), keys_guard_audit_queue_size));
+}
+
+#define KG_WINDOW_TRANCHE "keys_guard_api_key_windows"
+
+/* At most two open windows per backend, on average. */
+static long
+windows_max(void)
+{
+	return 2L * MaxBackends;
+}
+
+static Size
+windows_shmem_size(void)
+{
+	return hash_estimate_size(windows_max(), sizeof(KgKeyWindow));
+}
+
+
+Size
+kg_audit_shmem_size(void)
+{
+	return add_size(queue_shmem_size(), windows_shmem_size());
 }
 
 void
 kg_audit_shmem_init(void)
 {
 	bool		found;
+	HASHCTL		info;
 
-	queue = ShmemInitStruct("keys_guard audit queue", kg_audit_shmem_size(), &found);
+	queue = ShmemInitStruct("keys_guard audit queue", queue_shmem_size(), &found);
 	if (!found)
 	{
-		memset(queue, 0, kg_audit_shmem_size());
+		memset(queue, 0, queue_shmem_size());
 		queue->lock = &(GetNamedLWLockTranche("keys_guard"))->lock;
 		ConditionVariableInit(&queue->room);
 		queue->capacity = keys_guard_audit_queue_size;
 		queue->next_seq = 1;
 	}
+	info.keysize = sizeof(KgWindowKey);
+	info.entrysize = sizeof(KgKeyWindow);
+	info.num_partitions = KG_WINDOW_PARTITIONS;
+	windows = ShmemInitHash("keys_guard API key windows",
+							windows_max(), windows_max(), &info,
+							HASH_ELEM | HASH_BLOBS | HASH_PARTITION | HASH_FIXED_SIZE);
+	window_locks = GetNamedLWLockTranche(KG_WINDOW_TRANCHE);
+}
+
+/* hooks.c calls, in shmem_request_hook: the locks of the API key windows. */
+void
+kg_audit_request_locks(void)
+{
+	RequestNamedLWLockTranche(KG_WINDOW_TRANCHE, KG_WINDOW_PARTITIONS);
 }
 
 /* Copy src into dst, clipped on a character boundary to fit. */
@@ -542,6 +624,55 @@ audit_who(KgAuditOutcome outcome, bool in_transaction)
 }
 
 /*
+ * Fill a queue record.  who names the record's tenant, actor and request
+ * id; at is when it happened.
+ */
+static void
+fill_record(KgAuditRecord *rec, const char *action, const char *target,
+			KgAuditOutcome outcome, KgAuditWho who, TimestampTz at,
+			KgAuditDetail *detail)
+{
+	char	   *redacted;
+
+	/* Never an API key secret (redact.c) in the target. */
+	redacted = kg_redact_text(target);
+	if (redacted != NULL)
+		target = redacted;
+
+	memset(rec, 0, offsetof(KgAuditRecord, tenant));
+	rec->dboid = MyDatabaseId;
+	rec->at = at;
+	rec->outcome = outcome;
+	clip_field(rec->tenant, sizeof(rec->tenant), who.tenant);
+	clip_field(rec->actor, sizeof(rec->actor), who.actor);
+	clip_field(rec->request_id, sizeof(rec->request_id), who.request_id);
+	clip_field(rec->action, sizeof(rec->action), action);
+	clip_field(rec->target, sizeof(rec->target), target);
+	set_detail(rec->detail, sizeof(rec->detail), jsonb_text(detail_jsonb(detail)));
+}
+
+/*
+ * Put a record in the queue, waiting for room if need be; the worker never
+ * waits for itself (its record is counted as lost instead).
+ */
+static void
+submit_record(const KgAuditRecord *rec)
+{
+	uint64		written;
+
+	if (queue_put(rec, &written))
+		;
+	else if (MyBgworkerEntry != NULL &&
+			 strcmp(MyBgworkerEntry->bgw_library_name, "keys_guard") == 0)
+	{
+		add_gap(rec->dboid, 1);
+		report_not_queued(rec, KG_NOT_QUEUED_FULL);
+	}
+	else
+		wait_for_room(rec, written);
+}
+
+/*
  * Queue one audit record; it reaches keys_guard.audit_log even if the
  * current transaction rolls back.  Waits while the queue is full (see the
  * file header).
@@ -551,43 +682,350 @@ kg_audit_enqueue(const char *action, const char *target,
 				 KgAuditOutcome outcome, KgAuditDetail *detail)
 {
 	KgAuditRecord rec;
-	KgAuditWho	who;
-	uint64		written;
-	char	   *redacted;
 
 	if (queue == NULL)
 		return;
-	/* Never an API key secret (redact.c) in the target. */
-	redacted = kg_redact_text(target);
-	if (redacted != NULL)
-		target = redacted;
-
-	who = audit_who(outcome, false);
-	memset(&rec, 0, offsetof(KgAuditRecord, tenant));
-	rec.dboid = MyDatabaseId;
-	rec.at = GetCurrentTimestamp();
-	rec.outcome = outcome;
-	clip_field(rec.tenant, sizeof(rec.tenant), who.tenant);
-	clip_field(rec.actor, sizeof(rec.actor), who.actor);
-	clip_field(rec.request_id, sizeof(rec.request_id), who.request_id);
-	clip_field(rec.action, sizeof(rec.action), action);
-	clip_field(rec.target, sizeof(rec.target), target);
-	set_detail(rec.detail, sizeof(rec.detail), jsonb_text(detail_jsonb(detail)));
-
+	fill_record(&rec, action, target, outcome, audit_who(outcome, false),
+				GetCurrentTimestamp(), detail);
 	if (!database_has_drainer(&rec))
 		return;
-	if (queue_put(&rec, &written))
-		;
-	else if (MyBgworkerEntry != NULL &&
-			 strcmp(MyBgworkerEntry->bgw_library_name, "keys_guard") == 0)
+	submit_record(&rec);
+	kg_worker_wake(MyDatabaseId);
+}
+
+/* ---------------------------------------------------------------------
+ * Windows: the use of an API key, counted
+ *
+ * A tool under an API key may run thousands of statements a second, and a
+ * queue record (and an audit_log row) for each would cost more than the
+ * statements themselves.  So the uses of a key and the statements run
+ * under it are counted in a window in shared memory, and the window becomes
+ * records when it closes:
+ *
+ *	- one "api_key_use" record for its authentications ("uses": how many);
+ *	- one "api_key_statement" record per command and set of relations
+ *	  ("statements": how many, "rows": their rows in all).
+ *
+ * There is one window per database and key, shared by every session that
+ * uses the key.  A window closes KG_WINDOW_MS after it opened: the next
+ * use of its key closes it, and the database's worker closes the windows of
+ * keys that went quiet (it looks at least once a second).  It also closes
+ * early when it has no room for another kind of statement.  A window that
+ * saw one request (a tool's usual pace) carries that request id like any
+ * record; one that saw several carries none, and its detail names the
+ * first and last ("first_request_id", "last_request_id").  "last_at" is
+ * when its last entry was counted; the record's own time is the first's.
+ * When every window is taken (twice max_connections of them), a use or a
+ * statement is a record of its own, as it is where no worker serves the
+ * database.
+ *
+ * Refusals are never counted in a window: each is its own record at once,
+ * and so is a statement whose command or relations are too long for a
+ * window's fields.  What a window holds survives the end of its session
+ * and of its transaction (it is in shared memory), but not a server crash,
+ * exactly like the queue.
+ * ---------------------------------------------------------------------
+ */
+
+
+/* Whether this database has a worker to close its windows. */
+static bool
+windows_usable(void)
+{
+	static char *dbname = NULL;
+
+	if (windows == NULL || queue == NULL)
+		return false;
+	if (dbname == NULL)
 	{
-		/* The worker itself would wait for its own drain: count it. */
-		add_gap(rec.dboid, 1);
-		report_not_queued(&rec, KG_NOT_QUEUED_FULL);
+		char	   *name = get_database_name(MyDatabaseId);
+
+		dbname = MemoryContextStrdup(TopMemoryContext, name ? name : "");
+	}
+	return kg_worker_serves_database(dbname);
+}
+
+/* The window's part of a record's detail. */
+static void
+window_detail(KgAuditDetail *detail, const KgKeyWindow *w)
+{
+	char		buf[MAXDATELEN + 1];
+
+	if (w->several_requests)
+	{
+		kg_audit_detail_text(detail, "first_request_id", w->first_request);
+		kg_audit_detail_text(detail, "last_request_id", w->last_request);
+	}
+	kg_audit_detail_text(detail, "last_at",
+						 pstrdup(JsonEncodeDateTime(buf, TimestampTzGetDatum(w->last),
+													TIMESTAMPTZOID, NULL)));
+}
+
+/* Turn a closed window into its records and queue them. */
+static void
+window_submit(const KgKeyWindow *w)
+{
+	KgAuditWho	who;
+	KgAuditRecord rec;
+	int			i;
+
+	who.tenant = w->tenant;
+	who.actor = w->actor;
+	who.request_id = w->several_requests ? NULL : w->first_request;
+	if (w->uses > 0)
+	{
+		KgAuditDetail *detail = kg_audit_detail();
+
+		kg_audit_detail_text(detail, "key_id", w->key.key_id);
+		kg_audit_detail_text(detail, "name", w->name);
+		kg_audit_detail_bool(detail, "write", w->write);
+		kg_audit_detail_int(detail, "uses", w->uses);
+		window_detail(detail, w);
+		fill_record(&rec, "api_key_use", w->key.key_id, KG_OUTCOME_OK, who,
+					w->opened, detail);
+		rec.dboid = w->key.dboid;
+		submit_record(&rec);
+	}
+	for (i = 0; i < w->ngroups; i++)
+	{
+		KgAuditDetail *detail = kg_audit_detail();
+
+		kg_audit_detail_text(detail, "key_id", w->key.key_id);
+		kg_audit_detail_text(detail, "command", w->groups[i].command);
+		kg_audit_detail_text(detail, "relations", w->groups[i].relations);
+		kg_audit_detail_int(detail, "statements", w->groups[i].statements);
+		kg_audit_detail_int(detail, "rows", w->groups[i].rows);
+		window_detail(detail, w);
+		fill_record(&rec, "api_key_statement", NULL, KG_OUTCOME_OK, who,
+					w->opened, detail);
+		rec.dboid = w->key.dboid;
+		submit_record(&rec);
+	}
+}
+
+/* Open a fresh window in an entry whose hash key is set. */
+static void
+window_open(KgKeyWindow *w, TimestampTz now, const char *tenant, const char *actor)
+{
+	memset((char *) w + sizeof(KgWindowKey), 0,
+		   offsetof(KgKeyWindow, groups) - sizeof(KgWindowKey));
+	w->opened = now;
+	strcpy(w->tenant, tenant);
+	strcpy(w->actor, actor);
+}
+
+/*
+ * Count a use of a key (command NULL) or a statement under it in the key's
+ * window, closing the window first if it cannot take it.  False if there
+ * is no window for the key and no room for one.
+ */
+static bool
+window_add(const char *key_id, const char *name, bool write,
+		   const char *command, const char *relations, int64 rows)
+{
+	KgWindowKey key;
+	KgKeyWindow *w;
+	KgKeyWindow *closed = NULL;
+	KgAuditWho	who = audit_who(KG_OUTCOME_OK, false);
+	TimestampTz now = GetCurrentTimestamp();
+	char		tenant[KG_TENANT_ID_MAXLEN + 1];
+	char		actor[KG_ACTOR_MAXLEN + 1];
+	char		request[KG_REQUEST_ID_MAXLEN + 1];
+	uint32		hashcode;
+	LWLock	   *lock;
+	bool		found;
+	int			group = -1;
+	int			i;
+
+	memset(&key, 0, sizeof(key));
+	key.dboid = MyDatabaseId;
+	clip_field(key.key_id, sizeof(key.key_id), key_id);
+	clip_field(tenant, sizeof(tenant), who.tenant);
+	clip_field(actor, sizeof(actor), who.actor);
+	clip_field(request, sizeof(request), who.request_id);
+	hashcode = get_hash_value(windows, &key);
+	lock = &window_locks[hashcode % KG_WINDOW_PARTITIONS].lock;
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	w = hash_search_with_hash_value(windows, &key, hashcode, HASH_ENTER_NULL, &found);
+	if (w == NULL)
+	{
+		LWLockRelease(lock);
+		return false;
+	}
+	if (found)
+	{
+		bool		takes;
+
+		takes = !TimestampDifferenceExceeds(w->opened, now, KG_WINDOW_MS) &&
+			strcmp(w->tenant, tenant) == 0 && strcmp(w->actor, actor) == 0;
+		if (takes && command != NULL)
+		{
+			for (i = 0; i < w->ngroups; i++)
+			{
+				if (strcmp(w->groups[i].command, command) == 0 &&
+					strcmp(w->groups[i].relations, relations) == 0)
+				{
+					group = i;
+					break;
+				}
+			}
+			takes = group >= 0 || w->ngroups < KG_WINDOW_GROUPS;
+		}
+		if (!takes)
+		{
+			closed = palloc(sizeof(KgKeyWindow));
+			memcpy(closed, w, sizeof(KgKeyWindow));
+			window_open(w, now, tenant, actor);
+		}
 	}
 	else
-		wait_for_room(&rec, written);
-	kg_worker_wake(MyDatabaseId);
+		window_open(w, now, tenant, actor);
+
+	if (w->last == 0)
+		strcpy(w->first_request, request);
+	else if (strcmp(w->first_request, request) != 0)
+		w->several_requests = true;
+	strcpy(w->last_request, request);
+	w->last = now;
+	if (command == NULL)
+	{
+		w->uses++;
+		clip_field(w->name, sizeof(w->name), name);
+		w->write = write;
+	}
+	else
+	{
+		if (group < 0)
+		{
+			group = w->ngroups++;
+			strcpy(w->groups[group].command, command);
+			strcpy(w->groups[group].relations, relations);
+			w->groups[group].statements = 0;
+			w->groups[group].rows = 0;
+		}
+		w->groups[group].statements++;
+		w->groups[group].rows += rows;
+	}
+	LWLockRelease(lock);
+
+	if (closed != NULL)
+	{
+		window_submit(closed);
+		pfree(closed);
+		kg_worker_wake(MyDatabaseId);
+	}
+	return true;
+}
+
+/*
+ * Audit a successful use of an API key (use_api_key()): counted in the
+ * key's window (see above), or a record of its own where no worker would
+ * close the window or no window is free.
+ */
+void
+kg_audit_key_use(const char *key_id, const char *name, bool write)
+{
+	KgAuditDetail *detail;
+
+	if (windows_usable() && window_add(key_id, name, write, NULL, NULL, 0))
+		return;
+	detail = kg_audit_detail();
+	kg_audit_detail_text(detail, "key_id", key_id);
+	kg_audit_detail_text(detail, "name", name);
+	kg_audit_detail_bool(detail, "write", write);
+	kg_audit_detail_int(detail, "uses", 1);
+	kg_audit_enqueue("api_key_use", key_id, KG_OUTCOME_OK, detail);
+}
+
+/*
+ * Audit a statement run under an API key: its command, the relations it
+ * named ("" for none) and the rows it processed.
+ */
+void
+kg_audit_key_statement(const char *key_id, const char *command,
+					   const char *relations, int64 rows)
+{
+	KgAuditDetail *detail;
+
+	if (windows_usable() && strlen(command) < KG_WINDOW_COMMAND &&
+		strlen(relations) < KG_WINDOW_RELATIONS &&
+		window_add(key_id, NULL, false, command, relations, rows))
+		return;
+	detail = kg_audit_detail();
+	kg_audit_detail_text(detail, "key_id", key_id);
+	kg_audit_detail_text(detail, "command", command);
+	kg_audit_detail_text(detail, "relations", relations);
+	kg_audit_detail_int(detail, "statements", 1);
+	kg_audit_detail_int(detail, "rows", rows);
+	kg_audit_enqueue("api_key_statement", NULL, KG_OUTCOME_OK, detail);
+}
+
+/*
+ * Take the windows of a database out of the table: those open at least
+ * KG_WINDOW_MS (all of them if all is true), as many as max.  Every
+ * partition is locked, in order, for the scan.
+ */
+static int
+take_windows(Oid dboid, bool all, KgKeyWindow *out, int max)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	HASH_SEQ_STATUS status;
+	KgKeyWindow *w;
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < KG_WINDOW_PARTITIONS; i++)
+		LWLockAcquire(&window_locks[i].lock, LW_EXCLUSIVE);
+	hash_seq_init(&status, windows);
+	while ((w = hash_seq_search(&status)) != NULL)
+	{
+		if (w->key.dboid != dboid ||
+			(!all && !TimestampDifferenceExceeds(w->opened, now, KG_WINDOW_MS)))
+			continue;
+		if (out != NULL)
+		{
+			if (n == max)
+			{
+				hash_seq_term(&status);
+				break;
+			}
+			memcpy(&out[n], w, sizeof(KgKeyWindow));
+		}
+		n++;
+		(void) hash_search(windows, &w->key, HASH_REMOVE, NULL);
+	}
+	for (i = KG_WINDOW_PARTITIONS - 1; i >= 0; i--)
+		LWLockRelease(&window_locks[i].lock);
+	return n;
+}
+
+/*
+ * The worker: close this database's windows that have been open
+ * KG_WINDOW_MS (their keys went quiet) and queue their records, as many as
+ * the queue has room for.
+ */
+void
+kg_audit_close_windows(void)
+{
+	KgKeyWindow *taken;
+	int			room;
+	int			n;
+	int			i;
+
+	if (windows == NULL || queue == NULL)
+		return;
+	LWLockAcquire(queue->lock, LW_SHARED);
+	room = (queue->capacity - queue->used) / (KG_WINDOW_GROUPS + 1);
+	LWLockRelease(queue->lock);
+	room = Min(room, 64);
+	if (room <= 0)
+		return;
+	taken = palloc(sizeof(KgKeyWindow) * room);
+	n = take_windows(MyDatabaseId, false, taken, room);
+	for (i = 0; i < n; i++)
+		window_submit(&taken[i]);
+	pfree(taken);
 }
 
 /*
@@ -773,6 +1211,8 @@ kg_audit_forget(Oid dboid)
 		}
 	}
 	LWLockRelease(queue->lock);
+	if (windows != NULL)
+		forgotten += take_windows(dboid, true, NULL, 0);
 	if (forgotten > 0)
 	{
 		ConditionVariableBroadcast(&queue->room);

@@ -83,6 +83,7 @@ kg_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(add_size(kg_audit_shmem_size(), kg_worker_shmem_size()));
 	RequestNamedLWLockTranche("keys_guard", 1);
+	kg_audit_request_locks();
 }
 
 /* shmem_startup_hook: create or attach to that shared memory. */

@@ -37,8 +37,9 @@
  * shared queue, so it survives the rollback the error causes.
  *
  * Every top-level statement run while a key (read or write) is in force
- * is audited too, one queue record per statement: the command, the
- * relations of its range table, the rows it processed; never a value.
+ * is audited too: the command, the relations of its range table, the rows
+ * it processed; never a value.  audit.c counts them per key, command and
+ * relations in windows of a second (kg_audit_key_statement()).
  *
  *-------------------------------------------------------------------------
  */
@@ -710,7 +711,6 @@ void
 kg_keyholder_executor_end(QueryDesc *queryDesc)
 {
 	const char *key;
-	KgAuditDetail *detail;
 	StringInfoData rels;
 	List	   *seen = NIL;
 	ListCell   *lc;
@@ -733,16 +733,12 @@ kg_keyholder_executor_end(QueryDesc *queryDesc)
 						 kg_relation_name(rte->relid));
 	}
 
-	detail = kg_audit_detail();
-	kg_audit_detail_text(detail, "key_id", key);
-	kg_audit_detail_text(detail, "command",
-						 queryDesc->plannedstmt->hasModifyingCTE ?
-						 "SELECT with data-modifying WITH" :
-						 command_name(queryDesc->operation));
-	kg_audit_detail_text(detail, "relations", rels.data);
-	kg_audit_detail_int(detail, "rows",
-						queryDesc->estate ? (int64) queryDesc->estate->es_processed : 0);
-	kg_audit_enqueue("api_key_statement", NULL, KG_OUTCOME_OK, detail);
+	kg_audit_key_statement(key,
+						   queryDesc->plannedstmt->hasModifyingCTE ?
+						   "SELECT with data-modifying WITH" :
+						   command_name(queryDesc->operation),
+						   rels.data,
+						   queryDesc->estate ? (int64) queryDesc->estate->es_processed : 0);
 }
 
 /*
@@ -755,7 +751,6 @@ kg_keyholder_utility_done(PlannedStmt *pstmt, ProcessUtilityContext context)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 	const char *key;
-	KgAuditDetail *detail;
 
 	if (context != PROCESS_UTILITY_TOPLEVEL || !IsTransactionState())
 		return;
@@ -777,9 +772,5 @@ kg_keyholder_utility_done(PlannedStmt *pstmt, ProcessUtilityContext context)
 	key = current_key();
 	if (key == NULL)
 		return;
-	detail = kg_audit_detail();
-	kg_audit_detail_text(detail, "key_id", key);
-	kg_audit_detail_text(detail, "command",
-						 GetCommandTagName(CreateCommandTag(parsetree)));
-	kg_audit_enqueue("api_key_statement", NULL, KG_OUTCOME_OK, detail);
+	kg_audit_key_statement(key, GetCommandTagName(CreateCommandTag(parsetree)), "", 0);
 }

@@ -76,6 +76,7 @@
 #define KG_API_KEY_CHECK_LEN	8
 #define KG_API_KEY_LEN			96
 #define KG_API_KEY_ID_TEXT_LEN	36	/* a key id as canonical uuid text */
+#define KG_API_KEY_NAME_MAXLEN	200
 
 /* hooks.c */
 extern void kg_hooks_install(void);
@@ -315,6 +316,7 @@ typedef enum KgAuditOutcome
 typedef struct KgAuditDetail KgAuditDetail;
 
 extern Size kg_audit_shmem_size(void);	/* hooks.c calls: shared memory */
+extern void kg_audit_request_locks(void);
 extern void kg_audit_shmem_init(void);
 extern KgAuditDetail *kg_audit_detail(void);
 extern void kg_audit_detail_text(KgAuditDetail *detail, const char *key,
@@ -332,6 +334,11 @@ extern void kg_audit_release(bool committed);
 extern void kg_audit_reclaim(void);
 extern void kg_audit_forget(Oid dboid);
 extern int	kg_audit_pending(void);
+/* Counted per backend and written by the second (see audit.c). */
+extern void kg_audit_key_use(const char *key_id, const char *name, bool write);
+extern void kg_audit_key_statement(const char *key_id, const char *command,
+								   const char *relations, int64 rows);
+extern void kg_audit_close_windows(void);	/* the worker */
 
 /* redact.c: secrets out of the server log and pg_stat_activity */
 #define KG_REDACTED_TEXT		"[REDACTED]"	/* the other secrets' marker */

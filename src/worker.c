@@ -687,6 +687,8 @@ drain_audit_queue(void)
 	int			batches;
 	int			pending;
 
+	/* API key windows that have been open long enough become records. */
+	kg_audit_close_windows();
 	if (drain_failed_at != 0 &&
 		!TimestampDifferenceExceeds(drain_failed_at, GetCurrentTimestamp(), 1000))
 		return;
