@@ -44,7 +44,7 @@ SELECT id FROM tenant_pu.docs ORDER BY id;
 SELECT id FROM tenant_pu.notes ORDER BY id;
 SELECT id, deleted_at IS NOT NULL AS deleted FROM tenant_pu.receipts;
 RESET keys_guard.bypass;
--- Counts, never rows, in the audit log.
+-- Counts, never rows, in the audit log, and the requests that deleted the rows.
 SELECT action, target, detail FROM keys_guard.audit_log
  WHERE action = 'purge' AND target LIKE 'tenant\_pu.%';
 -- Idempotent: nothing left to do.

@@ -22,7 +22,10 @@
  * one leaves the actor empty then (a denial's detail names the role).  A
  * record of outcome "error" is keys_guard's worker reporting its own
  * failure (a purge that failed, records that were lost): it names the
- * actor "keys_guard worker" and no tenant or request id.
+ * actor "keys_guard worker", no tenant, and the request id of the work
+ * that failed, if a request started it (kg_log_request_id: a tenant drop
+ * after delete_tenant(), a purge of rows that requests deleted).  The
+ * worker's other records carry that request id too.
  *
  * A denial raises an error, so anything it wrote to a table would roll back
  * with it.  That is what the queue is for: the background worker of the
@@ -614,10 +617,16 @@ audit_who(KgAuditOutcome outcome, bool in_transaction)
 	KgAuditWho	who = {NULL, KG_AUDIT_WORKER_ACTOR, NULL};
 
 	if (outcome == KG_OUTCOME_ERROR)
+	{
+		who.request_id = kg_log_request_id;
 		return who;
+	}
 	who.tenant = kg_current_tenant();
 	who.actor = kg_current_actor();
 	who.request_id = kg_current_request_id();
+	/* The worker's records name the request(s) its work is for, as its lines do. */
+	if (who.request_id == NULL && IsBackgroundWorker)
+		who.request_id = kg_log_request_id;
 	if (who.actor == NULL && in_transaction)
 		who.actor = GetUserNameFromId(GetSessionUserId(), false);
 	return who;

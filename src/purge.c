@@ -72,6 +72,75 @@ typedef struct PurgeArgs
 
 static Oid	purge_index(Relation rel, KgGuardedTable *table);
 
+/*
+ * The requests whose work a batch finishes.  A row that a request
+ * soft-deleted carries the request's id (delete_request_id); the rows a
+ * batch removes name the requests it works for.  In the worker, every log
+ * line of the batch names them (redact.c adds kg_log_request_id to each
+ * line, docs/contract.md §16), so that one grep for a request id finds the
+ * purge of its rows too; the batch's audit record lists them
+ * ("request_ids").  A batch names the first KG_PURGE_NAMED_REQUESTS
+ * requests it meets, comma-separated.
+ */
+#define KG_PURGE_NAMED_REQUESTS 8
+static char batch_requests[KG_PURGE_NAMED_REQUESTS * (KG_REQUEST_ID_MAXLEN + 1)];
+static int	batch_nrequests = 0;
+
+static void
+batch_requests_reset(void)
+{
+	batch_requests[0] = '\0';
+	batch_nrequests = 0;
+	if (IsBackgroundWorker)
+		kg_log_request_id = NULL;
+}
+
+/* Name the request of one row the batch removes (its delete_request_id). */
+static void
+batch_request_add(Datum id_datum)
+{
+	text	   *id = DatumGetTextPP(id_datum);
+	const char *id_data = VARDATA_ANY(id);
+	size_t		len = VARSIZE_ANY_EXHDR(id);
+	const char *p = batch_requests;
+
+	if (len == 0 || len > KG_REQUEST_ID_MAXLEN)
+		return;
+	while (*p)
+	{
+		const char *end = strchr(p, ',');
+		size_t		n = end ? (size_t) (end - p) : strlen(p);
+
+		if (n == len && memcmp(p, id_data, len) == 0)
+			return;
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	if (batch_nrequests >= KG_PURGE_NAMED_REQUESTS)
+		return;
+	if (batch_nrequests > 0)
+		strcat(batch_requests, ",");
+	strncat(batch_requests, id_data, len);
+	batch_nrequests++;
+	if (IsBackgroundWorker)
+		kg_log_request_id = batch_requests;
+}
+
+/* The request of row of a listing query whose second column is delete_request_id. */
+static void
+note_listed_request(SPITupleTable *listed, uint64 row, bool with_request)
+{
+	bool		isnull;
+	Datum		id;
+
+	if (!with_request)
+		return;
+	id = SPI_getbinval(listed->vals[row], listed->tupdesc, 2, &isnull);
+	if (!isnull)
+		batch_request_add(id);
+}
+
 static int64
 spi_count(const char *sql)
 {
@@ -135,6 +204,8 @@ record_batch(PurgeArgs *args, const char *table)
 	detail = kg_audit_detail();
 	kg_audit_detail_int(detail, "rows", args->purged);
 	kg_audit_detail_int(detail, "skipped", args->skipped);
+	if (batch_nrequests > 0)
+		kg_audit_detail_text(detail, "request_ids", batch_requests);
 	kg_audit_write("purge", table, KG_OUTCOME_OK, detail);
 }
 
@@ -310,6 +381,13 @@ delete_if_expired(Relation rel, KgGuardedTable *table, TupleTableSlot *slot,
 	switch (result)
 	{
 		case TM_Ok:
+			if (table->delete_request_id != InvalidAttrNumber)
+			{
+				Datum		id = slot_getattr(slot, table->delete_request_id, &isnull);
+
+				if (!isnull)
+					batch_request_add(id);
+			}
 			return true;
 		case TM_BeingModified:	/* held by a transaction in progress */
 		case TM_Updated:		/* restored (or changed) since the scan began */
@@ -468,10 +546,11 @@ prepare_delete(const char *name)
  */
 static int64
 purge_one_batch(Oid relid, const char *name, const char *expired, const char *pred,
-				int batch_size)
+				int batch_size, bool with_request)
 {
-	char	   *sql = psprintf("SELECT t.ctid FROM ONLY %s t WHERE %s AND NOT (%s)"
+	char	   *sql = psprintf("SELECT t.ctid%s FROM ONLY %s t WHERE %s AND NOT (%s)"
 							   " ORDER BY t." KG_COL_HARD_DELETE_AT " LIMIT %d FOR UPDATE OF t SKIP LOCKED",
+							   with_request ? ", t." KG_COL_DELETE_REQUEST_ID : "",
 							   name, expired, pred, batch_size);
 	SPITupleTable *listed;
 	Datum	   *tids;
@@ -490,6 +569,7 @@ purge_one_batch(Oid relid, const char *name, const char *expired, const char *pr
 		bool		isnull;
 
 		tids[i] = SPI_getbinval(listed->vals[i], listed->tupdesc, 1, &isnull);
+		note_listed_request(listed, i, with_request);
 	}
 	return delete_batch(relid, prepare_delete(name), tids, (int) n);
 }
@@ -504,15 +584,16 @@ purge_one_batch(Oid relid, const char *name, const char *expired, const char *pr
  */
 static int64
 purge_batches(Oid relid, const char *name, const char *expired, const char *pred,
-			  int batch_size, int max_batches)
+			  int batch_size, int max_batches, bool with_request)
 {
 	Portal		cursor;
 	int64		purged = 0;
 	int			batches = 0;
 
 	cursor = SPI_cursor_open_with_args(NULL,
-									   psprintf("SELECT t.ctid FROM ONLY %s t WHERE %s AND NOT (%s)"
+									   psprintf("SELECT t.ctid%s FROM ONLY %s t WHERE %s AND NOT (%s)"
 												" ORDER BY t." KG_COL_HARD_DELETE_AT " FOR UPDATE OF t SKIP LOCKED",
+												with_request ? ", t." KG_COL_DELETE_REQUEST_ID : "",
 												name, expired, pred),
 									   0, NULL, NULL, NULL, false, 0);
 	for (;;)
@@ -530,7 +611,10 @@ purge_batches(Oid relid, const char *name, const char *expired, const char *pred
 			break;
 		tids = palloc(sizeof(Datum) * n);
 		for (i = 0; i < n; i++)
+		{
 			tids[i] = SPI_getbinval(fetched->vals[i], fetched->tupdesc, 1, &isnull);
+			note_listed_request(fetched, i, with_request);
+		}
 		/*
 		 * A DELETE of its own per batch: the internal alias it carries is
 		 * new each time (acting.c), so one that a trigger read from an
@@ -559,6 +643,7 @@ purge_internal(void *arg)
 	char	   *pred;
 	const char *expired = KG_SQL_EXPIRED("t");
 
+	batch_requests_reset();
 	args->purged = 0;
 	if (args->predicate == NULL)
 		args->skipped = 0;
@@ -590,10 +675,12 @@ purge_internal(void *arg)
 		args->purged = scan_expired(rel, indexoid, table,
 									(int64) args->batch_size * args->max_batches, true, NULL);
 	else if (args->max_batches == 1)
-		args->purged = purge_one_batch(args->relid, name, expired, pred, args->batch_size);
+		args->purged = purge_one_batch(args->relid, name, expired, pred, args->batch_size,
+									   table->delete_request_id != InvalidAttrNumber);
 	else
 		args->purged = purge_batches(args->relid, name, expired, pred, args->batch_size,
-									  args->max_batches);
+									  args->max_batches,
+									  table->delete_request_id != InvalidAttrNumber);
 	table_close(rel, NoLock);
 	record_batch(args, name);
 	SPI_finish();
@@ -740,6 +827,7 @@ list_internal(void *arg)
 	Relation	rel;
 	Oid			indexoid = InvalidOid;
 
+	batch_requests_reset();
 	run->ntids = run->done = 0;
 	run->purged = 0;
 	if (!purgeable(table))
@@ -776,6 +864,7 @@ rows_internal(void *arg)
 	PurgeArgs	batch = {run->relid, args->ntids, 1, false, run->predicate, 0, run->skipped};
 	Relation	rel;
 
+	batch_requests_reset();
 	args->purged = 0;
 	if (!purgeable(table))
 		return;

@@ -892,7 +892,8 @@ do_unit(WorkUnit *unit, MemoryContext caller)
  * to every line while kg_log_request_id is set): for a tenant drop, the
  * request of the delete_tenant() that scheduled it, from its audit record
  * (found through the audit log's index on at, from the tenant's
- * deleted_at).  A purge batch spans the rows of many requests: none.
+ * deleted_at).  A purge batch names the requests whose rows it removes
+ * itself, as it meets them (purge.c).
  */
 static char unit_request_id[KG_REQUEST_ID_MAXLEN + 1];
 

@@ -13,7 +13,10 @@
 #   - the lines before the context and after it carry no request id, and
 #     the client never gets the correlation detail;
 #   - the worker's lines for dropping a tenant after delete_tenant()
-#     carry the request id of that delete_tenant().
+#     carry the request id of that delete_tenant();
+#   - the worker's lines for purging rows carry the request ids of the
+#     requests that deleted them (a failing purge, rows of two requests),
+#     and so does the audit record of a purge.
 
 use strict;
 use warnings;
@@ -262,6 +265,86 @@ for my $format (qw(stderr csv json))
 	my @without = grep { index($_->{detail}, "request_id=$drop_request") < 0 } @worker;
 	is(join("\n", map { $_->{all} } @without), '',
 		"$format: the worker's lines for the drop carry the request id of delete_tenant()");
+}
+
+# ---------------------------------------------------------------------
+# The worker: a purge's lines name the requests whose rows it removes.
+# public.corr_held refuses the hard delete of its rows (a trigger), so
+# the worker's purge fails there, again at every naptime; public.corr_gone
+# is purged.
+# ---------------------------------------------------------------------
+my $hex = sub { join('', map { sprintf('%x', int(rand(16))) } 1 .. 16) };
+my ($purge_a, $purge_b, $purge_c) = map { "req-purge-$_-" . $hex->() } qw(a b c);
+$node->safe_psql(
+	'postgres', q{
+CREATE TABLE public.corr_held (id int PRIMARY KEY, tenant_id text NOT NULL);
+SELECT keys_guard.protect_table('public.corr_held', tenant_column => 'tenant_id', grace => interval '0');
+CREATE FUNCTION public.corr_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.deleted_at IS NOT NULL THEN
+        RAISE EXCEPTION 'corr_held keeps its rows';
+    END IF;
+    RETURN OLD;
+END $$;
+CREATE TRIGGER corr_refuse BEFORE DELETE ON public.corr_held
+    FOR EACH ROW EXECUTE FUNCTION public.corr_refuse();
+CREATE TABLE public.corr_gone (id int PRIMARY KEY, tenant_id text NOT NULL);
+SELECT keys_guard.protect_table('public.corr_gone', tenant_column => 'tenant_id', grace => interval '0');
+});
+for my $case ([ $purge_a, 'corr_held', 1 ], [ $purge_b, 'corr_held', 2 ], [ $purge_c, 'corr_gone', 3 ])
+{
+	my ($req, $table, $id) = @$case;
+	$node->safe_psql(
+		'postgres', qq{
+BEGIN;
+SELECT keys_guard.set_context(tenant => 'corr', actor => 'user_corr', request_id => '$req');
+INSERT INTO public.$table VALUES ($id, 'corr');
+DELETE FROM public.$table WHERE id = $id;
+COMMIT;
+});
+}
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) > 0 FROM keys_guard.audit_log WHERE action = 'purge'"
+		  . " AND outcome = 'error' AND target = 'public.corr_held'"),
+	'the worker tried to purge corr_held and failed');
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) > 0 FROM keys_guard.audit_log WHERE action = 'purge'"
+		  . " AND outcome = 'ok' AND target = 'public.corr_gone'"),
+	'the worker purged corr_gone');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT request_id || ' ' || (detail->>'request_ids') FROM keys_guard.audit_log"
+		  . " WHERE action = 'purge' AND outcome = 'ok' AND target = 'public.corr_gone'"),
+	"$purge_c $purge_c",
+	'the audit record of a purge names the request whose rows it removed');
+like(
+	$node->safe_psql(
+		'postgres',
+		"SELECT request_id FROM keys_guard.audit_log WHERE action = 'purge'"
+		  . " AND outcome = 'error' AND target = 'public.corr_held' ORDER BY id LIMIT 1"),
+	qr/^(\Q$purge_a,$purge_b\E|\Q$purge_b,$purge_a\E)$/,
+	'the record of the failed purge names both requests');
+$node->safe_psql('postgres', "SELECT 'purge_done_$purge_a'");
+for my $try (1 .. 600)
+{
+	last if 3 == grep { index(slurp_format($_), "purge_done_$purge_a") >= 0 } qw(log csv json);
+	select(undef, undef, undef, 0.1);
+}
+for my $format (qw(stderr csv json))
+{
+	my @worker =
+	  grep { $_->{btype} eq 'keys_guard worker' && $_->{message} =~ /purge of public\.corr_held failed/ }
+	  $parse{$format}->();
+	ok(scalar @worker, "$format: the worker's failed purge of corr_held is logged") or next;
+	my @without = grep {
+		index($_->{detail}, "request_id=") < 0
+		  || index($_->{detail}, $purge_a) < 0
+		  || index($_->{detail}, $purge_b) < 0
+	} @worker;
+	is(join("\n", map { $_->{all} } @without), '',
+		"$format: the worker's lines for the purge carry the ids of both requests");
 }
 
 done_testing();
