@@ -49,7 +49,7 @@ done
 
 repro="cd $here && BENCH_SECONDS=$BENCH_SECONDS ROUNDS=$ROUNDS WARMUP_SECONDS=$WARMUP_SECONDS"
 repro+=" CLIENTS=$CLIENTS JOBS=$JOBS TENANTS=$TENANTS ROWS_PER_TENANT=$ROWS_PER_TENANT"
-repro+=" BENCH_INSTALL=$BENCH_INSTALL bash bench/api_key.sh"
+repro+=" BENCH_INSTALL=$BENCH_INSTALL BENCH_PRIVATE=${BENCH_PRIVATE:-0} bash bench/api_key.sh"
 
 . "$bench/lib.sh"
 
@@ -105,20 +105,29 @@ for v in key ctx; do
   [ "$got" = "$ROWS_PER_TENANT" ] || { echo "sanity check of variant $v failed: '$got' rows" >&2; exit 1; }
 done
 
-run_variant() {  # <label> <key|ctx> <seconds>: prints tps
+# <label> <key|ctx> <seconds>: prints tps and the CPU time (server and
+# pgbench together) per transaction in microseconds.  The second is the
+# steadier measure on a shared machine: other processes slow a run down,
+# but hardly change what one transaction costs.
+run_variant() {
   local label=$1 v=$2 secs=$3 user=bench_app out="$work/pgbench.$1.out" args=() t
+  local cpu0 cpu1 pgb0 pgb1 xacts tps
   [ "$v" = key ] && user=bench_tool
   for t in $(seq 1 "$TENANTS"); do args+=(-f "$work/scripts/${v}_$t.sql"); done
+  cpu0=$(server_cpu); children_cpu; pgb0=$children_ticks
   if ! pgbench -n -M prepared -c "$CLIENTS" -j "$JOBS" -T "$secs" -U "$user" "${args[@]}" kg_key \
        >"$out" 2>&1; then
     echo "pgbench ($label) failed:" >&2; tail -20 "$out" >&2; return 1
   fi
-  awk '/^tps = / { print $3; found = 1 } END { exit !found }' "$out"
+  sleep 0.5   # the backends exit and are reaped
+  cpu1=$(server_cpu); children_cpu; pgb1=$children_ticks
+  tps=$(awk '/^tps = / { print $3; found = 1 } END { exit !found }' "$out")
+  echo "$tps $(cpu_per_xact $((cpu1 - cpu0)) $((pgb1 - pgb0)) "$out")"
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 raw="$work/raw.tsv"
-printf 'round\tvariant\ttps\n' >"$raw"
+printf 'round\tvariant\ttps\tcpu_us_per_xact\n' >"$raw"
 start_epoch=$(date +%s)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ "$WARMUP_SECONDS" -gt 0 ]; then
@@ -130,9 +139,10 @@ for r in $(seq 1 "$ROUNDS"); do
   order=(key ctx); [ $((r % 2)) = 0 ] && order=(ctx key)
   line="round $r/$ROUNDS:"
   for v in "${order[@]}"; do
-    tps=$(run_variant "$r.$v" "$v" "$BENCH_SECONDS")
-    printf '%s\t%s\t%s\n' "$r" "$v" "$tps" >>"$raw"
-    line+=" $v=$tps"
+    result=$(run_variant "$r.$v" "$v" "$BENCH_SECONDS")
+    read -r tps cpu <<<"$result"
+    printf '%s\t%s\t%s\t%s\n' "$r" "$v" "$tps" "$cpu" >>"$raw"
+    line+=" $v=$tps (${cpu} us CPU/xact)"
   done
   log "$line"
 done
@@ -141,6 +151,12 @@ audited=$(psql -X -At -U postgres -d kg_key -c \
 
 ratios=$(awk -F'\t' 'NR > 1 { t[$1, $2] = $3; n = $1 } END { for (r = 1; r <= n; r++) printf "%.4f\n", t[r, "key"] / t[r, "ctx"] }' "$raw")
 ratio=$(median <<<"$ratios")
+cpu_ratios=$(awk -F'\t' 'NR > 1 { c[$1, $2] = $4; n = $1 } END { for (r = 1; r <= n; r++) printf "%.4f\n", c[r, "key"] / c[r, "ctx"] }' "$raw")
+cpu_ratio=$(median <<<"$cpu_ratios")
+ctx_cpu=$(awk -F'\t' '$2 == "ctx" { print $4 }' "$raw" | median)
+key_cpu=$(awk -F'\t' '$2 == "key" { print $4 }' "$raw" | median)
+cpu_more=$(awk -v r="$cpu_ratio" 'BEGIN { printf "%.1f %%", (r - 1) * 100 }')
+cpu_met=$(awk -v r="$cpu_ratio" 'BEGIN { print ((1 / r - 1) * -100 <= 10) ? "yes" : "**no**" }')
 ctx_tps=$(awk -F'\t' '$2 == "ctx" { print $3 }' "$raw" | median)
 key_tps=$(awk -F'\t' '$2 == "key" { print $3 }' "$raw" | median)
 slower=$(awk -v r="$ratio" 'BEGIN { printf "%.1f %%", (1 - r) * 100 }')
@@ -157,6 +173,14 @@ report="$work/report.md"
   echo "|---|---|---|---|---|---|---|---|"
   printf '| point lookup on pooled guarded `invoices`: read key (audited) vs gateway context | %.0f | %.0f | %.3f | %s | <= 10 %% | %s | %s |\n' \
     "$ctx_tps" "$key_tps" "$ratio" "$slower" "$met" "$(paste -sd' ' <<<"$ratios")"
+  echo
+  echo "CPU time per transaction (server processes and pgbench together), the measure that other load on the machine hardly moves:"
+  echo
+  echo "| what | set_context µs/xact | use_api_key µs/xact | ratio | % more CPU | throughput it allows | target | met? | per-round ratios |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  printf '| the same | %.1f | %.1f | %.3f | %s | %.1f %% slower | <= 10 %% | %s | %s |\n' \
+    "$ctx_cpu" "$key_cpu" "$cpu_ratio" "$cpu_more" "$(awk -v r="$cpu_ratio" 'BEGIN { print (1 - 1 / r) * 100 }')" \
+    "$cpu_met" "$(paste -sd' ' <<<"$cpu_ratios")"
   echo
   echo "Audit records written under the keys during the run: $audited."
   echo

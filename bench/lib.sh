@@ -115,3 +115,35 @@ use_free_port() {
   export PGHOST="$work" PGPORT="$port"
   unset PGDATABASE PGUSER PGPASSWORD PGSERVICE PGOPTIONS
 }
+
+# CPU accounting, the steadier measure on a shared machine: other processes
+# slow a run down, but hardly change what one transaction costs.
+# CPU time (clock ticks) the server has used: the postmaster's own and that
+# of its children that have exited (reaped), plus that of its live
+# children.  Read while no client is connected.
+server_cpu() {
+  local pm total pid t
+  pm=$(head -1 "$pgdata/postmaster.pid")
+  total=$(sed 's/^.*) //' "/proc/$pm/stat" | awk '{ print $12 + $13 + $14 + $15 }')
+  for pid in $(pgrep -P "$pm"); do
+    t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }') || continue
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
+# children_cpu: CPU time (clock ticks) of the finished children of this
+# shell (pgbench), in $children_ticks.  Not to be called in $(...): a
+# subshell would report its own children.
+children_cpu() {
+  times >"$work/times.out"
+  children_ticks=$(awk -v hz="$(getconf CLK_TCK)" 'NR == 2 {
+    split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%d\n", ((u[1] * 60 + u[2]) + (s[1] * 60 + s[2])) * hz }' \
+    "$work/times.out")
+}
+# cpu_per_xact <server ticks> <pgbench ticks> <pgbench output>: CPU time in
+# microseconds per transaction pgbench reports.
+cpu_per_xact() {
+  local xacts
+  xacts=$(awk '/^number of transactions actually processed: / { print $6 }' "$3")
+  awk -v c=$(( $1 + $2 )) -v x="$xacts" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f\n", c / hz * 1e6 / x }'
+}
