@@ -510,6 +510,27 @@ ROLLBACK;
 RESET SESSION AUTHORIZATION;
 RESET keys_guard.api_key_statement_timeout;
 DROP FUNCTION public.aka_gw_ctx(text);
+-- A function that a parallel worker runs is under the regime too: a
+-- PL/pgSQL body prepares its calls in the worker that runs it, and the
+-- worker has its leader's session user.
+CREATE FUNCTION public.aka_par_cancel(p int) RETURNS boolean
+LANGUAGE plpgsql PARALLEL SAFE AS $$
+BEGIN
+    RETURN pg_cancel_backend(p);
+END
+$$;
+SET SESSION AUTHORIZATION kg_reader;
+BEGIN;
+SET LOCAL force_parallel_mode = on;
+SET LOCAL parallel_leader_participation = off;
+SET LOCAL parallel_setup_cost = 0;
+SET LOCAL parallel_tuple_cost = 0;
+EXPLAIN (COSTS OFF) SELECT public.aka_par_cancel(0);
+SELECT public.aka_par_cancel(0);
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+RESET SESSION AUTHORIZATION;
+DROP FUNCTION public.aka_par_cancel(int);
 
 -- 8d. The audit: api_key_statement records count the statements under a
 -- key per command and relations, with the rows, and never a value; the

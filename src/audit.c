@@ -137,13 +137,14 @@ static KgAuditQueue *queue = NULL;
 #define KG_WINDOW_MS		1000
 #define KG_WINDOW_GROUPS	8
 #define KG_WINDOW_COMMAND	40
-#define KG_WINDOW_RELATIONS 192
+#define KG_WINDOW_RELATIONS 8
 #define KG_WINDOW_PARTITIONS 16
 
 typedef struct KgWindowGroup
 {
 	char		command[KG_WINDOW_COMMAND];
-	char		relations[KG_WINDOW_RELATIONS];
+	int			nrelations;
+	Oid			relations[KG_WINDOW_RELATIONS]; /* named when the window closes */
 	int64		statements;
 	int64		rows;
 } KgWindowGroup;
@@ -729,8 +730,9 @@ kg_audit_enqueue(const char *action, const char *target,
  * database.
  *
  * Refusals are never counted in a window: each is its own record at once,
- * and so is a statement whose command or relations are too long for a
- * window's fields.  What a window holds survives the end of its session
+ * and so is a statement with a longer command or more relations than a
+ * window's group holds.  A window keeps relation oids and names them when
+ * it closes, so a relation renamed within the second has its new name.  What a window holds survives the end of its session
  * and of its transaction (it is in shared memory), but not a server crash,
  * exactly like the queue.
  * ---------------------------------------------------------------------
@@ -770,6 +772,23 @@ window_detail(KgAuditDetail *detail, const KgKeyWindow *w)
 													TIMESTAMPTZOID, NULL)));
 }
 
+/*
+ * The relations of a statement, schema-qualified, ", "-separated: named when
+ * the record is written, from the catalog as it is then (a relation dropped
+ * since is its oid).  Needs a transaction.
+ */
+static char *
+relation_names(const Oid *relids, int n)
+{
+	StringInfoData names;
+	int			i;
+
+	initStringInfo(&names);
+	for (i = 0; i < n; i++)
+		appendStringInfo(&names, "%s%s", i > 0 ? ", " : "", kg_relation_name(relids[i]));
+	return names.data;
+}
+
 /* Turn a closed window into its records and queue them. */
 static void
 window_submit(const KgKeyWindow *w)
@@ -801,7 +820,8 @@ window_submit(const KgKeyWindow *w)
 
 		kg_audit_detail_text(detail, "key_id", w->key.key_id);
 		kg_audit_detail_text(detail, "command", w->groups[i].command);
-		kg_audit_detail_text(detail, "relations", w->groups[i].relations);
+		kg_audit_detail_text(detail, "relations",
+							 relation_names(w->groups[i].relations, w->groups[i].nrelations));
 		kg_audit_detail_int(detail, "statements", w->groups[i].statements);
 		kg_audit_detail_int(detail, "rows", w->groups[i].rows);
 		window_detail(detail, w);
@@ -830,7 +850,7 @@ window_open(KgKeyWindow *w, TimestampTz now, const char *tenant, const char *act
  */
 static bool
 window_add(const char *key_id, const char *name, bool write,
-		   const char *command, const char *relations, int64 rows)
+		   const char *command, const Oid *relations, int nrelations, int64 rows)
 {
 	KgWindowKey key;
 	KgKeyWindow *w;
@@ -873,7 +893,8 @@ window_add(const char *key_id, const char *name, bool write,
 			for (i = 0; i < w->ngroups; i++)
 			{
 				if (strcmp(w->groups[i].command, command) == 0 &&
-					strcmp(w->groups[i].relations, relations) == 0)
+					w->groups[i].nrelations == nrelations &&
+					memcmp(w->groups[i].relations, relations, sizeof(Oid) * nrelations) == 0)
 				{
 					group = i;
 					break;
@@ -909,7 +930,8 @@ window_add(const char *key_id, const char *name, bool write,
 		{
 			group = w->ngroups++;
 			strcpy(w->groups[group].command, command);
-			strcpy(w->groups[group].relations, relations);
+			w->groups[group].nrelations = nrelations;
+			memcpy(w->groups[group].relations, relations, sizeof(Oid) * nrelations);
 			w->groups[group].statements = 0;
 			w->groups[group].rows = 0;
 		}
@@ -937,7 +959,7 @@ kg_audit_key_use(const char *key_id, const char *name, bool write)
 {
 	KgAuditDetail *detail;
 
-	if (windows_usable() && window_add(key_id, name, write, NULL, NULL, 0))
+	if (windows_usable() && window_add(key_id, name, write, NULL, NULL, 0, 0))
 		return;
 	detail = kg_audit_detail();
 	kg_audit_detail_text(detail, "key_id", key_id);
@@ -949,22 +971,23 @@ kg_audit_key_use(const char *key_id, const char *name, bool write)
 
 /*
  * Audit a statement run under an API key: its command, the relations it
- * named ("" for none) and the rows it processed.
+ * named (each once, in order) and the rows it processed.  The relations
+ * are named when the record is written.
  */
 void
 kg_audit_key_statement(const char *key_id, const char *command,
-					   const char *relations, int64 rows)
+					   const Oid *relations, int nrelations, int64 rows)
 {
 	KgAuditDetail *detail;
 
 	if (windows_usable() && strlen(command) < KG_WINDOW_COMMAND &&
-		strlen(relations) < KG_WINDOW_RELATIONS &&
-		window_add(key_id, NULL, false, command, relations, rows))
+		nrelations <= KG_WINDOW_RELATIONS &&
+		window_add(key_id, NULL, false, command, relations, nrelations, rows))
 		return;
 	detail = kg_audit_detail();
 	kg_audit_detail_text(detail, "key_id", key_id);
 	kg_audit_detail_text(detail, "command", command);
-	kg_audit_detail_text(detail, "relations", relations);
+	kg_audit_detail_text(detail, "relations", relation_names(relations, nrelations));
 	kg_audit_detail_int(detail, "statements", 1);
 	kg_audit_detail_int(detail, "rows", rows);
 	kg_audit_enqueue("api_key_statement", NULL, KG_OUTCOME_OK, detail);
@@ -1012,7 +1035,7 @@ take_windows(Oid dboid, bool all, KgKeyWindow *out, int max)
 /*
  * The worker: close this database's windows that have been open
  * KG_WINDOW_MS (their keys went quiet) and queue their records, as many as
- * the queue has room for.
+ * the queue has room for.  In a transaction: the records name relations.
  */
 void
 kg_audit_close_windows(void)

@@ -104,7 +104,10 @@ kg_keyholder_init(void)
 /*
  * Whether this is a keyholder session: the session user is a member of
  * keys_guard_keyholder and not a superuser.  Needs a transaction (catalog
- * lookups); parallel workers never are (their leader checked).
+ * lookups).  A parallel worker has its leader's session user, and is one
+ * when its leader is: the functions it runs are checked there (a PL/pgSQL
+ * body prepares its calls in the worker that runs it, where the leader
+ * never saw them).
  */
 bool
 kg_keyholder_session(void)
@@ -112,7 +115,7 @@ kg_keyholder_session(void)
 	Oid			session = GetSessionUserId();
 	Oid			role;
 
-	if (IsParallelWorker() || !IsTransactionState() || !OidIsValid(session))
+	if (!IsTransactionState() || !OidIsValid(session))
 		return false;
 	if (keyholder_valid && keyholder_session == session)
 		return keyholder_result;
@@ -312,8 +315,12 @@ kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags)
 	if (!kg_keyholder_session())
 		return;
 	applies = !write_key_in_force();
-	force_read_only(applies);
-	enforce_key_timeout();
+	/* A parallel worker has its leader's transaction and settings. */
+	if (!IsParallelWorker())
+	{
+		force_read_only(applies);
+		enforce_key_timeout();
+	}
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 
@@ -711,8 +718,9 @@ void
 kg_keyholder_executor_end(QueryDesc *queryDesc)
 {
 	const char *key;
-	StringInfoData rels;
-	List	   *seen = NIL;
+	List	   *rtable = queryDesc->plannedstmt->rtable;
+	Oid		   *relids;
+	int			nrelids = 0;
 	ListCell   *lc;
 
 	if (executor_depth > 0 || IsParallelWorker() || !IsTransactionState())
@@ -721,24 +729,26 @@ kg_keyholder_executor_end(QueryDesc *queryDesc)
 	if (key == NULL)
 		return;
 
-	initStringInfo(&rels);
-	foreach(lc, queryDesc->plannedstmt->rtable)
+	relids = palloc(sizeof(Oid) * Max(list_length(rtable), 1));
+	foreach(lc, rtable)
 	{
 		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+		int			i;
 
-		if (rte->rtekind != RTE_RELATION || list_member_oid(seen, rte->relid))
+		if (rte->rtekind != RTE_RELATION)
 			continue;
-		seen = lappend_oid(seen, rte->relid);
-		appendStringInfo(&rels, "%s%s", rels.len > 0 ? ", " : "",
-						 kg_relation_name(rte->relid));
+		for (i = 0; i < nrelids && relids[i] != rte->relid; i++)
+			;
+		if (i == nrelids)
+			relids[nrelids++] = rte->relid;
 	}
-
 	kg_audit_key_statement(key,
 						   queryDesc->plannedstmt->hasModifyingCTE ?
 						   "SELECT with data-modifying WITH" :
 						   command_name(queryDesc->operation),
-						   rels.data,
+						   relids, nrelids,
 						   queryDesc->estate ? (int64) queryDesc->estate->es_processed : 0);
+	pfree(relids);
 }
 
 /*
@@ -772,5 +782,5 @@ kg_keyholder_utility_done(PlannedStmt *pstmt, ProcessUtilityContext context)
 	key = current_key();
 	if (key == NULL)
 		return;
-	kg_audit_key_statement(key, GetCommandTagName(CreateCommandTag(parsetree)), "", 0);
+	kg_audit_key_statement(key, GetCommandTagName(CreateCommandTag(parsetree)), NULL, 0, 0);
 }

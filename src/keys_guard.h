@@ -337,7 +337,7 @@ extern int	kg_audit_pending(void);
 /* Counted per backend and written by the second (see audit.c). */
 extern void kg_audit_key_use(const char *key_id, const char *name, bool write);
 extern void kg_audit_key_statement(const char *key_id, const char *command,
-								   const char *relations, int64 rows);
+								   const Oid *relations, int nrelations, int64 rows);
 extern void kg_audit_close_windows(void);	/* the worker */
 
 /* redact.c: secrets out of the server log and pg_stat_activity */

@@ -679,6 +679,31 @@ report_and_abort(MemoryContext caller)
  * the backends waiting for room woken) only after its commit; a batch that
  * fails stays queued for the next try.
  */
+/*
+ * API key windows that have been open long enough become queued records,
+ * in a transaction of their own (the records name relations).  A failure
+ * is logged; the windows it had taken are lost, and the log says so.
+ */
+static void
+close_key_windows(void)
+{
+	MemoryContext caller = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		kg_audit_close_windows();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(caller);
+	}
+	PG_CATCH();
+	{
+		report_and_abort(caller);
+	}
+	PG_END_TRY();
+}
+
 static void
 drain_audit_queue(void)
 {
@@ -687,8 +712,7 @@ drain_audit_queue(void)
 	int			batches;
 	int			pending;
 
-	/* API key windows that have been open long enough become records. */
-	kg_audit_close_windows();
+	close_key_windows();
 	if (drain_failed_at != 0 &&
 		!TimestampDifferenceExceeds(drain_failed_at, GetCurrentTimestamp(), 1000))
 		return;
