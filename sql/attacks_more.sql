@@ -269,3 +269,50 @@ SET ROLE atm_own;
 SELECT what FROM atm_own.loot;
 DROP RULE atm_steal ON atm_own.notes;
 RESET ROLE;
+
+--
+-- 5. A parallel worker has its leader's context, and the statements that a
+-- function runs inside it (a PL/pgSQL body) are planned and started there,
+-- where the leader never saw them: they are checked like anywhere else.
+--
+CREATE FUNCTION public.atm_par_peek() RETURNS text
+LANGUAGE plpgsql PARALLEL SAFE AS $$
+DECLARE
+    r text;
+BEGIN
+    SELECT string_agg(secret, ',' ORDER BY id) INTO r FROM tenant_atm_b.private;
+    RETURN r;
+END
+$$;
+CREATE FUNCTION public.atm_par_pool() RETURNS text
+LANGUAGE plpgsql PARALLEL SAFE AS $$
+DECLARE
+    r text;
+BEGIN
+    SELECT string_agg(secret, ',' ORDER BY id) INTO r FROM public.atm_pool;
+    RETURN r;
+END
+$$;
+SET ROLE atm_app;
+BEGIN;
+SELECT keys_guard.set_context('atm_a', 'attacker') IS NOT NULL AS context;
+SET LOCAL force_parallel_mode = on;
+SET LOCAL parallel_leader_participation = off;
+SET LOCAL parallel_setup_cost = 0;
+SET LOCAL parallel_tuple_cost = 0;
+EXPLAIN (COSTS OFF) SELECT public.atm_par_peek();
+-- HOLE (fixed): in the worker, the other tenant's schema was not refused.
+SELECT public.atm_par_peek();
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.set_context('atm_a', 'attacker') IS NOT NULL AS context;
+SET LOCAL force_parallel_mode = on;
+SET LOCAL parallel_leader_participation = off;
+SET LOCAL parallel_setup_cost = 0;
+SET LOCAL parallel_tuple_cost = 0;
+-- The pooled table, read in the worker: the tenant's own rows only.
+SELECT public.atm_par_pool() AS pooled_in_worker;
+ROLLBACK;
+RESET ROLE;
+DROP FUNCTION public.atm_par_peek(), public.atm_par_pool();

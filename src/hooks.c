@@ -108,8 +108,13 @@ kg_check_perms(KG_CHECK_PERMS_ARGS)
 	if (prev_check_perms_hook &&
 		!prev_check_perms_hook(KG_CHECK_PERMS_CALL_ARGS))
 		return false;
-	/* A parallel worker runs a plan its leader has already checked. */
-	if (IsParallelWorker())
+	/*
+	 * A parallel worker runs a plan fragment its leader has already
+	 * checked.  The statements that functions run inside the fragment (a
+	 * PL/pgSQL body, say) are planned in the worker, and are checked here
+	 * like anywhere else: the worker has its leader's context.
+	 */
+	if (IsParallelWorker() && kg_executor_depth() == 0)
 		return true;
 	kg_isolation_check_range_table(rangeTable);
 	return true;
