@@ -1086,3 +1086,217 @@ CREATE OR REPLACE VIEW keys_guard.operations AS
       ) AS l(signature, safety_class, side_effects, preconditions, guard_argument)
       JOIN pg_catalog.pg_proc p ON p.oid = pg_catalog.to_regprocedure(l.signature)
      ORDER BY p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid) COLLATE "C";
+
+--
+-- Verified tokens (docs/contract.md §17, src/token.c): the role
+-- keys_guard_client, the key registry keys_guard.token_key and its view
+-- keys_guard.token_keys (never an HS256 secret), add_token_key(),
+-- set_token_key_state(), set_context_from_token(); the runbook view lists
+-- them.
+--
+
+-- keys_guard_client: granted to the login roles of connections that carry
+-- end users' tokens; they obtain a context only with a verified token.
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'keys_guard_client') THEN
+        CREATE ROLE keys_guard_client NOLOGIN;
+    END IF;
+END
+$roles$;
+
+-- The keys that verify tokens, by kid.  An HS256 key is a secret (in
+-- secret, which no view shows); the others are public keys, kept as PEM
+-- with the SHA-256 fingerprint of their DER.  current, standby and
+-- previous keys verify; revoked ones never again.  Written only by
+-- keys_guard's functions; pg_dump carries the keys over (the HS256
+-- secrets included, like any secret in a dump).
+CREATE TABLE keys_guard.token_key (
+    kid               text PRIMARY KEY
+                      CHECK (pg_catalog.length(kid) BETWEEN 1 AND 128 AND kid ~ '^[ -~]+$'),
+    alg               text NOT NULL CHECK (alg IN ('HS256', 'RS256', 'ES256', 'EdDSA')),
+    secret            bytea CHECK (pg_catalog.length(secret) BETWEEN 32 AND 512),
+    public_key        text,
+    fingerprint       text,
+    state             text NOT NULL
+                      CHECK (state IN ('current', 'standby', 'previous', 'revoked')),
+    created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    created_by        text NOT NULL,
+    state_changed_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    state_changed_by  text NOT NULL,
+    CHECK ((alg = 'HS256') = (secret IS NOT NULL)),
+    CHECK ((alg = 'HS256') = (public_key IS NULL)),
+    CHECK ((public_key IS NULL) = (fingerprint IS NULL))
+);
+SELECT pg_catalog.pg_extension_config_dump('keys_guard.token_key', '');
+REVOKE ALL ON keys_guard.token_key FROM PUBLIC;
+
+CREATE TRIGGER keys_guard_registry_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON keys_guard.token_key
+    FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._registry_guard();
+CREATE TRIGGER keys_guard_registry_guard_truncate
+    BEFORE TRUNCATE ON keys_guard.token_key
+    FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._registry_guard();
+ALTER TABLE keys_guard.token_key ENABLE ALWAYS TRIGGER keys_guard_registry_guard;
+ALTER TABLE keys_guard.token_key ENABLE ALWAYS TRIGGER keys_guard_registry_guard_truncate;
+-- Backends keep the keys and the tokens they verified (src/token.c);
+-- every change to the registry tells them to drop both.
+CREATE TRIGGER keys_guard_registry_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON keys_guard.token_key
+    FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._registry_changed();
+ALTER TABLE keys_guard.token_key ENABLE ALWAYS TRIGGER keys_guard_registry_changed;
+
+-- Never an HS256 secret: public keys only, for administrators.
+CREATE VIEW keys_guard.token_keys AS
+    SELECT k.kid, k.alg, k.state, k.public_key, k.fingerprint,
+           k.created_at, k.created_by, k.state_changed_at, k.state_changed_by
+      FROM keys_guard.token_key k;
+REVOKE ALL ON keys_guard.token_keys FROM PUBLIC;
+GRANT SELECT ON keys_guard.token_keys TO keys_guard_admin;
+
+CREATE FUNCTION keys_guard.add_token_key(kid text, alg text, key text,
+                                         state text DEFAULT 'current')
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_add_token_key';
+
+CREATE FUNCTION keys_guard.set_token_key_state(kid text, state text)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_set_token_key_state';
+
+CREATE FUNCTION keys_guard.set_context_from_token(token text)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_set_context_from_token';
+
+-- Whether a token's signature holds under a registered key, claims aside
+-- (tests of the algorithms with published vectors).
+CREATE FUNCTION keys_guard._verify_token_signature(kid text, token text)
+RETURNS boolean
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_verify_token_signature';
+
+REVOKE ALL ON FUNCTION keys_guard.add_token_key(text, text, text, text),
+    keys_guard.set_token_key_state(text, text),
+    keys_guard.set_context_from_token(text),
+    keys_guard._verify_token_signature(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION keys_guard.add_token_key(text, text, text, text),
+    keys_guard.set_token_key_state(text, text),
+    keys_guard._verify_token_signature(text, text)
+    TO keys_guard_admin;
+GRANT EXECUTE ON FUNCTION keys_guard.set_context_from_token(text)
+    TO keys_guard_client, keys_guard_gateway, keys_guard_admin;
+
+-- The runbook catalog lists the token functions too.
+CREATE OR REPLACE VIEW keys_guard.operations AS
+    SELECT p.oid::regprocedure AS function, p.proname::text AS name,
+           l.safety_class, l.side_effects, l.preconditions, l.guard_argument
+      FROM (VALUES
+        ('keys_guard.set_context(text, text, text, boolean)', 'SAFE',
+         'Changes only session state: sets the tenant, actor and request id of the transaction (or session) and puts the tenant''s schema first on search_path.',
+         'Member of keys_guard_gateway or keys_guard_admin; the tenant exists and is active; actor is not empty.',
+         NULL),
+        ('keys_guard.admin_context(text, text, text, boolean)', 'SAFE',
+         'Changes only session state: an administrative context that sees every tenant. Writes an audit_log record.',
+         'Member of keys_guard_admin; actor and reason are not empty.',
+         NULL),
+        ('keys_guard.clear_context()', 'SAFE',
+         'Changes only session state: clears the tenant, actor and request id.',
+         'None.', NULL),
+        ('keys_guard.current_tenant()', 'SAFE', 'None: reads the session context.', 'None.', NULL),
+        ('keys_guard.current_actor()', 'SAFE', 'None: reads the session context.', 'None.', NULL),
+        ('keys_guard.current_request_id()', 'SAFE', 'None: reads the session context.', 'None.', NULL),
+        ('keys_guard.create_tenant(text, text, text)', 'REVERSIBLE',
+         'Registers a tenant and creates its schema tenant_<id> (from a template when one is given). Audited. Undone by delete_tenant().',
+         'Member of keys_guard_admin; the id is valid and either new or the same tenant (then nothing changes); no schema of that name exists.',
+         NULL),
+        ('keys_guard.protect_table(text, name, boolean, interval, text)', 'REVERSIBLE',
+         'Enables and forces row security, adds keys_guard''s policies and triggers, the soft-delete columns and the purge index, and registers the table. Audited. Undone by release_table().',
+         'Member of keys_guard_admin; an ordinary table outside keys_guard; a pooled table needs a text, uuid or bigint tenant column; grace at least keys_guard.min_grace; a guard is never weakened.',
+         NULL),
+        ('keys_guard.release_table(text, boolean)', 'REVERSIBLE',
+         'Removes keys_guard''s policies, triggers and purge index from a table and forgets it; columns and data stay. Audited. Undone by protect_table().',
+         'Member of keys_guard_admin. dry_run => true reports and changes nothing.',
+         'dry_run'),
+        ('keys_guard.release_all(boolean, boolean)', 'REVERSIBLE',
+         'Releases every guarded table and forgets every tenant (schemas and data stay), so that DROP EXTENSION keys_guard works. Audited. Undone by create_tenant() and protect_table().',
+         'Superuser (not granted to keys_guard_admin); confirm => true, or dry_run => true to only list what it would release (without either it raises an error).',
+         'dry_run'),
+        ('keys_guard.restore(text, anyelement)', 'REVERSIBLE',
+         'Makes one soft-deleted row live again. Audited. Undone by a DELETE of the row.',
+         'Member of keys_guard_admin; the row is soft-deleted and within its grace; no unique index would be violated.',
+         NULL),
+        ('keys_guard.restore(text, text)', 'REVERSIBLE',
+         'Makes one soft-deleted row live again. Audited. Undone by a DELETE of the row.',
+         'Member of keys_guard_admin; the row is soft-deleted and within its grace; no unique index would be violated.',
+         NULL),
+        ('keys_guard.restore_request(text)', 'REVERSIBLE',
+         'Makes every row one request soft-deleted live again, across tables. Audited.',
+         'Member of keys_guard_admin; every such row is within its grace (otherwise nothing is restored).',
+         NULL),
+        ('keys_guard.hard_delete(text, anyelement, boolean)', 'IRREVERSIBLE',
+         'Physically deletes one soft-deleted row. Audited. Without confirm => true it only reports what it would delete.',
+         'Member of keys_guard_admin; the row is soft-deleted and its grace has expired; not an audit or payment table; confirm => true.',
+         'confirm'),
+        ('keys_guard.hard_delete(text, text, boolean)', 'IRREVERSIBLE',
+         'Physically deletes one soft-deleted row. Audited. Without confirm => true it only reports what it would delete.',
+         'Member of keys_guard_admin; the row is soft-deleted and its grace has expired; not an audit or payment table; confirm => true.',
+         'confirm'),
+        ('keys_guard.preview_delete(text, anyelement)', 'SAFE',
+         'None: counts the rows a DELETE of one row would reach.',
+         'Member of keys_guard_admin; a context, as the DELETE it previews would need.',
+         NULL),
+        ('keys_guard.preview_delete(text, text)', 'SAFE',
+         'None: counts the rows a DELETE of one row would reach.',
+         'Member of keys_guard_admin; a context, as the DELETE it previews would need.',
+         NULL),
+        ('keys_guard.purge_now(text, boolean)', 'IRREVERSIBLE',
+         'Physically deletes soft-deleted rows whose grace has expired, in the caller''s transaction; updates purge_stats. Audited. Audit and payment tables are never purged.',
+         'Member of keys_guard_admin. dry_run => true counts and changes nothing.',
+         'dry_run'),
+        ('keys_guard.delete_tenant(text, boolean, interval)', 'REVERSIBLE',
+         'Marks a tenant deleted: every access to it is denied. After its grace the worker drops its schema (audit and payment tables are archived), which cannot be undone. Audited.',
+         'Member of keys_guard_admin; grace at least keys_guard.min_grace. Undone by restore_tenant() within the grace. dry_run => true reports and changes nothing.',
+         'dry_run'),
+        ('keys_guard.restore_tenant(text)', 'REVERSIBLE',
+         'Makes a deleted tenant active again. Audited.',
+         'Member of keys_guard_admin; the tenant''s grace has not expired.',
+         NULL),
+        ('keys_guard.snapshot()', 'SAFE',
+         'None: reads the registry and settings.',
+         'Member of keys_guard_admin.', NULL),
+        ('keys_guard.doctor()', 'SAFE',
+         'None: reads the catalogs. The fixes it reports are not executed.',
+         'Member of keys_guard_admin.', NULL),
+        ('keys_guard.create_api_key(text, text, text[], interval, boolean)', 'REVERSIBLE',
+         'Registers an API key of a tenant (only its hash is stored) and returns its secret once. Audited. A write key records who consented.',
+         'Member of keys_guard_admin, or of keys_guard_gateway in a context of that tenant; the tenant is active; write scope needs write_consent. Undone by revoke_api_key().',
+         NULL),
+        ('keys_guard.use_api_key(text)', 'SAFE',
+         'Changes only session state: the transaction-scoped context of the key''s tenant, with a statement timeout. Audited, refusals included.',
+         'Member of keys_guard_keyholder; the key is valid, not revoked or expired, and its tenant is active.',
+         NULL),
+        ('keys_guard.rotate_api_key(uuid, interval)', 'REVERSIBLE',
+         'Registers a replacement key (new id and secret, same tenant, name and scopes) and makes the old key expire when the overlap ends. Audited.',
+         'Member of keys_guard_admin, or of keys_guard_gateway in a context of the key''s tenant; the key is neither revoked, expired nor rotated. Undone by revoke_api_key() of the new key.',
+         NULL),
+        ('keys_guard.revoke_api_key(uuid)', 'REVERSIBLE',
+         'Revokes an API key: it is refused from then on. Idempotent. Audited. A revoked key is never reinstated; create_api_key() issues a new one.',
+         'Member of keys_guard_admin, or of keys_guard_gateway in a context of the key''s tenant.',
+         NULL),
+        ('keys_guard.add_token_key(text, text, text, text)', 'REVERSIBLE',
+         'Registers a key that verifies tokens: an HS256 secret (never shown again) or an RS256, ES256 or EdDSA public key. Audited.',
+         'Member of keys_guard_admin; the kid is new; the key fits the algorithm. Undone by set_token_key_state(kid, ''revoked'').',
+         NULL),
+        ('keys_guard.set_token_key_state(text, text)', 'REVERSIBLE',
+         'Moves a token key between current, standby and previous, or revokes it: tokens it signed are refused from then on. Idempotent. Audited.',
+         'Member of keys_guard_admin; the key exists; a revoked key stays revoked.',
+         NULL),
+        ('keys_guard.set_context_from_token(text)', 'SAFE',
+         'Changes only session state: the transaction-scoped context a verified token names, read-only unless its scope has write. Audited, refusals included.',
+         'Member of keys_guard_client, keys_guard_gateway or keys_guard_admin, not of keys_guard_keyholder; the token verifies and its tenant is active.',
+         NULL)
+      ) AS l(signature, safety_class, side_effects, preconditions, guard_argument)
+      JOIN pg_catalog.pg_proc p ON p.oid = pg_catalog.to_regprocedure(l.signature)
+     ORDER BY p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid) COLLATE "C";

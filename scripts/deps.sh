@@ -13,6 +13,7 @@ packages=(
   libdbd-pg-perl
   postgresql-contrib
   pgbouncer
+  libssl-dev
 )
 
 missing=()

@@ -143,6 +143,28 @@ write_key_in_force(void)
 }
 
 /*
+ * Whether the regime concerns this session at all: a keyholder session,
+ * or any session whose context came from a token without the "write"
+ * scope (kg_context_read_only()).
+ */
+static bool
+regime_session(void)
+{
+	return kg_context_read_only() || kg_keyholder_session();
+}
+
+/*
+ * Whether nothing may change now, in a session regime_session() is true
+ * for: a read-only token's context, or a keyholder session without a
+ * write key.
+ */
+static bool
+regime_applies(void)
+{
+	return kg_context_read_only() || !write_key_in_force();
+}
+
+/*
  * Make the transaction READ ONLY while the regime applies, and put its own
  * setting back once a write key is in force.
  */
@@ -203,7 +225,15 @@ refuse(const char *what, const char *target)
 	kg_audit_detail_text(detail, "session_user",
 						 GetUserNameFromId(GetSessionUserId(), true));
 	kg_audit_detail_text(detail, "role", GetUserNameFromId(GetUserId(), true));
-	kg_audit_enqueue("api_key_write_denied", target, KG_OUTCOME_DENIED, detail);
+	kg_audit_enqueue(kg_context_read_only() ? "token_write_denied" : "api_key_write_denied",
+					 target, KG_OUTCOME_DENIED, detail);
+
+	if (kg_context_read_only())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot execute %s under a read-only token", what),
+				 errdetail("Nothing can change in a transaction whose token has no \"write\" scope."),
+				 errhint("Use a token whose scope includes \"write\" for changes.")));
 
 	if (key != NULL && write_key_in_force())
 		ereport(ERROR,
@@ -308,9 +338,9 @@ kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags)
 	bool		applies;
 	ListCell   *lc;
 
-	if (!kg_keyholder_session())
+	if (!regime_session())
 		return;
-	applies = !write_key_in_force();
+	applies = regime_applies();
 	force_read_only(applies);
 	enforce_key_timeout();
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
@@ -471,10 +501,10 @@ kg_keyholder_function_execute(Oid fn)
 {
 	char	   *name;
 
-	if (!function_changes_something(fn) || !kg_keyholder_session())
+	if (!function_changes_something(fn) || !regime_session())
 		return;
 	/* A write key inserts rows, and a column default may take a number. */
-	if (fn == F_NEXTVAL && write_key_in_force())
+	if (fn == F_NEXTVAL && !regime_applies())
 		return;
 	name = get_func_name(fn);
 	refuse(psprintf("%s()", name ? name : "function"), NULL);
@@ -596,9 +626,9 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
 	Node	   *parsetree = pstmt->utilityStmt;
 	bool		applies;
 
-	if (!kg_keyholder_session())
+	if (!regime_session())
 		return;
-	applies = !write_key_in_force();
+	applies = regime_applies();
 	if (!IsA(parsetree, TransactionStmt) ||
 		(((TransactionStmt *) parsetree)->kind != TRANS_STMT_BEGIN &&
 		 ((TransactionStmt *) parsetree)->kind != TRANS_STMT_START))
