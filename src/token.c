@@ -1373,8 +1373,7 @@ refuse_token(const char *reason, const char *kid)
 
 	ereport(LOG,
 			(errmsg("keys_guard: token refused"),
-			 errdetail_log("Reason: %s; kid: %s.", reason, kid ? kid : "none"),
-			 errhidestmt(true)));
+			 errdetail_log("Reason: %s; kid: %s.", reason, kid ? kid : "none")));
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 			 errmsg("invalid token")));
