@@ -43,6 +43,7 @@ char	   *keys_guard_token_issuer = NULL;
 char	   *keys_guard_token_audience = NULL;
 char	   *keys_guard_token_tenant_claim = NULL;
 char	   *keys_guard_token_request_id_claim = NULL;
+bool		keys_guard_token_audit_each_use = false;
 
 /*
  * Define the request-context settings.  The context lives in one PGC_SUSET
@@ -244,6 +245,13 @@ define_settings(void)
 							   &keys_guard_token_request_id_claim, "",
 							   PGC_SUSET, 0,
 							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("keys_guard.token_audit_each_use",
+							 "Audit every use of a verified token, not only its verification.",
+							 "Off: a backend records a token when it verifies it, and its refusals always.",
+							 &keys_guard_token_audit_each_use, false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("keys_guard.redact_patterns",
 							   "Regular expressions whose matches never reach the server log.",

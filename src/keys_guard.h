@@ -99,6 +99,7 @@ extern char *keys_guard_token_issuer;
 extern char *keys_guard_token_audience;
 extern char *keys_guard_token_tenant_claim;
 extern char *keys_guard_token_request_id_claim;
+extern bool keys_guard_token_audit_each_use;
 
 /* context.c */
 typedef enum KgMode

@@ -1401,6 +1401,7 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 	KgTenant   *tenant;
 	Oid			relid;
 	KgAuditDetail *detail;
+	bool		verified_now = false;
 
 	kg_require_preloaded();
 	if (PG_ARGISNULL(0))
@@ -1450,6 +1451,7 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 	{
 		uint64		generation = cache_generation;
 
+		verified_now = true;
 		reason = verify_token(relid, token, len, &verified, &kid);
 		if (reason)
 		{
@@ -1497,10 +1499,19 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 						   verified.request_id[0] ? verified.request_id : NULL,
 						   !verified.write);
 
-	detail = kg_audit_detail();
-	kg_audit_detail_text(detail, "kid", kid);
-	kg_audit_detail_bool(detail, "write", verified.write);
-	kg_audit_enqueue("token_use", kid, KG_OUTCOME_OK, detail);
+	/*
+	 * A verification is audited; a later use of the same token by this
+	 * backend (found in its cache) only when keys_guard.token_audit_each_use
+	 * is on: an audit row per request would cost more than the check.
+	 */
+	if (verified_now || keys_guard_token_audit_each_use)
+	{
+		detail = kg_audit_detail();
+		kg_audit_detail_text(detail, "kid", kid);
+		kg_audit_detail_bool(detail, "write", verified.write);
+		kg_audit_detail_bool(detail, "verified", verified_now);
+		kg_audit_enqueue("token_use", kid, KG_OUTCOME_OK, detail);
+	}
 	PG_RETURN_VOID();
 }
 
