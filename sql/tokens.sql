@@ -332,7 +332,8 @@ SELECT attack, pg_temp.refused(token) AS result FROM (VALUES
     ('oversized', 'eyJ' || repeat('A', 9000) || '.e30.x'),
     ('empty', ''),
     ('garbage', 'not a token'),
-    ('nul escape', 'eyJhbGciOiJFUzI1NiIsImtpZCI6InRlc3QtZXNcdTAwMDAifQ.e30.AAAA')
+    ('nul escape', 'eyJhbGciOiJFUzI1NiIsImtpZCI6InRlc3QtZXNcdTAwMDAifQ.e30.AAAA'),
+    ('deep nesting', rtrim(translate(encode(convert_to('{"alg":"ES256","kid":"test-es","x":' || repeat('[', 3000) || repeat(']', 3000) || '}', 'UTF8'), 'base64'), E'+/\n', '-_'), '=') || '.' || split_part(:'es_read', '.', 2) || '.' || split_part(:'es_read', '.', 3))
 ) AS t(attack, token) ORDER BY attack COLLATE "C";
 SELECT try($$SELECT keys_guard.set_context_from_token(NULL)$$) AS null_token;
 RESET ROLE;

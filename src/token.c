@@ -390,6 +390,43 @@ cp_scalar(void *state, char *token, JsonTokenType tokentype)
 }
 
 /*
+ * Whether the brackets of JSON text nest deeper than maxdepth (outside
+ * strings).  Checked before parsing: the parser recurses once per level,
+ * and a stack-depth error would not be the one message every bad token
+ * gets.
+ */
+static bool
+nests_too_deep(const unsigned char *data, size_t len, int maxdepth)
+{
+	int			depth = 0;
+	bool		in_string = false;
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+	{
+		unsigned char c = data[i];
+
+		if (in_string)
+		{
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		}
+		else if (c == '"')
+			in_string = true;
+		else if (c == '{' || c == '[')
+		{
+			if (++depth > maxdepth)
+				return true;
+		}
+		else if (c == '}' || c == ']')
+			depth--;
+	}
+	return false;
+}
+
+/*
  * Parse data[0..len) as a JSON object of UTF-8 text; the list of its
  * members, or false if it is not one, or has a name twice in one object.
  */
@@ -403,7 +440,8 @@ parse_object(const unsigned char *data, size_t len, List **claims, bool *duplica
 
 	*duplicate = false;
 	if (len == 0 || memchr(data, '\0', len) != NULL ||
-		!pg_verify_mbstr(PG_UTF8, (const char *) data, (int) len, true))
+		!pg_verify_mbstr(PG_UTF8, (const char *) data, (int) len, true) ||
+		nests_too_deep(data, len, KG_TOKEN_JSON_MAXDEPTH))
 		return false;
 	copy = pnstrdup((const char *) data, len);
 	memset(&cp, 0, sizeof(cp));
