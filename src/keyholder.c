@@ -2,7 +2,8 @@
  *
  * keyholder.c
  *	  The read-only regime of keyholder sessions (docs/contract.md §15) and
- *	  the per-statement audit of statements run under an API key.
+ *	  of read-only token contexts (§17), and the per-statement audit of
+ *	  statements run under an API key.
  *
  * A session is a "keyholder" session when its session user (the login, or
  * what SET SESSION AUTHORIZATION made it: SET ROLE cannot change it) is a
@@ -32,6 +33,14 @@
  * for column defaults), and nothing else: the utility whitelist still
  * applies (no DDL, TRUNCATE, CALL or DO), so do the function list and the
  * protected settings, and no statement may create a relation.
+ *
+ * The same regime applies, in any session, while the context in force
+ * came from a token whose scope has no "write" (set_context_from_token(),
+ * token.c; kg_context_read_only()): a gateway's or an administrator's
+ * session under such a context can change nothing either, until the
+ * transaction ends or another context replaces it.  regime_session() says
+ * whether the regime concerns the session, regime_applies() whether
+ * nothing may change now.
  *
  * Each refusal is 42501, with a LOG line and an audit record through the
  * shared queue, so it survives the rollback the error causes.
