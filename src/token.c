@@ -646,8 +646,19 @@ pkey_fits(EVP_PKEY *pkey, TokenAlg alg)
 	switch (alg)
 	{
 		case ALG_RS256:
-			return EVP_PKEY_is_a(pkey, "RSA") &&
-				EVP_PKEY_get_bits(pkey) >= KG_TOKEN_RSA_MIN_BITS;
+			{
+				EVP_PKEY_CTX *ctx;
+				bool		ok;
+
+				if (!EVP_PKEY_is_a(pkey, "RSA") ||
+					EVP_PKEY_get_bits(pkey) < KG_TOKEN_RSA_MIN_BITS)
+					return false;
+				/* An odd modulus, an odd exponent above 1 (e = 1 signs anything). */
+				ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+				ok = ctx != NULL && EVP_PKEY_public_check(ctx) == 1;
+				EVP_PKEY_CTX_free(ctx);
+				return ok;
+			}
 		case ALG_ES256:
 			{
 				EVP_PKEY_CTX *ctx;
