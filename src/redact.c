@@ -1144,6 +1144,44 @@ redact_own_activity(MemoryContext cxt)
  * it still carries a secret; then tie the message to its request.  Never
  * throws.
  */
+/*
+ * Whether text calls add_token_key(): then every bind parameter of the
+ * statement may be a token key's secret, which has no shape to recognise.
+ */
+static bool
+calls_token_key_function(const char *text)
+{
+	static const char name[] = "add_token_key";
+	const char *p;
+
+	if (text == NULL)
+		return false;
+	for (p = text; (p = strchr(p, '_')) != NULL; p++)
+		if (p - text >= 3 && pg_strncasecmp(p - 3, name, sizeof(name) - 1) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The bind parameters PostgreSQL appends to a line of an extended-protocol
+ * statement ("parameters: $1 = '...'" in DETAIL, "... with parameters: ..."
+ * in CONTEXT) become the marker, in place: it is shorter than any list of
+ * parameters, and nothing is allocated.
+ */
+static void
+redact_parameters(char *field)
+{
+	char	   *p;
+
+	if (field == NULL || (p = strstr(field, "parameters: ")) == NULL)
+		return;
+	p += strlen("parameters: ");
+	if (strlen(p) >= TEXT_MARKER_LEN)
+		memcpy(p, KG_REDACTED_TEXT, TEXT_MARKER_LEN + 1);
+	else
+		*p = '\0';
+}
+
 void
 kg_redact_error_data(ErrorData *edata)
 {
@@ -1161,6 +1199,13 @@ kg_redact_error_data(ErrorData *edata)
 	redact_field(&edata->datatype_name, cxt);
 	redact_field(&edata->constraint_name, cxt);
 	redact_statement(edata, cxt);
+	if ((edata->detail || edata->detail_log || edata->context) &&
+		calls_token_key_function(debug_query_string))
+	{
+		redact_parameters(edata->detail);
+		redact_parameters(edata->detail_log);
+		redact_parameters(edata->context);
+	}
 	if (edata->elevel <= ERROR)
 		redact_own_activity(cxt);
 	append_correlation(edata, cxt);

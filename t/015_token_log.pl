@@ -6,9 +6,9 @@
 # bind parameter, auto_explain with every plan), in every log format
 # (stderr, csvlog, jsonlog):
 #   - an HS256 secret registered with add_token_key(), as text and as a
-#     JWK, in a call that succeeds and in one that fails, is in no log
-#     file (neither as text nor in its base64url form), and not in
-#     pg_stat_activity while the call runs;
+#     JWK, as a literal and as a bind parameter, in a call that succeeds
+#     and in one that fails, is in no log file (neither as text nor in its
+#     base64url form), and not in pg_stat_activity while the call runs;
 #   - tokens signed with it, used by a keys_guard_client login as literals
 #     and as bind parameters, accepted, refused (tampered, expired, a
 #     revoked key's), with a write refused under a read-only one, are in
@@ -104,7 +104,7 @@ sub run_extended
 	PostgreSQL::Test::Utils::append_to_file($file, $script);
 	my @cmd = ('pgbench', '-n', '-M', 'extended', '-t', '1', '-f', $file);
 	push @cmd, '-D', "$_=$vars{$_}" for sort keys %vars;
-	push @cmd, $node->connstr('postgres') . " user=$user";
+	push @cmd, $node->connstr('postgres') . (defined $user ? " user=$user" : '');
 	my ($out, $err) = ('', '');
 	my $ok = IPC::Run::run(\@cmd, '>', \$out, '2>', \$err);
 	return ($ok, $out . $err);
@@ -135,6 +135,21 @@ push @tags, 'key_activity';
 like($out, qr/add_token_key\(\[REDACTED\]\)/,
 	'pg_stat_activity shows add_token_key() with its arguments redacted');
 $client_output .= $out . $err;
+
+# A secret as a bind parameter: the statement has no secret, the logged
+# parameters do ("parameters: $1 = '...'"); a failing call adds them to
+# the error's CONTEXT.
+my $bind_secret = 'hb' . random_chars($alnum, 46);
+push @secrets, $bind_secret;
+for my $case ([ 'key_bind', 'tlog-bind' ], [ 'key_bind_dup', 'tlog-bind' ])
+{
+	my ($tag, $kid) = @$case;
+	push @tags, $tag;
+	my ($ok, $output) = run_extended(undef,
+		"SELECT /* $tag */ keys_guard.add_token_key(:kid, 'HS256', :secret);\n",
+		kid => $kid, secret => $bind_secret);
+	$client_output .= $output;
+}
 
 my $far = 4102444800;
 my %claims = (sub => 'user-1', project_id => 'tlog', exp => $far, scope => 'read');
@@ -238,6 +253,13 @@ for my $format (qw(stderr csv json))
 	{
 		ok(index($content{$format}, $tag) >= 0, "$format: step $tag was logged");
 	}
+}
+
+# The bind parameters of the add_token_key() calls were logged, redacted.
+for my $format (qw(stderr csv json))
+{
+	ok(index($content{$format}, 'parameters: [REDACTED]') >= 0,
+		"$format: add_token_key()'s bind parameters logged as the marker");
 }
 
 # Zero hits: no token, no secret, in any log file.
