@@ -895,6 +895,9 @@ drop_token_cache(void)
 	token_cache = NULL;
 }
 
+/* keys_guard.token_key as last looked up; InvalidOid: look it up again. */
+static Oid	known_relid = InvalidOid;
+
 static void
 cache_invalidate(Datum arg, Oid relid)
 {
@@ -903,39 +906,60 @@ cache_invalidate(Datum arg, Oid relid)
 		cache_generation++;
 		drop_key_cache();
 		drop_token_cache();
+		known_relid = InvalidOid;
 	}
 }
 
+/*
+ * The registry's oid.  Remembered until an invalidation of the registry
+ * (or a reset) arrives: a dropped and recreated extension is looked up
+ * again.
+ */
 static Oid
 token_key_relid(void)
 {
-	Oid			nsp = get_namespace_oid(KG_SCHEMA, true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("token_key", nsp) : InvalidOid;
+	Oid			nsp;
+	Oid			relid;
+
+	if (OidIsValid(known_relid) && cache_callback_registered)
+		return known_relid;
+	nsp = get_namespace_oid(KG_SCHEMA, true);
+	relid = OidIsValid(nsp) ? get_relname_relid("token_key", nsp) : InvalidOid;
 
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"keys_guard\" is not installed at version 1.3 or later in this database"),
 				 errhint("Run ALTER EXTENSION keys_guard UPDATE.")));
+	if (cache_callback_registered)
+		known_relid = relid;
 	return relid;
 }
 
-/* Register the invalidation callback and notice changes; once per call. */
-static void
-caches_begin(Oid relid)
+/*
+ * Register the invalidation callback, take the invalidations that
+ * arrived (a key revoked since this transaction began counts at once),
+ * then the registry's oid; once per call.
+ */
+static Oid
+caches_begin(void)
 {
+	Oid			relid;
+
 	if (!cache_callback_registered)
 	{
 		CacheRegisterRelcacheCallback(cache_invalidate, (Datum) 0);
 		cache_callback_registered = true;
 	}
-	/* A key revoked since this transaction began counts at once. */
 	AcceptInvalidationMessages();
+	relid = token_key_relid();
 	if (relid != cache_relid)
 	{
 		cache_invalidate((Datum) 0, InvalidOid);
 		cache_relid = relid;
+		known_relid = relid;
 	}
+	return relid;
 }
 
 /*
@@ -1470,16 +1494,12 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"keys_guard\" is not installed in this database")));
 	kg_require_complete_extension();
-	relid = token_key_relid();
-	caches_begin(relid);
+	relid = caches_begin();
 
 	arg = PG_GETARG_TEXT_PP(0);
 	len = VARSIZE_ANY_EXHDR(arg);
 	if (len > KG_TOKEN_MAXLEN)
 		refuse_token("oversized", NULL);
-	token = text_to_cstring(arg);
-	if (strlen(token) != len)
-		refuse_token("malformed", NULL);
 
 	/* The token cache holds under the claim settings it was made with. */
 	settings = claim_settings();
@@ -1491,7 +1511,7 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 		cache_settings = MemoryContextStrdup(TopMemoryContext, settings);
 	}
 
-	sha256(token, len, digest);
+	sha256(VARDATA_ANY(arg), len, digest);
 	if (token_cache != NULL)
 		entry = hash_search(token_cache, digest, HASH_FIND, NULL);
 	if (entry != NULL)
@@ -1501,6 +1521,9 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 		uint64		generation = cache_generation;
 
 		verified_now = true;
+		token = text_to_cstring(arg);
+		if (strlen(token) != len)
+			refuse_token("malformed", NULL);
 		reason = verify_token(relid, token, len, &verified, &kid);
 		if (reason)
 		{
@@ -1527,8 +1550,8 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 			entry = hash_search(token_cache, digest, HASH_ENTER, &found);
 			memcpy(entry, &verified, sizeof(TokenEntry));
 		}
+		explicit_bzero(token, len);
 	}
-	explicit_bzero(token, len);
 	kid = verified.kid;
 
 	/* The clock, at every use (RFC 7519 §4.1.4, §4.1.5). */
@@ -1863,8 +1886,7 @@ keys_guard_verify_token_signature(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("token must not be null")));
-	relid = token_key_relid();
-	caches_begin(relid);
+	relid = caches_begin();
 	arg = PG_GETARG_TEXT_PP(1);
 	len = VARSIZE_ANY_EXHDR(arg);
 	if (len > KG_TOKEN_MAXLEN)
