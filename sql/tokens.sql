@@ -449,3 +449,55 @@ SELECT 'select ADD_TOKEN_KEY (kid => ''k1'', alg => ''HS256'', key => $$a (secre
 SELECT 'add_token_key(E''k1'', ''HS256'', E''it\''s a secret'')'::int;
 -- A token in a message is redacted too (a JSON Web Token's shape).
 SELECT :'es_read'::int;
+--
+-- 11. The clock: exp and nbf against keys_guard.token_leeway, at every
+-- use, a cached token's too.  These tokens are signed here, when the test
+-- runs, with the HS256 key test-hs (HMAC-SHA-256 from sha256(), RFC 2104).
+--
+CREATE FUNCTION pg_temp.b64url(b bytea) RETURNS text LANGUAGE sql
+    AS $$ SELECT rtrim(translate(encode(b, 'base64'), E'+/\n', '-_'), '=') $$;
+CREATE FUNCTION pg_temp.hs256(key text, claims jsonb) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    k bytea := convert_to(key, 'UTF8');
+    ipad bytea;
+    opad bytea;
+    input text;
+BEGIN
+    k := k || decode(repeat('00', 64 - length(k)), 'hex');
+    ipad := k;
+    opad := k;
+    FOR i IN 0..63 LOOP
+        ipad := set_byte(ipad, i, get_byte(k, i) # 54);
+        opad := set_byte(opad, i, get_byte(k, i) # 92);
+    END LOOP;
+    input := pg_temp.b64url(convert_to('{"alg":"HS256","kid":"test-hs"}', 'UTF8')) || '.'
+          || pg_temp.b64url(convert_to(claims::text, 'UTF8'));
+    RETURN input || '.' || pg_temp.b64url(sha256(opad || sha256(ipad || convert_to(input, 'UTF8'))));
+END
+$$;
+SELECT pg_temp.hs256(:'hs_secret', jsonb_build_object('sub', 'user-1', 'project_id', 'tokens',
+           'exp', extract(epoch FROM clock_timestamp())::bigint - 10)) AS just_expired,
+       pg_temp.hs256(:'hs_secret', jsonb_build_object('sub', 'user-1', 'project_id', 'tokens',
+           'exp', 4102444800, 'nbf', extract(epoch FROM clock_timestamp())::bigint + 10)) AS nearly_valid,
+       pg_temp.hs256(:'hs_secret', jsonb_build_object('sub', 'user-1', 'project_id', 'tokens',
+           'exp', extract(epoch FROM clock_timestamp()) + 3)) AS short_lived \gset
+SET ROLE kg_tok_client;
+BEGIN;
+-- Within the default leeway of 30 s: accepted (and cached).
+SELECT pg_temp.ctx(:'just_expired') AS expired_10s_ago, pg_temp.ctx(:'nearly_valid') AS valid_in_10s,
+       pg_temp.ctx(:'short_lived') AS valid_3s_more;
+COMMIT;
+RESET ROLE;
+SET keys_guard.token_leeway = 0;
+SET ROLE kg_tok_client;
+BEGIN;
+-- Without leeway the same tokens, in this backend's cache, are refused.
+SELECT pg_temp.ctx(:'just_expired') AS expired_10s_ago, pg_temp.ctx(:'nearly_valid') AS valid_in_10s;
+COMMIT;
+BEGIN;
+SELECT pg_temp.ctx(:'short_lived') AS before_expiry;
+SELECT pg_sleep(3.5);
+SELECT pg_temp.ctx(:'short_lived') AS after_expiry;
+COMMIT;
+RESET ROLE;
+RESET keys_guard.token_leeway;
