@@ -222,7 +222,8 @@ refuse(const char *what, const char *target)
 	KgAuditDetail *detail = kg_audit_detail();
 
 	ereport(LOG,
-			(errmsg("keys_guard: keyholder write denied"),
+			(errmsg(kg_context_read_only() ? "keys_guard: write denied under a read-only token" :
+					"keys_guard: keyholder write denied"),
 			 errdetail_log("command=%s target=%s key_id=%s session_user=%s",
 						   what, target ? target : "(none)", key ? key : "(none)",
 						   GetUserNameFromId(GetSessionUserId(), true)),
