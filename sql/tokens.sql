@@ -35,6 +35,8 @@ INSERT INTO tenant_tokens.items VALUES (1, 'one') ON CONFLICT DO NOTHING;
 COMMIT;
 GRANT USAGE ON SCHEMA tenant_tokens, tenant_tokens_other TO keys_guard_client;
 GRANT SELECT, INSERT, UPDATE, DELETE ON tenant_tokens.items, tenant_tokens_other.items TO keys_guard_client;
+CREATE SEQUENCE IF NOT EXISTS public.tokens_seq;
+GRANT USAGE ON SEQUENCE public.tokens_seq TO keys_guard_client;
 RESET client_min_messages;
 
 --
@@ -229,6 +231,14 @@ SELECT try($$CREATE TEMP TABLE t_tok (x int)$$) AS temp_table_read;
 SELECT try($$SELECT pg_advisory_xact_lock(1)$$) AS advisory_read;
 SELECT try($$SET transaction_read_only = off$$) AS read_write_read;
 SELECT try($$SELECT set_config('keys_guard.token_leeway', '0', true)$$) AS set_config_read;
+SELECT try($$COPY tenant_tokens.items FROM PROGRAM 'true'$$) AS copy_from_read;
+SELECT try($$SELECT nextval('public.tokens_seq')$$) AS nextval_read;
+SELECT try($$SELECT lo_create(0)$$) AS lo_create_read;
+SELECT try($$NOTIFY tokens_channel$$) AS notify_read;
+SELECT try($$LOCK tenant_tokens.items IN EXCLUSIVE MODE$$) AS lock_read;
+SELECT try($$TRUNCATE tenant_tokens.items$$) AS truncate_read;
+SELECT try($$DO 'BEGIN NULL; END'$$) AS do_read;
+SELECT try($$RESET ALL$$) AS reset_all_read;
 COMMIT;
 BEGIN;
 SELECT keys_guard.set_context_from_token(:'es_noscope');
