@@ -44,7 +44,8 @@
  * Every failure is the same 28000 "invalid token"; the reason and the kid
  * (when it is well formed) go to the server log and, through the shared
  * queue so that they survive the error, to the audit log.  The token never
- * goes anywhere.  A success is audited too.
+ * goes anywhere.  A backend's verification of a token is audited too, and
+ * each later use with keys_guard.token_audit_each_use.
  *
  * Caches.  Each backend keeps the keys it loaded (with OpenSSL's parsed
  * public key) and the tokens it verified, by the SHA-256 of the token:
