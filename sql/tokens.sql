@@ -447,7 +447,9 @@ SELECT action, outcome, count(*) > 0 AS recorded FROM keys_guard.audit_log
  WHERE action IN ('add_token_key', 'set_token_key_state', 'token_write_denied')
  GROUP BY 1, 2 ORDER BY 1, 2;
 SELECT count(*) AS records_with_token_or_secret FROM keys_guard.audit_log
- WHERE detail::text ~ 'eyJ[A-Za-z0-9_-]+\.' OR detail::text LIKE '%' || :'hs_secret' || '%';
+ WHERE (action LIKE '%token%' OR tenant LIKE 'tokens%')
+   AND (concat_ws(' ', target, actor, request_id, detail::text) ~ 'eyJ[A-Za-z0-9_-]+\.'
+        OR concat_ws(' ', target, actor, request_id, detail::text) LIKE '%' || :'hs_secret' || '%');
 
 --
 -- 10. The arguments of add_token_key() never reach a log line: an error
