@@ -20,18 +20,21 @@ OBJS = \
 	src/audit.o \
 	src/redact.o \
 	src/apikey.o \
+	src/token.o \
 	src/worker.o
 
 EXTENSION = keys_guard
 DATA = keys_guard--1.2.sql keys_guard--1.2--1.3.sql \
 	keys_guard--1.0.sql keys_guard--1.0--1.1.sql keys_guard--1.1--1.2.sql
 PGFILEDESC = "keys_guard - multi-tenant safety for PostgreSQL"
+# Verified tokens (src/token.c) use OpenSSL's libcrypto, which PostgreSQL links too.
+SHLIB_LINK += -lcrypto
 
-REGRESS = setup names tenants context isolation pooled audit library soft_delete purge templates guard_rails guard_holes attacks attacks_more api_key_attacks doctor operations api_keys redaction upgrade
+REGRESS = setup names tenants context isolation pooled audit library soft_delete purge templates guard_rails guard_holes attacks attacks_more api_key_attacks doctor operations api_keys redaction tokens upgrade
 REGRESS_OPTS = --inputdir=. --dbname=keys_guard_regress
 
 # Concurrency (pg_isolation_regress): specs/*.spec with expected/*.out.
-ISOLATION = delete_delete delete_restore restore_hard_delete restore_purge api_key_revoke
+ISOLATION = delete_delete delete_restore restore_hard_delete restore_purge api_key_revoke token_revoke
 ISOLATION_OPTS = --load-extension=keys_guard
 
 # The version is set in one place, default_version in keys_guard.control;

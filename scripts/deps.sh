@@ -14,6 +14,7 @@ packages=(
   libdbd-pg-perl
   postgresql-contrib
   pgbouncer
+  libssl-dev
 )
 
 missing=()

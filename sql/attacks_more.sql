@@ -6,7 +6,7 @@
 \set SHOW_CONTEXT never
 \i sql/fixture.psql
 SET client_min_messages = warning;
-DROP ROLE IF EXISTS atm_app, atm_adm, atm_own;
+DROP ROLE IF EXISTS atm_app, atm_adm, atm_own, atm_cli;
 RESET client_min_messages;
 CREATE ROLE atm_app LOGIN IN ROLE keys_guard_gateway;   -- the API server
 CREATE ROLE atm_adm LOGIN IN ROLE keys_guard_admin;     -- a non-superuser admin
@@ -316,3 +316,34 @@ SELECT public.atm_par_pool() AS pooled_in_worker;
 ROLLBACK;
 RESET ROLE;
 DROP FUNCTION public.atm_par_peek(), public.atm_par_pool();
+
+--
+-- 6. A read-only token's regime holds in its parallel workers too: a
+-- PARALLEL SAFE function's body calls pg_cancel_backend() in the worker.
+--
+CREATE ROLE atm_cli LOGIN IN ROLE keys_guard_client;
+SELECT keys_guard.add_token_key('atm-hs', 'HS256', repeat('atm-secret-', 4));
+SELECT public.test_hs256_token('atm-hs', repeat('atm-secret-', 4),
+           jsonb_build_object('sub', 'atm-user', 'project_id', 'atm_a', 'scope', 'read',
+                              'exp', extract(epoch FROM now())::bigint + 600)) AS atm_token \gset
+CREATE FUNCTION public.atm_par_cancel(p int) RETURNS boolean
+LANGUAGE plpgsql PARALLEL SAFE AS $$
+BEGIN
+    RETURN pg_cancel_backend(p);
+END
+$$;
+SET ROLE atm_cli;
+BEGIN;
+SELECT keys_guard.set_context_from_token(:'atm_token') IS NOT NULL AS token_used;
+SET LOCAL force_parallel_mode = on;
+SET LOCAL parallel_leader_participation = off;
+SET LOCAL parallel_setup_cost = 0;
+SET LOCAL parallel_tuple_cost = 0;
+-- HOLE (fixed): in the worker, the read-only regime did not apply.
+SELECT public.atm_par_cancel(0);
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+RESET ROLE;
+DROP FUNCTION public.atm_par_cancel(int);
+SELECT keys_guard.set_token_key_state('atm-hs', 'revoked');
+DROP ROLE atm_cli;

@@ -190,7 +190,7 @@ $q$ AS differences \gset
 -- missing.  Set the existing ones aside, so that each way creates its own
 -- and they can be compared too.
 SELECT format('ALTER ROLE %I RENAME TO %I', rolname, 'kg_upgrade_saved_' || rolname)
-  FROM pg_roles WHERE rolname IN ('keys_guard_admin', 'keys_guard_gateway', 'keys_guard_keyholder')
+  FROM pg_roles WHERE rolname IN ('keys_guard_admin', 'keys_guard_gateway', 'keys_guard_keyholder', 'keys_guard_client')
  ORDER BY 1 \gexec
 
 --
@@ -213,7 +213,7 @@ SELECT jsonb_agg(jsonb_build_object('kind', kind, 'object', object, 'definition'
   FROM (:members) AS m \gset
 \c :regress_db
 DROP DATABASE kg_fresh;
-DROP ROLE keys_guard_admin, keys_guard_gateway, keys_guard_keyholder;
+DROP ROLE keys_guard_admin, keys_guard_gateway, keys_guard_keyholder, keys_guard_client;
 
 --
 -- 2. A database created with 1.0, with data, updated to 1.3.
@@ -267,7 +267,7 @@ SELECT keys_guard.release_table('shared', dry_run => true);
 ALTER EXTENSION keys_guard UPDATE;
 \c :regress_db
 DROP DATABASE kg_upgraded;
-DROP ROLE keys_guard_admin, keys_guard_gateway, keys_guard_keyholder;
+DROP ROLE keys_guard_admin, keys_guard_gateway, keys_guard_keyholder, keys_guard_client;
 
 --
 -- 3. A database created with 1.1, with data, updated to 1.3.
@@ -303,7 +303,7 @@ SELECT id, item FROM orders ORDER BY id;
 COMMIT;
 \c :regress_db
 DROP DATABASE kg_upgraded;
-DROP ROLE keys_guard_admin, keys_guard_gateway, keys_guard_keyholder;
+DROP ROLE keys_guard_admin, keys_guard_gateway, keys_guard_keyholder, keys_guard_client;
 
 -- The roles of the regression database come back.
 SELECT format('ALTER ROLE %I RENAME TO %I', rolname, substr(rolname, length('kg_upgrade_saved_') + 1))

@@ -57,6 +57,7 @@ typedef struct KgContext
 	char		reason[KG_REASON_MAXLEN + 1];	/* set only in an admin context */
 	char		api_key[KG_API_KEY_ID_TEXT_LEN + 1];	/* set only by use_api_key() */
 	char		api_key_write[2];	/* "w" if that key may write, else "" */
+	char		read_only[2];	/* "r" for a read-only token's context, else "" */
 } KgContext;
 
 char	   *kg_context_setting = NULL;
@@ -109,6 +110,7 @@ unpack_context(const char *packed, KgContext *ctx)
 		unpack_field(&cursor, ctx->reason, sizeof(ctx->reason)) &&
 		unpack_field(&cursor, ctx->api_key, sizeof(ctx->api_key)) &&
 		unpack_field(&cursor, ctx->api_key_write, sizeof(ctx->api_key_write)) &&
+		unpack_field(&cursor, ctx->read_only, sizeof(ctx->read_only)) &&
 		*cursor == '\0';
 }
 
@@ -301,6 +303,18 @@ kg_context_api_key(bool *can_write)
 	return current_context->api_key;
 }
 
+/*
+ * Whether the context in force was obtained with a token that has no
+ * "write" scope: then nothing may change (keyholder.c), in any session,
+ * its parallel workers included (they have the leader's context, and
+ * prepare the calls of the PL/pgSQL bodies they run themselves).
+ */
+bool
+kg_context_read_only(void)
+{
+	return current_context != NULL && current_context->read_only[0] == 'r';
+}
+
 static void
 require_preloaded(void)
 {
@@ -341,8 +355,8 @@ kg_require_preloaded(void)
  * through a SECURITY DEFINER function of a gateway role that calls
  * set_context() for it.
  */
-static void
-refuse_keyholder(const char *funcname)
+void
+kg_refuse_keyholder(const char *funcname)
 {
 	Oid			roleid;
 
@@ -532,20 +546,22 @@ join_search_path(const char *first, List *rest)
 static void
 apply_context(const char *tenant, const char *actor, const char *request_id,
 			  const char *reason, const char *api_key, bool api_key_write,
-			  const char *tenant_schema, bool is_local, bool touch_search_path)
+			  bool read_only, const char *tenant_schema, bool is_local,
+			  bool touch_search_path)
 {
 	GucAction	action = is_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET;
 	char	   *path = NULL;
 	char	   *packed = "";
 
 	if (tenant || actor || request_id || reason)
-		packed = psprintf("%s%c%s%c%s%c%s%c%s%c%s",
+		packed = psprintf("%s%c%s%c%s%c%s%c%s%c%s%c%s",
 						  tenant ? tenant : "", KG_CONTEXT_SEPARATOR,
 						  actor ? actor : "", KG_CONTEXT_SEPARATOR,
 						  request_id ? request_id : "", KG_CONTEXT_SEPARATOR,
 						  reason ? reason : "", KG_CONTEXT_SEPARATOR,
 						  api_key ? api_key : "", KG_CONTEXT_SEPARATOR,
-						  api_key && api_key_write ? "w" : "");
+						  api_key && api_key_write ? "w" : "", KG_CONTEXT_SEPARATOR,
+						  read_only ? "r" : "");
 	if (touch_search_path)
 	{
 		path = join_search_path(tenant_schema, search_path_without_tenants());
@@ -661,7 +677,7 @@ keys_guard_set_context(PG_FUNCTION_ARGS)
 				 errmsg("is_local must not be null")));
 	is_local = PG_GETARG_BOOL(3);
 
-	refuse_keyholder("set_context");
+	kg_refuse_keyholder("set_context");
 	if (!has_role("keys_guard_gateway") && !has_role("keys_guard_admin"))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -675,8 +691,8 @@ keys_guard_set_context(PG_FUNCTION_ARGS)
 	schema = keys_guard_tenant_search_path ? get_namespace_name(tenant->nspoid) : NULL;
 
 	warn_if_no_transaction_block(is_local, "set_context");
-	apply_context(tenant->id, actor, request_id, NULL, NULL, false, schema, is_local,
-				  keys_guard_tenant_search_path);
+	apply_context(tenant->id, actor, request_id, NULL, NULL, false, false, schema,
+				  is_local, keys_guard_tenant_search_path);
 	PG_RETURN_VOID();
 }
 
@@ -700,7 +716,32 @@ kg_apply_key_context(const char *tenant_id, const char *actor,
 				 errmsg("use_api_key() outside a transaction block lasts only for the current statement"),
 				 errhint("Call it inside BEGIN ... COMMIT, together with the statements it is for.")));
 	apply_context(tenant_id, actor, generate_request_id(), NULL, key_id, can_write,
-				  schema, true, keys_guard_tenant_search_path);
+				  false, schema, true, keys_guard_tenant_search_path);
+}
+
+/*
+ * The transaction-scoped context of a verified token (token.c has checked
+ * the token, the tenant's existence included): its tenant, its subject as
+ * the actor, its request id or a generated one, and whether it is
+ * read-only.
+ */
+void
+kg_apply_token_context(const char *tenant_id, const char *actor,
+					   const char *request_id, bool read_only)
+{
+	KgTenant   *tenant = kg_tenant_by_id(tenant_id);
+	char	   *schema = NULL;
+
+	if (keys_guard_tenant_search_path && tenant != NULL && OidIsValid(tenant->nspoid))
+		schema = get_namespace_name(tenant->nspoid);
+	if (!IsTransactionBlock())
+		ereport(WARNING,
+				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
+				 errmsg("set_context_from_token() outside a transaction block lasts only for the current statement"),
+				 errhint("Call it inside BEGIN ... COMMIT, together with the statements it is for.")));
+	apply_context(tenant_id, actor, request_id ? request_id : generate_request_id(),
+				  NULL, NULL, false, read_only, schema, true,
+				  keys_guard_tenant_search_path);
 }
 
 /*
@@ -728,7 +769,7 @@ keys_guard_admin_context(PG_FUNCTION_ARGS)
 				 errmsg("is_local must not be null")));
 	is_local = PG_GETARG_BOOL(3);
 
-	refuse_keyholder("admin_context");
+	kg_refuse_keyholder("admin_context");
 	if (!has_role("keys_guard_admin"))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -741,7 +782,7 @@ keys_guard_admin_context(PG_FUNCTION_ARGS)
 	request_id = optional_request_id(fcinfo, 2);
 
 	warn_if_no_transaction_block(is_local, "admin_context");
-	apply_context(NULL, actor, request_id, reason, NULL, false, NULL, is_local, true);
+	apply_context(NULL, actor, request_id, reason, NULL, false, false, NULL, is_local, true);
 
 	detail = kg_audit_detail();
 	kg_audit_detail_text(detail, "reason", reason);
@@ -758,7 +799,7 @@ Datum
 keys_guard_clear_context(PG_FUNCTION_ARGS)
 {
 	require_preloaded();
-	apply_context(NULL, NULL, NULL, NULL, NULL, false, NULL, false, true);
+	apply_context(NULL, NULL, NULL, NULL, NULL, false, false, NULL, false, true);
 	PG_RETURN_VOID();
 }
 

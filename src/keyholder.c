@@ -2,7 +2,8 @@
  *
  * keyholder.c
  *	  The read-only regime of keyholder sessions (docs/contract.md §15) and
- *	  the per-statement audit of statements run under an API key.
+ *	  of read-only token contexts (§17), and the per-statement audit of
+ *	  statements run under an API key.
  *
  * A session is a "keyholder" session when its session user (the login, or
  * what SET SESSION AUTHORIZATION made it: SET ROLE cannot change it) is a
@@ -32,6 +33,14 @@
  * for column defaults), and nothing else: the utility whitelist still
  * applies (no DDL, TRUNCATE, CALL or DO), so do the function list and the
  * protected settings, and no statement may create a relation.
+ *
+ * The same regime applies, in any session, while the context in force
+ * came from a token whose scope has no "write" (set_context_from_token(),
+ * token.c; kg_context_read_only()): a gateway's or an administrator's
+ * session under such a context can change nothing either, until the
+ * transaction ends or another context replaces it.  regime_session() says
+ * whether the regime concerns the session, regime_applies() whether
+ * nothing may change now.
  *
  * Each refusal is 42501, with a LOG line and an audit record through the
  * shared queue, so it survives the rollback the error causes.
@@ -147,6 +156,28 @@ write_key_in_force(void)
 }
 
 /*
+ * Whether the regime concerns this session at all: a keyholder session,
+ * or any session whose context came from a token without the "write"
+ * scope (kg_context_read_only()).
+ */
+static bool
+regime_session(void)
+{
+	return kg_context_read_only() || kg_keyholder_session();
+}
+
+/*
+ * Whether nothing may change now, in a session regime_session() is true
+ * for: a read-only token's context, or a keyholder session without a
+ * write key.
+ */
+static bool
+regime_applies(void)
+{
+	return kg_context_read_only() || !write_key_in_force();
+}
+
+/*
  * Make the transaction READ ONLY while the regime applies, and put its own
  * setting back once a write key is in force.
  */
@@ -195,7 +226,8 @@ refuse(const char *what, const char *target)
 	KgAuditDetail *detail = kg_audit_detail();
 
 	ereport(LOG,
-			(errmsg("keys_guard: keyholder write denied"),
+			(errmsg(kg_context_read_only() ? "keys_guard: write denied under a read-only token" :
+					"keys_guard: keyholder write denied"),
 			 errdetail_log("command=%s target=%s key_id=%s session_user=%s",
 						   what, target ? target : "(none)", key ? key : "(none)",
 						   GetUserNameFromId(GetSessionUserId(), true)),
@@ -207,7 +239,15 @@ refuse(const char *what, const char *target)
 	kg_audit_detail_text(detail, "session_user",
 						 GetUserNameFromId(GetSessionUserId(), true));
 	kg_audit_detail_text(detail, "role", GetUserNameFromId(GetUserId(), true));
-	kg_audit_enqueue("api_key_write_denied", target, KG_OUTCOME_DENIED, detail);
+	kg_audit_enqueue(kg_context_read_only() ? "token_write_denied" : "api_key_write_denied",
+					 target, KG_OUTCOME_DENIED, detail);
+
+	if (kg_context_read_only())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot execute %s under a read-only token", what),
+				 errdetail("Nothing can change in a transaction whose token has no \"write\" scope."),
+				 errhint("Use a token whose scope includes \"write\" for changes.")));
 
 	if (key != NULL && write_key_in_force())
 		ereport(ERROR,
@@ -312,9 +352,9 @@ kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags)
 	bool		applies;
 	ListCell   *lc;
 
-	if (!kg_keyholder_session())
+	if (!regime_session())
 		return;
-	applies = !write_key_in_force();
+	applies = regime_applies();
 	/* A parallel worker has its leader's transaction and settings. */
 	if (!IsParallelWorker())
 	{
@@ -479,10 +519,10 @@ kg_keyholder_function_execute(Oid fn)
 {
 	char	   *name;
 
-	if (!function_changes_something(fn) || !kg_keyholder_session())
+	if (!function_changes_something(fn) || !regime_session())
 		return;
 	/* A write key inserts rows, and a column default may take a number. */
-	if (fn == F_NEXTVAL && write_key_in_force())
+	if (fn == F_NEXTVAL && !regime_applies())
 		return;
 	name = get_func_name(fn);
 	refuse(psprintf("%s()", name ? name : "function"), NULL);
@@ -604,9 +644,9 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
 	Node	   *parsetree = pstmt->utilityStmt;
 	bool		applies;
 
-	if (!kg_keyholder_session())
+	if (!regime_session())
 		return;
-	applies = !write_key_in_force();
+	applies = regime_applies();
 	if (!IsA(parsetree, TransactionStmt) ||
 		(((TransactionStmt *) parsetree)->kind != TRANS_STMT_BEGIN &&
 		 ((TransactionStmt *) parsetree)->kind != TRANS_STMT_START))

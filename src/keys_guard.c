@@ -38,6 +38,12 @@ int			keys_guard_purge_naptime = 60;
 int			keys_guard_purge_batch_delay = 50;
 int			keys_guard_api_key_max_lifetime = 365 * 24 * 3600;
 int			keys_guard_api_key_statement_timeout = 30000;
+int			keys_guard_token_leeway = 30;
+char	   *keys_guard_token_issuer = NULL;
+char	   *keys_guard_token_audience = NULL;
+char	   *keys_guard_token_tenant_claim = NULL;
+char	   *keys_guard_token_request_id_claim = NULL;
+bool		keys_guard_token_audit_each_use = false;
 
 /*
  * Define the request-context settings.  The context lives in one PGC_SUSET
@@ -202,6 +208,50 @@ define_settings(void)
 							0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	/* Verified tokens (token.c): superusers decide what a token must say. */
+	DefineCustomIntVariable("keys_guard.token_leeway",
+							"Clock skew allowed when checking a token's exp and nbf.",
+							NULL,
+							&keys_guard_token_leeway, 30,
+							0, 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("keys_guard.token_issuer",
+							   "The iss claim a token must carry; empty: not checked.",
+							   NULL,
+							   &keys_guard_token_issuer, "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("keys_guard.token_audience",
+							   "The value a token's aud claim must be or contain; empty: not checked.",
+							   NULL,
+							   &keys_guard_token_audience, "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("keys_guard.token_tenant_claim",
+							   "The claim of a token that names its tenant.",
+							   NULL,
+							   &keys_guard_token_tenant_claim, "project_id",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("keys_guard.token_request_id_claim",
+							   "The claim of a token that gives the request id; empty: a request id is generated.",
+							   NULL,
+							   &keys_guard_token_request_id_claim, "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("keys_guard.token_audit_each_use",
+							 "Audit every use of a verified token, not only its verification.",
+							 "Off: a backend records a token when it verifies it, and its refusals always.",
+							 &keys_guard_token_audit_each_use, false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("keys_guard.redact_patterns",
 							   "Regular expressions whose matches never reach the server log.",

@@ -58,6 +58,7 @@
 #define KG_ROLE_ADMIN			"keys_guard_admin"
 #define KG_ROLE_GATEWAY			"keys_guard_gateway"
 #define KG_ROLE_KEYHOLDER		"keys_guard_keyholder"
+#define KG_ROLE_CLIENT			"keys_guard_client"
 
 /*
  * API keys (docs/contract.md §15).  A secret is, in this order:
@@ -94,6 +95,12 @@ extern int	keys_guard_purge_naptime;
 extern int	keys_guard_purge_batch_delay;
 extern int	keys_guard_api_key_max_lifetime;
 extern int	keys_guard_api_key_statement_timeout;
+extern int	keys_guard_token_leeway;
+extern char *keys_guard_token_issuer;
+extern char *keys_guard_token_audience;
+extern char *keys_guard_token_tenant_claim;
+extern char *keys_guard_token_request_id_claim;
+extern bool keys_guard_token_audit_each_use;
 
 /* context.c */
 typedef enum KgMode
@@ -125,6 +132,10 @@ extern const char *kg_current_admin_reason(void);
 extern const char *kg_context_api_key(bool *can_write);
 extern void kg_apply_key_context(const char *tenant_id, const char *actor,
 								 const char *key_id, bool can_write);
+extern void kg_apply_token_context(const char *tenant_id, const char *actor,
+								   const char *request_id, bool read_only);
+extern bool kg_context_read_only(void);
+extern void kg_refuse_keyholder(const char *funcname);
 extern bool kg_has_role(const char *rolename);
 extern void kg_require_preloaded(void);
 extern Datum keys_guard_current_tenant_uuid(PG_FUNCTION_ARGS);
@@ -291,6 +302,9 @@ extern PlannedStmt *kg_utility_check_statement(PlannedStmt *pstmt);	/* hooks.c c
 
 /* apikey.c */
 extern bool kg_api_key_parse(const char *secret, pg_uuid_t *key_id);
+
+/* token.c: verified tokens (docs/contract.md §17) */
+#define KG_TOKEN_MAXLEN			8192	/* longest token set_context_from_token() reads */
 
 /* keyholder.c: nothing changes in a keyholder session without a write key */
 extern bool kg_keyholder_session(void);

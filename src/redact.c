@@ -131,9 +131,12 @@ is_space(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-/* Bytes that may start a secret: 'k' (kgk_), 'e' (eyJ), 'p' / 'P' (password). */
+/*
+ * Bytes that may start a secret: 'k' (kgk_), 'e' (eyJ), 'p' / 'P'
+ * (password), '_' (add_token_key's arguments).
+ */
 static const bool candidate[256] = {
-	['k'] = true,['e'] = true,['p'] = true,['P'] = true,
+	['k'] = true,['e'] = true,['p'] = true,['P'] = true,['_'] = true,
 };
 
 /* An API key at p (p[0] == 'k'). */
@@ -372,6 +375,86 @@ match_password(const char *s, const char *p, const char *end, Secret *sec)
 }
 
 /*
+ * The arguments of a call of add_token_key() at p (p[0] == '_', the first
+ * underscore of the name): an HS256 key passed as a literal is a secret
+ * (docs/contract.md §17).  Everything between the parentheses is
+ * replaced, the kid and the algorithm too (the literals are skipped whole,
+ * so a parenthesis inside one does not end the list); a list that does
+ * not end is redacted to the end of the text.
+ */
+static bool
+match_token_key_call(const char *s, const char *p, const char *end, Secret *sec)
+{
+	static const char name[] = "add_token_key";
+	const size_t namelen = sizeof(name) - 1;
+	const char *q;
+	const char *vstart;
+	int			depth = 0;
+
+	if (p - s < 3 || (size_t) (end - (p - 3)) < namelen ||
+		pg_strncasecmp(p - 3, name, namelen) != 0)
+		return false;
+	q = p - 3 + namelen;
+	if (q < end && *q == '"')
+		q++;
+	for (;;)
+	{
+		while (q < end && is_space(*q))
+			q++;
+		if (end - q >= 2 && q[0] == '/' && q[1] == '*')
+		{
+			const char *c = q + 2;
+
+			while (c + 1 < end && !(c[0] == '*' && c[1] == '/'))
+				c++;
+			q = c + 2 <= end ? c + 2 : end;
+			continue;
+		}
+		break;
+	}
+	if (q >= end || *q != '(')
+		return false;
+	vstart = ++q;
+	while (q < end)
+	{
+		const char *lstart;
+		const char *lend = NULL;
+
+		if (*q == '\'' || *q == '$' || ((*q == 'E' || *q == 'e') && q + 1 < end && q[1] == '\''))
+			lend = sql_literal(q, end, &lstart);
+		if (lend != NULL)
+		{
+			size_t		closing = 1;	/* ' */
+
+			if (*q == '$')
+				closing = lstart - q;	/* $tag$ */
+			else if (q[0] == '\'' && lstart == q + 2)
+				closing = 2;	/* ''...'' inside a literal */
+			q = (size_t) (end - lend) > closing ? lend + closing : end;
+			continue;
+		}
+		if (*q == '(')
+			depth++;
+		else if (*q == ')')
+		{
+			if (depth == 0)
+				break;
+			depth--;
+		}
+		q++;
+	}
+	if (q <= vstart ||
+		((size_t) (q - vstart) == TEXT_MARKER_LEN &&
+		 memcmp(vstart, KG_REDACTED_TEXT, TEXT_MARKER_LEN) == 0))
+		return false;
+	sec->start = vstart;
+	sec->end = q;
+	sec->marker = KG_REDACTED_TEXT;
+	sec->markerlen = TEXT_MARKER_LEN;
+	return true;
+}
+
+/*
  * The first built-in secret in [from, end) of the text that starts at s
  * (keys only when keys_only), or false.  A byte-wise search: all server
  * encodings keep ASCII bytes unambiguous, so it never matches inside a
@@ -402,6 +485,10 @@ find_secret(const char *s, const char *from, const char *end, bool keys_only,
 				break;
 			case 'e':
 				if (match_jwt(p, end, sec))
+					return true;
+				break;
+			case '_':
+				if (match_token_key_call(s, p, end, sec))
 					return true;
 				break;
 			default:
@@ -1057,6 +1144,44 @@ redact_own_activity(MemoryContext cxt)
  * it still carries a secret; then tie the message to its request.  Never
  * throws.
  */
+/*
+ * Whether text calls add_token_key(): then every bind parameter of the
+ * statement may be a token key's secret, which has no shape to recognise.
+ */
+static bool
+calls_token_key_function(const char *text)
+{
+	static const char name[] = "add_token_key";
+	const char *p;
+
+	if (text == NULL)
+		return false;
+	for (p = text; (p = strchr(p, '_')) != NULL; p++)
+		if (p - text >= 3 && pg_strncasecmp(p - 3, name, sizeof(name) - 1) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The bind parameters PostgreSQL appends to a line of an extended-protocol
+ * statement ("parameters: $1 = '...'" in DETAIL, "... with parameters: ..."
+ * in CONTEXT) become the marker, in place: it is shorter than any list of
+ * parameters, and nothing is allocated.
+ */
+static void
+redact_parameters(char *field)
+{
+	char	   *p;
+
+	if (field == NULL || (p = strstr(field, "parameters: ")) == NULL)
+		return;
+	p += strlen("parameters: ");
+	if (strlen(p) >= TEXT_MARKER_LEN)
+		memcpy(p, KG_REDACTED_TEXT, TEXT_MARKER_LEN + 1);
+	else
+		*p = '\0';
+}
+
 void
 kg_redact_error_data(ErrorData *edata)
 {
@@ -1074,6 +1199,13 @@ kg_redact_error_data(ErrorData *edata)
 	redact_field(&edata->datatype_name, cxt);
 	redact_field(&edata->constraint_name, cxt);
 	redact_statement(edata, cxt);
+	if ((edata->detail || edata->detail_log || edata->context) &&
+		calls_token_key_function(debug_query_string))
+	{
+		redact_parameters(edata->detail);
+		redact_parameters(edata->detail_log);
+		redact_parameters(edata->context);
+	}
 	if (edata->elevel <= ERROR)
 		redact_own_activity(cxt);
 	append_correlation(edata, cxt);

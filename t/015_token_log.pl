@@ -1,0 +1,287 @@
+# Copyright and license: see keys_guard's README.
+#
+# Verified tokens never reach the server log (README, "Verified tokens"):
+# under full statement logging (log_statement = all,
+# log_min_duration_statement = 0, log_min_error_statement = debug5, every
+# bind parameter, auto_explain with every plan), in every log format
+# (stderr, csvlog, jsonlog):
+#   - an HS256 secret registered with add_token_key(), as text and as a
+#     JWK, as a literal and as a bind parameter, in a call that succeeds
+#     and in one that fails, is in no log file (neither as text nor in its
+#     base64url form), and not in pg_stat_activity while the call runs;
+#   - tokens signed with it, used by a keys_guard_client login as literals
+#     and as bind parameters, accepted, refused (tampered, expired, a
+#     revoked key's), with a write refused under a read-only one, are in
+#     no log file and nowhere in keys_guard.audit_log;
+#   - the statements were logged all the same (each step's tag is in every
+#     format), and each refusal's LOG line gives its reason and kid.
+#
+# The tokens are signed here, with HMAC-SHA-256 from Digest::SHA, under a
+# secret drawn at random for the run.
+
+use strict;
+use warnings;
+
+use Digest::SHA qw(hmac_sha256);
+use IPC::Run;
+use JSON::PP;
+use MIME::Base64 qw(encode_base64url);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('token_log');
+$node->init;
+$node->append_conf(
+	'postgresql.conf', q{
+shared_preload_libraries = 'keys_guard, auto_explain'
+keys_guard.min_grace = 0
+logging_collector = on
+log_destination = 'stderr,csvlog,jsonlog'
+log_directory = 'log'
+log_statement = all
+log_min_duration_statement = 0
+log_min_messages = info
+log_min_error_statement = debug5
+log_error_verbosity = verbose
+log_parameter_max_length = -1
+log_parameter_max_length_on_error = -1
+auto_explain.log_min_duration = 0
+auto_explain.log_analyze = on
+auto_explain.log_nested_statements = on
+});
+$node->start;
+
+sub random_chars
+{
+	my ($alphabet, $n) = @_;
+	return join '', map { substr($alphabet, int(rand(length $alphabet)), 1) } 1 .. $n;
+}
+
+my $alnum = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+my $secret = 'hs' . random_chars($alnum, 46);    # the text form
+my $jwk_secret = join '', map { chr(int(rand(256))) } 1 .. 48;    # the JWK form's bytes
+my $jwk_k = encode_base64url($jwk_secret);
+
+$node->safe_psql(
+	'postgres', q{
+CREATE EXTENSION keys_guard;
+CREATE ROLE tlog_client LOGIN;
+GRANT keys_guard_client TO tlog_client;
+SELECT keys_guard.create_tenant('tlog');
+CREATE TABLE tenant_tlog.items (id int PRIMARY KEY, label text);
+GRANT USAGE ON SCHEMA tenant_tlog TO keys_guard_client;
+GRANT SELECT, INSERT ON tenant_tlog.items TO keys_guard_client;
+});
+
+# Every secret and token the steps used; the checks at the end look for each.
+my @secrets = ($secret, $jwk_k);
+
+sub sign_hs256
+{
+	my ($key, $kid, $claims) = @_;
+	my $header = encode_base64url(encode_json({ alg => 'HS256', kid => $kid }));
+	my $payload = encode_base64url(encode_json($claims));
+	my $sig = encode_base64url(hmac_sha256("$header.$payload", $key));
+	my $token = "$header.$payload.$sig";
+	push @secrets, $token;
+	return $token;
+}
+
+sub run_sql
+{
+	my ($sql, $user) = @_;
+	my ($ret, $out, $err) =
+	  $node->psql('postgres', $sql, extra_params => [ defined $user ? ('-U', $user) : () ]);
+	return ($ret, $out, $err);
+}
+
+# Once through the extended protocol (pgbench), :token a bind parameter.
+sub run_extended
+{
+	my ($user, $script, %vars) = @_;
+	my $file = PostgreSQL::Test::Utils::tempdir() . '/step.sql';
+	PostgreSQL::Test::Utils::append_to_file($file, $script);
+	my @cmd = ('pgbench', '-n', '-M', 'extended', '-t', '1', '-f', $file);
+	push @cmd, '-D', "$_=$vars{$_}" for sort keys %vars;
+	push @cmd, $node->connstr('postgres') . (defined $user ? " user=$user" : '');
+	my ($out, $err) = ('', '');
+	my $ok = IPC::Run::run(\@cmd, '>', \$out, '2>', \$err);
+	return ($ok, $out . $err);
+}
+
+my @tags;
+my $client_output = '';
+
+# Keys: the secret as text and as a JWK, a duplicate (an ERROR with the
+# statement), a call that shows its own pg_stat_activity text.
+push @tags, 'key_text';
+my ($ret, $out, $err) = run_sql(
+	"SELECT /* key_text */ keys_guard.add_token_key('tlog-hs', 'HS256', '$secret')");
+is($ret, 0, 'add_token_key with a text secret');
+push @tags, 'key_jwk';
+($ret, $out, $err) = run_sql(
+	qq{SELECT /* key_jwk */ keys_guard.add_token_key('tlog-jwk', 'HS256', '{"kty":"oct","k":"$jwk_k"}')});
+is($ret, 0, 'add_token_key with a JWK secret');
+push @tags, 'key_duplicate';
+($ret, $out, $err) = run_sql(
+	"SELECT /* key_duplicate */ keys_guard.add_token_key('tlog-hs', 'HS256', '$secret')");
+isnt($ret, 0, 'a duplicate kid is refused');
+$client_output .= $out . $err;
+push @tags, 'key_activity';
+($ret, $out, $err) = run_sql(
+	"SELECT /* key_activity */ keys_guard.add_token_key('tlog-act', 'HS256', '$secret'),"
+	  . " (SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid())");
+like($out, qr/add_token_key\(\[REDACTED\]\)/,
+	'pg_stat_activity shows add_token_key() with its arguments redacted');
+$client_output .= $out . $err;
+
+# A secret as a bind parameter: the statement has no secret, the logged
+# parameters do ("parameters: $1 = '...'"); a failing call adds them to
+# the error's CONTEXT.
+my $bind_secret = 'hb' . random_chars($alnum, 46);
+push @secrets, $bind_secret;
+for my $case ([ 'key_bind', 'tlog-bind' ], [ 'key_bind_dup', 'tlog-bind' ])
+{
+	my ($tag, $kid) = @$case;
+	push @tags, $tag;
+	my ($ok, $output) = run_extended(undef,
+		"SELECT /* $tag */ keys_guard.add_token_key(:kid, 'HS256', :secret);\n",
+		kid => $kid, secret => $bind_secret);
+	$client_output .= $output;
+}
+
+my $far = 4102444800;
+my %claims = (sub => 'user-1', project_id => 'tlog', exp => $far, scope => 'read');
+my $read = sign_hs256($secret, 'tlog-hs', {%claims});
+my $write = sign_hs256($jwk_secret, 'tlog-jwk', { %claims, scope => 'read write' });
+my $expired = sign_hs256($secret, 'tlog-hs', { %claims, exp => 1300819380 });
+my $revoked_later = sign_hs256($secret, 'tlog-act', {%claims});
+my $tampered = $read;
+# The signature's first character changed: still canonical base64url.
+$tampered =~ s/\.(.)([^.]*)$/'.' . ($1 eq 'A' ? 'B' : 'A') . $2/e;
+push @secrets, $tampered;
+
+# Tokens: accepted (a literal, a bind parameter, in pg_stat_activity),
+# refused, a write under a read-only token.
+my @steps = (
+	[ 'tok_literal', "BEGIN; SELECT /* tok_literal */ keys_guard.set_context_from_token('$read'); SELECT /* tok_literal */ count(*) FROM tenant_tlog.items; COMMIT" ],
+	[ 'tok_write', "BEGIN; SELECT /* tok_write */ keys_guard.set_context_from_token('$write'); INSERT /* tok_write */ INTO tenant_tlog.items VALUES (1, 'one'); COMMIT" ],
+	[ 'tok_read_write', "BEGIN; SELECT /* tok_read_write */ keys_guard.set_context_from_token('$read'); INSERT /* tok_read_write */ INTO tenant_tlog.items VALUES (2, 'two'); COMMIT" ],
+	[ 'tok_expired', "SELECT /* tok_expired */ keys_guard.set_context_from_token('$expired')" ],
+	[ 'tok_tampered', "SELECT /* tok_tampered */ keys_guard.set_context_from_token('$tampered')" ],
+	[ 'tok_activity', "BEGIN; SELECT /* tok_activity */ keys_guard.set_context_from_token('$read'), (SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid()); COMMIT" ],
+	[ 'tok_error', "SELECT /* tok_error */ ('$read')::int" ],);
+for my $step (@steps)
+{
+	push @tags, $step->[0];
+	($ret, $out, $err) = run_sql($step->[1], 'tlog_client');
+	$client_output .= $out . $err;
+}
+like($client_output, qr/set_context_from_token\('\[REDACTED\]'\)/,
+	'pg_stat_activity shows set_context_from_token() with the token redacted');
+
+$node->safe_psql('postgres', "SELECT keys_guard.set_token_key_state('tlog-act', 'revoked')");
+push @tags, 'tok_revoked';
+($ret, $out, $err) = run_sql(
+	"SELECT /* tok_revoked */ keys_guard.set_context_from_token('$revoked_later')", 'tlog_client');
+$client_output .= $out . $err;
+
+for my $case ([ 'bind_ok', $read ], [ 'bind_expired', $expired ], [ 'bind_tampered', $tampered ])
+{
+	my ($tag, $token) = @$case;
+	push @tags, $tag;
+	my ($ok, $output) = run_extended('tlog_client',
+		"BEGIN;\nSELECT /* $tag */ keys_guard.set_context_from_token(:token);\nCOMMIT;\n",
+		token => $token);
+	$client_output .= $output;
+}
+
+# The audit log has the uses and refusals, none with a token or secret.
+$node->poll_query_until('postgres',
+	"SELECT count(*) >= 5 FROM keys_guard.audit_log WHERE action = 'token_use' AND outcome = 'denied'")
+  or diag('the refusals were not all audited');
+my $audit = $node->safe_psql('postgres',
+	"SELECT string_agg(concat_ws(' ', tenant, actor, request_id, action, target, detail::text), E'\\n')"
+	  . ' FROM keys_guard.audit_log');
+like($audit, qr/token_use tlog-hs/, 'the audit log names the key of each use');
+
+sub secret_in
+{
+	my ($text) = @_;
+	return join ', ', map { substr($_, 0, 12) . '...' } grep { index($text, $_) >= 0 } @secrets;
+}
+is(secret_in($audit), '', 'the audit log holds no token and no secret');
+is(secret_in($client_output), '', 'no client was told a token or a secret');
+
+# The last line, so that the collector has written everything before it.
+my $done = 'battery_done_' . random_chars('0123456789abcdef', 16);
+run_sql("SELECT '$done'");
+
+my $logdir = $node->data_dir . '/log';
+
+sub log_files
+{
+	opendir(my $dh, $logdir) or die "cannot open $logdir: $!";
+	my @files = map { "$logdir/$_" } grep { /\.(log|csv|json)$/ } readdir $dh;
+	closedir $dh;
+	return (@files, $node->logfile);
+}
+
+sub format_of
+{
+	my ($file) = @_;
+	return 'startup' if $file !~ m{/pgdata/log/};
+	return $file =~ /\.(csv|json)$/ ? $1 : 'stderr';
+}
+
+my %content;
+for my $try (1 .. 600)
+{
+	%content = ();
+	$content{ format_of($_) } .= slurp_file($_) for log_files();
+	last
+	  if 3 == grep { defined $content{$_} && index($content{$_}, $done) >= 0 }
+	  qw(stderr csv json);
+	select(undef, undef, undef, 0.1);
+}
+for my $format (qw(stderr csv json))
+{
+	ok(defined $content{$format} && index($content{$format}, $done) >= 0,
+		"the $format log has the whole battery");
+	for my $tag (@tags)
+	{
+		ok(index($content{$format}, $tag) >= 0, "$format: step $tag was logged");
+	}
+}
+
+# The bind parameters of the add_token_key() calls were logged, redacted.
+for my $format (qw(stderr csv json))
+{
+	ok(index($content{$format}, 'parameters: [REDACTED]') >= 0,
+		"$format: add_token_key()'s bind parameters logged as the marker");
+}
+
+# Zero hits: no token, no secret, in any log file.
+for my $file (log_files())
+{
+	is(secret_in(slurp_file($file)), '', "no token or secret in $file");
+}
+
+# Each refusal's LOG line says why, with the kid (jsonlog: one object a line).
+my %reasons;
+for my $line (split /\n/, $content{json})
+{
+	my $entry = eval { JSON::PP::decode_json($line) } or next;
+	next unless ($entry->{message} // '') eq 'keys_guard: token refused';
+	my $all = join ' ', map { $entry->{$_} // '' } qw(statement detail);
+	next unless $all =~ m{/\* (\w+) \*/};
+	my $tag = $1;
+	$reasons{$tag} = "$1 ($2)" if $all =~ /Reason: ([^;]+); kid: ([^.]+)\./;
+}
+is($reasons{tok_expired}, 'expired (tlog-hs)', 'the expired token: reason and kid logged');
+is($reasons{tok_tampered}, 'bad signature (tlog-hs)', 'the tampered token: reason and kid logged');
+is($reasons{tok_revoked}, 'revoked key (tlog-act)', 'the revoked key: reason and kid logged');
+
+$node->stop;
+done_testing();
