@@ -111,6 +111,16 @@ typedef struct Patterns
 char	   *keys_guard_redact_patterns = NULL;
 static Patterns *active_patterns = NULL;
 
+/*
+ * The last statement text kg_redact_activity() found clean, so that the
+ * executions of a prepared statement, and the executor start that follows
+ * parse analysis of a simple query, do not scan it again.  A copy, not
+ * just the pointer: the text may be freed and another put in its place.
+ * -1: none.
+ */
+static char *clean_activity = NULL;
+static int	clean_activity_len = -1;
+
 /* A character of a secret's run: ASCII letters, digits and '_'. */
 static inline bool
 is_key_char(char c)
@@ -848,6 +858,7 @@ void
 kg_assign_redact_patterns(const char *newval, void *extra)
 {
 	active_patterns = extra ? *(Patterns **) extra : NULL;
+	clean_activity_len = -1;	/* what was clean may not be any more */
 }
 
 /*
@@ -1085,9 +1096,9 @@ append_correlation(ErrorData *edata, MemoryContext cxt)
  * Report text[0..len) to pg_stat_activity as this backend's running
  * statement, redacted, when it carries a secret (as the marker alone when
  * it cannot be redacted), with the query id parse analysis reported kept.
- * Never throws.
+ * Returns false if the text was clean (nothing reported).  Never throws.
  */
-static void
+static bool
 report_redacted_activity(MemoryContext cxt, const char *text, size_t len)
 {
 	char	   *redacted = NULL;
@@ -1096,7 +1107,7 @@ report_redacted_activity(MemoryContext cxt, const char *text, size_t len)
 	switch (redact_string(cxt, text, len, false, &redacted))
 	{
 		case REDACT_CLEAN:
-			return;
+			return false;
 		case REDACT_DONE:
 			break;
 		case REDACT_FAILED:
@@ -1114,6 +1125,7 @@ report_redacted_activity(MemoryContext cxt, const char *text, size_t len)
 		pgstat_report_query_id(query_id, true);
 	if (redacted)
 		pfree(redacted);
+	return true;
 }
 
 /*
@@ -1134,7 +1146,7 @@ redact_own_activity(MemoryContext cxt)
 		MyBEEntry->st_activity_raw == NULL)
 		return;
 	shown = MyBEEntry->st_activity_raw;
-	report_redacted_activity(cxt, shown, strnlen(shown, pgstat_track_activity_query_size));
+	(void) report_redacted_activity(cxt, shown, strnlen(shown, pgstat_track_activity_query_size));
 }
 
 /*
@@ -1229,6 +1241,15 @@ kg_redact_activity(const char *source)
 	 * ends in part of a character would be kept whole, unclipped.
 	 */
 	len = strnlen(source, pgstat_track_activity_query_size);
+	if ((int) len == clean_activity_len && memcmp(source, clean_activity, len) == 0)
+		return;
 	len = pg_mbcliplen(source, len, pgstat_track_activity_query_size - 1);
-	report_redacted_activity(CurrentMemoryContext, source, len);
+	if (report_redacted_activity(CurrentMemoryContext, source, len))
+		return;
+	/* Clean: remember it (the whole text looked at, not the clipped part). */
+	len = strnlen(source, pgstat_track_activity_query_size);
+	if (clean_activity == NULL)
+		clean_activity = MemoryContextAlloc(TopMemoryContext, pgstat_track_activity_query_size);
+	memcpy(clean_activity, source, len);
+	clean_activity_len = (int) len;
 }

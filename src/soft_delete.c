@@ -291,6 +291,13 @@ kg_soft_delete_rewrite(Query *parse)
 {
 	bool		top_is_delete = (parse->commandType == CMD_DELETE);
 
+	/*
+	 * A DELETE or MERGE is the statement itself or one of its WITH queries
+	 * (PostgreSQL allows data-modifying WITH only at the top level, and
+	 * marks it): anything else has none to find.
+	 */
+	if (!top_is_delete && parse->commandType != CMD_MERGE && !parse->hasModifyingCTE)
+		return false;
 	(void) rewrite_walker((Node *) parse, NULL);
 	return top_is_delete && parse->commandType == CMD_UPDATE;
 }
