@@ -323,10 +323,10 @@ SELECT format('%s/%s/%s/%s', rows_deleted, rows_waiting, rows_purged, rows_skipp
 	'purge_status after purge_now(): nothing deleted or waiting, 30 purged');
 is( $node->safe_psql(
 		'postgres', q{
-SELECT string_agg(format('%s|%s|%s', target, outcome, detail), ',')
+SELECT string_agg(format('%s|%s|%s', target, outcome, detail - 'request_ids'), ',')
   FROM keys_guard.audit_log WHERE action = 'purge'}),
 	'public.t_now|ok|{"rows": 30, "skipped": 0}',
-	'purge_now() is audited once, as counts');
+	'purge_now() is audited once, as counts (and the requests that deleted the rows)');
 is( $node->safe_psql(
 		'postgres',
 		"SELECT format('%s:%s:%s', relation, purged, skipped) FROM keys_guard.purge_now('public.t_now')"
@@ -464,9 +464,11 @@ is( $node->safe_psql(
 		'postgres', q{
 SELECT count(*) FROM keys_guard.audit_log
  WHERE action = 'purge'
-   AND NOT (detail ?& ARRAY['rows', 'skipped'] AND (detail - 'rows' - 'skipped') = '{}'::jsonb)}),
+   AND NOT (detail ?& ARRAY['rows', 'skipped']
+            AND (detail - 'rows' - 'skipped' - 'request_ids') = '{}'::jsonb
+            AND coalesce(detail->>'request_ids', '') ~ '^([0-9a-f-]{36}(,|$))*$')}),
 	'0',
-	'audit_log: a purge record holds only the counts "rows" and "skipped"');
+	'audit_log: a purge record holds only the counts "rows" and "skipped" and the ids of the requests');
 is( $node->safe_psql(
 		'postgres',
 		"SELECT count(*) FROM keys_guard.audit_log a WHERE a::text LIKE '%secret-payload%'"),
