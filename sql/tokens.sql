@@ -140,6 +140,17 @@ SELECT try($$SELECT keys_guard.add_token_key('test-x', 'ES256', 'not a key')$$) 
 SELECT try($$SELECT keys_guard.add_token_key('test-x', 'ES256', '{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a1"}')$$) AS off_curve;
 SELECT try($$SELECT keys_guard.add_token_key('test-x', 'EdDSA', '{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}')$$) AS private_jwk;
 SELECT try($$SELECT keys_guard.add_token_key('test-x', 'RS256', '{"kty":"RSA","n":"AQAB","e":"AQAB"}')$$) AS small_rsa;
+-- Ed25519 points of small order (with one, anyone forges a signature: the
+-- identity 01 00..00 verifies 01 00..00 || 00..00 over any message), also
+-- with x's sign bit set, as PEM, and encodings of y >= p: refused.
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'EdDSA', '{"kty":"OKP","crv":"Ed25519","x":"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}')$$) AS ed_identity;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'EdDSA', '{"kty":"OKP","crv":"Ed25519","x":"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAIA"}')$$) AS ed_identity_signed;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'EdDSA', '-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAxxdqcD1N2E+6PAt2DRBnDyogU/osOczGTsf9d5KsA3o=
+-----END PUBLIC KEY-----
+')$$) AS ed_order_8_pem;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'EdDSA', '{"kty":"OKP","crv":"Ed25519","x":"7f_______________________________________38"}')$$) AS ed_y_is_p;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'EdDSA', '{"kty":"OKP","crv":"Ed25519","x":"8P________________________________________8"}')$$) AS ed_y_above_p;
 SELECT try($$SELECT keys_guard.add_token_key('test-x', 'RS256', '{"kty":"RSA","n":"ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ","e":"AQ"}')$$) AS rsa_exponent_1;
 SELECT try($$SELECT keys_guard.add_token_key('test-es', 'HS256', repeat('s', 40))$$) AS duplicate_kid;
 SELECT try($$SELECT keys_guard.add_token_key(repeat('k', 129), 'HS256', repeat('s', 40))$$) AS long_kid;

@@ -637,6 +637,50 @@ jwk_okp(List *jwk)
 	return EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, x, x_len);
 }
 
+/*
+ * Whether an Ed25519 public key is a point of small order or is not
+ * canonically encoded (y >= p): with such a key anyone forges a signature
+ * that verifies (with the identity, 01 00..00, the signature 01 00..00 ||
+ * 00..00 signs every message).  The encodings of the eight points of small
+ * order, compared with the sign bit of x cleared; and every y >= p =
+ * 2^255 - 19 (little-endian: ed..ff ff..ff 7f and above).
+ */
+static bool
+ed25519_key_is_weak(EVP_PKEY *pkey)
+{
+	static const unsigned char small_order[][32] = {
+		/* 1 (the identity) */
+		{0x01},
+		/* p - 1 (order 2) */
+		{0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+		/* 0 (order 4) */
+		{0x00},
+		/* order 8 */
+		{0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0,
+		0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05},
+		{0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67, 0x0f,
+		0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a},
+	};
+	unsigned char raw[32];
+	size_t		raw_len = sizeof(raw);
+	int			i;
+
+	if (EVP_PKEY_get_raw_public_key(pkey, raw, &raw_len) != 1 || raw_len != 32)
+		return true;
+	for (i = 0; i < (int) lengthof(small_order); i++)
+		if (memcmp(raw, small_order[i], 31) == 0 &&
+			(raw[31] & 0x7f) == small_order[i][31])
+			return true;
+	/* y >= p: y's top byte 0x7f, bytes 30..1 0xff, byte 0 at least 0xed. */
+	if ((raw[31] & 0x7f) != 0x7f || raw[0] < 0xed)
+		return false;
+	for (i = 1; i < 31; i++)
+		if (raw[i] != 0xff)
+			return false;
+	return true;
+}
+
 /* Whether pkey is a key of alg's kind and strength. */
 static bool
 pkey_fits(EVP_PKEY *pkey, TokenAlg alg)
@@ -677,7 +721,8 @@ pkey_fits(EVP_PKEY *pkey, TokenAlg alg)
 				return ok;
 			}
 		case ALG_EDDSA:
-			return EVP_PKEY_is_a(pkey, "ED25519");
+			/* Not a point of small order (every signature would verify). */
+			return EVP_PKEY_is_a(pkey, "ED25519") && !ed25519_key_is_weak(pkey);
 		default:
 			return false;
 	}
@@ -750,6 +795,11 @@ parse_public_key(const char *text, TokenAlg alg)
 		BIO_free(bio);
 		if (pkey == NULL)
 			bad_key(alg, "The key is neither a PEM public key (\"-----BEGIN PUBLIC KEY-----\") nor a JSON Web Key.");
+	}
+	if (alg == ALG_EDDSA && EVP_PKEY_is_a(pkey, "ED25519") && ed25519_key_is_weak(pkey))
+	{
+		EVP_PKEY_free(pkey);
+		bad_key(alg, "The Ed25519 public key is a point of small order or is not canonically encoded.");
 	}
 	if (!pkey_fits(pkey, alg))
 	{
