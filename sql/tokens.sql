@@ -472,6 +472,15 @@ SELECT 'select ADD_TOKEN_KEY (kid => ''k1'', alg => ''HS256'', key => $$a (secre
 SELECT 'add_token_key(E''k1'', ''HS256'', E''it\''s a secret'')'::int;
 -- A token in a message is redacted too (a JSON Web Token's shape).
 SELECT :'es_read'::int;
+-- ... also one whose header has JSON whitespace (it does not encode to
+-- "eyJ"): spaces, a leading newline.
+SELECT 'eyAiYWxnIjogIkVTMjU2IiwgImtpZCI6ICJ0ZXN0LWVzIiB9.eyJzdWIiOiJ1c2VyLTEiLCJwcm9qZWN0X2lkIjoidG9rZW5zIiwiZXhwIjo0MTAyNDQ0ODAwfQ.AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8'::int;
+SELECT 'token: CnsiYWxnIjoiSFMyNTYiLCJraWQiOiJ0ZXN0LWhzIn0.eyJzdWIiOiJ1c2VyLTEiLCJwcm9qZWN0X2lkIjoidG9rZW5zIiwiZXhwIjo0MTAyNDQ0ODAwfQ.AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8 end'::int;
+-- Dotted names that are no token stay.
+SELECT 'tenant_tokens.items.label www.example.com.au exam.ple.x e30.e30.x'::int;
+-- The arguments of set_context_from_token(), whatever they look like.
+SELECT 'SELECT keys_guard.set_context_from_token(''not.a-jwt'')'::int;
+SELECT 'select SET_CONTEXT_FROM_TOKEN ( $$x$$ ), keys_guard.set_context(''tokens'')'::int;
 --
 -- 11. The clock: exp and nbf against keys_guard.token_leeway, at every
 -- use, a cached token's too.  These tokens are signed here, when the test

@@ -9,8 +9,14 @@
  *
  *	- API key secrets, described below, replaced by KG_REDACTED_MARKER;
  *	- JSON Web Tokens: "eyJ", then base64url characters, a dot, at least
- *	  one base64url character, a dot and any base64url characters; the
- *	  whole token becomes KG_REDACTED_TEXT;
+ *	  one base64url character, a dot and any base64url characters; or any
+ *	  other run of at least 4 base64url characters that decodes to JSON
+ *	  whitespace, '{', whitespace and '"' (a header written with spaces or
+ *	  newlines), followed by the same two parts; the whole token becomes
+ *	  KG_REDACTED_TEXT;
+ *	- everything between the parentheses of a call of add_token_key()
+ *	  or set_context_from_token(), whatever the arguments look like, and
+ *	  the bind parameters logged for a statement that calls either;
  *	- the literal after the word "password" (any case, as in PASSWORD
  *	  '...', ENCRYPTED PASSWORD E'...', OPTIONS (password $$...$$)): its
  *	  contents become KG_REDACTED_TEXT, the quotes stay;
@@ -56,7 +62,7 @@
  *	- kg_redact_text(), API key redaction for any caller (the audit log).
  *
  * The common case, a text without a secret and no redact_patterns, costs
- * one scan with a table lookup per byte (k, e, p, P start a candidate)
+ * one scan with a table lookup per byte (k, e, p, P, _ and . start a candidate)
  * and allocates nothing.  When a text cannot be redacted (no memory, the
  * regular expression engine fails), a log field is overwritten in place
  * with the marker: the line loses that field, never keeps the secret.
@@ -133,10 +139,12 @@ is_space(char c)
 
 /*
  * Bytes that may start a secret: 'k' (kgk_), 'e' (eyJ), 'p' / 'P'
- * (password), '_' (add_token_key's arguments).
+ * (password), '_' (the arguments of add_token_key() and
+ * set_context_from_token()), '.' (the first dot of any other JSON Web
+ * Token: the secret starts before it).
  */
 static const bool candidate[256] = {
-	['k'] = true,['e'] = true,['p'] = true,['P'] = true,['_'] = true,
+	['k'] = true,['e'] = true,['p'] = true,['P'] = true,['_'] = true,['.'] = true,
 };
 
 /* An API key at p (p[0] == 'k'). */
@@ -182,6 +190,100 @@ match_jwt(const char *p, const char *end, Secret *sec)
 	while (q < end && is_b64url_char(*q))
 		q++;
 	sec->start = p;
+	sec->end = q;
+	sec->marker = KG_REDACTED_TEXT;
+	sec->markerlen = TEXT_MARKER_LEN;
+	return true;
+}
+
+/* The value of a base64url character, or -1. */
+static int
+b64url_value(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '-')
+		return 62;
+	if (c == '_')
+		return 63;
+	return -1;
+}
+
+/*
+ * Whether the base64url text [p, end) starts with the encoding of a JSON
+ * object's opening: JSON whitespace, '{', whitespace, '"' (a JWS header
+ * is an object whose first member has a name).  Only as much is decoded
+ * as it takes to tell; at most 64 bytes of whitespace are looked through.
+ */
+static bool
+b64url_opens_object(const char *p, const char *end)
+{
+	unsigned int bits = 0;
+	int			nbits = 0;
+	int			seen = 0;
+	bool		brace = false;
+
+	for (; p < end; p++)
+	{
+		int			v = b64url_value(*p);
+		unsigned char c;
+
+		if (v < 0)
+			return false;
+		bits = (bits << 6) | (unsigned int) v;
+		nbits += 6;
+		if (nbits < 8)
+			continue;
+		nbits -= 8;
+		c = (unsigned char) ((bits >> nbits) & 0xff);
+		bits &= (1U << nbits) - 1;
+		if (++seen > 64)
+			return false;
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+			continue;
+		if (!brace && c == '{')
+		{
+			brace = true;
+			continue;
+		}
+		return brace && c == '"';
+	}
+	return false;
+}
+
+/*
+ * Any JSON Web Token whose first dot is at p, whatever its header's
+ * first bytes (JSON with whitespace does not encode to "eyJ"): a run of
+ * at least 4 base64url characters before p (not before from) that
+ * decodes to the opening of a JSON object, at least one base64url
+ * character after p, a dot, and any base64url characters.  Ordinary
+ * dotted names (schema.table.column) do not decode to '{' and '"'.
+ */
+static bool
+match_jwt_at_dot(const char *from, const char *p, const char *end, Secret *sec)
+{
+	const char *start = p;
+	const char *q;
+	const char *seg;
+
+	while (start > from && is_b64url_char(start[-1]))
+		start--;
+	if (p - start < 4 || !b64url_opens_object(start, p))
+		return false;
+	q = p + 1;
+	seg = q;
+	while (q < end && is_b64url_char(*q))
+		q++;
+	if (q == seg || q >= end || *q != '.')
+		return false;
+	q++;
+	while (q < end && is_b64url_char(*q))
+		q++;
+	sec->start = start;
 	sec->end = q;
 	sec->marker = KG_REDACTED_TEXT;
 	sec->markerlen = TEXT_MARKER_LEN;
@@ -375,8 +477,15 @@ match_password(const char *s, const char *p, const char *end, Secret *sec)
 }
 
 /*
- * The arguments of a call of add_token_key() at p (p[0] == '_', the first
- * underscore of the name): an HS256 key passed as a literal is a secret
+ * The functions whose arguments are secrets, each with three letters
+ * before its first underscore (where the match starts).
+ */
+static const char *const secret_call_names[] = {"add_token_key", "set_context_from_token"};
+
+/*
+ * The arguments of a call of add_token_key() or set_context_from_token()
+ * at p (p[0] == '_', the first underscore of the name): an HS256 key
+ * passed as a literal is a secret, and so is a token, whatever its shape
  * (docs/contract.md §17).  Everything between the parentheses is
  * replaced, the kid and the algorithm too (the literals are skipped whole,
  * so a parenthesis inside one does not end the list); a list that does
@@ -385,16 +494,26 @@ match_password(const char *s, const char *p, const char *end, Secret *sec)
 static bool
 match_token_key_call(const char *s, const char *p, const char *end, Secret *sec)
 {
-	static const char name[] = "add_token_key";
-	const size_t namelen = sizeof(name) - 1;
-	const char *q;
+	const char *q = NULL;
 	const char *vstart;
 	int			depth = 0;
+	int			i;
 
-	if (p - s < 3 || (size_t) (end - (p - 3)) < namelen ||
-		pg_strncasecmp(p - 3, name, namelen) != 0)
+	if (p - s < 3)
 		return false;
-	q = p - 3 + namelen;
+	for (i = 0; i < (int) lengthof(secret_call_names); i++)
+	{
+		size_t		namelen = strlen(secret_call_names[i]);
+
+		if ((size_t) (end - (p - 3)) >= namelen &&
+			pg_strncasecmp(p - 3, secret_call_names[i], namelen) == 0)
+		{
+			q = p - 3 + namelen;
+			break;
+		}
+	}
+	if (q == NULL)
+		return false;
 	if (q < end && *q == '"')
 		q++;
 	for (;;)
@@ -489,6 +608,10 @@ find_secret(const char *s, const char *from, const char *end, bool keys_only,
 				break;
 			case '_':
 				if (match_token_key_call(s, p, end, sec))
+					return true;
+				break;
+			case '.':
+				if (match_jwt_at_dot(from, p, end, sec))
 					return true;
 				break;
 			default:
@@ -1145,20 +1268,24 @@ redact_own_activity(MemoryContext cxt)
  * throws.
  */
 /*
- * Whether text calls add_token_key(): then every bind parameter of the
- * statement may be a token key's secret, which has no shape to recognise.
+ * Whether text calls add_token_key() or set_context_from_token(): then
+ * every bind parameter of the statement may be a token key's secret,
+ * which has no shape to recognise, or a token.
  */
 static bool
 calls_token_key_function(const char *text)
 {
-	static const char name[] = "add_token_key";
 	const char *p;
+	int			i;
 
 	if (text == NULL)
 		return false;
 	for (p = text; (p = strchr(p, '_')) != NULL; p++)
-		if (p - text >= 3 && pg_strncasecmp(p - 3, name, sizeof(name) - 1) == 0)
-			return true;
+		if (p - text >= 3)
+			for (i = 0; i < (int) lengthof(secret_call_names); i++)
+				if (pg_strncasecmp(p - 3, secret_call_names[i],
+								   strlen(secret_call_names[i])) == 0)
+					return true;
 	return false;
 }
 

@@ -88,6 +88,19 @@ sub sign_hs256
 	return $token;
 }
 
+# A token whose header is given as text (JSON with whitespace does not
+# encode to "eyJ"); its signature is a secret of its own too.
+sub sign_hs256_header
+{
+	my ($key, $header_json, $claims) = @_;
+	my $header = encode_base64url($header_json);
+	my $payload = encode_base64url(encode_json($claims));
+	my $sig = encode_base64url(hmac_sha256("$header.$payload", $key));
+	my $token = "$header.$payload.$sig";
+	push @secrets, $token, $sig;
+	return $token;
+}
+
 sub run_sql
 {
 	my ($sql, $user) = @_;
@@ -161,6 +174,13 @@ my $tampered = $read;
 # The signature's first character changed: still canonical base64url.
 $tampered =~ s/\.(.)([^.]*)$/'.' . ($1 eq 'A' ? 'B' : 'A') . $2/e;
 push @secrets, $tampered;
+# Headers with JSON whitespace: spaces ("eyAi..."), a leading newline ("Cns...").
+my $spaced = sign_hs256_header($secret, '{ "alg": "HS256", "kid": "tlog-hs" }', {%claims});
+my $newline = sign_hs256_header($secret, qq{\n{"alg":"HS256","kid":"tlog-hs"}}, {%claims});
+die 'the spaced header encodes to eyJ' if $spaced =~ /^eyJ/ || $newline =~ /^eyJ/;
+my $spaced_tampered = $spaced;
+$spaced_tampered =~ s/\.(.)([^.]*)$/'.' . ($1 eq 'A' ? 'B' : 'A') . $2/e;
+push @secrets, $spaced_tampered, ($spaced_tampered =~ /\.([^.]*)$/);
 
 # Tokens: accepted (a literal, a bind parameter, in pg_stat_activity),
 # refused, a write under a read-only token.
@@ -171,14 +191,23 @@ my @steps = (
 	[ 'tok_expired', "SELECT /* tok_expired */ keys_guard.set_context_from_token('$expired')" ],
 	[ 'tok_tampered', "SELECT /* tok_tampered */ keys_guard.set_context_from_token('$tampered')" ],
 	[ 'tok_activity', "BEGIN; SELECT /* tok_activity */ keys_guard.set_context_from_token('$read'), (SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid()); COMMIT" ],
-	[ 'tok_error', "SELECT /* tok_error */ ('$read')::int" ],);
+	[ 'tok_error', "SELECT /* tok_error */ ('$read')::int" ],
+	[ 'tok_spaced', "BEGIN; SELECT /* tok_spaced */ keys_guard.set_context_from_token('$spaced'); SELECT /* tok_spaced */ count(*) FROM tenant_tlog.items; COMMIT" ],
+	[ 'tok_newline', "BEGIN; SELECT /* tok_newline */ keys_guard.set_context_from_token('$newline'); COMMIT" ],
+	[ 'tok_spaced_tampered', "SELECT /* tok_spaced_tampered */ keys_guard.set_context_from_token('$spaced_tampered')" ],
+	[ 'tok_spaced_error', "SELECT /* tok_spaced_error */ ('$spaced')::int" ],);
+my %step_ret;
 for my $step (@steps)
 {
 	push @tags, $step->[0];
 	($ret, $out, $err) = run_sql($step->[1], 'tlog_client');
+	$step_ret{ $step->[0] } = $ret;
 	$client_output .= $out . $err;
 }
-like($client_output, qr/set_context_from_token\('\[REDACTED\]'\)/,
+is($step_ret{tok_spaced}, 0, 'a token whose header has spaces is accepted');
+is($step_ret{tok_newline}, 0, 'a token whose header starts with a newline is accepted');
+isnt($step_ret{tok_spaced_tampered}, 0, 'a tampered one is refused');
+like($client_output, qr/set_context_from_token\(\[REDACTED\]\)/,
 	'pg_stat_activity shows set_context_from_token() with the token redacted');
 
 $node->safe_psql('postgres', "SELECT keys_guard.set_token_key_state('tlog-act', 'revoked')");
@@ -187,7 +216,12 @@ push @tags, 'tok_revoked';
 	"SELECT /* tok_revoked */ keys_guard.set_context_from_token('$revoked_later')", 'tlog_client');
 $client_output .= $out . $err;
 
-for my $case ([ 'bind_ok', $read ], [ 'bind_expired', $expired ], [ 'bind_tampered', $tampered ])
+for my $case (
+	[ 'bind_ok', $read ],
+	[ 'bind_expired', $expired ],
+	[ 'bind_tampered', $tampered ],
+	[ 'bind_spaced', $spaced ],
+	[ 'bind_spaced_tampered', $spaced_tampered ])
 {
 	my ($tag, $token) = @$case;
 	push @tags, $tag;
@@ -282,6 +316,8 @@ for my $line (split /\n/, $content{json})
 is($reasons{tok_expired}, 'expired (tlog-hs)', 'the expired token: reason and kid logged');
 is($reasons{tok_tampered}, 'bad signature (tlog-hs)', 'the tampered token: reason and kid logged');
 is($reasons{tok_revoked}, 'revoked key (tlog-act)', 'the revoked key: reason and kid logged');
+is($reasons{tok_spaced_tampered}, 'bad signature (tlog-hs)',
+	'the tampered token with a spaced header: reason and kid logged');
 
 $node->stop;
 done_testing();
