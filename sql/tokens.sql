@@ -134,6 +134,19 @@ MCowBQYDK2VwAyEAt1ZqyzT/dBCv3vui5agrVV9as27MQzwCP0hPRT+Y9pY=
 -----END PUBLIC KEY-----
 ')$$) AS ed_as_rs256;
 SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS256', 'too-short-secret')$$) AS short_secret;
+-- An HS256 "secret" that is a public key's text (algorithm confusion moved
+-- into the registry: anyone could sign with it): PEM, its body, its DER in
+-- a JWK's k, a JWK with a public key's members.
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS256', '-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAt1ZqyzT/dBCv3vui5agrVV9as27MQzwCP0hPRT+Y9pY=
+-----END PUBLIC KEY-----
+')$$) AS hs_public_pem;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS256', 'MCowBQYDK2VwAyEAt1ZqyzT/dBCv3vui5agrVV9as27MQzwCP0hPRT+Y9pY=')$$) AS hs_pem_body;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS256', 'MCowBQYDK2VwAyEAt1ZqyzT_dBCv3vui5agrVV9as27MQzwCP0hPRT-Y9pY')$$) AS hs_der_base64url;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS256', '{"kty":"oct","k":"MCowBQYDK2VwAyEAt1ZqyzT_dBCv3vui5agrVV9as27MQzwCP0hPRT-Y9pY"}')$$) AS hs_jwk_der;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS256', '{"kty":"oct","k":"LS0tLS1CRUdJTiBQVUJMSUMgS0VZLS0tLS0KTUNvd0JRWURLMlZ3QXlFQXQxWnF5elQvZEJDdjN2dWk1YWdyVlY5YXMyN01RendDUDBoUFJUK1k5cFk9Ci0tLS0tRU5EIFBVQkxJQyBLRVktLS0tLQo"}')$$) AS hs_jwk_pem;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS256', '{"kty":"oct","k":"AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}')$$) AS hs_jwk_public_members;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS256', '{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}')$$) AS hs_jwk_okp;
 SELECT try($$SELECT keys_guard.add_token_key('test-x', 'none', 'x')$$) AS alg_none;
 SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS512', 'x')$$) AS alg_other;
 SELECT try($$SELECT keys_guard.add_token_key('test-x', 'ES256', 'not a key')$$) AS garbage;

@@ -842,9 +842,99 @@ describe_public_key(EVP_PKEY *pkey, char **pem, char **fingerprint)
 		snprintf(*fingerprint + 2 * i, 3, "%02x", digest[i]);
 }
 
+/* Whether DER bytes start with a SubjectPublicKeyInfo OpenSSL reads. */
+static bool
+der_is_public_key(const unsigned char *der, size_t len)
+{
+	const unsigned char *p = der;
+	EVP_PKEY   *pkey;
+
+	if (len == 0 || len > (size_t) INT_MAX)
+		return false;
+	pkey = d2i_PUBKEY(NULL, &p, (long) len);
+	EVP_PKEY_free(pkey);
+	ERR_clear_error();
+	return pkey != NULL;
+}
+
+/*
+ * Whether bytes that would be an HS256 secret are in fact a public key's
+ * text (algorithm confusion, RFC 8725 §2.1, moved into the registry: a
+ * secret anyone can read signs anything): PEM armour of any kind ("-----
+ * BEGIN"), a PEM public key, a DER one, or the base64 or base64url of a
+ * DER one (a PEM's body without its armour).
+ */
+static bool
+secret_is_public_key(const unsigned char *data, size_t len)
+{
+	static const char armour[] = "-----BEGIN";
+	const size_t armour_len = sizeof(armour) - 1;
+	size_t		i;
+	BIO		   *bio;
+	EVP_PKEY   *pkey = NULL;
+	unsigned char *b64;
+	size_t		b64_len = 0;
+	bool		found = false;
+
+	for (i = 0; i + armour_len <= len; i++)
+		if (pg_strncasecmp((const char *) data + i, armour, armour_len) == 0)
+			return true;
+	if (der_is_public_key(data, len))
+		return true;
+	if (len <= (size_t) INT_MAX && (bio = BIO_new_mem_buf(data, (int) len)) != NULL)
+	{
+		pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+		BIO_free(bio);
+		EVP_PKEY_free(pkey);
+		ERR_clear_error();
+		if (pkey != NULL)
+			return true;
+	}
+
+	/* Base64 (standard alphabet, padding, line breaks) of a DER key. */
+	b64 = palloc(len + 1);
+	for (i = 0; i < len; i++)
+	{
+		unsigned char c = data[i];
+
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+			continue;
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+			  c == '+' || c == '/' || c == '='))
+		{
+			b64_len = 0;
+			break;
+		}
+		b64[b64_len++] = c;
+	}
+	if (b64_len >= 4 && b64_len % 4 == 0)
+	{
+		unsigned char *der = palloc(b64_len / 4 * 3 + 1);
+		int			der_len = EVP_DecodeBlock(der, b64, (int) b64_len);
+
+		found = der_len > 0 && der_is_public_key(der, der_len);
+		pfree(der);
+	}
+	pfree(b64);
+	if (!found)
+	{
+		unsigned char *der;
+		size_t		der_len;
+
+		if (b64url_decode((const char *) data, len, &der, &der_len))
+		{
+			found = der_is_public_key(der, der_len);
+			pfree(der);
+		}
+	}
+	ERR_clear_error();
+	return found;
+}
+
 /*
  * An HS256 secret: a JWK {"kty":"oct","k":...}, or else the text's bytes.
- * At least KG_TOKEN_SECRET_MIN bytes.  The secret is never echoed.
+ * At least KG_TOKEN_SECRET_MIN bytes.  Never a public key's text, as PEM,
+ * DER or a JWK (whose members say what it is).  The secret is never echoed.
  */
 static unsigned char *
 parse_secret(const char *text, size_t *len)
@@ -865,6 +955,9 @@ parse_secret(const char *text, size_t *len)
 		kty = string_claim(jwk, "kty");
 		if (kty == NULL || strcmp(kty, "oct") != 0)
 			bad_key(ALG_HS256, "A JSON Web Key for HS256 has \"kty\": \"oct\".");
+		if (find_claim(jwk, "n") || find_claim(jwk, "e") || find_claim(jwk, "x") ||
+			find_claim(jwk, "y") || find_claim(jwk, "crv"))
+			bad_key(ALG_HS256, "The JSON Web Key has a public key's members; an HS256 key is a shared secret, never a public key.");
 		if (find_claim(jwk, "alg") &&
 			(string_claim(jwk, "alg") == NULL || strcmp(string_claim(jwk, "alg"), "HS256") != 0))
 			bad_key(ALG_HS256, "The key's \"alg\" is another algorithm.");
@@ -875,6 +968,11 @@ parse_secret(const char *text, size_t *len)
 	{
 		*len = strlen(text);
 		secret = (unsigned char *) pstrdup(text);
+	}
+	if (secret_is_public_key(secret, *len))
+	{
+		explicit_bzero(secret, *len);
+		bad_key(ALG_HS256, "The key is a public key's text; an HS256 key is a shared secret, never a public key.");
 	}
 	if (*len < KG_TOKEN_SECRET_MIN || *len > KG_TOKEN_SECRET_MAX)
 		ereport(ERROR,
