@@ -370,6 +370,7 @@ SELECT attack, pg_temp.refused(token) AS result FROM (VALUES
     ('nul escape', 'eyJhbGciOiJFUzI1NiIsImtpZCI6InRlc3QtZXNcdTAwMDAifQ.e30.AAAA'),
     ('deep nesting', rtrim(translate(encode(convert_to('{"alg":"ES256","kid":"test-es","x":' || repeat('[', 3000) || repeat(']', 3000) || '}', 'UTF8'), 'base64'), E'+/\n', '-_'), '=') || '.' || split_part(:'es_read', '.', 2) || '.' || split_part(:'es_read', '.', 3))
 ) AS t(attack, token) ORDER BY attack COLLATE "C";
+-- No token at all is refused like any other (28000, reason "null").
 SELECT try($$SELECT keys_guard.set_context_from_token(NULL)$$) AS null_token;
 RESET ROLE;
 SELECT count(*) AS tokens_gone_restored FROM keys_guard.restore_tenant('tokens_gone');
@@ -463,7 +464,7 @@ SELECT detail->>'reason' AS reason, count(*) > 0 AS recorded
    AND detail->>'reason' IN ('alg none', 'algorithm mismatch', 'unknown kid', 'missing kid',
                             'expired', 'not yet valid', 'bad signature', 'wrong signature length',
                             'oversized', 'bad base64url', 'duplicate claim', 'tenant deleted',
-                            'revoked key', 'duplicate header parameter')
+                            'revoked key', 'duplicate header parameter', 'null')
  GROUP BY 1 ORDER BY 1;
 SELECT count(*) > 0 AS allowed_recorded FROM keys_guard.audit_log
  WHERE action = 'token_use' AND outcome = 'ok' AND target = 'test-es';

@@ -1626,10 +1626,6 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 	bool		verified_now = false;
 
 	kg_require_preloaded();
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("token must not be null")));
 	kg_refuse_keyholder("set_context_from_token");
 	if (!kg_has_role(KG_ROLE_CLIENT) && !kg_has_role(KG_ROLE_GATEWAY) &&
 		!kg_has_role(KG_ROLE_ADMIN))
@@ -1645,6 +1641,9 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 	kg_require_complete_extension();
 	relid = caches_begin();
 
+	/* No token is a token refused like any other (the function is not STRICT). */
+	if (PG_ARGISNULL(0))
+		refuse_token("null", NULL);
 	arg = PG_GETARG_TEXT_PP(0);
 	len = VARSIZE_ANY_EXHDR(arg);
 	if (len > KG_TOKEN_MAXLEN)
