@@ -164,6 +164,45 @@ for my $case ([ 'key_bind', 'tlog-bind' ], [ 'key_bind_dup', 'tlog-bind' ])
 	$client_output .= $output;
 }
 
+# A secret through PREPARE/EXECUTE: the statement is EXECUTE p('...'),
+# which has no call of add_token_key() in it.  Prepared and executed in
+# separate statements (the prepared statement's text says what it
+# calls), in one string (PREPARE and EXECUTE logged together, before the
+# PREPARE ran), executed twice (the second fails: its STATEMENT), and
+# deallocated in the same string (logged after the DEALLOCATE ran).
+my $prep_secret = 'hp' . random_chars($alnum, 46);
+my $prep_secret2 = 'hq' . random_chars($alnum, 46);
+push @secrets, $prep_secret, $prep_secret2;
+push @tags, 'key_prepared';
+($ret, $out, $err) = run_sql(
+	"PREPARE tlog_p(text, text) AS SELECT /* key_prepared */ keys_guard.add_token_key(\$1, 'HS256', \$2);\n"
+	  . "EXECUTE tlog_p('tlog-prep', '$prep_secret');\n"
+	  . "EXECUTE tlog_p('tlog-prep', '$prep_secret');\n");
+like($err, qr/already exists/, 'the second EXECUTE fails');
+$client_output .= $out . $err;
+push @tags, 'key_prepared_one_string';
+($ret, $out, $err) = $node->psql('postgres', undef,
+	extra_params => [ '-c',
+		"PREPARE tlog_q(text) AS SELECT /* key_prepared_one_string */ keys_guard.add_token_key('tlog-prep2', 'HS256', \$1); "
+		  . "EXECUTE tlog_q('$prep_secret2'); DEALLOCATE tlog_q" ]);
+is($ret, 0, 'PREPARE, EXECUTE and DEALLOCATE in one string');
+$client_output .= $out . $err;
+
+# A secret through a function of the caller's: no shape in the statement,
+# no call in it either.  Without statement logging, the failing call's
+# ERROR still has a STATEMENT line: hidden while add_token_key() runs.
+my $wrapped_secret = 'hw' . random_chars($alnum, 46);
+push @secrets, $wrapped_secret;
+$node->safe_psql('postgres',
+	"CREATE FUNCTION tlog_add(k text) RETURNS void LANGUAGE sql AS \$\$ SELECT keys_guard.add_token_key('tlog-wrap', 'HS256', k) \$\$");
+push @tags, 'key_wrapped';
+($ret, $out, $err) = run_sql(
+	"SET log_statement = 'none'; SET log_min_duration_statement = -1; SET auto_explain.log_min_duration = -1;\n"
+	  . "SELECT /* key_wrapped */ tlog_add('$wrapped_secret');\n"
+	  . "SELECT /* key_wrapped */ tlog_add('$wrapped_secret');\n");
+like($err, qr/already exists/, 'the wrapped call fails the second time');
+$client_output .= $out . $err;
+
 my $far = 4102444800;
 my %claims = (sub => 'user-1', project_id => 'tlog', exp => $far, scope => 'read');
 my $read = sign_hs256($secret, 'tlog-hs', {%claims});
