@@ -428,8 +428,54 @@ nests_too_deep(const unsigned char *data, size_t len, int maxdepth)
 }
 
 /*
+ * Whether data[0..len) has a byte or a \u escape beyond ASCII while the
+ * database is not in UTF-8: the parser would turn an escape into the
+ * database's encoding (and fail on one it cannot hold, with an error that
+ * is not 28000), and a raw UTF-8 byte would reach the context as text of
+ * another encoding.  Such JSON is refused instead.
+ */
+static bool
+non_ascii_in_non_utf8_db(const unsigned char *data, size_t len)
+{
+	size_t		i;
+
+	if (GetDatabaseEncoding() == PG_UTF8)
+		return false;
+	for (i = 0; i < len; i++)
+	{
+		if (data[i] >= 0x80)
+			return true;
+		if (data[i] == '\\' && i + 1 < len)
+		{
+			i++;
+			if (data[i] == 'u')
+			{
+				unsigned int code = 0;
+				int			j;
+
+				for (j = 1; j <= 4 && i + j < len; j++)
+				{
+					int			c = data[i + j];
+					int			v = (c >= '0' && c <= '9') ? c - '0' :
+						(c >= 'a' && c <= 'f') ? c - 'a' + 10 :
+						(c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+
+					if (v < 0)
+						break;
+					code = (code << 4) | (unsigned int) v;
+				}
+				if (code >= 0x80)
+					return true;
+			}
+		}
+	}
+	return false;
+}
+
+/*
  * Parse data[0..len) as a JSON object of UTF-8 text; the list of its
- * members, or false if it is not one, or has a name twice in one object.
+ * members, or false if it is not one, or has a name twice in one object,
+ * or holds anything beyond ASCII in a database not in UTF-8.
  */
 static bool
 parse_object(const unsigned char *data, size_t len, List **claims, bool *duplicate)
@@ -442,6 +488,7 @@ parse_object(const unsigned char *data, size_t len, List **claims, bool *duplica
 	*duplicate = false;
 	if (len == 0 || memchr(data, '\0', len) != NULL ||
 		!pg_verify_mbstr(PG_UTF8, (const char *) data, (int) len, true) ||
+		non_ascii_in_non_utf8_db(data, len) ||
 		nests_too_deep(data, len, KG_TOKEN_JSON_MAXDEPTH))
 		return false;
 	copy = pnstrdup((const char *) data, len);
@@ -1409,6 +1456,8 @@ split_jws(const char *token, size_t len, Jws *jws)
 		!b64url_decode(dot2 + 1, end - dot2 - 1, &jws->sig, &jws->sig_len))
 		return "bad base64url";
 	jws->input_len = dot2 - token;
+	if (non_ascii_in_non_utf8_db(jws->header, jws->header_len))
+		return "non-ASCII claims in a database not in UTF-8";
 	if (!parse_object(jws->header, jws->header_len, &jws->header_claims, &duplicate))
 		return duplicate ? "duplicate header parameter" : "malformed header";
 	if (find_claim(jws->header_claims, "alg") == NULL)
@@ -1572,6 +1621,8 @@ verify_token(Oid relid, const char *token, size_t len, TokenEntry *out, char **k
 	if (reason)
 		return reason;
 
+	if (non_ascii_in_non_utf8_db(jws.payload, jws.payload_len))
+		return "non-ASCII claims in a database not in UTF-8";
 	if (!parse_object(jws.payload, jws.payload_len, &claims, &duplicate))
 		return duplicate ? "duplicate claim" : "malformed payload";
 	memset(out, 0, sizeof(TokenEntry));

@@ -270,6 +270,55 @@ for my $case (
 	$client_output .= $output;
 }
 
+# A database not in UTF-8 (LATIN1): claims beyond ASCII, raw or as a \u
+# escape, are refused like any other bad token (28000, not an encoding
+# error); ASCII claims are accepted.
+$node->safe_psql('postgres',
+	"CREATE DATABASE tlog_latin1 ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'");
+$node->safe_psql(
+	'tlog_latin1', qq{
+CREATE EXTENSION keys_guard;
+SELECT keys_guard.create_tenant('tlog');
+SELECT keys_guard.add_token_key('tlog-l1', 'HS256', '$secret');
+});
+
+sub sign_hs256_payload
+{
+	my ($key, $kid, $payload_json) = @_;
+	my $header = encode_base64url(encode_json({ alg => 'HS256', kid => $kid }));
+	my $payload = encode_base64url($payload_json);
+	my $sig = encode_base64url(hmac_sha256("$header.$payload", $key));
+	my $token = "$header.$payload.$sig";
+	push @secrets, $token, $sig;
+	return $token;
+}
+my $l1_ascii = sign_hs256_payload($secret, 'tlog-l1',
+	'{"sub":"user-1","project_id":"tlog","exp":4102444800}');
+my $l1_raw = sign_hs256_payload($secret, 'tlog-l1',
+	qq{{"sub":"user-\xc3\xa9","project_id":"tlog","exp":4102444800}});
+my $l1_escape = sign_hs256_payload($secret, 'tlog-l1',
+	'{"sub":"user-\\u00e9","project_id":"tlog","exp":4102444800}');
+my $l1_escape_far = sign_hs256_payload($secret, 'tlog-l1',
+	'{"sub":"user-\\u20ac","project_id":"tlog","exp":4102444800}');
+for my $case ([ 'l1_ascii', $l1_ascii, '' ], [ 'l1_raw', $l1_raw, '28000' ],
+	[ 'l1_escape', $l1_escape, '28000' ], [ 'l1_escape_far', $l1_escape_far, '28000' ])
+{
+	my ($tag, $token, $want) = @$case;
+	push @tags, $tag;
+	my ($ret, $out, $err) = $node->psql('tlog_latin1',
+		"\\set VERBOSITY verbose\nBEGIN; SELECT /* $tag */ keys_guard.set_context_from_token('$token'); COMMIT;",
+		extra_params => [ '-U', 'tlog_client' ]);
+	if ($want eq '')
+	{
+		is($err, '', "LATIN1 database: $tag accepted");
+	}
+	else
+	{
+		like($err, qr/ERROR:  $want: invalid token/, "LATIN1 database: $tag refused with $want");
+	}
+	$client_output .= $out . $err;
+}
+
 # The audit log has the uses and refusals, none with a token or secret.
 $node->poll_query_until('postgres',
 	"SELECT count(*) >= 5 FROM keys_guard.audit_log WHERE action = 'token_use' AND outcome = 'denied'")
@@ -355,6 +404,10 @@ for my $line (split /\n/, $content{json})
 is($reasons{tok_expired}, 'expired (tlog-hs)', 'the expired token: reason and kid logged');
 is($reasons{tok_tampered}, 'bad signature (tlog-hs)', 'the tampered token: reason and kid logged');
 is($reasons{tok_revoked}, 'revoked key (tlog-act)', 'the revoked key: reason and kid logged');
+is($reasons{l1_raw}, 'non-ASCII claims in a database not in UTF-8 (tlog-l1)',
+	'LATIN1 database: a raw UTF-8 claim, reason and kid logged');
+is($reasons{l1_escape}, 'non-ASCII claims in a database not in UTF-8 (tlog-l1)',
+	'LATIN1 database: a \\u escape beyond ASCII, reason and kid logged');
 is($reasons{tok_spaced_tampered}, 'bad signature (tlog-hs)',
 	'the tampered token with a spaced header: reason and kid logged');
 
