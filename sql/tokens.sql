@@ -547,3 +547,35 @@ SELECT pg_temp.ctx(:'short_lived') AS after_expiry;
 COMMIT;
 RESET ROLE;
 RESET keys_guard.token_leeway;
+
+--
+-- 12. sub and the request id claim carry no control character beyond
+-- ASCII either (C1), nor one that reorders or breaks what a log viewer
+-- shows (bidirectional overrides and isolates, line separators): each is
+-- "malformed sub" or "malformed request id claim".  Other letters are
+-- fine.
+--
+SELECT pg_temp.hs256(:'hs_secret', jsonb_build_object('sub', 'user' || chr(133) || '1', 'project_id', 'tokens', 'exp', 4102444800)) AS sub_c1,
+       pg_temp.hs256(:'hs_secret', jsonb_build_object('sub', 'user' || chr(8238) || '1-', 'project_id', 'tokens', 'exp', 4102444800)) AS sub_rlo,
+       pg_temp.hs256(:'hs_secret', jsonb_build_object('sub', 'user' || chr(8295) || '1', 'project_id', 'tokens', 'exp', 4102444800)) AS sub_isolate,
+       pg_temp.hs256(:'hs_secret', jsonb_build_object('sub', 'user' || chr(8232) || '1', 'project_id', 'tokens', 'exp', 4102444800)) AS sub_line_separator,
+       pg_temp.hs256(:'hs_secret', jsonb_build_object('sub', 'user-1', 'rid', 'req' || chr(8234), 'project_id', 'tokens', 'exp', 4102444800)) AS rid_embedding,
+       pg_temp.hs256(:'hs_secret', jsonb_build_object('sub', 'us' || chr(233) || 'r-' || chr(8364), 'rid', 'req-' || chr(1488), 'project_id', 'tokens', 'exp', 4102444800)) AS sub_letters \gset
+SET keys_guard.token_request_id_claim = 'rid';
+SET ROLE kg_tok_client;
+SELECT pg_temp.refused(:'sub_c1') AS sub_c1, pg_temp.refused(:'sub_rlo') AS sub_rlo,
+       pg_temp.refused(:'sub_isolate') AS sub_isolate,
+       pg_temp.refused(:'sub_line_separator') AS sub_line_separator,
+       pg_temp.refused(:'rid_embedding') AS rid_embedding;
+BEGIN;
+SELECT pg_temp.refused(:'sub_letters') AS sub_letters;
+SELECT keys_guard.current_actor() = 'us' || chr(233) || 'r-' || chr(8364) AS actor_kept;
+COMMIT;
+RESET ROLE;
+RESET keys_guard.token_request_id_claim;
+SELECT wait_for_audit($$action = 'token_use' AND outcome = 'denied' AND detail->>'reason' = 'malformed request id claim'$$, 1) > 0 AS drained;
+SELECT detail->>'reason' AS reason, count(*) > 0 AS recorded
+  FROM keys_guard.audit_log
+ WHERE action = 'token_use' AND outcome = 'denied'
+   AND detail->>'reason' IN ('malformed sub', 'malformed request id claim')
+ GROUP BY 1 ORDER BY 1;

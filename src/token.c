@@ -554,7 +554,12 @@ number_claim(Claim *claim, double *value)
 	return true;
 }
 
-/* Non-empty, at most maxlen bytes, no control characters. */
+/*
+ * Non-empty, at most maxlen bytes, no control characters: neither ASCII's
+ * nor C1 (U+0080-U+009F), nor the invisible characters that reorder or
+ * break what a log viewer shows (U+061C, U+200E-U+200F, U+2028-U+202E,
+ * U+2066-U+2069).  The text is valid UTF-8 (parse_object()).
+ */
 static bool
 printable_text(const char *s, size_t maxlen)
 {
@@ -563,8 +568,22 @@ printable_text(const char *s, size_t maxlen)
 	if (s == NULL || s[0] == '\0' || strlen(s) > maxlen)
 		return false;
 	for (p = (const unsigned char *) s; *p; p++)
+	{
 		if (*p < 0x20 || *p == 0x7f)
 			return false;
+		/* C1: U+0080-U+009F is C2 80 - C2 9F */
+		if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+			return false;
+		/* U+061C (arabic letter mark): D8 9C */
+		if (p[0] == 0xd8 && p[1] == 0x9c)
+			return false;
+		if (p[0] == 0xe2 && p[1] == 0x80 &&
+			(p[2] == 0x8e || p[2] == 0x8f ||	/* U+200E, U+200F */
+			 (p[2] >= 0xa8 && p[2] <= 0xae)))	/* U+2028-U+202E */
+			return false;
+		if (p[0] == 0xe2 && p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9)	/* U+2066-U+2069 */
+			return false;
+	}
 	return true;
 }
 
