@@ -70,7 +70,8 @@
  *	- kg_redact_text(), API key redaction for any caller (the audit log).
  *
  * The common case, a text without a secret and no redact_patterns, costs
- * one scan with a table lookup per byte (k, e, p, P, _ and . start a candidate)
+ * one scan with a table lookup per byte (k, e, E, p, P, _ and . start a
+ * candidate)
  * and allocates nothing.  When a text cannot be redacted (no memory, the
  * regular expression engine fails), a log field is overwritten in place
  * with the marker: the line loses that field, never keeps the secret.

@@ -11,12 +11,17 @@
  * Public keys are parsed and checked once, when they are registered, and
  * stored as PEM (SubjectPublicKeyInfo) with the SHA-256 fingerprint of
  * their DER; an HS256 secret is stored as bytes, and no view, function or
- * message ever returns it.  A key is current, standby, previous or
- * revoked; all but revoked verify, and revoked is final.
+ * message ever returns it.  Refused: an Ed25519 point of small order or
+ * not canonically encoded (anyone could sign for it), and an HS256
+ * "secret" that is a public key's text (PEM, DER, its base64, a JWK with
+ * a public key's members: algorithm confusion moved into the registry).
+ * A key is current, standby, previous or revoked; all but revoked verify,
+ * and revoked is final.
  *
  * Verification, in this order; the first failure is the reason:
- *	- at most KG_TOKEN_MAXLEN bytes, three base64url parts (RFC 4648 §5,
- *	  no padding, no other character, no stray bits);
+ *	- a token (NULL is refused as "null"), at most KG_TOKEN_MAXLEN bytes,
+ *	  three base64url parts (RFC 4648 §5, no padding, no other character,
+ *	  no stray bits);
  *	- a header that is a JSON object without duplicate names, with a
  *	  string "alg" that is not "none", no "crit", and a string "kid";
  *	- the key registered under that kid, not revoked, whose algorithm is
@@ -39,7 +44,10 @@
  * JSON is read with PostgreSQL's own parser (common/jsonapi.h) through
  * semantic actions that see every member name, so a name given twice in
  * one object (which jsonb would silently resolve to the last value) is
- * refused.
+ * refused.  In a database not in UTF-8, a header or payload with anything
+ * beyond ASCII (a byte, or a \u escape the parser would convert) is
+ * refused.  sub and the request id carry no control character, C1
+ * included, nor one that reorders or breaks a log line.
  *
  * Every failure is the same 28000 "invalid token"; the reason and the kid
  * (when it is well formed) go to the server log and, through the shared
