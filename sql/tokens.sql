@@ -579,3 +579,28 @@ SELECT detail->>'reason' AS reason, count(*) > 0 AS recorded
  WHERE action = 'token_use' AND outcome = 'denied'
    AND detail->>'reason' IN ('malformed sub', 'malformed request id claim')
  GROUP BY 1 ORDER BY 1;
+
+--
+-- 13. A weak key that reached the registry another way (a dump restored
+-- under keys_guard.bypass) verifies nothing: an Ed25519 key of small order
+-- (the identity: the "signature" 01 00..00 || 00..00 would verify any
+-- token) and an HS256 "secret" that is a public key's PEM (anyone could
+-- sign with it).
+--
+SET keys_guard.bypass = on;
+INSERT INTO keys_guard.token_key (kid, alg, public_key, fingerprint, state, created_by, state_changed_by)
+VALUES ('test-weak-ed', 'EdDSA', E'-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n-----END PUBLIC KEY-----\n',
+        repeat('0', 64), 'current', 'restore', 'restore');
+INSERT INTO keys_guard.token_key (kid, alg, secret, state, created_by, state_changed_by)
+VALUES ('test-pem-hs', 'HS256', convert_to(E'-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAt1ZqyzT/dBCv3vui5agrVV9as27MQzwCP0hPRT+Y9pY=\n-----END PUBLIC KEY-----\n', 'UTF8'),
+        'current', 'restore', 'restore');
+RESET keys_guard.bypass;
+\set forged_ed 'eyJhbGciOiJFZERTQSIsImtpZCI6InRlc3Qtd2Vhay1lZCJ9.eyJzdWIiOiJmb3JnZXIiLCJwcm9qZWN0X2lkIjoidG9rZW5zIiwiZXhwIjo0MTAyNDQ0ODAwLCJzY29wZSI6InJlYWQgd3JpdGUifQ.AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'
+\set forged_hs 'eyJhbGciOiJIUzI1NiIsImtpZCI6InRlc3QtcGVtLWhzIn0.eyJzdWIiOiJmb3JnZXIiLCJwcm9qZWN0X2lkIjoidG9rZW5zIiwiZXhwIjo0MTAyNDQ0ODAwLCJzY29wZSI6InJlYWQgd3JpdGUifQ.U7co9U1XZ0JqLfPJh9TRHBHrFxOxKXkGEmpuoO6BJog'
+SELECT keys_guard._verify_token_signature('test-weak-ed', :'forged_ed') AS weak_ed_verifies,
+       keys_guard._verify_token_signature('test-pem-hs', :'forged_hs') AS pem_hs_verifies;
+SET ROLE kg_tok_client;
+SELECT pg_temp.refused(:'forged_ed') AS forged_ed, pg_temp.refused(:'forged_hs') AS forged_hs;
+RESET ROLE;
+SELECT keys_guard.set_token_key_state('test-weak-ed', 'revoked'),
+       keys_guard.set_token_key_state('test-pem-hs', 'revoked');

@@ -1239,7 +1239,9 @@ read_key(Oid relid, const char *kid, KeyEntry *entry)
 			bytea	   *secret = DatumGetByteaPP(d);
 			size_t		len = VARSIZE_ANY_EXHDR(secret);
 
-			if (len <= KG_TOKEN_SECRET_MAX)
+			/* Not a public key's text (a registry restored from a dump). */
+			if (len <= KG_TOKEN_SECRET_MAX &&
+				!secret_is_public_key((const unsigned char *) VARDATA_ANY(secret), len))
 			{
 				memcpy(entry->secret, VARDATA_ANY(secret), len);
 				entry->secret_len = len;
