@@ -471,6 +471,9 @@ SELECT count(*) > 0 AS allowed_recorded FROM keys_guard.audit_log
 SELECT action, outcome, count(*) > 0 AS recorded FROM keys_guard.audit_log
  WHERE action IN ('add_token_key', 'set_token_key_state', 'token_write_denied')
  GROUP BY 1, 2 ORDER BY 1, 2;
+-- A write refused under a read-only token names the token's key.
+SELECT DISTINCT detail->>'kid' AS write_denied_kid FROM keys_guard.audit_log
+ WHERE action = 'token_write_denied' ORDER BY 1;
 SELECT count(*) AS records_with_token_or_secret FROM keys_guard.audit_log
  WHERE (action LIKE '%token%' OR tenant LIKE 'tokens%')
    AND (concat_ws(' ', target, actor, request_id, detail::text) ~ 'eyJ[A-Za-z0-9_-]+\.'

@@ -1682,6 +1682,37 @@ refuse_token(const char *reason, const char *kid)
 }
 
 /*
+ * The value of keys_guard.context the last token set, and its kid: while
+ * that context is in force, kg_token_context_kid() names the key (a
+ * write refused under a read-only token is audited with it).
+ */
+static char *token_context_value = NULL;
+static char token_context_kid[KG_TOKEN_KID_MAXLEN + 1];
+
+static void
+remember_token_context(const char *kid)
+{
+	char	   *value = MemoryContextStrdup(TopMemoryContext,
+											kg_context_setting ? kg_context_setting : "");
+
+	if (token_context_value)
+		pfree(token_context_value);
+	token_context_value = value;
+	strlcpy(token_context_kid, kid, sizeof(token_context_kid));
+}
+
+/* The kid of the token whose context is in force, or NULL. */
+const char *
+kg_token_context_kid(void)
+{
+	if (token_context_value == NULL || kg_context_setting == NULL ||
+		kg_context_setting[0] == '\0' ||
+		strcmp(token_context_value, kg_context_setting) != 0)
+		return NULL;
+	return token_context_kid;
+}
+
+/*
  * keys_guard.set_context_from_token(token): the transaction-scoped context
  * a verified token names, for members of keys_guard_client,
  * keys_guard_gateway and keys_guard_admin.
@@ -1799,6 +1830,7 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 	kg_apply_token_context(verified.tenant, verified.actor,
 						   verified.request_id[0] ? verified.request_id : NULL,
 						   !verified.write);
+	remember_token_context(kid);
 
 	/*
 	 * A verification is audited; a later use of the same token by this
