@@ -134,12 +134,36 @@ MCowBQYDK2VwAyEAt1ZqyzT/dBCv3vui5agrVV9as27MQzwCP0hPRT+Y9pY=
 -----END PUBLIC KEY-----
 ')$$) AS ed_as_rs256;
 SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS256', 'too-short-secret')$$) AS short_secret;
+-- An HS256 "secret" that is a public key's text (algorithm confusion moved
+-- into the registry: anyone could sign with it): PEM, its body, its DER in
+-- a JWK's k, a JWK with a public key's members.
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS256', '-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAt1ZqyzT/dBCv3vui5agrVV9as27MQzwCP0hPRT+Y9pY=
+-----END PUBLIC KEY-----
+')$$) AS hs_public_pem;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS256', 'MCowBQYDK2VwAyEAt1ZqyzT/dBCv3vui5agrVV9as27MQzwCP0hPRT+Y9pY=')$$) AS hs_pem_body;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS256', 'MCowBQYDK2VwAyEAt1ZqyzT_dBCv3vui5agrVV9as27MQzwCP0hPRT-Y9pY')$$) AS hs_der_base64url;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS256', '{"kty":"oct","k":"MCowBQYDK2VwAyEAt1ZqyzT_dBCv3vui5agrVV9as27MQzwCP0hPRT-Y9pY"}')$$) AS hs_jwk_der;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS256', '{"kty":"oct","k":"LS0tLS1CRUdJTiBQVUJMSUMgS0VZLS0tLS0KTUNvd0JRWURLMlZ3QXlFQXQxWnF5elQvZEJDdjN2dWk1YWdyVlY5YXMyN01RendDUDBoUFJUK1k5cFk9Ci0tLS0tRU5EIFBVQkxJQyBLRVktLS0tLQo"}')$$) AS hs_jwk_pem;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS256', '{"kty":"oct","k":"AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}')$$) AS hs_jwk_public_members;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS256', '{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}')$$) AS hs_jwk_okp;
 SELECT try($$SELECT keys_guard.add_token_key('test-x', 'none', 'x')$$) AS alg_none;
 SELECT try($$SELECT keys_guard.add_token_key('test-x', 'HS512', 'x')$$) AS alg_other;
 SELECT try($$SELECT keys_guard.add_token_key('test-x', 'ES256', 'not a key')$$) AS garbage;
 SELECT try($$SELECT keys_guard.add_token_key('test-x', 'ES256', '{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a1"}')$$) AS off_curve;
 SELECT try($$SELECT keys_guard.add_token_key('test-x', 'EdDSA', '{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}')$$) AS private_jwk;
 SELECT try($$SELECT keys_guard.add_token_key('test-x', 'RS256', '{"kty":"RSA","n":"AQAB","e":"AQAB"}')$$) AS small_rsa;
+-- Ed25519 points of small order (with one, anyone forges a signature: the
+-- identity 01 00..00 verifies 01 00..00 || 00..00 over any message), also
+-- with x's sign bit set, as PEM, and encodings of y >= p: refused.
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'EdDSA', '{"kty":"OKP","crv":"Ed25519","x":"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}')$$) AS ed_identity;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'EdDSA', '{"kty":"OKP","crv":"Ed25519","x":"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAIA"}')$$) AS ed_identity_signed;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'EdDSA', '-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAxxdqcD1N2E+6PAt2DRBnDyogU/osOczGTsf9d5KsA3o=
+-----END PUBLIC KEY-----
+')$$) AS ed_order_8_pem;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'EdDSA', '{"kty":"OKP","crv":"Ed25519","x":"7f_______________________________________38"}')$$) AS ed_y_is_p;
+SELECT try($$SELECT keys_guard.add_token_key('test-x', 'EdDSA', '{"kty":"OKP","crv":"Ed25519","x":"8P________________________________________8"}')$$) AS ed_y_above_p;
 SELECT try($$SELECT keys_guard.add_token_key('test-x', 'RS256', '{"kty":"RSA","n":"ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ","e":"AQ"}')$$) AS rsa_exponent_1;
 SELECT try($$SELECT keys_guard.add_token_key('test-es', 'HS256', repeat('s', 40))$$) AS duplicate_kid;
 SELECT try($$SELECT keys_guard.add_token_key(repeat('k', 129), 'HS256', repeat('s', 40))$$) AS long_kid;
@@ -346,6 +370,7 @@ SELECT attack, pg_temp.refused(token) AS result FROM (VALUES
     ('nul escape', 'eyJhbGciOiJFUzI1NiIsImtpZCI6InRlc3QtZXNcdTAwMDAifQ.e30.AAAA'),
     ('deep nesting', rtrim(translate(encode(convert_to('{"alg":"ES256","kid":"test-es","x":' || repeat('[', 3000) || repeat(']', 3000) || '}', 'UTF8'), 'base64'), E'+/\n', '-_'), '=') || '.' || split_part(:'es_read', '.', 2) || '.' || split_part(:'es_read', '.', 3))
 ) AS t(attack, token) ORDER BY attack COLLATE "C";
+-- No token at all is refused like any other (28000, reason "null").
 SELECT try($$SELECT keys_guard.set_context_from_token(NULL)$$) AS null_token;
 RESET ROLE;
 SELECT count(*) AS tokens_gone_restored FROM keys_guard.restore_tenant('tokens_gone');
@@ -439,13 +464,16 @@ SELECT detail->>'reason' AS reason, count(*) > 0 AS recorded
    AND detail->>'reason' IN ('alg none', 'algorithm mismatch', 'unknown kid', 'missing kid',
                             'expired', 'not yet valid', 'bad signature', 'wrong signature length',
                             'oversized', 'bad base64url', 'duplicate claim', 'tenant deleted',
-                            'revoked key', 'duplicate header parameter')
+                            'revoked key', 'duplicate header parameter', 'null')
  GROUP BY 1 ORDER BY 1;
 SELECT count(*) > 0 AS allowed_recorded FROM keys_guard.audit_log
  WHERE action = 'token_use' AND outcome = 'ok' AND target = 'test-es';
 SELECT action, outcome, count(*) > 0 AS recorded FROM keys_guard.audit_log
  WHERE action IN ('add_token_key', 'set_token_key_state', 'token_write_denied')
  GROUP BY 1, 2 ORDER BY 1, 2;
+-- A write refused under a read-only token names the token's key.
+SELECT DISTINCT detail->>'kid' AS write_denied_kid FROM keys_guard.audit_log
+ WHERE action = 'token_write_denied' ORDER BY 1;
 SELECT count(*) AS records_with_token_or_secret FROM keys_guard.audit_log
  WHERE (action LIKE '%token%' OR tenant LIKE 'tokens%')
    AND (concat_ws(' ', target, actor, request_id, detail::text) ~ 'eyJ[A-Za-z0-9_-]+\.'
@@ -461,6 +489,15 @@ SELECT 'select ADD_TOKEN_KEY (kid => ''k1'', alg => ''HS256'', key => $$a (secre
 SELECT 'add_token_key(E''k1'', ''HS256'', E''it\''s a secret'')'::int;
 -- A token in a message is redacted too (a JSON Web Token's shape).
 SELECT :'es_read'::int;
+-- ... also one whose header has JSON whitespace (it does not encode to
+-- "eyJ"): spaces, a leading newline.
+SELECT 'eyAiYWxnIjogIkVTMjU2IiwgImtpZCI6ICJ0ZXN0LWVzIiB9.eyJzdWIiOiJ1c2VyLTEiLCJwcm9qZWN0X2lkIjoidG9rZW5zIiwiZXhwIjo0MTAyNDQ0ODAwfQ.AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8'::int;
+SELECT 'token: CnsiYWxnIjoiSFMyNTYiLCJraWQiOiJ0ZXN0LWhzIn0.eyJzdWIiOiJ1c2VyLTEiLCJwcm9qZWN0X2lkIjoidG9rZW5zIiwiZXhwIjo0MTAyNDQ0ODAwfQ.AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8 end'::int;
+-- Dotted names that are no token stay.
+SELECT 'tenant_tokens.items.label www.example.com.au exam.ple.x e30.e30.x'::int;
+-- The arguments of set_context_from_token(), whatever they look like.
+SELECT 'SELECT keys_guard.set_context_from_token(''not.a-jwt'')'::int;
+SELECT 'select SET_CONTEXT_FROM_TOKEN ( $$x$$ ), keys_guard.set_context(''tokens'')'::int;
 --
 -- 11. The clock: exp and nbf against keys_guard.token_leeway, at every
 -- use, a cached token's too.  These tokens are signed here, when the test
@@ -513,3 +550,60 @@ SELECT pg_temp.ctx(:'short_lived') AS after_expiry;
 COMMIT;
 RESET ROLE;
 RESET keys_guard.token_leeway;
+
+--
+-- 12. sub and the request id claim carry no control character beyond
+-- ASCII either (C1), nor one that reorders or breaks what a log viewer
+-- shows (bidirectional overrides and isolates, line separators): each is
+-- "malformed sub" or "malformed request id claim".  Other letters are
+-- fine.
+--
+SELECT pg_temp.hs256(:'hs_secret', jsonb_build_object('sub', 'user' || chr(133) || '1', 'project_id', 'tokens', 'exp', 4102444800)) AS sub_c1,
+       pg_temp.hs256(:'hs_secret', jsonb_build_object('sub', 'user' || chr(8238) || '1-', 'project_id', 'tokens', 'exp', 4102444800)) AS sub_rlo,
+       pg_temp.hs256(:'hs_secret', jsonb_build_object('sub', 'user' || chr(8295) || '1', 'project_id', 'tokens', 'exp', 4102444800)) AS sub_isolate,
+       pg_temp.hs256(:'hs_secret', jsonb_build_object('sub', 'user' || chr(8232) || '1', 'project_id', 'tokens', 'exp', 4102444800)) AS sub_line_separator,
+       pg_temp.hs256(:'hs_secret', jsonb_build_object('sub', 'user-1', 'rid', 'req' || chr(8234), 'project_id', 'tokens', 'exp', 4102444800)) AS rid_embedding,
+       pg_temp.hs256(:'hs_secret', jsonb_build_object('sub', 'us' || chr(233) || 'r-' || chr(8364), 'rid', 'req-' || chr(1488), 'project_id', 'tokens', 'exp', 4102444800)) AS sub_letters \gset
+SET keys_guard.token_request_id_claim = 'rid';
+SET ROLE kg_tok_client;
+SELECT pg_temp.refused(:'sub_c1') AS sub_c1, pg_temp.refused(:'sub_rlo') AS sub_rlo,
+       pg_temp.refused(:'sub_isolate') AS sub_isolate,
+       pg_temp.refused(:'sub_line_separator') AS sub_line_separator,
+       pg_temp.refused(:'rid_embedding') AS rid_embedding;
+BEGIN;
+SELECT pg_temp.refused(:'sub_letters') AS sub_letters;
+SELECT keys_guard.current_actor() = 'us' || chr(233) || 'r-' || chr(8364) AS actor_kept;
+COMMIT;
+RESET ROLE;
+RESET keys_guard.token_request_id_claim;
+SELECT wait_for_audit($$action = 'token_use' AND outcome = 'denied' AND detail->>'reason' = 'malformed request id claim'$$, 1) > 0 AS drained;
+SELECT detail->>'reason' AS reason, count(*) > 0 AS recorded
+  FROM keys_guard.audit_log
+ WHERE action = 'token_use' AND outcome = 'denied'
+   AND detail->>'reason' IN ('malformed sub', 'malformed request id claim')
+ GROUP BY 1 ORDER BY 1;
+
+--
+-- 13. A weak key that reached the registry another way (a dump restored
+-- under keys_guard.bypass) verifies nothing: an Ed25519 key of small order
+-- (the identity: the "signature" 01 00..00 || 00..00 would verify any
+-- token) and an HS256 "secret" that is a public key's PEM (anyone could
+-- sign with it).
+--
+SET keys_guard.bypass = on;
+INSERT INTO keys_guard.token_key (kid, alg, public_key, fingerprint, state, created_by, state_changed_by)
+VALUES ('test-weak-ed', 'EdDSA', E'-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n-----END PUBLIC KEY-----\n',
+        repeat('0', 64), 'current', 'restore', 'restore');
+INSERT INTO keys_guard.token_key (kid, alg, secret, state, created_by, state_changed_by)
+VALUES ('test-pem-hs', 'HS256', convert_to(E'-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAt1ZqyzT/dBCv3vui5agrVV9as27MQzwCP0hPRT+Y9pY=\n-----END PUBLIC KEY-----\n', 'UTF8'),
+        'current', 'restore', 'restore');
+RESET keys_guard.bypass;
+\set forged_ed 'eyJhbGciOiJFZERTQSIsImtpZCI6InRlc3Qtd2Vhay1lZCJ9.eyJzdWIiOiJmb3JnZXIiLCJwcm9qZWN0X2lkIjoidG9rZW5zIiwiZXhwIjo0MTAyNDQ0ODAwLCJzY29wZSI6InJlYWQgd3JpdGUifQ.AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'
+\set forged_hs 'eyJhbGciOiJIUzI1NiIsImtpZCI6InRlc3QtcGVtLWhzIn0.eyJzdWIiOiJmb3JnZXIiLCJwcm9qZWN0X2lkIjoidG9rZW5zIiwiZXhwIjo0MTAyNDQ0ODAwLCJzY29wZSI6InJlYWQgd3JpdGUifQ.U7co9U1XZ0JqLfPJh9TRHBHrFxOxKXkGEmpuoO6BJog'
+SELECT keys_guard._verify_token_signature('test-weak-ed', :'forged_ed') AS weak_ed_verifies,
+       keys_guard._verify_token_signature('test-pem-hs', :'forged_hs') AS pem_hs_verifies;
+SET ROLE kg_tok_client;
+SELECT pg_temp.refused(:'forged_ed') AS forged_ed, pg_temp.refused(:'forged_hs') AS forged_hs;
+RESET ROLE;
+SELECT keys_guard.set_token_key_state('test-weak-ed', 'revoked'),
+       keys_guard.set_token_key_state('test-pem-hs', 'revoked');

@@ -236,6 +236,8 @@ refuse(const char *what, const char *target)
 
 	kg_audit_detail_text(detail, "command", what);
 	kg_audit_detail_text(detail, "key_id", key);
+	if (kg_context_read_only())
+		kg_audit_detail_text(detail, "kid", kg_token_context_kid());
 	kg_audit_detail_text(detail, "session_user",
 						 GetUserNameFromId(GetSessionUserId(), true));
 	kg_audit_detail_text(detail, "role", GetUserNameFromId(GetUserId(), true));

@@ -364,6 +364,8 @@ extern bool kg_check_redact_patterns(char **newval, void **extra, GucSource sour
 extern void kg_assign_redact_patterns(const char *newval, void *extra);
 extern char *kg_redact_text(const char *s);
 extern bool kg_text_has_secret(const char *s);
+extern const char *kg_token_context_kid(void);	/* token.c */
+extern bool kg_secret_call_active;	/* add_token_key(), set_context_from_token() run */
 extern void kg_redact_init(void);	/* hooks.c calls */
 extern void kg_redact_error_data(ErrorData *edata);	/* hooks.c calls */
 extern void kg_redact_activity(const char *source);	/* hooks.c calls */

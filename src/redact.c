@@ -9,8 +9,22 @@
  *
  *	- API key secrets, described below, replaced by KG_REDACTED_MARKER;
  *	- JSON Web Tokens: "eyJ", then base64url characters, a dot, at least
- *	  one base64url character, a dot and any base64url characters; the
- *	  whole token becomes KG_REDACTED_TEXT;
+ *	  one base64url character, a dot and any base64url characters; or any
+ *	  other run of at least 4 base64url characters that decodes to JSON
+ *	  whitespace, '{', whitespace and '"' (a header written with spaces or
+ *	  newlines), followed by the same two parts; the whole token becomes
+ *	  KG_REDACTED_TEXT;
+ *	- everything between the parentheses of a call of add_token_key()
+ *	  or set_context_from_token(), whatever the arguments look like, and
+ *	  the bind parameters logged for a statement that calls either; the
+ *	  arguments of EXECUTE name(...) when the prepared statement calls
+ *	  either (match_execute_call());
+ *
+ * While add_token_key() or set_context_from_token() runs
+ * (kg_secret_call_active), a message's statement is never printed as it
+ * was: the server-only detail gets it with its literals hidden, and its
+ * bind parameters become the marker (a secret passed through a function
+ * of the caller's has no shape to recognise).
  *	- the literal after the word "password" (any case, as in PASSWORD
  *	  '...', ENCRYPTED PASSWORD E'...', OPTIONS (password $$...$$)): its
  *	  contents become KG_REDACTED_TEXT, the quotes stay;
@@ -56,7 +70,8 @@
  *	- kg_redact_text(), API key redaction for any caller (the audit log).
  *
  * The common case, a text without a secret and no redact_patterns, costs
- * one scan with a table lookup per byte (k, e, p, P start a candidate)
+ * one scan with a table lookup per byte (k, e, E, p, P, _ and . start a
+ * candidate)
  * and allocates nothing.  When a text cannot be redacted (no memory, the
  * regular expression engine fails), a log field is overwritten in place
  * with the marker: the line loses that field, never keeps the secret.
@@ -75,6 +90,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_collation_d.h"
+#include "commands/prepare.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "regex/regex.h"
@@ -143,11 +159,24 @@ is_space(char c)
 
 /*
  * Bytes that may start a secret: 'k' (kgk_), 'e' (eyJ), 'p' / 'P'
- * (password), '_' (add_token_key's arguments).
+ * (password), '_' (the arguments of add_token_key() and
+ * set_context_from_token()), '.' (the first dot of any other JSON Web
+ * Token: the secret starts before it).
  */
 static const bool candidate[256] = {
-	['k'] = true,['e'] = true,['p'] = true,['P'] = true,['_'] = true,
+	['k'] = true,['e'] = true,['E'] = true,['p'] = true,['P'] = true,['_'] = true,['.'] = true,
 };
+
+/*
+ * Set while add_token_key() or set_context_from_token() runs (token.c),
+ * cleared when it returns and at the end of the transaction: a message
+ * raised meanwhile never shows its statement or its bind parameters as
+ * they were (a secret passed through a function or a prepared statement
+ * has no shape to recognise).
+ */
+bool		kg_secret_call_active = false;
+
+static bool calls_token_key_function(const char *text);
 
 /* An API key at p (p[0] == 'k'). */
 static bool
@@ -192,6 +221,100 @@ match_jwt(const char *p, const char *end, Secret *sec)
 	while (q < end && is_b64url_char(*q))
 		q++;
 	sec->start = p;
+	sec->end = q;
+	sec->marker = KG_REDACTED_TEXT;
+	sec->markerlen = TEXT_MARKER_LEN;
+	return true;
+}
+
+/* The value of a base64url character, or -1. */
+static int
+b64url_value(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '-')
+		return 62;
+	if (c == '_')
+		return 63;
+	return -1;
+}
+
+/*
+ * Whether the base64url text [p, end) starts with the encoding of a JSON
+ * object's opening: JSON whitespace, '{', whitespace, '"' (a JWS header
+ * is an object whose first member has a name).  Only as much is decoded
+ * as it takes to tell; at most 64 bytes of whitespace are looked through.
+ */
+static bool
+b64url_opens_object(const char *p, const char *end)
+{
+	unsigned int bits = 0;
+	int			nbits = 0;
+	int			seen = 0;
+	bool		brace = false;
+
+	for (; p < end; p++)
+	{
+		int			v = b64url_value(*p);
+		unsigned char c;
+
+		if (v < 0)
+			return false;
+		bits = (bits << 6) | (unsigned int) v;
+		nbits += 6;
+		if (nbits < 8)
+			continue;
+		nbits -= 8;
+		c = (unsigned char) ((bits >> nbits) & 0xff);
+		bits &= (1U << nbits) - 1;
+		if (++seen > 64)
+			return false;
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+			continue;
+		if (!brace && c == '{')
+		{
+			brace = true;
+			continue;
+		}
+		return brace && c == '"';
+	}
+	return false;
+}
+
+/*
+ * Any JSON Web Token whose first dot is at p, whatever its header's
+ * first bytes (JSON with whitespace does not encode to "eyJ"): a run of
+ * at least 4 base64url characters before p (not before from) that
+ * decodes to the opening of a JSON object, at least one base64url
+ * character after p, a dot, and any base64url characters.  Ordinary
+ * dotted names (schema.table.column) do not decode to '{' and '"'.
+ */
+static bool
+match_jwt_at_dot(const char *from, const char *p, const char *end, Secret *sec)
+{
+	const char *start = p;
+	const char *q;
+	const char *seg;
+
+	while (start > from && is_b64url_char(start[-1]))
+		start--;
+	if (p - start < 4 || !b64url_opens_object(start, p))
+		return false;
+	q = p + 1;
+	seg = q;
+	while (q < end && is_b64url_char(*q))
+		q++;
+	if (q == seg || q >= end || *q != '.')
+		return false;
+	q++;
+	while (q < end && is_b64url_char(*q))
+		q++;
+	sec->start = start;
 	sec->end = q;
 	sec->marker = KG_REDACTED_TEXT;
 	sec->markerlen = TEXT_MARKER_LEN;
@@ -385,28 +508,59 @@ match_password(const char *s, const char *p, const char *end, Secret *sec)
 }
 
 /*
- * The arguments of a call of add_token_key() at p (p[0] == '_', the first
- * underscore of the name): an HS256 key passed as a literal is a secret
+ * The functions whose arguments are secrets, each with three letters
+ * before its first underscore (where the match starts).
+ */
+static const char *const secret_call_names[] = {"add_token_key", "set_context_from_token"};
+
+/*
+ * The arguments of a call of add_token_key() or set_context_from_token()
+ * at p (p[0] == '_', the first underscore of the name): an HS256 key
+ * passed as a literal is a secret, and so is a token, whatever its shape
  * (docs/contract.md §17).  Everything between the parentheses is
  * replaced, the kid and the algorithm too (the literals are skipped whole,
  * so a parenthesis inside one does not end the list); a list that does
  * not end is redacted to the end of the text.
  */
+static bool match_call_arguments(const char *q, const char *end, Secret *sec);
+
 static bool
 match_token_key_call(const char *s, const char *p, const char *end, Secret *sec)
 {
-	static const char name[] = "add_token_key";
-	const size_t namelen = sizeof(name) - 1;
-	const char *q;
+	const char *q = NULL;
+	int			i;
+
+	if (p - s < 3)
+		return false;
+	for (i = 0; i < (int) lengthof(secret_call_names); i++)
+	{
+		size_t		namelen = strlen(secret_call_names[i]);
+
+		if ((size_t) (end - (p - 3)) >= namelen &&
+			pg_strncasecmp(p - 3, secret_call_names[i], namelen) == 0)
+		{
+			q = p - 3 + namelen;
+			break;
+		}
+	}
+	if (q == NULL)
+		return false;
+	if (q < end && *q == '"')
+		q++;
+	return match_call_arguments(q, end, sec);
+}
+
+/*
+ * The argument list that starts at q (after spaces and comments): all
+ * that lies between its parentheses, literals skipped whole, into *sec;
+ * false if no list starts there, or it is empty or already the marker.
+ */
+static bool
+match_call_arguments(const char *q, const char *end, Secret *sec)
+{
 	const char *vstart;
 	int			depth = 0;
 
-	if (p - s < 3 || (size_t) (end - (p - 3)) < namelen ||
-		pg_strncasecmp(p - 3, name, namelen) != 0)
-		return false;
-	q = p - 3 + namelen;
-	if (q < end && *q == '"')
-		q++;
 	for (;;)
 	{
 		while (q < end && is_space(*q))
@@ -464,6 +618,95 @@ match_token_key_call(const char *s, const char *p, const char *end, Secret *sec)
 	return true;
 }
 
+/* q past spaces and comments. */
+static const char *
+skip_space_and_comments(const char *q, const char *end)
+{
+	for (;;)
+	{
+		while (q < end && is_space(*q))
+			q++;
+		if (end - q >= 2 && q[0] == '/' && q[1] == '*')
+		{
+			const char *c = q + 2;
+
+			while (c + 1 < end && !(c[0] == '*' && c[1] == '/'))
+				c++;
+			q = c + 2 <= end ? c + 2 : end;
+			continue;
+		}
+		return q;
+	}
+}
+
+/*
+ * The arguments of EXECUTE name(...) at p (p[0] is 'e' or 'E'), when the
+ * prepared statement may call add_token_key() or set_context_from_token():
+ * its text does, or the text that holds the EXECUTE does (PREPARE and
+ * EXECUTE in one string, logged before the PREPARE ran), or this session
+ * has no statement of that name and the text deallocates one (logged
+ * after the DEALLOCATE ran).
+ */
+static bool
+match_execute_call(const char *s, const char *p, const char *end, Secret *sec)
+{
+	char		name[NAMEDATALEN];
+	int			n = 0;
+	const char *q;
+	PreparedStatement *ps;
+	bool		secret;
+
+	if (end - p < 9 || pg_strncasecmp(p, "execute", 7) != 0 || !is_space(p[7]))
+		return false;
+	if (p > s && (is_key_char(p[-1]) || p[-1] == '$' || (unsigned char) p[-1] >= 0x80))
+		return false;
+	q = skip_space_and_comments(p + 7, end);
+	if (q < end && *q == '"')
+	{
+		for (q++; q < end; q++)
+		{
+			if (*q == '"')
+			{
+				if (q + 1 < end && q[1] == '"')
+					q++;
+				else
+					break;
+			}
+			if (n < NAMEDATALEN - 1)
+				name[n++] = *q;
+		}
+		if (q >= end)
+			return false;
+		q++;
+	}
+	else
+	{
+		if (q >= end || !(is_key_char(*q) || (unsigned char) *q >= 0x80) ||
+			(*q >= '0' && *q <= '9'))
+			return false;
+		for (; q < end && (is_key_char(*q) || *q == '$' || (unsigned char) *q >= 0x80); q++)
+			if (n < NAMEDATALEN - 1)
+				name[n++] = (*q >= 'A' && *q <= 'Z') ? *q + ('a' - 'A') : *q;
+	}
+	name[n] = '\0';
+	if (n == 0 || !match_call_arguments(q, end, sec))
+		return false;
+	ps = FetchPreparedStatement(name, false);
+	secret = ps != NULL && ps->plansource != NULL &&
+		calls_token_key_function(ps->plansource->query_string);
+	if (!secret)
+		secret = calls_token_key_function(s);
+	if (!secret && ps == NULL)
+	{
+		const char *d;
+
+		for (d = s; *d && !secret; d++)
+			if ((*d == 'd' || *d == 'D') && pg_strncasecmp(d, "deallocate", 10) == 0)
+				secret = true;
+	}
+	return secret;
+}
+
 /*
  * The first built-in secret in [from, end) of the text that starts at s
  * (keys only when keys_only), or false.  A byte-wise search: all server
@@ -494,11 +737,19 @@ find_secret(const char *s, const char *from, const char *end, bool keys_only,
 					return true;
 				break;
 			case 'e':
-				if (match_jwt(p, end, sec))
+				if (match_jwt(p, end, sec) || match_execute_call(s, p, end, sec))
+					return true;
+				break;
+			case 'E':
+				if (match_execute_call(s, p, end, sec))
 					return true;
 				break;
 			case '_':
 				if (match_token_key_call(s, p, end, sec))
+					return true;
+				break;
+			case '.':
+				if (match_jwt_at_dot(from, p, end, sec))
 					return true;
 				break;
 			default:
@@ -998,6 +1249,81 @@ redact_statement(ErrorData *edata, MemoryContext cxt)
 }
 
 /*
+ * The statement of a message raised while add_token_key() or
+ * set_context_from_token() runs (kg_secret_call_active): never printed as
+ * it was; the server-only detail gets it with the contents of every
+ * literal, and every run of 16 digits or more, replaced by the marker
+ * (a secret passed on through a function, EXECUTE or a variable has no
+ * shape to recognise; the statement's comments and names stay).
+ */
+static void
+hide_secret_call_statement(ErrorData *edata, MemoryContext cxt)
+{
+	static const char label[] = "statement (literals hidden): ";
+	const char *stmt = debug_query_string;
+	const char *end;
+	const char *pos;
+	const char *q;
+	OutBuf		buf = {cxt, NULL, 0, 0, false};
+
+	if (stmt == NULL || !check_log_of_query(edata))
+		return;
+	edata->hide_stmt = true;
+	end = stmt + strlen(stmt);
+	out_append(&buf, label, sizeof(label) - 1);
+	pos = q = stmt;
+	while (q < end)
+	{
+		const char *vstart;
+		const char *lend = NULL;
+
+		if (*q == '\'' || *q == '$' ||
+			((*q == 'E' || *q == 'e' || *q == 'U' || *q == 'u') &&
+			 (q == stmt || !(is_key_char(q[-1]) || q[-1] == '$'))))
+			lend = sql_literal(q, end, &vstart);
+		if (lend != NULL)
+		{
+			size_t		closing = 1;	/* ' */
+
+			if (*q == '$')
+				closing = vstart - q;	/* $tag$ */
+			else if (q[0] == '\'' && vstart == q + 2)
+				closing = 2;	/* ''...'' */
+			out_append(&buf, pos, vstart - pos);
+			out_append(&buf, KG_REDACTED_TEXT, TEXT_MARKER_LEN);
+			pos = lend;
+			q = (size_t) (end - lend) > closing ? lend + closing : end;
+			continue;
+		}
+		if (*q >= '0' && *q <= '9' &&
+			(q == stmt || !(is_key_char(q[-1]) || q[-1] == '$')))
+		{
+			const char *d = q;
+
+			while (d < end && *d >= '0' && *d <= '9')
+				d++;
+			if (d - q >= 16)
+			{
+				out_append(&buf, pos, q - pos);
+				out_append(&buf, KG_REDACTED_TEXT, TEXT_MARKER_LEN);
+				pos = d;
+			}
+			q = d;
+			continue;
+		}
+		q++;
+	}
+	out_append(&buf, pos, end - pos);
+	if (buf.failed)
+	{
+		out_discard(&buf);
+		return;
+	}
+	append_detail_log(edata, cxt, buf.data);
+	out_discard(&buf);
+}
+
+/*
  * A failed statement in a transaction block rolls the context back with
  * the rest of the transaction's settings, at once; the block goes on
  * until ROLLBACK, and its "current transaction is aborted" errors and the
@@ -1025,6 +1351,11 @@ redact_xact_callback(XactEvent event, void *arg)
 	const char *tenant;
 	const char *actor;
 
+	/* add_token_key() or set_context_from_token() ended with its transaction. */
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
+		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT)
+		kg_secret_call_active = false;
 	if (event != XACT_EVENT_ABORT)
 	{
 		if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE)
@@ -1157,20 +1488,24 @@ redact_own_activity(MemoryContext cxt)
  * throws.
  */
 /*
- * Whether text calls add_token_key(): then every bind parameter of the
- * statement may be a token key's secret, which has no shape to recognise.
+ * Whether text calls add_token_key() or set_context_from_token(): then
+ * every bind parameter of the statement may be a token key's secret,
+ * which has no shape to recognise, or a token.
  */
 static bool
 calls_token_key_function(const char *text)
 {
-	static const char name[] = "add_token_key";
 	const char *p;
+	int			i;
 
 	if (text == NULL)
 		return false;
 	for (p = text; (p = strchr(p, '_')) != NULL; p++)
-		if (p - text >= 3 && pg_strncasecmp(p - 3, name, sizeof(name) - 1) == 0)
-			return true;
+		if (p - text >= 3)
+			for (i = 0; i < (int) lengthof(secret_call_names); i++)
+				if (pg_strncasecmp(p - 3, secret_call_names[i],
+								   strlen(secret_call_names[i])) == 0)
+					return true;
 	return false;
 }
 
@@ -1210,14 +1545,17 @@ kg_redact_error_data(ErrorData *edata)
 	redact_field(&edata->column_name, cxt);
 	redact_field(&edata->datatype_name, cxt);
 	redact_field(&edata->constraint_name, cxt);
-	redact_statement(edata, cxt);
 	if ((edata->detail || edata->detail_log || edata->context) &&
-		calls_token_key_function(debug_query_string))
+		(kg_secret_call_active || calls_token_key_function(debug_query_string)))
 	{
 		redact_parameters(edata->detail);
 		redact_parameters(edata->detail_log);
 		redact_parameters(edata->context);
 	}
+	if (kg_secret_call_active)
+		hide_secret_call_statement(edata, cxt);
+	else
+		redact_statement(edata, cxt);
 	if (edata->elevel <= ERROR)
 		redact_own_activity(cxt);
 	append_correlation(edata, cxt);

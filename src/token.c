@@ -11,12 +11,17 @@
  * Public keys are parsed and checked once, when they are registered, and
  * stored as PEM (SubjectPublicKeyInfo) with the SHA-256 fingerprint of
  * their DER; an HS256 secret is stored as bytes, and no view, function or
- * message ever returns it.  A key is current, standby, previous or
- * revoked; all but revoked verify, and revoked is final.
+ * message ever returns it.  Refused: an Ed25519 point of small order or
+ * not canonically encoded (anyone could sign for it), and an HS256
+ * "secret" that is a public key's text (PEM, DER, its base64, a JWK with
+ * a public key's members: algorithm confusion moved into the registry).
+ * A key is current, standby, previous or revoked; all but revoked verify,
+ * and revoked is final.
  *
  * Verification, in this order; the first failure is the reason:
- *	- at most KG_TOKEN_MAXLEN bytes, three base64url parts (RFC 4648 §5,
- *	  no padding, no other character, no stray bits);
+ *	- a token (NULL is refused as "null"), at most KG_TOKEN_MAXLEN bytes,
+ *	  three base64url parts (RFC 4648 §5, no padding, no other character,
+ *	  no stray bits);
  *	- a header that is a JSON object without duplicate names, with a
  *	  string "alg" that is not "none", no "crit", and a string "kid";
  *	- the key registered under that kid, not revoked, whose algorithm is
@@ -39,7 +44,10 @@
  * JSON is read with PostgreSQL's own parser (common/jsonapi.h) through
  * semantic actions that see every member name, so a name given twice in
  * one object (which jsonb would silently resolve to the last value) is
- * refused.
+ * refused.  In a database not in UTF-8, a header or payload with anything
+ * beyond ASCII (a byte, or a \u escape the parser would convert) is
+ * refused.  sub and the request id carry no control character, C1
+ * included, nor one that reorders or breaks a log line.
  *
  * Every failure is the same 28000 "invalid token"; the reason and the kid
  * (when it is well formed) go to the server log and, through the shared
@@ -428,8 +436,54 @@ nests_too_deep(const unsigned char *data, size_t len, int maxdepth)
 }
 
 /*
+ * Whether data[0..len) has a byte or a \u escape beyond ASCII while the
+ * database is not in UTF-8: the parser would turn an escape into the
+ * database's encoding (and fail on one it cannot hold, with an error that
+ * is not 28000), and a raw UTF-8 byte would reach the context as text of
+ * another encoding.  Such JSON is refused instead.
+ */
+static bool
+non_ascii_in_non_utf8_db(const unsigned char *data, size_t len)
+{
+	size_t		i;
+
+	if (GetDatabaseEncoding() == PG_UTF8)
+		return false;
+	for (i = 0; i < len; i++)
+	{
+		if (data[i] >= 0x80)
+			return true;
+		if (data[i] == '\\' && i + 1 < len)
+		{
+			i++;
+			if (data[i] == 'u')
+			{
+				unsigned int code = 0;
+				int			j;
+
+				for (j = 1; j <= 4 && i + j < len; j++)
+				{
+					int			c = data[i + j];
+					int			v = (c >= '0' && c <= '9') ? c - '0' :
+						(c >= 'a' && c <= 'f') ? c - 'a' + 10 :
+						(c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+
+					if (v < 0)
+						break;
+					code = (code << 4) | (unsigned int) v;
+				}
+				if (code >= 0x80)
+					return true;
+			}
+		}
+	}
+	return false;
+}
+
+/*
  * Parse data[0..len) as a JSON object of UTF-8 text; the list of its
- * members, or false if it is not one, or has a name twice in one object.
+ * members, or false if it is not one, or has a name twice in one object,
+ * or holds anything beyond ASCII in a database not in UTF-8.
  */
 static bool
 parse_object(const unsigned char *data, size_t len, List **claims, bool *duplicate)
@@ -442,6 +496,7 @@ parse_object(const unsigned char *data, size_t len, List **claims, bool *duplica
 	*duplicate = false;
 	if (len == 0 || memchr(data, '\0', len) != NULL ||
 		!pg_verify_mbstr(PG_UTF8, (const char *) data, (int) len, true) ||
+		non_ascii_in_non_utf8_db(data, len) ||
 		nests_too_deep(data, len, KG_TOKEN_JSON_MAXDEPTH))
 		return false;
 	copy = pnstrdup((const char *) data, len);
@@ -507,7 +562,12 @@ number_claim(Claim *claim, double *value)
 	return true;
 }
 
-/* Non-empty, at most maxlen bytes, no control characters. */
+/*
+ * Non-empty, at most maxlen bytes, no control characters: neither ASCII's
+ * nor C1 (U+0080-U+009F), nor the invisible characters that reorder or
+ * break what a log viewer shows (U+061C, U+200E-U+200F, U+2028-U+202E,
+ * U+2066-U+2069).  The text is valid UTF-8 (parse_object()).
+ */
 static bool
 printable_text(const char *s, size_t maxlen)
 {
@@ -516,8 +576,22 @@ printable_text(const char *s, size_t maxlen)
 	if (s == NULL || s[0] == '\0' || strlen(s) > maxlen)
 		return false;
 	for (p = (const unsigned char *) s; *p; p++)
+	{
 		if (*p < 0x20 || *p == 0x7f)
 			return false;
+		/* C1: U+0080-U+009F is C2 80 - C2 9F */
+		if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+			return false;
+		/* U+061C (arabic letter mark): D8 9C */
+		if (p[0] == 0xd8 && p[1] == 0x9c)
+			return false;
+		if (p[0] == 0xe2 && p[1] == 0x80 &&
+			(p[2] == 0x8e || p[2] == 0x8f ||	/* U+200E, U+200F */
+			 (p[2] >= 0xa8 && p[2] <= 0xae)))	/* U+2028-U+202E */
+			return false;
+		if (p[0] == 0xe2 && p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9)	/* U+2066-U+2069 */
+			return false;
+	}
 	return true;
 }
 
@@ -637,6 +711,50 @@ jwk_okp(List *jwk)
 	return EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, x, x_len);
 }
 
+/*
+ * Whether an Ed25519 public key is a point of small order or is not
+ * canonically encoded (y >= p): with such a key anyone forges a signature
+ * that verifies (with the identity, 01 00..00, the signature 01 00..00 ||
+ * 00..00 signs every message).  The encodings of the eight points of small
+ * order, compared with the sign bit of x cleared; and every y >= p =
+ * 2^255 - 19 (little-endian: ed..ff ff..ff 7f and above).
+ */
+static bool
+ed25519_key_is_weak(EVP_PKEY *pkey)
+{
+	static const unsigned char small_order[][32] = {
+		/* 1 (the identity) */
+		{0x01},
+		/* p - 1 (order 2) */
+		{0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+		/* 0 (order 4) */
+		{0x00},
+		/* order 8 */
+		{0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0,
+		0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05},
+		{0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67, 0x0f,
+		0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a},
+	};
+	unsigned char raw[32];
+	size_t		raw_len = sizeof(raw);
+	int			i;
+
+	if (EVP_PKEY_get_raw_public_key(pkey, raw, &raw_len) != 1 || raw_len != 32)
+		return true;
+	for (i = 0; i < (int) lengthof(small_order); i++)
+		if (memcmp(raw, small_order[i], 31) == 0 &&
+			(raw[31] & 0x7f) == small_order[i][31])
+			return true;
+	/* y >= p: y's top byte 0x7f, bytes 30..1 0xff, byte 0 at least 0xed. */
+	if ((raw[31] & 0x7f) != 0x7f || raw[0] < 0xed)
+		return false;
+	for (i = 1; i < 31; i++)
+		if (raw[i] != 0xff)
+			return false;
+	return true;
+}
+
 /* Whether pkey is a key of alg's kind and strength. */
 static bool
 pkey_fits(EVP_PKEY *pkey, TokenAlg alg)
@@ -677,7 +795,8 @@ pkey_fits(EVP_PKEY *pkey, TokenAlg alg)
 				return ok;
 			}
 		case ALG_EDDSA:
-			return EVP_PKEY_is_a(pkey, "ED25519");
+			/* Not a point of small order (every signature would verify). */
+			return EVP_PKEY_is_a(pkey, "ED25519") && !ed25519_key_is_weak(pkey);
 		default:
 			return false;
 	}
@@ -751,6 +870,11 @@ parse_public_key(const char *text, TokenAlg alg)
 		if (pkey == NULL)
 			bad_key(alg, "The key is neither a PEM public key (\"-----BEGIN PUBLIC KEY-----\") nor a JSON Web Key.");
 	}
+	if (alg == ALG_EDDSA && EVP_PKEY_is_a(pkey, "ED25519") && ed25519_key_is_weak(pkey))
+	{
+		EVP_PKEY_free(pkey);
+		bad_key(alg, "The Ed25519 public key is a point of small order or is not canonically encoded.");
+	}
 	if (!pkey_fits(pkey, alg))
 	{
 		EVP_PKEY_free(pkey);
@@ -792,9 +916,99 @@ describe_public_key(EVP_PKEY *pkey, char **pem, char **fingerprint)
 		snprintf(*fingerprint + 2 * i, 3, "%02x", digest[i]);
 }
 
+/* Whether DER bytes start with a SubjectPublicKeyInfo OpenSSL reads. */
+static bool
+der_is_public_key(const unsigned char *der, size_t len)
+{
+	const unsigned char *p = der;
+	EVP_PKEY   *pkey;
+
+	if (len == 0 || len > (size_t) INT_MAX)
+		return false;
+	pkey = d2i_PUBKEY(NULL, &p, (long) len);
+	EVP_PKEY_free(pkey);
+	ERR_clear_error();
+	return pkey != NULL;
+}
+
+/*
+ * Whether bytes that would be an HS256 secret are in fact a public key's
+ * text (algorithm confusion, RFC 8725 §2.1, moved into the registry: a
+ * secret anyone can read signs anything): PEM armour of any kind ("-----
+ * BEGIN"), a PEM public key, a DER one, or the base64 or base64url of a
+ * DER one (a PEM's body without its armour).
+ */
+static bool
+secret_is_public_key(const unsigned char *data, size_t len)
+{
+	static const char armour[] = "-----BEGIN";
+	const size_t armour_len = sizeof(armour) - 1;
+	size_t		i;
+	BIO		   *bio;
+	EVP_PKEY   *pkey = NULL;
+	unsigned char *b64;
+	size_t		b64_len = 0;
+	bool		found = false;
+
+	for (i = 0; i + armour_len <= len; i++)
+		if (pg_strncasecmp((const char *) data + i, armour, armour_len) == 0)
+			return true;
+	if (der_is_public_key(data, len))
+		return true;
+	if (len <= (size_t) INT_MAX && (bio = BIO_new_mem_buf(data, (int) len)) != NULL)
+	{
+		pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+		BIO_free(bio);
+		EVP_PKEY_free(pkey);
+		ERR_clear_error();
+		if (pkey != NULL)
+			return true;
+	}
+
+	/* Base64 (standard alphabet, padding, line breaks) of a DER key. */
+	b64 = palloc(len + 1);
+	for (i = 0; i < len; i++)
+	{
+		unsigned char c = data[i];
+
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+			continue;
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+			  c == '+' || c == '/' || c == '='))
+		{
+			b64_len = 0;
+			break;
+		}
+		b64[b64_len++] = c;
+	}
+	if (b64_len >= 4 && b64_len % 4 == 0)
+	{
+		unsigned char *der = palloc(b64_len / 4 * 3 + 1);
+		int			der_len = EVP_DecodeBlock(der, b64, (int) b64_len);
+
+		found = der_len > 0 && der_is_public_key(der, der_len);
+		pfree(der);
+	}
+	pfree(b64);
+	if (!found)
+	{
+		unsigned char *der;
+		size_t		der_len;
+
+		if (b64url_decode((const char *) data, len, &der, &der_len))
+		{
+			found = der_is_public_key(der, der_len);
+			pfree(der);
+		}
+	}
+	ERR_clear_error();
+	return found;
+}
+
 /*
  * An HS256 secret: a JWK {"kty":"oct","k":...}, or else the text's bytes.
- * At least KG_TOKEN_SECRET_MIN bytes.  The secret is never echoed.
+ * At least KG_TOKEN_SECRET_MIN bytes.  Never a public key's text, as PEM,
+ * DER or a JWK (whose members say what it is).  The secret is never echoed.
  */
 static unsigned char *
 parse_secret(const char *text, size_t *len)
@@ -815,6 +1029,9 @@ parse_secret(const char *text, size_t *len)
 		kty = string_claim(jwk, "kty");
 		if (kty == NULL || strcmp(kty, "oct") != 0)
 			bad_key(ALG_HS256, "A JSON Web Key for HS256 has \"kty\": \"oct\".");
+		if (find_claim(jwk, "n") || find_claim(jwk, "e") || find_claim(jwk, "x") ||
+			find_claim(jwk, "y") || find_claim(jwk, "crv"))
+			bad_key(ALG_HS256, "The JSON Web Key has a public key's members; an HS256 key is a shared secret, never a public key.");
 		if (find_claim(jwk, "alg") &&
 			(string_claim(jwk, "alg") == NULL || strcmp(string_claim(jwk, "alg"), "HS256") != 0))
 			bad_key(ALG_HS256, "The key's \"alg\" is another algorithm.");
@@ -825,6 +1042,11 @@ parse_secret(const char *text, size_t *len)
 	{
 		*len = strlen(text);
 		secret = (unsigned char *) pstrdup(text);
+	}
+	if (secret_is_public_key(secret, *len))
+	{
+		explicit_bzero(secret, *len);
+		bad_key(ALG_HS256, "The key is a public key's text; an HS256 key is a shared secret, never a public key.");
 	}
 	if (*len < KG_TOKEN_SECRET_MIN || *len > KG_TOKEN_SECRET_MAX)
 		ereport(ERROR,
@@ -1017,7 +1239,9 @@ read_key(Oid relid, const char *kid, KeyEntry *entry)
 			bytea	   *secret = DatumGetByteaPP(d);
 			size_t		len = VARSIZE_ANY_EXHDR(secret);
 
-			if (len <= KG_TOKEN_SECRET_MAX)
+			/* Not a public key's text (a registry restored from a dump). */
+			if (len <= KG_TOKEN_SECRET_MAX &&
+				!secret_is_public_key((const unsigned char *) VARDATA_ANY(secret), len))
 			{
 				memcpy(entry->secret, VARDATA_ANY(secret), len);
 				entry->secret_len = len;
@@ -1261,6 +1485,8 @@ split_jws(const char *token, size_t len, Jws *jws)
 		!b64url_decode(dot2 + 1, end - dot2 - 1, &jws->sig, &jws->sig_len))
 		return "bad base64url";
 	jws->input_len = dot2 - token;
+	if (non_ascii_in_non_utf8_db(jws->header, jws->header_len))
+		return "non-ASCII claims in a database not in UTF-8";
 	if (!parse_object(jws->header, jws->header_len, &jws->header_claims, &duplicate))
 		return duplicate ? "duplicate header parameter" : "malformed header";
 	if (find_claim(jws->header_claims, "alg") == NULL)
@@ -1424,6 +1650,8 @@ verify_token(Oid relid, const char *token, size_t len, TokenEntry *out, char **k
 	if (reason)
 		return reason;
 
+	if (non_ascii_in_non_utf8_db(jws.payload, jws.payload_len))
+		return "non-ASCII claims in a database not in UTF-8";
 	if (!parse_object(jws.payload, jws.payload_len, &claims, &duplicate))
 		return duplicate ? "duplicate claim" : "malformed payload";
 	memset(out, 0, sizeof(TokenEntry));
@@ -1454,6 +1682,37 @@ refuse_token(const char *reason, const char *kid)
 }
 
 /*
+ * The value of keys_guard.context the last token set, and its kid: while
+ * that context is in force, kg_token_context_kid() names the key (a
+ * write refused under a read-only token is audited with it).
+ */
+static char *token_context_value = NULL;
+static char token_context_kid[KG_TOKEN_KID_MAXLEN + 1];
+
+static void
+remember_token_context(const char *kid)
+{
+	char	   *value = MemoryContextStrdup(TopMemoryContext,
+											kg_context_setting ? kg_context_setting : "");
+
+	if (token_context_value)
+		pfree(token_context_value);
+	token_context_value = value;
+	strlcpy(token_context_kid, kid, sizeof(token_context_kid));
+}
+
+/* The kid of the token whose context is in force, or NULL. */
+const char *
+kg_token_context_kid(void)
+{
+	if (token_context_value == NULL || kg_context_setting == NULL ||
+		kg_context_setting[0] == '\0' ||
+		strcmp(token_context_value, kg_context_setting) != 0)
+		return NULL;
+	return token_context_kid;
+}
+
+/*
  * keys_guard.set_context_from_token(token): the transaction-scoped context
  * a verified token names, for members of keys_guard_client,
  * keys_guard_gateway and keys_guard_admin.
@@ -1477,11 +1736,8 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 	KgAuditDetail *detail;
 	bool		verified_now = false;
 
+	kg_secret_call_active = true;	/* redact.c: no message shows the statement */
 	kg_require_preloaded();
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("token must not be null")));
 	kg_refuse_keyholder("set_context_from_token");
 	if (!kg_has_role(KG_ROLE_CLIENT) && !kg_has_role(KG_ROLE_GATEWAY) &&
 		!kg_has_role(KG_ROLE_ADMIN))
@@ -1497,6 +1753,9 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 	kg_require_complete_extension();
 	relid = caches_begin();
 
+	/* No token is a token refused like any other (the function is not STRICT). */
+	if (PG_ARGISNULL(0))
+		refuse_token("null", NULL);
 	arg = PG_GETARG_TEXT_PP(0);
 	len = VARSIZE_ANY_EXHDR(arg);
 	if (len > KG_TOKEN_MAXLEN)
@@ -1571,6 +1830,7 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 	kg_apply_token_context(verified.tenant, verified.actor,
 						   verified.request_id[0] ? verified.request_id : NULL,
 						   !verified.write);
+	remember_token_context(kid);
 
 	/*
 	 * A verification is audited; a later use of the same token by this
@@ -1585,6 +1845,7 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 		kg_audit_detail_bool(detail, "verified", verified_now);
 		kg_audit_enqueue("token_use", kid, KG_OUTCOME_OK, detail);
 	}
+	kg_secret_call_active = false;
 	PG_RETURN_VOID();
 }
 
@@ -1726,6 +1987,7 @@ keys_guard_add_token_key(PG_FUNCTION_ARGS)
 	char	   *key;
 	size_t		key_len;
 
+	kg_secret_call_active = true;	/* redact.c: no message shows the statement */
 	kg_require_preloaded();
 	require_token_admin("add_token_key");
 	memset(&args, 0, sizeof(args));
@@ -1774,6 +2036,7 @@ keys_guard_add_token_key(PG_FUNCTION_ARGS)
 	kg_run_internal(add_internal, &args, false);
 	if (args.secret)
 		explicit_bzero(VARDATA(args.secret), VARSIZE(args.secret) - VARHDRSZ);
+	kg_secret_call_active = false;
 	PG_RETURN_VOID();
 }
 

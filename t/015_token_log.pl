@@ -88,6 +88,19 @@ sub sign_hs256
 	return $token;
 }
 
+# A token whose header is given as text (JSON with whitespace does not
+# encode to "eyJ"); its signature is a secret of its own too.
+sub sign_hs256_header
+{
+	my ($key, $header_json, $claims) = @_;
+	my $header = encode_base64url($header_json);
+	my $payload = encode_base64url(encode_json($claims));
+	my $sig = encode_base64url(hmac_sha256("$header.$payload", $key));
+	my $token = "$header.$payload.$sig";
+	push @secrets, $token, $sig;
+	return $token;
+}
+
 sub run_sql
 {
 	my ($sql, $user) = @_;
@@ -151,6 +164,45 @@ for my $case ([ 'key_bind', 'tlog-bind' ], [ 'key_bind_dup', 'tlog-bind' ])
 	$client_output .= $output;
 }
 
+# A secret through PREPARE/EXECUTE: the statement is EXECUTE p('...'),
+# which has no call of add_token_key() in it.  Prepared and executed in
+# separate statements (the prepared statement's text says what it
+# calls), in one string (PREPARE and EXECUTE logged together, before the
+# PREPARE ran), executed twice (the second fails: its STATEMENT), and
+# deallocated in the same string (logged after the DEALLOCATE ran).
+my $prep_secret = 'hp' . random_chars($alnum, 46);
+my $prep_secret2 = 'hq' . random_chars($alnum, 46);
+push @secrets, $prep_secret, $prep_secret2;
+push @tags, 'key_prepared';
+($ret, $out, $err) = run_sql(
+	"PREPARE tlog_p(text, text) AS SELECT /* key_prepared */ keys_guard.add_token_key(\$1, 'HS256', \$2);\n"
+	  . "EXECUTE tlog_p('tlog-prep', '$prep_secret');\n"
+	  . "EXECUTE tlog_p('tlog-prep', '$prep_secret');\n");
+like($err, qr/already exists/, 'the second EXECUTE fails');
+$client_output .= $out . $err;
+push @tags, 'key_prepared_one_string';
+($ret, $out, $err) = $node->psql('postgres', undef,
+	extra_params => [ '-c',
+		"PREPARE tlog_q(text) AS SELECT /* key_prepared_one_string */ keys_guard.add_token_key('tlog-prep2', 'HS256', \$1); "
+		  . "EXECUTE tlog_q('$prep_secret2'); DEALLOCATE tlog_q" ]);
+is($ret, 0, 'PREPARE, EXECUTE and DEALLOCATE in one string');
+$client_output .= $out . $err;
+
+# A secret through a function of the caller's: no shape in the statement,
+# no call in it either.  Without statement logging, the failing call's
+# ERROR still has a STATEMENT line: hidden while add_token_key() runs.
+my $wrapped_secret = 'hw' . random_chars($alnum, 46);
+push @secrets, $wrapped_secret;
+$node->safe_psql('postgres',
+	"CREATE FUNCTION tlog_add(k text) RETURNS void LANGUAGE sql AS \$\$ SELECT keys_guard.add_token_key('tlog-wrap', 'HS256', k) \$\$");
+push @tags, 'key_wrapped';
+($ret, $out, $err) = run_sql(
+	"SET log_statement = 'none'; SET log_min_duration_statement = -1; SET auto_explain.log_min_duration = -1;\n"
+	  . "SELECT /* key_wrapped */ tlog_add('$wrapped_secret');\n"
+	  . "SELECT /* key_wrapped */ tlog_add('$wrapped_secret');\n");
+like($err, qr/already exists/, 'the wrapped call fails the second time');
+$client_output .= $out . $err;
+
 my $far = 4102444800;
 my %claims = (sub => 'user-1', project_id => 'tlog', exp => $far, scope => 'read');
 my $read = sign_hs256($secret, 'tlog-hs', {%claims});
@@ -161,6 +213,13 @@ my $tampered = $read;
 # The signature's first character changed: still canonical base64url.
 $tampered =~ s/\.(.)([^.]*)$/'.' . ($1 eq 'A' ? 'B' : 'A') . $2/e;
 push @secrets, $tampered;
+# Headers with JSON whitespace: spaces ("eyAi..."), a leading newline ("Cns...").
+my $spaced = sign_hs256_header($secret, '{ "alg": "HS256", "kid": "tlog-hs" }', {%claims});
+my $newline = sign_hs256_header($secret, qq{\n{"alg":"HS256","kid":"tlog-hs"}}, {%claims});
+die 'the spaced header encodes to eyJ' if $spaced =~ /^eyJ/ || $newline =~ /^eyJ/;
+my $spaced_tampered = $spaced;
+$spaced_tampered =~ s/\.(.)([^.]*)$/'.' . ($1 eq 'A' ? 'B' : 'A') . $2/e;
+push @secrets, $spaced_tampered, ($spaced_tampered =~ /\.([^.]*)$/);
 
 # Tokens: accepted (a literal, a bind parameter, in pg_stat_activity),
 # refused, a write under a read-only token.
@@ -171,14 +230,23 @@ my @steps = (
 	[ 'tok_expired', "SELECT /* tok_expired */ keys_guard.set_context_from_token('$expired')" ],
 	[ 'tok_tampered', "SELECT /* tok_tampered */ keys_guard.set_context_from_token('$tampered')" ],
 	[ 'tok_activity', "BEGIN; SELECT /* tok_activity */ keys_guard.set_context_from_token('$read'), (SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid()); COMMIT" ],
-	[ 'tok_error', "SELECT /* tok_error */ ('$read')::int" ],);
+	[ 'tok_error', "SELECT /* tok_error */ ('$read')::int" ],
+	[ 'tok_spaced', "BEGIN; SELECT /* tok_spaced */ keys_guard.set_context_from_token('$spaced'); SELECT /* tok_spaced */ count(*) FROM tenant_tlog.items; COMMIT" ],
+	[ 'tok_newline', "BEGIN; SELECT /* tok_newline */ keys_guard.set_context_from_token('$newline'); COMMIT" ],
+	[ 'tok_spaced_tampered', "SELECT /* tok_spaced_tampered */ keys_guard.set_context_from_token('$spaced_tampered')" ],
+	[ 'tok_spaced_error', "SELECT /* tok_spaced_error */ ('$spaced')::int" ],);
+my %step_ret;
 for my $step (@steps)
 {
 	push @tags, $step->[0];
 	($ret, $out, $err) = run_sql($step->[1], 'tlog_client');
+	$step_ret{ $step->[0] } = $ret;
 	$client_output .= $out . $err;
 }
-like($client_output, qr/set_context_from_token\('\[REDACTED\]'\)/,
+is($step_ret{tok_spaced}, 0, 'a token whose header has spaces is accepted');
+is($step_ret{tok_newline}, 0, 'a token whose header starts with a newline is accepted');
+isnt($step_ret{tok_spaced_tampered}, 0, 'a tampered one is refused');
+like($client_output, qr/set_context_from_token\(\[REDACTED\]\)/,
 	'pg_stat_activity shows set_context_from_token() with the token redacted');
 
 $node->safe_psql('postgres', "SELECT keys_guard.set_token_key_state('tlog-act', 'revoked')");
@@ -187,7 +255,12 @@ push @tags, 'tok_revoked';
 	"SELECT /* tok_revoked */ keys_guard.set_context_from_token('$revoked_later')", 'tlog_client');
 $client_output .= $out . $err;
 
-for my $case ([ 'bind_ok', $read ], [ 'bind_expired', $expired ], [ 'bind_tampered', $tampered ])
+for my $case (
+	[ 'bind_ok', $read ],
+	[ 'bind_expired', $expired ],
+	[ 'bind_tampered', $tampered ],
+	[ 'bind_spaced', $spaced ],
+	[ 'bind_spaced_tampered', $spaced_tampered ])
 {
 	my ($tag, $token) = @$case;
 	push @tags, $tag;
@@ -195,6 +268,55 @@ for my $case ([ 'bind_ok', $read ], [ 'bind_expired', $expired ], [ 'bind_tamper
 		"BEGIN;\nSELECT /* $tag */ keys_guard.set_context_from_token(:token);\nCOMMIT;\n",
 		token => $token);
 	$client_output .= $output;
+}
+
+# A database not in UTF-8 (LATIN1): claims beyond ASCII, raw or as a \u
+# escape, are refused like any other bad token (28000, not an encoding
+# error); ASCII claims are accepted.
+$node->safe_psql('postgres',
+	"CREATE DATABASE tlog_latin1 ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'");
+$node->safe_psql(
+	'tlog_latin1', qq{
+CREATE EXTENSION keys_guard;
+SELECT keys_guard.create_tenant('tlog');
+SELECT keys_guard.add_token_key('tlog-l1', 'HS256', '$secret');
+});
+
+sub sign_hs256_payload
+{
+	my ($key, $kid, $payload_json) = @_;
+	my $header = encode_base64url(encode_json({ alg => 'HS256', kid => $kid }));
+	my $payload = encode_base64url($payload_json);
+	my $sig = encode_base64url(hmac_sha256("$header.$payload", $key));
+	my $token = "$header.$payload.$sig";
+	push @secrets, $token, $sig;
+	return $token;
+}
+my $l1_ascii = sign_hs256_payload($secret, 'tlog-l1',
+	'{"sub":"user-1","project_id":"tlog","exp":4102444800}');
+my $l1_raw = sign_hs256_payload($secret, 'tlog-l1',
+	qq{{"sub":"user-\xc3\xa9","project_id":"tlog","exp":4102444800}});
+my $l1_escape = sign_hs256_payload($secret, 'tlog-l1',
+	'{"sub":"user-\\u00e9","project_id":"tlog","exp":4102444800}');
+my $l1_escape_far = sign_hs256_payload($secret, 'tlog-l1',
+	'{"sub":"user-\\u20ac","project_id":"tlog","exp":4102444800}');
+for my $case ([ 'l1_ascii', $l1_ascii, '' ], [ 'l1_raw', $l1_raw, '28000' ],
+	[ 'l1_escape', $l1_escape, '28000' ], [ 'l1_escape_far', $l1_escape_far, '28000' ])
+{
+	my ($tag, $token, $want) = @$case;
+	push @tags, $tag;
+	my ($ret, $out, $err) = $node->psql('tlog_latin1',
+		"\\set VERBOSITY verbose\nBEGIN; SELECT /* $tag */ keys_guard.set_context_from_token('$token'); COMMIT;",
+		extra_params => [ '-U', 'tlog_client' ]);
+	if ($want eq '')
+	{
+		is($err, '', "LATIN1 database: $tag accepted");
+	}
+	else
+	{
+		like($err, qr/ERROR:  $want: invalid token/, "LATIN1 database: $tag refused with $want");
+	}
+	$client_output .= $out . $err;
 }
 
 # The audit log has the uses and refusals, none with a token or secret.
@@ -282,6 +404,12 @@ for my $line (split /\n/, $content{json})
 is($reasons{tok_expired}, 'expired (tlog-hs)', 'the expired token: reason and kid logged');
 is($reasons{tok_tampered}, 'bad signature (tlog-hs)', 'the tampered token: reason and kid logged');
 is($reasons{tok_revoked}, 'revoked key (tlog-act)', 'the revoked key: reason and kid logged');
+is($reasons{l1_raw}, 'non-ASCII claims in a database not in UTF-8 (tlog-l1)',
+	'LATIN1 database: a raw UTF-8 claim, reason and kid logged');
+is($reasons{l1_escape}, 'non-ASCII claims in a database not in UTF-8 (tlog-l1)',
+	'LATIN1 database: a \\u escape beyond ASCII, reason and kid logged');
+is($reasons{tok_spaced_tampered}, 'bad signature (tlog-hs)',
+	'the tampered token with a spaced header: reason and kid logged');
 
 $node->stop;
 done_testing();
