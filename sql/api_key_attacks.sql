@@ -531,6 +531,19 @@ SELECT public.aka_par_cancel(0);
 ROLLBACK;
 RESET SESSION AUTHORIZATION;
 DROP FUNCTION public.aka_par_cancel(int);
+-- COMMIT AND CHAIN after a read key starts the next transaction with the
+-- transaction's own read-only setting, not the one forced under the key:
+-- a write key in it writes.
+SET SESSION AUTHORIZATION kg_reader;
+BEGIN;
+SELECT keys_guard.use_api_key(:'aka_read_secret')::text AS read_key;
+SHOW transaction_read_only;
+COMMIT AND CHAIN;
+SELECT keys_guard.use_api_key(:'aka_write_secret')::text AS write_key;
+INSERT INTO public.aka_pooled (id, body) VALUES (5, 'chained');
+SHOW transaction_read_only;
+ROLLBACK;
+RESET SESSION AUTHORIZATION;
 
 -- 8d. The audit: api_key_statement records count the statements under a
 -- key per command and relations, with the rows, and never a value; the
@@ -545,7 +558,7 @@ SELECT detail->>'command' AS command, count(*)
   FROM keys_guard.audit_log
  WHERE action = 'api_key_write_denied' AND detail->>'key_id' = :'aka_write_id'
  GROUP BY 1 ORDER BY 1;
-SELECT wait_for_audit_total($$action = 'api_key_statement' AND detail->>'key_id' IN ('$$ || :'aka_read_id' || $$', '$$ || :'aka_write_id' || $$') AND detail->>'relations' = 'public.aka_pooled'$$, 5) AS pooled_statements;
+SELECT wait_for_audit_total($$action = 'api_key_statement' AND detail->>'key_id' IN ('$$ || :'aka_read_id' || $$', '$$ || :'aka_write_id' || $$') AND detail->>'relations' = 'public.aka_pooled'$$, 6) AS pooled_statements;
 SELECT detail->>'key_id' = :'aka_read_id' AS read_key, detail->>'command' AS command,
        detail->>'relations' AS relations, sum((detail->>'statements')::int) AS statements,
        sum((detail->>'rows')::int) AS rows, outcome, tenant

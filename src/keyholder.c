@@ -679,8 +679,21 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
 					case TRANS_STMT_ROLLBACK_PREPARED:
 						refuse("ROLLBACK PREPARED", NULL);
 						return;
+					case TRANS_STMT_COMMIT:
+					case TRANS_STMT_ROLLBACK:
+
+						/*
+						 * AND CHAIN starts the next transaction with this
+						 * one's characteristics, saved before it ends: its
+						 * own read-only setting, not the one forced here.
+						 * The next one is forced again at its first
+						 * statement.
+						 */
+						if (stmt->chain)
+							force_read_only(false);
+						return;
 					default:
-						return; /* COMMIT, ROLLBACK, savepoints */
+						return; /* savepoints */
 				}
 			}
 		case T_VariableSetStmt:
