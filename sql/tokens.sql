@@ -473,7 +473,7 @@ SELECT action, outcome, count(*) > 0 AS recorded FROM keys_guard.audit_log
  GROUP BY 1, 2 ORDER BY 1, 2;
 -- A write refused under a read-only token names the token's key.
 SELECT DISTINCT detail->>'kid' AS write_denied_kid FROM keys_guard.audit_log
- WHERE action = 'token_write_denied' ORDER BY 1;
+ WHERE action = 'token_write_denied' AND tenant LIKE 'tokens%' ORDER BY 1;
 SELECT count(*) AS records_with_token_or_secret FROM keys_guard.audit_log
  WHERE (action LIKE '%token%' OR tenant LIKE 'tokens%')
    AND (concat_ws(' ', target, actor, request_id, detail::text) ~ 'eyJ[A-Za-z0-9_-]+\.'
