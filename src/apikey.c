@@ -241,27 +241,6 @@ require_args(FunctionCallInfo fcinfo, int nargs, const char *names)
 }
 
 /*
- * Who acts now, for the record of a key: the session user, the current
- * user if it differs, and the context's actor if there is one.
- */
-static char *
-acting_person(void)
-{
-	const char *session = GetUserNameFromId(GetSessionUserId(), false);
-	const char *current = GetUserNameFromId(GetUserId(), false);
-	const char *actor = kg_current_actor();
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, session);
-	if (strcmp(session, current) != 0)
-		appendStringInfo(&buf, " as %s", current);
-	if (actor)
-		appendStringInfo(&buf, " (actor %s)", actor);
-	return buf.data;
-}
-
-/*
  * Members of keys_guard_admin manage every tenant's keys; members of
  * keys_guard_gateway only those of the tenant of their current context
  * (not one obtained with a key: a key never makes keys).
@@ -484,7 +463,7 @@ insert_key(CreateArgs *args)
 	values[3] = PointerGetDatum(construct_array(scopes, args->write ? 2 : 1, TEXTOID,
 												-1, false, TYPALIGN_INT));
 	values[4] = PointerGetDatum(hash);
-	values[5] = CStringGetTextDatum(acting_person());
+	values[5] = CStringGetTextDatum(kg_acting_person());
 	values[6] = TimestampTzGetDatum(args->expires_at);
 	if (args->consent_by)
 	{
@@ -495,7 +474,7 @@ insert_key(CreateArgs *args)
 	}
 	else if (args->write)
 	{
-		values[7] = CStringGetTextDatum(acting_person());
+		values[7] = CStringGetTextDatum(kg_acting_person());
 		values[8] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	}
 	else
@@ -1026,7 +1005,7 @@ rotate_internal(void *arg)
 	args->create.rotated_from = key_id_text(&args->old_id);
 	if (row.write)
 	{
-		args->create.consent_by = row.consent_by ? row.consent_by : acting_person();
+		args->create.consent_by = row.consent_by ? row.consent_by : kg_acting_person();
 		args->create.consent_at = row.consent_at;
 		args->create.consent_at_null = row.consent_at_null;
 	}
@@ -1114,7 +1093,7 @@ revoke_internal(void *arg)
 		if (SPI_execute_with_args("UPDATE keys_guard.api_key SET revoked_at = now(), revoked_by = $2"
 								  " WHERE id = $1 RETURNING revoked_at",
 								  2, (Oid[]) {UUIDOID, TEXTOID},
-								  (Datum[]) {UUIDPGetDatum(&args->id), CStringGetTextDatum(acting_person())},
+								  (Datum[]) {UUIDPGetDatum(&args->id), CStringGetTextDatum(kg_acting_person())},
 								  NULL, false, 0) != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
 			elog(ERROR, "keys_guard: could not revoke the API key");
 		args->revoked_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],

@@ -375,14 +375,36 @@ kg_refuse_keyholder(const char *funcname)
 /*
  * Argument access with the NULL rule of docs/contract.md: a required NULL is 22004.
  */
-static char *
-required_text_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
+char *
+kg_required_text_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
 {
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be null", argname)));
 	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/*
+ * Who acts now, for the registries' records (who created, consented to or
+ * revoked a key): the session user, the current user if it differs, and
+ * the context's actor if there is one.
+ */
+char *
+kg_acting_person(void)
+{
+	const char *session = GetUserNameFromId(GetSessionUserId(), false);
+	const char *current = GetUserNameFromId(GetUserId(), false);
+	const char *actor = kg_current_actor();
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, session);
+	if (strcmp(session, current) != 0)
+		appendStringInfo(&buf, " as %s", current);
+	if (actor)
+		appendStringInfo(&buf, " (actor %s)", actor);
+	return buf.data;
 }
 
 /*
@@ -669,8 +691,8 @@ keys_guard_set_context(PG_FUNCTION_ARGS)
 	char	   *schema;
 
 	require_preloaded();
-	tenant_id = required_text_arg(fcinfo, 0, "tenant");
-	actor = required_text_arg(fcinfo, 1, "actor");
+	tenant_id = kg_required_text_arg(fcinfo, 0, "tenant");
+	actor = kg_required_text_arg(fcinfo, 1, "actor");
 	if (PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -761,8 +783,8 @@ keys_guard_admin_context(PG_FUNCTION_ARGS)
 	KgAuditDetail *detail;
 
 	require_preloaded();
-	actor = required_text_arg(fcinfo, 0, "actor");
-	reason = required_text_arg(fcinfo, 1, "reason");
+	actor = kg_required_text_arg(fcinfo, 0, "actor");
+	reason = kg_required_text_arg(fcinfo, 1, "reason");
 	if (PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

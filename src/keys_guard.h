@@ -137,6 +137,8 @@ extern void kg_apply_token_context(const char *tenant_id, const char *actor,
 extern bool kg_context_read_only(void);
 extern void kg_refuse_keyholder(const char *funcname);
 extern bool kg_has_role(const char *rolename);
+extern char *kg_required_text_arg(FunctionCallInfo fcinfo, int argno, const char *argname);
+extern char *kg_acting_person(void);
 extern void kg_require_preloaded(void);
 extern Datum keys_guard_current_tenant_uuid(PG_FUNCTION_ARGS);
 extern Datum keys_guard_current_tenant_bigint(PG_FUNCTION_ARGS);
@@ -304,6 +306,7 @@ extern PlannedStmt *kg_utility_check_statement(PlannedStmt *pstmt);	/* hooks.c c
 extern bool kg_api_key_parse(const char *secret, pg_uuid_t *key_id);
 
 /* token.c: verified tokens (docs/contract.md §17) */
+extern int	kg_b64url_value(unsigned char c);
 #define KG_TOKEN_MAXLEN			8192	/* longest token set_context_from_token() reads */
 
 /* keyholder.c: nothing changes in a keyholder session without a write key */

@@ -227,23 +227,6 @@ match_jwt(const char *p, const char *end, Secret *sec)
 	return true;
 }
 
-/* The value of a base64url character, or -1. */
-static int
-b64url_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
-
 /*
  * Whether the base64url text [p, end) starts with the encoding of a JSON
  * object's opening: JSON whitespace, '{', whitespace, '"' (a JWS header
@@ -260,7 +243,7 @@ b64url_opens_object(const char *p, const char *end)
 
 	for (; p < end; p++)
 	{
-		int			v = b64url_value(*p);
+		int			v = kg_b64url_value((unsigned char) *p);
 		unsigned char c;
 
 		if (v < 0)

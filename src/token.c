@@ -162,8 +162,9 @@ state_from_name(const char *name)
  * ---------------------------------------------------------------------
  */
 
-static int
-b64url_value(unsigned char c)
+/* The value of a base64url character, or -1 (redact.c uses it too). */
+int
+kg_b64url_value(unsigned char c)
 {
 	if (c >= 'A' && c <= 'Z')
 		return c - 'A';
@@ -198,7 +199,7 @@ b64url_decode(const char *src, size_t len, unsigned char **out, size_t *outlen)
 	buf = palloc(len * 3 / 4 + 3);
 	for (i = 0; i < len; i++)
 	{
-		int			v = b64url_value((unsigned char) src[i]);
+		int			v = kg_b64url_value((unsigned char) src[i]);
 
 		if (v < 0)
 		{
@@ -1864,34 +1865,6 @@ require_token_admin(const char *funcname)
 				 errdetail("Token keys are managed by members of %s.", KG_ROLE_ADMIN)));
 }
 
-/* Who acts now, for the registry: the session user, the current user, the actor. */
-static char *
-acting_person(void)
-{
-	const char *session = GetUserNameFromId(GetSessionUserId(), false);
-	const char *current = GetUserNameFromId(GetUserId(), false);
-	const char *actor = kg_current_actor();
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, session);
-	if (strcmp(session, current) != 0)
-		appendStringInfo(&buf, " as %s", current);
-	if (actor)
-		appendStringInfo(&buf, " (actor %s)", actor);
-	return buf.data;
-}
-
-static char *
-required_text(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", argname)));
-	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
-}
-
 static void
 check_kid(const char *kid)
 {
@@ -1958,7 +1931,7 @@ add_internal(void *arg)
 							  " VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
 							  7, (Oid[]) {TEXTOID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID},
 							  (Datum[]) {values[0], values[1], values[2], values[3], values[4], values[5],
-							  CStringGetTextDatum(acting_person())},
+							  CStringGetTextDatum(kg_acting_person())},
 							  (char[]) {nulls[0], nulls[1], nulls[2], nulls[3], nulls[4], nulls[5], ' '},
 							  false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "keys_guard: could not register the token key");
@@ -1991,10 +1964,10 @@ keys_guard_add_token_key(PG_FUNCTION_ARGS)
 	kg_require_preloaded();
 	require_token_admin("add_token_key");
 	memset(&args, 0, sizeof(args));
-	args.kid = required_text(fcinfo, 0, "kid");
-	alg = required_text(fcinfo, 1, "alg");
-	key = required_text(fcinfo, 2, "key");
-	args.state = check_state(required_text(fcinfo, 3, "state"));
+	args.kid = kg_required_text_arg(fcinfo, 0, "kid");
+	alg = kg_required_text_arg(fcinfo, 1, "alg");
+	key = kg_required_text_arg(fcinfo, 2, "key");
+	args.state = check_state(kg_required_text_arg(fcinfo, 3, "state"));
 	check_kid(args.kid);
 	args.alg = alg_from_name(alg);
 	if (args.alg == ALG_INVALID)
@@ -2083,7 +2056,7 @@ state_internal(void *arg)
 							  3, (Oid[]) {TEXTOID, TEXTOID, TEXTOID},
 							  (Datum[]) {CStringGetTextDatum(args->kid),
 								  CStringGetTextDatum(state_names[args->state]),
-							  CStringGetTextDatum(acting_person())},
+							  CStringGetTextDatum(kg_acting_person())},
 							  NULL, false, 0) != SPI_OK_UPDATE || SPI_processed != 1)
 		elog(ERROR, "keys_guard: could not change the token key's state");
 	detail = kg_audit_detail();
@@ -2106,8 +2079,8 @@ keys_guard_set_token_key_state(PG_FUNCTION_ARGS)
 
 	kg_require_preloaded();
 	require_token_admin("set_token_key_state");
-	args.kid = required_text(fcinfo, 0, "kid");
-	args.state = check_state(required_text(fcinfo, 1, "state"));
+	args.kid = kg_required_text_arg(fcinfo, 0, "kid");
+	args.state = check_state(kg_required_text_arg(fcinfo, 1, "state"));
 	token_key_relid();
 	kg_require_complete_extension();
 	kg_run_internal(state_internal, &args, false);
@@ -2145,7 +2118,7 @@ keys_guard_verify_token_signature(PG_FUNCTION_ARGS)
 
 	kg_require_preloaded();
 	require_token_admin("_verify_token_signature");
-	kid = required_text(fcinfo, 0, "kid");
+	kid = kg_required_text_arg(fcinfo, 0, "kid");
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
