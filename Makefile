@@ -20,6 +20,7 @@ OBJS = \
 	src/audit.o \
 	src/redact.o \
 	src/apikey.o \
+	src/migrate.o \
 	src/worker.o
 
 EXTENSION = keys_guard
@@ -27,7 +28,7 @@ DATA = keys_guard--1.2.sql keys_guard--1.2--1.3.sql \
 	keys_guard--1.0.sql keys_guard--1.0--1.1.sql keys_guard--1.1--1.2.sql
 PGFILEDESC = "keys_guard - multi-tenant safety for PostgreSQL"
 
-REGRESS = setup names tenants context isolation pooled audit library soft_delete purge templates guard_rails guard_holes attacks attacks_more api_key_attacks doctor operations api_keys redaction upgrade
+REGRESS = setup names tenants context isolation pooled audit library soft_delete purge templates guard_rails guard_holes attacks attacks_more api_key_attacks doctor operations api_keys redaction migrations upgrade
 REGRESS_OPTS = --inputdir=. --dbname=keys_guard_regress
 
 # Concurrency (pg_isolation_regress): specs/*.spec with expected/*.out.

@@ -220,9 +220,17 @@ BEGIN
         SELECT coalesce(jsonb_object_agg(c.source::oid::text, c.clone::oid), '{}')
           INTO clones FROM keys_guard._clone_template(tpl, schema) AS c;
     END IF;
-    INSERT INTO keys_guard.tenant (id, name, schema_name) VALUES (id, name, schema);
+    INSERT INTO keys_guard.tenant (id, name, schema_name, template_schema)
+        VALUES (id, name, schema, template);
     IF tpl IS NOT NULL THEN
         PERFORM keys_guard._guard_clones(id, clones);
+        -- Born current: the tenant has every migration its template had
+        -- (migrate_tenants() then skips it).
+        INSERT INTO keys_guard.tenant_migrations (migration, tenant, schema_name, status,
+                                                  took, attempts, from_template, sql_sha256)
+        SELECT m.migration, id, schema, 'ok', interval '0', 0, true, m.sql_sha256
+          FROM keys_guard.tenant_migrations m
+         WHERE m.schema_name = template AND m.tenant IS NULL AND m.status = 'ok';
     END IF;
 
     detail := jsonb_build_object('tenant', id, 'name', name);
@@ -1067,6 +1075,10 @@ CREATE OR REPLACE VIEW keys_guard.operations AS
         ('keys_guard.doctor()', 'SAFE',
          'None: reads the catalogs. The fixes it reports are not executed.',
          'Member of keys_guard_admin.', NULL),
+        ('keys_guard.migrate_tenants(text, text, text[], boolean, integer)', 'IRREVERSIBLE',
+         'Runs a migration''s SQL in every active tenant schema (or the tenants given) and in their template schemas, one committed transaction per schema, with the caller''s rights; records each schema in keys_guard.tenant_migrations. Audited. dry_run => true reports and changes nothing.',
+         'Member of keys_guard_admin; CALL outside a transaction block; the SQL parses and has no transaction control; the tenants given exist and are active.',
+         'dry_run'),
         ('keys_guard.create_api_key(text, text, text[], interval, boolean)', 'REVERSIBLE',
          'Registers an API key of a tenant (only its hash is stored) and returns its secret once. Audited. A write key records who consented.',
          'Member of keys_guard_admin, or of keys_guard_gateway in a context of that tenant; the tenant is active; write scope needs write_consent. Undone by revoke_api_key().',
@@ -1086,3 +1098,330 @@ CREATE OR REPLACE VIEW keys_guard.operations AS
       ) AS l(signature, safety_class, side_effects, preconditions, guard_argument)
       JOIN pg_catalog.pg_proc p ON p.oid = pg_catalog.to_regprocedure(l.signature)
      ORDER BY p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid) COLLATE "C";
+
+--
+-- A fleet of tenants: one migration across every tenant schema
+-- (docs/contract.md §18, src/migrate.c).
+--
+-- The template a tenant was created from, so that a migration reaches the
+-- template too and tenants created afterwards are born current.  Tenants
+-- created before 1.3 get it from their create_tenant audit record.
+--
+ALTER TABLE keys_guard.tenant ADD COLUMN template_schema name;
+UPDATE keys_guard.tenant t SET template_schema = (a.detail ->> 'template')::name
+  FROM (SELECT DISTINCT ON (l.target) l.target, l.detail
+          FROM keys_guard.audit_log l
+         WHERE l.action = 'create_tenant' AND l.outcome = 'ok'
+         ORDER BY l.target, l.id DESC) a
+ WHERE a.target = t.schema_name AND t.template_schema IS NULL AND a.detail ? 'template';
+
+-- The ledger: one row per migration and schema (a template schema's row has
+-- no tenant).  status ok means the migration committed in that schema,
+-- in the same transaction as the row; failed keeps the error of the last
+-- attempt.  from_template: the tenant was created from a template that
+-- already had the migration.  sql_sha256 fingerprints the SQL that ran.
+CREATE TABLE keys_guard.tenant_migrations (
+    migration      text NOT NULL,
+    tenant         text,
+    schema_name    name NOT NULL,
+    status         text NOT NULL CHECK (status IN ('ok', 'failed')),
+    sqlstate       text,
+    error          text,
+    took           interval NOT NULL,
+    at             timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    attempts       integer NOT NULL DEFAULT 1,
+    from_template  boolean NOT NULL DEFAULT false,
+    sql_sha256     text NOT NULL,
+    PRIMARY KEY (migration, schema_name)
+);
+SELECT pg_catalog.pg_extension_config_dump('keys_guard.tenant_migrations', '');
+REVOKE ALL ON keys_guard.tenant_migrations FROM PUBLIC;
+GRANT SELECT ON keys_guard.tenant_migrations TO keys_guard_admin;
+
+-- Written only by keys_guard (src/control.c), like the rest of the registry.
+CREATE TRIGGER keys_guard_registry_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON keys_guard.tenant_migrations
+    FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._registry_guard();
+CREATE TRIGGER keys_guard_registry_guard_truncate
+    BEFORE TRUNCATE ON keys_guard.tenant_migrations
+    FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._registry_guard();
+ALTER TABLE keys_guard.tenant_migrations ENABLE ALWAYS TRIGGER keys_guard_registry_guard;
+ALTER TABLE keys_guard.tenant_migrations ENABLE ALWAYS TRIGGER keys_guard_registry_guard_truncate;
+
+-- Progress per migration, readable while a run goes on (each schema
+-- commits): tenants migrated, failed, and still pending among the active
+-- tenants.
+CREATE VIEW keys_guard.tenant_migration_progress AS
+    SELECT l.migration,
+           pg_catalog.count(*) FILTER (WHERE l.tenant IS NOT NULL AND l.status = 'ok') AS tenants_ok,
+           pg_catalog.count(*) FILTER (WHERE l.tenant IS NOT NULL AND l.status = 'failed') AS tenants_failed,
+           (SELECT pg_catalog.count(*) FROM keys_guard.tenant t
+             WHERE t.status = 'active'
+               AND NOT EXISTS (SELECT 1 FROM keys_guard.tenant_migrations o
+                                WHERE o.migration = l.migration
+                                  AND o.schema_name = t.schema_name AND o.status = 'ok'))
+               AS tenants_pending,
+           pg_catalog.count(*) FILTER (WHERE l.tenant IS NULL AND l.status = 'ok') AS templates_ok,
+           pg_catalog.count(*) FILTER (WHERE l.tenant IS NULL AND l.status = 'failed') AS templates_failed,
+           pg_catalog.min(l.at) AS first_at, pg_catalog.max(l.at) AS last_at,
+           pg_catalog.avg(l.took) FILTER (WHERE NOT l.from_template) AS avg_took
+      FROM keys_guard.tenant_migrations l
+     GROUP BY l.migration;
+REVOKE ALL ON keys_guard.tenant_migration_progress FROM PUBLIC;
+GRANT SELECT ON keys_guard.tenant_migration_progress TO keys_guard_admin;
+
+-- The C half (src/migrate.c).
+CREATE FUNCTION keys_guard._migration_check(sql text)
+RETURNS text
+LANGUAGE C VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'keys_guard_migration_check';
+CREATE FUNCTION keys_guard._migrate_schema(migration text, tenant text, schema name, sql text)
+RETURNS interval
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_migrate_schema';
+CREATE FUNCTION keys_guard._migration_failed(migration text, tenant text, schema name, sql text,
+                                             sqlstate text, message text, took interval)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_migration_failed';
+CREATE FUNCTION keys_guard._migration_audit(migration text, phase text, sql text,
+                                            tenants integer, ok integer, failed integer,
+                                            skipped integer, canary boolean, stopped boolean)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_migration_audit';
+
+-- The schemas a run would migrate, in order: the templates of active
+-- tenants first (a full run only), then the tenants, by id; those with the
+-- migration already ok are left out.  Reads the registry for the caller.
+CREATE FUNCTION keys_guard._migration_plan(migration text, tenants text[])
+RETURNS TABLE (tenant text, schema_name name)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT NULL::text, p.template_schema
+      FROM (SELECT DISTINCT t.template_schema FROM keys_guard.tenant t
+             WHERE $2 IS NULL AND t.status = 'active' AND t.template_schema IS NOT NULL) p
+     WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = p.template_schema)
+       AND NOT EXISTS (SELECT 1 FROM keys_guard.tenant_migrations l
+                        WHERE l.migration = $1 AND l.schema_name = p.template_schema
+                          AND l.status = 'ok')
+    UNION ALL
+    SELECT q.id, q.schema_name
+      FROM (SELECT t.id, t.schema_name FROM keys_guard.tenant t
+             WHERE t.status = 'active' AND ($2 IS NULL OR t.id = ANY ($2))
+               AND NOT EXISTS (SELECT 1 FROM keys_guard.tenant_migrations l
+                                WHERE l.migration = $1 AND l.schema_name = t.schema_name
+                                  AND l.status = 'ok')
+             ORDER BY t.id COLLATE "C") q
+$$;
+
+REVOKE ALL ON FUNCTION keys_guard._migration_check(text),
+    keys_guard._migrate_schema(text, text, name, text),
+    keys_guard._migration_failed(text, text, name, text, text, text, interval),
+    keys_guard._migration_audit(text, text, text, integer, integer, integer, integer, boolean, boolean),
+    keys_guard._migration_plan(text, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION keys_guard._migration_check(text),
+    keys_guard._migrate_schema(text, text, name, text),
+    keys_guard._migration_failed(text, text, name, text, text, text, interval),
+    keys_guard._migration_audit(text, text, text, integer, integer, integer, integer, boolean, boolean),
+    keys_guard._migration_plan(text, text[]) TO keys_guard_admin;
+
+-- migrate_tenants(): a procedure, because it commits after each schema.
+-- It runs with the caller's rights (no SECURITY DEFINER, no SET clause:
+-- either would forbid COMMIT), so everything it names is schema-qualified.
+CREATE PROCEDURE keys_guard.migrate_tenants(migration text, sql text,
+                                            tenants text[] DEFAULT NULL,
+                                            dry_run boolean DEFAULT false,
+                                            max_failures integer DEFAULT 10)
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_variable
+DECLARE
+    digest      text;
+    canary      boolean := tenants IS NOT NULL;
+    ids         text[];
+    schemas     name[];
+    n_templates integer;
+    n_tenants   integer;
+    skipped     integer;
+    ok          integer := 0;
+    failed      integer := 0;
+    stopped     boolean := false;
+    i           integer;
+    st          text;
+    msg         text;
+    bad         text;
+    t0          timestamptz;
+    started     timestamptz;
+    last_notice timestamptz;
+BEGIN
+    IF NOT pg_catalog.pg_has_role('keys_guard_admin', 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied to migrate tenants'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only members of keys_guard_admin can run keys_guard.migrate_tenants().';
+    END IF;
+    IF migration IS NULL OR sql IS NULL OR dry_run IS NULL OR max_failures IS NULL THEN
+        RAISE EXCEPTION 'migration, sql, dry_run and max_failures must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF pg_catalog.length(migration) OPERATOR(pg_catalog.<) 1
+       OR pg_catalog.length(migration) OPERATOR(pg_catalog.>) 200
+       OR migration OPERATOR(pg_catalog.~) '[\x01-\x1f\x7f-\x9f\u2028\u2029]' THEN
+        RAISE EXCEPTION 'invalid migration name'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A migration name is 1 to 200 characters, without control characters.';
+    END IF;
+    IF max_failures OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'max_failures must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    digest := keys_guard._migration_check(sql);
+    SELECT l.schema_name INTO bad FROM keys_guard.tenant_migrations l
+     WHERE l.migration OPERATOR(pg_catalog.=) migration
+       AND l.sql_sha256 OPERATOR(pg_catalog.<>) digest LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'migration "%" already ran with different SQL', migration
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = pg_catalog.format('Schema %s has it in keys_guard.tenant_migrations with other SQL.', bad),
+                  HINT = 'A migration name stands for one SQL text; give a changed migration a new name.';
+    END IF;
+
+    IF canary THEN
+        IF pg_catalog.cardinality(tenants) OPERATOR(pg_catalog.=) 0 THEN
+            RAISE EXCEPTION 'tenants must not be empty'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Pass NULL to migrate every active tenant.';
+        END IF;
+        IF pg_catalog.array_position(tenants, NULL) IS NOT NULL THEN
+            RAISE EXCEPTION 'tenants must not contain null'
+                USING ERRCODE = 'null_value_not_allowed';
+        END IF;
+        SELECT u.id INTO bad FROM pg_catalog.unnest(tenants) AS u(id)
+         WHERE NOT EXISTS (SELECT 1 FROM keys_guard.tenants t WHERE t.id OPERATOR(pg_catalog.=) u.id)
+         LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'tenant "%" does not exist', pg_catalog.left(bad, 64)
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Every tenant of the list must be registered; nothing was migrated.';
+        END IF;
+        SELECT t.id INTO bad FROM keys_guard.tenants t
+         WHERE t.id OPERATOR(pg_catalog.=) ANY (tenants)
+           AND t.status OPERATOR(pg_catalog.<>) 'active' LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'tenant "%" is not active', bad
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'Only active tenants are migrated; nothing was migrated.';
+        END IF;
+    END IF;
+
+    -- What would run; with dry_run that is all.
+    SELECT pg_catalog.array_agg(p.tenant), pg_catalog.array_agg(p.schema_name)
+      INTO ids, schemas FROM keys_guard._migration_plan(migration, tenants) p;
+    ids := COALESCE(ids, '{}'::text[]);
+    schemas := COALESCE(schemas, '{}'::name[]);
+    SELECT pg_catalog.count(*) FILTER (WHERE x.id IS NULL) INTO n_templates
+      FROM pg_catalog.unnest(ids) AS x(id);
+    n_tenants := pg_catalog.cardinality(ids) OPERATOR(pg_catalog.-) n_templates;
+    SELECT pg_catalog.count(*) INTO skipped FROM keys_guard.tenant_migrations l
+     WHERE l.migration OPERATOR(pg_catalog.=) migration AND l.status OPERATOR(pg_catalog.=) 'ok'
+       AND l.tenant IS NOT NULL
+       AND (NOT canary OR l.tenant OPERATOR(pg_catalog.=) ANY (tenants));
+    IF dry_run THEN
+        RAISE NOTICE 'migration "%" would run in % template schemas and % tenant schemas; % tenants already have it',
+                     migration, n_templates, n_tenants, skipped
+            USING DETAIL = CASE WHEN pg_catalog.cardinality(schemas) OPERATOR(pg_catalog.=) 0
+                                THEN 'Nothing to do.'
+                                ELSE pg_catalog.format('Schemas, in order: %s%s.',
+                                         pg_catalog.array_to_string(schemas[1:50], ', '),
+                                         CASE WHEN pg_catalog.cardinality(schemas) OPERATOR(pg_catalog.>) 50
+                                              THEN pg_catalog.format(' and %s more',
+                                                   pg_catalog.cardinality(schemas) OPERATOR(pg_catalog.-) 50)
+                                              ELSE '' END) END;
+        RETURN;
+    END IF;
+
+    -- A CALL inside a transaction block cannot commit: refused here
+    -- (2D000), before anything is locked, written or migrated.
+    COMMIT;
+
+    -- One run of a migration at a time (a session lock: it spans the
+    -- commits, and goes with the session if the session is killed).
+    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('keys_guard.migrate_tenants'),
+                                           pg_catalog.hashtext(migration)) THEN
+        RAISE EXCEPTION 'migration "%" is already running', migration
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'Its progress is in keys_guard.tenant_migration_progress.';
+    END IF;
+    PERFORM keys_guard._migration_audit(migration, 'start', sql, n_tenants, 0, 0, skipped,
+                                        canary, false);
+    COMMIT;
+
+    started := pg_catalog.clock_timestamp();
+    last_notice := started;
+    FOR i IN 1 .. pg_catalog.cardinality(ids) LOOP
+        t0 := pg_catalog.clock_timestamp();
+        BEGIN
+            PERFORM keys_guard._migrate_schema(migration, ids[i], schemas[i], sql);
+            IF ids[i] IS NOT NULL THEN
+                ok := ok OPERATOR(pg_catalog.+) 1;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+            PERFORM keys_guard._migration_failed(migration, ids[i], schemas[i], sql, st, msg,
+                                                 pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) t0);
+            IF ids[i] IS NULL THEN
+                COMMIT;
+                PERFORM keys_guard._migration_audit(migration, 'finish', sql, n_tenants, 0, 0,
+                                                    skipped, canary, true);
+                COMMIT;
+                PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('keys_guard.migrate_tenants'),
+                                                      pg_catalog.hashtext(migration));
+                RAISE EXCEPTION 'migration "%" failed in template schema "%"', migration, schemas[i]
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          DETAIL = pg_catalog.format('%s: %s', st, msg),
+                          HINT = 'No tenant was migrated. Fix the migration or the template, then call migrate_tenants() again.';
+            END IF;
+            failed := failed OPERATOR(pg_catalog.+) 1;
+            RAISE WARNING 'migration "%" failed in schema "%": %', migration, schemas[i], msg
+                USING DETAIL = pg_catalog.format('SQLSTATE %s; recorded in keys_guard.tenant_migrations.', st);
+        END;
+        COMMIT;
+        IF failed OPERATOR(pg_catalog.>=) max_failures THEN
+            stopped := true;
+            EXIT;
+        END IF;
+        IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) last_notice
+               OPERATOR(pg_catalog.>=) interval '10 seconds'
+           OR i OPERATOR(pg_catalog.%) 1000 OPERATOR(pg_catalog.=) 0 THEN
+            last_notice := pg_catalog.clock_timestamp();
+            RAISE NOTICE 'migration "%": % of % schemas done, % failed, %',
+                         migration, i, pg_catalog.cardinality(ids), failed,
+                         pg_catalog.date_trunc('second', last_notice OPERATOR(pg_catalog.-) started);
+        END IF;
+    END LOOP;
+
+    PERFORM keys_guard._migration_audit(migration, 'finish', sql, n_tenants, ok, failed, skipped,
+                                        canary, stopped);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('keys_guard.migrate_tenants'),
+                                          pg_catalog.hashtext(migration));
+    IF stopped THEN
+        RAISE EXCEPTION 'migration "%" stopped after % failures', migration, failed
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = pg_catalog.format('%s tenants migrated, %s failed, %s not attempted.',
+                                             ok, failed, n_tenants OPERATOR(pg_catalog.-) ok
+                                                 OPERATOR(pg_catalog.-) failed),
+                  HINT = 'keys_guard.tenant_migrations has each error; fix them and call migrate_tenants() again: tenants already migrated are skipped.';
+    ELSIF failed OPERATOR(pg_catalog.>) 0 THEN
+        RAISE WARNING 'migration "%" failed in % of % tenants', migration, failed, n_tenants
+            USING DETAIL = pg_catalog.format('%s tenants migrated, %s already had it.', ok, skipped),
+                  HINT = 'keys_guard.tenant_migrations has each error; call migrate_tenants() again to retry them.';
+    ELSE
+        RAISE NOTICE 'migration "%": % tenants migrated, % already had it', migration, ok, skipped;
+    END IF;
+END
+$$;
+REVOKE ALL ON PROCEDURE keys_guard.migrate_tenants(text, text, text[], boolean, integer) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE keys_guard.migrate_tenants(text, text, text[], boolean, integer)
+    TO keys_guard_admin;

@@ -246,6 +246,7 @@ extern const char *kg_untrusted_alias(void);
 extern bool kg_rte_marked_untrusted(RangeTblEntry *rte);
 extern void kg_run_internal(void (*fn) (void *), void *arg, bool physical);
 extern void kg_run_cascade(Oid child_owner, void (*fn) (void *), void *arg);
+extern void kg_run_as_user_code(void (*fn) (void *), void *arg);
 extern bool kg_filters_relaxed_span(void);
 typedef struct KgOwnerSwitch
 {
