@@ -176,7 +176,7 @@ typedef struct KgGuardedTable
 	AttrNumber	hard_delete_at;
 	AttrNumber	deleted_by;
 	AttrNumber	delete_request_id;
-	List	   *cascades;		/* KgCascade to soft-delete child tables */
+	List	   *cascades;		/* read it with kg_table_cascades() */
 } KgGuardedTable;
 
 /* How one relation is guarded; owner and pooled are never both set. */
@@ -203,6 +203,7 @@ extern Oid	kg_assert_tenant_func(void);
 extern Oid	kg_assert_relation_func(void);
 extern Oid	kg_assert_conflict_func(void);
 extern KgGuardedTable *kg_guarded_table(Oid relid);
+extern List *kg_table_cascades(KgGuardedTable *table);
 extern Oid	kg_hard_delete_at_func(void);
 extern Oid	kg_deleted_by_func(void);
 extern Oid	kg_request_id_func(void);
