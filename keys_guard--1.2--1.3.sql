@@ -497,14 +497,24 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
     END IF;
+    -- Each table in a subtransaction, rolled back when it changed nothing
+    -- (always under dry_run): its locks go with it, so a purge of every
+    -- table holds locks only on the tables it purged, never 10 000 at once.
     FOR r IN SELECT g.relation FROM keys_guard.guarded_tables g
               WHERE g.soft_delete AND (t IS NULL OR g.relation = t)
               ORDER BY g.relation::text LOOP
         relation := r.relation;
-        SELECT p.purged, p.skipped INTO purged, skipped
-          FROM keys_guard._purge_table(r.relation,
-                   pg_catalog.current_setting('keys_guard.purge_batch_size')::int,
-                   0, dry_run) p;
+        BEGIN
+            SELECT p.purged, p.skipped INTO purged, skipped
+              FROM keys_guard._purge_table(r.relation,
+                       pg_catalog.current_setting('keys_guard.purge_batch_size')::int,
+                       0, dry_run) p;
+            IF dry_run OR (purged = 0 AND skipped = 0) THEN
+                RAISE EXCEPTION USING ERRCODE = 'KGP00';
+            END IF;
+        EXCEPTION WHEN SQLSTATE 'KGP00' THEN
+            NULL;
+        END;
         RETURN NEXT;
     END LOOP;
 END
