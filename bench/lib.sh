@@ -9,12 +9,32 @@ if [ "$BENCH_DEPS" = 1 ]; then
   bash "$here/scripts/deps.sh"
 fi
 
-bindir=/usr/lib/postgresql/15/bin
+# BENCH_PGROOT=/some/dir: run PostgreSQL from a private copy of its
+# binaries, libraries and share directory under that directory (made on
+# first use; PostgreSQL finds them relative to its binaries), with
+# keys_guard installed there, so that a `make install` by someone else on a
+# shared machine cannot change the library under a long run.
+system_bindir=/usr/lib/postgresql/15/bin
+BENCH_PGROOT=${BENCH_PGROOT:-}
+if [ -n "$BENCH_PGROOT" ]; then
+  if [ ! -x "$BENCH_PGROOT/usr/lib/postgresql/15/bin/postgres" ]; then
+    echo "==> copying PostgreSQL 15 to $BENCH_PGROOT"
+    mkdir -p "$BENCH_PGROOT/usr/lib/postgresql" "$BENCH_PGROOT/usr/share/postgresql"
+    cp -a /usr/lib/postgresql/15 "$BENCH_PGROOT/usr/lib/postgresql/"
+    cp -a /usr/share/postgresql/15 "$BENCH_PGROOT/usr/share/postgresql/"
+    chmod 755 "$BENCH_PGROOT"
+  fi
+  bindir=$BENCH_PGROOT/usr/lib/postgresql/15/bin
+else
+  bindir=$system_bindir
+fi
 export PATH=$bindir:$PATH
 
 if [ "$BENCH_INSTALL" = 1 ]; then
   echo "==> building and installing keys_guard"
-  make -s -C "$here" PG_CONFIG=$bindir/pg_config
+  # Built against the system's server headers, installed where bindir's
+  # PostgreSQL looks.
+  make -s -C "$here" PG_CONFIG=$system_bindir/pg_config
   make -s -C "$here" install PG_CONFIG=$bindir/pg_config >/dev/null
 fi
 
@@ -23,7 +43,7 @@ log() { echo "==> $*" >&2; }
 # Every server start loads the installed library again: a `make install` by
 # someone else during the run would mix two builds (and a library newer than
 # the SQL objects created at the start).  Refuse to report that.
-libfile=/usr/lib/postgresql/15/lib/keys_guard.so
+libfile=$($bindir/pg_config --pkglibdir)/keys_guard.so
 libsum=$(md5sum "$libfile" | cut -c1-12)
 check_library() {
   local now
