@@ -17,6 +17,11 @@
  * changed after it first shipped (the rules the library now defines once,
  * names.c, and the audit writer in C), so that a database that installed
  * that first 1.2 ends in the same objects as every other.
+ *
+ * Also (a fleet of tenants, docs/contract.md §18, at the end of the file):
+ * migrate_tenants() with its ledger and progress view (src/migrate.c);
+ * tenants remember their template; purge_now() keeps no locks on tables
+ * it did not purge.
  */
 
 \echo Use "ALTER EXTENSION keys_guard UPDATE TO '1.3'" to load this file. \quit
