@@ -387,11 +387,22 @@ reset_cache(void)
 	Oid			nspoid;
 	MemoryContext oldcxt;
 
-	if (cache_context == NULL)
+	/*
+	 * A caller may still hold a pointer into the old cache (an entry it
+	 * looked up before running a statement that accepted the
+	 * invalidation): the old cache is freed when the transaction ends, not
+	 * now.
+	 */
+	if (cache_context != NULL && tenants_by_namespace == NULL)
+		MemoryContextReset(cache_context);	/* it holds no entry */
+	else
+	{
+		if (cache_context != NULL)
+			MemoryContextSetParent(cache_context, TopTransactionContext);
 		cache_context = AllocSetContextCreate(CacheMemoryContext,
 											  "keys_guard registry cache",
 											  ALLOCSET_SMALL_SIZES);
-	MemoryContextReset(cache_context);
+	}
 	tenants_by_namespace = tenants_by_id = registered_rels = relation_guards = NULL;
 	extension_active = false;
 	extension_incomplete = false;
