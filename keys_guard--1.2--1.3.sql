@@ -1481,3 +1481,180 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The relations of a schema, through pg_depend's index on the referenced
+-- object (every relation but a composite type or a TOAST table depends on
+-- its namespace): pg_class has no index on relnamespace, and with 10 000
+-- tenants a scan of it made every create_tenant from a template slower as
+-- tenants accumulated.  The template functions below list the template's
+-- relations with it; otherwise they are those of 1.2.
+CREATE FUNCTION keys_guard._namespace_relations(nsp oid)
+RETURNS SETOF pg_catalog.pg_class
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.* FROM pg_catalog.pg_depend d
+      JOIN pg_catalog.pg_class c ON c.oid = d.objid
+     WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass AND d.refobjid = nsp
+       AND d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
+       AND c.relnamespace = nsp
+$$;
+REVOKE ALL ON FUNCTION keys_guard._namespace_relations(oid) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION keys_guard._template_schema(template text, tenant_schema name)
+RETURNS oid
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    nsp oid;
+    bad text;
+BEGIN
+    IF template = '' THEN
+        RAISE EXCEPTION 'template schema name must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF template = tenant_schema THEN
+        RAISE EXCEPTION 'schema "%" cannot be the template of its own tenant', template
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF template IN ('keys_guard', 'keys_guard_archive', 'information_schema')
+       OR template LIKE 'pg\_%' THEN
+        RAISE EXCEPTION 'schema "%" cannot be a template', left(template, 64)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'System schemas and keys_guard''s own schemas are not templates.';
+    END IF;
+    SELECT n.oid INTO nsp FROM pg_catalog.pg_namespace n WHERE n.nspname = template;
+    IF nsp IS NULL THEN
+        RAISE EXCEPTION 'template schema "%" does not exist', left(template, 64)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The template is a schema name as stored, without quotes.';
+    END IF;
+    -- Another tenant's schema holds that tenant's structure and names; it
+    -- is never the pattern of a new tenant.
+    SELECT t.id INTO bad FROM keys_guard.tenant t WHERE t.schema_name = template;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'schema "%" of tenant "%" cannot be a template', template, bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A template is a schema of its own, never the schema of a tenant.',
+                  HINT = 'Create a template schema holding the tables every tenant starts with.';
+    END IF;
+    -- Every clone is guarded, and a guarded table is never unlogged.
+    SELECT string_agg(format('%s', c.oid::regclass), ', ' ORDER BY c.relname) INTO bad
+      FROM keys_guard._namespace_relations(nsp) c
+     WHERE c.relnamespace = nsp AND c.relkind IN ('r', 'S') AND c.relpersistence <> 'p';
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'template schema "%" has unlogged tables or sequences', template
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Unlogged: %s.', bad),
+                  HINT = 'Make them logged with ALTER TABLE ... SET LOGGED or ALTER SEQUENCE ... SET LOGGED.';
+    END IF;
+
+    -- keys_guard guards ordinary tables only; cloning part of a partition
+    -- or inheritance tree would silently change what the tenant gets.
+    SELECT string_agg(format('%s', c.oid::regclass), ', ' ORDER BY c.relname) INTO bad
+      FROM keys_guard._namespace_relations(nsp) c
+     WHERE c.relnamespace = nsp
+       AND (c.relkind = 'p'
+            OR (c.relkind = 'r' AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i
+                                             WHERE i.inhrelid = c.oid)));
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'template schema "%" has partitioned or inheriting tables', template
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = format('Tables: %s.', bad),
+                  HINT = 'A template holds ordinary tables only.';
+    END IF;
+    RETURN nsp;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION keys_guard._clone_sequences(tpl oid, target name)
+RETURNS TABLE (source regclass, clone regclass)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+BEGIN
+    FOR s IN SELECT c.oid, c.relname, c.relpersistence, q.*
+               FROM keys_guard._namespace_relations(tpl) c
+               JOIN pg_catalog.pg_sequence q ON q.seqrelid = c.oid
+              WHERE c.relnamespace = tpl AND c.relkind = 'S'
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                 WHERE d.classid = 'pg_catalog.pg_class'::regclass
+                                   AND d.objid = c.oid AND d.deptype = 'i')
+              ORDER BY c.relname LOOP
+        EXECUTE format('CREATE %sSEQUENCE %I.%I AS %s INCREMENT BY %s MINVALUE %s MAXVALUE %s'
+                       ' START WITH %s CACHE %s %sCYCLE',
+                       CASE s.relpersistence WHEN 'u' THEN 'UNLOGGED ' ELSE '' END,
+                       target, s.relname, s.seqtypid::regtype, s.seqincrement, s.seqmin,
+                       s.seqmax, s.seqstart, s.seqcache,
+                       CASE WHEN s.seqcycle THEN '' ELSE 'NO ' END);
+        source := s.oid;
+        clone := format('%I.%I', target, s.relname)::regclass;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION keys_guard._clone_template(tpl oid, target name)
+RETURNS TABLE (source regclass, clone regclass)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    seqs     jsonb;
+    pairs    jsonb := '{}';
+    t        record;
+    s        record;
+    skipped  text;
+BEGIN
+    SELECT coalesce(jsonb_object_agg(c.source::oid::text, c.clone::oid), '{}')
+      INTO seqs FROM keys_guard._clone_sequences(tpl, target) AS c;
+
+    FOR t IN SELECT c.oid::regclass AS rel FROM keys_guard._namespace_relations(tpl) c
+              WHERE c.relnamespace = tpl AND c.relkind = 'r'
+              ORDER BY c.relname LOOP
+        pairs := pairs || jsonb_build_object(t.rel::oid::text,
+                                             keys_guard._clone_table(t.rel, target)::oid);
+    END LOOP;
+
+    -- With every table in place, the references between them.
+    FOR t IN SELECT key::oid::regclass AS src, value::oid::regclass AS dst
+               FROM jsonb_each_text(pairs) LOOP
+        PERFORM keys_guard._repoint_defaults(t.dst, seqs);
+        PERFORM keys_guard._clone_foreign_keys(t.src, t.dst, tpl, target);
+        EXECUTE format('ALTER TABLE %s OWNER TO keys_guard_admin', t.dst);
+        PERFORM keys_guard._clone_privileges(t.src, t.dst);
+    END LOOP;
+    FOR s IN SELECT key::oid::regclass AS src, value::oid::regclass AS dst
+               FROM jsonb_each_text(seqs) LOOP
+        EXECUTE format('ALTER SEQUENCE %s OWNER TO keys_guard_admin', s.dst);
+        PERFORM keys_guard._clone_privileges(s.src, s.dst);
+        -- A serial column's sequence belongs to the clone's column.
+        FOR t IN SELECT a.attname, (pairs ->> d.refobjid::text)::oid::regclass AS owner
+                   FROM pg_catalog.pg_depend d
+                   JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+                  WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = s.src
+                    AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'a'
+                    AND pairs ? d.refobjid::text LOOP
+            EXECUTE format('ALTER SEQUENCE %s OWNED BY %s.%I', s.dst, t.owner, t.attname);
+        END LOOP;
+    END LOOP;
+
+    SELECT string_agg(format('%s %s', CASE c.relkind WHEN 'v' THEN 'view'
+                                                     WHEN 'm' THEN 'materialized view'
+                                                     ELSE 'foreign table' END,
+                             c.oid::regclass), ', ' ORDER BY c.relname)
+      INTO skipped
+      FROM keys_guard._namespace_relations(tpl) c
+     WHERE c.relnamespace = tpl AND c.relkind IN ('v', 'm', 'f');
+    IF skipped IS NOT NULL THEN
+        RAISE NOTICE 'only the tables of template schema "%" are cloned',
+                     (SELECT nspname FROM pg_catalog.pg_namespace WHERE oid = tpl)
+            USING DETAIL = format('Not cloned: %s.', skipped);
+    END IF;
+
+    RETURN QUERY SELECT key::oid::regclass, value::oid::regclass FROM jsonb_each_text(pairs);
+END
+$$;
