@@ -21,16 +21,18 @@ OBJS = \
 	src/redact.o \
 	src/apikey.o \
 	src/token.o \
+	src/migrate.o \
 	src/worker.o
 
 EXTENSION = keys_guard
 DATA = keys_guard--1.2.sql keys_guard--1.2--1.3.sql \
 	keys_guard--1.0.sql keys_guard--1.0--1.1.sql keys_guard--1.1--1.2.sql
 PGFILEDESC = "keys_guard - multi-tenant safety for PostgreSQL"
-# Verified tokens (src/token.c) use OpenSSL's libcrypto, which PostgreSQL links too.
+# OpenSSL's libcrypto, which PostgreSQL links too: verified tokens
+# (src/token.c) and the hash of API keys (src/apikey.c).
 SHLIB_LINK += -lcrypto
 
-REGRESS = setup names tenants context isolation pooled audit library soft_delete purge templates guard_rails guard_holes attacks attacks_more api_key_attacks doctor operations api_keys redaction tokens upgrade
+REGRESS = setup names tenants context isolation pooled audit library soft_delete purge templates guard_rails guard_holes attacks attacks_more api_key_attacks doctor operations api_keys redaction tokens migrations upgrade
 REGRESS_OPTS = --inputdir=. --dbname=keys_guard_regress
 
 # Concurrency (pg_isolation_regress): specs/*.spec with expected/*.out.
@@ -48,8 +50,6 @@ endif
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src -DKG_EXTENSION_VERSION=\"$(EXTVERSION)\" \
 	-Wall -Wmissing-prototypes -Werror
-# OpenSSL's libcrypto, which PostgreSQL itself links: hashing (apikey.c).
-SHLIB_LINK += -lcrypto
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

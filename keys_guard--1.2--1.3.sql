@@ -17,6 +17,11 @@
  * changed after it first shipped (the rules the library now defines once,
  * names.c, and the audit writer in C), so that a database that installed
  * that first 1.2 ends in the same objects as every other.
+ *
+ * Also (a fleet of tenants, docs/contract.md §18, at the end of the file):
+ * migrate_tenants() with its ledger and progress view (src/migrate.c);
+ * tenants remember their template; purge_now() keeps no locks on tables
+ * it did not purge.
  */
 
 \echo Use "ALTER EXTENSION keys_guard UPDATE TO '1.3'" to load this file. \quit
@@ -220,9 +225,17 @@ BEGIN
         SELECT coalesce(jsonb_object_agg(c.source::oid::text, c.clone::oid), '{}')
           INTO clones FROM keys_guard._clone_template(tpl, schema) AS c;
     END IF;
-    INSERT INTO keys_guard.tenant (id, name, schema_name) VALUES (id, name, schema);
+    INSERT INTO keys_guard.tenant (id, name, schema_name, template_schema)
+        VALUES (id, name, schema, template);
     IF tpl IS NOT NULL THEN
         PERFORM keys_guard._guard_clones(id, clones);
+        -- Born current: the tenant has every migration its template had
+        -- (migrate_tenants() then skips it).
+        INSERT INTO keys_guard.tenant_migrations (migration, tenant, schema_name, status,
+                                                  took, attempts, from_template, sql_sha256)
+        SELECT m.migration, id, schema, 'ok', interval '0', 0, true, m.sql_sha256
+          FROM keys_guard.tenant_migrations m
+         WHERE m.schema_name = template AND m.tenant IS NULL AND m.status = 'ok';
     END IF;
 
     detail := jsonb_build_object('tenant', id, 'name', name);
@@ -489,14 +502,24 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
     END IF;
+    -- Each table in a subtransaction, rolled back when it changed nothing
+    -- (always under dry_run): its locks go with it, so a purge of every
+    -- table holds locks only on the tables it purged, never 10 000 at once.
     FOR r IN SELECT g.relation FROM keys_guard.guarded_tables g
               WHERE g.soft_delete AND (t IS NULL OR g.relation = t)
               ORDER BY g.relation::text LOOP
         relation := r.relation;
-        SELECT p.purged, p.skipped INTO purged, skipped
-          FROM keys_guard._purge_table(r.relation,
-                   pg_catalog.current_setting('keys_guard.purge_batch_size')::int,
-                   0, dry_run) p;
+        BEGIN
+            SELECT p.purged, p.skipped INTO purged, skipped
+              FROM keys_guard._purge_table(r.relation,
+                       pg_catalog.current_setting('keys_guard.purge_batch_size')::int,
+                       0, dry_run) p;
+            IF dry_run OR (purged = 0 AND skipped = 0) THEN
+                RAISE EXCEPTION USING ERRCODE = 'KGP00';
+            END IF;
+        EXCEPTION WHEN SQLSTATE 'KGP00' THEN
+            NULL;
+        END;
         RETURN NEXT;
     END LOOP;
 END
@@ -963,6 +986,8 @@ report AS (
                    ('keys_guard.api_key', 'keys_guard_registry_changed'),
                    ('keys_guard.api_key', 'keys_guard_registry_guard'),
                    ('keys_guard.api_key', 'keys_guard_registry_guard_truncate'),
+                   ('keys_guard.tenant_migrations', 'keys_guard_registry_guard'),
+                   ('keys_guard.tenant_migrations', 'keys_guard_registry_guard_truncate'),
                    ('keys_guard.audit_log', 'keys_guard_append_only'),
                    ('keys_guard.audit_log', 'keys_guard_append_only_truncate'))
            AS v(relname, name)
@@ -1067,6 +1092,10 @@ CREATE OR REPLACE VIEW keys_guard.operations AS
         ('keys_guard.doctor()', 'SAFE',
          'None: reads the catalogs. The fixes it reports are not executed.',
          'Member of keys_guard_admin.', NULL),
+        ('keys_guard.migrate_tenants(text, text, text[], boolean, integer)', 'IRREVERSIBLE',
+         'Runs a migration''s SQL in every active tenant schema (or the tenants given) and in their template schemas, one committed transaction per schema, with the caller''s rights; records each schema in keys_guard.tenant_migrations. Audited. dry_run => true reports and changes nothing.',
+         'Member of keys_guard_admin; CALL outside a transaction block; the SQL parses and has no transaction control; the tenants given exist and are active.',
+         'dry_run'),
         ('keys_guard.create_api_key(text, text, text[], interval, boolean)', 'REVERSIBLE',
          'Registers an API key of a tenant (only its hash is stored) and returns its secret once. Audited. A write key records who consented.',
          'Member of keys_guard_admin, or of keys_guard_gateway in a context of that tenant; the tenant is active; write scope needs write_consent. Undone by revoke_api_key().',
@@ -1269,6 +1298,10 @@ CREATE OR REPLACE VIEW keys_guard.operations AS
         ('keys_guard.doctor()', 'SAFE',
          'None: reads the catalogs. The fixes it reports are not executed.',
          'Member of keys_guard_admin.', NULL),
+        ('keys_guard.migrate_tenants(text, text, text[], boolean, integer)', 'IRREVERSIBLE',
+         'Runs a migration''s SQL in every active tenant schema (or the tenants given) and in their template schemas, one committed transaction per schema, with the caller''s rights; records each schema in keys_guard.tenant_migrations. Audited. dry_run => true reports and changes nothing.',
+         'Member of keys_guard_admin; CALL outside a transaction block; the SQL parses and has no transaction control; the tenants given exist and are active.',
+         'dry_run'),
         ('keys_guard.create_api_key(text, text, text[], interval, boolean)', 'REVERSIBLE',
          'Registers an API key of a tenant (only its hash is stored) and returns its secret once. Audited. A write key records who consented.',
          'Member of keys_guard_admin, or of keys_guard_gateway in a context of that tenant; the tenant is active; write scope needs write_consent. Undone by revoke_api_key().',
@@ -1567,6 +1600,8 @@ report AS (
                    ('keys_guard.api_key', 'keys_guard_registry_changed'),
                    ('keys_guard.api_key', 'keys_guard_registry_guard'),
                    ('keys_guard.api_key', 'keys_guard_registry_guard_truncate'),
+                   ('keys_guard.tenant_migrations', 'keys_guard_registry_guard'),
+                   ('keys_guard.tenant_migrations', 'keys_guard_registry_guard_truncate'),
                    ('keys_guard.token_key', 'keys_guard_registry_changed'),
                    ('keys_guard.token_key', 'keys_guard_registry_guard'),
                    ('keys_guard.token_key', 'keys_guard_registry_guard_truncate'),
@@ -1591,4 +1626,547 @@ SELECT r.problem, r.relation, r.detail, r.fix
   LEFT JOIN pg_catalog.pg_class c ON c.oid = r.relation
   LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  ORDER BY r.problem COLLATE "C", n.nspname, c.relname, r.detail COLLATE "C"
+$$;
+
+--
+-- A fleet of tenants: one migration across every tenant schema
+-- (docs/contract.md §18, src/migrate.c).
+--
+-- The template a tenant was created from, so that a migration reaches the
+-- template too and tenants created afterwards are born current.  Tenants
+-- created before 1.3 get it from their create_tenant audit record.
+--
+ALTER TABLE keys_guard.tenant ADD COLUMN template_schema name;
+UPDATE keys_guard.tenant t SET template_schema = (a.detail ->> 'template')::name
+  FROM (SELECT DISTINCT ON (l.target) l.target, l.detail
+          FROM keys_guard.audit_log l
+         WHERE l.action = 'create_tenant' AND l.outcome = 'ok'
+         ORDER BY l.target, l.id DESC) a
+ WHERE a.target = t.schema_name AND t.template_schema IS NULL AND a.detail ? 'template';
+
+-- The ledger: one row per migration and schema (a template schema's row has
+-- no tenant).  status ok means the migration committed in that schema,
+-- in the same transaction as the row; failed keeps the error of the last
+-- attempt.  from_template: the tenant was created from a template that
+-- already had the migration.  sql_sha256 fingerprints the SQL that ran.
+CREATE TABLE keys_guard.tenant_migrations (
+    migration      text NOT NULL,
+    tenant         text,
+    schema_name    name NOT NULL,
+    status         text NOT NULL CHECK (status IN ('ok', 'failed')),
+    sqlstate       text,
+    error          text,
+    took           interval NOT NULL,
+    at             timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    attempts       integer NOT NULL DEFAULT 1,
+    from_template  boolean NOT NULL DEFAULT false,
+    sql_sha256     text NOT NULL,
+    PRIMARY KEY (migration, schema_name)
+);
+SELECT pg_catalog.pg_extension_config_dump('keys_guard.tenant_migrations', '');
+REVOKE ALL ON keys_guard.tenant_migrations FROM PUBLIC;
+GRANT SELECT ON keys_guard.tenant_migrations TO keys_guard_admin;
+
+-- Written only by keys_guard (src/control.c), like the rest of the registry.
+CREATE TRIGGER keys_guard_registry_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON keys_guard.tenant_migrations
+    FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._registry_guard();
+CREATE TRIGGER keys_guard_registry_guard_truncate
+    BEFORE TRUNCATE ON keys_guard.tenant_migrations
+    FOR EACH STATEMENT EXECUTE FUNCTION keys_guard._registry_guard();
+ALTER TABLE keys_guard.tenant_migrations ENABLE ALWAYS TRIGGER keys_guard_registry_guard;
+ALTER TABLE keys_guard.tenant_migrations ENABLE ALWAYS TRIGGER keys_guard_registry_guard_truncate;
+
+-- Progress per migration, readable while a run goes on (each schema
+-- commits): tenants migrated, failed, and still pending among the active
+-- tenants.
+CREATE VIEW keys_guard.tenant_migration_progress AS
+    SELECT l.migration,
+           pg_catalog.count(*) FILTER (WHERE l.tenant IS NOT NULL AND l.status = 'ok') AS tenants_ok,
+           pg_catalog.count(*) FILTER (WHERE l.tenant IS NOT NULL AND l.status = 'failed') AS tenants_failed,
+           (SELECT pg_catalog.count(*) FROM keys_guard.tenant t
+             WHERE t.status = 'active'
+               AND NOT EXISTS (SELECT 1 FROM keys_guard.tenant_migrations o
+                                WHERE o.migration = l.migration
+                                  AND o.schema_name = t.schema_name AND o.status = 'ok'))
+               AS tenants_pending,
+           pg_catalog.count(*) FILTER (WHERE l.tenant IS NULL AND l.status = 'ok') AS templates_ok,
+           pg_catalog.count(*) FILTER (WHERE l.tenant IS NULL AND l.status = 'failed') AS templates_failed,
+           pg_catalog.min(l.at) AS first_at, pg_catalog.max(l.at) AS last_at,
+           pg_catalog.avg(l.took) FILTER (WHERE NOT l.from_template) AS avg_took
+      FROM keys_guard.tenant_migrations l
+     GROUP BY l.migration;
+REVOKE ALL ON keys_guard.tenant_migration_progress FROM PUBLIC;
+GRANT SELECT ON keys_guard.tenant_migration_progress TO keys_guard_admin;
+
+-- The C half (src/migrate.c).
+CREATE FUNCTION keys_guard._migration_check(sql text)
+RETURNS text
+LANGUAGE C VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'keys_guard_migration_check';
+CREATE FUNCTION keys_guard._migrate_schema(migration text, tenant text, schema name, sql text)
+RETURNS interval
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_migrate_schema';
+CREATE FUNCTION keys_guard._migration_failed(migration text, tenant text, schema name, sql text,
+                                             sqlstate text, message text, took interval)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_migration_failed';
+CREATE FUNCTION keys_guard._migration_audit(migration text, phase text, sql text,
+                                            tenants integer, ok integer, failed integer,
+                                            skipped integer, canary boolean, stopped boolean)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'keys_guard_migration_audit';
+
+-- The schemas a run would migrate, in order: the templates of active
+-- tenants first (a full run only), then the tenants, by id; those with the
+-- migration already ok are left out.  Reads the registry for the caller.
+CREATE FUNCTION keys_guard._migration_plan(migration text, tenants text[])
+RETURNS TABLE (tenant text, schema_name name)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT NULL::text, p.template_schema
+      FROM (SELECT DISTINCT t.template_schema FROM keys_guard.tenant t
+             WHERE $2 IS NULL AND t.status = 'active' AND t.template_schema IS NOT NULL) p
+     WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = p.template_schema)
+       AND NOT EXISTS (SELECT 1 FROM keys_guard.tenant_migrations l
+                        WHERE l.migration = $1 AND l.schema_name = p.template_schema
+                          AND l.status = 'ok')
+    UNION ALL
+    SELECT q.id, q.schema_name
+      FROM (SELECT t.id, t.schema_name FROM keys_guard.tenant t
+             WHERE t.status = 'active' AND ($2 IS NULL OR t.id = ANY ($2))
+               AND NOT EXISTS (SELECT 1 FROM keys_guard.tenant_migrations l
+                                WHERE l.migration = $1 AND l.schema_name = t.schema_name
+                                  AND l.status = 'ok')
+             ORDER BY t.id COLLATE "C") q
+$$;
+
+REVOKE ALL ON FUNCTION keys_guard._migration_check(text),
+    keys_guard._migrate_schema(text, text, name, text),
+    keys_guard._migration_failed(text, text, name, text, text, text, interval),
+    keys_guard._migration_audit(text, text, text, integer, integer, integer, integer, boolean, boolean),
+    keys_guard._migration_plan(text, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION keys_guard._migration_check(text),
+    keys_guard._migrate_schema(text, text, name, text),
+    keys_guard._migration_failed(text, text, name, text, text, text, interval),
+    keys_guard._migration_audit(text, text, text, integer, integer, integer, integer, boolean, boolean),
+    keys_guard._migration_plan(text, text[]) TO keys_guard_admin;
+
+-- migrate_tenants(): a procedure, because it commits after each schema.
+-- It runs with the caller's rights (no SECURITY DEFINER, no SET clause:
+-- either would forbid COMMIT), so everything it names is schema-qualified.
+CREATE PROCEDURE keys_guard.migrate_tenants(migration text, sql text,
+                                            tenants text[] DEFAULT NULL,
+                                            dry_run boolean DEFAULT false,
+                                            max_failures integer DEFAULT 10)
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_variable
+DECLARE
+    digest      text;
+    canary      boolean := tenants IS NOT NULL;
+    ids         text[];
+    schemas     name[];
+    n_templates integer;
+    n_tenants   integer;
+    skipped     integer;
+    ok          integer := 0;
+    failed      integer := 0;
+    stopped     boolean := false;
+    i           integer;
+    st          text;
+    msg         text;
+    bad         text;
+    t0          timestamptz;
+    started     timestamptz;
+    last_notice timestamptz;
+BEGIN
+    IF NOT pg_catalog.pg_has_role('keys_guard_admin', 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied to migrate tenants'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only members of keys_guard_admin can run keys_guard.migrate_tenants().';
+    END IF;
+    IF migration IS NULL OR sql IS NULL OR dry_run IS NULL OR max_failures IS NULL THEN
+        RAISE EXCEPTION 'migration, sql, dry_run and max_failures must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF pg_catalog.length(migration) OPERATOR(pg_catalog.<) 1
+       OR pg_catalog.length(migration) OPERATOR(pg_catalog.>) 200
+       OR migration OPERATOR(pg_catalog.~) '[\x01-\x1f\x7f-\x9f\u2028\u2029]' THEN
+        RAISE EXCEPTION 'invalid migration name'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A migration name is 1 to 200 characters, without control characters.';
+    END IF;
+    IF max_failures OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'max_failures must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    digest := keys_guard._migration_check(sql);
+    SELECT l.schema_name INTO bad FROM keys_guard.tenant_migrations l
+     WHERE l.migration OPERATOR(pg_catalog.=) migration
+       AND l.sql_sha256 OPERATOR(pg_catalog.<>) digest LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'migration "%" already ran with different SQL', migration
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = pg_catalog.format('Schema %s has it in keys_guard.tenant_migrations with other SQL.', bad),
+                  HINT = 'A migration name stands for one SQL text; give a changed migration a new name.';
+    END IF;
+
+    IF canary THEN
+        IF pg_catalog.cardinality(tenants) OPERATOR(pg_catalog.=) 0 THEN
+            RAISE EXCEPTION 'tenants must not be empty'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Pass NULL to migrate every active tenant.';
+        END IF;
+        IF pg_catalog.array_position(tenants, NULL) IS NOT NULL THEN
+            RAISE EXCEPTION 'tenants must not contain null'
+                USING ERRCODE = 'null_value_not_allowed';
+        END IF;
+        SELECT u.id INTO bad FROM pg_catalog.unnest(tenants) AS u(id)
+         WHERE NOT EXISTS (SELECT 1 FROM keys_guard.tenants t WHERE t.id OPERATOR(pg_catalog.=) u.id)
+         LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'tenant "%" does not exist', pg_catalog.left(bad, 64)
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Every tenant of the list must be registered; nothing was migrated.';
+        END IF;
+        SELECT t.id INTO bad FROM keys_guard.tenants t
+         WHERE t.id OPERATOR(pg_catalog.=) ANY (tenants)
+           AND t.status OPERATOR(pg_catalog.<>) 'active' LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'tenant "%" is not active', bad
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'Only active tenants are migrated; nothing was migrated.';
+        END IF;
+    END IF;
+
+    -- What would run; with dry_run that is all.
+    SELECT pg_catalog.array_agg(p.tenant), pg_catalog.array_agg(p.schema_name)
+      INTO ids, schemas FROM keys_guard._migration_plan(migration, tenants) p;
+    ids := COALESCE(ids, '{}'::text[]);
+    schemas := COALESCE(schemas, '{}'::name[]);
+    SELECT pg_catalog.count(*) FILTER (WHERE x.id IS NULL) INTO n_templates
+      FROM pg_catalog.unnest(ids) AS x(id);
+    n_tenants := pg_catalog.cardinality(ids) OPERATOR(pg_catalog.-) n_templates;
+    SELECT pg_catalog.count(*) INTO skipped FROM keys_guard.tenant_migrations l
+     WHERE l.migration OPERATOR(pg_catalog.=) migration AND l.status OPERATOR(pg_catalog.=) 'ok'
+       AND l.tenant IS NOT NULL
+       AND (NOT canary OR l.tenant OPERATOR(pg_catalog.=) ANY (tenants));
+    IF dry_run THEN
+        RAISE NOTICE 'migration "%" would run in % template schemas and % tenant schemas; % tenants already have it',
+                     migration, n_templates, n_tenants, skipped
+            USING DETAIL = CASE WHEN pg_catalog.cardinality(schemas) OPERATOR(pg_catalog.=) 0
+                                THEN 'Nothing to do.'
+                                ELSE pg_catalog.format('Schemas, in order: %s%s.',
+                                         pg_catalog.array_to_string(schemas[1:50], ', '),
+                                         CASE WHEN pg_catalog.cardinality(schemas) OPERATOR(pg_catalog.>) 50
+                                              THEN pg_catalog.format(' and %s more',
+                                                   pg_catalog.cardinality(schemas) OPERATOR(pg_catalog.-) 50)
+                                              ELSE '' END) END;
+        RETURN;
+    END IF;
+
+    -- A CALL inside a transaction block cannot commit: refused here
+    -- (2D000), before anything is locked, written or migrated.
+    COMMIT;
+
+    -- One run of a migration at a time (a session lock: it spans the
+    -- commits, and goes with the session if the session is killed).
+    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('keys_guard.migrate_tenants'),
+                                           pg_catalog.hashtext(migration)) THEN
+        RAISE EXCEPTION 'migration "%" is already running', migration
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'Its progress is in keys_guard.tenant_migration_progress.';
+    END IF;
+    PERFORM keys_guard._migration_audit(migration, 'start', sql, n_tenants, 0, 0, skipped,
+                                        canary, false);
+    COMMIT;
+
+    started := pg_catalog.clock_timestamp();
+    last_notice := started;
+    FOR i IN 1 .. pg_catalog.cardinality(ids) LOOP
+        t0 := pg_catalog.clock_timestamp();
+        BEGIN
+            PERFORM keys_guard._migrate_schema(migration, ids[i], schemas[i], sql);
+            IF ids[i] IS NOT NULL THEN
+                ok := ok OPERATOR(pg_catalog.+) 1;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+            PERFORM keys_guard._migration_failed(migration, ids[i], schemas[i], sql, st, msg,
+                                                 pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) t0);
+            IF ids[i] IS NULL THEN
+                COMMIT;
+                PERFORM keys_guard._migration_audit(migration, 'finish', sql, n_tenants, 0, 0,
+                                                    skipped, canary, true);
+                COMMIT;
+                PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('keys_guard.migrate_tenants'),
+                                                      pg_catalog.hashtext(migration));
+                RAISE EXCEPTION 'migration "%" failed in template schema "%"', migration, schemas[i]
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          DETAIL = pg_catalog.format('%s: %s', st, msg),
+                          HINT = 'No tenant was migrated. Fix the migration or the template, then call migrate_tenants() again.';
+            END IF;
+            failed := failed OPERATOR(pg_catalog.+) 1;
+            RAISE WARNING 'migration "%" failed in schema "%": %', migration, schemas[i], msg
+                USING DETAIL = pg_catalog.format('SQLSTATE %s; recorded in keys_guard.tenant_migrations.', st);
+        END;
+        COMMIT;
+        IF failed OPERATOR(pg_catalog.>=) max_failures THEN
+            stopped := true;
+            EXIT;
+        END IF;
+        IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) last_notice
+               OPERATOR(pg_catalog.>=) interval '10 seconds'
+           OR i OPERATOR(pg_catalog.%) 1000 OPERATOR(pg_catalog.=) 0 THEN
+            last_notice := pg_catalog.clock_timestamp();
+            RAISE NOTICE 'migration "%": % of % schemas done, % failed, %',
+                         migration, i, pg_catalog.cardinality(ids), failed,
+                         pg_catalog.date_trunc('second', last_notice OPERATOR(pg_catalog.-) started);
+        END IF;
+    END LOOP;
+
+    PERFORM keys_guard._migration_audit(migration, 'finish', sql, n_tenants, ok, failed, skipped,
+                                        canary, stopped);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('keys_guard.migrate_tenants'),
+                                          pg_catalog.hashtext(migration));
+    IF stopped THEN
+        RAISE EXCEPTION 'migration "%" stopped after % failures', migration, failed
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = pg_catalog.format('%s tenants migrated, %s failed, %s not attempted.',
+                                             ok, failed, n_tenants OPERATOR(pg_catalog.-) ok
+                                                 OPERATOR(pg_catalog.-) failed),
+                  HINT = 'keys_guard.tenant_migrations has each error; fix them and call migrate_tenants() again: tenants already migrated are skipped.';
+    ELSIF failed OPERATOR(pg_catalog.>) 0 THEN
+        RAISE WARNING 'migration "%" failed in % of % tenants', migration, failed, n_tenants
+            USING DETAIL = pg_catalog.format('%s tenants migrated, %s already had it.', ok, skipped),
+                  HINT = 'keys_guard.tenant_migrations has each error; call migrate_tenants() again to retry them.';
+    ELSE
+        RAISE NOTICE 'migration "%": % tenants migrated, % already had it', migration, ok, skipped;
+    END IF;
+END
+$$;
+REVOKE ALL ON PROCEDURE keys_guard.migrate_tenants(text, text, text[], boolean, integer) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE keys_guard.migrate_tenants(text, text, text[], boolean, integer)
+    TO keys_guard_admin;
+
+-- Whether a parent needs its cascade trigger: its foreign keys are found
+-- through pg_depend's index on the referenced object (a foreign key depends
+-- on the table it references) instead of a scan of pg_constraint, which
+-- has no index on confrelid and grows with every tenant; this runs for
+-- every CREATE and ALTER TABLE (the event trigger), so with 10 000 tenants
+-- that scan made create_tenant and every migration slower as tenants
+-- accumulated.
+CREATE OR REPLACE FUNCTION keys_guard._sync_cascade_trigger(parent regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    wanted boolean;
+    present boolean;
+BEGIN
+    SELECT EXISTS (SELECT 1 FROM keys_guard.guarded_table p
+                    WHERE p.relid = parent AND p.soft_delete)
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                     JOIN pg_catalog.pg_constraint c ON c.oid = d.objid
+                     JOIN keys_guard.guarded_table ch ON ch.relid = c.conrelid AND ch.soft_delete
+                    WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = parent
+                      AND d.classid = 'pg_catalog.pg_constraint'::regclass
+                      AND c.confrelid = parent AND c.contype = 'f' AND c.confdeltype = 'c')
+      INTO wanted;
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
+                    WHERE tgrelid = parent AND tgname = 'keys_guard_cascade')
+      INTO present;
+    IF wanted AND NOT present THEN
+        EXECUTE format('CREATE TRIGGER keys_guard_cascade AFTER UPDATE OF deleted_at ON %s'
+                       ' FOR EACH ROW WHEN (OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL)'
+                       ' EXECUTE FUNCTION keys_guard._soft_delete_cascade()', parent);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER keys_guard_cascade', parent);
+    ELSIF present AND NOT wanted THEN
+        EXECUTE format('DROP TRIGGER keys_guard_cascade ON %s', parent);
+    END IF;
+END
+$$;
+
+-- The relations of a schema, through pg_depend's index on the referenced
+-- object (every relation but a composite type or a TOAST table depends on
+-- its namespace): pg_class has no index on relnamespace, and with 10 000
+-- tenants a scan of it made every create_tenant from a template slower as
+-- tenants accumulated.  The template functions below list the template's
+-- relations with it; otherwise they are those of 1.2.
+CREATE FUNCTION keys_guard._namespace_relations(nsp oid)
+RETURNS SETOF pg_catalog.pg_class
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.* FROM pg_catalog.pg_depend d
+      JOIN pg_catalog.pg_class c ON c.oid = d.objid
+     WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass AND d.refobjid = nsp
+       AND d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
+       AND c.relnamespace = nsp
+$$;
+REVOKE ALL ON FUNCTION keys_guard._namespace_relations(oid) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION keys_guard._template_schema(template text, tenant_schema name)
+RETURNS oid
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    nsp oid;
+    bad text;
+BEGIN
+    IF template = '' THEN
+        RAISE EXCEPTION 'template schema name must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF template = tenant_schema THEN
+        RAISE EXCEPTION 'schema "%" cannot be the template of its own tenant', template
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF template IN ('keys_guard', 'keys_guard_archive', 'information_schema')
+       OR template LIKE 'pg\_%' THEN
+        RAISE EXCEPTION 'schema "%" cannot be a template', left(template, 64)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'System schemas and keys_guard''s own schemas are not templates.';
+    END IF;
+    SELECT n.oid INTO nsp FROM pg_catalog.pg_namespace n WHERE n.nspname = template;
+    IF nsp IS NULL THEN
+        RAISE EXCEPTION 'template schema "%" does not exist', left(template, 64)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The template is a schema name as stored, without quotes.';
+    END IF;
+    -- Another tenant's schema holds that tenant's structure and names; it
+    -- is never the pattern of a new tenant.
+    SELECT t.id INTO bad FROM keys_guard.tenant t WHERE t.schema_name = template;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'schema "%" of tenant "%" cannot be a template', template, bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A template is a schema of its own, never the schema of a tenant.',
+                  HINT = 'Create a template schema holding the tables every tenant starts with.';
+    END IF;
+    -- Every clone is guarded, and a guarded table is never unlogged.
+    SELECT string_agg(format('%s', c.oid::regclass), ', ' ORDER BY c.relname) INTO bad
+      FROM keys_guard._namespace_relations(nsp) c
+     WHERE c.relnamespace = nsp AND c.relkind IN ('r', 'S') AND c.relpersistence <> 'p';
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'template schema "%" has unlogged tables or sequences', template
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Unlogged: %s.', bad),
+                  HINT = 'Make them logged with ALTER TABLE ... SET LOGGED or ALTER SEQUENCE ... SET LOGGED.';
+    END IF;
+
+    -- keys_guard guards ordinary tables only; cloning part of a partition
+    -- or inheritance tree would silently change what the tenant gets.
+    SELECT string_agg(format('%s', c.oid::regclass), ', ' ORDER BY c.relname) INTO bad
+      FROM keys_guard._namespace_relations(nsp) c
+     WHERE c.relnamespace = nsp
+       AND (c.relkind = 'p'
+            OR (c.relkind = 'r' AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i
+                                             WHERE i.inhrelid = c.oid)));
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'template schema "%" has partitioned or inheriting tables', template
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = format('Tables: %s.', bad),
+                  HINT = 'A template holds ordinary tables only.';
+    END IF;
+    RETURN nsp;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION keys_guard._clone_sequences(tpl oid, target name)
+RETURNS TABLE (source regclass, clone regclass)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+BEGIN
+    FOR s IN SELECT c.oid, c.relname, c.relpersistence, q.*
+               FROM keys_guard._namespace_relations(tpl) c
+               JOIN pg_catalog.pg_sequence q ON q.seqrelid = c.oid
+              WHERE c.relnamespace = tpl AND c.relkind = 'S'
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                 WHERE d.classid = 'pg_catalog.pg_class'::regclass
+                                   AND d.objid = c.oid AND d.deptype = 'i')
+              ORDER BY c.relname LOOP
+        EXECUTE format('CREATE %sSEQUENCE %I.%I AS %s INCREMENT BY %s MINVALUE %s MAXVALUE %s'
+                       ' START WITH %s CACHE %s %sCYCLE',
+                       CASE s.relpersistence WHEN 'u' THEN 'UNLOGGED ' ELSE '' END,
+                       target, s.relname, s.seqtypid::regtype, s.seqincrement, s.seqmin,
+                       s.seqmax, s.seqstart, s.seqcache,
+                       CASE WHEN s.seqcycle THEN '' ELSE 'NO ' END);
+        source := s.oid;
+        clone := format('%I.%I', target, s.relname)::regclass;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION keys_guard._clone_template(tpl oid, target name)
+RETURNS TABLE (source regclass, clone regclass)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    seqs     jsonb;
+    pairs    jsonb := '{}';
+    t        record;
+    s        record;
+    skipped  text;
+BEGIN
+    SELECT coalesce(jsonb_object_agg(c.source::oid::text, c.clone::oid), '{}')
+      INTO seqs FROM keys_guard._clone_sequences(tpl, target) AS c;
+
+    FOR t IN SELECT c.oid::regclass AS rel FROM keys_guard._namespace_relations(tpl) c
+              WHERE c.relnamespace = tpl AND c.relkind = 'r'
+              ORDER BY c.relname LOOP
+        pairs := pairs || jsonb_build_object(t.rel::oid::text,
+                                             keys_guard._clone_table(t.rel, target)::oid);
+    END LOOP;
+
+    -- With every table in place, the references between them.
+    FOR t IN SELECT key::oid::regclass AS src, value::oid::regclass AS dst
+               FROM jsonb_each_text(pairs) LOOP
+        PERFORM keys_guard._repoint_defaults(t.dst, seqs);
+        PERFORM keys_guard._clone_foreign_keys(t.src, t.dst, tpl, target);
+        EXECUTE format('ALTER TABLE %s OWNER TO keys_guard_admin', t.dst);
+        PERFORM keys_guard._clone_privileges(t.src, t.dst);
+    END LOOP;
+    FOR s IN SELECT key::oid::regclass AS src, value::oid::regclass AS dst
+               FROM jsonb_each_text(seqs) LOOP
+        EXECUTE format('ALTER SEQUENCE %s OWNER TO keys_guard_admin', s.dst);
+        PERFORM keys_guard._clone_privileges(s.src, s.dst);
+        -- A serial column's sequence belongs to the clone's column.
+        FOR t IN SELECT a.attname, (pairs ->> d.refobjid::text)::oid::regclass AS owner
+                   FROM pg_catalog.pg_depend d
+                   JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+                  WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = s.src
+                    AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'a'
+                    AND pairs ? d.refobjid::text LOOP
+            EXECUTE format('ALTER SEQUENCE %s OWNED BY %s.%I', s.dst, t.owner, t.attname);
+        END LOOP;
+    END LOOP;
+
+    SELECT string_agg(format('%s %s', CASE c.relkind WHEN 'v' THEN 'view'
+                                                     WHEN 'm' THEN 'materialized view'
+                                                     ELSE 'foreign table' END,
+                             c.oid::regclass), ', ' ORDER BY c.relname)
+      INTO skipped
+      FROM keys_guard._namespace_relations(tpl) c
+     WHERE c.relnamespace = tpl AND c.relkind IN ('v', 'm', 'f');
+    IF skipped IS NOT NULL THEN
+        RAISE NOTICE 'only the tables of template schema "%" are cloned',
+                     (SELECT nspname FROM pg_catalog.pg_namespace WHERE oid = tpl)
+            USING DETAIL = format('Not cloned: %s.', skipped);
+    END IF;
+
+    RETURN QUERY SELECT key::oid::regclass, value::oid::regclass FROM jsonb_each_text(pairs);
+END
 $$;

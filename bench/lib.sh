@@ -12,18 +12,30 @@ fi
 bindir=/usr/lib/postgresql/15/bin
 libfile=/usr/lib/postgresql/15/lib/keys_guard.so
 private_root=
+private_root_made=0
 
 # BENCH_PRIVATE=1: a private copy of this machine's PostgreSQL 15 (binaries,
 # libraries, share) in /tmp, with keys_guard installed into it, so that a
 # `make install` by someone else during the run cannot change what is
-# measured.  PostgreSQL finds its share and lib directories relative to its
-# binaries, so the copy works as it is.
-if [ "${BENCH_PRIVATE:-0}" = 1 ]; then
-  private_root=$(mktemp -d /tmp/keys_guard_bench_pg.XXXXXX)
+# measured; removed after the run.  BENCH_PGROOT=/some/dir: the same in a
+# directory you name, copied on first use and kept for the next runs.
+# PostgreSQL finds its share and lib directories relative to its binaries,
+# so the copy works as it is.
+if [ -n "${BENCH_PGROOT:-}" ] || [ "${BENCH_PRIVATE:-0}" = 1 ]; then
+  if [ -n "${BENCH_PGROOT:-}" ]; then
+    private_root=$BENCH_PGROOT
+    mkdir -p "$private_root"
+  else
+    private_root=$(mktemp -d /tmp/keys_guard_bench_pg.XXXXXX)
+    private_root_made=1
+  fi
   chmod 755 "$private_root"
-  mkdir -p "$private_root/usr/lib/postgresql" "$private_root/usr/share/postgresql"
-  cp -a /usr/lib/postgresql/15 "$private_root/usr/lib/postgresql/"
-  cp -a /usr/share/postgresql/15 "$private_root/usr/share/postgresql/"
+  if [ ! -x "$private_root/usr/lib/postgresql/15/bin/postgres" ]; then
+    echo "==> copying PostgreSQL 15 to $private_root"
+    mkdir -p "$private_root/usr/lib/postgresql" "$private_root/usr/share/postgresql"
+    cp -a /usr/lib/postgresql/15 "$private_root/usr/lib/postgresql/"
+    cp -a /usr/share/postgresql/15 "$private_root/usr/share/postgresql/"
+  fi
   echo "==> building keys_guard and installing it into $private_root"
   make -s -C "$here" PG_CONFIG=$bindir/pg_config
   make -s -C "$here" install DESTDIR="$private_root" PG_CONFIG=$bindir/pg_config >/dev/null
@@ -74,7 +86,7 @@ finish_run() {
     tail -30 "$work/server.log" >&2 || true
   fi
   rm -rf "$work"
-  [ -n "$private_root" ] && rm -rf "$private_root"
+  [ "$private_root_made" = 1 ] && rm -rf "$private_root"
   exit "$rc"
 }
 

@@ -69,6 +69,15 @@
 #                      measurement, each round
 #   BENCH_SPREAD=1     also run the spread-over-all-tenants references and
 #                      their control without keys_guard (0: skip)
+#   MIGRATE_TENANTS=10000  tenants of the migration benchmark (0: skip it):
+#                      databases kg_fleet<MIGRATE_SMALL> and
+#                      kg_fleet<MIGRATE_TENANTS>, every tenant cloned from
+#                      a template schema with a table invoices (empty), and
+#                      keys_guard.migrate_tenants() of the two-statement
+#                      migration MIGRATION over all of them (and the
+#                      template), timed; creation is timed per 1 000
+#                      tenants
+#   MIGRATE_SMALL=10   tenants of the small migration database
 #   BENCH_INSTALL=1    build and `make install` the tree first (0: benchmark
 #                      the keys_guard already installed for PostgreSQL 15)
 #   BENCH_DEPS=1       run scripts/deps.sh first (0: skip)
@@ -96,10 +105,13 @@ FIRST_SAMPLES=${FIRST_SAMPLES:-5}
 BENCH_SPREAD=${BENCH_SPREAD:-1}
 BENCH_INSTALL=${BENCH_INSTALL:-1}
 BENCH_DEPS=${BENCH_DEPS:-1}
+MIGRATE_TENANTS=${MIGRATE_TENANTS:-10000}
+MIGRATE_SMALL=${MIGRATE_SMALL:-10}
+MIGRATION='ALTER TABLE invoices ADD COLUMN due_date date; CREATE INDEX ON invoices (due_date)'
 
 me=tenants.sh
 for v in ROUNDS BENCH_SECONDS WARMUP_SECONDS CLIENTS JOBS TENANTS_SMALL TENANTS_LARGE TABLES_LARGE \
-         ROWS_PER_TENANT SPREAD_ROWS FIRST_SAMPLES; do
+         ROWS_PER_TENANT SPREAD_ROWS FIRST_SAMPLES MIGRATE_TENANTS MIGRATE_SMALL; do
   [[ ${!v} =~ ^[0-9]{1,9}$ ]] || { echo "$me: $v must be a whole number (at most 9 digits)" >&2; exit 2; }
   # Strip leading zeros, so that the values are decimal in $(( )).
   printf -v "$v" '%d' "$((10#${!v}))"
@@ -125,11 +137,15 @@ if [ "$SPREAD_ROWS" -lt 1 ] || [ $((TENANTS_LARGE * SPREAD_ROWS)) -gt 100000000 
   echo "$me: SPREAD_ROWS must be >= 1, and TENANTS_LARGE x SPREAD_ROWS <= 100000000" >&2; exit 2
 fi
 [ "$FIRST_SAMPLES" -ge 1 ] || { echo "$me: FIRST_SAMPLES must be >= 1" >&2; exit 2; }
+if [ "$MIGRATE_TENANTS" -ne 0 ] && { [ "$MIGRATE_SMALL" -lt 1 ] || [ "$MIGRATE_TENANTS" -le "$MIGRATE_SMALL" ]; }; then
+  echo "$me: MIGRATE_SMALL must be >= 1 and below MIGRATE_TENANTS (or MIGRATE_TENANTS=0)" >&2; exit 2
+fi
 [ "$(id -u)" -eq 0 ] || { echo "$me: run as root (the server is started as the postgres user)" >&2; exit 2; }
 
 repro="cd $here && ROUNDS=$ROUNDS BENCH_SECONDS=$BENCH_SECONDS WARMUP_SECONDS=$WARMUP_SECONDS CLIENTS=$CLIENTS JOBS=$JOBS"
 repro+=" TENANTS_SMALL=$TENANTS_SMALL TENANTS_LARGE=$TENANTS_LARGE TABLES_LARGE=$TABLES_LARGE ROWS_PER_TENANT=$ROWS_PER_TENANT SPREAD_ROWS=$SPREAD_ROWS"
-repro+=" FIRST_SAMPLES=$FIRST_SAMPLES BENCH_SPREAD=$BENCH_SPREAD BENCH_INSTALL=$BENCH_INSTALL bash bench/tenants.sh"
+repro+=" FIRST_SAMPLES=$FIRST_SAMPLES BENCH_SPREAD=$BENCH_SPREAD MIGRATE_TENANTS=$MIGRATE_TENANTS MIGRATE_SMALL=$MIGRATE_SMALL"
+repro+=" BENCH_INSTALL=$BENCH_INSTALL${BENCH_PGROOT:+ BENCH_PGROOT=$BENCH_PGROOT} bash bench/tenants.sh"
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$bench/lib.sh"
@@ -343,14 +359,16 @@ log "isolation checks passed in both databases; measured relations and plans ide
 
 # first_tx_ms <db>: in a fresh connection as bench_pool, the time of the
 # first pooled transaction (it builds keys_guard's registry cache), of the
-# same transaction again, and of it once more after another session ran a
+# same transaction again, of it once more after another session ran a
 # CREATE and a DROP FUNCTION (a pg_proc invalidation, as any migration
-# sends, which makes every backend rebuild the cache).  psql's \timing of
-# the whole transaction sent as one string; prints "first again after".
+# sends), and once more after a CREATE and a DROP SCHEMA (a pg_namespace
+# invalidation, which empties the cache).  psql's \timing of the whole
+# transaction sent as one string; prints "first again after_function
+# after_schema".
 first_tx_ms() {
   local db=$1 tx
   tx="BEGIN\\; SELECT keys_guard.set_context('1', 'bench')\\; SELECT id, number, amount, status FROM pooled_invoices WHERE id = 1\\; COMMIT;"
-  psql -X -q -v ON_ERROR_STOP=1 -U bench_pool -d "$db" <<EOF | awk '/^Time: / { t[++n] = $2 } END { if (n != 3) exit 1; print t[1], t[2], t[3] }'
+  psql -X -q -v ON_ERROR_STOP=1 -U bench_pool -d "$db" <<EOF | awk '/^Time: / { t[++n] = $2 } END { if (n != 4) exit 1; print t[1], t[2], t[3], t[4] }'
 \o /dev/null
 \timing on
 $tx
@@ -359,11 +377,15 @@ $tx
 \! psql -X -q -v ON_ERROR_STOP=1 -U postgres -d $db -c 'CREATE FUNCTION public.kg_bench_inval() RETURNS int LANGUAGE sql AS \$\$SELECT 1\$\$' -c 'DROP FUNCTION public.kg_bench_inval()'
 \timing on
 $tx
+\timing off
+\! psql -X -q -v ON_ERROR_STOP=1 -U postgres -d $db -c 'CREATE SCHEMA kg_bench_inval' -c 'DROP SCHEMA kg_bench_inval'
+\timing on
+$tx
 EOF
 }
 
 first_tsv="$work/first.tsv"
-printf 'round\tdb\tfirst_ms\tagain_ms\tafter_inval_ms\n' >"$first_tsv"
+printf 'round\tdb\tfirst_ms\tagain_ms\tafter_function_ms\tafter_schema_ms\n' >"$first_tsv"
 measure_first() {
   local r=$1 db i t
   for db in "$small" "$large"; do
@@ -465,6 +487,60 @@ for r in $(seq 1 "$ROUNDS"); do
   check_library
 done
 
+# --- one migration across every tenant schema ---------------------------------
+
+# k_times <log>: "first-1000-ms last-1000-ms" from the creation NOTICEs.
+k_times() {
+  awk '
+    /tenants created:/ { for (i = 1; i <= NF; i++) { if ($i == "created:") n = $(i + 1); if ($i == "elapsed_ms:") e = $(i + 1) }
+                         if (n % 1000 == 0) { if (k == 0) first = e; last = e - prev; k++ } prev = e }
+    END { if (k == 0) { first = "-"; last = "-" } print first, last }' "$1"
+}
+declare -A fleet_create_ms fleet_first_k fleet_last_k fleet_migrate_ms fleet_ok fleet_avg_ms
+fleet_dbs=()
+if [ "$MIGRATE_TENANTS" -gt 0 ]; then
+  fleet_dbs=("kg_fleet$MIGRATE_SMALL" "kg_fleet$MIGRATE_TENANTS")
+  declare -A fleet_n=([kg_fleet$MIGRATE_SMALL]=$MIGRATE_SMALL [kg_fleet$MIGRATE_TENANTS]=$MIGRATE_TENANTS)
+  for db in "${fleet_dbs[@]}"; do
+    log "$db: ${fleet_n[$db]} tenants from a template"
+    psql_su -d postgres -c "CREATE DATABASE $db"
+    psql_su -d "$db" -c "CREATE EXTENSION keys_guard" \
+      -c "CREATE SCHEMA fleet_tpl" \
+      -c "CREATE TABLE fleet_tpl.invoices (id bigint PRIMARY KEY, number text NOT NULL, amount numeric(12,2), status text)"
+    t0=$(now_ms)
+    if ! psql_su -d "$db" -v tenants="${fleet_n[$db]}" -f "$bench/fleet_create.sql" 2>"$work/create.$db.log"; then
+      cat "$work/create.$db.log" >&2
+      exit 1
+    fi
+    fleet_create_ms[$db]=$(( $(now_ms) - t0 ))
+    read -r "fleet_first_k[$db]" "fleet_last_k[$db]" <<<"$(k_times "$work/create.$db.log")"
+    psql_su -d "$db" -c "VACUUM (ANALYZE)" -c "CHECKPOINT"
+    log "$db: created in $(fmt_s "${fleet_create_ms[$db]}") s; migrate_tenants"
+    t0=$(now_ms)
+    psql_su -d "$db" -c "CALL keys_guard.migrate_tenants('bench_due_date', '$MIGRATION')" 2>"$work/migrate.$db.log"
+    fleet_migrate_ms[$db]=$(( $(now_ms) - t0 ))
+    read -r "fleet_ok[$db]" "fleet_avg_ms[$db]" <<<"$(psql -X -At -F ' ' -v ON_ERROR_STOP=1 -U postgres -d "$db" -c "
+      SELECT count(*) FILTER (WHERE status = 'ok'),
+             round((extract(epoch FROM avg(took)) * 1000)::numeric, 2)
+        FROM keys_guard.tenant_migrations WHERE migration = 'bench_due_date'")"
+    if [ "${fleet_ok[$db]}" != $(( fleet_n[$db] + 1 )) ]; then
+      echo "$me: migrate_tenants in $db: ${fleet_ok[$db]} schemas ok, expected $(( fleet_n[$db] + 1 ))" >&2
+      cat "$work/migrate.$db.log" >&2
+      exit 1
+    fi
+    got=$(psql -X -At -v ON_ERROR_STOP=1 -U postgres -d "$db" -c "
+      SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE c.relname = 'invoices' AND a.attname = 'due_date' AND NOT a.attisdropped")
+    if [ "$got" != $(( fleet_n[$db] + 1 )) ]; then
+      echo "$me: $db: $got invoices tables have due_date, expected $(( fleet_n[$db] + 1 ))" >&2
+      exit 1
+    fi
+    log "$db: migrated $(( fleet_n[$db] + 1 )) schemas in $(fmt_s "${fleet_migrate_ms[$db]}") s (${fleet_avg_ms[$db]} ms each inside)"
+    check_library
+  done
+fi
+
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(( $(date +%s) - start_epoch ))
 
@@ -550,9 +626,10 @@ report="$work/report.md"
   echo "relation files open than that, and reopens the others when it needs them (a guarded tenant table"
   echo "has three: heap, primary key, the purge's partial index)."
   echo
-  echo "Cache (re)build: keys_guard's registry cache holds every tenant and guarded table, built at a"
-  echo "backend's first statement and rebuilt after any invalidation of it (pg_namespace, pg_proc, the"
-  echo "registry, a guarded table). One pooled transaction, timed by psql (ms), median of"
+  echo "Registry cache: each backend reads the registry entries it needs, one index lookup each, and keeps"
+  echo "them; an invalidation empties it (pg_namespace, the registry) or marks one relation (a guarded"
+  echo "table), a pg_proc change only re-resolves keys_guard's function oids. One pooled transaction, timed"
+  echo "by psql (ms), median of"
   echo "$((FIRST_SAMPLES * ROUNDS)) fresh connections as bench_pool:"
   echo
   echo "| | $small | $large |"
@@ -560,6 +637,7 @@ report="$work/report.md"
   echo "| first transaction of a new connection | $(first_median "$small" 3) | $(first_median "$large" 3) |"
   echo "| the same transaction again | $(first_median "$small" 4) | $(first_median "$large" 4) |"
   echo "| again, after another session ran \`CREATE FUNCTION\` + \`DROP FUNCTION\` | $(first_median "$small" 5) | $(first_median "$large" 5) |"
+  echo "| again, after another session ran \`CREATE SCHEMA\` + \`DROP SCHEMA\` (the cache is emptied) | $(first_median "$small" 6) | $(first_median "$large" 6) |"
   echo
   echo "Setup (tenants created by \`keys_guard.create_tenant()\` in one DO block, committing every 500):"
   echo
@@ -584,6 +662,25 @@ report="$work/report.md"
   echo "(with tenants 1, 2 and the last), no context is denied, each tenant sees exactly its rows; every"
   echo "pgbench transaction \`\\gset\`s exactly one row, and no run had a failed transaction."
   echo
+  if [ "$MIGRATE_TENANTS" -gt 0 ]; then
+    fs=kg_fleet$MIGRATE_SMALL
+    fl=kg_fleet$MIGRATE_TENANTS
+    echo "One migration across every tenant schema: \`CALL keys_guard.migrate_tenants('bench_due_date', '$MIGRATION')\`"
+    echo "over every tenant of a database whose tenants were all created from the template schema \`fleet_tpl\`"
+    echo "(one empty table \`invoices\`), the template included; one committed transaction per schema."
+    echo
+    echo "| | $fs | $fl |"
+    echo "|---|---:|---:|"
+    echo "| tenants created from the template in (s) | $(fmt_s "${fleet_create_ms[$fs]}") | $(fmt_s "${fleet_create_ms[$fl]}") |"
+    if [ "${fleet_first_k[$fl]}" != - ]; then
+      echo "| of which the first 1 000 / the last 1 000 tenants (s) | — | $(fmt_s "${fleet_first_k[$fl]}") / $(fmt_s "${fleet_last_k[$fl]}") |"
+    fi
+    echo "| \`migrate_tenants\` of the two-statement migration, whole CALL (s) | $(fmt_s "${fleet_migrate_ms[$fs]}") | **$(fmt_s "${fleet_migrate_ms[$fl]}")** |"
+    echo "| per schema, whole CALL / schemas (ms) | $(awk -v t="${fleet_migrate_ms[$fs]}" -v n=$((MIGRATE_SMALL + 1)) 'BEGIN { printf "%.2f", t / n }') | $(awk -v t="${fleet_migrate_ms[$fl]}" -v n=$((MIGRATE_TENANTS + 1)) 'BEGIN { printf "%.2f", t / n }') |"
+    echo "| per schema, inside (the ledger's mean \`took\`) (ms) | ${fleet_avg_ms[$fs]} | ${fleet_avg_ms[$fl]} |"
+    echo "| target: $MIGRATE_TENANTS tenant schemas in ≤ 5 minutes | | $(awk -v t="${fleet_migrate_ms[$fl]}" 'BEGIN { print (t <= 300000) ? "met" : "**not met**" }') |"
+    echo
+  fi
   echo "Reproduce:"
   echo
   echo '```'

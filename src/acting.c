@@ -606,6 +606,30 @@ kg_run_cascade(Oid child_owner, void (*fn) (void *), void *arg)
 	PG_END_TRY();
 }
 
+/*
+ * Run fn(arg) as user code, even from inside one of keys_guard's API
+ * functions: nothing it does is trusted as keys_guard acting (the
+ * statements a migration runs in every tenant schema, migrate.c, pass the
+ * guard rails like any other statement of the caller's).
+ */
+void
+kg_run_as_user_code(void (*fn) (void *), void *arg)
+{
+	int			save_frames = user_frames;
+
+	user_frames++;
+	PG_TRY();
+	{
+		fn(arg);
+	}
+	PG_FINALLY();
+	{
+		user_frames = save_frames;
+		forget_stale_noforce();
+	}
+	PG_END_TRY();
+}
+
 /* True while keys_guard's internal mode or cascade may make unfiltered plans. */
 bool
 kg_filters_relaxed_span(void)

@@ -3,13 +3,20 @@
  * catalog.c
  *	  The registry of tenants and guarded tables, cached per backend.
  *
- * The hooks consult the registry on every statement, so it is read from the
- * tables keys_guard.tenant and keys_guard.guarded_table once and kept in
- * hash tables keyed by namespace oid, tenant id and relation oid.  A
- * statement trigger on the registry tables sends a relcache invalidation
- * for the registry table itself; that, a change to any guarded relation or
- * to any schema marks the cache stale, and the next lookup rebuilds it.
- * Nothing polls.
+ * The hooks consult the registry on every statement, so what they look up
+ * is kept in hash tables keyed by namespace oid, tenant id and relation
+ * oid, answers "not registered" included.  Each entry is read on its own,
+ * the first time it is needed, with one index scan of keys_guard.tenant or
+ * keys_guard.guarded_table: a backend never reads the whole registry, so
+ * 10 000 tenants cost what 10 cost (docs/contract.md §18).
+ *
+ * Invalidation is keyed by what changed.  A statement trigger on the
+ * registry tables sends a relcache invalidation for the registry table
+ * itself; that, or a change to any schema, empties the cache (nothing is
+ * read again until a lookup needs it).  A change to a relation marks that
+ * relation's entries to be read again, in place.  A change to pg_proc
+ * only makes the function oids the hooks use be looked up again.  Nothing
+ * polls.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,13 +31,16 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_constraint.h"
+#include "catalog/pg_depend.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_relation.h"
 #include "parser/parse_func.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -55,20 +65,46 @@ typedef struct KgTenantById
 {
 	char		id[KG_TENANT_ID_MAXLEN + 1];	/* hash key */
 	KgTenant	tenant;			/* nspoid is InvalidOid if the schema is gone */
+	bool		exists;			/* false: no such tenant (a negative entry) */
 } KgTenantById;
 
+typedef struct KgTenantByNamespace
+{
+	KgTenant	tenant;			/* hash key: tenant.nspoid */
+	bool		exists;			/* false: not a tenant's schema */
+} KgTenantByNamespace;
+
+/* One relation's row of keys_guard.guarded_table, or its absence. */
+typedef struct KgRegisteredRel
+{
+	KgGuardedTable table;		/* hash key: table.relid */
+	KgPooledRel pooled;
+	bool		registered;		/* false: not registered (a negative entry) */
+	bool		is_pooled;
+	bool		valid;			/* false: read it again before use */
+	bool		cascades_loaded;
+} KgRegisteredRel;
+
+typedef struct KgRelationGuardEntry
+{
+	KgRelationGuard guard;		/* hash key: guard.relid */
+	bool		valid;
+} KgRelationGuardEntry;
 
 static MemoryContext cache_context = NULL;
 static bool cache_valid = false;
+static bool funcs_valid = false;
 static bool extension_active = false;
 static bool extension_incomplete = false;	/* registry there, functions not */
 static HTAB *tenants_by_namespace = NULL;
 static HTAB *tenants_by_id = NULL;
-static HTAB *pooled_rels = NULL;
-static HTAB *guarded_rels = NULL;
-static HTAB *relation_guards = NULL;	/* filled lazily by kg_relation_guard */
+static HTAB *registered_rels = NULL;
+static HTAB *relation_guards = NULL;
 static Oid	tenant_registry_relid = InvalidOid;
 static Oid	guarded_registry_relid = InvalidOid;
+static Oid	tenant_id_index = InvalidOid;
+static Oid	tenant_schema_index = InvalidOid;
+static Oid	guarded_relid_index = InvalidOid;
 static Oid	assert_tenant_funcid = InvalidOid;
 static Oid	assert_relation_funcid = InvalidOid;
 static Oid	assert_conflict_funcid = InvalidOid;
@@ -81,31 +117,50 @@ static Oid	current_tenant_bigint_funcid = InvalidOid;
 
 /*
  * Relcache invalidation: the registry tables changed (their trigger sends
- * this), a guarded relation changed, or everything was invalidated.
+ * this) or everything was invalidated: start over, lazily.  Any other
+ * relation: only what is cached about that relation is read again, in
+ * place (a caller may still hold a pointer to it).
  */
 static void
 kg_relcache_callback(Datum arg, Oid relid)
 {
-	if (!cache_valid)
+	KgRegisteredRel *rel;
+	KgRelationGuardEntry *guard;
+
+	if (!cache_valid || registered_rels == NULL)
 		return;
-	/* A relation may have moved in or out of a tenant schema. */
-	if (OidIsValid(relid) && relation_guards != NULL)
-		(void) hash_search(relation_guards, &relid, HASH_REMOVE, NULL);
 	if (!OidIsValid(relid) ||
 		relid == tenant_registry_relid ||
-		relid == guarded_registry_relid ||
-		(guarded_rels != NULL && hash_search(guarded_rels, &relid, HASH_FIND, NULL) != NULL))
+		relid == guarded_registry_relid)
+	{
 		cache_valid = false;
+		return;
+	}
+	/* A relation may have moved in or out of a tenant schema. */
+	guard = hash_search(relation_guards, &relid, HASH_FIND, NULL);
+	if (guard != NULL)
+		guard->valid = false;
+	/* Its columns or foreign keys may have changed. */
+	rel = hash_search(registered_rels, &relid, HASH_FIND, NULL);
+	if (rel != NULL)
+		rel->valid = false;
 }
 
 /*
  * Syscache invalidation of pg_namespace (schemas created, renamed or
- * dropped, the keys_guard schema included) or pg_proc.
+ * dropped, the keys_guard schema included): start over, lazily.
  */
 static void
-kg_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+kg_namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	cache_valid = false;
+}
+
+/* pg_proc: look the functions the hooks use up again. */
+static void
+kg_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	funcs_valid = false;
 }
 
 /*
@@ -116,9 +171,9 @@ void
 kg_catalog_init(void)
 {
 	CacheRegisterRelcacheCallback(kg_relcache_callback, (Datum) 0);
-	CacheRegisterSyscacheCallback(NAMESPACEOID, kg_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, kg_namespace_callback, (Datum) 0);
 	/* The function oids the hooks use (and a library/SQL mismatch). */
-	CacheRegisterSyscacheCallback(PROCOID, kg_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, kg_proc_callback, (Datum) 0);
 }
 
 static Oid
@@ -155,41 +210,89 @@ registry_text(HeapTuple tuple, TupleDesc desc, AttrNumber attnum)
 	return TextDatumGetCString(value);
 }
 
-static void
-load_tenants(Snapshot snapshot)
+/*
+ * The snapshot registry reads use: the latest, which sees registry changes
+ * committed since the statement began; during a parallel operation (no new
+ * snapshots may be taken) the statement's own.
+ */
+static Snapshot
+registry_snapshot(void)
 {
-	Relation	rel = table_open(tenant_registry_relid, AccessShareLock);
-	TupleDesc	desc = RelationGetDescr(rel);
-	AttrNumber	att_id = attnameAttNum(rel, "id", false);
-	AttrNumber	att_schema = attnameAttNum(rel, "schema_name", false);
-	AttrNumber	att_status = attnameAttNum(rel, "status", false);
-	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
+	if (IsInParallelMode() && ActiveSnapshotSet())
+		return RegisterSnapshot(GetActiveSnapshot());
+	return RegisterSnapshot(GetLatestSnapshot());
+}
+
+/*
+ * Read the one registry row whose column attnum equals value (through the
+ * index when there is one): fn(tuple, desc, arg) is called for it, and the
+ * result says whether there was one.
+ */
+static bool
+read_registry_row(Oid relid, Oid indexid, const char *column, RegProcedure eqproc,
+				  Datum value, void (*fn) (HeapTuple, TupleDesc, Relation, void *),
+				  void *arg)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	AttrNumber	attnum = attnameAttNum(rel, column, false);
+	Snapshot	snapshot = registry_snapshot();
+	ScanKeyData key;
+	SysScanDesc scan;
 	HeapTuple	tuple;
+	bool		found = false;
 
-	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	ScanKeyEntryInitialize(&key, 0, attnum, BTEqualStrategyNumber, InvalidOid,
+						   TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attcollation,
+						   eqproc, value);
+	/*
+	 * While an extension script runs, the registry's indexes may exist
+	 * before they are built: read the table itself then.
+	 */
+	scan = systable_beginscan(rel, indexid, OidIsValid(indexid) && !creating_extension,
+							  snapshot, 1, &key);
+	PG_TRY();
 	{
-		char	   *id = registry_text(tuple, desc, att_id);
-		char	   *schema = registry_text(tuple, desc, att_schema);
-		char	   *status = registry_text(tuple, desc, att_status);
-		Oid			nspoid;
-		KgTenant   *tenant;
-		KgTenantById *byid;
-		bool		found;
+		if ((tuple = systable_getnext(scan)) != NULL)
+		{
+			MemoryContext tmpcxt = AllocSetContextCreate(CurrentMemoryContext,
+														 "keys_guard registry row",
+														 ALLOCSET_SMALL_SIZES);
+			MemoryContext oldcxt = MemoryContextSwitchTo(tmpcxt);
 
-		if (id == NULL || schema == NULL || strlen(id) > KG_TENANT_ID_MAXLEN)
-			continue;
-		nspoid = get_namespace_oid(schema, true);
-		byid = hash_search(tenants_by_id, id, HASH_ENTER, &found);
-		strlcpy(byid->tenant.id, id, sizeof(byid->tenant.id));
-		byid->tenant.nspoid = nspoid;
-		byid->tenant.active = (status != NULL && strcmp(status, "active") == 0);
-		if (!OidIsValid(nspoid))
-			continue;
-		tenant = hash_search(tenants_by_namespace, &nspoid, HASH_ENTER, &found);
-		memcpy(tenant, &byid->tenant, sizeof(KgTenant));
+			found = true;
+			fn(tuple, RelationGetDescr(rel), rel, arg);
+			MemoryContextSwitchTo(oldcxt);
+			MemoryContextDelete(tmpcxt);
+		}
 	}
-	table_endscan(scan);
+	PG_FINALLY();
+	{
+		systable_endscan(scan);
+		UnregisterSnapshot(snapshot);
+	}
+	PG_END_TRY();
 	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/* A tenant row into a KgTenant. */
+static void
+fill_tenant(HeapTuple tuple, TupleDesc desc, Relation rel, void *arg)
+{
+	KgTenant   *tenant = (KgTenant *) arg;
+	char	   *id = registry_text(tuple, desc, attnameAttNum(rel, "id", false));
+	char	   *schema = registry_text(tuple, desc, attnameAttNum(rel, "schema_name", false));
+	char	   *status = registry_text(tuple, desc, attnameAttNum(rel, "status", false));
+
+	memset(tenant->id, 0, sizeof(tenant->id));
+	if (id == NULL || schema == NULL || strlen(id) > KG_TENANT_ID_MAXLEN)
+	{
+		tenant->id[0] = '\0';
+		return;
+	}
+	strlcpy(tenant->id, id, sizeof(tenant->id));
+	tenant->nspoid = get_namespace_oid(schema, true);
+	tenant->active = (status != NULL && strcmp(status, "active") == 0);
 }
 
 /* Fill in how to filter one pooled table; false if it cannot be resolved. */
@@ -232,132 +335,125 @@ class_from_name(const char *name)
 	return KG_CLASS_STANDARD;
 }
 
+/* A guarded_table row into a KgRegisteredRel. */
 static void
-load_guarded_tables(Snapshot snapshot)
+fill_registered(HeapTuple tuple, TupleDesc desc, Relation rel, void *arg)
 {
-	Relation	rel = table_open(guarded_registry_relid, AccessShareLock);
-	TupleDesc	desc = RelationGetDescr(rel);
-	AttrNumber	att_relid = attnameAttNum(rel, "relid", false);
-	AttrNumber	att_column = attnameAttNum(rel, "tenant_column", false);
-	AttrNumber	att_soft = attnameAttNum(rel, "soft_delete", false);
-	AttrNumber	att_grace = attnameAttNum(rel, "grace", false);
-	AttrNumber	att_class = attnameAttNum(rel, "class", false);
-	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
-	HeapTuple	tuple;
+	KgRegisteredRel *entry = (KgRegisteredRel *) arg;
+	Oid			relid = entry->table.relid;
+	char	   *column = registry_text(tuple, desc, attnameAttNum(rel, "tenant_column", false));
+	KgGuardedTable *table = &entry->table;
+	Datum		value;
+	bool		isnull;
 
-	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	entry->registered = true;
+	value = heap_getattr(tuple, attnameAttNum(rel, "soft_delete", false), desc, &isnull);
+	table->soft_delete = !isnull && DatumGetBool(value);
+	value = heap_getattr(tuple, attnameAttNum(rel, "grace", false), desc, &isnull);
+	if (!isnull)
+		memcpy(&table->grace, DatumGetIntervalP(value), sizeof(Interval));
+	table->class = class_from_name(registry_text(tuple, desc,
+												 attnameAttNum(rel, "class", false)));
+	table->deleted_at = get_attnum(relid, KG_COL_DELETED_AT);
+	table->hard_delete_at = get_attnum(relid, KG_COL_HARD_DELETE_AT);
+	table->deleted_by = get_attnum(relid, KG_COL_DELETED_BY);
+	table->delete_request_id = get_attnum(relid, KG_COL_DELETE_REQUEST_ID);
+
+	if (column != NULL)
 	{
-		bool		isnull;
-		Oid			relid = DatumGetObjectId(heap_getattr(tuple, att_relid, desc, &isnull));
-		char	   *column = registry_text(tuple, desc, att_column);
-		KgGuardedTable *table;
-		Datum		value;
-		bool		found;
+		entry->is_pooled = true;
+		entry->pooled.relid = relid;
 
-		if (isnull || !OidIsValid(get_rel_namespace(relid)))
-			continue;
-		table = hash_search(guarded_rels, &relid, HASH_ENTER, &found);
-		memset((char *) table + sizeof(Oid), 0, sizeof(KgGuardedTable) - sizeof(Oid));
-		value = heap_getattr(tuple, att_soft, desc, &isnull);
-		table->soft_delete = !isnull && DatumGetBool(value);
-		value = heap_getattr(tuple, att_grace, desc, &isnull);
-		if (!isnull)
-			memcpy(&table->grace, DatumGetIntervalP(value), sizeof(Interval));
-		table->class = class_from_name(registry_text(tuple, desc, att_class));
-		table->deleted_at = get_attnum(relid, KG_COL_DELETED_AT);
-		table->hard_delete_at = get_attnum(relid, KG_COL_HARD_DELETE_AT);
-		table->deleted_by = get_attnum(relid, KG_COL_DELETED_BY);
-		table->delete_request_id = get_attnum(relid, KG_COL_DELETE_REQUEST_ID);
-		table->cascades = NIL;
-
-		if (column != NULL)
-		{
-			KgPooledRel *pooled = hash_search(pooled_rels, &relid, HASH_ENTER, &found);
-
-			/*
-			 * A pooled table whose tenant column cannot be resolved stays in
-			 * the hash with no filter function: the isolation hooks refuse it
-			 * rather than let it through.
-			 */
-			if (!resolve_pooled_rel(pooled, relid, column))
-				pooled->current_func = InvalidOid;
-		}
+		/*
+		 * A pooled table whose tenant column cannot be resolved stays
+		 * registered with no filter function: the isolation hooks refuse
+		 * it rather than let it through.
+		 */
+		if (!resolve_pooled_rel(&entry->pooled, relid, column))
+			entry->pooled.current_func = InvalidOid;
 	}
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
 }
 
 /*
- * Record the ON DELETE CASCADE foreign keys between soft-delete tables, so
- * that soft-deleting a parent can soft-delete its children in the same
- * statement.  pg_constraint has no index on the referenced table, so this
- * is one scan per rebuild rather than one per deleted row.
+ * Make the cache usable: after an invalidation that concerns everything
+ * (the registry tables, a schema), empty it; nothing is read until a
+ * lookup needs it.  The extension counts as active only when its schema,
+ * tables and functions all exist, so a half-run install script is never
+ * mistaken for a working one.
  */
 static void
-load_cascades(void)
-{
-	Relation	rel = table_open(ConstraintRelationId, AccessShareLock);
-	SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
-	HeapTuple	tuple;
-
-	while ((tuple = systable_getnext(scan)) != NULL)
-	{
-		Form_pg_constraint con = (Form_pg_constraint) GETSTRUCT(tuple);
-		KgGuardedTable *parent;
-		KgGuardedTable *child;
-		KgCascade  *cascade;
-		int			nkeys;
-
-		if (con->contype != CONSTRAINT_FOREIGN || con->confdeltype != FKCONSTR_ACTION_CASCADE)
-			continue;
-		parent = hash_search(guarded_rels, &con->confrelid, HASH_FIND, NULL);
-		child = hash_search(guarded_rels, &con->conrelid, HASH_FIND, NULL);
-		if (parent == NULL || child == NULL || !parent->soft_delete || !child->soft_delete)
-			continue;
-
-		cascade = palloc0(sizeof(KgCascade));
-		cascade->child = con->conrelid;
-		DeconstructFkConstraintRow(tuple, &nkeys, cascade->child_keys,
-								   cascade->parent_keys, NULL, NULL, NULL, NULL, NULL);
-		cascade->nkeys = nkeys;
-		parent->cascades = lappend(parent->cascades, cascade);
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-}
-
-/*
- * Rebuild the cache from the registry tables.  The extension counts as
- * active only when its schema, tables and functions all exist, so a
- * half-run install script is never mistaken for a working one.
- */
-static void
-rebuild_cache(void)
+reset_cache(void)
 {
 	Oid			nspoid;
-	Oid			assert_args[2] = {OIDOID, TEXTOID};
-	Oid			conflict_args[3] = {OIDOID, TEXTOID, TIMESTAMPTZOID};
 	MemoryContext oldcxt;
-	Snapshot	snapshot;
 
-	if (cache_context == NULL)
+	/*
+	 * A caller may still hold a pointer into the old cache (an entry it
+	 * looked up before running a statement that accepted the
+	 * invalidation): the old cache is freed when the transaction ends, not
+	 * now.
+	 */
+	if (cache_context != NULL && tenants_by_namespace == NULL)
+		MemoryContextReset(cache_context);	/* it holds no entry */
+	else
+	{
+		if (cache_context != NULL)
+			MemoryContextSetParent(cache_context, TopTransactionContext);
 		cache_context = AllocSetContextCreate(CacheMemoryContext,
 											  "keys_guard registry cache",
 											  ALLOCSET_SMALL_SIZES);
-	MemoryContextReset(cache_context);
-	tenants_by_namespace = tenants_by_id = pooled_rels = guarded_rels = NULL;
-	relation_guards = NULL;
+	}
+	tenants_by_namespace = tenants_by_id = registered_rels = relation_guards = NULL;
 	extension_active = false;
 	extension_incomplete = false;
 
-	/* Invalidations that arrive while we read make the next lookup rebuild. */
+	/* Invalidations that arrive while we read make the next lookup reset. */
 	cache_valid = true;
+	funcs_valid = false;
 
 	nspoid = get_namespace_oid("keys_guard", true);
 	if (!OidIsValid(nspoid))
 		return;
 	tenant_registry_relid = get_relname_relid("tenant", nspoid);
 	guarded_registry_relid = get_relname_relid("guarded_table", nspoid);
+	tenant_id_index = get_relname_relid("tenant_pkey", nspoid);
+	tenant_schema_index = get_relname_relid("tenant_schema_name_key", nspoid);
+	guarded_relid_index = get_relname_relid("guarded_table_pkey", nspoid);
+	if (!OidIsValid(tenant_registry_relid) || !OidIsValid(guarded_registry_relid))
+	{
+		/* Installing: look again next time. */
+		cache_valid = false;
+		return;
+	}
+
+	oldcxt = MemoryContextSwitchTo(cache_context);
+	tenants_by_namespace = create_cache_hash("keys_guard tenants by schema",
+											 sizeof(Oid), sizeof(KgTenantByNamespace), false);
+	tenants_by_id = create_cache_hash("keys_guard tenants by id",
+									  KG_TENANT_ID_MAXLEN + 1, sizeof(KgTenantById), true);
+	registered_rels = create_cache_hash("keys_guard guarded tables",
+										sizeof(Oid), sizeof(KgRegisteredRel), false);
+	relation_guards = create_cache_hash("keys_guard relation guards",
+										sizeof(Oid), sizeof(KgRelationGuardEntry), false);
+	MemoryContextSwitchTo(oldcxt);
+	extension_active = true;
+}
+
+/*
+ * The functions the hooks use.  With the registry present but a function
+ * missing, the SQL objects do not match this library (CREATE EXTENSION is
+ * still running, or the library was upgraded without ALTER EXTENSION ...
+ * UPDATE).  Guards are still read, so guarded relations are refused rather
+ * than let through; the cache starts over on every use until this is
+ * resolved.
+ */
+static void
+lookup_functions(void)
+{
+	Oid			assert_args[2] = {OIDOID, TEXTOID};
+	Oid			conflict_args[3] = {OIDOID, TEXTOID, TIMESTAMPTZOID};
+
+	funcs_valid = true;
 	assert_tenant_funcid = lookup_keys_guard_function("_assert_tenant", 2, assert_args);
 	assert_relation_funcid = lookup_keys_guard_function("_assert_relation", 1, assert_args);
 	assert_conflict_funcid = lookup_keys_guard_function("_assert_conflict_row", 3, conflict_args);
@@ -367,67 +463,24 @@ rebuild_cache(void)
 	current_tenant_text_funcid = lookup_keys_guard_function("current_tenant", 0, NULL);
 	current_tenant_uuid_funcid = lookup_keys_guard_function("_current_tenant_uuid", 0, NULL);
 	current_tenant_bigint_funcid = lookup_keys_guard_function("_current_tenant_bigint", 0, NULL);
-	if (!OidIsValid(tenant_registry_relid) || !OidIsValid(guarded_registry_relid))
-	{
-		/* Installing: look again next time. */
-		cache_valid = false;
-		return;
-	}
-
-	/*
-	 * With the registry present but a function missing, the SQL objects do
-	 * not match this library (CREATE EXTENSION is still running, or the
-	 * library was upgraded without ALTER EXTENSION ... UPDATE).  Guards are
-	 * still loaded, so guarded relations are refused rather than let
-	 * through; the cache is rebuilt on every use until this is resolved.
-	 */
 	extension_incomplete =
 		!OidIsValid(assert_tenant_funcid) || !OidIsValid(assert_relation_funcid) ||
 		!OidIsValid(hard_delete_at_funcid) || !OidIsValid(deleted_by_funcid) ||
 		!OidIsValid(request_id_funcid) || !OidIsValid(current_tenant_text_funcid) ||
 		!OidIsValid(current_tenant_uuid_funcid) || !OidIsValid(current_tenant_bigint_funcid);
-
-	oldcxt = MemoryContextSwitchTo(cache_context);
-	tenants_by_namespace = create_cache_hash("keys_guard tenants by schema",
-											 sizeof(Oid), sizeof(KgTenant), false);
-	tenants_by_id = create_cache_hash("keys_guard tenants by id",
-									  KG_TENANT_ID_MAXLEN + 1, sizeof(KgTenantById), true);
-	pooled_rels = create_cache_hash("keys_guard pooled tables",
-									sizeof(Oid), sizeof(KgPooledRel), false);
-	guarded_rels = create_cache_hash("keys_guard guarded tables",
-									 sizeof(Oid), sizeof(KgGuardedTable), false);
-	relation_guards = create_cache_hash("keys_guard relation guards",
-										sizeof(Oid), sizeof(KgRelationGuard), false);
-	MemoryContextSwitchTo(oldcxt);
-
-	/*
-	 * The latest snapshot sees registry changes committed since the
-	 * statement began; during a parallel operation (no new snapshots may be
-	 * taken) the statement's own snapshot serves.
-	 */
-	if (IsInParallelMode() && ActiveSnapshotSet())
-		snapshot = RegisterSnapshot(GetActiveSnapshot());
-	else
-		snapshot = RegisterSnapshot(GetLatestSnapshot());
-	PG_TRY();
-	{
-		MemoryContextSwitchTo(cache_context);
-		load_tenants(snapshot);
-		load_guarded_tables(snapshot);
-		load_cascades();
-		MemoryContextSwitchTo(oldcxt);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcxt);
-		cache_valid = false;
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	UnregisterSnapshot(snapshot);
-	extension_active = true;
 	if (extension_incomplete)
 		cache_valid = false;
+	/* Pooled tables name current_tenant functions: read them again. */
+	if (registered_rels != NULL)
+	{
+		HASH_SEQ_STATUS status;
+		KgRegisteredRel *rel;
+
+		hash_seq_init(&status, registered_rels);
+		while ((rel = hash_seq_search(&status)) != NULL)
+			if (rel->is_pooled)
+				rel->valid = false;
+	}
 }
 
 /* Make the cache usable; false outside a transaction (no catalog access). */
@@ -437,7 +490,9 @@ ensure_cache(void)
 	if (!IsTransactionState())
 		return false;
 	if (!cache_valid)
-		rebuild_cache();
+		reset_cache();
+	if (extension_active && !funcs_valid)
+		lookup_functions();
 	return true;
 }
 
@@ -471,56 +526,158 @@ kg_require_complete_extension(void)
 }
 
 /*
+ * One registered relation (a negative entry if it is not registered),
+ * read from keys_guard.guarded_table the first time and after an
+ * invalidation of the relation.
+ */
+static KgRegisteredRel *
+registered_rel(Oid relid)
+{
+	KgRegisteredRel *entry;
+	bool		found;
+
+	entry = hash_search(registered_rels, &relid, HASH_ENTER, &found);
+	if (found && entry->valid)
+		return entry;
+	memset((char *) entry + sizeof(Oid), 0, sizeof(KgRegisteredRel) - sizeof(Oid));
+	entry->valid = true;
+	PG_TRY();
+	{
+		if (OidIsValid(get_rel_namespace(relid)))
+			(void) read_registry_row(guarded_registry_relid, guarded_relid_index, "relid",
+									 F_OIDEQ, ObjectIdGetDatum(relid), fill_registered, entry);
+	}
+	PG_CATCH();
+	{
+		entry->valid = false;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return entry;
+}
+
+/*
  * Whether anything is guarded here: a registered table, or a tenant whose
  * schema still exists.  DROP EXTENSION waits for release_all() until not.
+ * Reads the registry tables (DROP EXTENSION is rare).
  */
 bool
 kg_registry_in_use(void)
 {
-	HASH_SEQ_STATUS status;
-	KgTenantById *entry;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+	Snapshot	snapshot;
 	bool		in_use = false;
 
 	if (!kg_extension_active())
 		return false;
-	if (hash_get_num_entries(guarded_rels) > 0)
-		return true;
-	hash_seq_init(&status, tenants_by_id);
-	while ((entry = hash_seq_search(&status)) != NULL)
+	snapshot = registry_snapshot();
+	rel = table_open(guarded_registry_relid, AccessShareLock);
+	scan = table_beginscan(rel, snapshot, 0, NULL);
+	while (!in_use && (tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
-		if (OidIsValid(entry->tenant.nspoid))
-		{
-			in_use = true;
-			hash_seq_term(&status);
-			break;
-		}
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(heap_getattr(tuple,
+														  attnameAttNum(rel, "relid", false),
+														  RelationGetDescr(rel), &isnull));
+
+		in_use = !isnull && OidIsValid(get_rel_namespace(relid));
 	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	rel = table_open(tenant_registry_relid, AccessShareLock);
+	scan = table_beginscan(rel, snapshot, 0, NULL);
+	while (!in_use && (tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		KgTenant	tenant;
+
+		memset(&tenant, 0, sizeof(tenant));
+		fill_tenant(tuple, RelationGetDescr(rel), rel, &tenant);
+		in_use = tenant.id[0] != '\0' && OidIsValid(tenant.nspoid);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	UnregisterSnapshot(snapshot);
 	return in_use;
 }
 
-/* The tenant (lowest id) whose schema the role owns, or NULL. */
+/*
+ * The tenant (lowest id) whose schema the role owns, or NULL.  Reads the
+ * tenant registry (DROP OWNED is rare); the result lives in the cache.
+ */
 KgTenant *
 kg_tenant_owned_by(Oid roleid)
 {
-	HASH_SEQ_STATUS status;
-	KgTenant   *tenant;
-	KgTenant   *result = NULL;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+	Snapshot	snapshot;
+	KgTenant	best;
 
 	if (!kg_extension_active())
 		return NULL;
-	hash_seq_init(&status, tenants_by_namespace);
-	while ((tenant = hash_seq_search(&status)) != NULL)
+	memset(&best, 0, sizeof(best));
+	snapshot = registry_snapshot();
+	rel = table_open(tenant_registry_relid, AccessShareLock);
+	scan = table_beginscan(rel, snapshot, 0, NULL);
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
-		HeapTuple	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(tenant->nspoid));
+		KgTenant	tenant;
+		HeapTuple	nsptuple;
 
-		if (!HeapTupleIsValid(tuple))
+		memset(&tenant, 0, sizeof(tenant));
+		fill_tenant(tuple, RelationGetDescr(rel), rel, &tenant);
+		if (tenant.id[0] == '\0' || !OidIsValid(tenant.nspoid))
 			continue;
-		if (((Form_pg_namespace) GETSTRUCT(tuple))->nspowner == roleid &&
-			(result == NULL || strcmp(tenant->id, result->id) < 0))
-			result = tenant;
-		ReleaseSysCache(tuple);
+		nsptuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(tenant.nspoid));
+		if (!HeapTupleIsValid(nsptuple))
+			continue;
+		if (((Form_pg_namespace) GETSTRUCT(nsptuple))->nspowner == roleid &&
+			(best.id[0] == '\0' || strcmp(tenant.id, best.id) < 0))
+			best = tenant;
+		ReleaseSysCache(nsptuple);
 	}
-	return result;
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	UnregisterSnapshot(snapshot);
+	if (best.id[0] == '\0')
+		return NULL;
+	return kg_tenant_by_namespace(best.nspoid);
+}
+
+/*
+ * The tenant whose schema nspoid is, or NULL: read from keys_guard.tenant
+ * (by schema name) the first time, then one hash probe, "not a tenant"
+ * included.
+ */
+static KgTenant *
+tenant_by_namespace(Oid nspoid)
+{
+	KgTenantByNamespace *entry;
+	bool		found;
+
+	entry = hash_search(tenants_by_namespace, &nspoid, HASH_FIND, &found);
+	if (entry == NULL)
+	{
+		char	   *nspname = OidIsValid(nspoid) ? get_namespace_name(nspoid) : NULL;
+		KgTenant	tenant;
+		bool		exists = false;
+
+		memset(&tenant, 0, sizeof(tenant));
+		if (nspname != NULL)
+			exists = read_registry_row(tenant_registry_relid, tenant_schema_index,
+									   "schema_name", F_NAMEEQ,
+									   DirectFunctionCall1(namein, CStringGetDatum(nspname)),
+									   fill_tenant, &tenant) &&
+				tenant.id[0] != '\0' && tenant.nspoid == nspoid;
+		entry = hash_search(tenants_by_namespace, &nspoid, HASH_ENTER, &found);
+		entry->tenant = tenant;
+		entry->tenant.nspoid = nspoid;
+		entry->exists = exists;
+	}
+	return entry->exists ? &entry->tenant : NULL;
 }
 
 KgTenant *
@@ -528,7 +685,7 @@ kg_tenant_by_namespace(Oid nspoid)
 {
 	if (!kg_extension_active())
 		return NULL;
-	return hash_search(tenants_by_namespace, &nspoid, HASH_FIND, NULL);
+	return tenant_by_namespace(nspoid);
 }
 
 KgTenant *
@@ -536,21 +693,38 @@ kg_tenant_by_id(const char *id)
 {
 	char		key[KG_TENANT_ID_MAXLEN + 1];
 	KgTenantById *entry;
+	bool		found;
 
 	if (!kg_extension_active() || strlen(id) > KG_TENANT_ID_MAXLEN)
 		return NULL;
 	memset(key, 0, sizeof(key));
 	strlcpy(key, id, sizeof(key));
 	entry = hash_search(tenants_by_id, key, HASH_FIND, NULL);
-	return entry ? &entry->tenant : NULL;
+	if (entry == NULL)
+	{
+		KgTenant	tenant;
+		bool		exists;
+
+		memset(&tenant, 0, sizeof(tenant));
+		exists = read_registry_row(tenant_registry_relid, tenant_id_index, "id", F_TEXTEQ,
+								   CStringGetTextDatum(key), fill_tenant, &tenant) &&
+			tenant.id[0] != '\0';
+		entry = hash_search(tenants_by_id, key, HASH_ENTER, &found);
+		entry->tenant = tenant;
+		entry->exists = exists;
+	}
+	return entry->exists ? &entry->tenant : NULL;
 }
 
 KgPooledRel *
 kg_pooled_rel(Oid relid)
 {
+	KgRegisteredRel *entry;
+
 	if (!kg_extension_active())
 		return NULL;
-	return hash_search(pooled_rels, &relid, HASH_FIND, NULL);
+	entry = registered_rel(relid);
+	return entry->registered && entry->is_pooled ? &entry->pooled : NULL;
 }
 
 /*
@@ -562,19 +736,36 @@ kg_pooled_rel(Oid relid)
 KgRelationGuard *
 kg_relation_guard(Oid relid)
 {
+	KgRelationGuardEntry *entry;
 	KgRelationGuard *guard;
+	KgRegisteredRel *rel;
 	bool		found;
 
 	if (!kg_extension_active())
 		return NULL;
-	guard = hash_search(relation_guards, &relid, HASH_ENTER, &found);
-	if (!found)
+	entry = hash_search(relation_guards, &relid, HASH_ENTER, &found);
+	guard = &entry->guard;
+	if (!found || !entry->valid)
 	{
-		guard->owner = hash_search(tenants_by_namespace, &(Oid) {get_rel_namespace(relid)},
-								   HASH_FIND, NULL);
-		guard->pooled = guard->owner ? NULL
-			: hash_search(pooled_rels, &relid, HASH_FIND, NULL);
-		guard->table = hash_search(guarded_rels, &relid, HASH_FIND, NULL);
+		/* An invalidation that arrives while we read marks it again. */
+		entry->valid = true;
+		guard->owner = NULL;
+		guard->pooled = NULL;
+		guard->table = NULL;
+		PG_TRY();
+		{
+			guard->owner = tenant_by_namespace(get_rel_namespace(relid));
+			rel = registered_rel(relid);
+		}
+		PG_CATCH();
+		{
+			entry->valid = false;
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		guard->pooled = (guard->owner == NULL && rel->registered && rel->is_pooled)
+			? &rel->pooled : NULL;
+		guard->table = rel->registered ? &rel->table : NULL;
 	}
 	return (guard->owner || guard->pooled) ? guard : NULL;
 }
@@ -604,9 +795,92 @@ kg_relation_name(Oid relid)
 KgGuardedTable *
 kg_guarded_table(Oid relid)
 {
+	KgRegisteredRel *entry;
+
 	if (!kg_extension_active())
 		return NULL;
-	return hash_search(guarded_rels, &relid, HASH_FIND, NULL);
+	entry = registered_rel(relid);
+	return entry->registered ? &entry->table : NULL;
+}
+
+/*
+ * The ON DELETE CASCADE foreign keys from soft-delete tables to a
+ * soft-delete table, so that soft-deleting a parent can soft-delete its
+ * children in the same statement.  Found through pg_depend (a foreign key
+ * depends on the table it references), once per table until it changes.
+ */
+List *
+kg_table_cascades(KgGuardedTable *table)
+{
+	KgRegisteredRel *entry = (KgRegisteredRel *) table;
+	Relation	deprel;
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	List	   *seen = NIL;
+	List	   *cascades = NIL;
+	MemoryContext oldcxt;
+
+	if (entry->cascades_loaded)
+		return table->cascades;
+	if (!table->soft_delete)
+	{
+		entry->cascades_loaded = true;
+		table->cascades = NIL;
+		return NIL;
+	}
+	deprel = table_open(DependRelationId, AccessShareLock);
+	ScanKeyInit(&keys[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(RelationRelationId));
+	ScanKeyInit(&keys[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(table->relid));
+	scan = systable_beginscan(deprel, DependReferenceIndexId, true, NULL, 2, keys);
+	while ((tuple = systable_getnext(scan)) != NULL)
+	{
+		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tuple);
+		HeapTuple	contuple;
+		Form_pg_constraint con;
+		KgRegisteredRel *child;
+		KgCascade  *cascade;
+		int			nkeys;
+
+		if (dep->classid != ConstraintRelationId || list_member_oid(seen, dep->objid))
+			continue;
+		seen = lappend_oid(seen, dep->objid);
+		contuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(dep->objid));
+		if (!HeapTupleIsValid(contuple))
+			continue;
+		con = (Form_pg_constraint) GETSTRUCT(contuple);
+		if (con->contype != CONSTRAINT_FOREIGN || con->confdeltype != FKCONSTR_ACTION_CASCADE ||
+			con->confrelid != table->relid)
+		{
+			ReleaseSysCache(contuple);
+			continue;
+		}
+		child = registered_rel(con->conrelid);
+		if (!child->registered || !child->table.soft_delete)
+		{
+			ReleaseSysCache(contuple);
+			continue;
+		}
+		oldcxt = MemoryContextSwitchTo(cache_context);
+		cascade = palloc0(sizeof(KgCascade));
+		cascade->child = con->conrelid;
+		DeconstructFkConstraintRow(contuple, &nkeys, cascade->child_keys,
+								   cascade->parent_keys, NULL, NULL, NULL, NULL, NULL);
+		cascade->nkeys = nkeys;
+		cascades = lappend(cascades, cascade);
+		MemoryContextSwitchTo(oldcxt);
+		ReleaseSysCache(contuple);
+	}
+	systable_endscan(scan);
+	table_close(deprel, AccessShareLock);
+	list_free(seen);
+
+	/* The entry may have been read again meanwhile: it is still this table. */
+	table->cascades = cascades;
+	entry->cascades_loaded = true;
+	return cascades;
 }
 
 Oid

@@ -190,7 +190,7 @@ typedef struct KgGuardedTable
 	AttrNumber	hard_delete_at;
 	AttrNumber	deleted_by;
 	AttrNumber	delete_request_id;
-	List	   *cascades;		/* KgCascade to soft-delete child tables */
+	List	   *cascades;		/* read it with kg_table_cascades() */
 } KgGuardedTable;
 
 /* How one relation is guarded; owner and pooled are never both set. */
@@ -217,6 +217,7 @@ extern Oid	kg_assert_tenant_func(void);
 extern Oid	kg_assert_relation_func(void);
 extern Oid	kg_assert_conflict_func(void);
 extern KgGuardedTable *kg_guarded_table(Oid relid);
+extern List *kg_table_cascades(KgGuardedTable *table);
 extern Oid	kg_hard_delete_at_func(void);
 extern Oid	kg_deleted_by_func(void);
 extern Oid	kg_request_id_func(void);
@@ -260,6 +261,7 @@ extern const char *kg_untrusted_alias(void);
 extern bool kg_rte_marked_untrusted(RangeTblEntry *rte);
 extern void kg_run_internal(void (*fn) (void *), void *arg, bool physical);
 extern void kg_run_cascade(Oid child_owner, void (*fn) (void *), void *arg);
+extern void kg_run_as_user_code(void (*fn) (void *), void *arg);
 extern bool kg_filters_relaxed_span(void);
 typedef struct KgOwnerSwitch
 {

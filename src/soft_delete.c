@@ -509,9 +509,9 @@ keys_guard_soft_delete_cascade(PG_FUNCTION_ARGS)
 		elog(ERROR, "keys_guard_soft_delete_cascade: must be fired for an updated row");
 
 	table = kg_guarded_table(RelationGetRelid(trigdata->tg_relation));
-	if (table == NULL || table->cascades == NIL)
+	if (table == NULL || kg_table_cascades(table) == NIL)
 		return PointerGetDatum(NULL);
-	foreach(lc, table->cascades)
+	foreach(lc, kg_table_cascades(table))
 		cascade_to_child((KgCascade *) lfirst(lc), trigdata->tg_relation,
 						 trigdata->tg_newtuple, table);
 	return PointerGetDatum(NULL);
