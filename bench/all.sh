@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# keys_guard: every benchmark of bench/, one after the other, in bounded
+# time (about 30 minutes on 2 cores), and one report that gathers their
+# tables: bench/results/all.md.  Each script's own table keeps its per-round
+# ratios and its "met?" column; this one adds how long each took and
+# whether it finished.
+#
+# Run as root on Debian bookworm from anywhere:
+#   bash bench/all.sh
+#   QUICK=1 bash bench/all.sh      # a few minutes, to see that everything runs
+#   ONLY="api_key log" bash bench/all.sh
+# Settings (environment):
+#   QUICK=0     1: tiny settings (the figures then mean nothing)
+#   ONLY=       the benchmarks to run, by name (default: all of them):
+#               run soft_delete purge tenants api_key token log cost
+#   BENCH_DEPS=1  run scripts/deps.sh first (0: skip)
+# Every script runs against a private copy of PostgreSQL with this tree's
+# keys_guard installed in it (BENCH_PGROOT, see bench/README.md), made once
+# and removed at the end, so nothing another `make install` does during the
+# run can change what is measured.
+set -euo pipefail
+shopt -s inherit_errexit
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+bench="$here/bench"
+cd "$here"
+
+QUICK=${QUICK:-0}
+BENCH_DEPS=${BENCH_DEPS:-1}
+ONLY=${ONLY:-run soft_delete purge tenants api_key token log cost}
+[ "$(id -u)" -eq 0 ] || { echo "all.sh: run as root (servers are started as the postgres user)" >&2; exit 2; }
+
+if [ "$BENCH_DEPS" = 1 ]; then
+  bash "$here/scripts/deps.sh"
+fi
+
+pgroot=$(mktemp -d /tmp/keys_guard_bench_all.XXXXXX)
+trap 'rm -rf "$pgroot"' EXIT
+
+# <name> <script> <settings> <results file>, in the order they run.  The
+# settings bound each one's time; QUICK replaces them.
+declare -A full quick results script
+script[run]=run.sh;               results[run]=latest.md
+full[run]="BENCH_SECONDS=8 ROUNDS=5";                    quick[run]="BENCH_SECONDS=2 ROUNDS=1 WARMUP_SECONDS=1"
+script[soft_delete]=soft_delete.sh; results[soft_delete]=soft_delete.md
+full[soft_delete]="ROUNDS=3";                            quick[soft_delete]="ROUNDS=1 ROWS=20000 CROWS=20000 C_TRANSACTIONS=2000 BENCH_BREAKDOWN=0"
+script[purge]=purge.sh;           results[purge]=purge.md
+full[purge]="ROUNDS=2 B_SECONDS=20";                     quick[purge]="ROUNDS=1 ROWS=20000 BACKLOG=50000 B_SECONDS=5 BENCH_BREAKDOWN=0 BENCH_EXPLAIN=0"
+script[tenants]=tenants.sh;       results[tenants]=tenants.md
+full[tenants]="ROUNDS=3 BENCH_SECONDS=5";                quick[tenants]="ROUNDS=1 BENCH_SECONDS=3 WARMUP_SECONDS=1 TENANTS_LARGE=1000 TABLES_LARGE=100"
+script[api_key]=api_key.sh;       results[api_key]=api_key.md
+full[api_key]="ROUNDS=9 BENCH_SECONDS=6";                quick[api_key]="ROUNDS=1 BENCH_SECONDS=2 WARMUP_SECONDS=1"
+script[token]=token.sh;           results[token]=token.md
+full[token]="ROUNDS=9 BENCH_SECONDS=6";                  quick[token]="ROUNDS=1 BENCH_SECONDS=2 WARMUP_SECONDS=1"
+script[log]=log.sh;               results[log]=log.md
+full[log]="ROUNDS=7 BENCH_SECONDS=6";                    quick[log]="ROUNDS=1 BENCH_SECONDS=2 WARMUP_SECONDS=1"
+script[cost]=cost.sh;             results[cost]=cost.md
+full[cost]="UNITS=2000";                                 quick[cost]="UNITS=100"
+
+mkdir -p "$bench/results"
+report="$bench/results/all.md"
+summary=$(mktemp)
+start_all=$(date +%s)
+{
+  echo "# keys_guard: every benchmark"
+  echo
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) before,"
+  echo "tree at $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)$([ "$QUICK" = 1 ] && echo ', QUICK=1: tiny settings, the figures mean nothing')."
+  echo "Ratios only, each against a baseline measured in the same round; each table's"
+  echo "\"met?\" column judges the median, its per-round values show the spread."
+} >"$report"
+
+for name in $ONLY; do
+  [ -n "${script[$name]:-}" ] || { echo "all.sh: no benchmark named $name" >&2; exit 2; }
+  settings=${full[$name]}
+  [ "$QUICK" = 1 ] && settings=${quick[$name]}
+  echo "==> bench/${script[$name]} ($settings)"
+  rm -f "$bench/results/${results[$name]}"
+  t0=$(date +%s)
+  # shellcheck disable=SC2086
+  if env $settings BENCH_DEPS=0 BENCH_INSTALL=0 BENCH_PGROOT="$pgroot" \
+       bash "$bench/${script[$name]}" >"$pgroot.$name.log" 2>&1; then
+    status=finished
+  else
+    status="**failed** (last lines below)"
+  fi
+  took=$(( $(date +%s) - t0 ))
+  printf '| %s | %s | %d min %02d s | %s |\n' "bench/${script[$name]}" "$settings" $((took / 60)) $((took % 60)) "$status" >>"$summary"
+  {
+    echo
+    echo "## bench/${script[$name]} ($settings), $((took / 60)) min $((took % 60)) s, $status"
+    echo
+    if [ -f "$bench/results/${results[$name]}" ]; then
+      sed '1{/^# /d}' "$bench/results/${results[$name]}"
+    else
+      echo '```'
+      tail -20 "$pgroot.$name.log"
+      echo '```'
+    fi
+  } >>"$report"
+  rm -f "$pgroot.$name.log"
+done
+
+{
+  echo
+  echo "## Runs"
+  echo
+  echo "| script | settings | took | |"
+  echo "|---|---|---|---|"
+  cat "$summary"
+  echo
+  echo "All of it: $(( ($(date +%s) - start_all) / 60 )) min."
+} >>"$report"
+rm -f "$summary"
+cat "$report"
