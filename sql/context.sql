@@ -244,3 +244,81 @@ SHOW search_path;
 SELECT keys_guard.current_tenant();
 COMMIT;
 RESET keys_guard.tenant_search_path;
+
+-- A tenant schema that holds nothing is left off search_path when the
+-- context is set: it would change no name's resolution, and any change of
+-- search_path makes PostgreSQL replan every cached statement (so a
+-- pooled-only deployment never pays for it).  current_setting() shows the
+-- path queries resolve in; the first utility statement of the context
+-- (SHOW, CREATE, ...) puts the schema first, as documented.
+SELECT id FROM keys_guard.create_tenant('ctxempty');
+CREATE FUNCTION ctx_path() RETURNS text LANGUAGE sql AS $$ SELECT current_setting('search_path') $$;
+CREATE FUNCTION ctx_schema_of(text) RETURNS text LANGUAGE sql
+AS $$ SELECT relnamespace::regnamespace::text FROM pg_class WHERE relname = $1 $$;
+BEGIN;
+SELECT keys_guard.set_context('ctxempty', 'user_1');
+SELECT ctx_path() AS path_while_empty;
+SHOW search_path;
+SELECT ctx_path() AS path_after_show;
+COMMIT;
+SELECT ctx_path() AS path_after_commit;
+-- Undone with the savepoint it was put in place under, and put back by
+-- the next utility statement.
+BEGIN;
+SELECT keys_guard.set_context('ctxempty', 'user_1');
+SAVEPOINT s1;
+CREATE TEMP TABLE ctx_scratch (x int);
+SELECT ctx_path() AS path_after_create;
+ROLLBACK TO s1;
+SELECT ctx_path() AS path_after_rollback_to;
+CREATE TEMP TABLE ctx_scratch (x int);
+SELECT ctx_path() AS path_after_second_create;
+COMMIT;
+SELECT ctx_path() AS path_after_commit;
+-- A function's own SET search_path is left alone: its CREATE goes where
+-- its path says (public, which a tenant context refuses: 42501).
+CREATE FUNCTION ctx_make_table() RETURNS text LANGUAGE plpgsql SET search_path = public
+AS $$ BEGIN CREATE TABLE ctx_fn_made (id int); RETURN ctx_schema_of('ctx_fn_made'); END $$;
+BEGIN;
+SELECT keys_guard.set_context('ctxempty', 'user_1');
+SELECT ctx_make_table();
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+-- So is the caller's own SET LOCAL search_path after the context.
+BEGIN;
+SELECT keys_guard.set_context('ctxempty', 'user_1');
+SET LOCAL search_path = public;
+SHOW search_path;
+ROLLBACK;
+-- CREATE without a schema lands in the tenant's schema, guarded.
+BEGIN;
+SELECT keys_guard.set_context('ctxempty', 'user_1');
+CREATE TABLE ctx_notes (id int PRIMARY KEY, body text);
+SELECT ctx_schema_of('ctx_notes');
+COMMIT;
+SELECT count(*) AS guarded FROM keys_guard.guarded_tables WHERE relation = 'tenant_ctxempty.ctx_notes'::regclass;
+-- Now that it holds a table, the schema goes first at once, in this
+-- session and in a new one.
+BEGIN;
+SELECT keys_guard.set_context('ctxempty', 'user_1');
+SELECT ctx_path() AS path_with_a_table;
+COMMIT;
+\c
+BEGIN;
+SELECT keys_guard.set_context('ctxempty', 'user_1');
+SELECT ctx_path() AS path_with_a_table_new_session;
+-- Any kind of object counts, not only tables.
+SELECT count(*) FROM keys_guard.release_table('tenant_ctxempty.ctx_notes');
+DROP TABLE tenant_ctxempty.ctx_notes;
+CREATE FUNCTION tenant_ctxempty.ctx_fn() RETURNS int LANGUAGE sql AS 'SELECT 1';
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('ctxempty', 'user_1');
+SELECT ctx_path() AS path_with_a_function;
+COMMIT;
+DROP FUNCTION tenant_ctxempty.ctx_fn();
+BEGIN;
+SELECT keys_guard.set_context('ctxempty', 'user_1');
+SELECT ctx_path() AS path_empty_again;
+COMMIT;
+DROP FUNCTION ctx_make_table(), ctx_path(), ctx_schema_of(text);

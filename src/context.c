@@ -32,6 +32,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/plancache.h"
 #include "utils/uuid.h"
 #include "utils/varlena.h"
@@ -64,6 +65,9 @@ char	   *kg_context_setting = NULL;
 
 static const KgContext *current_context = NULL;
 
+/* Counts the changes of keys_guard.context (its assign hook). */
+static uint64 context_generation = 0;
+
 /* True only while this file writes keys_guard.context. */
 static bool setting_context = false;
 
@@ -77,6 +81,8 @@ static bool setting_context = false;
 #define KG_PLANS_INCLUDE_DELETED	0x08	/* soft-deleted rows too */
 
 static int	plans_filter_state = 0;
+
+static void defer_search_path(Oid nspoid, GucAction action);
 
 static inline bool
 is_set(const char *value)
@@ -194,6 +200,7 @@ void
 kg_assign_context(const char *newval, void *extra)
 {
 	current_context = (const KgContext *) extra;
+	context_generation++;
 	kg_note_filter_state();
 }
 
@@ -329,7 +336,7 @@ require_preloaded(void)
 static bool
 has_role(const char *rolename)
 {
-	Oid			roleid = get_role_oid(rolename, true);
+	Oid			roleid = kg_role_oid(rolename);
 
 	return OidIsValid(roleid) && has_privs_of_role(GetUserId(), roleid);
 }
@@ -360,7 +367,7 @@ kg_refuse_keyholder(const char *funcname)
 {
 	Oid			roleid;
 
-	roleid = get_role_oid(KG_ROLE_KEYHOLDER, true);
+	roleid = kg_role_oid(KG_ROLE_KEYHOLDER);
 	if (!OidIsValid(roleid))
 		return;
 	if ((!superuser() && is_member_of_role(GetUserId(), roleid)) ||
@@ -506,87 +513,150 @@ generate_request_id(void)
 	uint64		hi = pg_prng_uint64(&pg_global_prng_state);
 	uint64		lo = pg_prng_uint64(&pg_global_prng_state);
 
+	static const char hex[] = "0123456789abcdef";
+	char	   *result = palloc(37);
+	char	   *p = result;
+
 	hi = (hi & UINT64CONST(0xFFFFFFFFFFFF0FFF)) | UINT64CONST(0x0000000000004000);
 	lo = (lo & UINT64CONST(0x3FFFFFFFFFFFFFFF)) | UINT64CONST(0x8000000000000000);
-	return psprintf("%08x-%04x-%04x-%04x-%012llx",
-					(uint32) (hi >> 32), (uint32) ((hi >> 16) & 0xFFFF),
-					(uint32) (hi & 0xFFFF), (uint32) (lo >> 48),
-					(unsigned long long) (lo & UINT64CONST(0xFFFFFFFFFFFF)));
-}
-
-/*
- * The current search_path without any tenant schema, as a list of quoted
- * identifiers; tenant schemas belong on the path only while their context
- * lasts.
- */
-static List *
-search_path_without_tenants(void)
-{
-	char	   *raw = pstrdup(namespace_search_path);
-	List	   *elems;
-	List	   *result = NIL;
-	ListCell   *lc;
-
-	if (!SplitIdentifierString(raw, ',', &elems))
-		return list_make1(pstrdup(namespace_search_path));
-
-	foreach(lc, elems)
+	/* 8-4-4-4-12 hex digits, most significant first */
+	for (int i = 0; i < 32; i++)
 	{
-		char	   *name = (char *) lfirst(lc);
-		Oid			nspoid = get_namespace_oid(name, true);
+		uint64		word = i < 16 ? hi : lo;
+		int			shift = 60 - 4 * (i % 16);
 
-		if (OidIsValid(nspoid) && kg_tenant_by_namespace(nspoid) != NULL)
-			continue;
-		result = lappend(result, pstrdup(quote_identifier(name)));
+		if (i == 8 || i == 12 || i == 16 || i == 20)
+			*p++ = '-';
+		*p++ = hex[(word >> shift) & 0xF];
 	}
+	*p = '\0';
 	return result;
 }
 
-static char *
-join_search_path(const char *first, List *rest)
+/*
+ * The current search_path without any tenant schema, as text; tenant
+ * schemas belong on the path only while their context lasts.  Remembered
+ * for the last path seen until the registry changes, since every request
+ * asks and the answer is nearly always the same.
+ */
+static char *clean_path_input = NULL;
+static char *clean_path = NULL;
+static uint64 clean_path_generation = 0;
+
+static const char *
+search_path_without_tenants(void)
 {
-	StringInfoData buf;
+	char	   *raw;
+	List	   *elems;
 	ListCell   *lc;
+	StringInfoData buf;
+
+	if (clean_path != NULL &&
+		clean_path_generation == kg_registry_generation() &&
+		strcmp(clean_path_input, namespace_search_path) == 0)
+		return clean_path;
 
 	initStringInfo(&buf);
-	if (first)
-		appendStringInfoString(&buf, quote_identifier(first));
-	foreach(lc, rest)
+	raw = pstrdup(namespace_search_path);
+	if (!SplitIdentifierString(raw, ',', &elems))
+		appendStringInfoString(&buf, namespace_search_path);
+	else
 	{
-		if (buf.len > 0)
-			appendStringInfoString(&buf, ", ");
-		appendStringInfoString(&buf, (char *) lfirst(lc));
+		foreach(lc, elems)
+		{
+			char	   *name = (char *) lfirst(lc);
+			Oid			nspoid = get_namespace_oid(name, true);
+
+			if (OidIsValid(nspoid) && kg_tenant_by_namespace(nspoid) != NULL)
+				continue;
+			if (buf.len > 0)
+				appendStringInfoString(&buf, ", ");
+			appendStringInfoString(&buf, quote_identifier(name));
+		}
 	}
-	return buf.data;
+
+	if (clean_path != NULL)
+	{
+		pfree(clean_path_input);
+		pfree(clean_path);
+	}
+	clean_path_input = MemoryContextStrdup(TopMemoryContext, namespace_search_path);
+	clean_path = MemoryContextStrdup(TopMemoryContext, buf.data);
+	clean_path_generation = kg_registry_generation();
+	return clean_path;
+}
+
+/* schema (quoted) first, then the rest of a path. */
+static char *
+prepend_schema(const char *schema, const char *rest)
+{
+	if (rest[0] == '\0')
+		return pstrdup(quote_identifier(schema));
+	return psprintf("%s, %s", quote_identifier(schema), rest);
 }
 
 /*
  * Write the context and, if asked, the search_path in one scope: tenant
- * schemas come off the path and tenant_schema (if any) goes first.  The
- * check hook admits the value only while setting_context is true.
+ * schemas come off the path and the schema tenant_nspoid (if valid) goes
+ * first.  The check hook admits the value only while setting_context is
+ * true.
+ *
+ * A tenant schema that holds nothing is left off: it would change no
+ * name's resolution, and any change of search_path makes PostgreSQL replan
+ * every cached statement it next runs.  So a deployment whose tables are
+ * all pooled never pays for schema switching, and a schema-per-tenant one
+ * pays what SET LOCAL search_path costs.  The path the empty schema would
+ * have given is put in place before the next utility statement instead
+ * (kg_context_before_utility()), so that CREATE without a schema still
+ * lands in the tenant's schema.
  */
 static void
 apply_context(const char *tenant, const char *actor, const char *request_id,
 			  const char *reason, const char *api_key, bool api_key_write,
-			  bool read_only, const char *tenant_schema, bool is_local,
+			  bool read_only, Oid tenant_nspoid, bool is_local,
 			  bool touch_search_path)
 {
 	GucAction	action = is_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET;
 	char	   *path = NULL;
+	Oid			deferred_nspoid = InvalidOid;
 	char	   *packed = "";
 
 	if (tenant || actor || request_id || reason)
-		packed = psprintf("%s%c%s%c%s%c%s%c%s%c%s%c%s",
-						  tenant ? tenant : "", KG_CONTEXT_SEPARATOR,
-						  actor ? actor : "", KG_CONTEXT_SEPARATOR,
-						  request_id ? request_id : "", KG_CONTEXT_SEPARATOR,
-						  reason ? reason : "", KG_CONTEXT_SEPARATOR,
-						  api_key ? api_key : "", KG_CONTEXT_SEPARATOR,
-						  api_key && api_key_write ? "w" : "", KG_CONTEXT_SEPARATOR,
-						  read_only ? "r" : "");
+	{
+		const char *fields[] = {
+			tenant, actor, request_id, reason, api_key,
+			api_key && api_key_write ? "w" : NULL,
+			read_only ? "r" : NULL
+		};
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		for (int i = 0; i < lengthof(fields); i++)
+		{
+			if (i > 0)
+				appendStringInfoChar(&buf, KG_CONTEXT_SEPARATOR);
+			if (fields[i] != NULL)
+				appendStringInfoString(&buf, fields[i]);
+		}
+		packed = buf.data;
+	}
 	if (touch_search_path)
 	{
-		path = join_search_path(tenant_schema, search_path_without_tenants());
+		const char *rest = search_path_without_tenants();
+
+		if (!OidIsValid(tenant_nspoid))
+			path = pstrdup(rest);
+		else if (!kg_schema_has_objects(tenant_nspoid))
+		{
+			deferred_nspoid = tenant_nspoid;
+			path = pstrdup(rest);
+		}
+		else
+		{
+			char	   *schema = get_namespace_name(tenant_nspoid);
+
+			path = schema ? prepend_schema(schema, rest) : pstrdup(rest);
+		}
 		if (strcmp(path, namespace_search_path) == 0 && is_local)
 			path = NULL;
 	}
@@ -605,6 +675,73 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 		setting_context = false;
 	}
 	PG_END_TRY();
+	defer_search_path(deferred_nspoid, action);
+}
+
+/*
+ * An empty tenant schema is left off search_path (see apply_context()):
+ * which one, in which scope, the path it was left with, and the
+ * generation of keys_guard.context that set it.
+ */
+static Oid	deferred_schema = InvalidOid;
+static char *deferred_base = NULL;
+static GucAction deferred_action = GUC_ACTION_SET;
+static uint64 deferred_context_generation = 0;
+
+static void
+defer_search_path(Oid nspoid, GucAction action)
+{
+	if (deferred_base != NULL)
+	{
+		pfree(deferred_base);
+		deferred_base = NULL;
+	}
+	deferred_schema = nspoid;
+	if (!OidIsValid(nspoid))
+		return;
+	deferred_base = MemoryContextStrdup(TopMemoryContext, namespace_search_path);
+	deferred_action = action;
+	deferred_context_generation = context_generation;
+}
+
+/*
+ * Before a utility statement (ProcessUtility_hook): if the context left
+ * its empty tenant schema off search_path, and neither the context nor
+ * search_path has changed since, put the schema first now, in the
+ * context's scope.  A query resolves every name the same either way, but
+ * CREATE without a schema, SHOW search_path and the like must see the
+ * tenant's schema, as docs/contract.md §3 says.  Statements that create
+ * nothing and show nothing are left alone, and so are the statements a
+ * function runs under its own SET search_path.
+ */
+void
+kg_context_before_utility(PlannedStmt *pstmt)
+{
+	char	   *schema;
+
+	if (!OidIsValid(deferred_schema) || !IsTransactionState())
+		return;
+	switch (nodeTag(pstmt->utilityStmt))
+	{
+		case T_TransactionStmt:
+		case T_VariableSetStmt:
+		case T_ExecuteStmt:
+		case T_DeallocateStmt:
+		case T_DiscardStmt:
+		case T_CallStmt:
+		case T_DoStmt:
+			return;
+		default:
+			break;
+	}
+	if (context_generation != deferred_context_generation ||
+		strcmp(namespace_search_path, deferred_base) != 0)
+		return;
+	schema = get_namespace_name(deferred_schema);
+	if (schema == NULL)
+		return;
+	(void) set_config_option("search_path", prepend_schema(schema, deferred_base),
+							 PGC_USERSET, PGC_S_SESSION, deferred_action, true, ERROR, false);
 }
 
 /*
@@ -688,7 +825,6 @@ keys_guard_set_context(PG_FUNCTION_ARGS)
 	char	   *request_id;
 	bool		is_local;
 	KgTenant   *tenant;
-	char	   *schema;
 
 	require_preloaded();
 	tenant_id = kg_required_text_arg(fcinfo, 0, "tenant");
@@ -710,10 +846,9 @@ keys_guard_set_context(PG_FUNCTION_ARGS)
 	tenant = context_tenant(tenant_id);
 	validate_context_text("actor", actor, KG_ACTOR_MAXLEN);
 	request_id = optional_request_id(fcinfo, 2);
-	schema = keys_guard_tenant_search_path ? get_namespace_name(tenant->nspoid) : NULL;
 
 	warn_if_no_transaction_block(is_local, "set_context");
-	apply_context(tenant->id, actor, request_id, NULL, NULL, false, false, schema,
+	apply_context(tenant->id, actor, request_id, NULL, NULL, false, false, tenant->nspoid,
 				  is_local, keys_guard_tenant_search_path);
 	PG_RETURN_VOID();
 }
@@ -728,17 +863,15 @@ kg_apply_key_context(const char *tenant_id, const char *actor,
 					 const char *key_id, bool can_write)
 {
 	KgTenant   *tenant = kg_tenant_by_id(tenant_id);
-	char	   *schema = NULL;
+	Oid			nspoid = tenant != NULL ? tenant->nspoid : InvalidOid;
 
-	if (keys_guard_tenant_search_path && tenant != NULL && OidIsValid(tenant->nspoid))
-		schema = get_namespace_name(tenant->nspoid);
 	if (!IsTransactionBlock())
 		ereport(WARNING,
 				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
 				 errmsg("use_api_key() outside a transaction block lasts only for the current statement"),
 				 errhint("Call it inside BEGIN ... COMMIT, together with the statements it is for.")));
 	apply_context(tenant_id, actor, generate_request_id(), NULL, key_id, can_write,
-				  false, schema, true, keys_guard_tenant_search_path);
+				  false, nspoid, true, keys_guard_tenant_search_path);
 }
 
 /*
@@ -752,17 +885,15 @@ kg_apply_token_context(const char *tenant_id, const char *actor,
 					   const char *request_id, bool read_only)
 {
 	KgTenant   *tenant = kg_tenant_by_id(tenant_id);
-	char	   *schema = NULL;
+	Oid			nspoid = tenant != NULL ? tenant->nspoid : InvalidOid;
 
-	if (keys_guard_tenant_search_path && tenant != NULL && OidIsValid(tenant->nspoid))
-		schema = get_namespace_name(tenant->nspoid);
 	if (!IsTransactionBlock())
 		ereport(WARNING,
 				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
 				 errmsg("set_context_from_token() outside a transaction block lasts only for the current statement"),
 				 errhint("Call it inside BEGIN ... COMMIT, together with the statements it is for.")));
 	apply_context(tenant_id, actor, request_id ? request_id : generate_request_id(),
-				  NULL, NULL, false, read_only, schema, true,
+				  NULL, NULL, false, read_only, nspoid, true,
 				  keys_guard_tenant_search_path);
 }
 
@@ -804,7 +935,7 @@ keys_guard_admin_context(PG_FUNCTION_ARGS)
 	request_id = optional_request_id(fcinfo, 2);
 
 	warn_if_no_transaction_block(is_local, "admin_context");
-	apply_context(NULL, actor, request_id, reason, NULL, false, false, NULL, is_local, true);
+	apply_context(NULL, actor, request_id, reason, NULL, false, false, InvalidOid, is_local, true);
 
 	detail = kg_audit_detail();
 	kg_audit_detail_text(detail, "reason", reason);
@@ -821,7 +952,7 @@ Datum
 keys_guard_clear_context(PG_FUNCTION_ARGS)
 {
 	require_preloaded();
-	apply_context(NULL, NULL, NULL, NULL, NULL, false, false, NULL, false, true);
+	apply_context(NULL, NULL, NULL, NULL, NULL, false, false, InvalidOid, false, true);
 	PG_RETURN_VOID();
 }
 
