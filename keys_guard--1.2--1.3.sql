@@ -466,7 +466,7 @@ BEGIN
         EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY', r);
     END IF;
     PERFORM keys_guard._drop_trigger(r, t)
-       FROM unnest(ARRAY['keys_guard_tenant', 'keys_guard_refuse_delete',
+       FROM unnest(ARRAY['keys_guard_tenant', 'keys_guard_tenant_update', 'keys_guard_refuse_delete',
                          'keys_guard_refuse_truncate', 'keys_guard_cascade',
                          'keys_guard_append_only', 'keys_guard_append_only_truncate']) AS t;
     -- The purge index is keys_guard's too (data and columns stay).
@@ -980,7 +980,9 @@ want_trigger AS (
       FROM live g
      CROSS JOIN LATERAL (VALUES
             -- tgtype bits: 1 row, 2 before, 4 insert, 8 delete, 16 update, 32 truncate
-            ('keys_guard_tenant'::name, 23, 'keys_guard._tenant_row_guard()',
+            ('keys_guard_tenant'::name, 7, 'keys_guard._tenant_row_guard()',
+             g.tenant_column, g.tenant_column IS NOT NULL),
+            ('keys_guard_tenant_update'::name, 17, 'keys_guard._tenant_row_guard()',
              g.tenant_column, g.tenant_column IS NOT NULL),
             ('keys_guard_refuse_delete'::name, 11, 'keys_guard._refuse_delete()',
              NULL, g.soft_delete),
@@ -1786,3 +1788,83 @@ $$;
 -- "not loaded" error that closes the table), instead of once per row and
 -- once per execution, which pooled point lookups paid for.
 ALTER FUNCTION keys_guard._guard_active() IMMUTABLE;
+
+-- A pooled table's tenant column is checked by two row triggers from 1.3
+-- on: BEFORE INSERT (fills in the current tenant, refuses another's) and
+-- AFTER UPDATE, only when the column changed (refuses another tenant's).
+-- An UPDATE that leaves the column alone, a soft DELETE included, fires
+-- neither; a BEFORE UPDATE row trigger would lock every row it updates.
+CREATE FUNCTION keys_guard._create_tenant_triggers(r regclass, p_tenant_column name)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE TRIGGER keys_guard_tenant BEFORE INSERT ON %s'
+                   ' FOR EACH ROW EXECUTE FUNCTION keys_guard._tenant_row_guard(%L)',
+                   r, p_tenant_column);
+    EXECUTE format('CREATE TRIGGER keys_guard_tenant_update AFTER UPDATE ON %s'
+                   ' FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I)'
+                   ' EXECUTE FUNCTION keys_guard._tenant_row_guard(%L)',
+                   r, p_tenant_column, p_tenant_column, p_tenant_column);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER keys_guard_tenant', r);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER keys_guard_tenant_update', r);
+END
+$$;
+REVOKE ALL ON FUNCTION keys_guard._create_tenant_triggers(regclass, name) FROM PUBLIC;
+
+-- Put the guards on one table and record it.  Caller has validated options.
+CREATE OR REPLACE FUNCTION keys_guard._apply_guard(r regclass, p_tenant_id text,
+                                        p_tenant_column name,
+                                        p_soft_delete boolean,
+                                        p_grace interval, p_class text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    had_permissive boolean;
+BEGIN
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy
+                    WHERE polrelid = r AND polpermissive)
+      INTO had_permissive;
+
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', r);
+    -- Restrictive: it can only take rows away from the table's own policies.
+    EXECUTE format('CREATE POLICY keys_guard_fail_closed ON %s AS RESTRICTIVE'
+                   ' USING (keys_guard._guard_active())'
+                   ' WITH CHECK (keys_guard._guard_active())', r);
+    -- Row security denies everything without a permissive policy; add one
+    -- only when the table has none of its own, so that ours never widens
+    -- what the table's policies allow.
+    IF NOT had_permissive THEN
+        EXECUTE format('CREATE POLICY keys_guard_base ON %s USING (true) WITH CHECK (true)', r);
+    END IF;
+
+    IF p_tenant_column IS NOT NULL THEN
+        PERFORM keys_guard._create_tenant_triggers(r, p_tenant_column);
+    END IF;
+    PERFORM keys_guard._sync_guard(r, p_soft_delete, p_class);
+
+    INSERT INTO keys_guard.guarded_table
+        (relid, tenant_id, tenant_column, soft_delete, grace, class, created_policy)
+    VALUES (r, p_tenant_id, p_tenant_column, p_soft_delete, p_grace, p_class,
+            NOT had_permissive);
+    PERFORM keys_guard._sync_cascades_of(r);
+END
+$$;
+
+-- The pooled tables guarded before 1.3 get the two triggers.
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT gt.relid::regclass AS r, gt.tenant_column
+               FROM keys_guard.guarded_table gt
+              WHERE gt.tenant_column IS NOT NULL
+                AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = gt.relid) LOOP
+        PERFORM keys_guard._drop_trigger(g.r, 'keys_guard_tenant');
+        PERFORM keys_guard._create_tenant_triggers(g.r, g.tenant_column);
+    END LOOP;
+END
+$$;

@@ -252,3 +252,74 @@ RESET parallel_tuple_cost;
 RESET min_parallel_table_scan_size;
 RESET enable_indexscan;
 RESET enable_bitmapscan;
+
+-- The tenant column on UPDATE: an AFTER UPDATE row trigger that fires only
+-- when the column changed, so it sees the row as stored, after every
+-- BEFORE trigger of the table's own (whatever their names), and an UPDATE
+-- that leaves the column alone (a soft DELETE included) pays nothing.
+CREATE TABLE pl_moves (id int PRIMARY KEY, tenant_id text, note text);
+SELECT count(*) FROM keys_guard.protect_table('public.pl_moves', tenant_column => 'tenant_id');
+CREATE INDEX ON pl_moves (tenant_id);
+GRANT SELECT, INSERT, UPDATE, DELETE ON pl_moves TO kg_app;
+SELECT tgname, tgtype, pg_get_triggerdef(oid) LIKE '%WHEN ((old.tenant_id IS DISTINCT FROM new.tenant_id))%' AS when_changed
+  FROM pg_trigger WHERE tgrelid = 'public.pl_moves'::regclass AND tgname LIKE 'keys_guard_tenant%' ORDER BY tgname;
+SET ROLE kg_app;
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_a');
+INSERT INTO pl_moves (id, note) VALUES (1, 'one'), (2, 'two');
+COMMIT;
+RESET ROLE;
+-- A BEFORE trigger of the table's own that moves the row to another
+-- tenant, named to fire after keys_guard's: refused (42501).
+CREATE FUNCTION pl_moves_to_globex() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.tenant_id := 'globex'; RETURN NEW; END $$;
+CREATE TRIGGER zz_move BEFORE UPDATE ON pl_moves FOR EACH ROW
+    WHEN (NEW.note = 'move') EXECUTE FUNCTION pl_moves_to_globex();
+SET ROLE kg_app;
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_a');
+UPDATE pl_moves SET note = 'move' WHERE id = 1;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+-- Setting the column to another tenant, or to NULL: refused.
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_a');
+UPDATE pl_moves SET tenant_id = (SELECT 'glo' || 'bex') WHERE id = 1;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_a');
+UPDATE pl_moves SET tenant_id = NULL WHERE id = 1;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+-- To the same tenant, or leaving it alone: allowed; a soft DELETE too.
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_a');
+UPDATE pl_moves SET tenant_id = 'acme', note = 'same' WHERE id = 1;
+UPDATE pl_moves SET note = 'still acme' WHERE id = 2;
+DELETE FROM pl_moves WHERE id = 2;
+SELECT id, tenant_id, note FROM pl_moves ORDER BY id;
+COMMIT;
+-- ON CONFLICT DO UPDATE that moves the row: refused.
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_a');
+INSERT INTO pl_moves (id, note) VALUES (1, 'x')
+    ON CONFLICT (id) DO UPDATE SET tenant_id = 'globex';
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+-- An admin context may move a row between tenants, not to NULL.
+RESET ROLE;
+BEGIN;
+SELECT keys_guard.admin_context('ops', 'move a row between tenants');
+UPDATE pl_moves SET tenant_id = NULL WHERE id = 1;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.admin_context('ops', 'move a row between tenants');
+UPDATE pl_moves SET tenant_id = 'globex' WHERE id = 1;
+SELECT id, tenant_id FROM pl_moves ORDER BY id;
+ROLLBACK;
+DROP TRIGGER zz_move ON pl_moves;
+DROP FUNCTION pl_moves_to_globex();
+SELECT count(*) FROM keys_guard.release_table('public.pl_moves');
+DROP TABLE pl_moves;

@@ -129,7 +129,7 @@ typedef struct KgSchemaContents
 static HTAB *schema_contents = NULL;
 static bool schema_contents_valid = false;
 
-/* Counts the registry cache's resets: what was derived from it is stale. */
+/* Counts the registry cache's invalidations and resets. */
 static uint64 registry_generation = 0;
 
 /* Role oids by name, for the few roles keys_guard checks membership of. */
@@ -160,6 +160,7 @@ kg_relcache_callback(Datum arg, Oid relid)
 		relid == guarded_registry_relid)
 	{
 		cache_valid = false;
+		registry_generation++;
 		return;
 	}
 	/* A relation may have moved in or out of a tenant schema. */
@@ -180,6 +181,7 @@ static void
 kg_namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	cache_valid = false;
+	registry_generation++;
 }
 
 /*
@@ -779,9 +781,8 @@ kg_tenant_by_id(const char *id)
 }
 
 /*
- * Which reset of the registry cache is current: a value derived from the
- * registry stays valid while this does not change.  Call it after a lookup
- * (which brings the cache up to date).
+ * Counts the registry cache's invalidations: a value derived from the
+ * registry stays valid while this does not change.
  */
 uint64
 kg_registry_generation(void)

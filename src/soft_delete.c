@@ -310,9 +310,30 @@ PG_FUNCTION_INFO_V1(keys_guard_hard_delete_at);
 Datum
 keys_guard_hard_delete_at(PG_FUNCTION_ARGS)
 {
-	KgGuardedTable *table = kg_guarded_table(PG_GETARG_OID(0));
+	/*
+	 * A soft DELETE calls it for every row with the same answer: keep the
+	 * last one while the relation, the transaction and the registry are
+	 * the same.
+	 */
+	typedef struct HardDeleteAtCache
+	{
+		Oid			relid;
+		TimestampTz xact_start;
+		uint64		registry_generation;
+		TimestampTz result;
+	} HardDeleteAtCache;
+	HardDeleteAtCache *cache = (HardDeleteAtCache *) fcinfo->flinfo->fn_extra;
+	Oid			relid = PG_GETARG_OID(0);
+	KgGuardedTable *table;
 	Interval	grace;
+	TimestampTz result;
 
+	if (cache != NULL && cache->relid == relid &&
+		cache->xact_start == GetCurrentTransactionStartTimestamp() &&
+		cache->registry_generation == kg_registry_generation())
+		PG_RETURN_TIMESTAMPTZ(cache->result);
+
+	table = kg_guarded_table(relid);
 	if (table)
 		grace = table->grace;
 	else
@@ -320,9 +341,19 @@ keys_guard_hard_delete_at(PG_FUNCTION_ARGS)
 		memset(&grace, 0, sizeof(grace));
 		grace.time = (int64) keys_guard_default_grace * USECS_PER_SEC;
 	}
-	return DirectFunctionCall2(timestamptz_pl_interval,
-							   TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
-							   IntervalPGetDatum(&grace));
+	result = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													 TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+													 IntervalPGetDatum(&grace)));
+	if (cache == NULL)
+	{
+		cache = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(HardDeleteAtCache));
+		fcinfo->flinfo->fn_extra = cache;
+	}
+	cache->relid = relid;
+	cache->xact_start = GetCurrentTransactionStartTimestamp();
+	cache->registry_generation = kg_registry_generation();
+	cache->result = result;
+	PG_RETURN_TIMESTAMPTZ(result);
 }
 
 /* keys_guard._deleted_by(): the actor, or the database role without one. */
