@@ -13,6 +13,8 @@
 --   sd_pool          (pooled) pooled table guarded by protect_table, plus
 --                    an index on tenant_id
 --   sd_pool_plain    (pooled) its unguarded twin, same indexes
+--   sd_pool_plain_idx (pooled, extra) that twin plus the partial index on
+--                    hard_delete_at that keys_guard's purge uses
 --   sd_trig_generic  (extra) unguarded, with the generic dynamic-SQL trigger
 --   sd_plain_casc    (extra) unguarded, carrying a copy of the AFTER UPDATE
 --                    row trigger keys_guard puts on soft-delete tables
@@ -29,7 +31,7 @@ SELECT count(keys_guard.release_table(r))
   FROM unnest(ARRAY['tenant_1.sd_kg', 'tenant_1.sd1_kg', 'public.sd_pool']) AS r
  WHERE to_regclass(r) IS NOT NULL;
 DROP TABLE IF EXISTS tenant_1.sd_kg, tenant_1.sd1_kg, sd_pool, sd_plain, sd_trig,
-                     sd_pool_plain, sd1_plain, sd_trig_generic, sd_plain_casc;
+                     sd_pool_plain, sd_pool_plain_idx, sd1_plain, sd_trig_generic, sd_plain_casc;
 
 CREATE TABLE sd_plain (
     id                bigint PRIMARY KEY,
@@ -86,6 +88,15 @@ INSERT INTO sd_pool SELECT * FROM sd_plain ORDER BY id;
 -- Guard after loading, as a migration on an existing table would.
 SELECT count(*) FROM keys_guard.protect_table('public.sd_pool', tenant_column => 'tenant_id');
 GRANT SELECT, UPDATE, DELETE ON sd_pool, sd_pool_plain TO bench_app;
+\if :extra
+-- The unguarded twin with the index a hand-written purge job needs, as
+-- keys_guard's purge has (sd_pool_kg_purge).
+CREATE TABLE sd_pool_plain_idx (LIKE sd_plain INCLUDING ALL);
+CREATE INDEX sd_pool_plain_idx_tenant_id_idx ON sd_pool_plain_idx (tenant_id);
+CREATE INDEX sd_pool_plain_idx_purge ON sd_pool_plain_idx (hard_delete_at) WHERE deleted_at IS NOT NULL;
+INSERT INTO sd_pool_plain_idx SELECT * FROM sd_plain ORDER BY id;
+GRANT SELECT, UPDATE, DELETE ON sd_pool_plain_idx TO bench_app;
+\endif
 \endif
 
 CREATE TABLE sd1_plain (LIKE sd_plain INCLUDING ALL);
@@ -105,6 +116,9 @@ GRANT SELECT, UPDATE, DELETE ON tenant_1.sd_kg, sd_plain, sd_trig, tenant_1.sd1_
 VACUUM (FREEZE, ANALYZE) tenant_1.sd_kg, sd_plain, sd_trig, tenant_1.sd1_kg, sd1_plain;
 \if :pooled
 VACUUM (FREEZE, ANALYZE) sd_pool, sd_pool_plain;
+\if :extra
+VACUUM (FREEZE, ANALYZE) sd_pool_plain_idx;
+\endif
 \endif
 \if :extra
 VACUUM (FREEZE, ANALYZE) sd_trig_generic, sd_plain_casc;

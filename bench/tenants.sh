@@ -578,6 +578,23 @@ row() {
   printf '| %s | %.0f | %.0f | %.3f | %s | %s | %s | %s |\n' "$what" "$base" "$val" "$ratio" "$change" "$tgt" "$verdict" "$all"
 }
 
+# row_no_more <what> <variant> <baseline> <aa variant>: keys_guard must cost
+# no more than the baseline: met when the median ratio is at least 1 minus
+# the A/A noise band of the same rounds.
+row_no_more() {
+  local what=$1 v=$2 b=$3 aa=$4
+  local base val ratio all change band verdict tgt
+  base=$(tps_of "$b" 3 | median)
+  val=$(tps_of "$v" 3 | median)
+  ratio=$(ratios "$v" "$b" 3 | median)
+  all=$(ratios "$v" "$b" 3 | paste -sd' ')
+  change=$(awk -v r="$ratio" 'BEGIN { printf "%+.1f %%", (r - 1) * 100 }')
+  band=$(noise "$aa" schema_small)
+  tgt=$(awk -v n="$band" 'BEGIN { printf "no slower, within the A/A noise (±%.1f %%)", n * 100 }')
+  verdict=$(awk -v r="$ratio" -v n="$band" 'BEGIN { print (r >= 1 - n) ? "yes" : "**no**" }')
+  printf '| %s | %.0f | %.0f | %.3f | %s | %s | %s | %s |\n' "$what" "$base" "$val" "$ratio" "$change" "$tgt" "$verdict" "$all"
+}
+
 # first_median <db> <column 3..5>
 first_median() { awk -F'\t' -v d="$1" -v c="$2" 'NR > 1 && $2 == d { print $c }' "$first_tsv" | median | awk '{ printf "%.2f", $1 }'; }
 
@@ -614,8 +631,8 @@ report="$work/report.md"
       pooled_spread pooled_small 3 ""
     row "control without keys_guard: the same tables unguarded in $plain, \`SET LOCAL search_path\` by the application, spread over $TABLES_LARGE schemas vs $ts (columns: $ts schemas, $TABLES_LARGE schemas)" \
       plain_spread plain_small 3 ""
-    row "keys_guard vs that control, over $ts tables: schema per tenant in $small vs plain in $plain (columns: plain, keys_guard)" \
-      schema_small plain_small 3 ""
+    row_no_more "schema per tenant, keys_guard vs the hand-written alternative: \`set_context(t)\` in $small vs \`SET LOCAL search_path\` on the same tables unguarded in $plain, over $ts tables (columns: plain, keys_guard; both replan at every tenant switch)" \
+      schema_small plain_small schema_small_aa
     row "keys_guard vs that control, over $TABLES_LARGE tables: schema per tenant in $large vs plain in $plain (columns: plain, keys_guard)" \
       schema_spread plain_spread 3 ""
   fi

@@ -885,6 +885,9 @@ kg_pooled_rel(Oid relid)
 KgRelationGuard *
 kg_relation_guard(Oid relid)
 {
+	/* The last entry looked up: a statement asks for the same one again. */
+	static KgRelationGuardEntry *last_entry = NULL;
+	static uint64 last_generation = 0;
 	KgRelationGuardEntry *entry;
 	KgRelationGuard *guard;
 	KgRegisteredRel *rel;
@@ -892,7 +895,15 @@ kg_relation_guard(Oid relid)
 
 	if (!kg_extension_active())
 		return NULL;
+	if (last_entry != NULL && last_generation == registry_generation &&
+		last_entry->guard.relid == relid && last_entry->valid)
+	{
+		guard = &last_entry->guard;
+		return (guard->owner || guard->pooled) ? guard : NULL;
+	}
 	entry = hash_search(relation_guards, &relid, HASH_ENTER, &found);
+	last_entry = entry;
+	last_generation = registry_generation;
 	guard = &entry->guard;
 	if (!found || !entry->valid)
 	{
