@@ -62,6 +62,13 @@ SELECT stmt, try(stmt) FROM (VALUES
     ('SELECT nextval(''tenant_acme.counter'')'),
     ('SELECT currval(''tenant_acme.counter'')'),
     ('SELECT setval(''tenant_acme.counter'', 1000)'),
+    ('SELECT (SELECT nextval(''tenant_acme.counter''))'),
+    ('SELECT * FROM (SELECT nextval(''tenant_acme.counter'')) s'),
+    ('WITH s AS (SELECT nextval(''tenant_acme.counter'')) SELECT * FROM s'),
+    ('SELECT * FROM nextval(''tenant_acme.counter'')'),
+    ('SELECT x FROM (VALUES (nextval(''tenant_acme.counter''))) v(x)'),
+    ('SELECT 1 WHERE EXISTS (SELECT 1 FROM notes WHERE id = currval(''tenant_acme.counter''))'),
+    ('SELECT count(*) FROM notes GROUP BY id HAVING id < nextval(''tenant_acme.counter'')'),
     ('ANALYZE tenant_acme.notes'),
     ('REINDEX TABLE tenant_acme.notes'),
     ('CLUSTER tenant_acme.notes USING notes_pkey')

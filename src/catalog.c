@@ -115,6 +115,7 @@ static Oid	request_id_funcid = InvalidOid;
 static Oid	current_tenant_text_funcid = InvalidOid;
 static Oid	current_tenant_uuid_funcid = InvalidOid;
 static Oid	current_tenant_bigint_funcid = InvalidOid;
+static Oid	guard_active_funcid = InvalidOid;
 
 /*
  * Whether a schema holds anything, by schema oid; emptied by any change to
@@ -527,6 +528,7 @@ lookup_functions(void)
 	current_tenant_text_funcid = lookup_keys_guard_function("current_tenant", 0, NULL);
 	current_tenant_uuid_funcid = lookup_keys_guard_function("_current_tenant_uuid", 0, NULL);
 	current_tenant_bigint_funcid = lookup_keys_guard_function("_current_tenant_bigint", 0, NULL);
+	guard_active_funcid = lookup_keys_guard_function("_guard_active", 0, NULL);
 	extension_incomplete =
 		!OidIsValid(assert_tenant_funcid) || !OidIsValid(assert_relation_funcid) ||
 		!OidIsValid(hard_delete_at_funcid) || !OidIsValid(deleted_by_funcid) ||
@@ -1065,6 +1067,12 @@ Oid
 kg_assert_relation_func(void)
 {
 	return kg_extension_active() ? assert_relation_funcid : InvalidOid;
+}
+
+Oid
+kg_guard_active_func(void)
+{
+	return kg_extension_active() ? guard_active_funcid : InvalidOid;
 }
 
 Oid

@@ -247,6 +247,7 @@ kg_planner(Query *parse, const char *query_string, int cursorOptions,
 			kg_isolation_mark_policies(parse);
 			soft_deleted = kg_soft_delete_rewrite(parse);
 			kg_isolation_add_gates(parse);
+			kg_isolation_drop_fail_closed(parse);
 		}
 
 		if (prev_planner_hook)

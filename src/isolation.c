@@ -768,47 +768,34 @@ match_query_tenant_column(Node *expr, void *arg, Oid *relid)
 
 /*
  * Sequence functions name a sequence by oid and never put it in a range
- * table; a call on a sequence of a tenant schema gets a relation gate,
- * unless it is in the schema of the statement's own target table (a
- * column default).
+ * table; a call on a sequence of a tenant schema gets a relation gate in
+ * the query level it is called in, unless the sequence is in the schema of
+ * that level's own target table (a column default).
  */
-static bool
-find_sequence_calls(Node *node, void *arg)
+static void
+gate_sequence_call(FuncExpr *func, Query *query, List **gates)
 {
-	void	  **args = (void **) arg;
-	Query	   *query = (Query *) args[0];
-	GateContext *ctx = (GateContext *) args[1];
+	Oid			seqid;
+	Oid			nspoid;
+	bool		own_target = false;
 
-	if (node == NULL)
-		return false;
-	if (IsA(node, Query))
-		return false;
-	if (IsA(node, FuncExpr))
+	if ((func->funcid != F_NEXTVAL && func->funcid != F_CURRVAL &&
+		 func->funcid != F_SETVAL_REGCLASS_INT8 &&
+		 func->funcid != F_SETVAL_REGCLASS_INT8_BOOL) ||
+		func->args == NIL || !IsA(linitial(func->args), Const) ||
+		((Const *) linitial(func->args))->constisnull)
+		return;
+	seqid = DatumGetObjectId(((Const *) linitial(func->args))->constvalue);
+	nspoid = get_rel_namespace(seqid);
+	if (query->resultRelation > 0)
 	{
-		FuncExpr   *func = (FuncExpr *) node;
+		RangeTblEntry *target = rt_fetch(query->resultRelation, query->rtable);
 
-		if ((func->funcid == F_NEXTVAL || func->funcid == F_CURRVAL ||
-			 func->funcid == F_SETVAL_REGCLASS_INT8 ||
-			 func->funcid == F_SETVAL_REGCLASS_INT8_BOOL) &&
-			func->args != NIL && IsA(linitial(func->args), Const) &&
-			!((Const *) linitial(func->args))->constisnull)
-		{
-			Oid			seqid = DatumGetObjectId(((Const *) linitial(func->args))->constvalue);
-			Oid			nspoid = get_rel_namespace(seqid);
-			bool		own_target = false;
-
-			if (query->resultRelation > 0)
-			{
-				RangeTblEntry *target = rt_fetch(query->resultRelation, query->rtable);
-
-				own_target = (target->rtekind == RTE_RELATION &&
-							  get_rel_namespace(target->relid) == nspoid);
-			}
-			if (!own_target && kg_tenant_by_namespace(nspoid) != NULL)
-				ctx->gates = lappend(ctx->gates, make_relation_gate(seqid));
-		}
+		own_target = (target->rtekind == RTE_RELATION &&
+					  get_rel_namespace(target->relid) == nspoid);
 	}
-	return expression_tree_walker(node, find_sequence_calls, arg);
+	if (!own_target && kg_tenant_by_namespace(nspoid) != NULL)
+		*gates = lappend(*gates, make_relation_gate(seqid));
 }
 
 /* Append gates to a query level's WHERE clause (not yet preprocessed). */
@@ -838,21 +825,26 @@ add_tenant_gates(Node *node, void *arg)
 		GateContext ctx = {outer ? outer->ancestors : NIL, NIL};
 		QueryMatchArg qm = {query, ctx.ancestors};
 		PredicateWalk walk = {match_query_tenant_column, &qm, &ctx.gates};
-		void	   *seqargs[2] = {query, &ctx};
 		GateContext inner;
 		bool		result;
 
 		if (query->jointree)
 			(void) find_tenant_predicates((Node *) query->jointree, &walk);
-		(void) query_tree_walker(query, find_sequence_calls, seqargs,
-								 QTW_IGNORE_RT_SUBQUERIES | QTW_IGNORE_CTE_SUBQUERIES);
 		add_gates_to_query(query, ctx.gates);
 
+		/*
+		 * One walk of the level's expressions gates its sequence calls
+		 * (inner.gates) and visits the other levels (each Query node).
+		 */
 		inner.ancestors = lcons(query, ctx.ancestors);
 		inner.gates = NIL;
 		result = query_tree_walker(query, add_tenant_gates, &inner, 0);
+		add_gates_to_query(query, inner.gates);
 		return result;
 	}
+	if (IsA(node, FuncExpr) && outer != NULL && outer->ancestors != NIL)
+		gate_sequence_call((FuncExpr *) node, (Query *) linitial(outer->ancestors),
+						   &outer->gates);
 	return expression_tree_walker(node, add_tenant_gates, arg);
 }
 
@@ -1101,6 +1093,50 @@ kg_isolation_add_gates(Query *parse)
 		kg_current_mode() == KG_MODE_TENANT && !kg_ri_query_trusted() &&
 		!kg_in_internal_operation())
 		(void) add_tenant_gates((Node *) parse, NULL);
+}
+
+/* Whether node is the fail-closed policy's qual, keys_guard._guard_active(). */
+static bool
+is_fail_closed_qual(Node *node, Oid funcid)
+{
+	return node != NULL && IsA(node, FuncExpr) &&
+		((FuncExpr *) node)->funcid == funcid && ((FuncExpr *) node)->args == NIL;
+}
+
+/*
+ * Before planning: the fail-closed policy's qual is true whenever this code
+ * runs (the library is loaded, or no hook would call it), so it leaves the
+ * top query level's security quals and WITH CHECK options here instead of
+ * being evaluated by the planner, once per planning, which a statement
+ * replanned at every tenant switch pays every time.  Quals of deeper query
+ * levels fold as the immutable call they are.
+ */
+void
+kg_isolation_drop_fail_closed(Query *parse)
+{
+	Oid			funcid = kg_guard_active_func();
+	ListCell   *lc;
+
+	if (!OidIsValid(funcid))
+		return;
+	foreach(lc, parse->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+		ListCell   *qc;
+
+		foreach(qc, rte->securityQuals)
+		{
+			if (is_fail_closed_qual(lfirst(qc), funcid))
+				rte->securityQuals = foreach_delete_current(rte->securityQuals, qc);
+		}
+	}
+	foreach(lc, parse->withCheckOptions)
+	{
+		WithCheckOption *wco = lfirst_node(WithCheckOption, lc);
+
+		if (is_fail_closed_qual(wco->qual, funcid))
+			parse->withCheckOptions = foreach_delete_current(parse->withCheckOptions, lc);
+	}
 }
 
 /*

@@ -219,6 +219,7 @@ extern KgTenant *kg_tenant_by_id(const char *id);
 extern KgPooledRel *kg_pooled_rel(Oid relid);
 extern Oid	kg_assert_tenant_func(void);
 extern Oid	kg_assert_relation_func(void);
+extern Oid	kg_guard_active_func(void);
 extern Oid	kg_assert_conflict_func(void);
 extern KgGuardedTable *kg_guarded_table(Oid relid);
 extern List *kg_table_cascades(KgGuardedTable *table);
@@ -237,6 +238,7 @@ extern bool kg_isolation_plan_begin(void);
 extern void kg_isolation_plan_end(bool save);
 extern void kg_isolation_refuse_holdable_cursor(void);
 extern void kg_isolation_mark_policies(Query *parse);
+extern void kg_isolation_drop_fail_closed(Query *parse);
 extern void kg_isolation_add_gates(Query *parse);
 extern void kg_isolation_planned(PlannedStmt *result);
 extern void kg_isolation_relation_info(PlannerInfo *root, Oid relationObjectId,
