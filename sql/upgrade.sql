@@ -254,6 +254,16 @@ SELECT keys_guard.set_context('up', 'reader');
 SELECT id, body FROM notes ORDER BY id;
 SELECT id, tenant_id FROM shared;
 COMMIT;
+-- The pooled table's tenant trigger became BEFORE INSERT plus AFTER UPDATE
+-- when the column changes (1.3), and both work.
+SELECT tgname, tgtype, tgenabled FROM pg_trigger
+ WHERE tgrelid = 'shared'::regclass AND tgname LIKE 'keys_guard_tenant%' ORDER BY tgname;
+BEGIN;
+SELECT keys_guard.set_context('up', 'writer');
+INSERT INTO shared (id, v) VALUES (2, 2);
+UPDATE shared SET tenant_id = 'other' WHERE id = 2;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
 -- 1.1 works on the upgraded registry: a version above zero (the registry
 -- was not empty), the guard rails, the registry protection.
 SELECT (keys_guard.snapshot()->>'version')::int > 0 AS has_version,
