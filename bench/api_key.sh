@@ -161,6 +161,8 @@ ctx_tps=$(awk -F'\t' '$2 == "ctx" { print $3 }' "$raw" | median)
 key_tps=$(awk -F'\t' '$2 == "key" { print $3 }' "$raw" | median)
 slower=$(awk -v r="$ratio" 'BEGIN { printf "%.1f %%", (1 - r) * 100 }')
 met=$(awk -v r="$ratio" 'BEGIN { print ((1 - r) * 100 <= 10) ? "yes" : "**no**" }')
+record_target "point lookup under use_api_key() vs set_context(): tps" ">=" 0.90 $ratios
+record_target "the same: CPU per transaction (set_context / use_api_key)" ">=" 0.90 $(awk '{ printf "%.4f\n", 1 / $1 }' <<<"$cpu_ratios")
 report="$work/report.md"
 {
   echo "# keys_guard benchmark: API keys"

@@ -159,3 +159,14 @@ cpu_per_xact() {
   xacts=$(awk '/^number of transactions actually processed: / { print $6 }' "$3")
   awk -v c=$(( $1 + $2 )) -v x="$xacts" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f\n", c / hz * 1e6 / x }'
 }
+
+# record_target <what> <op> <threshold> <per-round ratios...>: one target
+# for the table of targets of bench/all.sh (which sets KG_TARGETS; without
+# it, nothing).  op: ">=" or "<=" (each ratio should be at least / at most
+# threshold) or "~" (|ratio - 1| at most threshold).
+record_target() {
+  [ -n "${KG_TARGETS:-}" ] || return 0
+  local what=$1 op=$2 threshold=$3
+  shift 3
+  printf '%s\t%s\t%s\t%s\t%s\n' "$me" "$what" "$op" "$threshold" "$(echo "$@" | tr '\n' ' ' | sed 's/  */ /g; s/ $//')" >>"$KG_TARGETS"
+}

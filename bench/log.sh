@@ -249,6 +249,8 @@ cpu_all=$(cpu_ratios | paste -sd' ')
 cpu_slower=$(awk -v r="$cpu_ratio" 'BEGIN { printf "%.1f %%", (1 - 1 / r) * 100 }')
 cpu_met=$(awk -v r="$cpu_ratio" 'BEGIN { print ((1 - 1 / r) * 100 <= 5) ? "yes" : "**no**" }')
 met=$(awk -v r="$ratio" 'BEGIN { print ((1 - r) * 100 <= 5) ? "yes" : "**no**" }')
+record_target "pgbench -S with log_statement = all, preloaded vs not: tps" ">=" 0.95 $(ratios)
+record_target "the same: CPU per transaction (not preloaded / preloaded)" ">=" 0.95 $(cpu_ratios | awk '{ printf "%.4f\n", 1 / $1 }')
 
 commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$here" diff --quiet HEAD -- src 2>/dev/null || commit+=" (src modified)"

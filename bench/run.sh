@@ -349,6 +349,7 @@ row() {
   if [ -n "$target" ]; then
     tgt="≤ $target % slower"
     met=$(awk -v r="$ratio" -v t="$target" 'BEGIN { print ((1 - r) * 100 <= t) ? "yes" : "**no**" }')
+    record_target "$what" ">=" "$(awk -v t="$target" 'BEGIN { print 1 - t / 100 }')" $(ratios "$c" "$v" "$b")
   else
     tgt="reference"; met="—"
   fi

@@ -415,6 +415,7 @@ ab_row() {
     if [ "$kind" = max ]; then
       tgt="keys_guard ≤ ${limit}× baseline time"
       met=$(awk -v r="$ratio" -v l="$limit" 'BEGIN { print (r <= l) ? "yes" : "**no**" }')
+      record_target "$what" "<=" "$limit" $(ratios ab "$kg" "$base")
     fi
     ratio=$(printf '%.2f× (time / baseline time)' "$ratio")
   else
@@ -423,6 +424,7 @@ ab_row() {
     if [ "$kind" = min ]; then
       tgt="keys_guard ≥ ${limit}× faster"
       met=$(awk -v r="$ratio" -v l="$limit" 'BEGIN { print (r >= l) ? "yes" : "**no**" }')
+      record_target "$what" ">=" "$limit" $(ratios ab "$base" "$kg")
     fi
     ratio=$(printf '%.2f× faster (baseline time / time)' "$ratio")
   fi

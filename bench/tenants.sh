@@ -572,6 +572,7 @@ row() {
     band=$(noise "$aa" "$b")
     tgt=$(awk -v n="$band" 'BEGIN { printf "flat: within the A/A noise (±%.1f %%)", n * 100 }')
     verdict=$(awk -v r="$ratio" -v n="$band" 'BEGIN { d = r - 1; if (d < 0) d = -d; print (d <= n) ? "yes" : "**no**" }')
+    record_target "$what" "~" "$band" $(ratios "$v" "$b" "$c")
   else
     tgt="reference"; verdict="—"
   fi
@@ -592,6 +593,7 @@ row_no_more() {
   band=$(noise "$aa" schema_small)
   tgt=$(awk -v n="$band" 'BEGIN { printf "no slower, within the A/A noise (±%.1f %%)", n * 100 }')
   verdict=$(awk -v r="$ratio" -v n="$band" 'BEGIN { print (r >= 1 - n) ? "yes" : "**no**" }')
+  record_target "$what" ">=" "$(awk -v n="$band" 'BEGIN { print 1 - n }')" $(ratios "$v" "$b" 3)
   printf '| %s | %.0f | %.0f | %.3f | %s | %s | %s | %s |\n' "$what" "$base" "$val" "$ratio" "$change" "$tgt" "$verdict" "$all"
 }
 

@@ -206,6 +206,7 @@ ctx_tps=$(awk -F'\t' '$2 == "ctx" { print $3 }' "$raw" | median)
 token_tps=$(awk -F'\t' '$2 == "token" { print $3 }' "$raw" | median)
 slower=$(awk -v r="$ratio" 'BEGIN { printf "%.1f %%", (1 - r) * 100 }')
 met=$(awk -v r="$ratio" 'BEGIN { print ((1 - r) * 100 <= 15) ? "yes" : "**no**" }')
+record_target "point lookup under set_context_from_token() vs set_context(): tps" ">=" 0.85 $ratios
 report="$work/report.md"
 {
   echo "# keys_guard benchmark: verified tokens"
