@@ -120,10 +120,13 @@ start_server() {
 
 psql_su() { psql -X -q -v ON_ERROR_STOP=1 -U postgres "$@"; }
 
-# run_pgbench <label> <db> <seconds> <pgbench args...>: prints tps.
+# run_pgbench <label> <db> <seconds> <pgbench args...>: prints tps; the
+# server's CPU time per transaction (µs, every server process, pgbench
+# excluded) goes to $work/pgbench.<label>.cpu.
 run_pgbench() {
   local label=$1 db=$2 secs=$3; shift 3
-  local out="$work/pgbench.$label.out"
+  local out="$work/pgbench.$label.out" cpu0 cpu1
+  cpu0=$(server_cpu)
   if ! pgbench -n -M prepared -c "$CLIENTS" -j "$JOBS" -T "$secs" -U "${PGBENCH_USER:-bench_app}" "$@" "$db" \
        >"$out" 2>&1; then
     echo "pgbench ($label) failed:" >&2
@@ -135,13 +138,16 @@ run_pgbench() {
     cat "$out" >&2
     return 1
   fi
+  sleep 0.3   # the backends exit and are reaped
+  cpu1=$(server_cpu)
+  cpu_per_xact $((cpu1 - cpu0)) 0 "$out" >"$work/pgbench.$label.cpu"
   awk '/^tps = / { print $3; found = 1 } END { exit !found }' "$out"
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 raw="$work/raw.tsv"
-printf 'comparison\tround\tvariant\ttps\n' >"$raw"
+printf 'comparison\tround\tvariant\ttps\tcpu_us_per_xact\n' >"$raw"
 
 start_epoch=$(date +%s)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -241,7 +247,7 @@ EOF
     line="(a) round $r/$ROUNDS:"
     for v in "${order[@]}"; do
       tps=$(run_a "a.$r.$v" "$v" "$BENCH_SECONDS")
-      printf 'a\t%s\t%s\t%s\n' "$r" "$v" "$tps" >>"$raw"
+      printf 'a\t%s\t%s\t%s\t%s\n' "$r" "$v" "$tps" "$(cat "$work/pgbench.a.$r.$v.cpu")" >>"$raw"
       line+=" $v=$tps"
     done
     log "$line"
@@ -314,7 +320,7 @@ EOF
     line="(b) round $r/$ROUNDS:"
     for m in "${order[@]}"; do
       if [ "$m" = on ]; then measure_b "b.$r.on" 1; else measure_b "b.$r.off" 0; fi
-      printf 'b\t%s\t%s\t%s\n' "$r" "$m" "$tps" >>"$raw"
+      printf 'b\t%s\t%s\t%s\t%s\n' "$r" "$m" "$tps" "$(cat "$work/pgbench.b.$r.$m.cpu")" >>"$raw"
       line+=" preload_$m=$tps"
     done
     log "$line"
@@ -335,6 +341,30 @@ ratios() {
     $1 == c && $3 == v { x[$2] = $4 }
     $1 == c && $3 == b { y[$2] = $4 }
     END { for (r = 1; r in x; r++) printf "%.4f\n", x[r] / y[r] }' "$raw"
+}
+
+# cpu_ratios <comparison> <variant> <baseline>: per round, baseline CPU per
+# transaction / variant CPU per transaction (below 1: keys_guard costs more).
+cpu_ratios() {
+  awk -F'\t' -v c="$1" -v v="$2" -v b="$3" '
+    $1 == c && $3 == v { x[$2] = $5 }
+    $1 == c && $3 == b { y[$2] = $5 }
+    END { for (r = 1; r in x; r++) if (x[r] > 0) printf "%.4f\n", y[r] / x[r] }' "$raw"
+}
+cpu_of() { awk -F'\t' -v c="$1" -v v="$2" '$1 == c && $3 == v { print $5 }' "$raw"; }
+
+# cpu_row <what> <comparison> <variant> <baseline> <max % slower>
+cpu_row() {
+  local what=$1 c=$2 v=$3 b=$4 target=$5 base kg ratio all slower met
+  base=$(cpu_of "$c" "$b" | median)
+  kg=$(cpu_of "$c" "$v" | median)
+  ratio=$(cpu_ratios "$c" "$v" "$b" | median)
+  all=$(cpu_ratios "$c" "$v" "$b" | paste -sd' ')
+  slower=$(awk -v r="$ratio" 'BEGIN { printf "%.1f %%", (1 - r) * 100 }')
+  met=$(awk -v r="$ratio" -v t="$target" 'BEGIN { print ((1 - r) * 100 <= t) ? "yes" : "**no**" }')
+  record_target "$what" ">=" "$(awk -v t="$target" 'BEGIN { print 1 - t / 100 }')" $(cpu_ratios "$c" "$v" "$b")
+  printf '| %s | %.1f µs | %.1f µs | %.3f | %s | ≤ %s %% slower | %s | %s |\n' \
+    "$what" "$base" "$kg" "$ratio" "$slower" "$target" "$met" "$all"
 }
 
 # row <what> <comparison> <variant> <baseline> <max % slower or "">
@@ -385,6 +415,18 @@ report="$work/report.md"
   fi
   if [[ $BENCH_ONLY == *b* ]]; then
     row "(b) \`pgbench -S\` scale $SCALE, keys_guard preloaded and installed in the database vs not preloaded (restart + pg_prewarm before every run)" b on off 1
+  fi
+  echo
+  echo "Server CPU time per transaction (every server process, pgbench excluded), the measure that other load on the"
+  echo "machine hardly moves; ratio = baseline CPU / keys_guard CPU of the same round, so below 1 means keys_guard costs more:"
+  echo
+  echo "| what | baseline | keys_guard | ratio | % slower | target | met? | per-round ratios |"
+  echo "|---|---:|---:|---:|---:|---|---|---|"
+  if [[ $BENCH_ONLY == *a* ]]; then
+    cpu_row "(a) point lookup, pooled, default settings: server CPU per transaction" a keys_guard plain 3
+  fi
+  if [[ $BENCH_ONLY == *b* ]]; then
+    cpu_row "(b) \`pgbench -S\`, preloaded vs not: server CPU per transaction" b on off 1
   fi
   echo
   echo "$TENANTS tenants × $ROWS_PER_TENANT rows per table in (a); transaction per pgbench script:"
