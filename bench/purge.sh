@@ -755,10 +755,11 @@ if [[ $BENCH_ONLY == *b* ]]; then
   noload=''
   if [ "$BENCH_EXPLAIN" = 1 ]; then
     log "(b) without load: the worker, then purge_now(), on the $BACKLOG-row backlog"
+    pace_for with
     build_backlog
     worker_purge pu_backlog "$BACKLOG"
     read -r batches sum rest span e2e first gap_first gap_last <<<"$purge_result"
-    noload="the worker (purge_batch_delay = $DELAY_B_MS ms, as in the runs above): $batches batches, $(awk -v n="$rest" -v ms="$span" 'BEGIN { printf "%.0f", n / ms * 1000 }') rows/s"
+    noload="the worker (the pacing of \"with\": purge_batch_delay = $DELAY_B_MS ms, purge_busy_duty = $BUSY_DUTY; nothing else runs, so it does not pause): $batches batches, $(awk -v n="$rest" -v ms="$span" 'BEGIN { printf "%.0f", n / ms * 1000 }') rows/s"
     noload+=" (steady rate as in (a)), $(printf '%.1f' "$gap_first") ms per batch for batches 2–11, $(printf '%.1f' "$gap_last") ms for the last 10"
     build_backlog
     res=$(timed "SELECT purged || '|' || skipped FROM keys_guard.purge_now('pu_backlog')")
