@@ -866,9 +866,11 @@ typedef struct WorkUnit
  * work; unlike it, the unit of work is time, and the pause depends on
  * whether anyone else is using the server:
  *
- * - idle (no other session has been seen running a statement for
- *   KG_PACE_IDLE_AFTER_MS): batches of about keys_guard.purge_batch_time,
- *   no pause;
+ * - idle (other sessions have not been seen running statements twice
+ *   within KG_PACE_IDLE_AFTER_MS, the last time at most that long ago):
+ *   batches of about keys_guard.purge_batch_time, no pause.  One sighting
+ *   alone (a monitoring query now and then) does not slow the purge;
+ *   sustained work does;
  * - busy: the worker purges keys_guard.purge_busy_duty of the time.  A
  *   batch of W ms is followed by a pause of W * (1 - duty) / duty ms, and
  *   the batches are sized to take about purge_batch_delay * duty /
@@ -912,6 +914,7 @@ typedef struct PurgePace
 	double		ms_per_row;		/* of the last full batch; 0: none yet */
 	double		worked_ms;		/* work since the last pause */
 	TimestampTz last_busy;		/* when another session was last seen busy */
+	TimestampTz prev_busy;		/* ... and the time before */
 } PurgePace;
 
 static PurgePace pace;
@@ -964,17 +967,20 @@ static void
 pace_sample(TimestampTz now)
 {
 	if (others_running())
+	{
+		pace.prev_busy = pace.last_busy;
 		pace.last_busy = now;
+	}
 }
 
 /* Does the worker give way to other sessions now? */
 static bool
 pace_busy(void)
 {
-	if (keys_guard_purge_batch_delay == 0 || pace.last_busy == 0)
+	if (keys_guard_purge_batch_delay == 0 || pace.prev_busy == 0)
 		return false;
-	return !TimestampDifferenceExceeds(pace.last_busy, GetCurrentTimestamp(),
-									   KG_PACE_IDLE_AFTER_MS);
+	return !TimestampDifferenceExceeds(pace.prev_busy, pace.last_busy, KG_PACE_IDLE_AFTER_MS) &&
+		!TimestampDifferenceExceeds(pace.last_busy, GetCurrentTimestamp(), KG_PACE_IDLE_AFTER_MS);
 }
 
 /* The time the next batch should take, in ms. */
