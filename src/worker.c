@@ -882,7 +882,11 @@ typedef struct WorkUnit
  * slow machine or a slow table gets smaller batches by itself.  It may
  * grow by KG_PACE_MAX_GROWTH at a time, shrink at once, and stays between
  * KG_PACE_MIN_BATCH and keys_guard.purge_batch_size.  Each table's run
- * starts with KG_PACE_FIRST_BATCH rows.  keys_guard.purge_batch_delay = 0
+ * starts with KG_PACE_FIRST_BATCH rows.  A larger batch should cost less
+ * per row; one that costs KG_PACE_WORSE times more per row than the
+ * cheapest batch of the run (a plan that turns to a sequential scan for a
+ * large LIMIT on the statement path) caps the run's batches at the size of
+ * the cheapest.  keys_guard.purge_batch_delay = 0
  * means full speed: batches of purge_batch_time and no pause, whatever the
  * load.
  *
@@ -897,6 +901,7 @@ typedef struct WorkUnit
 #define KG_PACE_MAX_GROWTH		4
 #define KG_PACE_MIN_BATCH		100
 #define KG_PACE_FIRST_BATCH		1000
+#define KG_PACE_WORSE			2.0
 #define KG_PACE_MAX_PAUSE_MS	(10 * keys_guard_purge_batch_delay)
 
 /*
@@ -912,6 +917,9 @@ typedef struct PurgePace
 {
 	int			batch_rows;		/* rows of the next batch */
 	double		ms_per_row;		/* of the last full batch; 0: none yet */
+	double		best_ms_per_row;	/* the cheapest rows of this run ... */
+	int			best_rows;		/* ... came in batches of this size */
+	int			cap_rows;		/* larger batches cost more per row */
 	double		worked_ms;		/* work since the last pause */
 	TimestampTz last_busy;		/* when another session was last seen busy */
 	TimestampTz prev_busy;		/* ... and the time before */
@@ -1017,6 +1025,8 @@ pace_size_batch(void)
 	}
 	else
 		rows = pace.batch_rows;
+	if (pace.cap_rows > 0)
+		rows = Min(rows, (double) pace.cap_rows);
 	rows = Max(rows, (double) Min(KG_PACE_MIN_BATCH, max_rows));
 	pace.batch_rows = (int) Min(rows, (double) max_rows);
 }
@@ -1027,6 +1037,9 @@ pace_start_run(void)
 {
 	pace.batch_rows = Min(KG_PACE_FIRST_BATCH, keys_guard_purge_batch_size);
 	pace.ms_per_row = 0;
+	pace.best_ms_per_row = 0;
+	pace.best_rows = 0;
+	pace.cap_rows = 0;
 	pace.worked_ms = 0;
 }
 
@@ -1038,8 +1051,16 @@ static void
 pace_step_done(double ms, bool batch, int rows, int asked)
 {
 	pace.worked_ms += ms;
-	if (batch && rows > 0 && rows >= asked)
-		pace.ms_per_row = ms / rows;
+	if (!batch || rows <= 0 || rows < asked)
+		return;
+	pace.ms_per_row = ms / rows;
+	if (pace.best_ms_per_row == 0 || pace.ms_per_row < pace.best_ms_per_row)
+	{
+		pace.best_ms_per_row = pace.ms_per_row;
+		pace.best_rows = rows;
+	}
+	else if (rows > pace.best_rows && pace.ms_per_row > KG_PACE_WORSE * pace.best_ms_per_row)
+		pace.cap_rows = pace.best_rows;
 }
 
 /*
