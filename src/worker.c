@@ -44,11 +44,11 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "portability/instr_time.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "portability/instr_time.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "storage/shmem.h"
@@ -861,7 +861,7 @@ typedef struct WorkUnit
 } WorkUnit;
 
 /*
- * The purge's pace (docs/design.md, "Purge pacing").  Like autovacuum's
+ * The purge's pace (docs/design.md, "How the purge paces itself").  Like autovacuum's
  * cost-based delay, the worker works, then pauses in proportion to the
  * work; unlike it, the unit of work is time, and the pause depends on
  * whether anyone else is using the server:
@@ -886,9 +886,8 @@ typedef struct WorkUnit
  * per row; one that costs KG_PACE_WORSE times more per row than the
  * cheapest batch of the run (a plan that turns to a sequential scan for a
  * large LIMIT on the statement path) caps the run's batches at the size of
- * the cheapest.  keys_guard.purge_batch_delay = 0
- * means full speed: batches of purge_batch_time and no pause, whatever the
- * load.
+ * the cheapest.  keys_guard.purge_batch_delay = 0 means full speed:
+ * batches of purge_batch_time and no pause, whatever the load.
  *
  * The load is sampled from the PGPROC array without a lock: a process
  * runs a statement while it holds a snapshot (its xmin is set) and does
