@@ -884,9 +884,8 @@ typedef struct WorkUnit
  * KG_PACE_MIN_BATCH and keys_guard.purge_batch_size.  Each table's run
  * starts with KG_PACE_FIRST_BATCH rows.  A larger batch should cost less
  * per row; one that costs KG_PACE_WORSE times more per row than the
- * cheapest batch of the run (a plan that turns to a sequential scan for a
- * large LIMIT on the statement path) caps the run's batches at the size of
- * the cheapest.  keys_guard.purge_batch_delay = 0 means full speed:
+ * cheapest batch of the run (as the statement path's large batches do)
+ * caps the run's batches at the size of the cheapest.  keys_guard.purge_batch_delay = 0 means full speed:
  * batches of purge_batch_time and no pause, whatever the load.
  *
  * The load is sampled from the PGPROC array without a lock: a process
