@@ -921,7 +921,7 @@ report="$work/report.md"
         rate=$(median <<<"$rates")
         printf '| %s | %.3f | %s | %.0f | %s | %s |\n' "$label" "$(bl_ratio "window_$v" "window_without_$v" 3 | median)" \
           "$(bl_ratio "window_$v" "window_without_$v" 3 | paste -sd' ')" "$rate" \
-          "$( [ -n "$plain_rate" ] && awk -v a="$rate" -v b="$plain_rate" 'BEGIN { printf "%.4f", a / b }' || echo —)" \
+          "$(awk -v a="$rate" -v b="${plain_rate:-0}" 'BEGIN { if (b > 0) printf "%.4f", a / b; else printf "— (no (a) in this run)" }')" \
           "$(paste -sd' ' <<<"$rates")"
       done
     fi
