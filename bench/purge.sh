@@ -70,9 +70,22 @@
 #                      with a rate, latency includes the schedule lag
 #   SAMPLING=1         pgbench --sampling-rate of the log
 #   WARMUP_SECONDS=5   unmeasured pgbench run before (b)
-#   BATCH_SIZE=1000    keys_guard.purge_batch_size
-#   DELAY_A_MS=0       keys_guard.purge_batch_delay in (a): full speed
+#   BATCH_SIZE=1000    rows per batch of the hand-written breakdown and of
+#                      the throttled emulation (not the worker's setting)
+#   WORKER_BATCH_SIZE=50000  keys_guard.purge_batch_size (the default): the
+#                      most rows of one worker batch
+#   BATCH_TIME_MS=20   keys_guard.purge_batch_time (the default)
+#   BUSY_DUTY=0.01     keys_guard.purge_busy_duty (the default)
+#   DELAY_A_MS=50      keys_guard.purge_batch_delay in (a): the default
+#                      pacing, on a server where nothing else runs
 #   DELAY_B_MS=50      keys_guard.purge_batch_delay in (b): the default pacing
+#   CURVE=""           more pacing settings for (b), each one more "with"
+#                      variant of every round, for the trade-off curve
+#                      (purge rate under load vs the foreground's p99):
+#                      space-separated, each a purge_busy_duty value or
+#                      "full" (purge_batch_delay = 0: no pacing at all), e.g.
+#                      CURVE="0.003 0.03 0.1 full" (each adds about
+#                      B_SECONDS + 15 s per round)
 #   B_THROTTLE_MS=0    > 0: add a third variant to (b), an emulation of a
 #                      throttled worker (not a feature of keys_guard): a
 #                      client runs keys_guard._purge_table(rel, BATCH_SIZE,
@@ -112,8 +125,12 @@ RATE=${RATE:-0}
 SAMPLING=${SAMPLING:-1}
 WARMUP_SECONDS=${WARMUP_SECONDS:-5}
 BATCH_SIZE=${BATCH_SIZE:-1000}
+WORKER_BATCH_SIZE=${WORKER_BATCH_SIZE:-50000}
+BATCH_TIME_MS=${BATCH_TIME_MS:-20}
+BUSY_DUTY=${BUSY_DUTY:-0.01}
+CURVE=${CURVE:-}
 B_THROTTLE_MS=${B_THROTTLE_MS:-0}
-DELAY_A_MS=${DELAY_A_MS:-0}
+DELAY_A_MS=${DELAY_A_MS:-50}
 DELAY_B_MS=${DELAY_B_MS:-50}
 BENCH_EXPLAIN=${BENCH_EXPLAIN:-1}
 BENCH_BREAKDOWN=${BENCH_BREAKDOWN:-1}
@@ -122,10 +139,13 @@ BENCH_INSTALL=${BENCH_INSTALL:-1}
 BENCH_DEPS=${BENCH_DEPS:-1}
 
 me=purge.sh
-for v in ROUNDS ROWS BACKLOG B_SECONDS LEAD CLIENTS JOBS SCALE RATE WARMUP_SECONDS BATCH_SIZE B_THROTTLE_MS DELAY_A_MS DELAY_B_MS; do
+for v in ROUNDS ROWS BACKLOG B_SECONDS LEAD CLIENTS JOBS SCALE RATE WARMUP_SECONDS BATCH_SIZE WORKER_BATCH_SIZE BATCH_TIME_MS B_THROTTLE_MS DELAY_A_MS DELAY_B_MS; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$me: $v must be a whole number" >&2; exit 2; }
 done
 [ "$ROUNDS" -ge 1 ] || { echo "$me: ROUNDS must be >= 1" >&2; exit 2; }
+for d in $BUSY_DUTY $CURVE; do
+  [ "$d" = full ] || [[ $d =~ ^(1|0?\.[0-9]+)$ ]] || { echo "$me: BUSY_DUTY and CURVE's values are fractions in (0, 1] (or \"full\" in CURVE)" >&2; exit 2; }
+done
 [ "$ROWS" -ge 100 ] && [ $((ROWS % 100)) = 0 ] || { echo "$me: ROWS must be a positive multiple of 100" >&2; exit 2; }
 [ "$BATCH_SIZE" -ge 1 ] && [ $((ROWS / 2)) -ge $((3 * BATCH_SIZE)) ] ||
   { echo "$me: ROWS / 2 must be at least 3 batches (BATCH_SIZE = $BATCH_SIZE)" >&2; exit 2; }
@@ -144,6 +164,7 @@ N=$((ROWS / 2))
 
 repro="cd $here && ROUNDS=$ROUNDS ROWS=$ROWS BACKLOG=$BACKLOG B_SECONDS=$B_SECONDS LEAD=$LEAD CLIENTS=$CLIENTS JOBS=$JOBS"
 repro+=" SCALE=$SCALE RATE=$RATE SAMPLING=$SAMPLING WARMUP_SECONDS=$WARMUP_SECONDS BATCH_SIZE=$BATCH_SIZE"
+repro+=" WORKER_BATCH_SIZE=$WORKER_BATCH_SIZE BATCH_TIME_MS=$BATCH_TIME_MS BUSY_DUTY=$BUSY_DUTY CURVE='$CURVE'"
 repro+=" DELAY_A_MS=$DELAY_A_MS DELAY_B_MS=$DELAY_B_MS B_THROTTLE_MS=$B_THROTTLE_MS"
 repro+=" BENCH_BREAKDOWN=$BENCH_BREAKDOWN BENCH_EXPLAIN=$BENCH_EXPLAIN BENCH_ONLY=$BENCH_ONLY BENCH_INSTALL=$BENCH_INSTALL bash bench/purge.sh"
 
@@ -182,7 +203,9 @@ shared_buffers = 512MB
 max_wal_size = 4GB
 shared_preload_libraries = 'keys_guard'
 keys_guard.purge_naptime = 1
-keys_guard.purge_batch_size = $BATCH_SIZE
+keys_guard.purge_batch_size = $WORKER_BATCH_SIZE
+keys_guard.purge_batch_time = ${BATCH_TIME_MS}ms
+keys_guard.purge_busy_duty = $BUSY_DUTY
 keys_guard.purge_batch_delay = $DELAY_A_MS
 keys_guard.database = '$db_off'
 EOF
@@ -566,7 +589,20 @@ if [[ $BENCH_ONLY == *b* ]]; then
       SELECT purged INTO n FROM keys_guard._purge_table('public.pu_backlog', $BATCH_SIZE, 1, false);
       COMMIT; EXIT WHEN n < $BATCH_SIZE; PERFORM pg_sleep($B_THROTTLE_MS / 1000.0); END LOOP; END \$do\$"
 
-  # run_b <round> <without|with|throttled>: appends to $raw; a summary in $summary.
+  # pace_for <with|curve_D|curve_full>: the worker's pacing for a variant
+  # (the default of this run, or one point of the curve), in force from
+  # the reload that switches the worker on.
+  pace_for() {
+    local duty=$BUSY_DUTY delay=$DELAY_B_MS
+    case $1 in
+      curve_full) delay=0 ;;
+      curve_*) duty=${1#curve_} ;;
+    esac
+    psql_su -c "ALTER SYSTEM SET keys_guard.purge_batch_delay = '${delay}ms'" \
+            -c "ALTER SYSTEM SET keys_guard.purge_busy_duty = $duty" >/dev/null
+  }
+
+  # run_b <round> <without|with|curve_*|throttled>: appends to $raw; a summary in $summary.
   run_b() {
     local r=$1 v=$2 label="b.$1.$2" t0 t_on t_end pid cpu0 cpu1 got base waits i w1 do_pid=''
     build_backlog
@@ -577,7 +613,8 @@ if [[ $BENCH_ONLY == *b* ]]; then
     sleep "$LEAD"
     pid=''
     case $v in
-      with)
+      with|curve_*)
+        pace_for "$v"
         t_on=$(worker_on)
         for i in $(seq 1 100); do pid=$(worker_pid); [ -n "$pid" ] && break; sleep 0.02; done
         [ -n "$pid" ] || { echo "(b) the worker did not start" >&2; return 1; }
@@ -626,7 +663,7 @@ if [[ $BENCH_ONLY == *b* ]]; then
         FROM keys_guard.audit_log
        WHERE id > $base AND action = 'purge' AND outcome = 'ok' AND target = 'public.pu_backlog'
          AND at <= to_timestamp($t_end)")
-    if [ "$v" = with ]; then
+    if [ "$v" != throttled ]; then
       worker_off
     else
       poll "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE application_name = 'kg_bench_throttled'" >/dev/null
@@ -671,6 +708,7 @@ if [[ $BENCH_ONLY == *b* ]]; then
   fi
 
   b_variants=(without with)
+  for d in $CURVE; do b_variants+=("curve_$d"); done
   [ "$B_THROTTLE_MS" -gt 0 ] && b_variants+=(throttled)
   nb=${#b_variants[@]}
   for r in $(seq 1 "$ROUNDS"); do
@@ -717,10 +755,11 @@ if [[ $BENCH_ONLY == *b* ]]; then
   noload=''
   if [ "$BENCH_EXPLAIN" = 1 ]; then
     log "(b) without load: the worker, then purge_now(), on the $BACKLOG-row backlog"
+    pace_for with
     build_backlog
     worker_purge pu_backlog "$BACKLOG"
     read -r batches sum rest span e2e first gap_first gap_last <<<"$purge_result"
-    noload="the worker (purge_batch_delay = $DELAY_B_MS ms, as in the runs above): $batches batches, $(awk -v n="$rest" -v ms="$span" 'BEGIN { printf "%.0f", n / ms * 1000 }') rows/s"
+    noload="the worker (the pacing of \"with\": purge_batch_delay = $DELAY_B_MS ms, purge_busy_duty = $BUSY_DUTY; nothing else runs, so it does not pause): $batches batches, $(awk -v n="$rest" -v ms="$span" 'BEGIN { printf "%.0f", n / ms * 1000 }') rows/s"
     noload+=" (steady rate as in (a)), $(printf '%.1f' "$gap_first") ms per batch for batches 2–11, $(printf '%.1f' "$gap_last") ms for the last 10"
     build_backlog
     res=$(timed "SELECT purged || '|' || skipped FROM keys_guard.purge_now('pu_backlog')")
@@ -801,7 +840,7 @@ report="$work/report.md"
   if [ "$BENCH_INSTALL" = 1 ]; then built="built and installed from this tree"; else built="as installed before the run"; fi
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), tree at commit $commit, keys_guard.so ($built) md5 $libsum,"
   echo "$(psql -X -At -U postgres -d "$db" -c 'SELECT version()' | sed 's/ on .*//'), $(nproc --all) CPUs (not pinned), load average $load_before before / $load_after after, $elapsed s."
-  echo "keys_guard.purge_naptime = 1, purge_batch_size = $BATCH_SIZE, purge_batch_delay = $DELAY_A_MS ms in (a) and $DELAY_B_MS ms in (b), min_grace = 0; tables guarded with grace => interval '0'; purge batches commit asynchronously."
+  echo "keys_guard.purge_naptime = 1, purge_batch_size = $WORKER_BATCH_SIZE, purge_batch_time = $BATCH_TIME_MS ms, purge_busy_duty = $BUSY_DUTY, purge_batch_delay = $DELAY_A_MS ms in (a) and $DELAY_B_MS ms in (b), min_grace = 0; tables guarded with grace => interval '0'; purge batches commit asynchronously."
   if [[ $BENCH_ONLY == *a* ]]; then
     echo
     echo "## (a) Purge throughput: $N expired rows of $ROWS"
@@ -863,13 +902,36 @@ report="$work/report.md"
       b_row "emulation: p50 during that purge" window 2 ms "" throttled
       b_row "emulation: tps during that purge" window 6 "" "" throttled
     fi
+    if [ -n "$CURVE" ]; then
+      echo
+      echo "Trade-off curve (CURVE): each pacing setting is one more variant of every round, against the same round's"
+      echo "\"without\" run. Purge rate under load: rows of batches 2..k over the time between the ends of batch 1 and"
+      echo "batch k while pgbench ran; its ratio is to the median single DELETE of (a) (idle server)."
+      echo
+      echo "| pacing | p99 ratio during the purge (median) | per round | purge rows/s under load (median) | ratio to the single DELETE | per round (rows/s) |"
+      echo "|---|---:|---|---:|---:|---|"
+      plain_rate=$(a_rate plain | median)
+      for v in with $(for d in $CURVE; do echo "curve_$d"; done); do
+        case $v in
+          with) label="default: purge_busy_duty = $BUSY_DUTY, purge_batch_delay = $DELAY_B_MS ms" ;;
+          curve_full) label="purge_batch_delay = 0 (full speed, no pacing)" ;;
+          *) label="purge_busy_duty = ${v#curve_}" ;;
+        esac
+        rates=$(awk -F'\t' -v v="$v" '$1 == "bw" && $3 == v { printf "%.0f\n", ($9 > 0 ? ($8 - $8 / $7) / $9 : 0) }' "$raw")
+        rate=$(median <<<"$rates")
+        printf '| %s | %.3f | %s | %.0f | %s | %s |\n' "$label" "$(bl_ratio "window_$v" "window_without_$v" 3 | median)" \
+          "$(bl_ratio "window_$v" "window_without_$v" 3 | paste -sd' ')" "$rate" \
+          "$(awk -v a="$rate" -v b="${plain_rate:-0}" 'BEGIN { if (b > 0) printf "%.4f", a / b; else printf "— (no (a) in this run)" }')" \
+          "$(paste -sd' ' <<<"$rates")"
+      done
+    fi
     echo
     echo "The purge under load, per round (batches committed while pgbench ran):"
     echo
     echo "| round | purge | rows purged | batches | first batch ended after | purge window (seconds of the run) | rows/s | finished within the run? | CPU time of the purging process |"
     echo "|---|---|---:|---:|---:|---:|---:|---|---:|"
     awk -F'\t' -v all="$BACKLOG" '$1 == "bw" && $3 != "without" {
-      printf "| %s | %s | %s | %s | %.0f ms | %.1f–%.1f s | %.0f | %s | %s s |\n", $2, ($3 == "with") ? "worker" : "throttled emulation", $8, $7,
+      printf "| %s | %s | %s | %s | %.0f ms | %.1f–%.1f s | %.0f | %s | %s s |\n", $2, ($3 == "with") ? "worker" : ($3 == "throttled") ? "throttled emulation" : "worker, " substr($3, 7), $8, $7,
              $12 * 1000, $5 - $4, $6 - $4, ($9 > 0 ? ($8 - $8 / $7) / $9 : 0),
              ($8 == all) ? "yes" : "no (" $10 " rows still waiting when stopped)", $11 }' "$raw"
     echo

@@ -36,6 +36,8 @@ int			keys_guard_audit_queue_size = 8192;
 char	   *keys_guard_database = NULL;
 int			keys_guard_purge_naptime = 60;
 int			keys_guard_purge_batch_delay = 50;
+int			keys_guard_purge_batch_time = 20;
+double		keys_guard_purge_busy_duty = 0.01;
 int			keys_guard_api_key_max_lifetime = 365 * 24 * 3600;
 int			keys_guard_api_key_statement_timeout = 30000;
 int			keys_guard_token_leeway = 30;
@@ -170,20 +172,36 @@ define_settings(void)
 							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("keys_guard.purge_batch_size",
-							"Rows the purge removes per transaction.",
-							NULL,
-							&keys_guard_purge_batch_size, 1000,
+							"Most rows the purge removes per transaction.",
+							"The background worker adapts its batches to keys_guard.purge_batch_time, up to this many rows; purge_now() uses batches of this size.",
+							&keys_guard_purge_batch_size, 50000,
 							1, 1000000,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("keys_guard.purge_batch_time",
+							"Time one purge batch of the background worker should take.",
+							"The worker sizes its batches to this while no other session is running a statement.",
+							&keys_guard_purge_batch_time, 20,
+							1, 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("keys_guard.purge_batch_delay",
-							"Pause of the background worker between two purge batches.",
-							"Gives way to the foreground workload, as autovacuum's cost delay does; 0 purges at full speed.",
+							"Pause of the background worker between two purge batches while other sessions are running statements.",
+							"Gives way to the foreground workload, as autovacuum's cost delay does: the batches are then sized so that the pause after each keeps the worker's share of the time at keys_guard.purge_busy_duty; 0 purges at full speed always.",
 							&keys_guard_purge_batch_delay, 50,
 							0, 10000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomRealVariable("keys_guard.purge_busy_duty",
+							 "Share of the time the background worker purges while other sessions are running statements.",
+							 "After a batch of W ms the worker pauses W * (1 - duty) / duty ms; 1 means no pause.",
+							 &keys_guard_purge_busy_duty, 0.01,
+							 0.001, 1.0,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("keys_guard.purge_naptime",
 							"Time between two runs of the background worker.",

@@ -93,6 +93,8 @@ extern int	keys_guard_audit_queue_size;
 extern char *keys_guard_database;
 extern int	keys_guard_purge_naptime;
 extern int	keys_guard_purge_batch_delay;
+extern int	keys_guard_purge_batch_time;
+extern double keys_guard_purge_busy_duty;
 extern int	keys_guard_api_key_max_lifetime;
 extern int	keys_guard_api_key_statement_timeout;
 extern int	keys_guard_token_leeway;
@@ -301,10 +303,10 @@ typedef struct KgPurgeRun KgPurgeRun;
 
 #define KG_PURGE_MAX_READ_AHEAD	(1024 * 1024)	/* rows listed at once */
 
-extern KgPurgeRun *kg_purge_run_begin(Oid relid, int read_ahead, MemoryContext cxt);
-extern bool kg_purge_run_step(KgPurgeRun *run);
+extern KgPurgeRun *kg_purge_run_begin(Oid relid, MemoryContext cxt);
+extern bool kg_purge_run_step(KgPurgeRun *run, int batch_rows, int read_ahead, int *handled);
 extern bool kg_purge_run_finished(const KgPurgeRun *run);
-extern char *kg_purge_run_activity(const KgPurgeRun *run);
+extern char *kg_purge_run_activity(const KgPurgeRun *run, int batch_rows, int read_ahead);
 extern void kg_purge_run_end(KgPurgeRun *run);
 
 /* utility.c */

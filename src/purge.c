@@ -3,9 +3,10 @@
  * purge.c
  *	  Hard-deleting soft-deleted rows after their grace (docs/contract.md §9).
  *
- * One batch removes up to keys_guard.purge_batch_size expired rows of one
- * table, oldest deadline first, skipping rows another transaction has
- * locked (a restore in flight wins) and rows whose real delete would fail
+ * One batch removes up to a given number of expired rows of one table
+ * (the background worker's adapted batch size, worker.c, or
+ * keys_guard.purge_batch_size for purge_now()), oldest deadline first,
+ * skipping rows another transaction has locked (a restore in flight wins) and rows whose real delete would fail
  * or reach data that must stay (keys_guard._purge_skip_predicate()).  The
  * batch, its bookkeeping in keys_guard.purge_stats and its audit record
  * (counts, never rows) commit together, so a purge killed at any point
@@ -57,7 +58,7 @@
 
 #include "keys_guard.h"
 
-int			keys_guard_purge_batch_size = 1000;
+int			keys_guard_purge_batch_size = 50000;
 
 typedef struct PurgeArgs
 {
@@ -722,10 +723,12 @@ struct KgPurgeRun
 	bool		direct;			/* direct path (else statement path) */
 	bool		finished;
 	ItemPointerData *tids;		/* direct path: rows read ahead */
-	int			max_rows;		/* ... at most this many at a time */
+	int			capacity;		/* ... room in tids */
+	int			max_rows;		/* ... at most this many in the last list */
 	int			ntids;			/* ... listed */
 	int			done;			/* ... handled by the batches so far */
 	int64		purged;			/* ... rows deleted from this list */
+	MemoryContext cxt;			/* where the run and its list live */
 };
 
 typedef struct BeginArgs
@@ -763,27 +766,23 @@ begin_internal(void *arg)
 		run->direct = OidIsValid(direct_purge_index(rel, table));
 		table_close(rel, AccessShareLock);
 	}
-	if (run->direct)
-		run->tids = MemoryContextAlloc(args->cxt, sizeof(ItemPointerData) * run->max_rows);
+	run->cxt = args->cxt;
 }
 
 /*
  * Start the purge of relid, in the current transaction; the run lives in
- * cxt, across the transactions of its steps.  read_ahead: on the direct
- * path, how many batches one step lists (the worker lists one batch at a
- * time when it paces itself, so that no step runs much longer than a
- * batch).  A table that is gone or not purgeable gives a finished run.
+ * cxt, across the transactions of its steps.  A table that is gone or not
+ * purgeable gives a finished run.
  */
 KgPurgeRun *
-kg_purge_run_begin(Oid relid, int read_ahead, MemoryContext cxt)
+kg_purge_run_begin(Oid relid, MemoryContext cxt)
 {
 	KgPurgeRun *run = MemoryContextAllocZero(cxt, sizeof(KgPurgeRun));
 	BeginArgs	args = {run, cxt};
 
 	run->relid = relid;
 	run->direct = true;
-	run->max_rows = (int) Min((int64) keys_guard_purge_batch_size * Max(read_ahead, 1),
-							  KG_PURGE_MAX_READ_AHEAD);
+	run->cxt = cxt;
 	if (get_rel_name(relid) == NULL)
 		run->finished = true;
 	else
@@ -807,15 +806,28 @@ kg_purge_run_end(KgPurgeRun *run)
 	pfree(run);
 }
 
-/* The activity the next step shows in pg_stat_activity. */
+/* Rows the next listing of the direct path reads ahead. */
+static int
+list_size(int batch_rows, int read_ahead)
+{
+	return (int) Min((int64) Max(batch_rows, 1) * Max(read_ahead, 1), KG_PURGE_MAX_READ_AHEAD);
+}
+
+/*
+ * The activity the next step, with batches of batch_rows rows and listings
+ * of read_ahead batches, shows in pg_stat_activity.
+ */
 char *
-kg_purge_run_activity(const KgPurgeRun *run)
+kg_purge_run_activity(const KgPurgeRun *run, int batch_rows, int read_ahead)
 {
 	char	   *name = kg_relation_name(run->relid);
 
 	if (run->direct && run->done == run->ntids)
-		return psprintf("keys_guard: listing expired rows of %s (up to %d)", name, run->max_rows);
-	return psprintf("keys_guard: purging %s (batch of %d rows)", name, keys_guard_purge_batch_size);
+		return psprintf("keys_guard: listing expired rows of %s (up to %d)", name,
+						list_size(batch_rows, read_ahead));
+	if (run->direct)
+		batch_rows = Min(batch_rows, run->ntids - run->done);
+	return psprintf("keys_guard: purging %s (batch of %d rows)", name, batch_rows);
 }
 
 /* Direct path: list the next expired rows of the run. */
@@ -887,35 +899,49 @@ rows_internal(void *arg)
 }
 
 /*
- * One step of a run, in the current transaction (the caller commits it).
- * Returns whether the step deleted a batch, after which the worker gives
- * way to the foreground; listing rows ahead is not a batch.
+ * One step of a run, in the current transaction (the caller commits it):
+ * a batch of at most batch_rows rows, or on the direct path, when the rows
+ * listed before are done, a listing of the next read_ahead batches.
+ * Returns whether the step was a batch, after which the worker gives way
+ * to the foreground; *handled is then the rows the batch took on (fewer
+ * than batch_rows only at the end of a list or of the backlog).
  */
 bool
-kg_purge_run_step(KgPurgeRun *run)
+kg_purge_run_step(KgPurgeRun *run, int batch_rows, int read_ahead, int *handled)
 {
+	*handled = 0;
+	batch_rows = Max(batch_rows, 1);
 	if (run->finished)
 		return false;
 
 	if (!run->direct)
 	{
-		PurgeArgs	args = {run->relid, keys_guard_purge_batch_size, 1, false,
+		PurgeArgs	args = {run->relid, batch_rows, 1, false,
 		run->predicate, 0, run->skipped};
 
 		kg_run_internal(purge_internal, &args, true);
-		run->finished = args.purged < keys_guard_purge_batch_size;
+		run->finished = args.purged < batch_rows;
+		*handled = run->finished ? (int) args.purged : batch_rows;
 		return true;
 	}
 
 	if (run->done == run->ntids)
 	{
+		run->max_rows = list_size(batch_rows, read_ahead);
+		if (run->capacity < run->max_rows)
+		{
+			if (run->tids)
+				pfree(run->tids);
+			run->tids = MemoryContextAlloc(run->cxt, sizeof(ItemPointerData) * run->max_rows);
+			run->capacity = run->max_rows;
+		}
 		kg_run_internal(list_internal, run, false);
 		run->finished = (run->ntids == 0);
 		return false;
 	}
 
 	{
-		RowsArgs	args = {run, Min(keys_guard_purge_batch_size, run->ntids - run->done), 0};
+		RowsArgs	args = {run, Min(batch_rows, run->ntids - run->done), 0};
 
 		kg_run_internal(rows_internal, &args, true);
 		if (args.purged < 0)
@@ -926,6 +952,7 @@ kg_purge_run_step(KgPurgeRun *run)
 		}
 		run->done += args.ntids;
 		run->purged += args.purged;
+		*handled = args.ntids;
 	}
 
 	/*

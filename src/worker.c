@@ -44,11 +44,13 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "portability/instr_time.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
@@ -855,15 +857,245 @@ typedef struct WorkUnit
 	const char *tenant;			/* WORK_DROP_TENANT */
 	KgPurgeRun *run;			/* WORK_PURGE_BEGIN sets, WORK_PURGE_STEP runs */
 	bool		deleted;		/* WORK_PURGE_STEP: it deleted a batch */
+	int			handled;		/* ... of this many rows */
 } WorkUnit;
 
 /*
- * How many batches one step of a purge run lists ahead on the direct path
- * when the worker purges at full speed.  Paced (keys_guard.purge_batch_delay
- * > 0), it lists one batch at a time, so that no step runs much longer than
- * a batch: the foreground feels long bursts more than the total.
+ * The purge's pace (docs/design.md, "How the purge paces itself").  Like autovacuum's
+ * cost-based delay, the worker works, then pauses in proportion to the
+ * work; unlike it, the unit of work is time, and the pause depends on
+ * whether anyone else is using the server:
+ *
+ * - idle (other sessions have not been seen running statements twice
+ *   within KG_PACE_IDLE_AFTER_MS, the last time at most that long ago):
+ *   batches of about keys_guard.purge_batch_time, no pause.  One sighting
+ *   alone (a monitoring query now and then) does not slow the purge;
+ *   sustained work does;
+ * - busy: the worker purges keys_guard.purge_busy_duty of the time.  A
+ *   batch of W ms is followed by a pause of W * (1 - duty) / duty ms, and
+ *   the batches are sized to take about purge_batch_delay * duty /
+ *   (1 - duty) ms, so that the pause is about purge_batch_delay: short
+ *   transactions that hold their locks briefly.  A batch slowed down by
+ *   the load earns a longer pause.
+ *
+ * The batch size follows the time the last full batch took per row: a
+ * slow machine or a slow table gets smaller batches by itself.  It may
+ * grow by KG_PACE_MAX_GROWTH at a time, shrink at once, and stays between
+ * KG_PACE_MIN_BATCH and keys_guard.purge_batch_size.  Each table's run
+ * starts with KG_PACE_FIRST_BATCH rows.  A larger batch should cost less
+ * per row; one that costs KG_PACE_WORSE times more per row than the
+ * cheapest batch of the run (as the statement path's large batches do)
+ * caps the run's batches at the size of the cheapest.  keys_guard.purge_batch_delay = 0 means full speed:
+ * batches of purge_batch_time and no pause, whatever the load.
+ *
+ * The load is sampled from the PGPROC array without a lock: a process
+ * runs a statement while it holds a snapshot (its xmin is set) and does
+ * not wait for its client.  Autovacuum, the keys_guard workers and this
+ * worker do not count.  A sample is taken after each batch and every
+ * KG_PACE_SAMPLE_MS during a pause.
  */
-#define KG_READ_AHEAD_BATCHES	16
+#define KG_PACE_IDLE_AFTER_MS	500
+#define KG_PACE_SAMPLE_MS		5
+#define KG_PACE_MAX_GROWTH		4
+#define KG_PACE_MIN_BATCH		100
+#define KG_PACE_FIRST_BATCH		1000
+#define KG_PACE_WORSE			2.0
+#define KG_PACE_MAX_PAUSE_MS	(10 * keys_guard_purge_batch_delay)
+
+/*
+ * How many batches one listing of the direct path reads ahead: on an idle
+ * server a few, at full speed many; while the server is busy one, so that
+ * no step runs much longer than a batch: the foreground feels long bursts
+ * more than the total.
+ */
+#define KG_READ_AHEAD_IDLE		4
+#define KG_READ_AHEAD_FULL		16
+
+typedef struct PurgePace
+{
+	int			batch_rows;		/* rows of the next batch */
+	double		ms_per_row;		/* of the last full batch; 0: none yet */
+	double		best_ms_per_row;	/* the cheapest rows of this run ... */
+	int			best_rows;		/* ... came in batches of this size */
+	int			cap_rows;		/* larger batches cost more per row */
+	double		worked_ms;		/* work since the last pause */
+	TimestampTz last_busy;		/* when another session was last seen busy */
+	TimestampTz prev_busy;		/* ... and the time before */
+} PurgePace;
+
+static PurgePace pace;
+
+/* Is pid one of keys_guard's database workers? */
+static bool
+is_keys_guard_worker(int pid)
+{
+	int			i;
+
+	for (i = 0; i < KG_MAX_DATABASES; i++)
+	{
+		if (shared->slots[i].pid == pid)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Is another session running a statement right now?  Read without a lock:
+ * a sample may be stale by a moment, which only shifts the pace.
+ */
+static bool
+others_running(void)
+{
+	int			i;
+
+	for (i = 0; i < ProcGlobal->allProcCount; i++)
+	{
+		volatile PGPROC *proc = &ProcGlobal->allProcs[i];
+		int			pid = proc->pid;
+
+		if (pid == 0 || proc == MyProc)
+			continue;
+		if (!TransactionIdIsValid(proc->xmin))
+			continue;
+		if (proc->statusFlags & PROC_IS_AUTOVACUUM)
+			continue;
+		if (proc->wait_event_info == WAIT_EVENT_CLIENT_READ)
+			continue;
+		if (is_keys_guard_worker(pid))
+			continue;
+		return true;
+	}
+	return false;
+}
+
+/* Take a load sample. */
+static void
+pace_sample(TimestampTz now)
+{
+	if (others_running())
+	{
+		pace.prev_busy = pace.last_busy;
+		pace.last_busy = now;
+	}
+}
+
+/* Does the worker give way to other sessions now? */
+static bool
+pace_busy(void)
+{
+	if (keys_guard_purge_batch_delay == 0 || pace.prev_busy == 0)
+		return false;
+	return !TimestampDifferenceExceeds(pace.prev_busy, pace.last_busy, KG_PACE_IDLE_AFTER_MS) &&
+		!TimestampDifferenceExceeds(pace.last_busy, GetCurrentTimestamp(), KG_PACE_IDLE_AFTER_MS);
+}
+
+/* The time the next batch should take, in ms. */
+static double
+pace_batch_ms(void)
+{
+	double		duty = keys_guard_purge_busy_duty;
+
+	if (pace_busy() && duty < 1.0)
+		return Min((double) keys_guard_purge_batch_time,
+				   keys_guard_purge_batch_delay * duty / (1.0 - duty));
+	return keys_guard_purge_batch_time;
+}
+
+static int
+pace_read_ahead(void)
+{
+	if (keys_guard_purge_batch_delay == 0)
+		return KG_READ_AHEAD_FULL;
+	return pace_busy() ? 1 : KG_READ_AHEAD_IDLE;
+}
+
+/* Size the next batch from the time per row of the last full one. */
+static void
+pace_size_batch(void)
+{
+	int			max_rows = keys_guard_purge_batch_size;
+	double		rows;
+
+	if (pace.ms_per_row > 0)
+	{
+		rows = pace_batch_ms() / pace.ms_per_row;
+		rows = Min(rows, (double) pace.batch_rows * KG_PACE_MAX_GROWTH);
+	}
+	else
+		rows = pace.batch_rows;
+	if (pace.cap_rows > 0)
+		rows = Min(rows, (double) pace.cap_rows);
+	rows = Max(rows, (double) Min(KG_PACE_MIN_BATCH, max_rows));
+	pace.batch_rows = (int) Min(rows, (double) max_rows);
+}
+
+/* A purge run starts: its first batch has KG_PACE_FIRST_BATCH rows. */
+static void
+pace_start_run(void)
+{
+	pace.batch_rows = Min(KG_PACE_FIRST_BATCH, keys_guard_purge_batch_size);
+	pace.ms_per_row = 0;
+	pace.best_ms_per_row = 0;
+	pace.best_rows = 0;
+	pace.cap_rows = 0;
+	pace.worked_ms = 0;
+}
+
+/*
+ * A step took ms; if it was a batch of rows rows, of which the worker had
+ * asked for asked, learn its time per row.
+ */
+static void
+pace_step_done(double ms, bool batch, int rows, int asked)
+{
+	pace.worked_ms += ms;
+	if (!batch || rows <= 0 || rows < asked)
+		return;
+	pace.ms_per_row = ms / rows;
+	if (pace.best_ms_per_row == 0 || pace.ms_per_row < pace.best_ms_per_row)
+	{
+		pace.best_ms_per_row = pace.ms_per_row;
+		pace.best_rows = rows;
+	}
+	else if (rows > pace.best_rows && pace.ms_per_row > KG_PACE_WORSE * pace.best_ms_per_row)
+		pace.cap_rows = pace.best_rows;
+}
+
+/*
+ * After a batch: if other sessions are busy, pause in proportion to the
+ * work since the last pause, sampling the load as it goes; a latch (a
+ * denial to record) cuts the pause short.  On an idle server, go on.
+ */
+static void
+pace_pause(void)
+{
+	double		duty = keys_guard_purge_busy_duty;
+	long		left;
+	TimestampTz end;
+
+	pace_sample(GetCurrentTimestamp());
+	if (pace_busy() && duty < 1.0)
+	{
+		left = (long) Min(pace.worked_ms * (1.0 - duty) / duty, (double) KG_PACE_MAX_PAUSE_MS);
+		end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), left);
+		while (left > 0)
+		{
+			int			rc;
+
+			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						   Min(left, KG_PACE_SAMPLE_MS), PG_WAIT_EXTENSION);
+			if (rc & WL_LATCH_SET)
+			{
+				ResetLatch(MyLatch);
+				break;
+			}
+			pace_sample(GetCurrentTimestamp());
+			left = (long) (end - GetCurrentTimestamp()) / 1000;
+		}
+	}
+	pace.worked_ms = 0;
+	pace_size_batch();
+}
 
 /*
  * The unit's target, for pg_stat_activity and failure records, or NULL if
@@ -883,7 +1115,7 @@ unit_target(WorkUnit *unit, char **activity)
 		case WORK_PURGE_STEP:
 			if (get_rel_name(unit->relid) == NULL)
 				return NULL;
-			*activity = kg_purge_run_activity(unit->run);
+			*activity = kg_purge_run_activity(unit->run, pace.batch_rows, pace_read_ahead());
 			return kg_relation_name(unit->relid);
 		case WORK_DROP_TENANT:
 			*activity = psprintf("keys_guard: dropping tenant %s", unit->tenant);
@@ -898,12 +1130,11 @@ do_unit(WorkUnit *unit, MemoryContext caller)
 	switch (unit->kind)
 	{
 		case WORK_PURGE_BEGIN:
-			unit->run = kg_purge_run_begin(unit->relid,
-										   keys_guard_purge_batch_delay > 0 ? 1 : KG_READ_AHEAD_BATCHES,
-										   caller);
+			unit->run = kg_purge_run_begin(unit->relid, caller);
 			break;
 		case WORK_PURGE_STEP:
-			unit->deleted = kg_purge_run_step(unit->run);
+			unit->deleted = kg_purge_run_step(unit->run, pace.batch_rows, pace_read_ahead(),
+											  &unit->handled);
 			break;
 		case WORK_DROP_TENANT:
 			(void) kg_drop_expired_tenant(unit->tenant);
@@ -1036,29 +1267,40 @@ between_batches(void)
 {
 	process_interrupts_and_reload();
 	drain_audit_queue();
-	/* Give way to the foreground; a latch (denial) cuts it short. */
-	if (keys_guard_purge_batch_delay > 0)
-	{
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 keys_guard_purge_batch_delay, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-	}
+	pace_pause();
 }
 
 /*
- * Purge one table: its run, step after step, each in its own transaction.
- * A failed step ends the run; the next run starts over.
+ * Purge one table: its run, step after step, each in its own transaction,
+ * at the pace above.  A failed step ends the run; the next run starts
+ * over.
  */
 static void
 purge_table(Oid relid)
 {
 	WorkUnit	unit = {WORK_PURGE_BEGIN, relid};
 
+	pace_start_run();
 	if (!run_unit(&unit))
 		return;
 	unit.kind = WORK_PURGE_STEP;
-	while (!kg_purge_run_finished(unit.run) && run_unit(&unit))
+	pace_size_batch();
+	for (;;)
 	{
+		int			asked = pace.batch_rows;
+		instr_time	start;
+		instr_time	duration;
+		bool		ok;
+
+		if (kg_purge_run_finished(unit.run))
+			break;
+		INSTR_TIME_SET_CURRENT(start);
+		ok = run_unit(&unit);
+		INSTR_TIME_SET_CURRENT(duration);
+		INSTR_TIME_SUBTRACT(duration, start);
+		if (!ok)
+			break;
+		pace_step_done(INSTR_TIME_GET_MILLISEC(duration), unit.deleted, unit.handled, asked);
 		if (unit.deleted)
 			between_batches();
 	}

@@ -10,7 +10,8 @@
 #     = 100, pg_stat_activity shows "keys_guard: purging ... (batch of 100
 #     rows)";
 #   - SIGHUP: a new purge_batch_size (ALTER SYSTEM + pg_reload_conf()) is
-#     used by the running worker for its next batch;
+#     used by the running worker for its next batch (the batch size adapts
+#     to keys_guard.purge_batch_time, t/017, but never exceeds it);
 #   - SIGTERM: the worker exits cleanly (no crash restart, other sessions
 #     live on) and the launcher starts a new one;
 #   - SIGKILL mid-batch (twice: once while a batch waits on a lock with its
@@ -45,6 +46,9 @@ keys_guard.min_grace = 0
 keys_guard.purge_naptime = 1
 keys_guard.purge_batch_size = 100
 keys_guard.database = 'postgres'
+# No pause while this test's sessions poll (each counts as load, t/017):
+# here the worker's life is under test, not its pace.
+keys_guard.purge_busy_duty = 1
 max_worker_processes = 16
 restart_after_crash = on
 });
@@ -340,14 +344,15 @@ is($holder->query_safe("SELECT 'still here';"),
 ###########################################################################
 # SIGHUP: a new batch size reaches the running worker.  A second session
 # queues for the purge_stats row; when the first releases it the worker
-# commits its batch of 100, reloads, and its next batch (250) waits for
-# the second session.
+# commits its batch of 100, reloads, and its next batch (50, the new most
+# rows of a batch) waits for the second session.
 ###########################################################################
 
 my $holder2 = $node->background_psql('postgres', on_error_stop => 0);
 my $holder2_pid = $holder2->query_safe("SELECT pg_backend_pid();");
 $node->safe_psql('postgres',
-	"ALTER SYSTEM SET keys_guard.purge_batch_size = 250; SELECT pg_reload_conf();");
+	"ALTER SYSTEM SET keys_guard.purge_batch_size = 50; SELECT pg_reload_conf();");
+my $audit_at_reload = $node->safe_psql('postgres', "SELECT max(id) FROM keys_guard.audit_log");
 send_async($holder2,
 	"BEGIN;\nSELECT relid FROM keys_guard.purge_stats WHERE relid = 'public.big'::regclass FOR UPDATE;"
 );
@@ -357,8 +362,8 @@ ok( poll_within(
 		'Lock'),
 	'a second session queues for the purge_stats row behind the worker');
 $holder->query_safe("COMMIT;");
-ok(poll_within(30, "SELECT (" . held_worker_query('public.big', 250) . ") = '$pid2'"),
-	'SIGHUP: after pg_reload_conf() the same worker purges in batches of 250 (pg_stat_activity)'
+ok(poll_within(30, "SELECT (" . held_worker_query('public.big', 50) . ") = '$pid2'"),
+	'SIGHUP: after pg_reload_conf() the same worker purges in batches of 50 (pg_stat_activity)'
 );
 is( $node->safe_psql(
 		'postgres', q{
@@ -368,7 +373,7 @@ SELECT string_agg(DISTINCT detail->>'rows', ',') FROM keys_guard.audit_log
 	'the batches committed before the reload were of 100 rows (audit_log)');
 
 ###########################################################################
-# SIGKILL while a batch of 250 has deleted its rows and waits to commit.
+# SIGKILL while a batch of 50 has deleted its rows and waits to commit.
 ###########################################################################
 
 my $gone_before = $node->safe_psql('postgres',
@@ -464,10 +469,12 @@ SELECT sum((detail->>'rows')::bigint) FROM keys_guard.audit_log
 	'20000',
 	'the purge audit records of public.big add up to exactly 20 000 rows');
 is( $node->safe_psql(
-		'postgres', q{
-SELECT max((detail->>'rows')::int) FROM keys_guard.audit_log
- WHERE action = 'purge' AND target = 'public.big'}),
-	'250', 'after the reload the batches were of 250 rows');
+		'postgres', qq{
+SELECT max((detail->>'rows')::int) FROM (
+  SELECT detail FROM keys_guard.audit_log
+   WHERE action = 'purge' AND target = 'public.big' AND id > $audit_at_reload
+   ORDER BY id OFFSET 1) b}),
+	'50', 'after the reload (and the batch it held) the batches were of at most 50 rows');
 is($node->safe_psql('postgres', "SELECT count(*) FROM public.big_note"),
 	'3000', 'the unguarded child rows of live rows are untouched');
 
@@ -475,8 +482,8 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM public.big_note"),
 # The direct path (src/purge.c): public.flat, which nothing references, is
 # purged by listing its expired rows and deleting them a batch per
 # transaction without a statement.  At full speed (purge_batch_delay = 0)
-# one listing pass covers 16 batches, so the 8 000 rows take two passes.
-# SIGKILL while its first batch has deleted 250 rows and waits to commit:
+# one listing pass covers 16 batches.
+# SIGKILL while its first batch has deleted 50 rows and waits to commit:
 # nothing lost, nothing twice.
 ###########################################################################
 
@@ -503,9 +510,9 @@ COMMIT;
 BEGIN;
 SELECT relid FROM keys_guard.purge_stats WHERE relid = 'public.flat'::regclass FOR UPDATE;
 });
-ok(poll_within(30, "SELECT (" . held_worker_query('public.flat', 250) . ") <> ''"),
-	'the worker is held in its first batch of public.flat (250 rows deleted, not committed)');
-my $pid4 = $node->safe_psql('postgres', held_worker_query('public.flat', 250));
+ok(poll_within(30, "SELECT (" . held_worker_query('public.flat', 50) . ") <> ''"),
+	'the worker is held in its first batch of public.flat (50 rows deleted, not committed)');
+my $pid4 = $node->safe_psql('postgres', held_worker_query('public.flat', 50));
 is($node->safe_psql('postgres', $see_all . "SELECT count(*) FROM public.flat"),
 	'10000', 'the held batch is not visible: all 10 000 rows are there');
 $log_offset = -s $node->logfile;
@@ -534,8 +541,8 @@ is( $node->safe_psql(
 		'postgres', q{
 SELECT sum((detail->>'rows')::bigint) || '/' || max((detail->>'rows')::int) FROM keys_guard.audit_log
  WHERE action = 'purge' AND target = 'public.flat' AND outcome = 'ok'}),
-	'8000/250',
-	'the purge audit records of public.flat add up to exactly 8 000 rows, in batches of 250');
+	'8000/50',
+	'the purge audit records of public.flat add up to exactly 8 000 rows, in batches of at most 50');
 
 ###########################################################################
 # audit_queue_size = 64, the worker busy (held in a batch), 10 000
