@@ -795,6 +795,7 @@ a_row() {
   ratio=$(a_ratio "$v" | median)
   if [ -n "$target" ]; then
     met=$(awk -v r="$ratio" -v t="$target" 'BEGIN { print (r >= t) ? "yes" : "**no**" }')
+    record_target "$what" ">=" "$target" $(a_ratio "$v")
     target="≥ $target"
   else
     target="— (reported)"; met="—"
@@ -819,6 +820,7 @@ b_row() {
   ratio=$(bl_ratio "$num" "$den" "$f" | median)
   if [ -n "$target" ]; then
     met=$(awk -v r="$ratio" -v t="$target" 'BEGIN { print (r <= t) ? "yes" : "**no**" }')
+    record_target "$what" "<=" "$target" $(bl_ratio "$num" "$den" "$f")
     target="≤ $target"
   else
     target="— (reported)"; met="—"
