@@ -103,3 +103,4 @@ SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pool');
 DROP TABLE public.atk_rv_pool;
 DROP TABLE public.atk_rv_items;
 DROP FUNCTION public.atk_rv_provision(name);
+DROP EXTENSION dblink;
