@@ -545,12 +545,20 @@ search_path_without_tenants(void)
 	List	   *elems;
 	ListCell   *lc;
 	StringInfoData buf;
+	uint64		generation;
 
 	if (clean_path != NULL &&
 		clean_path_generation == kg_registry_generation() &&
 		strcmp(clean_path_input, namespace_search_path) == 0)
 		return clean_path;
 
+	/*
+	 * The registry as of now: the lookups below may take in invalidations,
+	 * and the answer is remembered under the generation it started from, so
+	 * that a change that arrives part-way is seen by the next call.
+	 */
+	(void) kg_extension_active();
+	generation = kg_registry_generation();
 	initStringInfo(&buf);
 	raw = pstrdup(namespace_search_path);
 	if (!SplitIdentifierString(raw, ',', &elems))
@@ -577,7 +585,7 @@ search_path_without_tenants(void)
 	}
 	clean_path_input = MemoryContextStrdup(TopMemoryContext, namespace_search_path);
 	clean_path = MemoryContextStrdup(TopMemoryContext, buf.data);
-	clean_path_generation = kg_registry_generation();
+	clean_path_generation = generation;
 	return clean_path;
 }
 
