@@ -98,6 +98,18 @@ SELECT id, tenant_id, body FROM atk_rv_pool ORDER BY id;
 COMMIT;
 RESET ROLE;
 
+-- 5. A pooled table's tenant column under a nondeterministic collation:
+-- "ci_a" and "cia" compare equal where punctuation is ignored, so the
+-- tenant filter would show one tenant's rows to the other; protect_table
+-- refuses it (22023).  (Earlier versions guarded such a table.)
+CREATE COLLATION atk_rv_ignore_punct (provider = icu, locale = 'und-u-ka-shifted', deterministic = false);
+SELECT 'atk_rv_a' = 'atkrv_a' COLLATE atk_rv_ignore_punct AS ids_compare_equal;
+CREATE TABLE public.atk_rv_ci_pool (id int PRIMARY KEY, tenant_id text COLLATE atk_rv_ignore_punct);
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_ci_pool', tenant_column => 'tenant_id');
+\echo :LAST_ERROR_SQLSTATE
+DROP TABLE public.atk_rv_ci_pool;
+DROP COLLATION atk_rv_ignore_punct;
+
 -- cleanup
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pool');
 DROP TABLE public.atk_rv_pool;
