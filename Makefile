@@ -32,7 +32,7 @@ PGFILEDESC = "keys_guard - multi-tenant safety for PostgreSQL"
 # (src/token.c) and the hash of API keys (src/apikey.c).
 SHLIB_LINK += -lcrypto
 
-REGRESS = setup names tenants context isolation pooled audit library soft_delete purge templates guard_rails guard_holes attacks attacks_more api_key_attacks doctor operations api_keys redaction tokens migrations upgrade
+REGRESS = setup names tenants context isolation pooled audit library soft_delete purge templates guard_rails guard_holes attacks attacks_more api_key_attacks doctor operations api_keys redaction tokens migrations attack_review upgrade
 REGRESS_OPTS = --inputdir=. --dbname=keys_guard_regress
 
 # Concurrency (pg_isolation_regress): specs/*.spec with expected/*.out.

@@ -388,6 +388,19 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = 'A tenant column is of type text, uuid or bigint.';
         END IF;
+        -- Under a nondeterministic collation two tenant ids compare equal
+        -- ("ci_a" and "cia" where punctuation is ignored), so the tenant
+        -- filter would show one tenant's rows to the other.
+        IF EXISTS (SELECT 1
+                     FROM pg_catalog.pg_attribute a
+                     JOIN pg_catalog.pg_collation c ON c.oid = a.attcollation
+                    WHERE a.attrelid = r AND a.attname = tenant_column
+                      AND NOT c.collisdeterministic) THEN
+            RAISE EXCEPTION 'tenant column "%" of table % has a nondeterministic collation', tenant_column, r
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Under a nondeterministic collation different tenant ids can compare equal.',
+                      HINT = format('Give the column a deterministic collation: ALTER TABLE %s ALTER COLUMN %I TYPE text COLLATE "C".', r, tenant_column);
+        END IF;
     END IF;
 
     -- The soft-delete columns keys_guard writes must be plain columns too.

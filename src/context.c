@@ -65,9 +65,6 @@ char	   *kg_context_setting = NULL;
 
 static const KgContext *current_context = NULL;
 
-/* Counts the changes of keys_guard.context (its assign hook). */
-static uint64 context_generation = 0;
-
 /* True only while this file writes keys_guard.context. */
 static bool setting_context = false;
 
@@ -82,7 +79,6 @@ static bool setting_context = false;
 
 static int	plans_filter_state = 0;
 
-static void defer_search_path(Oid nspoid, GucAction action);
 
 static inline bool
 is_set(const char *value)
@@ -200,7 +196,6 @@ void
 kg_assign_context(const char *newval, void *extra)
 {
 	current_context = (const KgContext *) extra;
-	context_generation++;
 	kg_note_filter_state();
 }
 
@@ -550,12 +545,20 @@ search_path_without_tenants(void)
 	List	   *elems;
 	ListCell   *lc;
 	StringInfoData buf;
+	uint64		generation;
 
 	if (clean_path != NULL &&
 		clean_path_generation == kg_registry_generation() &&
 		strcmp(clean_path_input, namespace_search_path) == 0)
 		return clean_path;
 
+	/*
+	 * The registry as of now: the lookups below may take in invalidations,
+	 * and the answer is remembered under the generation it started from, so
+	 * that a change that arrives part-way is seen by the next call.
+	 */
+	(void) kg_extension_active();
+	generation = kg_registry_generation();
 	initStringInfo(&buf);
 	raw = pstrdup(namespace_search_path);
 	if (!SplitIdentifierString(raw, ',', &elems))
@@ -582,7 +585,7 @@ search_path_without_tenants(void)
 	}
 	clean_path_input = MemoryContextStrdup(TopMemoryContext, namespace_search_path);
 	clean_path = MemoryContextStrdup(TopMemoryContext, buf.data);
-	clean_path_generation = kg_registry_generation();
+	clean_path_generation = generation;
 	return clean_path;
 }
 
@@ -601,14 +604,11 @@ prepend_schema(const char *schema, const char *rest)
  * first.  The check hook admits the value only while setting_context is
  * true.
  *
- * A tenant schema that holds nothing is left off: it would change no
- * name's resolution, and any change of search_path makes PostgreSQL replan
- * every cached statement it next runs.  So a deployment whose tables are
- * all pooled never pays for schema switching, and a schema-per-tenant one
- * pays what SET LOCAL search_path costs.  The path the empty schema would
- * have given is put in place before the next utility statement instead
- * (kg_context_before_utility()), so that CREATE without a schema still
- * lands in the tenant's schema.
+ * A tenant schema goes first even while it holds nothing: leaving an
+ * empty one off until a utility statement needed it (1.3's first take on
+ * saving the replan a search_path change costs) let names resolve past the
+ * schema once it gained objects (from another session, or from a function
+ * with its own search_path) and lost the schema after a ROLLBACK TO.
  */
 static void
 apply_context(const char *tenant, const char *actor, const char *request_id,
@@ -618,7 +618,6 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 {
 	GucAction	action = is_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET;
 	char	   *path = NULL;
-	Oid			deferred_nspoid = InvalidOid;
 	char	   *packed = "";
 
 	if (tenant || actor || request_id || reason)
@@ -646,11 +645,6 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 
 		if (!OidIsValid(tenant_nspoid))
 			path = pstrdup(rest);
-		else if (!kg_schema_has_objects(tenant_nspoid))
-		{
-			deferred_nspoid = tenant_nspoid;
-			path = pstrdup(rest);
-		}
 		else
 		{
 			char	   *schema = get_namespace_name(tenant_nspoid);
@@ -675,73 +669,6 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 		setting_context = false;
 	}
 	PG_END_TRY();
-	defer_search_path(deferred_nspoid, action);
-}
-
-/*
- * An empty tenant schema is left off search_path (see apply_context()):
- * which one, in which scope, the path it was left with, and the
- * generation of keys_guard.context that set it.
- */
-static Oid	deferred_schema = InvalidOid;
-static char *deferred_base = NULL;
-static GucAction deferred_action = GUC_ACTION_SET;
-static uint64 deferred_context_generation = 0;
-
-static void
-defer_search_path(Oid nspoid, GucAction action)
-{
-	if (deferred_base != NULL)
-	{
-		pfree(deferred_base);
-		deferred_base = NULL;
-	}
-	deferred_schema = nspoid;
-	if (!OidIsValid(nspoid))
-		return;
-	deferred_base = MemoryContextStrdup(TopMemoryContext, namespace_search_path);
-	deferred_action = action;
-	deferred_context_generation = context_generation;
-}
-
-/*
- * Before a utility statement (ProcessUtility_hook): if the context left
- * its empty tenant schema off search_path, and neither the context nor
- * search_path has changed since, put the schema first now, in the
- * context's scope.  A query resolves every name the same either way, but
- * CREATE without a schema, SHOW search_path and the like must see the
- * tenant's schema, as docs/contract.md §3 says.  Statements that create
- * nothing and show nothing are left alone, and so are the statements a
- * function runs under its own SET search_path.
- */
-void
-kg_context_before_utility(PlannedStmt *pstmt)
-{
-	char	   *schema;
-
-	if (!OidIsValid(deferred_schema) || !IsTransactionState())
-		return;
-	switch (nodeTag(pstmt->utilityStmt))
-	{
-		case T_TransactionStmt:
-		case T_VariableSetStmt:
-		case T_ExecuteStmt:
-		case T_DeallocateStmt:
-		case T_DiscardStmt:
-		case T_CallStmt:
-		case T_DoStmt:
-			return;
-		default:
-			break;
-	}
-	if (context_generation != deferred_context_generation ||
-		strcmp(namespace_search_path, deferred_base) != 0)
-		return;
-	schema = get_namespace_name(deferred_schema);
-	if (schema == NULL)
-		return;
-	(void) set_config_option("search_path", prepend_schema(schema, deferred_base),
-							 PGC_USERSET, PGC_S_SESSION, deferred_action, true, ERROR, false);
 }
 
 /*

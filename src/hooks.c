@@ -299,7 +299,6 @@ kg_process_utility(PlannedStmt *pstmt, const char *queryString,
 		kg_redact_activity(queryString);
 	kg_keyholder_check_utility(pstmt);
 	pstmt = kg_utility_check_statement(pstmt);
-	kg_context_before_utility(pstmt);
 
 	if (prev_process_utility_hook)
 		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,

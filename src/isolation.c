@@ -1268,6 +1268,36 @@ tenant_as_column_value(KgPooledRel *pooled, const char *tenant, Oid relid)
 }
 
 /*
+ * NULL when a (non-null) tenant column value is the tenant's, else the
+ * value as text (cut to the longest tenant id) for the denial.
+ */
+static char *
+tenant_value_text(KgPooledRel *pooled, Datum value, const char *tenant)
+{
+	Oid			output_func;
+	bool		is_varlena;
+	char	   *text_value;
+
+	/* The common case first: a text column holding the tenant's id. */
+	if (pooled->tenant_type == TEXTOID || pooled->tenant_type == VARCHAROID)
+	{
+		struct varlena *stored = (struct varlena *) DatumGetPointer(value);
+
+		if (!VARATT_IS_COMPRESSED(stored) && !VARATT_IS_EXTERNAL(stored) &&
+			VARSIZE_ANY_EXHDR(stored) == strlen(tenant) &&
+			memcmp(VARDATA_ANY(stored), tenant, VARSIZE_ANY_EXHDR(stored)) == 0)
+			return NULL;
+	}
+	getTypeOutputInfo(pooled->tenant_type, &output_func, &is_varlena);
+	text_value = OidOutputFunctionCall(output_func, value);
+	if (strcmp(text_value, tenant) == 0)
+		return NULL;
+	if (strlen(text_value) > KG_TENANT_ID_MAXLEN)
+		text_value[KG_TENANT_ID_MAXLEN] = '\0';
+	return text_value;
+}
+
+/*
  * Row trigger on pooled tables: BEFORE INSERT, fill in the current tenant
  * when the row has none and refuse a row of another tenant; AFTER UPDATE
  * WHEN the tenant column changed, refuse the new row unless it is the
@@ -1292,8 +1322,6 @@ keys_guard_tenant_row_guard(PG_FUNCTION_ARGS)
 	const char *tenant;
 	char	   *text_value;
 	KgMode		mode;
-	Oid			output_func;
-	bool		is_varlena;
 	bool		after;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
@@ -1349,24 +1377,28 @@ keys_guard_tenant_row_guard(PG_FUNCTION_ARGS)
 		return PointerGetDatum(tuple);
 	}
 
-	/* The common case first: a text column holding the tenant's id. */
-	if (pooled->tenant_type == TEXTOID || pooled->tenant_type == VARCHAROID)
-	{
-		struct varlena *stored = (struct varlena *) DatumGetPointer(value);
-
-		if (!VARATT_IS_COMPRESSED(stored) && !VARATT_IS_EXTERNAL(stored) &&
-			VARSIZE_ANY_EXHDR(stored) == strlen(tenant) &&
-			memcmp(VARDATA_ANY(stored), tenant, VARSIZE_ANY_EXHDR(stored)) == 0)
-			return PointerGetDatum(tuple);
-	}
-	getTypeOutputInfo(pooled->tenant_type, &output_func, &is_varlena);
-	text_value = OidOutputFunctionCall(output_func, value);
-	if (strcmp(text_value, tenant) != 0)
-	{
-		if (strlen(text_value) > KG_TENANT_ID_MAXLEN)
-			text_value[KG_TENANT_ID_MAXLEN] = '\0';
+	text_value = tenant_value_text(pooled, value, tenant);
+	if (text_value != NULL)
 		deny_other_tenant_value(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "update" : "insert",
 								kg_relation_name(RelationGetRelid(rel)), text_value);
+
+	/*
+	 * After an UPDATE the old row must have been the current tenant's too.
+	 * The scan's filter saw to that when the row was read, but the context
+	 * is read again here, at the end of the statement: a statement that
+	 * switched the context after its UPDATE (a later CTE, a volatile
+	 * function) must not hand the rows it read under one tenant to another.
+	 */
+	if (after)
+	{
+		bool		old_isnull;
+		Datum		old_value = heap_getattr(trigdata->tg_trigtuple, pooled->tenant_attno,
+											 desc, &old_isnull);
+
+		text_value = old_isnull ? pstrdup("") : tenant_value_text(pooled, old_value, tenant);
+		if (text_value != NULL)
+			deny_other_tenant_value("update", kg_relation_name(RelationGetRelid(rel)),
+									text_value);
 	}
 	return PointerGetDatum(tuple);
 }
