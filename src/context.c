@@ -23,14 +23,17 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "common/hashfn.h"
 #include "common/pg_prng.h"
 #include "common/string.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "nodes/nodeFuncs.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/plancache.h"
@@ -59,6 +62,18 @@ typedef struct KgContext
 	char		api_key[KG_API_KEY_ID_TEXT_LEN + 1];	/* set only by use_api_key() */
 	char		api_key_write[2];	/* "w" if that key may write, else "" */
 	char		read_only[2];	/* "r" for a read-only token's context, else "" */
+
+	/*
+	 * Not in the packed value: set by apply_context() once the value is in
+	 * place, and so kept, restored and freed with it by the GUC machinery
+	 * (a ROLLBACK TO brings back the earlier context's own).  The tenant's
+	 * schema, if it was left off search_path because it held nothing, and
+	 * a hash of the search_path it was left with.
+	 */
+	Oid			deferred_schema;
+	uint32		deferred_base_hash;
+	bool		deferred_local; /* the context's scope: SET LOCAL */
+	uint64		checked_generation; /* contents seen empty as of this */
 } KgContext;
 
 char	   *kg_context_setting = NULL;
@@ -78,6 +93,8 @@ static bool setting_context = false;
 #define KG_PLANS_INCLUDE_DELETED	0x08	/* soft-deleted rows too */
 
 static int	plans_filter_state = 0;
+
+static uint32 path_hash(const char *path);
 
 
 static inline bool
@@ -157,6 +174,10 @@ kg_check_context(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("The keys_guard context value is malformed.");
 		return false;
 	}
+	ctx->deferred_schema = InvalidOid;
+	ctx->deferred_base_hash = 0;
+	ctx->deferred_local = false;
+	ctx->checked_generation = 0;
 	*extra = ctx;
 	return true;
 }
@@ -604,11 +625,17 @@ prepend_schema(const char *schema, const char *rest)
  * first.  The check hook admits the value only while setting_context is
  * true.
  *
- * A tenant schema goes first even while it holds nothing: leaving an
- * empty one off until a utility statement needed it (1.3's first take on
- * saving the replan a search_path change costs) let names resolve past the
- * schema once it gained objects (from another session, or from a function
- * with its own search_path) and lost the schema after a ROLLBACK TO.
+ * A tenant schema that holds nothing is left off: it would change no
+ * name's resolution, and any change of search_path makes PostgreSQL replan
+ * every cached statement it next runs, so a deployment whose tables are
+ * all pooled never pays for schema switching.  The context remembers it
+ * (KgContext.deferred_schema, restored with the context by a ROLLBACK TO),
+ * and the path it would have had is put in place as soon as it matters:
+ * before a utility statement (CREATE without a schema lands in the
+ * tenant's schema), and after any statement once the schema holds
+ * something.  A statement analyzed while the schema gained its first
+ * object in another session is refused, to be run again
+ * (kg_context_check_analyzed()).
  */
 static void
 apply_context(const char *tenant, const char *actor, const char *request_id,
@@ -619,6 +646,7 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 	GucAction	action = is_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET;
 	char	   *path = NULL;
 	char	   *packed = "";
+	Oid			deferred = InvalidOid;
 
 	if (tenant || actor || request_id || reason)
 	{
@@ -645,6 +673,11 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 
 		if (!OidIsValid(tenant_nspoid))
 			path = pstrdup(rest);
+		else if (!kg_schema_has_objects(tenant_nspoid))
+		{
+			deferred = tenant_nspoid;
+			path = pstrdup(rest);
+		}
 		else
 		{
 			char	   *schema = get_namespace_name(tenant_nspoid);
@@ -669,6 +702,174 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 		setting_context = false;
 	}
 	PG_END_TRY();
+
+	if (OidIsValid(deferred) && current_context != NULL)
+	{
+		KgContext  *ctx = (KgContext *) current_context;
+
+		ctx->deferred_schema = deferred;
+		ctx->deferred_base_hash = path_hash(namespace_search_path);
+		ctx->deferred_local = is_local;
+		ctx->checked_generation = kg_schema_contents_generation();
+	}
+}
+
+/* A hash of a search_path value. */
+static uint32
+path_hash(const char *path)
+{
+	return hash_bytes((const unsigned char *) path, strlen(path));
+}
+
+/*
+ * The current context's left-off tenant schema, if search_path is still
+ * the one it was left with (the caller's own SET search_path, or a
+ * function's, since then is left alone).
+ */
+static Oid
+pending_schema(void)
+{
+	if (current_context == NULL || !OidIsValid(current_context->deferred_schema) ||
+		!IsTransactionState() ||
+		path_hash(namespace_search_path) != current_context->deferred_base_hash)
+		return InvalidOid;
+	return current_context->deferred_schema;
+}
+
+/* Put the left-off schema first now, in the scope of the context. */
+static void
+apply_pending_schema(Oid nspoid)
+{
+	char	   *schema = get_namespace_name(nspoid);
+
+	if (schema == NULL)
+		return;
+	(void) set_config_option("search_path", prepend_schema(schema, namespace_search_path),
+							 PGC_USERSET, PGC_S_SESSION,
+							 current_context->deferred_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET,
+							 true, ERROR, false);
+}
+
+/*
+ * Before a utility statement (ProcessUtility_hook): CREATE without a
+ * schema, SHOW search_path and the like see the tenant's schema.
+ * Transaction control, SET, EXECUTE, DEALLOCATE, DISCARD, CALL and DO
+ * create nothing and show nothing themselves.
+ */
+void
+kg_context_before_utility(PlannedStmt *pstmt)
+{
+	Oid			nspoid;
+
+	switch (nodeTag(pstmt->utilityStmt))
+	{
+		case T_TransactionStmt:
+		case T_VariableSetStmt:
+		case T_ExecuteStmt:
+		case T_DeallocateStmt:
+		case T_DiscardStmt:
+		case T_CallStmt:
+		case T_DoStmt:
+			return;
+		default:
+			break;
+	}
+	if (OidIsValid(nspoid = pending_schema()))
+		apply_pending_schema(nspoid);
+}
+
+/*
+ * After a statement (ExecutorEnd, ProcessUtility): if the left-off schema
+ * holds something now (a function with its own search_path created it, or
+ * another session did), it goes first for the statements that follow.
+ */
+void
+kg_context_after_statement(void)
+{
+	Oid			nspoid;
+	KgContext  *ctx;
+
+	if (current_context == NULL || !OidIsValid(current_context->deferred_schema) ||
+		current_context->checked_generation == kg_schema_contents_generation())
+		return;
+	if (!OidIsValid(nspoid = pending_schema()))
+		return;
+	ctx = (KgContext *) current_context;
+	if (kg_schema_has_objects(nspoid))
+		apply_pending_schema(nspoid);
+	else
+		ctx->checked_generation = kg_schema_contents_generation();
+}
+
+/*
+ * Whether a relation the statement names, outside schema nspoid, has a
+ * namesake in nspoid: with nspoid first on search_path, an unqualified
+ * name would have resolved to that one.
+ */
+static bool
+names_shadowed_relation(Node *node, void *arg)
+{
+	Oid			nspoid = *(Oid *) arg;
+
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+	{
+		Query	   *query = (Query *) node;
+		ListCell   *lc;
+
+		foreach(lc, query->rtable)
+		{
+			RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+			char	   *name;
+
+			if (rte->rtekind != RTE_RELATION || get_rel_namespace(rte->relid) == nspoid)
+				continue;
+			name = get_rel_name(rte->relid);
+			if (name != NULL && OidIsValid(get_relname_relid(name, nspoid)))
+				return true;
+		}
+		return query_tree_walker(query, names_shadowed_relation, arg, 0);
+	}
+	return expression_tree_walker(node, names_shadowed_relation, arg);
+}
+
+/*
+ * After parse analysis (post_parse_analyze_hook): the statement's names
+ * were resolved without the left-off schema.  If that schema holds
+ * something by now (another session committed its first object while the
+ * context lasted), it goes first from this statement on; and if the
+ * statement names a relation that the schema now has a namesake of, its
+ * name may have resolved past the tenant's own, so it is refused (40001),
+ * to be run again with the context set again.  (A utility statement
+ * resolves its names when it runs, after kg_context_before_utility().)
+ */
+void
+kg_context_check_analyzed(Query *query)
+{
+	Oid			nspoid;
+
+	if (current_context == NULL || !OidIsValid(current_context->deferred_schema) ||
+		query->commandType == CMD_UTILITY)
+		return;
+	AcceptInvalidationMessages();
+	if (current_context->checked_generation == kg_schema_contents_generation())
+		return;
+	if (!OidIsValid(nspoid = pending_schema()))
+		return;
+	if (!kg_schema_has_objects(nspoid))
+	{
+		((KgContext *) current_context)->checked_generation = kg_schema_contents_generation();
+		return;
+	}
+	apply_pending_schema(nspoid);
+	if (names_shadowed_relation((Node *) query, &nspoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("schema of tenant \"%s\" gained objects after the context was set",
+						current_context->tenant),
+				 errdetail("The statement names a relation that the tenant's schema now has a relation of the same name of; its names were resolved without that schema."),
+				 errhint("Set the context again and run the statement again.")));
 }
 
 /*

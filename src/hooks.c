@@ -218,6 +218,7 @@ kg_executor_end(QueryDesc *queryDesc)
 		prev_executor_end_hook(queryDesc);
 	else
 		standard_ExecutorEnd(queryDesc);
+	kg_context_after_statement();
 }
 
 /*
@@ -299,6 +300,7 @@ kg_process_utility(PlannedStmt *pstmt, const char *queryString,
 		kg_redact_activity(queryString);
 	kg_keyholder_check_utility(pstmt);
 	pstmt = kg_utility_check_statement(pstmt);
+	kg_context_before_utility(pstmt);
 
 	if (prev_process_utility_hook)
 		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,
@@ -307,6 +309,7 @@ kg_process_utility(PlannedStmt *pstmt, const char *queryString,
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
 	kg_keyholder_utility_done(pstmt, context);
+	kg_context_after_statement();
 }
 
 /*
@@ -374,6 +377,7 @@ kg_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 	if (prev_post_parse_analyze_hook)
 		prev_post_parse_analyze_hook(pstate, query, jstate);
 	kg_redact_activity(pstate->p_sourcetext);
+	kg_context_check_analyzed(query);
 }
 
 /*

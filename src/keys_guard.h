@@ -137,6 +137,9 @@ extern void kg_apply_key_context(const char *tenant_id, const char *actor,
 extern void kg_apply_token_context(const char *tenant_id, const char *actor,
 								   const char *request_id, bool read_only);
 extern bool kg_context_read_only(void);
+extern void kg_context_before_utility(PlannedStmt *pstmt);
+extern void kg_context_after_statement(void);
+extern void kg_context_check_analyzed(Query *query);
 extern void kg_refuse_keyholder(const char *funcname);
 extern bool kg_has_role(const char *rolename);
 extern char *kg_required_text_arg(FunctionCallInfo fcinfo, int argno, const char *argname);
@@ -214,6 +217,8 @@ extern bool kg_registry_in_use(void);
 extern KgTenant *kg_tenant_owned_by(Oid roleid);
 extern KgTenant *kg_tenant_by_namespace(Oid nspoid);
 extern uint64 kg_registry_generation(void);
+extern bool kg_schema_has_objects(Oid nspoid);
+extern uint64 kg_schema_contents_generation(void);
 extern Oid	kg_role_oid(const char *rolename);
 extern KgTenant *kg_tenant_by_id(const char *id);
 extern KgPooledRel *kg_pooled_rel(Oid relid);
