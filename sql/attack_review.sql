@@ -75,6 +75,23 @@ SELECT keys_guard.set_context('atk_rv_d', 'reviewer');
 SELECT what FROM atk_rv_items;
 ROLLBACK;
 
+-- 3b. A statement that names no such relation goes on, and the schema is
+-- first from then on.
+SET client_min_messages = warning;
+SELECT count(*) FROM keys_guard.create_tenant('atk_rv_e');
+RESET client_min_messages;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_e', 'reviewer');
+SELECT current_setting('search_path') AS path_while_empty;
+SELECT dblink_exec(:'atk_rv_conn',
+    'BEGIN; SELECT keys_guard.set_context(''atk_rv_e'', ''migration'');'
+    ' CREATE TABLE tenant_atk_rv_e.atk_rv_items (id int, what text);'
+    ' INSERT INTO tenant_atk_rv_e.atk_rv_items VALUES (1, ''the tenant''''s own''); COMMIT');
+SELECT 1 AS names_no_such_relation;
+SELECT current_setting('search_path') AS path_after;
+SELECT what FROM atk_rv_items;
+ROLLBACK;
+
 -- 4. Pooled table: a row of tenant a moved to tenant b by one statement
 -- that switches the context after its UPDATE (§6: every row a statement
 -- changes under a tenant context belongs to that tenant).

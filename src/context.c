@@ -868,7 +868,7 @@ kg_context_check_analyzed(Query *query)
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("schema of tenant \"%s\" gained objects after the context was set",
 						current_context->tenant),
-				 errdetail("The statement names a relation that the tenant's schema now has a relation of the same name of; its names were resolved without that schema."),
+				 errdetail("A relation the statement names has a namesake in the tenant's schema, which was not on search_path when the statement's names were resolved."),
 				 errhint("Set the context again and run the statement again.")));
 }
 
