@@ -130,7 +130,8 @@ RESET ROLE;
 -- 5. A pooled table's tenant column under a nondeterministic collation:
 -- "ci_a" and "cia" compare equal where punctuation is ignored, so the
 -- tenant filter would show one tenant's rows to the other; protect_table
--- refuses it (22023).  (Earlier versions guarded such a table.)
+-- refuses it (22023).  (A table an earlier version guarded is filtered
+-- byte for byte: sql/upgrade.sql.)
 CREATE COLLATION atk_rv_ignore_punct (provider = icu, locale = 'und-u-ka-shifted', deterministic = false);
 SELECT 'atk_rv_a' = 'atkrv_a' COLLATE atk_rv_ignore_punct AS ids_compare_equal;
 CREATE TABLE public.atk_rv_ci_pool (id int PRIMARY KEY, tenant_id text COLLATE atk_rv_ignore_punct);

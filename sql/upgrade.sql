@@ -227,11 +227,22 @@ SELECT id FROM keys_guard.create_tenant('up');
 CREATE TABLE tenant_up.notes (id int PRIMARY KEY, body text);
 CREATE TABLE shared (id int PRIMARY KEY, tenant_id text NOT NULL, v int);
 SELECT relation FROM keys_guard.protect_table('shared', tenant_column => 'tenant_id');
+-- A pooled table whose tenant column has a nondeterministic collation,
+-- which 1.0 guarded (1.3 refuses it): "up" and "u-p" compare equal there.
+SELECT id FROM keys_guard.create_tenant('u-p');
+CREATE COLLATION up_ignore_punct (provider = icu, locale = 'und-u-ka-shifted', deterministic = false);
+CREATE TABLE shared_ci (id int PRIMARY KEY, tenant_id text COLLATE up_ignore_punct NOT NULL, v text);
+SELECT relation FROM keys_guard.protect_table('shared_ci', tenant_column => 'tenant_id');
 BEGIN;
 SELECT keys_guard.set_context('up', 'migrator');
 INSERT INTO notes VALUES (1, 'kept'), (2, 'soft-deleted');
 INSERT INTO shared VALUES (1, 'up', 1);
+INSERT INTO shared_ci VALUES (1, 'up', 'up''s row');
 DELETE FROM notes WHERE id = 2;
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('u-p', 'migrator');
+INSERT INTO shared_ci VALUES (2, 'u-p', 'u-p''s row');
 COMMIT;
 -- 1.0 has no snapshot() yet.
 SELECT keys_guard.snapshot();
@@ -253,6 +264,14 @@ BEGIN;
 SELECT keys_guard.set_context('up', 'reader');
 SELECT id, body FROM notes ORDER BY id;
 SELECT id, tenant_id FROM shared;
+COMMIT;
+-- Each tenant sees only its own rows of shared_ci: the filter compares
+-- tenant ids byte for byte, whatever the column's collation.
+BEGIN;
+SELECT keys_guard.set_context('up', 'reader');
+SELECT id, v FROM shared_ci ORDER BY id;
+SELECT keys_guard.set_context('u-p', 'reader');
+SELECT id, v FROM shared_ci ORDER BY id;
 COMMIT;
 -- The pooled table's tenant trigger became BEFORE INSERT plus AFTER UPDATE
 -- when the column changes (1.3), and both work.

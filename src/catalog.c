@@ -30,6 +30,7 @@
 #include "access/genam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_constraint.h"
 #include "catalog/pg_depend.h"
 #include "catalog/pg_type.h"
@@ -372,6 +373,17 @@ resolve_pooled_rel(KgPooledRel *pooled, Oid relid, const char *column)
 		return false;
 	get_atttypetypmodcoll(relid, pooled->tenant_attno, &pooled->tenant_type,
 						  &typmod, &pooled->tenant_collation);
+
+	/*
+	 * Under a nondeterministic collation two tenant ids can compare equal
+	 * ("ci_a" and "cia" with ignorable punctuation): the filter compares
+	 * them byte for byte instead.  protect_table refuses such a column
+	 * since 1.3; a table guarded before is filtered safely all the same.
+	 */
+	pooled->compare_collation = pooled->tenant_collation;
+	if (OidIsValid(pooled->tenant_collation) &&
+		!get_collation_isdeterministic(pooled->tenant_collation))
+		pooled->compare_collation = C_COLLATION_OID;
 	pooled->eq_opr = lookup_type_cache(pooled->tenant_type, TYPECACHE_EQ_OPR)->eq_opr;
 	switch (pooled->tenant_type)
 	{

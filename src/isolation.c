@@ -452,7 +452,7 @@ make_tenant_qual(Index rtindex, KgPooledRel *pooled)
 						   pooled->tenant_type == TEXTOID ? DEFAULT_COLLATION_OID : InvalidOid,
 						   InvalidOid, COERCE_EXPLICIT_CALL);
 	op = make_opclause(pooled->eq_opr, BOOLOID, false, (Expr *) var, (Expr *) current,
-					   InvalidOid, pooled->tenant_collation);
+					   InvalidOid, pooled->compare_collation);
 	((OpExpr *) op)->opfuncid = get_opcode(pooled->eq_opr);
 	return op;
 }

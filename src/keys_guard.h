@@ -164,6 +164,7 @@ typedef struct KgPooledRel
 	AttrNumber	tenant_attno;
 	Oid			tenant_type;
 	Oid			tenant_collation;
+	Oid			compare_collation;	/* the filter's: never nondeterministic */
 	Oid			eq_opr;			/* tenant column = current tenant */
 	Oid			current_func;	/* function yielding the current tenant */
 } KgPooledRel;
