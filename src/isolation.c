@@ -1279,7 +1279,7 @@ tenant_value_text(KgPooledRel *pooled, Datum value, const char *tenant)
 	char	   *text_value;
 
 	/* The common case first: a text column holding the tenant's id. */
-	if (pooled->tenant_type == TEXTOID || pooled->tenant_type == VARCHAROID)
+	if (pooled->tenant_type == TEXTOID)
 	{
 		struct varlena *stored = (struct varlena *) DatumGetPointer(value);
 
