@@ -169,7 +169,10 @@ kg_relcache_callback(Datum arg, Oid relid)
 	/* A relation may have moved in or out of a tenant schema. */
 	guard = hash_search(relation_guards, &relid, HASH_FIND, NULL);
 	if (guard != NULL)
+	{
 		guard->valid = false;
+		registry_generation++;
+	}
 	/* Its columns or foreign keys may have changed. */
 	rel = hash_search(registered_rels, &relid, HASH_FIND, NULL);
 	if (rel != NULL)
@@ -771,11 +774,19 @@ kg_tenant_by_namespace(Oid nspoid)
 KgTenant *
 kg_tenant_by_id(const char *id)
 {
+	/* The last tenant looked up: a request asks for the same one again. */
+	static KgTenantById *last_entry = NULL;
+	static uint64 last_generation = 0;
 	char		key[KG_TENANT_ID_MAXLEN + 1];
 	KgTenantById *entry;
 	bool		found;
 
-	if (!kg_extension_active() || strlen(id) > KG_TENANT_ID_MAXLEN)
+	if (!kg_extension_active())
+		return NULL;
+	if (last_entry != NULL && last_generation == registry_generation &&
+		strcmp(last_entry->id, id) == 0)
+		return last_entry->exists ? &last_entry->tenant : NULL;
+	if (strlen(id) > KG_TENANT_ID_MAXLEN)
 		return NULL;
 	memset(key, 0, sizeof(key));
 	strlcpy(key, id, sizeof(key));
@@ -793,6 +804,8 @@ kg_tenant_by_id(const char *id)
 		entry->tenant = tenant;
 		entry->exists = exists;
 	}
+	last_entry = entry;
+	last_generation = registry_generation;
 	return entry->exists ? &entry->tenant : NULL;
 }
 

@@ -120,6 +120,15 @@ kg_check_perms(KG_CHECK_PERMS_ARGS)
 	return true;
 }
 
+static void
+standard_or_prev_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	if (prev_executor_start_hook)
+		prev_executor_start_hook(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
 /*
  * ExecutorStart_hook: a keyholder session without a write key runs only
  * plain SELECTs (keyholder.c); start the statement inside its acting span,
@@ -136,18 +145,21 @@ kg_executor_start(QueryDesc *queryDesc, int eflags)
 	kg_keyholder_executor_start(queryDesc, eflags);
 	save = kg_begin_statement(NULL, queryDesc->plannedstmt);
 
-	PG_TRY();
+	/* Nothing to put back if the statement left the state alone. */
+	if (save == kg_in_rule_action())
+		standard_or_prev_executor_start(queryDesc, eflags);
+	else
 	{
-		if (prev_executor_start_hook)
-			prev_executor_start_hook(queryDesc, eflags);
-		else
-			standard_ExecutorStart(queryDesc, eflags);
+		PG_TRY();
+		{
+			standard_or_prev_executor_start(queryDesc, eflags);
+		}
+		PG_FINALLY();
+		{
+			kg_end_statement(save);
+		}
+		PG_END_TRY();
 	}
-	PG_FINALLY();
-	{
-		kg_end_statement(save);
-	}
-	PG_END_TRY();
 
 	kg_isolation_executor_started(queryDesc, eflags);
 }

@@ -78,6 +78,11 @@ typedef struct KgRunningQuery
 
 static dlist_head running_queries = DLIST_STATIC_INIT(running_queries);
 
+/* The range table ExecutorCheckPerms last checked, and what it found. */
+static List *checked_range_table = NIL;
+static uint64 checked_generation = 0;
+static bool checked_guarded = false;
+
 /* Audit bookkeeping: bypass once per session, admin once per statement. */
 static bool bypass_audited = false;
 static TimestampTz admin_audited_statement = 0;
@@ -307,6 +312,7 @@ kg_isolation_check_range_table(List *rangeTable)
 {
 	ListCell   *lc;
 	Oid			own_target = InvalidOid;
+	bool		guarded = false;
 
 	/*
 	 * In a rule action of keys_guard's internal statement, the rule's OLD
@@ -327,7 +333,11 @@ kg_isolation_check_range_table(List *rangeTable)
 	{
 		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
 
-		if (rte->rtekind != RTE_RELATION || kg_rte_trusted(rte))
+		/* An unguarded relation has no rules to check (check_relation_rules). */
+		if (rte->rtekind != RTE_RELATION || kg_relation_guard(rte->relid) == NULL)
+			continue;
+		guarded = true;
+		if (kg_rte_trusted(rte))
 			continue;
 		if (OidIsValid(own_target) && rte->relid == own_target &&
 			kg_rte_is_rule_placeholder(rte))
@@ -337,13 +347,32 @@ kg_isolation_check_range_table(List *rangeTable)
 		else
 			kg_check_relation(rte->relid, rte_action(rte));
 	}
+
+	/* For kg_isolation_executor_started(), which runs next. */
+	checked_range_table = rangeTable;
+	checked_generation = kg_registry_generation();
+	checked_guarded = guarded;
 }
 
+/*
+ * Whether a relation of the range table is guarded.  The ExecutorStart that
+ * asks has just had the same list checked (above), unless a nested
+ * statement's check came in between.
+ */
 static bool
 range_table_is_guarded(List *rangeTable)
 {
 	ListCell   *lc;
 
+	if (rangeTable == checked_range_table &&
+		checked_generation == kg_registry_generation())
+	{
+		bool		guarded = checked_guarded;
+
+		checked_range_table = NIL;
+		checked_guarded = false;
+		return guarded;
+	}
 	foreach(lc, rangeTable)
 	{
 		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
@@ -369,9 +398,9 @@ running_query_forget(void *arg)
 void
 kg_isolation_executor_started(QueryDesc *queryDesc, int eflags)
 {
-	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 && !kg_ri_query_trusted() &&
-		!IsParallelWorker() && kg_extension_active() &&
-		range_table_is_guarded(queryDesc->plannedstmt->rtable))
+	if (range_table_is_guarded(queryDesc->plannedstmt->rtable) &&
+		(eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 && !kg_ri_query_trusted() &&
+		!IsParallelWorker())
 	{
 		MemoryContext cxt = queryDesc->estate->es_query_cxt;
 		KgRunningQuery *entry = MemoryContextAllocZero(cxt, sizeof(KgRunningQuery));

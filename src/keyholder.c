@@ -785,10 +785,8 @@ kg_keyholder_executor_end(QueryDesc *queryDesc)
 	int			nrelids = 0;
 	ListCell   *lc;
 
-	if (executor_depth > 0 || IsParallelWorker() || !IsTransactionState())
-		return;
-	key = current_key();
-	if (key == NULL)
+	if (executor_depth > 0 || (key = current_key()) == NULL ||
+		IsParallelWorker() || !IsTransactionState())
 		return;
 
 	relids = palloc(sizeof(Oid) * Max(list_length(rtable), 1));
