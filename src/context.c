@@ -107,14 +107,18 @@ is_set(const char *value)
 static bool
 unpack_field(const char **cursor, char *dst, size_t size)
 {
-	const char *end = strchr(*cursor, KG_CONTEXT_SEPARATOR);
-	size_t		len = end ? (size_t) (end - *cursor) : strlen(*cursor);
+	const char *p = *cursor;
+	size_t		len = 0;
 
-	if (len >= size)
-		return false;
-	memcpy(dst, *cursor, len);
+	/* One pass: the fields are short, most of them empty. */
+	for (; *p != '\0' && *p != KG_CONTEXT_SEPARATOR; p++)
+	{
+		if (len + 1 >= size)
+			return false;
+		dst[len++] = *p;
+	}
 	dst[len] = '\0';
-	*cursor += len + (end ? 1 : 0);
+	*cursor = *p == KG_CONTEXT_SEPARATOR ? p + 1 : p;
 	return true;
 }
 
@@ -386,7 +390,7 @@ kg_refuse_keyholder(const char *funcname)
 	roleid = kg_role_oid(KG_ROLE_KEYHOLDER);
 	if (!OidIsValid(roleid))
 		return;
-	if ((!superuser() && is_member_of_role(GetUserId(), roleid)) ||
+	if ((is_member_of_role(GetUserId(), roleid) && !superuser()) ||
 		kg_keyholder_session())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -518,6 +522,19 @@ context_tenant(const char *id)
 	return tenant;
 }
 
+/* The low "digits" hex digits of word at p, most significant first. */
+static inline void
+put_hex(char *p, uint64 word, int digits)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (int i = digits - 1; i >= 0; i--)
+	{
+		p[i] = hex[word & 0xF];
+		word >>= 4;
+	}
+}
+
 /*
  * A random (version 4) UUID in canonical text form.  Request ids correlate
  * log lines; they need to be unique, not unpredictable, so the backend's
@@ -528,24 +545,21 @@ generate_request_id(void)
 {
 	uint64		hi = pg_prng_uint64(&pg_global_prng_state);
 	uint64		lo = pg_prng_uint64(&pg_global_prng_state);
-
-	static const char hex[] = "0123456789abcdef";
 	char	   *result = palloc(37);
-	char	   *p = result;
 
 	hi = (hi & UINT64CONST(0xFFFFFFFFFFFF0FFF)) | UINT64CONST(0x0000000000004000);
 	lo = (lo & UINT64CONST(0x3FFFFFFFFFFFFFFF)) | UINT64CONST(0x8000000000000000);
 	/* 8-4-4-4-12 hex digits, most significant first */
-	for (int i = 0; i < 32; i++)
-	{
-		uint64		word = i < 16 ? hi : lo;
-		int			shift = 60 - 4 * (i % 16);
-
-		if (i == 8 || i == 12 || i == 16 || i == 20)
-			*p++ = '-';
-		*p++ = hex[(word >> shift) & 0xF];
-	}
-	*p = '\0';
+	put_hex(result, hi >> 32, 8);
+	result[8] = '-';
+	put_hex(result + 9, hi >> 16, 4);
+	result[13] = '-';
+	put_hex(result + 14, hi, 4);
+	result[18] = '-';
+	put_hex(result + 19, lo >> 48, 4);
+	result[23] = '-';
+	put_hex(result + 24, lo, 12);
+	result[36] = '\0';
 	return result;
 }
 
@@ -655,17 +669,21 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 			api_key && api_key_write ? "w" : NULL,
 			read_only ? "r" : NULL
 		};
-		StringInfoData buf;
+		size_t		lengths[lengthof(fields)];
+		size_t		total = lengthof(fields);
+		char	   *p;
 
-		initStringInfo(&buf);
+		for (int i = 0; i < lengthof(fields); i++)
+			total += (lengths[i] = fields[i] ? strlen(fields[i]) : 0);
+		packed = p = palloc(total);
 		for (int i = 0; i < lengthof(fields); i++)
 		{
 			if (i > 0)
-				appendStringInfoChar(&buf, KG_CONTEXT_SEPARATOR);
-			if (fields[i] != NULL)
-				appendStringInfoString(&buf, fields[i]);
+				*p++ = KG_CONTEXT_SEPARATOR;
+			memcpy(p, fields[i] ? fields[i] : "", lengths[i]);
+			p += lengths[i];
 		}
-		packed = buf.data;
+		*p = '\0';
 	}
 	if (touch_search_path)
 	{
@@ -955,6 +973,14 @@ keys_guard_set_context(PG_FUNCTION_ARGS)
 	KgTenant   *tenant;
 
 	require_preloaded();
+	/* Anyone may call it (EXECUTE is PUBLIC): who may is checked here. */
+	if (!has_role("keys_guard_gateway") && !has_role("keys_guard_admin"))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to set a keys_guard context"),
+				 errdetail("Only members of keys_guard_gateway or keys_guard_admin can set a context.")));
+	kg_refuse_keyholder("set_context");
+
 	tenant_id = kg_required_text_arg(fcinfo, 0, "tenant");
 	actor = kg_required_text_arg(fcinfo, 1, "actor");
 	if (PG_ARGISNULL(3))
@@ -962,13 +988,6 @@ keys_guard_set_context(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("is_local must not be null")));
 	is_local = PG_GETARG_BOOL(3);
-
-	kg_refuse_keyholder("set_context");
-	if (!has_role("keys_guard_gateway") && !has_role("keys_guard_admin"))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to set a keys_guard context"),
-				 errdetail("Only members of keys_guard_gateway or keys_guard_admin can set a context.")));
 
 	require_session_context_allowed(is_local, "set_context");
 	tenant = context_tenant(tenant_id);

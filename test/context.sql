@@ -24,10 +24,19 @@
 -- WARNING for is_local outside a transaction block and "-c
 -- keys_guard.tenant=..." connection options need their own sessions.
 BEGIN;
-SELECT plan(72);
+SELECT plan(75);
+
+-- The per-request functions keep PostgreSQL's default EXECUTE privilege
+-- (no ACL to look up at every call) and check their callers themselves.
+SELECT is((SELECT count(*)::int FROM pg_proc
+            WHERE oid IN ('keys_guard.set_context(text, text, text, boolean)'::regprocedure,
+                          'keys_guard.use_api_key(text)'::regprocedure,
+                          'keys_guard.set_context_from_token(text)'::regprocedure)
+              AND proacl IS NULL),
+          3, 'set_context(), use_api_key() and set_context_from_token() have the default ACL');
 
 CREATE ROLE kg_ctx_plain NOLOGIN;
-CREATE ROLE kg_ctx_exec NOLOGIN;            -- EXECUTE on set_context, but no membership
+CREATE ROLE kg_ctx_exec NOLOGIN;            -- an explicit EXECUTE grant, but no membership
 CREATE ROLE kg_ctx_gw NOLOGIN;
 GRANT keys_guard_gateway TO kg_ctx_gw;
 CREATE ROLE kg_ctx_admin NOLOGIN;
@@ -69,8 +78,14 @@ SELECT is(keys_guard.current_request_id(), NULL, 'no context: current_request_id
 --
 SET LOCAL ROLE kg_ctx_plain;
 SELECT throws_ok($$SELECT keys_guard.set_context('ctx_a', 'u')$$, '42501',
-                 'permission denied for function set_context',
+                 'permission denied to set a keys_guard context',
                  'plain role: set_context() is refused');
+-- Who may call is the first thing checked: a plain role's bad arguments
+-- are refused as a plain role's, and leave no context.
+SELECT throws_ok($$SELECT keys_guard.set_context(NULL, NULL, NULL, NULL)$$, '42501',
+                 'permission denied to set a keys_guard context',
+                 'plain role: set_context() with NULL arguments is refused for the role first');
+SELECT is(keys_guard.current_tenant(), NULL, 'plain role: the refused calls set no context');
 SELECT throws_ok($$SELECT keys_guard.admin_context('u', 'because')$$, '42501',
                  'permission denied for function admin_context',
                  'plain role: admin_context() is refused');
