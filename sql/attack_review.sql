@@ -140,6 +140,121 @@ SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_ci_pool', tenant_co
 DROP TABLE public.atk_rv_ci_pool;
 DROP COLLATION atk_rv_ignore_punct;
 
+-- 6. set_context(), use_api_key() and set_context_from_token() keep
+-- PUBLIC's EXECUTE (1f8acf0) and refuse callers without the roles
+-- themselves, before anything else.  A role with none of them
+-- (kg_nobody) gets 42501 whatever it passes: no tenant existence oracle
+-- (a tenant that exists and one that does not), no parse of the key or
+-- token (a malformed one, none at all), no context.
+SET ROLE kg_nobody;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.set_context('atk_rv_no_such_tenant', 'reviewer');
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.set_context(NULL, NULL, NULL, NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.use_api_key('not a key');
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.use_api_key(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.set_context_from_token(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT keys_guard.current_tenant() IS NULL AS no_context;
+
+-- 6b. set_context_from_token() marks itself a secret call before that
+-- check (so no message of it shows the statement as it was).  A caller
+-- who catches the refusal in an exception block must not keep the mark:
+-- it would redact every later message of the transaction (the bind
+-- parameters of its DETAIL and CONTEXT, the statement in the server log)
+-- and so hide what the caller does next from the server log.  The
+-- WARNING of the next statement keeps its DETAIL as it was.
+\set VERBOSITY default
+BEGIN;
+DO $$
+BEGIN
+    BEGIN
+        PERFORM keys_guard.set_context_from_token('atk_rv.not.a_token');
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE NOTICE 'refused: %', SQLSTATE;
+    END;
+END $$;
+DO $$ BEGIN RAISE WARNING 'after the refusal'
+    USING DETAIL = 'parameters: $1 = ''shown as it was, not redacted'''; END $$;
+ROLLBACK;
+RESET ROLE;
+-- the same for the gateway, whose invalid token is refused (28000)
+SET ROLE kg_app;
+BEGIN;
+DO $$
+BEGIN
+    BEGIN
+        PERFORM keys_guard.set_context_from_token('atk_rv.not.a_token');
+    EXCEPTION WHEN invalid_authorization_specification THEN
+        RAISE NOTICE 'refused: %', SQLSTATE;
+    END;
+END $$;
+DO $$ BEGIN RAISE WARNING 'after the refusal'
+    USING DETAIL = 'parameters: $1 = ''shown as it was, not redacted'''; END $$;
+ROLLBACK;
+RESET ROLE;
+\set VERBOSITY terse
+
+-- 7. ExecutorCheckPerms remembers the range table it checked for the
+-- ExecutorStart that follows (ad8dd7a).  A COPY checks a range table of its
+-- own and starts no executor; a cursor on a guarded table declared after
+-- it, or after a nested statement on an unguarded table, is still
+-- recorded, and cannot be read under another tenant's context (42501).
+SET ROLE kg_app;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+COPY public.atk_rv_items TO STDOUT;
+DECLARE c1 CURSOR FOR SELECT id, body FROM atk_rv_pool ORDER BY id;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+FETCH ALL FROM c1;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+CREATE FUNCTION pg_temp.atk_rv_count_items() RETURNS bigint LANGUAGE plpgsql AS
+  $$ BEGIN RETURN (SELECT count(*) FROM public.atk_rv_items); END $$;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+DECLARE c2 CURSOR FOR
+    SELECT id, body FROM atk_rv_pool WHERE id > (SELECT pg_temp.atk_rv_count_items()) - 10;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+FETCH ALL FROM c2;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+-- the same through EXPLAIN ANALYZE of a statement run in between
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+DECLARE c3 CURSOR FOR SELECT id, body FROM atk_rv_pool ORDER BY id;
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM public.atk_rv_items;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+FETCH ALL FROM c3;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+RESET ROLE;
+
+-- 8. kg_tenant_by_id() remembers the last tenant it looked up (ad8dd7a):
+-- a tenant deleted right after it was used, in the same session, is
+-- refused at once; restored, it is usable again.
+SET ROLE kg_app;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_c', 'reviewer');
+SELECT count(*) FROM atk_rv_pool;
+COMMIT;
+RESET ROLE;
+SELECT DISTINCT status FROM keys_guard.delete_tenant('atk_rv_c');
+SET ROLE kg_app;
+SELECT keys_guard.set_context('atk_rv_c', 'reviewer');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT status FROM keys_guard.restore_tenant('atk_rv_c');
+SET ROLE kg_app;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_c', 'reviewer');
+SELECT count(*) FROM atk_rv_pool;
+COMMIT;
+RESET ROLE;
 -- cleanup
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pool');
 DROP TABLE public.atk_rv_pool;

@@ -1354,10 +1354,28 @@ redact_xact_callback(XactEvent event, void *arg)
 	keep_context(aborted_actor, sizeof(aborted_actor), actor);
 }
 
+/*
+ * add_token_key() and set_context_from_token() run no user code and no
+ * subtransaction of their own: a subtransaction that aborts while the flag
+ * is set is one whose call of them failed and whose error user code caught
+ * (an exception block).  The call has ended, so its flag ends too; left
+ * set, it would hide the statements of the rest of the transaction from
+ * the server log, and set_context_from_token() sets it before it refuses
+ * a caller without the roles (its EXECUTE is PUBLIC).
+ */
+static void
+redact_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		kg_secret_call_active = false;
+}
+
 void
 kg_redact_init(void)
 {
 	RegisterXactCallback(redact_xact_callback, NULL);
+	RegisterSubXactCallback(redact_subxact_callback, NULL);
 }
 
 /*
