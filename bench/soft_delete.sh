@@ -162,7 +162,7 @@ set_kg="SELECT keys_guard.set_context('1', 'bench', 'r');"
 set_app="SELECT set_config('app.tenant', '1', true);"
 soft_cols="deleted_at = now(), hard_delete_at = now() + interval '30 days', deleted_by = 'bench', delete_request_id = 'r'"
 declare -A ab_ctx=([kg]=$set_kg [plain]=$set_app [trig]=$set_app [pool]=$set_kg [pool_plain]=$set_app
-                   [trig_generic]=$set_app [plain_casc]=$set_app [pool_plain_idx]=$set_app)
+                   [trig_generic]=$set_app [plain_idx]=$set_app [pool_plain_idx]=$set_app)
 declare -A ab_sql=(
   [kg]="DELETE FROM sd_kg WHERE grp < 50"
   [plain]="UPDATE sd_plain SET $soft_cols WHERE grp < 50 AND deleted_at IS NULL"
@@ -170,17 +170,17 @@ declare -A ab_sql=(
   [pool]="DELETE FROM sd_pool WHERE grp < 50"
   [pool_plain]="UPDATE sd_pool_plain SET $soft_cols WHERE tenant_id = '1' AND grp < 50 AND deleted_at IS NULL"
   [trig_generic]="DELETE FROM sd_trig_generic WHERE grp < 50 AND deleted_at IS NULL"
-  [plain_casc]="UPDATE sd_plain_casc SET $soft_cols WHERE grp < 50 AND deleted_at IS NULL"
+  [plain_idx]="UPDATE sd_plain_idx SET $soft_cols WHERE grp < 50 AND deleted_at IS NULL"
   [pool_plain_idx]="UPDATE sd_pool_plain_idx SET $soft_cols WHERE tenant_id = '1' AND grp < 50 AND deleted_at IS NULL"
 )
 declare -A ab_table=([kg]=tenant_1.sd_kg [plain]=sd_plain [trig]=sd_trig [pool]=sd_pool [pool_plain]=sd_pool_plain
-                     [trig_generic]=sd_trig_generic [plain_casc]=sd_plain_casc [pool_plain_idx]=sd_pool_plain_idx)
+                     [trig_generic]=sd_trig_generic [plain_idx]=sd_plain_idx [pool_plain_idx]=sd_pool_plain_idx)
 declare -A ab_tag=([kg]="DELETE $half" [plain]="UPDATE $half" [trig]="DELETE 0" [pool]="DELETE $half"
-                   [pool_plain]="UPDATE $half" [trig_generic]="DELETE 0" [plain_casc]="UPDATE $half"
+                   [pool_plain]="UPDATE $half" [trig_generic]="DELETE 0" [plain_idx]="UPDATE $half"
                    [pool_plain_idx]="UPDATE $half")
 ab_variants=(kg plain trig)
 [ "$pooled" = true ] && ab_variants+=(pool pool_plain)
-[ "$extra" = true ] && ab_variants+=(trig_generic plain_casc)
+[ "$extra" = true ] && ab_variants+=(trig_generic plain_idx)
 [ "$extra" = true ] && [ "$pooled" = true ] && ab_variants+=(pool_plain_idx)
 
 # The checks read whole guarded tables; serially, because a parallel worker
@@ -476,8 +476,8 @@ report="$work/report.md"
     fi
   fi
   if [[ $BENCH_ONLY == *a* ]] && [ "$extra" = true ]; then
-    ab_row "(a) diagnostic: the plain UPDATE on a table carrying a copy of keys_guard's \`AFTER UPDATE OF deleted_at … FOR EACH ROW WHEN (…) EXECUTE FUNCTION keys_guard._soft_delete_cascade()\` vs the plain UPDATE (\"keys_guard\" column: with the trigger)" plain_casc plain slower
-    ab_row "(a) diagnostic: the keys_guard soft DELETE vs that UPDATE with the trigger copy (the rest of keys_guard's overhead: rewrite, security quals, SET functions)" kg plain_casc slower
+    ab_row "(a) diagnostic: the plain UPDATE on a twin that also has keys_guard's partial purge index (\`(hard_delete_at) WHERE deleted_at IS NOT NULL\`, which a hand-written purge job needs too) vs the plain UPDATE (\"keys_guard\" column: with the index)" plain_idx plain slower
+    ab_row "(a) diagnostic: the keys_guard soft DELETE vs that UPDATE on the twin with the index: what keys_guard adds besides that index (rewrite, security quals, SET functions)" kg plain_idx slower
     if [ "$pooled" = true ]; then
       ab_row "(a) diagnostic: the pooled soft DELETE vs the hand-written UPDATE on a twin that also has keys_guard's partial purge index (\`(hard_delete_at) WHERE deleted_at IS NOT NULL\`, which a hand-written purge job needs too): what keys_guard adds besides that index" pool pool_plain_idx slower
     fi

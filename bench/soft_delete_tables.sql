@@ -16,10 +16,8 @@
 --   sd_pool_plain_idx (pooled, extra) that twin plus the partial index on
 --                    hard_delete_at that keys_guard's purge uses
 --   sd_trig_generic  (extra) unguarded, with the generic dynamic-SQL trigger
---   sd_plain_casc    (extra) unguarded, carrying a copy of the AFTER UPDATE
---                    row trigger keys_guard puts on soft-delete tables
---                    (keys_guard._soft_delete_cascade(), which returns at
---                    once for a table without cascades), to split (a)
+--   sd_plain_idx     (extra) unguarded, plus the partial index on
+--                    hard_delete_at that keys_guard's purge uses, to split (a)
 -- (c): tenant_1.sd1_kg and sd1_plain, :crows rows each, for single-row
 -- deletes by primary key.
 \set ON_ERROR_STOP on
@@ -31,7 +29,8 @@ SELECT count(keys_guard.release_table(r))
   FROM unnest(ARRAY['tenant_1.sd_kg', 'tenant_1.sd1_kg', 'public.sd_pool']) AS r
  WHERE to_regclass(r) IS NOT NULL;
 DROP TABLE IF EXISTS tenant_1.sd_kg, tenant_1.sd1_kg, sd_pool, sd_plain, sd_trig,
-                     sd_pool_plain, sd_pool_plain_idx, sd1_plain, sd_trig_generic, sd_plain_casc;
+                     sd_pool_plain, sd_pool_plain_idx, sd1_plain, sd_trig_generic, sd_plain_idx,
+                     sd_plain_casc;
 
 CREATE TABLE sd_plain (
     id                bigint PRIMARY KEY,
@@ -69,13 +68,12 @@ CREATE TABLE sd_trig_generic (LIKE sd_plain INCLUDING ALL);
 CREATE TRIGGER sd_trig_soft_delete BEFORE DELETE ON sd_trig_generic
     FOR EACH ROW EXECUTE FUNCTION sd_trig_soft_delete_generic();
 INSERT INTO sd_trig_generic SELECT * FROM sd_plain ORDER BY id;
-CREATE TABLE sd_plain_casc (LIKE sd_plain INCLUDING ALL);
--- As keys_guard--1.0.sql (_sync_guard) creates it.
-CREATE TRIGGER keys_guard_cascade AFTER UPDATE OF deleted_at ON sd_plain_casc
-    FOR EACH ROW WHEN (OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL)
-    EXECUTE FUNCTION keys_guard._soft_delete_cascade();
-INSERT INTO sd_plain_casc SELECT * FROM sd_plain ORDER BY id;
-GRANT SELECT, UPDATE, DELETE ON sd_trig_generic, sd_plain_casc TO bench_app;
+-- The unguarded twin with the index a hand-written purge job needs, as
+-- keys_guard's purge has (sd_kg_kg_purge).
+CREATE TABLE sd_plain_idx (LIKE sd_plain INCLUDING ALL);
+CREATE INDEX sd_plain_idx_purge ON sd_plain_idx (hard_delete_at) WHERE deleted_at IS NOT NULL;
+INSERT INTO sd_plain_idx SELECT * FROM sd_plain ORDER BY id;
+GRANT SELECT, UPDATE, DELETE ON sd_trig_generic, sd_plain_idx TO bench_app;
 \endif
 
 \if :pooled
@@ -121,5 +119,5 @@ VACUUM (FREEZE, ANALYZE) sd_pool_plain_idx;
 \endif
 \endif
 \if :extra
-VACUUM (FREEZE, ANALYZE) sd_trig_generic, sd_plain_casc;
+VACUUM (FREEZE, ANALYZE) sd_trig_generic, sd_plain_idx;
 \endif
