@@ -390,7 +390,7 @@ kg_refuse_keyholder(const char *funcname)
 	roleid = kg_role_oid(KG_ROLE_KEYHOLDER);
 	if (!OidIsValid(roleid))
 		return;
-	if ((is_member_of_role(GetUserId(), roleid) && !superuser()) ||
+	if ((is_member_of_role_nosuper(GetUserId(), roleid) && !superuser()) ||
 		kg_keyholder_session())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
