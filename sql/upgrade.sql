@@ -334,6 +334,36 @@ COMMIT;
 DROP DATABASE kg_upgraded;
 DROP ROLE keys_guard_admin, keys_guard_gateway, keys_guard_keyholder, keys_guard_client;
 
+--
+-- 4. A database at 1.2 where an application's function depends on
+-- set_context() (a SQL-standard body): the update cannot drop and make it
+-- again with no ACL, so it keeps it and gives it the default privilege's
+-- grants (anyone may call it; it checks its callers itself).  The only
+-- difference from a fresh install is that these grants are recorded as
+-- the function's initial privileges.
+--
+CREATE DATABASE kg_upgraded;
+\c kg_upgraded
+\set SHOW_CONTEXT never
+CREATE EXTENSION keys_guard VERSION '1.2';
+SELECT id FROM keys_guard.create_tenant('later', 'Later Ltd');
+CREATE FUNCTION app_enter(t text) RETURNS void LANGUAGE sql
+BEGIN ATOMIC
+    SELECT keys_guard.set_context(t, 'app');
+END;
+ALTER EXTENSION keys_guard UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'keys_guard';
+SELECT p.proacl IS NOT NULL AS kept,
+       p.proacl::text[] = acldefault('f', p.proowner)::text[] AS default_grants
+  FROM pg_proc p WHERE p.oid = 'keys_guard.set_context(text, text, text, boolean)'::regprocedure;
+BEGIN;
+SELECT app_enter('later');
+SELECT keys_guard.current_tenant();
+ROLLBACK;
+\c :regress_db
+DROP DATABASE kg_upgraded;
+DROP ROLE keys_guard_admin, keys_guard_gateway, keys_guard_keyholder, keys_guard_client;
+
 -- The roles of the regression database come back.
 SELECT format('ALTER ROLE %I RENAME TO %I', rolname, substr(rolname, length('kg_upgrade_saved_') + 1))
   FROM pg_roles WHERE rolname LIKE 'kg\_upgrade\_saved\_%' ORDER BY 1 \gexec
