@@ -255,6 +255,67 @@ SELECT keys_guard.set_context('atk_rv_c', 'reviewer');
 SELECT count(*) FROM atk_rv_pool;
 COMMIT;
 RESET ROLE;
+-- 9. User code that PostgreSQL calls through a function-manager entry it
+-- caches across statements: a range type's subtype_diff function, kept in
+-- the type cache and called by the GiST index's penalty function.  Looked
+-- up first by an ordinary insert (no span of keys_guard's open), it is then
+-- called by keys_guard's soft-delete cascade, which updates the child's
+-- rows (the purge index makes that update insert into every index).  It
+-- must run as the user code it is: under tenant a's context it sees a's
+-- rows of a pooled table, never b's (§6, no path around the rules).
+SET ROLE kg_migrator;
+CREATE TABLE public.atk_rv_secrets (id int PRIMARY KEY, tenant_id text, body text);
+CREATE FUNCTION public.atk_rv_diff(x int, y int) RETURNS float8
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    seen text;
+BEGIN
+    SELECT string_agg(body, ',' ORDER BY body) INTO seen FROM public.atk_rv_secrets;
+    IF seen IS DISTINCT FROM current_setting('atk_rv.seen', true) AND
+       coalesce(seen, '') > coalesce(current_setting('atk_rv.seen', true), '') THEN
+        PERFORM set_config('atk_rv.seen', seen, false);
+    END IF;
+    RETURN x - y;
+END
+$$;
+CREATE TYPE public.atk_rv_range AS RANGE (subtype = int, subtype_diff = public.atk_rv_diff);
+CREATE TABLE public.atk_rv_parent (id int PRIMARY KEY, tenant_id text);
+CREATE TABLE public.atk_rv_child (
+    id int PRIMARY KEY, tenant_id text,
+    parent_id int REFERENCES public.atk_rv_parent ON DELETE CASCADE,
+    span public.atk_rv_range);
+CREATE INDEX ON public.atk_rv_child USING gist (span);
+RESET ROLE;
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_secrets', tenant_column => 'tenant_id');
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_parent', tenant_column => 'tenant_id');
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_child', tenant_column => 'tenant_id');
+SET ROLE kg_migrator;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+INSERT INTO atk_rv_secrets VALUES (2, NULL, 'b''s secret');
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+INSERT INTO atk_rv_secrets VALUES (1, NULL, 'a''s secret');
+INSERT INTO atk_rv_parent VALUES (1, NULL), (2, NULL);
+INSERT INTO atk_rv_child
+SELECT i, NULL, 1 + i % 2, public.atk_rv_range(i * 10, i * 10 + 5) FROM generate_series(1, 3000) i;
+COMMIT;
+SELECT set_config('atk_rv.seen', '', false);
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+DELETE FROM atk_rv_parent WHERE id = 1;
+SELECT count(*) FROM atk_rv_child;
+COMMIT;
+SELECT current_setting('atk_rv.seen') AS seen_in_cascade;
+RESET ROLE;
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_child');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_parent');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_secrets');
+DROP TABLE public.atk_rv_child, public.atk_rv_parent, public.atk_rv_secrets;
+DROP TYPE public.atk_rv_range;
+DROP FUNCTION public.atk_rv_diff(int, int);
+
 -- cleanup
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pool');
 DROP TABLE public.atk_rv_pool;

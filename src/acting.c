@@ -22,7 +22,11 @@
  * (installed by hooks.c, counted here), which counts "user frames"; a span trusts only the code that runs with
  * the same number of user frames as when the span began.  A function
  * looked up outside any span is not hooked, which keeps SQL-function
- * inlining and the fast call path for ordinary statements.
+ * inlining and the fast call path for ordinary statements, except those
+ * PostgreSQL may keep an FmgrInfo of across statements (operators, index
+ * support procedures, range and cast functions: kept_by_postgres()), which
+ * are hooked always: one looked up outside a span and called inside one
+ * would otherwise run as the span itself (attack_review part 9).
  *
  * Rule actions are user code that PostgreSQL splices into a statement
  * without any function call; they are recognised by their range table (the
@@ -38,13 +42,20 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_amproc.h"
+#include "catalog/pg_cast.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_language.h"
 #include "catalog/pg_namespace.h"
+#include "catalog/pg_operator.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_range.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -155,7 +166,8 @@ classify_function(Oid fn_oid)
  * needs_fmgr_hook is asked whenever a function that is not built in is
  * looked up, which a cached plan does on every execution; a small
  * direct-mapped cache of the classification keeps that to an array lookup.
- * Any change to pg_proc or pg_namespace empties it.
+ * Any change to pg_proc or pg_namespace, or to the catalogs read by
+ * kept_by_postgres() below, empties it.
  */
 #define KG_FUNC_CACHE_SIZE	64
 
@@ -163,6 +175,7 @@ typedef struct KgFuncCacheEntry
 {
 	Oid			fn_oid;
 	int			class;
+	bool		kept;			/* a user function kept_by_postgres() */
 } KgFuncCacheEntry;
 
 static KgFuncCacheEntry func_cache[KG_FUNC_CACHE_SIZE];
@@ -173,18 +186,119 @@ func_cache_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 	memset(func_cache, 0, sizeof(func_cache));
 }
 
+/*
+ * The user functions PostgreSQL may call through an FmgrInfo it keeps
+ * across statements, built while no span was open and so not hooked:
+ * operator implementations and index support procedures (the type cache,
+ * the relcache's index support, the foreign-key comparison cache), a range
+ * type's canonical and subtype_diff functions (the type cache: a GiST
+ * insert or a selectivity estimate calls them) and cast functions (the
+ * foreign-key comparison cache).  These are hooked always, span or no span
+ * (kg_acting_function_hooked()), so that one called inside a span is
+ * counted as user code.  Every other user function is hooked only while a
+ * span is open, which keeps SQL-function inlining and the plain call path
+ * for ordinary statements; PostgreSQL looks those up again for every
+ * statement (an expression's functions at executor start).
+ *
+ * Read from pg_amproc, pg_operator, pg_range and pg_cast (no index on the
+ * function columns: one scan of each, keeping only objects made after
+ * initdb) the first time a user function is classified, and again after
+ * any of them changes.
+ */
+static HTAB *kept_functions = NULL;
+static bool kept_functions_valid = false;
+
+static void
+kept_functions_invalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	kept_functions_valid = false;
+	func_cache_invalidate(arg, cacheid, hashvalue);
+}
+
+static void
+kept_function_add(Oid fn_oid)
+{
+	if (OidIsValid(fn_oid) && fn_oid >= FirstNormalObjectId)
+		(void) hash_search(kept_functions, &fn_oid, HASH_ENTER, NULL);
+}
+
+/* Add the functions of columns attnums of every row of catalog relid. */
+static void
+kept_functions_scan(Oid relid, const AttrNumber *attnums, int nattnums)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	HeapTuple	tuple;
+
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		for (int i = 0; i < nattnums; i++)
+		{
+			bool		isnull;
+			Datum		value = heap_getattr(tuple, attnums[i], RelationGetDescr(rel), &isnull);
+
+			if (!isnull)
+				kept_function_add(DatumGetObjectId(value));
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+static bool
+kept_by_postgres(Oid fn_oid)
+{
+	if (!kept_functions_valid || kept_functions == NULL)
+	{
+		static const AttrNumber amproc[] = {Anum_pg_amproc_amproc};
+		static const AttrNumber oprcode[] = {Anum_pg_operator_oprcode};
+		static const AttrNumber range[] = {Anum_pg_range_rngcanonical, Anum_pg_range_rngsubdiff};
+		static const AttrNumber castfunc[] = {Anum_pg_cast_castfunc};
+		HASHCTL		ctl;
+
+		if (kept_functions != NULL)
+			hash_destroy(kept_functions);
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(Oid);
+		kept_functions = hash_create("keys_guard kept functions", 64, &ctl,
+									 HASH_ELEM | HASH_BLOBS);
+		/* An invalidation that arrives while we read makes the next call read again. */
+		kept_functions_valid = true;
+		kept_functions_scan(AccessMethodProcedureRelationId, amproc, lengthof(amproc));
+		kept_functions_scan(OperatorRelationId, oprcode, lengthof(oprcode));
+		kept_functions_scan(RangeRelationId, range, lengthof(range));
+		kept_functions_scan(CastRelationId, castfunc, lengthof(castfunc));
+	}
+	return hash_search(kept_functions, &fn_oid, HASH_FIND, NULL) != NULL;
+}
+
+static KgFuncCacheEntry *
+cached_entry(Oid fn_oid)
+{
+	KgFuncCacheEntry *entry = &func_cache[fn_oid % KG_FUNC_CACHE_SIZE];
+	int			class;
+	bool		kept;
+
+	if (entry->fn_oid == fn_oid && OidIsValid(fn_oid))
+		return entry;
+	if (!IsTransactionState())
+		return NULL;
+	class = classify_function(fn_oid);
+	kept = class == KG_FUNC_USER && kept_by_postgres(fn_oid);
+	/* Filled last: the lookups above may take in an invalidation. */
+	entry->class = class;
+	entry->kept = kept;
+	entry->fn_oid = fn_oid;
+	return entry;
+}
+
 static int
 cached_class(Oid fn_oid)
 {
-	KgFuncCacheEntry *entry = &func_cache[fn_oid % KG_FUNC_CACHE_SIZE];
+	KgFuncCacheEntry *entry = cached_entry(fn_oid);
 
-	if (entry->fn_oid == fn_oid && OidIsValid(fn_oid))
-		return entry->class;
-	if (!IsTransactionState())
-		return KG_FUNC_OTHER;
-	entry->class = classify_function(fn_oid);
-	entry->fn_oid = fn_oid;
-	return entry->class;
+	return entry ? entry->class : KG_FUNC_OTHER;
 }
 
 /* Whether keys_guard's own extension script is running. */
@@ -211,12 +325,13 @@ trust_span_open(void)
 bool
 kg_acting_function_hooked(Oid fn_oid)
 {
-	int			class;
+	KgFuncCacheEntry *entry = cached_entry(fn_oid);
 
-	class = cached_class(fn_oid);
-	if (class == KG_FUNC_OURS)
+	if (entry == NULL)
+		return false;
+	if (entry->class == KG_FUNC_OURS)
 		return true;
-	return class == KG_FUNC_USER && trust_span_open();
+	return entry->class == KG_FUNC_USER && (entry->kept || trust_span_open());
 }
 
 /* Forget a NOFORCE span latched deeper than the user frames now active. */
@@ -699,4 +814,8 @@ kg_acting_init(void)
 	CacheRegisterSyscacheCallback(PROCOID, func_cache_invalidate, (Datum) 0);
 	/* The keys_guard schema may come and go with the extension. */
 	CacheRegisterSyscacheCallback(NAMESPACEOID, func_cache_invalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(AMPROCNUM, kept_functions_invalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(OPEROID, kept_functions_invalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(RANGETYPE, kept_functions_invalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(CASTSOURCETARGET, kept_functions_invalidate, (Datum) 0);
 }
