@@ -316,6 +316,49 @@ DROP TABLE public.atk_rv_child, public.atk_rv_parent, public.atk_rv_secrets;
 DROP TYPE public.atk_rv_range;
 DROP FUNCTION public.atk_rv_diff(int, int);
 
+-- 10. User code that no function frame counts: a CHECK constraint made of
+-- built-in functions only, one of which runs a query of its own
+-- (query_to_xml(); ts_stat() and the other *_to_xml() functions alike).
+-- keys_guard's soft-delete cascade updates the child's rows, so the
+-- constraint runs inside the cascade; its query is user code like any
+-- other and under tenant a's context sees a's rows, never b's (§6).
+SET ROLE kg_migrator;
+CREATE TABLE public.atk_rv_secrets (id int PRIMARY KEY, tenant_id text, body text);
+CREATE TABLE public.atk_rv_parent (id int PRIMARY KEY, tenant_id text);
+CREATE TABLE public.atk_rv_child (
+    id int PRIMARY KEY, tenant_id text,
+    parent_id int REFERENCES public.atk_rv_parent ON DELETE CASCADE,
+    CHECK (set_config('atk_rv.seen', (xpath('//s/text()', query_to_xml(
+        'SELECT string_agg(body, '','' ORDER BY body) AS s FROM public.atk_rv_secrets',
+        false, false, '')))[1]::text, false) IS NOT NULL));
+RESET ROLE;
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_secrets', tenant_column => 'tenant_id');
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_parent', tenant_column => 'tenant_id');
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_child', tenant_column => 'tenant_id');
+SET ROLE kg_migrator;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+INSERT INTO atk_rv_secrets VALUES (2, NULL, 'b''s secret');
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+INSERT INTO atk_rv_secrets VALUES (1, NULL, 'a''s secret');
+INSERT INTO atk_rv_parent VALUES (1, NULL), (2, NULL);
+INSERT INTO atk_rv_child VALUES (1, NULL, 1), (2, NULL, 2);
+COMMIT;
+SELECT set_config('atk_rv.seen', '', false);
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+DELETE FROM atk_rv_parent WHERE id = 1;
+SELECT count(*) FROM atk_rv_child;
+COMMIT;
+SELECT current_setting('atk_rv.seen') AS seen_in_cascade;
+RESET ROLE;
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_child');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_parent');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_secrets');
+DROP TABLE public.atk_rv_child, public.atk_rv_parent, public.atk_rv_secrets;
+
 -- cleanup
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pool');
 DROP TABLE public.atk_rv_pool;

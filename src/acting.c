@@ -27,6 +27,9 @@
  * support procedures, range and cast functions: kept_by_postgres()), which
  * are hooked always: one looked up outside a span and called inside one
  * would otherwise run as the span itself (attack_review part 9).
+ * A statement that built-in code starts while a trusted statement runs
+ * (query_to_xml() in a CHECK constraint) counts as a user frame too
+ * (kg_begin_statement(), attack_review part 10).
  *
  * Rule actions are user code that PostgreSQL splices into a statement
  * without any function call; they are recognised by their range table (the
@@ -107,6 +110,13 @@ static int	noforce_base = -1;
  * actions are user code and never trusted.
  */
 static bool in_rule_action = false;
+
+/*
+ * User frames when the innermost statement that keys_guard's internal
+ * operation or an RI query runs began its run (kg_acting_run_begin()), or
+ * -1 outside such a run.
+ */
+static int	trusted_run_frames = -1;
 
 /*
  * The alias keys_guard's internal statements give the table they change.
@@ -390,6 +400,7 @@ acting_xact_callback(XactEvent event, void *arg)
 		user_frames = 0;
 		noforce_base = -1;
 		in_rule_action = false;
+		trusted_run_frames = -1;
 	}
 }
 
@@ -587,25 +598,72 @@ is_rule_action(Query *query, PlannedStmt *pstmt)
 	return pstmt != NULL && list_member_oid(pstmt->relationOids, InvalidOid);
 }
 
+/* What kg_begin_statement() returns, for kg_end_statement(). */
+#define KG_STATEMENT_IN_RULE	0x01	/* in_rule_action was set */
+#define KG_STATEMENT_USER		0x02	/* the statement counts as a user frame */
+
 /*
  * A statement is about to be planned (query) or executed (pstmt): if a rule
  * produced it, nothing it does is trusted (but the entry of the original
  * statement's target, kg_rte_internal()) until kg_end_statement() restores
  * the state this returns.
+ *
+ * So is a statement that starts while a trusted statement of a span runs
+ * (kg_acting_run_begin()) with no user frame in between: built-in code
+ * of that statement's expressions runs it (query_to_xml(), ts_stat() in a
+ * CHECK constraint, a default, a policy), which is user code that the
+ * function manager never counts (attack_review part 10).  It counts as one
+ * user frame until it ends.  keys_guard's own triggers that run statements
+ * are AFTER triggers, which fire after the run.
  */
-bool
+int
 kg_begin_statement(Query *query, PlannedStmt *pstmt)
 {
-	bool		save = in_rule_action;
+	int			save = in_rule_action ? KG_STATEMENT_IN_RULE : 0;
 
 	in_rule_action |= is_rule_action(query, pstmt);
+	if (trusted_run_frames >= 0 && user_frames == trusted_run_frames)
+	{
+		user_frames++;
+		save |= KG_STATEMENT_USER;
+	}
 	return save;
 }
 
 void
-kg_end_statement(bool save)
+kg_end_statement(int save)
 {
-	in_rule_action = save;
+	in_rule_action = (save & KG_STATEMENT_IN_RULE) != 0;
+	if ((save & KG_STATEMENT_USER) != 0 && user_frames > 0)
+	{
+		user_frames--;
+		forget_stale_noforce();
+	}
+}
+
+/*
+ * The executor is about to run a statement (ExecutorRun): if keys_guard's
+ * internal operation or an RI query (or the soft-delete cascade) is acting,
+ * the statements its expressions start are user code (above) until
+ * kg_acting_run_end() puts back what this returns.  Its AFTER triggers
+ * fire later (ExecutorFinish), outside the run.
+ */
+int
+kg_acting_run_begin(void)
+{
+	int			save = trusted_run_frames;
+
+	if (!in_rule_action && (internal_span_trusted() || noforce_span_trusted()))
+		trusted_run_frames = user_frames;
+	else
+		trusted_run_frames = -1;
+	return save;
+}
+
+void
+kg_acting_run_end(int save)
+{
+	trusted_run_frames = save;
 }
 
 bool

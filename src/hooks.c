@@ -137,7 +137,7 @@ standard_or_prev_executor_start(QueryDesc *queryDesc, int eflags)
 static void
 kg_executor_start(QueryDesc *queryDesc, int eflags)
 {
-	bool		save;
+	int			save;
 
 	/* The statement of an Execute message, or of a parallel worker. */
 	kg_redact_activity(queryDesc->sourceText);
@@ -146,7 +146,7 @@ kg_executor_start(QueryDesc *queryDesc, int eflags)
 	save = kg_begin_statement(NULL, queryDesc->plannedstmt);
 
 	/* Nothing to put back if the statement left the state alone. */
-	if (save == kg_in_rule_action())
+	if (save == (kg_in_rule_action() ? 1 : 0))
 		standard_or_prev_executor_start(queryDesc, eflags);
 	else
 	{
@@ -172,11 +172,13 @@ static void
 kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 				bool execute_once)
 {
-	bool		save;
+	int			save;
+	int			save_run;
 
 	kg_isolation_check_portal_context(queryDesc);
 
 	save = kg_begin_statement(NULL, queryDesc->plannedstmt);
+	save_run = kg_acting_run_begin();
 	kg_keyholder_nest(1);
 	PG_TRY();
 	{
@@ -188,6 +190,7 @@ kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 	PG_FINALLY();
 	{
 		kg_keyholder_nest(-1);
+		kg_acting_run_end(save_run);
 		kg_end_statement(save);
 	}
 	PG_END_TRY();
@@ -200,7 +203,7 @@ kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 static void
 kg_executor_finish(QueryDesc *queryDesc)
 {
-	bool		save = kg_begin_statement(NULL, queryDesc->plannedstmt);
+	int			save = kg_begin_statement(NULL, queryDesc->plannedstmt);
 
 	kg_keyholder_nest(1);
 	PG_TRY();
@@ -244,7 +247,7 @@ kg_planner(Query *parse, const char *query_string, int cursorOptions,
 		   ParamListInfo boundParams)
 {
 	PlannedStmt *result;
-	bool		save_statement = kg_begin_statement(parse, NULL);
+	int			save_statement = kg_begin_statement(parse, NULL);
 	bool		save_planning = kg_isolation_plan_begin();
 	bool		soft_deleted = false;
 

@@ -256,8 +256,10 @@ extern void kg_acting_init(void);
 extern bool kg_acting_function_hooked(Oid fn_oid);
 extern void kg_acting_function_event(FmgrHookEventType event, FmgrInfo *flinfo,
 									 Datum *private);
-extern bool kg_begin_statement(Query *query, PlannedStmt *pstmt);
-extern void kg_end_statement(bool save);
+extern int	kg_begin_statement(Query *query, PlannedStmt *pstmt);
+extern void kg_end_statement(int save);
+extern int	kg_acting_run_begin(void);
+extern void kg_acting_run_end(int save);
 extern void kg_mark_rule_action(PlannedStmt *pstmt);
 extern bool kg_in_internal_operation(void);
 extern bool kg_physical_delete_allowed(void);
