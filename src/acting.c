@@ -598,10 +598,6 @@ is_rule_action(Query *query, PlannedStmt *pstmt)
 	return pstmt != NULL && list_member_oid(pstmt->relationOids, InvalidOid);
 }
 
-/* What kg_begin_statement() returns, for kg_end_statement(). */
-#define KG_STATEMENT_IN_RULE	0x01	/* in_rule_action was set */
-#define KG_STATEMENT_USER		0x02	/* the statement counts as a user frame */
-
 /*
  * A statement is about to be planned (query) or executed (pstmt): if a rule
  * produced it, nothing it does is trusted (but the entry of the original

@@ -146,7 +146,7 @@ kg_executor_start(QueryDesc *queryDesc, int eflags)
 	save = kg_begin_statement(NULL, queryDesc->plannedstmt);
 
 	/* Nothing to put back if the statement left the state alone. */
-	if (save == (kg_in_rule_action() ? 1 : 0))
+	if (save == (kg_in_rule_action() ? KG_STATEMENT_IN_RULE : 0))
 		standard_or_prev_executor_start(queryDesc, eflags);
 	else
 	{

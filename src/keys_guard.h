@@ -256,6 +256,9 @@ extern void kg_acting_init(void);
 extern bool kg_acting_function_hooked(Oid fn_oid);
 extern void kg_acting_function_event(FmgrHookEventType event, FmgrInfo *flinfo,
 									 Datum *private);
+/* What kg_begin_statement() returns, for kg_end_statement(). */
+#define KG_STATEMENT_IN_RULE	0x01	/* in_rule_action was set before */
+#define KG_STATEMENT_USER		0x02	/* the statement counts as a user frame */
 extern int	kg_begin_statement(Query *query, PlannedStmt *pstmt);
 extern void kg_end_statement(int save);
 extern int	kg_acting_run_begin(void);
