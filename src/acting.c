@@ -118,6 +118,9 @@ static bool in_rule_action = false;
  */
 static int	trusted_run_frames = -1;
 
+/* keys_guard's API frames at that point: its own functions run statements. */
+static int	trusted_run_api_depth = 0;
+
 /*
  * The alias keys_guard's internal statements give the table they change.
  * A rule action that PostgreSQL splices into such a statement carries a
@@ -401,6 +404,7 @@ acting_xact_callback(XactEvent event, void *arg)
 		noforce_base = -1;
 		in_rule_action = false;
 		trusted_run_frames = -1;
+		trusted_run_api_depth = 0;
 	}
 }
 
@@ -610,7 +614,8 @@ is_rule_action(Query *query, PlannedStmt *pstmt)
  * CHECK constraint, a default, a policy), which is user code that the
  * function manager never counts (attack_review part 10).  It counts as one
  * user frame until it ends.  keys_guard's own triggers that run statements
- * are AFTER triggers, which fire after the run.
+ * are AFTER triggers, which fire after the run; its own functions that the
+ * statement calls (an API frame, counted apart) run theirs as its own.
  */
 int
 kg_begin_statement(Query *query, PlannedStmt *pstmt)
@@ -618,7 +623,8 @@ kg_begin_statement(Query *query, PlannedStmt *pstmt)
 	int			save = in_rule_action ? KG_STATEMENT_IN_RULE : 0;
 
 	in_rule_action |= is_rule_action(query, pstmt);
-	if (trusted_run_frames >= 0 && user_frames == trusted_run_frames)
+	if (trusted_run_frames >= 0 && user_frames == trusted_run_frames &&
+		api_depth == trusted_run_api_depth)
 	{
 		user_frames++;
 		save |= KG_STATEMENT_USER;
@@ -644,22 +650,26 @@ kg_end_statement(int save)
  * kg_acting_run_end() puts back what this returns.  Its AFTER triggers
  * fire later (ExecutorFinish), outside the run.
  */
-int
+KgTrustedRun
 kg_acting_run_begin(void)
 {
-	int			save = trusted_run_frames;
+	KgTrustedRun save = {trusted_run_frames, trusted_run_api_depth};
 
 	if (!in_rule_action && (internal_span_trusted() || noforce_span_trusted()))
+	{
 		trusted_run_frames = user_frames;
+		trusted_run_api_depth = api_depth;
+	}
 	else
 		trusted_run_frames = -1;
 	return save;
 }
 
 void
-kg_acting_run_end(int save)
+kg_acting_run_end(KgTrustedRun save)
 {
-	trusted_run_frames = save;
+	trusted_run_frames = save.frames;
+	trusted_run_api_depth = save.api_depth;
 }
 
 bool

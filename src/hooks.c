@@ -173,7 +173,7 @@ kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 				bool execute_once)
 {
 	int			save;
-	int			save_run;
+	KgTrustedRun save_run;
 
 	kg_isolation_check_portal_context(queryDesc);
 
