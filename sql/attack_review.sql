@@ -359,6 +359,45 @@ SELECT count(*) FROM keys_guard.release_table('public.atk_rv_parent');
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_secrets');
 DROP TABLE public.atk_rv_child, public.atk_rv_parent, public.atk_rv_secrets;
 
+-- 11. User code that the planner runs: a row security policy of the table
+-- keys_guard's restore changes (guarded tables run under FORCE ROW LEVEL
+-- SECURITY) compares a column with a stable built-in that runs a query of
+-- its own (table_to_xml(), here of a view).  The planner evaluates stable
+-- functions to estimate a clause's selectivity, so the view's query runs
+-- while the restore's statement is planned, not run; it is user code like
+-- any other and under tenant a's context sees a's rows, never b's (§6).
+SET ROLE kg_migrator;
+CREATE TABLE public.atk_rv_secrets (id int PRIMARY KEY, tenant_id text, body text);
+CREATE TABLE public.atk_rv_notes (id int PRIMARY KEY, tenant_id text);
+CREATE VIEW public.atk_rv_peek AS
+    SELECT string_agg(body, ',' ORDER BY body)::int AS s FROM public.atk_rv_secrets;
+RESET ROLE;
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_secrets', tenant_column => 'tenant_id');
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_notes', tenant_column => 'tenant_id');
+SET ROLE kg_migrator;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+INSERT INTO atk_rv_secrets VALUES (2, NULL, 'b''s secret');
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+INSERT INTO atk_rv_secrets VALUES (1, NULL, 'a''s secret');
+INSERT INTO atk_rv_notes VALUES (1, NULL);
+DELETE FROM atk_rv_notes WHERE id = 1;
+COMMIT;
+CREATE POLICY atk_rv_peek ON public.atk_rv_notes AS RESTRICTIVE FOR UPDATE
+    USING (id <> length(table_to_xml('public.atk_rv_peek', false, false, '')::text));
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+SELECT keys_guard.restore('public.atk_rv_notes', 1);
+ROLLBACK;
+DROP POLICY atk_rv_peek ON public.atk_rv_notes;
+RESET ROLE;
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_notes');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_secrets');
+DROP VIEW public.atk_rv_peek;
+DROP TABLE public.atk_rv_notes, public.atk_rv_secrets;
+
 -- cleanup
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pool');
 DROP TABLE public.atk_rv_pool;

@@ -113,8 +113,8 @@ static bool in_rule_action = false;
 
 /*
  * User frames when the innermost statement that keys_guard's internal
- * operation or an RI query runs began its run (kg_acting_run_begin()), or
- * -1 outside such a run.
+ * operation or an RI query runs began its planning, start or run
+ * (kg_acting_run_begin()), or -1 outside such a run.
  */
 static int	trusted_run_frames = -1;
 
@@ -608,11 +608,13 @@ is_rule_action(Query *query, PlannedStmt *pstmt)
  * statement's target, kg_rte_internal()) until kg_end_statement() restores
  * the state this returns.
  *
- * So is a statement that starts while a trusted statement of a span runs
- * (kg_acting_run_begin()) with no user frame in between: built-in code
- * of that statement's expressions runs it (query_to_xml(), ts_stat() in a
- * CHECK constraint, a default, a policy), which is user code that the
- * function manager never counts (attack_review part 10).  It counts as one
+ * So is a statement that starts while a trusted statement of a span is
+ * planned, started or run (kg_acting_run_begin()) with no user frame in
+ * between: built-in code of that statement's expressions runs it
+ * (query_to_xml(), ts_stat() in a CHECK constraint, a default, a policy;
+ * table_to_xml() in a policy, which the planner evaluates for a
+ * selectivity estimate), which is user code that the function manager
+ * never counts (attack_review parts 10 and 11).  It counts as one
  * user frame until it ends.  keys_guard's own triggers that run statements
  * are AFTER triggers, which fire after the run; its own functions that the
  * statement calls (an API frame, counted apart) run theirs as its own.
@@ -644,11 +646,12 @@ kg_end_statement(int save)
 }
 
 /*
- * The executor is about to run a statement (ExecutorRun): if keys_guard's
- * internal operation or an RI query (or the soft-delete cascade) is acting,
- * the statements its expressions start are user code (above) until
- * kg_acting_run_end() puts back what this returns.  Its AFTER triggers
- * fire later (ExecutorFinish), outside the run.
+ * A statement is about to be planned, started or run (the planner,
+ * ExecutorStart, ExecutorRun): if keys_guard's internal operation or an RI
+ * query (or the soft-delete cascade) is acting, the statements its
+ * expressions start are user code (above) until kg_acting_run_end() puts
+ * back what this returns.  Its AFTER triggers fire later (ExecutorFinish),
+ * outside the run.
  */
 KgTrustedRun
 kg_acting_run_begin(void)

@@ -131,35 +131,33 @@ standard_or_prev_executor_start(QueryDesc *queryDesc, int eflags)
 
 /*
  * ExecutorStart_hook: a keyholder session without a write key runs only
- * plain SELECTs (keyholder.c); start the statement inside its acting span,
- * then remember the context a statement on guarded data started under.
+ * plain SELECTs (keyholder.c); start the statement inside its acting span
+ * (a trusted statement's start evaluates expressions too: initial partition
+ * pruning), then remember the context a statement on guarded data started
+ * under.
  */
 static void
 kg_executor_start(QueryDesc *queryDesc, int eflags)
 {
 	int			save;
+	KgTrustedRun save_run;
 
 	/* The statement of an Execute message, or of a parallel worker. */
 	kg_redact_activity(queryDesc->sourceText);
 
 	kg_keyholder_executor_start(queryDesc, eflags);
 	save = kg_begin_statement(NULL, queryDesc->plannedstmt);
-
-	/* Nothing to put back if the statement left the state alone. */
-	if (save == (kg_in_rule_action() ? KG_STATEMENT_IN_RULE : 0))
-		standard_or_prev_executor_start(queryDesc, eflags);
-	else
+	save_run = kg_acting_run_begin();
+	PG_TRY();
 	{
-		PG_TRY();
-		{
-			standard_or_prev_executor_start(queryDesc, eflags);
-		}
-		PG_FINALLY();
-		{
-			kg_end_statement(save);
-		}
-		PG_END_TRY();
+		standard_or_prev_executor_start(queryDesc, eflags);
 	}
+	PG_FINALLY();
+	{
+		kg_acting_run_end(save_run);
+		kg_end_statement(save);
+	}
+	PG_END_TRY();
 
 	kg_isolation_executor_started(queryDesc, eflags);
 }
@@ -241,6 +239,8 @@ kg_executor_end(QueryDesc *queryDesc)
  * (soft_delete.c), add the explicit-tenant gates (isolation.c), plan, then
  * mark plans that read pooled tables unfiltered (admin, bypass) as
  * depending on the role and plans of rule actions as untrusted (acting.c).
+ * Planning a trusted statement runs user code too (a policy's stable
+ * function, evaluated for a selectivity estimate): it counts as a run.
  */
 static PlannedStmt *
 kg_planner(Query *parse, const char *query_string, int cursorOptions,
@@ -248,6 +248,7 @@ kg_planner(Query *parse, const char *query_string, int cursorOptions,
 {
 	PlannedStmt *result;
 	int			save_statement = kg_begin_statement(parse, NULL);
+	KgTrustedRun save_run = kg_acting_run_begin();
 	bool		save_planning = kg_isolation_plan_begin();
 	bool		soft_deleted = false;
 
@@ -280,6 +281,7 @@ kg_planner(Query *parse, const char *query_string, int cursorOptions,
 	PG_FINALLY();
 	{
 		kg_isolation_plan_end(save_planning);
+		kg_acting_run_end(save_run);
 		kg_end_statement(save_statement);
 	}
 	PG_END_TRY();
