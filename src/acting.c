@@ -62,11 +62,14 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "postmaster/bgworker.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rls.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "keys_guard.h"
@@ -117,9 +120,6 @@ static bool in_rule_action = false;
  * (kg_acting_run_begin()), or -1 outside such a run.
  */
 static int	trusted_run_frames = -1;
-
-/* keys_guard's API frames at that point: its own functions run statements. */
-static int	trusted_run_api_depth = 0;
 
 /*
  * The alias keys_guard's internal statements give the table they change.
@@ -404,7 +404,6 @@ acting_xact_callback(XactEvent event, void *arg)
 		noforce_base = -1;
 		in_rule_action = false;
 		trusted_run_frames = -1;
-		trusted_run_api_depth = 0;
 	}
 }
 
@@ -615,9 +614,12 @@ is_rule_action(Query *query, PlannedStmt *pstmt)
  * table_to_xml() in a policy, which the planner evaluates for a
  * selectivity estimate), which is user code that the function manager
  * never counts (attack_review parts 10 and 11).  It counts as one
- * user frame until it ends.  keys_guard's own triggers that run statements
- * are AFTER triggers, which fire after the run; its own functions that the
- * statement calls (an API frame, counted apart) run theirs as its own.
+ * user frame until it ends, whoever it calls: a keys_guard function that
+ * user code of the statement calls (a row security policy calling
+ * keys_guard._preview()) runs it as that user code.  keys_guard's own
+ * triggers that run statements are AFTER triggers, which fire after the
+ * run, and its C code calls its own SQL functions directly, not from a
+ * statement (kg_call_own_function()).
  */
 int
 kg_begin_statement(Query *query, PlannedStmt *pstmt)
@@ -625,8 +627,7 @@ kg_begin_statement(Query *query, PlannedStmt *pstmt)
 	int			save = in_rule_action ? KG_STATEMENT_IN_RULE : 0;
 
 	in_rule_action |= is_rule_action(query, pstmt);
-	if (trusted_run_frames >= 0 && user_frames == trusted_run_frames &&
-		api_depth == trusted_run_api_depth)
+	if (trusted_run_frames >= 0 && user_frames == trusted_run_frames)
 	{
 		user_frames++;
 		save |= KG_STATEMENT_USER;
@@ -653,26 +654,22 @@ kg_end_statement(int save)
  * back what this returns.  Its AFTER triggers fire later (ExecutorFinish),
  * outside the run.
  */
-KgTrustedRun
+int
 kg_acting_run_begin(void)
 {
-	KgTrustedRun save = {trusted_run_frames, trusted_run_api_depth};
+	int			save = trusted_run_frames;
 
 	if (!in_rule_action && (internal_span_trusted() || noforce_span_trusted()))
-	{
 		trusted_run_frames = user_frames;
-		trusted_run_api_depth = api_depth;
-	}
 	else
 		trusted_run_frames = -1;
 	return save;
 }
 
 void
-kg_acting_run_end(KgTrustedRun save)
+kg_acting_run_end(int save)
 {
-	trusted_run_frames = save.frames;
-	trusted_run_api_depth = save.api_depth;
+	trusted_run_frames = save;
 }
 
 bool
@@ -867,6 +864,43 @@ kg_execute_as_owner(Oid relid, const char *sql, int nargs, Oid *types,
 	kg_begin_as_owner(relid, &save);
 	result = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, count);
 	kg_end_as_owner(&save);
+	return result;
+}
+
+/*
+ * Call keys_guard's own SQL-level function name(argtypes) with args (none
+ * NULL), from C and not from a statement: the statements it runs are then
+ * keys_guard's own (its API frame), where from a statement of a span they
+ * would count as code that statement starts (kg_begin_statement()).  Under
+ * a snapshot of its own, as a statement would have.  *isnull says whether
+ * it returned NULL.
+ */
+#define KG_OWN_FUNCTION_MAX_ARGS	3
+
+Datum
+kg_call_own_function(const char *name, int nargs, const Oid *argtypes,
+					 const Datum *args, bool *isnull)
+{
+	LOCAL_FCINFO(fcinfo, KG_OWN_FUNCTION_MAX_ARGS);
+	FmgrInfo	flinfo;
+	Oid			fn;
+	Datum		result;
+
+	if (nargs > KG_OWN_FUNCTION_MAX_ARGS)
+		elog(ERROR, "keys_guard: too many arguments for %s()", name);
+	fn = LookupFuncName(list_make2(makeString(KG_SCHEMA), makeString(pstrdup(name))),
+						nargs, argtypes, false);
+	fmgr_info(fn, &flinfo);
+	InitFunctionCallInfoData(*fcinfo, &flinfo, nargs, InvalidOid, NULL, NULL);
+	for (int i = 0; i < nargs; i++)
+	{
+		fcinfo->args[i].value = args[i];
+		fcinfo->args[i].isnull = false;
+	}
+	PushActiveSnapshot(GetTransactionSnapshot());
+	result = FunctionCallInvoke(fcinfo);
+	PopActiveSnapshot();
+	*isnull = fcinfo->isnull;
 	return result;
 }
 

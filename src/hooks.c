@@ -140,7 +140,7 @@ static void
 kg_executor_start(QueryDesc *queryDesc, int eflags)
 {
 	int			save;
-	KgTrustedRun save_run;
+	int			save_run;
 
 	/* The statement of an Execute message, or of a parallel worker. */
 	kg_redact_activity(queryDesc->sourceText);
@@ -171,7 +171,7 @@ kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 				bool execute_once)
 {
 	int			save;
-	KgTrustedRun save_run;
+	int			save_run;
 
 	kg_isolation_check_portal_context(queryDesc);
 
@@ -248,7 +248,7 @@ kg_planner(Query *parse, const char *query_string, int cursorOptions,
 {
 	PlannedStmt *result;
 	int			save_statement = kg_begin_statement(parse, NULL);
-	KgTrustedRun save_run = kg_acting_run_begin();
+	int			save_run = kg_acting_run_begin();
 	bool		save_planning = kg_isolation_plan_begin();
 	bool		soft_deleted = false;
 

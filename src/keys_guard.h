@@ -261,13 +261,10 @@ extern void kg_acting_function_event(FmgrHookEventType event, FmgrInfo *flinfo,
 #define KG_STATEMENT_USER		0x02	/* the statement counts as a user frame */
 extern int	kg_begin_statement(Query *query, PlannedStmt *pstmt);
 extern void kg_end_statement(int save);
-typedef struct KgTrustedRun
-{
-	int			frames;
-	int			api_depth;
-} KgTrustedRun;
-extern KgTrustedRun kg_acting_run_begin(void);
-extern void kg_acting_run_end(KgTrustedRun save);
+extern Datum kg_call_own_function(const char *name, int nargs, const Oid *argtypes,
+								  const Datum *args, bool *isnull);
+extern int	kg_acting_run_begin(void);
+extern void kg_acting_run_end(int save);
 extern void kg_mark_rule_action(PlannedStmt *pstmt);
 extern bool kg_in_internal_operation(void);
 extern bool kg_physical_delete_allowed(void);

@@ -156,16 +156,12 @@ spi_count(const char *sql)
 static char *
 skip_predicate(Oid relid)
 {
-	Oid			types[1] = {REGCLASSOID};
-	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	Oid			types[3] = {REGCLASSOID, TEXTOID, INT4OID};
+	Datum		values[3] = {ObjectIdGetDatum(relid), CStringGetTextDatum("t"), Int32GetDatum(0)};
 	bool		isnull;
 	Datum		pred;
 
-	if (SPI_execute_with_args("SELECT keys_guard._purge_skip_predicate($1, 't')",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "keys_guard: could not compute the purge predicate");
-	pred = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	pred = kg_call_own_function("_purge_skip_predicate", 3, types, values, &isnull);
 	return isnull ? pstrdup("true") : TextDatumGetCString(pred);
 }
 
@@ -1082,15 +1078,10 @@ drop_tenant_internal(void *arg)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(args->id)};
 	bool		isnull;
+	Datum		dropped;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "keys_guard: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT keys_guard._drop_expired_tenant($1)", 1, types, values,
-							  NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "keys_guard: could not drop tenant \"%s\"", args->id);
-	args->dropped = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-												1, &isnull));
-	SPI_finish();
+	dropped = kg_call_own_function("_drop_expired_tenant", 1, types, values, &isnull);
+	args->dropped = isnull ? 0 : DatumGetInt32(dropped);
 }
 
 /*
