@@ -415,6 +415,49 @@ SELECT count(*) FROM keys_guard.release_table('public.atk_rv_notes');
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_secrets');
 DROP TABLE public.atk_rv_notes, public.atk_rv_secrets;
 
+-- 13. The same through PostgreSQL's own referential action: an ON UPDATE
+-- CASCADE of a guarded parent's key updates the child's rows with row
+-- security relaxed (SECURITY_NOFORCE_RLS), a query keys_guard trusts as
+-- PostgreSQL's; the child's CHECK constraint runs a query of its own
+-- (query_to_xml()) inside it, which is user code and under tenant a's
+-- context sees a's rows, never b's.
+SET ROLE kg_migrator;
+CREATE TABLE public.atk_rv_secrets (id int PRIMARY KEY, tenant_id text, body text);
+CREATE TABLE public.atk_rv_parent (id int PRIMARY KEY, tenant_id text);
+CREATE TABLE public.atk_rv_child (
+    id int PRIMARY KEY, tenant_id text,
+    parent_id int REFERENCES public.atk_rv_parent ON UPDATE CASCADE,
+    CHECK (set_config('atk_rv.seen', (xpath('//s/text()', query_to_xml(
+        'SELECT string_agg(body, '','' ORDER BY body) AS s FROM public.atk_rv_secrets',
+        false, false, '')))[1]::text, false) IS NOT NULL));
+RESET ROLE;
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_secrets', tenant_column => 'tenant_id');
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_parent', tenant_column => 'tenant_id');
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_child', tenant_column => 'tenant_id');
+SET ROLE kg_migrator;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+INSERT INTO atk_rv_secrets VALUES (2, NULL, 'b''s secret');
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+INSERT INTO atk_rv_secrets VALUES (1, NULL, 'a''s secret');
+INSERT INTO atk_rv_parent VALUES (1, NULL);
+INSERT INTO atk_rv_child VALUES (1, NULL, 1);
+COMMIT;
+SELECT set_config('atk_rv.seen', '', false);
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+UPDATE atk_rv_parent SET id = 10 WHERE id = 1;
+SELECT parent_id FROM atk_rv_child;
+COMMIT;
+SELECT current_setting('atk_rv.seen') AS seen_in_ri_cascade;
+RESET ROLE;
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_child');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_parent');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_secrets');
+DROP TABLE public.atk_rv_child, public.atk_rv_parent, public.atk_rv_secrets;
+
 -- cleanup
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pool');
 DROP TABLE public.atk_rv_pool;
