@@ -267,15 +267,8 @@ kept_by_postgres(Oid fn_oid)
 		static const AttrNumber oprcode[] = {Anum_pg_operator_oprcode};
 		static const AttrNumber range[] = {Anum_pg_range_rngcanonical, Anum_pg_range_rngsubdiff};
 		static const AttrNumber castfunc[] = {Anum_pg_cast_castfunc};
-		HASHCTL		ctl;
 
-		if (kept_functions != NULL)
-			hash_destroy(kept_functions);
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(Oid);
-		kept_functions = hash_create("keys_guard kept functions", 64, &ctl,
-									 HASH_ELEM | HASH_BLOBS);
+		kg_oid_hash_renew(&kept_functions, "keys_guard kept functions", sizeof(Oid));
 		/* An invalidation that arrives while we read makes the next call read again. */
 		kept_functions_valid = true;
 		kept_functions_scan(AccessMethodProcedureRelationId, amproc, lengthof(amproc));

@@ -266,6 +266,24 @@ create_cache_hash(const char *name, Size keysize, Size entrysize, bool strings)
 					   HASH_ELEM | HASH_CONTEXT | (strings ? HASH_STRINGS : HASH_BLOBS));
 }
 
+/*
+ * An empty hash table keyed by an Oid, in its own memory context under
+ * TopMemoryContext, in place of *htab (destroyed if there was one): a
+ * backend-lifetime cache read again after an invalidation.
+ */
+void
+kg_oid_hash_renew(HTAB **htab, const char *name, Size entrysize)
+{
+	HASHCTL		ctl;
+
+	if (*htab != NULL)
+		hash_destroy(*htab);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = entrysize;
+	*htab = hash_create(name, 16, &ctl, HASH_ELEM | HASH_BLOBS);
+}
+
 /* The text value of attribute "attname" of a registry tuple, or NULL. */
 static char *
 registry_text(HeapTuple tuple, TupleDesc desc, AttrNumber attnum)
@@ -859,16 +877,8 @@ kg_schema_has_objects(Oid nspoid)
 
 	if (!schema_contents_valid || schema_contents == NULL)
 	{
-		HASHCTL		ctl;
-
-		if (schema_contents != NULL)
-			hash_destroy(schema_contents);
-		/* Its own memory context, under TopMemoryContext. */
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(KgSchemaContents);
-		schema_contents = hash_create("keys_guard schema contents", 16, &ctl,
-									  HASH_ELEM | HASH_BLOBS);
+		kg_oid_hash_renew(&schema_contents, "keys_guard schema contents",
+						  sizeof(KgSchemaContents));
 		schema_contents_valid = true;
 	}
 	entry = hash_search(schema_contents, &nspoid, HASH_FIND, NULL);

@@ -218,6 +218,7 @@ extern bool kg_registry_in_use(void);
 extern KgTenant *kg_tenant_owned_by(Oid roleid);
 extern KgTenant *kg_tenant_by_namespace(Oid nspoid);
 extern uint64 kg_registry_generation(void);
+extern void kg_oid_hash_renew(HTAB **htab, const char *name, Size entrysize);
 extern bool kg_schema_has_objects(Oid nspoid);
 extern uint64 kg_schema_contents_generation(void);
 extern Oid	kg_role_oid(const char *rolename);
