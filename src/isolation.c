@@ -692,6 +692,15 @@ is_tenant_value(Node *node)
  */
 typedef KgPooledRel *(*TenantColumnMatch) (Node *expr, void *arg, Oid *relid);
 
+/* Whether an operator is named "=" (of any schema and types). */
+static bool
+is_equality_operator(Oid opno)
+{
+	char	   *opname = get_opname(opno);
+
+	return opname != NULL && strcmp(opname, "=") == 0;
+}
+
 static void
 gate_predicate(Node *node, TenantColumnMatch match, void *arg, List **gates)
 {
@@ -702,24 +711,26 @@ gate_predicate(Node *node, TenantColumnMatch match, void *arg, List **gates)
 		OpExpr	   *op = (OpExpr *) node;
 		Node	   *left = linitial(op->args);
 		Node	   *right = lsecond(op->args);
-		char	   *opname = get_opname(op->opno);
+		Node	   *value;
 
-		if (opname == NULL || strcmp(opname, "=") != 0)
-			return;
+		/* The column first: most operators compare no tenant column. */
 		if (match(left, arg, &relid) && is_tenant_value(right))
-			*gates = lappend(*gates, make_gate(relid, right));
+			value = right;
 		else if (match(right, arg, &relid) && is_tenant_value(left))
-			*gates = lappend(*gates, make_gate(relid, left));
+			value = left;
+		else
+			return;
+		if (is_equality_operator(op->opno))
+			*gates = lappend(*gates, make_gate(relid, value));
 	}
 	else if (IsA(node, ScalarArrayOpExpr))
 	{
 		ScalarArrayOpExpr *saop = (ScalarArrayOpExpr *) node;
 		Node	   *left = linitial(saop->args);
 		Node	   *right = lsecond(saop->args);
-		char	   *opname = get_opname(saop->opno);
 
-		if (!saop->useOr || opname == NULL || strcmp(opname, "=") != 0 ||
-			!match(left, arg, &relid) || !is_tenant_value(right))
+		if (!saop->useOr || !match(left, arg, &relid) || !is_tenant_value(right) ||
+			!is_equality_operator(saop->opno))
 			return;
 		if (IsA(right, ArrayExpr))
 		{
@@ -841,6 +852,28 @@ add_gates_to_query(Query *query, List *gates)
 }
 
 /* Add gates for one query level, then descend into the others. */
+/*
+ * Whether a column of query's own range table can be a pooled table's
+ * tenant column (tenant_column_of()): a level that reads only other
+ * relations, as a schema-per-tenant statement does, has no predicate to
+ * gate, and its quals are not walked.
+ */
+static bool
+may_name_tenant_column(Query *query)
+{
+	ListCell   *lc;
+
+	foreach(lc, query->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind == RTE_SUBQUERY || rte->rtekind == RTE_CTE ||
+			(rte->rtekind == RTE_RELATION && kg_pooled_rel(rte->relid) != NULL))
+			return true;
+	}
+	return false;
+}
+
 static bool
 add_tenant_gates(Node *node, void *arg)
 {
@@ -857,7 +890,7 @@ add_tenant_gates(Node *node, void *arg)
 		GateContext inner;
 		bool		result;
 
-		if (query->jointree)
+		if (query->jointree && may_name_tenant_column(query))
 			(void) find_tenant_predicates((Node *) query->jointree, &walk);
 		add_gates_to_query(query, ctx.gates);
 
@@ -1133,12 +1166,26 @@ is_fail_closed_qual(Node *node, Oid funcid)
 }
 
 /*
+ * Whether a security qual filters nothing: the constant true of a
+ * permissive policy USING (true), such as keys_guard_base.
+ */
+static bool
+is_true_qual(Node *node)
+{
+	return node != NULL && IsA(node, Const) && !((Const *) node)->constisnull &&
+		((Const *) node)->consttype == BOOLOID &&
+		DatumGetBool(((Const *) node)->constvalue);
+}
+
+/*
  * Before planning: the fail-closed policy's qual is true whenever this code
  * runs (the library is loaded, or no hook would call it), so it leaves the
  * top query level's security quals and WITH CHECK options here instead of
  * being evaluated by the planner, once per planning, which a statement
- * replanned at every tenant switch pays every time.  Quals of deeper query
- * levels fold as the immutable call they are.
+ * replanned at every tenant switch pays every time.  A security qual that
+ * is the constant true (keys_guard_base, the permissive policy that lets
+ * the restrictive ones decide) filters nothing and leaves with it.  Quals
+ * of deeper query levels fold as the immutable call they are.
  */
 void
 kg_isolation_drop_fail_closed(Query *parse)
@@ -1155,7 +1202,7 @@ kg_isolation_drop_fail_closed(Query *parse)
 
 		foreach(qc, rte->securityQuals)
 		{
-			if (is_fail_closed_qual(lfirst(qc), funcid))
+			if (is_fail_closed_qual(lfirst(qc), funcid) || is_true_qual(lfirst(qc)))
 				rte->securityQuals = foreach_delete_current(rte->securityQuals, qc);
 		}
 	}
