@@ -458,6 +458,152 @@ SELECT count(*) FROM keys_guard.release_table('public.atk_rv_parent');
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_secrets');
 DROP TABLE public.atk_rv_child, public.atk_rv_parent, public.atk_rv_secrets;
 
+-- 14. User code that starts a referential action of its own inside
+-- PostgreSQL's: a BEFORE UPDATE row trigger (PL/pgSQL) of a guarded child
+-- fires inside the parent's ON UPDATE CASCADE (a NOFORCE RI query, which
+-- keys_guard trusts); it changes keys of a guarded grandchild, whose own ON
+-- UPDATE CASCADE to a great-grandchild then starts inside the trigger.  The
+-- trigger is user code: under tenant a's context it sees and changes a's
+-- grandchild rows only, never b's row of the same group (§6).  The nested
+-- cascade still carries a's keys down: no row of a's is left pointing at a
+-- key that is gone.  The same with keys_guard's soft delete: DELETE of the
+-- parent soft-deletes the child by keys_guard's cascade (an UPDATE, so the
+-- trigger fires again inside it), the trigger deletes a's grandchild (a
+-- soft delete too) and keys_guard's cascade soft-deletes a's
+-- great-grandchild; b's rows stay live and untouched.  Then the same with
+-- PostgreSQL's own ON DELETE CASCADE, on tables guarded without soft
+-- delete (a BEFORE DELETE trigger).  (Not covered: a row of b's that
+-- references a key of a's; the nested action runs as the trigger's user
+-- code, filtered to a's rows, and would leave such a row behind.)
+SET ROLE kg_migrator;
+CREATE TABLE public.atk_rv_parent (id int PRIMARY KEY, tenant_id text);
+CREATE TABLE public.atk_rv_child (
+    id int PRIMARY KEY, tenant_id text,
+    parent_id int REFERENCES public.atk_rv_parent ON UPDATE CASCADE ON DELETE CASCADE);
+CREATE TABLE public.atk_rv_grand (id int PRIMARY KEY, tenant_id text, grp int);
+CREATE TABLE public.atk_rv_great (
+    id int PRIMARY KEY, tenant_id text,
+    grand_id int REFERENCES public.atk_rv_grand ON UPDATE CASCADE ON DELETE CASCADE);
+CREATE FUNCTION public.atk_rv_child_trg() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('atk_rv.seen', current_setting('atk_rv.seen') || TG_OP || ' ' ||
+        coalesce((SELECT string_agg(id || ':' || tenant_id, ',' ORDER BY id)
+                    FROM public.atk_rv_grand), '-') || ';', false);
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM public.atk_rv_grand WHERE grp = OLD.parent_id;
+        RETURN OLD;
+    ELSIF NEW.parent_id IS DISTINCT FROM OLD.parent_id THEN
+        UPDATE public.atk_rv_grand SET id = id + 100, grp = NEW.parent_id
+         WHERE grp = OLD.parent_id;
+    ELSE
+        DELETE FROM public.atk_rv_grand WHERE grp = OLD.parent_id;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER atk_rv_child_trg BEFORE UPDATE ON public.atk_rv_child
+    FOR EACH ROW EXECUTE FUNCTION public.atk_rv_child_trg();
+RESET ROLE;
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_parent', tenant_column => 'tenant_id');
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_child', tenant_column => 'tenant_id');
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_grand', tenant_column => 'tenant_id');
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_great', tenant_column => 'tenant_id');
+SET ROLE kg_migrator;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+INSERT INTO atk_rv_grand VALUES (2, NULL, 1);
+INSERT INTO atk_rv_great VALUES (2, NULL, 2);
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+INSERT INTO atk_rv_parent VALUES (1, NULL);
+INSERT INTO atk_rv_child VALUES (1, NULL, 1);
+INSERT INTO atk_rv_grand VALUES (1, NULL, 1);
+INSERT INTO atk_rv_great VALUES (1, NULL, 1);
+COMMIT;
+SELECT set_config('atk_rv.seen', '', false);
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+UPDATE atk_rv_parent SET id = 10 WHERE id = 1;
+SELECT id, parent_id FROM atk_rv_child;
+SELECT id, grp FROM atk_rv_grand;
+SELECT id, grand_id FROM atk_rv_great;
+COMMIT;
+SELECT current_setting('atk_rv.seen') AS seen_in_ri_cascade;
+SELECT set_config('atk_rv.seen', '', false);
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+DELETE FROM atk_rv_parent WHERE id = 10;
+SELECT count(*) FROM atk_rv_child;
+SELECT count(*) FROM atk_rv_grand;
+SELECT count(*) FROM atk_rv_great;
+COMMIT;
+SELECT current_setting('atk_rv.seen') AS seen_in_soft_cascade;
+RESET ROLE;
+SET keys_guard.bypass = on;
+SELECT id, tenant_id, grp, deleted_at IS NOT NULL AS deleted FROM public.atk_rv_grand ORDER BY id;
+SELECT id, tenant_id, grand_id, deleted_at IS NOT NULL AS deleted,
+       EXISTS (SELECT FROM public.atk_rv_grand g WHERE g.id = x.grand_id) AS parent_exists
+  FROM public.atk_rv_great x ORDER BY id;
+RESET keys_guard.bypass;
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_great');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_grand');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_child');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_parent');
+DROP TABLE public.atk_rv_great, public.atk_rv_grand, public.atk_rv_child, public.atk_rv_parent;
+-- 14b. PostgreSQL's ON DELETE CASCADE, tables guarded without soft delete.
+SET ROLE kg_migrator;
+CREATE TABLE public.atk_rv_parent (id int PRIMARY KEY, tenant_id text);
+CREATE TABLE public.atk_rv_child (
+    id int PRIMARY KEY, tenant_id text,
+    parent_id int REFERENCES public.atk_rv_parent ON DELETE CASCADE);
+CREATE TABLE public.atk_rv_grand (id int PRIMARY KEY, tenant_id text, grp int);
+CREATE TABLE public.atk_rv_great (
+    id int PRIMARY KEY, tenant_id text,
+    grand_id int REFERENCES public.atk_rv_grand ON DELETE CASCADE);
+CREATE TRIGGER atk_rv_child_trg BEFORE DELETE ON public.atk_rv_child
+    FOR EACH ROW EXECUTE FUNCTION public.atk_rv_child_trg();
+RESET ROLE;
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_parent', tenant_column => 'tenant_id', soft_delete => false);
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_child', tenant_column => 'tenant_id', soft_delete => false);
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_grand', tenant_column => 'tenant_id', soft_delete => false);
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_great', tenant_column => 'tenant_id', soft_delete => false);
+SET ROLE kg_migrator;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+INSERT INTO atk_rv_grand VALUES (2, NULL, 1);
+INSERT INTO atk_rv_great VALUES (2, NULL, 2);
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+INSERT INTO atk_rv_parent VALUES (1, NULL);
+INSERT INTO atk_rv_child VALUES (1, NULL, 1);
+INSERT INTO atk_rv_grand VALUES (1, NULL, 1);
+INSERT INTO atk_rv_great VALUES (1, NULL, 1);
+COMMIT;
+SELECT set_config('atk_rv.seen', '', false);
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+DELETE FROM atk_rv_parent WHERE id = 1;
+SELECT count(*) FROM atk_rv_child;
+SELECT count(*) FROM atk_rv_grand;
+SELECT count(*) FROM atk_rv_great;
+COMMIT;
+SELECT current_setting('atk_rv.seen') AS seen_in_ri_cascade;
+RESET ROLE;
+SET keys_guard.bypass = on;
+SELECT id, tenant_id, grp FROM public.atk_rv_grand ORDER BY id;
+SELECT id, tenant_id, grand_id,
+       EXISTS (SELECT FROM public.atk_rv_grand g WHERE g.id = x.grand_id) AS parent_exists
+  FROM public.atk_rv_great x ORDER BY id;
+RESET keys_guard.bypass;
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_great');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_grand');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_child');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_parent');
+DROP TABLE public.atk_rv_great, public.atk_rv_grand, public.atk_rv_child, public.atk_rv_parent;
+DROP FUNCTION public.atk_rv_child_trg();
+
 -- cleanup
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pool');
 DROP TABLE public.atk_rv_pool;
