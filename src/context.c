@@ -628,9 +628,19 @@ search_path_without_tenants(void)
 static char *
 prepend_schema(const char *schema, const char *rest)
 {
-	if (rest[0] == '\0')
-		return pstrdup(quote_identifier(schema));
-	return psprintf("%s, %s", quote_identifier(schema), rest);
+	const char *quoted = quote_identifier(schema);
+	size_t		quoted_len = strlen(quoted);
+	size_t		rest_len = strlen(rest);
+	char	   *path;
+
+	if (rest_len == 0)
+		return pstrdup(quoted);
+	/* "<schema>, <rest>", built by hand: every request pays for it. */
+	path = palloc(quoted_len + 2 + rest_len + 1);
+	memcpy(path, quoted, quoted_len);
+	memcpy(path + quoted_len, ", ", 2);
+	memcpy(path + quoted_len + 2, rest, rest_len + 1);
+	return path;
 }
 
 /*
