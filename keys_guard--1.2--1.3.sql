@@ -1196,6 +1196,52 @@ report AS (
                         WHERE i.indrelid = g.relid AND i.indisvalid
                           AND i.indnkeyatts > 0 AND i.indkey[0] = a.attnum)
     UNION ALL
+    -- A foreign key between pooled tables that does not pair the two
+    -- tenant columns: PostgreSQL's own check of it sees every tenant's rows,
+    -- so a row may reference another tenant's row (and learn that its key
+    -- exists), and a referential action that keys_guard runs as user code
+    -- (nested in a trigger inside another one) misses such rows.
+    SELECT 'cross_tenant_foreign_key', k.conrelid::regclass,
+           pg_catalog.format('foreign key %I references pooled table %s without pairing tenant columns %I and %I, so a row can reference another tenant''s row',
+                             k.conname, k.confrelid::regclass, ch.tenant_column, pa.tenant_column),
+           -- The same key with the tenant columns in front (SET NULL and SET
+           -- DEFAULT on delete keep to the key's own columns), checked against
+           -- every tenant's rows under an admin context; none is
+           -- offered for ON UPDATE SET NULL or SET DEFAULT, which would
+           -- change the tenant column too.
+           CASE WHEN k.confupdtype NOT IN ('n', 'd') THEN
+           pg_catalog.format('SELECT keys_guard.admin_context(''doctor'', ''tenant columns into a foreign key''); '
+                             'CREATE UNIQUE INDEX ON %s (%I, %s); '
+                             'ALTER TABLE %s ADD FOREIGN KEY (%I, %s) REFERENCES %s (%I, %s)%s; '
+                             'ALTER TABLE %s DROP CONSTRAINT %I',
+                             k.confrelid::regclass, pa.tenant_column, fk.parent_cols,
+                             k.conrelid::regclass, ch.tenant_column, fk.child_cols,
+                             k.confrelid::regclass, pa.tenant_column, fk.parent_cols,
+                             CASE k.confupdtype WHEN 'c' THEN ' ON UPDATE CASCADE'
+                                                WHEN 'r' THEN ' ON UPDATE RESTRICT' ELSE '' END ||
+                             CASE k.confdeltype WHEN 'c' THEN ' ON DELETE CASCADE'
+                                                WHEN 'r' THEN ' ON DELETE RESTRICT'
+                                                WHEN 'n' THEN ' ON DELETE SET NULL (' || fk.child_cols || ')'
+                                                WHEN 'd' THEN ' ON DELETE SET DEFAULT (' || fk.child_cols || ')'
+                                                ELSE '' END,
+                             k.conrelid::regclass, k.conname) END
+      FROM pg_catalog.pg_constraint k
+      JOIN keys_guard.guarded_table ch ON ch.relid = k.conrelid AND ch.tenant_column IS NOT NULL
+      JOIN keys_guard.guarded_table pa ON pa.relid = k.confrelid AND pa.tenant_column IS NOT NULL
+      JOIN pg_catalog.pg_attribute cha
+        ON cha.attrelid = k.conrelid AND cha.attname = ch.tenant_column AND NOT cha.attisdropped
+      JOIN pg_catalog.pg_attribute paa
+        ON paa.attrelid = k.confrelid AND paa.attname = pa.tenant_column AND NOT paa.attisdropped
+     CROSS JOIN LATERAL (
+            SELECT pg_catalog.string_agg(pg_catalog.quote_ident(ca.attname), ', ' ORDER BY u.i) AS child_cols,
+                   pg_catalog.string_agg(pg_catalog.quote_ident(pa2.attname), ', ' ORDER BY u.i) AS parent_cols
+              FROM unnest(k.conkey, k.confkey) WITH ORDINALITY AS u(c, p, i)
+              JOIN pg_catalog.pg_attribute ca ON ca.attrelid = k.conrelid AND ca.attnum = u.c
+              JOIN pg_catalog.pg_attribute pa2 ON pa2.attrelid = k.confrelid AND pa2.attnum = u.p) AS fk
+     WHERE k.contype = 'f'
+       AND NOT EXISTS (SELECT 1 FROM unnest(k.conkey, k.confkey) AS u(c, p)
+                        WHERE u.c = cha.attnum AND u.p = paa.attnum)
+    UNION ALL
     SELECT 'missing_tenant_schema', NULL::regclass,
            pg_catalog.format('schema %I of tenant "%s" (%s) does not exist', t.schema_name, t.id, t.status),
            pg_catalog.format('CREATE SCHEMA %I AUTHORIZATION keys_guard_admin; '

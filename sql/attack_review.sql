@@ -474,7 +474,9 @@ DROP TABLE public.atk_rv_child, public.atk_rv_parent, public.atk_rv_secrets;
 -- PostgreSQL's own ON DELETE CASCADE, on tables guarded without soft
 -- delete (a BEFORE DELETE trigger).  (Not covered: a row of b's that
 -- references a key of a's; the nested action runs as the trigger's user
--- code, filtered to a's rows, and would leave such a row behind.)
+-- code, filtered to a's rows, and would leave such a row behind.  Only a
+-- foreign key without the tenant columns admits such a row: doctor()
+-- reports it as cross_tenant_foreign_key, sql/doctor.sql.)
 SET ROLE kg_migrator;
 CREATE TABLE public.atk_rv_parent (id int PRIMARY KEY, tenant_id text);
 CREATE TABLE public.atk_rv_child (

@@ -122,3 +122,71 @@ SELECT nspname, pg_get_userbyid(nspowner) AS owner,
        has_schema_privilege('keys_guard_gateway', oid, 'USAGE') AS gateway_usage
   FROM pg_namespace WHERE nspname IN ('tenant_docgone', 'doc_moved_away') ORDER BY 1;
 
+
+--
+-- A foreign key between pooled tables without the tenant columns: PostgreSQL
+-- checks it against every tenant's rows, so tenant docx's row can reference
+-- doc's customer.  doctor() reports it; its fix puts the tenant columns in
+-- the key, after which the same reference fails as a missing key does.
+--
+SELECT id FROM keys_guard.create_tenant('docx');
+CREATE TABLE public.doc_customers (id int PRIMARY KEY, tenant_id text NOT NULL);
+CREATE INDEX ON public.doc_customers (tenant_id);
+CREATE TABLE public.doc_invoices (id int PRIMARY KEY, tenant_id text NOT NULL,
+                                  customer_id int REFERENCES public.doc_customers ON DELETE CASCADE);
+CREATE INDEX ON public.doc_invoices (tenant_id);
+-- Already keyed by tenant: not reported.
+CREATE TABLE public.doc_notes (id int PRIMARY KEY, tenant_id text NOT NULL, customer_id int);
+CREATE INDEX ON public.doc_notes (tenant_id);
+CREATE UNIQUE INDEX ON public.doc_customers (tenant_id, id);
+ALTER TABLE public.doc_notes ADD FOREIGN KEY (tenant_id, customer_id)
+    REFERENCES public.doc_customers (tenant_id, id);
+SELECT kind FROM keys_guard.protect_table('public.doc_customers', tenant_column => 'tenant_id', soft_delete => false);
+SELECT kind FROM keys_guard.protect_table('public.doc_invoices', tenant_column => 'tenant_id', soft_delete => false);
+SELECT kind FROM keys_guard.protect_table('public.doc_notes', tenant_column => 'tenant_id', soft_delete => false);
+GRANT SELECT, INSERT, DELETE ON public.doc_customers, public.doc_invoices TO kg_app;
+SELECT problem, relation, detail, fix FROM my_doctor WHERE problem = 'cross_tenant_foreign_key';
+SET ROLE kg_app;
+BEGIN;
+SELECT keys_guard.set_context('doc', 'doctor');
+INSERT INTO public.doc_customers VALUES (1, 'doc');
+COMMIT;
+-- docx references doc's customer 1: accepted while the key lacks the tenant.
+BEGIN;
+SELECT keys_guard.set_context('docx', 'doctor');
+INSERT INTO public.doc_invoices VALUES (1, 'docx', 1);
+ROLLBACK;
+RESET ROLE;
+-- The fix names an admin context, for the new key's check of every row.
+BEGIN;
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT fix FROM my_doctor WHERE problem = 'cross_tenant_foreign_key' LOOP
+        EXECUTE r.fix;
+    END LOOP;
+END
+$$;
+COMMIT;
+SELECT problem, relation, detail, fix FROM my_doctor WHERE problem = 'cross_tenant_foreign_key';
+SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+ WHERE conrelid = 'public.doc_invoices'::regclass AND contype = 'f';
+SET ROLE kg_app;
+-- Now the same reference fails as a key that does not exist at all.
+BEGIN;
+SELECT keys_guard.set_context('docx', 'doctor');
+INSERT INTO public.doc_invoices VALUES (1, 'docx', 1);
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.set_context('docx', 'doctor');
+INSERT INTO public.doc_invoices VALUES (1, 'docx', 999);
+ROLLBACK;
+-- doc's own reference and its cascade work as before.
+BEGIN;
+SELECT keys_guard.set_context('doc', 'doctor');
+INSERT INTO public.doc_invoices VALUES (2, 'doc', 1);
+DELETE FROM public.doc_customers WHERE id = 1;
+SELECT count(*) FROM public.doc_invoices;
+ROLLBACK;
+RESET ROLE;
