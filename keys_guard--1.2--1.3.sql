@@ -1197,12 +1197,13 @@ report AS (
                           AND i.indnkeyatts > 0 AND i.indkey[0] = a.attnum)
     UNION ALL
     -- A foreign key between pooled tables that does not pair the two
-    -- tenant columns: PostgreSQL's own check of it sees every tenant's rows,
-    -- so a row may reference another tenant's row (and learn that its key
-    -- exists), and a referential action that keys_guard runs as user code
-    -- (nested in a trigger inside another one) misses such rows.
+    -- tenant columns: keys_guard keeps a reference written under a tenant
+    -- context inside that tenant, but one written under an admin context
+    -- (or before 1.3) may cross tenants, and a referential action that
+    -- keys_guard runs as user code (nested in a trigger inside another
+    -- one) misses such a row.  Keyed by tenant, the database keeps them all.
     SELECT 'cross_tenant_foreign_key', k.conrelid::regclass,
-           pg_catalog.format('foreign key %I references pooled table %s without pairing tenant columns %I and %I, so a row can reference another tenant''s row',
+           pg_catalog.format('foreign key %I references pooled table %s without pairing tenant columns %I and %I, so a row written under an admin context can reference another tenant''s row',
                              k.conname, k.confrelid::regclass, ch.tenant_column, pa.tenant_column),
            -- The same key with the tenant columns in front (SET NULL and SET
            -- DEFAULT on delete keep to the key's own columns), checked against

@@ -474,9 +474,10 @@ DROP TABLE public.atk_rv_child, public.atk_rv_parent, public.atk_rv_secrets;
 -- PostgreSQL's own ON DELETE CASCADE, on tables guarded without soft
 -- delete (a BEFORE DELETE trigger).  (Not covered: a row of b's that
 -- references a key of a's; the nested action runs as the trigger's user
--- code, filtered to a's rows, and would leave such a row behind.  Only a
--- foreign key without the tenant columns admits such a row: doctor()
--- reports it as cross_tenant_foreign_key, sql/doctor.sql.)
+-- code, filtered to a's rows, and would leave such a row behind.  Under a
+-- tenant context such a row cannot be written, part 15; an admin context
+-- can, through a foreign key without the tenant columns, which doctor()
+-- reports as cross_tenant_foreign_key, sql/doctor.sql.)
 SET ROLE kg_migrator;
 CREATE TABLE public.atk_rv_parent (id int PRIMARY KEY, tenant_id text);
 CREATE TABLE public.atk_rv_child (
@@ -605,6 +606,103 @@ SELECT count(*) FROM keys_guard.release_table('public.atk_rv_child');
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_parent');
 DROP TABLE public.atk_rv_great, public.atk_rv_grand, public.atk_rv_child, public.atk_rv_parent;
 DROP FUNCTION public.atk_rv_child_trg();
+
+-- 15. A reference to another tenant's row.  PostgreSQL checks that a
+-- referenced row exists past row security, as the referenced table's
+-- owner; keys_guard trusts that check as PostgreSQL's own, but under a
+-- tenant it finds that tenant's rows only.  So tenant b's row can neither
+-- reference a's customer (INSERT, UPDATE, a deferred key checked at
+-- COMMIT, a table referencing itself; COPY FROM is refused by PostgreSQL
+-- itself under forced row security) nor learn that a's key exists: the
+-- error is the one for a key that exists nowhere, without the key's value.
+-- Such a reference is what part 14's nested cascade would leave behind.
+-- a's own references, cascades and NO ACTION checks work as before.
+SET ROLE kg_migrator;
+CREATE TABLE public.atk_rv_cust (id int PRIMARY KEY, tenant_id text,
+                                 parent_id int REFERENCES public.atk_rv_cust);
+CREATE TABLE public.atk_rv_inv (id int PRIMARY KEY, tenant_id text,
+                                cust_id int REFERENCES public.atk_rv_cust ON DELETE CASCADE);
+CREATE TABLE public.atk_rv_note (id int PRIMARY KEY, tenant_id text,
+                                 cust_id int REFERENCES public.atk_rv_cust
+                                     DEFERRABLE INITIALLY DEFERRED);
+RESET ROLE;
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_cust', tenant_column => 'tenant_id', soft_delete => false);
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_inv', tenant_column => 'tenant_id', soft_delete => false);
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_note', tenant_column => 'tenant_id', soft_delete => false);
+SET ROLE kg_migrator;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+INSERT INTO atk_rv_cust VALUES (1, NULL, NULL);
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+INSERT INTO atk_rv_cust VALUES (2, NULL, NULL);
+INSERT INTO atk_rv_inv VALUES (2, NULL, 2);
+COMMIT;
+-- b names a's customer 1, then a key that exists nowhere: the same error.
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+INSERT INTO atk_rv_inv VALUES (3, NULL, 1);
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+INSERT INTO atk_rv_inv VALUES (3, NULL, 999);
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+UPDATE atk_rv_inv SET cust_id = 1 WHERE id = 2;
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+COPY atk_rv_inv (id, cust_id) FROM stdin;
+4	1
+\.
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+INSERT INTO atk_rv_note VALUES (1, NULL, 1);
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+INSERT INTO atk_rv_cust VALUES (5, NULL, 1);
+ROLLBACK;
+-- b's own references hold.
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+INSERT INTO atk_rv_note VALUES (2, NULL, 2);
+INSERT INTO atk_rv_cust VALUES (6, NULL, 2);
+COMMIT;
+-- a's: a reference, the cascade of a's DELETE, and NO ACTION refusing the
+-- DELETE of a customer that a's own row still references.
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+INSERT INTO atk_rv_inv VALUES (1, NULL, 1);
+INSERT INTO atk_rv_cust VALUES (7, NULL, 1);
+DELETE FROM atk_rv_cust WHERE id = 1;
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+INSERT INTO atk_rv_inv VALUES (1, NULL, 1);
+DELETE FROM atk_rv_cust WHERE id = 1;
+SELECT count(*) AS a_invoices_left FROM atk_rv_inv;
+ROLLBACK;
+-- An admin context writes what it names, across tenants too (doctor()
+-- reports the keys that allow it).
+RESET ROLE;
+BEGIN;
+SELECT keys_guard.admin_context('reviewer', 'attack review: admin reference');
+INSERT INTO public.atk_rv_inv VALUES (8, 'atk_rv_b', 1);
+SELECT id, tenant_id, cust_id FROM public.atk_rv_inv WHERE id = 8;
+ROLLBACK;
+SET keys_guard.bypass = on;
+SELECT id, tenant_id, cust_id FROM public.atk_rv_inv ORDER BY id;
+SELECT id, tenant_id, cust_id FROM public.atk_rv_note ORDER BY id;
+SELECT id, tenant_id, parent_id FROM public.atk_rv_cust ORDER BY id;
+RESET keys_guard.bypass;
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_note');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_inv');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_cust');
+DROP TABLE public.atk_rv_note, public.atk_rv_inv, public.atk_rv_cust;
 
 -- cleanup
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pool');

@@ -124,10 +124,11 @@ SELECT nspname, pg_get_userbyid(nspowner) AS owner,
 
 
 --
--- A foreign key between pooled tables without the tenant columns: PostgreSQL
--- checks it against every tenant's rows, so tenant docx's row can reference
--- doc's customer.  doctor() reports it; its fix puts the tenant columns in
--- the key, after which the same reference fails as a missing key does.
+-- A foreign key between pooled tables without the tenant columns: the
+-- database alone does not keep a reference inside one tenant (keys_guard
+-- checks it for writes under a tenant context, not under an admin
+-- context).  doctor() reports it; its fix puts the tenant columns in the
+-- key.
 --
 SELECT id FROM keys_guard.create_tenant('docx');
 CREATE TABLE public.doc_customers (id int PRIMARY KEY, tenant_id text NOT NULL);
@@ -151,7 +152,7 @@ BEGIN;
 SELECT keys_guard.set_context('doc', 'doctor');
 INSERT INTO public.doc_customers VALUES (1, 'doc');
 COMMIT;
--- docx references doc's customer 1: accepted while the key lacks the tenant.
+-- docx references doc's customer 1: refused as a key that does not exist.
 BEGIN;
 SELECT keys_guard.set_context('docx', 'doctor');
 INSERT INTO public.doc_invoices VALUES (1, 'docx', 1);
@@ -173,7 +174,7 @@ SELECT problem, relation, detail, fix FROM my_doctor WHERE problem = 'cross_tena
 SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
  WHERE conrelid = 'public.doc_invoices'::regclass AND contype = 'f';
 SET ROLE kg_app;
--- Now the same reference fails as a key that does not exist at all.
+-- Keyed by tenant, the same reference fails the same way.
 BEGIN;
 SELECT keys_guard.set_context('docx', 'doctor');
 INSERT INTO public.doc_invoices VALUES (1, 'docx', 1);

@@ -30,10 +30,13 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/parallel.h"
+#include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_constraint.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
@@ -486,6 +489,118 @@ make_tenant_qual(Index rtindex, KgPooledRel *pooled)
 	return op;
 }
 
+/* The attribute numbers of an int2[] column of pg_constraint (conkey, confkey). */
+static Bitmapset *
+constraint_columns(HeapTuple tuple, AttrNumber attnum, TupleDesc desc)
+{
+	bool		isnull;
+	Datum		datum = heap_getattr(tuple, attnum, desc, &isnull);
+	Bitmapset  *cols = NULL;
+	ArrayType  *array;
+	int16	   *values;
+	int			n;
+
+	if (isnull)
+		return NULL;
+	array = DatumGetArrayTypeP(datum);
+	if (ARR_NDIM(array) != 1 || ARR_HASNULL(array) || ARR_ELEMTYPE(array) != INT2OID)
+		return NULL;
+	values = (int16 *) ARR_DATA_PTR(array);
+	n = ARR_DIMS(array)[0];
+	for (int i = 0; i < n; i++)
+		cols = bms_add_member(cols, values[i] - FirstLowInvalidHeapAttributeNumber);
+	return cols;
+}
+
+/*
+ * Whether cols (offset by FirstLowInvalidHeapAttributeNumber, as
+ * pull_varattnos() gives them) are the referenced columns of a foreign key
+ * to relid, and not the referencing columns of one from it.
+ */
+static bool
+is_referenced_key(Oid relid, Bitmapset *cols)
+{
+	Relation	conrel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tuple;
+	bool		referenced = false;
+	bool		referencing = false;
+
+	/* pg_constraint has no index on confrelid: this runs once per plan. */
+	conrel = table_open(ConstraintRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_constraint_confrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(conrel, InvalidOid, false, NULL, 1, &key);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		Form_pg_constraint con = (Form_pg_constraint) GETSTRUCT(tuple);
+
+		if (con->contype != CONSTRAINT_FOREIGN)
+			continue;
+		if (bms_equal(constraint_columns(tuple, Anum_pg_constraint_confkey,
+										 RelationGetDescr(conrel)), cols))
+			referenced = true;
+		if (con->conrelid == relid &&
+			bms_equal(constraint_columns(tuple, Anum_pg_constraint_conkey,
+										 RelationGetDescr(conrel)), cols))
+			referencing = true;
+	}
+	systable_endscan(scan);
+	table_close(conrel, AccessShareLock);
+
+	if (referenced && !referencing)
+	{
+		Relation	rel = table_open(relid, AccessShareLock);
+		ListCell   *lc;
+
+		foreach(lc, RelationGetFKeyList(rel))
+		{
+			ForeignKeyCacheInfo *fk = lfirst_node(ForeignKeyCacheInfo, lc);
+			Bitmapset  *fkcols = NULL;
+
+			for (int i = 0; i < fk->nkeys; i++)
+				fkcols = bms_add_member(fkcols, fk->conkey[i] - FirstLowInvalidHeapAttributeNumber);
+			if (bms_equal(fkcols, cols))
+				referencing = true;
+		}
+		table_close(rel, AccessShareLock);
+	}
+	return referenced && !referencing;
+}
+
+/*
+ * Whether the statement being planned is PostgreSQL's lookup of the row a
+ * foreign key references (ri_triggers.c: the check of a referencing row,
+ * and the NO ACTION check for a replacement key): a referential-integrity
+ * query SELECT 1 FROM [ONLY] pktable x WHERE <referenced columns> = $n ...
+ * FOR KEY SHARE OF x.  The lookups that act on the referencing table
+ * (cascades, and the NO ACTION check that the key is still referenced)
+ * have other shapes or other columns.
+ */
+static bool
+is_referenced_row_lookup(PlannerInfo *root)
+{
+	Query	   *parse = root->parse;
+	RowMarkClause *rc;
+	RangeTblEntry *rte;
+	Bitmapset  *cols = NULL;
+
+	if (root->parent_root != NULL || parse->commandType != CMD_SELECT ||
+		list_length(parse->rowMarks) != 1 || parse->jointree == NULL ||
+		list_length(parse->jointree->fromlist) != 1 || parse->jointree->quals == NULL ||
+		parse->rtable == NIL)
+		return false;
+	rc = linitial_node(RowMarkClause, parse->rowMarks);
+	rte = linitial_node(RangeTblEntry, parse->rtable);
+	if (rc->rti != 1 || rc->strength != LCS_FORKEYSHARE || rte->rtekind != RTE_RELATION ||
+		!IsA(linitial(parse->jointree->fromlist), RangeTblRef) ||
+		((RangeTblRef *) linitial(parse->jointree->fromlist))->rtindex != 1)
+		return false;
+	pull_varattnos(parse->jointree->quals, 1, &cols);
+	return cols != NULL && is_referenced_key(rte->relid, cols);
+}
+
 /*
  * From get_relation_info_hook (hooks.c), after any earlier provider: add
  * the tenant filter to a pooled table as its first security qual, and the
@@ -521,6 +636,17 @@ kg_isolation_relation_info(PlannerInfo *root, Oid relationObjectId, RelOptInfo *
 			OidIsValid(kg_assert_tenant_func()) &&
 			(root->parse->jointree->quals == NULL || IsA(root->parse->jointree->quals, List)))
 			gate_pulled_up_predicates(root, rel->relid, relationObjectId, pooled);
+	}
+	else if (pooled != NULL && kg_current_mode() == KG_MODE_TENANT &&
+			 kg_ri_query_trusted() && is_referenced_row_lookup(root))
+	{
+		/*
+		 * PostgreSQL's check that a referenced row exists looks past row
+		 * security; under a tenant it finds the tenant's own rows only, so
+		 * a row cannot reference another tenant's, and the error for one
+		 * that tries is the error for a key that does not exist.
+		 */
+		quals = lappend(quals, make_tenant_qual(rel->relid, pooled));
 	}
 	else if (pooled != NULL)
 		planned_unfiltered_pooled = true;
