@@ -577,13 +577,15 @@ kg_rte_is_rule_placeholder(RangeTblEntry *rte)
 
 /*
  * Plans of rule actions carry a mark the executor hooks can see: an
- * invalid oid among the relations the plan depends on, which the plan
- * cache never matches against a real relation.
+ * invalid oid first among the relations the plan depends on, which the
+ * plan cache never matches against a real relation.  First, so that the
+ * executor hooks, which ask at every start, run and finish of every
+ * statement, look at one cell.
  */
 void
 kg_mark_rule_action(PlannedStmt *pstmt)
 {
-	pstmt->relationOids = lappend_oid(pstmt->relationOids, InvalidOid);
+	pstmt->relationOids = lcons_oid(InvalidOid, pstmt->relationOids);
 }
 
 static bool
@@ -591,7 +593,8 @@ is_rule_action(Query *query, PlannedStmt *pstmt)
 {
 	if (query != NULL)
 		return query->querySource != QSRC_ORIGINAL;
-	return pstmt != NULL && list_member_oid(pstmt->relationOids, InvalidOid);
+	return pstmt != NULL && pstmt->relationOids != NIL &&
+		linitial_oid(pstmt->relationOids) == InvalidOid;
 }
 
 /*
