@@ -63,10 +63,21 @@ check_library() {
   fi
 }
 
+# Where the work directories go: BENCH_TMPDIR, else /dev/shm when it has
+# 8 GB free (a tmpfs: the data directory, WAL and pgbench's logs never wait
+# for a disk that other processes of the machine share; the benchmarks run
+# without durability anyway), else /tmp.
+if [ -z "${BENCH_TMPDIR:-}" ]; then
+  BENCH_TMPDIR=/tmp
+  if [ -d /dev/shm ] && [ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')" -ge 8388608 ] 2>/dev/null; then
+    BENCH_TMPDIR=/dev/shm
+  fi
+fi
+
 # The work directory of a run (the cluster's data and socket, logs),
 # readable by the postgres user: sets work, pgdata and server_up.
 new_workdir() {
-  work=$(mktemp -d "/tmp/$1.XXXXXX")
+  work=$(mktemp -d "$BENCH_TMPDIR/$1.XXXXXX")
   chmod 755 "$work"
   chown postgres:postgres "$work"
   pgdata="$work/data"

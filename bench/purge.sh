@@ -58,6 +58,13 @@
 #   bash bench/purge.sh
 # Settings (environment):
 #   ROUNDS=3           measured rounds of (a) and of (b)
+#   B_ROUNDS=ROUNDS    rounds of (b)'s separate runs (reported)
+#   PAIRS=8            (b)'s target: pairs of a window without the purge and
+#                      the next one with it, interleaved in one pgbench run
+#                      (0: skip)
+#   PAIR_OFF_S=5 PAIR_ON_S=6  seconds of each window (the "with" window
+#                      starts when the worker's first batch ends, about 1 s
+#                      after it is switched on)
 #   ROWS=400000        rows per table in (a) (a multiple of 100); half of
 #                      them are soft-deleted and purged (N = ROWS / 2)
 #   BACKLOG=1000000    expired rows waiting in (b)
@@ -114,6 +121,10 @@ bench="$here/bench"
 cd "$here"
 
 ROUNDS=${ROUNDS:-3}
+B_ROUNDS=${B_ROUNDS:-$ROUNDS}
+PAIRS=${PAIRS:-8}
+PAIR_OFF_S=${PAIR_OFF_S:-5}
+PAIR_ON_S=${PAIR_ON_S:-6}
 ROWS=${ROWS:-400000}
 BACKLOG=${BACKLOG:-1000000}
 B_SECONDS=${B_SECONDS:-30}
@@ -139,7 +150,7 @@ BENCH_INSTALL=${BENCH_INSTALL:-1}
 BENCH_DEPS=${BENCH_DEPS:-1}
 
 me=purge.sh
-for v in ROUNDS ROWS BACKLOG B_SECONDS LEAD CLIENTS JOBS SCALE RATE WARMUP_SECONDS BATCH_SIZE WORKER_BATCH_SIZE BATCH_TIME_MS B_THROTTLE_MS DELAY_A_MS DELAY_B_MS; do
+for v in ROUNDS B_ROUNDS PAIRS PAIR_OFF_S PAIR_ON_S ROWS BACKLOG B_SECONDS LEAD CLIENTS JOBS SCALE RATE WARMUP_SECONDS BATCH_SIZE WORKER_BATCH_SIZE BATCH_TIME_MS B_THROTTLE_MS DELAY_A_MS DELAY_B_MS; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$me: $v must be a whole number" >&2; exit 2; }
 done
 [ "$ROUNDS" -ge 1 ] || { echo "$me: ROUNDS must be >= 1" >&2; exit 2; }
@@ -162,7 +173,7 @@ done
 
 N=$((ROWS / 2))
 
-repro="cd $here && ROUNDS=$ROUNDS ROWS=$ROWS BACKLOG=$BACKLOG B_SECONDS=$B_SECONDS LEAD=$LEAD CLIENTS=$CLIENTS JOBS=$JOBS"
+repro="cd $here && ROUNDS=$ROUNDS B_ROUNDS=$B_ROUNDS PAIRS=$PAIRS PAIR_OFF_S=$PAIR_OFF_S PAIR_ON_S=$PAIR_ON_S ROWS=$ROWS BACKLOG=$BACKLOG B_SECONDS=$B_SECONDS LEAD=$LEAD CLIENTS=$CLIENTS JOBS=$JOBS"
 repro+=" SCALE=$SCALE RATE=$RATE SAMPLING=$SAMPLING WARMUP_SECONDS=$WARMUP_SECONDS BATCH_SIZE=$BATCH_SIZE"
 repro+=" WORKER_BATCH_SIZE=$WORKER_BATCH_SIZE BATCH_TIME_MS=$BATCH_TIME_MS BUSY_DUTY=$BUSY_DUTY CURVE='$CURVE'"
 repro+=" DELAY_A_MS=$DELAY_A_MS DELAY_B_MS=$DELAY_B_MS B_THROTTLE_MS=$B_THROTTLE_MS"
@@ -711,9 +722,9 @@ if [[ $BENCH_ONLY == *b* ]]; then
   for d in $CURVE; do b_variants+=("curve_$d"); done
   [ "$B_THROTTLE_MS" -gt 0 ] && b_variants+=(throttled)
   nb=${#b_variants[@]}
-  for r in $(seq 1 "$ROUNDS"); do
+  for r in $(seq 1 "$B_ROUNDS"); do
     # Rotate the order (two variants: alternate).
-    line="(b) round $r/$ROUNDS:"
+    line="(b) round $r/$B_ROUNDS:"
     for i in $(seq 0 $((nb - 1))); do
       v=${b_variants[$(( (i + r - 1) % nb ))]}
       run_b "$r" "$v"; line+=" $summary;"
@@ -751,6 +762,57 @@ if [[ $BENCH_ONLY == *b* ]]; then
     done
     log "$line"
   done
+
+  # The target: pairs interleaved in one pgbench run.  A separate run per
+  # variant compares seconds that may be minutes apart, and on a shared
+  # machine whole stretches of tens of seconds run at half speed (the
+  # per-second transactions in purge_timeline.tsv show them in "without"
+  # runs too); a window without the purge and the next one with it share
+  # their conditions far more often.  The backlog is built once (each
+  # "with" window purges a small part of it).
+  if [ "$PAIRS" -gt 0 ]; then
+    bp_field() { awk -F'\t' -v w="$1" -v f="$2" '$1 == "bpl" && $3 == w { split($4, x, " "); print x[f] }' "$raw"; }
+    bp_ratio() {
+      awk -F'\t' -v f="$1" '
+        $1 == "bpl" && $3 == "on" { split($4, x, " "); p[$2] = x[f] }
+        $1 == "bpl" && $3 == "off" { split($4, y, " "); q[$2] = y[f] }
+        END { for (k = 1; k in p; k++) printf "%.3f\n", (q[k] > 0) ? p[k] / q[k] : 0 }' "$raw"
+    }
+    log "(b) $PAIRS interleaved pairs: ${PAIR_OFF_S} s without, then the worker on for ${PAIR_ON_S} s, in one pgbench run"
+    pace_for with
+    worker_off
+    build_backlog
+    pair_secs=$(( LEAD + PAIRS * (PAIR_OFF_S + PAIR_ON_S + 8) + 2 ))
+    pgbench_b pairs "$pair_secs" -l --log-prefix="$work/log.pairs" "${sampling_args[@]}"
+    sleep "$LEAD"
+    for k in $(seq 1 "$PAIRS"); do
+      off0=$(epoch_now)
+      sleep "$PAIR_OFF_S"
+      off1=$(epoch_now)
+      base=$(poll "SELECT coalesce(max(id), 0) FROM keys_guard.audit_log")
+      worker_on >/dev/null
+      sleep "$PAIR_ON_S"
+      # Switched off by terminating it: its batch in progress rolls back.
+      worker_off
+      got=$(psql_su -At -F ' ' -c "
+        SELECT count(*), coalesce(sum((detail->>'rows')::bigint), 0),
+               coalesce(extract(epoch FROM min(at)), 0), coalesce(extract(epoch FROM max(at)), 0)
+          FROM keys_guard.audit_log
+         WHERE id > $base AND action = 'purge' AND outcome = 'ok' AND target = 'public.pu_backlog'")
+      read -r nb np p0 p1 <<<"$got"
+      [ "$nb" -ge 3 ] || { echo "(b) pair $k: $nb batches, fewer than 3" >&2; exit 1; }
+      kill -0 "$pgbench_pid" 2>/dev/null || { echo "(b) pair $k: pgbench ended before the pair did" >&2; exit 1; }
+      printf 'bp\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$k" "$off0" "$off1" "$p0" "$p1" "$nb" "$np" >>"$raw"
+    done
+    pgbench_wait pairs
+    while IFS=$'\t' read -r _ k off0 off1 p0 p1 _; do
+      # The "without" window starts 0.3 s after the previous pair's worker
+      # was seen gone for good (worker_off).
+      printf 'bpl\t%s\toff\t%s\n' "$k" "$(lat_stats "$work/log.pairs" "$(awk -v a="$off0" 'BEGIN { printf "%.6f", a + 0.3 }')" "$off1")" >>"$raw"
+      printf 'bpl\t%s\ton\t%s\n' "$k" "$(lat_stats "$work/log.pairs" "$p0" "$p1")" >>"$raw"
+    done < <(awk -F'\t' '$1 == "bp"' "$raw")
+    log "(b) pairs, p99 with / without: $(bp_ratio 3 | paste -sd' ')"
+  fi
 
   noload=''
   if [ "$BENCH_EXPLAIN" = 1 ]; then
@@ -887,12 +949,46 @@ report="$work/report.md"
     echo "$ratetxt, as bench_app, per-transaction log (sampling $SAMPLING). Before every run: the backlog rebuilt (pu_backlog,"
     echo "$BACKLOG rows soft-deleted by one DELETE, VACUUM, CHECKPOINT), pgbench tables vacuumed and prewarmed, history emptied."
     if [ "$B_THROTTLE_MS" -gt 0 ]; then thr=", or the throttled emulation is started (\"throttled\")"; else thr=""; fi
-    echo "At $LEAD s into the run the worker is switched on (\"with\") or not (\"without\")$thr. $ROUNDS rounds, in a rotating order."
+    echo "At $LEAD s into the run the worker is switched on (\"with\") or not (\"without\")$thr. $B_ROUNDS rounds, in a rotating order."
     echo "**Ratios are medians over rounds of with / without in the same round**; the value columns are medians."
     echo
+    if [ "$PAIRS" -gt 0 ]; then
+      echo "**The target: $PAIRS pairs interleaved in one pgbench run** (-T $pair_secs, the same options): after a backlog"
+      echo "rebuilt as above and $LEAD s of pgbench, each pair is a ${PAIR_OFF_S}-s window without the purge (from 0.3 s after the"
+      echo "previous pair's worker was seen gone), then the worker switched on for ${PAIR_ON_S} s (its window: from the end of its"
+      echo "first batch to the end of its last; then it is terminated, its batch in progress rolled back). Ratio per pair: with /"
+      echo "the window just before it; **the ratio is the median over pairs**, the value columns are medians."
+      echo
+      echo "| what | without | with | ratio | target | met? | per-pair ratios |"
+      echo "|---|---:|---:|---:|---|---|---|"
+      bp_row() {
+        local what=$1 f=$2 unit=$3 target=$4 ratio met fmt='%.0f'
+        ratio=$(bp_ratio "$f" | median)
+        if [ -n "$target" ]; then
+          met=$(awk -v r="$ratio" -v t="$target" 'BEGIN { print (r <= t) ? "yes" : "**no**" }')
+          record_target "$what" "<=" "$target" $(bp_ratio "$f")
+          target="≤ $target"
+        else
+          target="— (reported)"; met="—"
+        fi
+        [ "$unit" = ms ] && fmt='%.3f ms'
+        printf "| %s | $fmt | $fmt | %.3f | %s | %s | %s |\n" "$what" \
+          "$(bp_field off "$f" | median)" "$(bp_field on "$f" | median)" \
+          "$ratio" "$target" "$met" "$(bp_ratio "$f" | paste -sd' ')"
+      }
+      bp_row "p99 latency while the worker purges, interleaved pairs (with: the worker's window; without: the window just before it)" 3 ms 1.2
+      bp_row "p50 latency, interleaved pairs" 2 ms ""
+      bp_row "tps, interleaved pairs" 6 "" ""
+      echo
+      echo "The worker in each pair: $(awk -F'\t' '$1 == "bp" { printf "%s%s rows in %s batches", s, $8, $7; s = "; " }' "$raw")."
+      echo
+      echo "**Separate runs** ($B_ROUNDS rounds, reported):"
+      echo
+    fi
     echo "| what | without | with | ratio | target | met? | per-round ratios |"
     echo "|---|---:|---:|---:|---|---|---|"
-    b_row "p99 latency during the purge (with: from the end of the worker's first batch to the end of its last; without: the same seconds of its run)" window 3 ms 1.2
+    if [ "$PAIRS" -gt 0 ]; then p99_target=""; else p99_target=1.2; fi
+    b_row "p99 latency during the purge (with: from the end of the worker's first batch to the end of its last; without: the same seconds of its run)" window 3 ms "$p99_target"
     b_row "p50 latency during the purge" window 2 ms ""
     b_row "mean latency during the purge" window 4 ms ""
     b_row "tps during the purge" window 6 "" ""
