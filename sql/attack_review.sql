@@ -704,6 +704,138 @@ SELECT count(*) FROM keys_guard.release_table('public.atk_rv_inv');
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_cust');
 DROP TABLE public.atk_rv_note, public.atk_rv_inv, public.atk_rv_cust;
 
+-- 16. Part 15's lookup, attacked.  (a) A table that shares its parent's
+-- primary key (atk_rv_ext.id references atk_rv_acct.id) and is itself
+-- referenced: the check of a reference to it and the NO ACTION check that
+-- its key is still referenced read the same columns of it, so telling
+-- them apart by columns alone left the check unfiltered and b referenced
+-- a's row.  The RI query that acts on referencing rows puts the
+-- parameter first ($1 = column), the lookup of a referenced row puts the
+-- column first.  (b) Without a context the lookup found every tenant's
+-- rows, through a table keys_guard does not guard (an existence oracle),
+-- and the plan it was made with was reused once a tenant was set, which
+-- does not replan: b, in the same session, referenced a's key.  Without
+-- a context the lookup now finds no pooled row.  (c) What held: a UNIQUE
+-- column that is not the primary key, a bigint key referenced by an int
+-- column, ON CONFLICT DO UPDATE, MERGE, and ALTER TABLE ... ADD FOREIGN
+-- KEY under a tenant context (refused with 23503 for a's key as for no
+-- key, before the DDL itself is refused).
+SET ROLE kg_migrator;
+CREATE TABLE public.atk_rv_acct (id int PRIMARY KEY, tenant_id text, code text UNIQUE, big bigint UNIQUE);
+CREATE TABLE public.atk_rv_ext (id int PRIMARY KEY REFERENCES public.atk_rv_acct, tenant_id text);
+CREATE TABLE public.atk_rv_ord (id int PRIMARY KEY, tenant_id text,
+                                ext_id int REFERENCES public.atk_rv_ext,
+                                code text REFERENCES public.atk_rv_acct (code),
+                                big int REFERENCES public.atk_rv_acct (big));
+CREATE TABLE public.atk_rv_plain (x int REFERENCES public.atk_rv_acct);
+CREATE TABLE public.atk_rv_probe (x int);
+INSERT INTO public.atk_rv_probe VALUES (1);
+GRANT INSERT ON public.atk_rv_plain TO kg_app;
+RESET ROLE;
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_acct', tenant_column => 'tenant_id', soft_delete => false);
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_ext', tenant_column => 'tenant_id', soft_delete => false);
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_ord', tenant_column => 'tenant_id', soft_delete => false);
+SET ROLE kg_migrator;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+INSERT INTO atk_rv_acct VALUES (1, NULL, 'a1', 11);
+INSERT INTO atk_rv_ext VALUES (1, NULL);
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+INSERT INTO atk_rv_acct VALUES (2, NULL, 'b2', 22);
+INSERT INTO atk_rv_ext VALUES (2, NULL);
+COMMIT;
+-- (a), (c): b names a's keys, then keys that exist nowhere: the same errors.
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+SELECT try('INSERT INTO atk_rv_ord (id, ext_id) VALUES (11, 1)');
+SELECT try('INSERT INTO atk_rv_ord (id, ext_id) VALUES (12, 999)');
+SELECT try('INSERT INTO atk_rv_ord (id, code) VALUES (13, ''a1'')');
+SELECT try('INSERT INTO atk_rv_ord (id, code) VALUES (14, ''zz'')');
+SELECT try('INSERT INTO atk_rv_ord (id, big) VALUES (15, 11)');
+SELECT try('INSERT INTO atk_rv_ord (id, big) VALUES (16, 999)');
+INSERT INTO atk_rv_ord (id, ext_id, code, big) VALUES (2, 2, 'b2', 22);
+SELECT try('INSERT INTO atk_rv_ord (id, code) VALUES (2, ''b2'') ON CONFLICT (id) DO UPDATE SET code = ''a1''');
+SELECT try('MERGE INTO atk_rv_ord o USING (SELECT 3 AS id) s ON o.id = s.id WHEN NOT MATCHED THEN INSERT (id, ext_id) VALUES (3, 1)');
+SELECT try('MERGE INTO atk_rv_ord o USING (SELECT 2 AS id) s ON o.id = s.id WHEN MATCHED THEN UPDATE SET ext_id = 1');
+SELECT try('ALTER TABLE public.atk_rv_probe ADD FOREIGN KEY (x) REFERENCES public.atk_rv_acct');
+UPDATE public.atk_rv_probe SET x = 999;
+SELECT try('ALTER TABLE public.atk_rv_probe ADD FOREIGN KEY (x) REFERENCES public.atk_rv_acct');
+COMMIT;
+-- a's own references to the shared key hold, and the NO ACTION checks on
+-- it still see the rows that reference it.
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+INSERT INTO atk_rv_ord (id, ext_id, code, big) VALUES (1, 1, 'a1', 11);
+SELECT try('DELETE FROM atk_rv_ext WHERE id = 1');
+SELECT try('DELETE FROM atk_rv_acct WHERE id = 1');
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+DELETE FROM atk_rv_ord WHERE id = 1;
+DELETE FROM atk_rv_ext WHERE id = 1;
+SELECT count(*) AS a_ext_left FROM atk_rv_ext;
+ROLLBACK;
+RESET ROLE;
+-- (b) Without a context: a's key and no key, the same error, again and
+-- again (a cached plan); then under b, in the same session.
+SET ROLE kg_app;
+SELECT try('INSERT INTO public.atk_rv_plain VALUES (1)') FROM generate_series(1, 7);
+SELECT try('INSERT INTO public.atk_rv_plain VALUES (999)');
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+SELECT try('INSERT INTO public.atk_rv_plain VALUES (1)');
+INSERT INTO public.atk_rv_plain VALUES (2);
+COMMIT;
+RESET ROLE;
+SET keys_guard.bypass = on;
+SELECT * FROM public.atk_rv_plain;
+SELECT id, tenant_id, ext_id, code, big FROM public.atk_rv_ord ORDER BY id;
+SELECT id, tenant_id FROM public.atk_rv_ext ORDER BY id;
+RESET keys_guard.bypass;
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_ord');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_ext');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_acct');
+DROP TABLE public.atk_rv_probe, public.atk_rv_plain, public.atk_rv_ord, public.atk_rv_ext, public.atk_rv_acct;
+
+-- (d) More that held: a partition guarded as a pooled table under a
+-- partitioned parent that a foreign key references, and ON UPDATE CASCADE
+-- of a's own keys in a table that references itself.
+SET ROLE kg_migrator;
+CREATE TABLE public.atk_rv_pp (id int PRIMARY KEY, tenant_id text) PARTITION BY RANGE (id);
+CREATE TABLE public.atk_rv_pp1 PARTITION OF public.atk_rv_pp FOR VALUES FROM (0) TO (1000);
+CREATE TABLE public.atk_rv_pc (id int PRIMARY KEY, tenant_id text, pp_id int REFERENCES public.atk_rv_pp);
+CREATE TABLE public.atk_rv_tree (id int PRIMARY KEY, tenant_id text,
+                                 parent_id int REFERENCES public.atk_rv_tree ON UPDATE CASCADE);
+RESET ROLE;
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_pp1', tenant_column => 'tenant_id', soft_delete => false);
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_pc', tenant_column => 'tenant_id', soft_delete => false);
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_tree', tenant_column => 'tenant_id', soft_delete => false);
+SET ROLE kg_migrator;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+INSERT INTO atk_rv_pp1 VALUES (1, NULL);
+INSERT INTO atk_rv_pc VALUES (1, NULL, 1);
+INSERT INTO atk_rv_tree VALUES (1, NULL, NULL), (2, NULL, 1);
+UPDATE atk_rv_tree SET id = 10 WHERE id = 1;
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+SELECT try('INSERT INTO atk_rv_pc VALUES (2, NULL, 1)');
+SELECT try('INSERT INTO atk_rv_pc VALUES (3, NULL, 999)');
+SELECT try('INSERT INTO atk_rv_tree VALUES (3, NULL, 10)');
+ROLLBACK;
+RESET ROLE;
+SET keys_guard.bypass = on;
+SELECT id, tenant_id, parent_id FROM public.atk_rv_tree ORDER BY id;
+SELECT id, tenant_id, pp_id FROM public.atk_rv_pc ORDER BY id;
+RESET keys_guard.bypass;
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_tree');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pc');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pp1');
+DROP TABLE public.atk_rv_tree, public.atk_rv_pc, public.atk_rv_pp;
+
 -- cleanup
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pool');
 DROP TABLE public.atk_rv_pool;

@@ -515,7 +515,7 @@ constraint_columns(HeapTuple tuple, AttrNumber attnum, TupleDesc desc)
 /*
  * Whether cols (offset by FirstLowInvalidHeapAttributeNumber, as
  * pull_varattnos() gives them) are the referenced columns of a foreign key
- * to relid, and not the referencing columns of one from it.
+ * to relid.
  */
 static bool
 is_referenced_key(Oid relid, Bitmapset *cols)
@@ -525,7 +525,6 @@ is_referenced_key(Oid relid, Bitmapset *cols)
 	ScanKeyData key;
 	HeapTuple	tuple;
 	bool		referenced = false;
-	bool		referencing = false;
 
 	/* pg_constraint has no index on confrelid: this runs once per plan. */
 	conrel = table_open(ConstraintRelationId, AccessShareLock);
@@ -540,43 +539,28 @@ is_referenced_key(Oid relid, Bitmapset *cols)
 			continue;
 		if (bms_equal(constraint_columns(tuple, Anum_pg_constraint_confkey,
 										 RelationGetDescr(conrel)), cols))
+		{
 			referenced = true;
-		if (con->conrelid == relid &&
-			bms_equal(constraint_columns(tuple, Anum_pg_constraint_conkey,
-										 RelationGetDescr(conrel)), cols))
-			referencing = true;
+			break;
+		}
 	}
 	systable_endscan(scan);
 	table_close(conrel, AccessShareLock);
-
-	if (referenced && !referencing)
-	{
-		Relation	rel = table_open(relid, AccessShareLock);
-		ListCell   *lc;
-
-		foreach(lc, RelationGetFKeyList(rel))
-		{
-			ForeignKeyCacheInfo *fk = lfirst_node(ForeignKeyCacheInfo, lc);
-			Bitmapset  *fkcols = NULL;
-
-			for (int i = 0; i < fk->nkeys; i++)
-				fkcols = bms_add_member(fkcols, fk->conkey[i] - FirstLowInvalidHeapAttributeNumber);
-			if (bms_equal(fkcols, cols))
-				referencing = true;
-		}
-		table_close(rel, AccessShareLock);
-	}
-	return referenced && !referencing;
+	return referenced;
 }
 
 /*
  * Whether the statement being planned is PostgreSQL's lookup of the row a
  * foreign key references (ri_triggers.c: the check of a referencing row,
  * and the NO ACTION check for a replacement key): a referential-integrity
- * query SELECT 1 FROM [ONLY] pktable x WHERE <referenced columns> = $n ...
- * FOR KEY SHARE OF x.  The lookups that act on the referencing table
- * (cascades, and the NO ACTION check that the key is still referenced)
- * have other shapes or other columns.
+ * query SELECT 1 FROM [ONLY] pktable x WHERE <referenced column> = $n
+ * [AND ...] FOR KEY SHARE OF x.  The lookups that act on the referencing
+ * table have other shapes (cascades) or put the parameter first (the NO
+ * ACTION and RESTRICT check that a key is still referenced: ... WHERE $n =
+ * <referencing column> ...), which tells the two apart when the
+ * referencing columns of one foreign key are the referenced columns of
+ * another (a table that shares its parent's primary key and is referenced
+ * itself).  A custom plan may have replaced the parameter by its value.
  */
 static bool
 is_referenced_row_lookup(PlannerInfo *root)
@@ -585,6 +569,8 @@ is_referenced_row_lookup(PlannerInfo *root)
 	RowMarkClause *rc;
 	RangeTblEntry *rte;
 	Bitmapset  *cols = NULL;
+	List	   *quals;
+	ListCell   *lc;
 
 	if (root->parent_root != NULL || parse->commandType != CMD_SELECT ||
 		list_length(parse->rowMarks) != 1 || parse->jointree == NULL ||
@@ -597,7 +583,17 @@ is_referenced_row_lookup(PlannerInfo *root)
 		!IsA(linitial(parse->jointree->fromlist), RangeTblRef) ||
 		((RangeTblRef *) linitial(parse->jointree->fromlist))->rtindex != 1)
 		return false;
-	pull_varattnos(parse->jointree->quals, 1, &cols);
+	quals = IsA(parse->jointree->quals, List) ?
+		(List *) parse->jointree->quals : list_make1(parse->jointree->quals);
+	foreach(lc, quals)
+	{
+		OpExpr	   *op = (OpExpr *) lfirst(lc);
+
+		if (IsA(op, OpExpr) && list_length(op->args) == 2 &&
+			!contain_var_clause(linitial(op->args)))
+			return false;
+	}
+	pull_varattnos((Node *) quals, 1, &cols);
 	return cols != NULL && is_referenced_key(rte->relid, cols);
 }
 
@@ -637,14 +633,17 @@ kg_isolation_relation_info(PlannerInfo *root, Oid relationObjectId, RelOptInfo *
 			(root->parse->jointree->quals == NULL || IsA(root->parse->jointree->quals, List)))
 			gate_pulled_up_predicates(root, rel->relid, relationObjectId, pooled);
 	}
-	else if (pooled != NULL && kg_current_mode() == KG_MODE_TENANT &&
+	else if (pooled != NULL && pooled_scans_filtered(false) &&
 			 kg_ri_query_trusted() && is_referenced_row_lookup(root))
 	{
 		/*
 		 * PostgreSQL's check that a referenced row exists looks past row
 		 * security; under a tenant it finds the tenant's own rows only, so
 		 * a row cannot reference another tenant's, and the error for one
-		 * that tries is the error for a key that does not exist.
+		 * that tries is the error for a key that does not exist.  Without
+		 * a context it finds none (the filter's tenant is NULL): such a
+		 * session reads no pooled row, and a plan made there is reused
+		 * once a tenant is set, which does not replan it.
 		 */
 		quals = lappend(quals, make_tenant_qual(rel->relid, pooled));
 	}
