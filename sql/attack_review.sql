@@ -836,6 +836,63 @@ SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pc');
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pp1');
 DROP TABLE public.atk_rv_tree, public.atk_rv_pc, public.atk_rv_pp;
 
+-- (e) keys_guard's own purge, without a context as the worker runs it,
+-- still finds the row an ON DELETE SET DEFAULT key falls back to (the
+-- lookup filtered without a context refused it).
+SET ROLE kg_migrator;
+CREATE TABLE public.atk_rv_sdp (id int PRIMARY KEY, tenant_id text);
+CREATE TABLE public.atk_rv_sdc (id int PRIMARY KEY,
+                                p int DEFAULT 0 REFERENCES public.atk_rv_sdp ON DELETE SET DEFAULT);
+RESET ROLE;
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_sdp', tenant_column => 'tenant_id', grace => '0 seconds');
+SET ROLE kg_migrator;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+INSERT INTO atk_rv_sdp VALUES (0, NULL), (1, NULL);
+INSERT INTO public.atk_rv_sdc VALUES (1, 1);
+DELETE FROM atk_rv_sdp WHERE id = 1;
+COMMIT;
+RESET ROLE;
+SELECT relation, purged, skipped FROM keys_guard.purge_now('public.atk_rv_sdp');
+SELECT * FROM public.atk_rv_sdc;
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_sdp');
+DROP TABLE public.atk_rv_sdc, public.atk_rv_sdp;
+
+-- (f) A deferred key checked after the context is given up: anyone may
+-- call clear_context(), and the check at COMMIT or at SET CONSTRAINTS
+-- then ran without a context, which found a's row (b's row referencing it
+-- was committed).  It now finds none.
+SET ROLE kg_migrator;
+CREATE TABLE public.atk_rv_dc (id int PRIMARY KEY, tenant_id text);
+CREATE TABLE public.atk_rv_dn (id int PRIMARY KEY, tenant_id text,
+                               dc_id int REFERENCES public.atk_rv_dc DEFERRABLE INITIALLY DEFERRED);
+RESET ROLE;
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_dc', tenant_column => 'tenant_id', soft_delete => false);
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_dn', tenant_column => 'tenant_id', soft_delete => false);
+SET ROLE kg_migrator;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+INSERT INTO atk_rv_dc VALUES (1, NULL);
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+INSERT INTO public.atk_rv_dn VALUES (1, NULL, 1);
+SELECT keys_guard.clear_context();
+COMMIT;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+INSERT INTO public.atk_rv_dn VALUES (2, NULL, 1);
+SELECT keys_guard.clear_context();
+SET CONSTRAINTS ALL IMMEDIATE;
+ROLLBACK;
+RESET ROLE;
+SET keys_guard.bypass = on;
+SELECT id, tenant_id, dc_id FROM public.atk_rv_dn ORDER BY id;
+RESET keys_guard.bypass;
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_dn');
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_dc');
+DROP TABLE public.atk_rv_dn, public.atk_rv_dc;
+
 -- cleanup
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pool');
 DROP TABLE public.atk_rv_pool;

@@ -634,6 +634,7 @@ kg_isolation_relation_info(PlannerInfo *root, Oid relationObjectId, RelOptInfo *
 			gate_pulled_up_predicates(root, rel->relid, relationObjectId, pooled);
 	}
 	else if (pooled != NULL && pooled_scans_filtered(false) &&
+			 (kg_current_mode() == KG_MODE_TENANT || !kg_in_internal_operation()) &&
 			 kg_ri_query_trusted() && is_referenced_row_lookup(root))
 	{
 		/*
@@ -643,7 +644,11 @@ kg_isolation_relation_info(PlannerInfo *root, Oid relationObjectId, RelOptInfo *
 		 * that tries is the error for a key that does not exist.  Without
 		 * a context it finds none (the filter's tenant is NULL): such a
 		 * session reads no pooled row, and a plan made there is reused
-		 * once a tenant is set, which does not replan it.
+		 * once a tenant is set, which does not replan it.  keys_guard's
+		 * own operations without a context (the worker's purge, whose ON
+		 * DELETE SET DEFAULT looks up the default key) see every tenant's
+		 * rows, as they do elsewhere; their plans are not reused outside
+		 * them (kg_note_filter_state()).
 		 */
 		quals = lappend(quals, make_tenant_qual(rel->relid, pooled));
 	}
