@@ -893,6 +893,43 @@ SELECT count(*) FROM keys_guard.release_table('public.atk_rv_dn');
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_dc');
 DROP TABLE public.atk_rv_dn, public.atk_rv_dc;
 
+-- (g) ALTER TABLE ... ADD FOREIGN KEY to a pooled table by a role that
+-- does not own it (PostgreSQL then checks the existing rows one by one,
+-- past row security): without a context it is refused as any access to
+-- guarded data is (42501 no tenant context), so it tells no one which
+-- keys exist; under an admin context the key is added.
+CREATE ROLE atk_rv_mig2;
+GRANT CREATE ON SCHEMA public TO atk_rv_mig2;
+SET ROLE kg_migrator;
+CREATE TABLE public.atk_rv_gp (id int PRIMARY KEY, tenant_id text);
+GRANT REFERENCES, SELECT ON public.atk_rv_gp TO atk_rv_mig2;
+RESET ROLE;
+SELECT count(*) FROM keys_guard.protect_table('public.atk_rv_gp', tenant_column => 'tenant_id', soft_delete => false);
+SET ROLE kg_migrator;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+INSERT INTO atk_rv_gp VALUES (1, NULL);
+COMMIT;
+SET ROLE atk_rv_mig2;
+CREATE TABLE public.atk_rv_gc (x int);
+INSERT INTO public.atk_rv_gc VALUES (1);
+SELECT try('ALTER TABLE public.atk_rv_gc ADD FOREIGN KEY (x) REFERENCES public.atk_rv_gp');
+RESET ROLE;
+GRANT keys_guard_admin TO atk_rv_mig2;
+SET ROLE atk_rv_mig2;
+BEGIN;
+SELECT keys_guard.admin_context('reviewer', 'attack review: a foreign key to a pooled table');
+SELECT try('ALTER TABLE public.atk_rv_gc ADD FOREIGN KEY (x) REFERENCES public.atk_rv_gp');
+COMMIT;
+SELECT count(*) AS foreign_keys FROM pg_constraint WHERE conrelid = 'public.atk_rv_gc'::regclass;
+DROP TABLE public.atk_rv_gc;
+RESET ROLE;
+SELECT count(*) FROM keys_guard.release_table('public.atk_rv_gp');
+DROP TABLE public.atk_rv_gp;
+REVOKE CREATE ON SCHEMA public FROM atk_rv_mig2;
+REVOKE keys_guard_admin FROM atk_rv_mig2;
+DROP ROLE atk_rv_mig2;
+
 -- cleanup
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pool');
 DROP TABLE public.atk_rv_pool;
