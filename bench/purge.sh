@@ -847,22 +847,29 @@ a_ratio() {
     $1 == "a" && $3 == b { y[$2] = $5 / $4 }
     END { for (r = 1; r in x; r++) printf "%.3f\n", x[r] / y[r] }' "$raw"
 }
+# judge <what> <op: >= or <=> <target or ""> <median ratio> <per-round ratios...>:
+# sets met and target_text for a row of the report, and records a target.
+judge() {
+  local what=$1 op=$2 t=$3 ratio=$4
+  shift 4
+  if [ -z "$t" ]; then
+    target_text="— (reported)"; met="—"
+    return
+  fi
+  met=$(awk -v r="$ratio" -v t="$t" -v op="$op" 'BEGIN { ok = (op == ">=") ? (r >= t) : (r <= t); print ok ? "yes" : "**no**" }')
+  record_target "$what" "$op" "$t" "$@"
+  if [ "$op" = ">=" ]; then target_text="≥ $t"; else target_text="≤ $t"; fi
+}
 a_row() {
-  local what=$1 v=$2 target=$3 rate ratio met
+  local what=$1 v=$2 target=$3 rate ratio met target_text
   rate=$(a_rate "$v" | median)
   if [ "$v" = plain ]; then
     printf '| %s | %.0f | — | — | — | %s |\n' "$what" "$rate" "$(a_rate "$v" | paste -sd' ')"
     return
   fi
   ratio=$(a_ratio "$v" | median)
-  if [ -n "$target" ]; then
-    met=$(awk -v r="$ratio" -v t="$target" 'BEGIN { print (r >= t) ? "yes" : "**no**" }')
-    record_target "$what" ">=" "$target" $(a_ratio "$v")
-    target="≥ $target"
-  else
-    target="— (reported)"; met="—"
-  fi
-  printf '| %s | %.0f | %.2f | %s | %s | %s (ratios %s) |\n' "$what" "$rate" "$ratio" "$target" "$met" \
+  judge "$what" ">=" "$target" "$ratio" $(a_ratio "$v")
+  printf '| %s | %.0f | %.2f | %s | %s | %s (ratios %s) |\n' "$what" "$rate" "$ratio" "$target_text" "$met" \
     "$(a_rate "$v" | paste -sd' ')" "$(a_ratio "$v" | paste -sd' ')"
 }
 
@@ -876,22 +883,16 @@ bl_ratio() {
 }
 # b_row <what> <window|run> <field> <unit> <max ratio or ""> [variant]
 b_row() {
-  local what=$1 scope=$2 f=$3 unit=$4 target=$5 v=${6:-with} ratio met num den
+  local what=$1 scope=$2 f=$3 unit=$4 target=$5 v=${6:-with} ratio met target_text num den
   num=${scope}_$v
   if [ "$scope" = window ]; then den=window_without_$v; else den=run_without; fi
   ratio=$(bl_ratio "$num" "$den" "$f" | median)
-  if [ -n "$target" ]; then
-    met=$(awk -v r="$ratio" -v t="$target" 'BEGIN { print (r <= t) ? "yes" : "**no**" }')
-    record_target "$what" "<=" "$target" $(bl_ratio "$num" "$den" "$f")
-    target="≤ $target"
-  else
-    target="— (reported)"; met="—"
-  fi
+  judge "$what" "<=" "$target" "$ratio" $(bl_ratio "$num" "$den" "$f")
   local fmt='%.0f'
   [ "$unit" = ms ] && fmt='%.3f ms'
   printf "| %s | $fmt | $fmt | %.3f | %s | %s | %s |\n" "$what" \
     "$(bl "$den" "$f" | median)" "$(bl "$num" "$f" | median)" \
-    "$ratio" "$target" "$met" "$(bl_ratio "$num" "$den" "$f" | paste -sd' ')"
+    "$ratio" "$target_text" "$met" "$(bl_ratio "$num" "$den" "$f" | paste -sd' ')"
 }
 
 commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -962,19 +963,13 @@ report="$work/report.md"
       echo "| what | without | with | ratio | target | met? | per-pair ratios |"
       echo "|---|---:|---:|---:|---|---|---|"
       bp_row() {
-        local what=$1 f=$2 unit=$3 target=$4 ratio met fmt='%.0f'
+        local what=$1 f=$2 unit=$3 target=$4 ratio met target_text fmt='%.0f'
         ratio=$(bp_ratio "$f" | median)
-        if [ -n "$target" ]; then
-          met=$(awk -v r="$ratio" -v t="$target" 'BEGIN { print (r <= t) ? "yes" : "**no**" }')
-          record_target "$what" "<=" "$target" $(bp_ratio "$f")
-          target="≤ $target"
-        else
-          target="— (reported)"; met="—"
-        fi
+        judge "$what" "<=" "$target" "$ratio" $(bp_ratio "$f")
         [ "$unit" = ms ] && fmt='%.3f ms'
         printf "| %s | $fmt | $fmt | %.3f | %s | %s | %s |\n" "$what" \
           "$(bp_field off "$f" | median)" "$(bp_field on "$f" | median)" \
-          "$ratio" "$target" "$met" "$(bp_ratio "$f" | paste -sd' ')"
+          "$ratio" "$target_text" "$met" "$(bp_ratio "$f" | paste -sd' ')"
       }
       bp_row "p99 latency while the worker purges, interleaved pairs (with: the worker's window; without: the window just before it)" 3 ms 1.2
       bp_row "p50 latency, interleaved pairs" 2 ms ""
