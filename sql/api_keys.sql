@@ -343,6 +343,48 @@ SELECT count(*) AS records, sum((detail->>'uses')::int) AS uses,
   FROM keys_guard.audit_log
  WHERE action = 'api_key_use' AND target = :'win2_id';
 
+-- A statement counts as one the request ran (and is audited) when it ends
+-- at top level.  An error part-way through a statement, caught by an
+-- exception block or rolled back to a savepoint, leaves the statements
+-- that follow at top level: each is recorded.
+CREATE FUNCTION public.kg_swallow_error() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        PERFORM id / 0 FROM tenant_apikeys.things;
+    EXCEPTION WHEN division_by_zero THEN
+        RETURN -1;
+    END;
+    RETURN 0;
+END
+$$;
+SELECT key_id AS err_id, secret AS err_secret
+  FROM keys_guard.create_api_key('apikeys', 'errors') \gset
+SET ROLE kg_tool;
+BEGIN;
+SELECT keys_guard.use_api_key(:'err_secret');
+SELECT public.kg_swallow_error() FROM things WHERE id = 1;
+SAVEPOINT s;
+SELECT id / 0 FROM things;
+ROLLBACK TO s;
+SELECT label FROM things WHERE id = 2;
+SELECT count(*) FROM things;
+COMMIT;
+-- A transaction that fails part-way through a statement, then the next.
+BEGIN;
+SELECT keys_guard.use_api_key(:'err_secret');
+SELECT id / 0 FROM things;
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.use_api_key(:'err_secret');
+SELECT label FROM things WHERE id = 1;
+COMMIT;
+RESET ROLE;
+SELECT wait_for_audit_total($$action = 'api_key_statement' AND detail->>'key_id' = '$$ || :'err_id' || $$'$$, 7) AS err_statements;
+SELECT sum((detail->>'statements')::int) AS statements, sum((detail->>'rows')::int) AS rows
+  FROM keys_guard.audit_log
+ WHERE action = 'api_key_statement' AND detail->>'key_id' = :'err_id';
+DROP FUNCTION public.kg_swallow_error();
+
 --
 -- 9. The view and the registry.
 --

@@ -668,6 +668,26 @@ kg_acting_run_end(int save)
 	trusted_run_frames = save;
 }
 
+/*
+ * Whether kg_begin_statement(NULL, pstmt) and kg_acting_run_begin() would
+ * leave every piece of the state above as it is, as they do for nearly
+ * every statement: one that no rule produced, started outside any trusted
+ * span and outside the run of a trusted statement (or inside a rule
+ * action, where nothing is trusted anyway).  The executor hooks then run
+ * the statement without them, and without a PG_TRY block to undo them.
+ * May note where an RI query's span starts, as kg_acting_run_begin() does.
+ */
+bool
+kg_acting_statement_is_plain(PlannedStmt *pstmt)
+{
+	if (trusted_run_frames >= 0)
+		return false;
+	if (in_rule_action)
+		return true;
+	return !is_rule_action(NULL, pstmt) &&
+		!internal_span_trusted() && !noforce_span_trusted();
+}
+
 bool
 kg_in_rule_action(void)
 {

@@ -134,7 +134,8 @@ standard_or_prev_executor_start(QueryDesc *queryDesc, int eflags)
  * plain SELECTs (keyholder.c); start the statement inside its acting span
  * (a trusted statement's start evaluates expressions too: initial partition
  * pruning), then remember the context a statement on guarded data started
- * under.
+ * under.  Nearly every statement needs no span (acting.c), and is started
+ * without one and without the PG_TRY block that would end it.
  */
 static void
 kg_executor_start(QueryDesc *queryDesc, int eflags)
@@ -146,25 +147,42 @@ kg_executor_start(QueryDesc *queryDesc, int eflags)
 	kg_redact_activity(queryDesc->sourceText);
 
 	kg_keyholder_executor_start(queryDesc, eflags);
-	save = kg_begin_statement(NULL, queryDesc->plannedstmt);
-	save_run = kg_acting_run_begin();
-	PG_TRY();
-	{
+	if (kg_acting_statement_is_plain(queryDesc->plannedstmt))
 		standard_or_prev_executor_start(queryDesc, eflags);
-	}
-	PG_FINALLY();
+	else
 	{
-		kg_acting_run_end(save_run);
-		kg_end_statement(save);
+		save = kg_begin_statement(NULL, queryDesc->plannedstmt);
+		save_run = kg_acting_run_begin();
+		PG_TRY();
+		{
+			standard_or_prev_executor_start(queryDesc, eflags);
+		}
+		PG_FINALLY();
+		{
+			kg_acting_run_end(save_run);
+			kg_end_statement(save);
+		}
+		PG_END_TRY();
 	}
-	PG_END_TRY();
 
 	kg_isolation_executor_started(queryDesc, eflags);
 }
 
+static void
+standard_or_prev_executor_run(QueryDesc *queryDesc, ScanDirection direction,
+							  uint64 count, bool execute_once)
+{
+	if (prev_executor_run_hook)
+		prev_executor_run_hook(queryDesc, direction, count, execute_once);
+	else
+		standard_ExecutorRun(queryDesc, direction, count, execute_once);
+}
+
 /*
  * ExecutorRun_hook: a cursor or portal started under one context must not
- * be read under another; then run inside the statement's acting span.
+ * be read under another; then run inside the statement's acting span, if
+ * it needs one, one level deeper (keyholder.c, which puts the depth back
+ * if the run fails).
  */
 static void
 kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
@@ -175,23 +193,34 @@ kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 
 	kg_isolation_check_portal_context(queryDesc);
 
-	save = kg_begin_statement(NULL, queryDesc->plannedstmt);
-	save_run = kg_acting_run_begin();
 	kg_keyholder_nest(1);
-	PG_TRY();
+	if (kg_acting_statement_is_plain(queryDesc->plannedstmt))
+		standard_or_prev_executor_run(queryDesc, direction, count, execute_once);
+	else
 	{
-		if (prev_executor_run_hook)
-			prev_executor_run_hook(queryDesc, direction, count, execute_once);
-		else
-			standard_ExecutorRun(queryDesc, direction, count, execute_once);
+		save = kg_begin_statement(NULL, queryDesc->plannedstmt);
+		save_run = kg_acting_run_begin();
+		PG_TRY();
+		{
+			standard_or_prev_executor_run(queryDesc, direction, count, execute_once);
+		}
+		PG_FINALLY();
+		{
+			kg_acting_run_end(save_run);
+			kg_end_statement(save);
+		}
+		PG_END_TRY();
 	}
-	PG_FINALLY();
-	{
-		kg_keyholder_nest(-1);
-		kg_acting_run_end(save_run);
-		kg_end_statement(save);
-	}
-	PG_END_TRY();
+	kg_keyholder_nest(-1);
+}
+
+static void
+standard_or_prev_executor_finish(QueryDesc *queryDesc)
+{
+	if (prev_executor_finish_hook)
+		prev_executor_finish_hook(queryDesc);
+	else
+		standard_ExecutorFinish(queryDesc);
 }
 
 /*
@@ -201,22 +230,25 @@ kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 static void
 kg_executor_finish(QueryDesc *queryDesc)
 {
-	int			save = kg_begin_statement(NULL, queryDesc->plannedstmt);
+	int			save;
 
 	kg_keyholder_nest(1);
-	PG_TRY();
+	if (kg_acting_statement_is_plain(queryDesc->plannedstmt))
+		standard_or_prev_executor_finish(queryDesc);
+	else
 	{
-		if (prev_executor_finish_hook)
-			prev_executor_finish_hook(queryDesc);
-		else
-			standard_ExecutorFinish(queryDesc);
+		save = kg_begin_statement(NULL, queryDesc->plannedstmt);
+		PG_TRY();
+		{
+			standard_or_prev_executor_finish(queryDesc);
+		}
+		PG_FINALLY();
+		{
+			kg_end_statement(save);
+		}
+		PG_END_TRY();
 	}
-	PG_FINALLY();
-	{
-		kg_keyholder_nest(-1);
-		kg_end_statement(save);
-	}
-	PG_END_TRY();
+	kg_keyholder_nest(-1);
 }
 
 /*

@@ -75,6 +75,7 @@
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timeout.h"
@@ -92,8 +93,18 @@ static bool keyholder_result = false;
 static LocalTransactionId forced_lxid = InvalidLocalTransactionId;
 static bool saved_read_only = false;
 
-/* Depth of ExecutorRun/ExecutorFinish: 0 means a statement ends at top level. */
+/*
+ * Depth of ExecutorRun/ExecutorFinish: 0 means a statement ends at top
+ * level.  The hooks count it up and down around the call without a PG_TRY
+ * block; an error that leaves a run aborts the (sub)transaction it runs
+ * in, and the callbacks below put back the depth that (sub)transaction
+ * started with.
+ */
 static int	executor_depth = 0;
+
+/* executor_depth when each open subtransaction started, by nesting level. */
+static int *depth_at_level = NULL;
+static int	depth_levels = 0;
 
 /* A role or membership changed: compute again at the next statement. */
 static void
@@ -102,12 +113,49 @@ keyholder_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 	keyholder_valid = false;
 }
 
-/* hooks.c calls: register the cache callbacks. */
+/* A transaction is rolled back: no statement is running any more. */
+static void
+keyholder_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		executor_depth = 0;
+}
+
+/*
+ * A subtransaction starts (remember the depth) or is rolled back, by ROLLBACK
+ * TO or by an exception block that caught an error (put it back).
+ */
+static void
+keyholder_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						   SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (event == SUBXACT_EVENT_START_SUB)
+	{
+		if (level >= depth_levels)
+		{
+			int			n = Max(level + 1, depth_levels * 2);
+
+			depth_at_level = depth_at_level == NULL ?
+				MemoryContextAlloc(TopMemoryContext, n * sizeof(int)) :
+				repalloc(depth_at_level, n * sizeof(int));
+			depth_levels = n;
+		}
+		depth_at_level[level] = executor_depth;
+	}
+	else if (event == SUBXACT_EVENT_ABORT_SUB && level < depth_levels)
+		executor_depth = depth_at_level[level];
+}
+
+/* hooks.c calls: register the cache and transaction callbacks. */
 void
 kg_keyholder_init(void)
 {
 	CacheRegisterSyscacheCallback(AUTHOID, keyholder_invalidate, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, keyholder_invalidate, (Datum) 0);
+	RegisterXactCallback(keyholder_xact_callback, NULL);
+	RegisterSubXactCallback(keyholder_subxact_callback, NULL);
 }
 
 /*
@@ -757,7 +805,10 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
 	}
 }
 
-/* hooks.c calls, around ExecutorRun and ExecutorFinish. */
+/*
+ * hooks.c calls, around ExecutorRun and ExecutorFinish: +1 before, -1 after
+ * a normal return (an error is handled by the callbacks above).
+ */
 void
 kg_keyholder_nest(int delta)
 {

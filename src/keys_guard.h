@@ -266,6 +266,7 @@ extern Datum kg_call_own_function(const char *name, int nargs, const Oid *argtyp
 								  const Datum *args, bool *isnull);
 extern int	kg_acting_run_begin(void);
 extern void kg_acting_run_end(int save);
+extern bool kg_acting_statement_is_plain(PlannedStmt *pstmt);
 extern void kg_mark_rule_action(PlannedStmt *pstmt);
 extern bool kg_in_internal_operation(void);
 extern bool kg_physical_delete_allowed(void);
