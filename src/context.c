@@ -84,6 +84,20 @@ static const KgContext *current_context = NULL;
 static bool setting_context = false;
 
 /*
+ * The fields of the value apply_context() is writing, which the check hook
+ * copies instead of parsing the value again (every request writes one).
+ */
+#define KG_CONTEXT_FIELDS 7
+typedef struct KgPreparedContext
+{
+	const char *value;			/* the packed value */
+	const char *fields[KG_CONTEXT_FIELDS];
+	size_t		lengths[KG_CONTEXT_FIELDS];
+} KgPreparedContext;
+
+static const KgPreparedContext *prepared_context = NULL;
+
+/*
  * Which filters plans made now leave out (KG_PLANS_* bits); a plan cached
  * under one state is never reused under another.
  */
@@ -137,6 +151,39 @@ unpack_context(const char *packed, KgContext *ctx)
 		*cursor == '\0';
 }
 
+/*
+ * The fields apply_context() packed into the value being written, copied
+ * into ctx; false if one does not fit or holds the separator (the value is
+ * then parsed, and refused).  Exactly what unpack_context() would make of
+ * the value.
+ */
+static bool
+copy_prepared_context(const KgPreparedContext *prepared, KgContext *ctx)
+{
+	char	   *dst[KG_CONTEXT_FIELDS] = {
+		ctx->tenant, ctx->actor, ctx->request_id, ctx->reason, ctx->api_key,
+		ctx->api_key_write, ctx->read_only
+	};
+	size_t		sizes[KG_CONTEXT_FIELDS] = {
+		sizeof(ctx->tenant), sizeof(ctx->actor), sizeof(ctx->request_id),
+		sizeof(ctx->reason), sizeof(ctx->api_key), sizeof(ctx->api_key_write),
+		sizeof(ctx->read_only)
+	};
+
+	for (int i = 0; i < KG_CONTEXT_FIELDS; i++)
+	{
+		size_t		len = prepared->lengths[i];
+
+		if (len >= sizes[i] ||
+			(len > 0 && memchr(prepared->fields[i], KG_CONTEXT_SEPARATOR, len) != NULL))
+			return false;
+		if (len > 0)
+			memcpy(dst[i], prepared->fields[i], len);
+		dst[i][len] = '\0';
+	}
+	return true;
+}
+
 static void
 reject_direct_setting(void)
 {
@@ -172,7 +219,9 @@ kg_check_context(char **newval, void **extra, GucSource source)
 		GUC_check_errmsg("out of memory");
 		return false;
 	}
-	if (!unpack_context(*newval, ctx))
+	if (!(prepared_context != NULL && strcmp(*newval, prepared_context->value) == 0 &&
+		  copy_prepared_context(prepared_context, ctx)) &&
+		!unpack_context(*newval, ctx))
 	{
 		free(ctx);
 		GUC_check_errdetail("The keys_guard context value is malformed.");
@@ -671,15 +720,20 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 	char	   *path = NULL;
 	char	   *packed = "";
 	Oid			deferred = InvalidOid;
+	const char *fields[] = {
+		tenant, actor, request_id, reason, api_key,
+		api_key && api_key_write ? "w" : NULL,
+		read_only ? "r" : NULL
+	};
+	size_t		lengths[lengthof(fields)];
+	bool		clearing = !(tenant || actor || request_id || reason);
+	KgPreparedContext prepared;
 
-	if (tenant || actor || request_id || reason)
+	StaticAssertStmt(lengthof(fields) == KG_CONTEXT_FIELDS,
+					 "every field of the context is packed");
+
+	if (!clearing)
 	{
-		const char *fields[] = {
-			tenant, actor, request_id, reason, api_key,
-			api_key && api_key_write ? "w" : NULL,
-			read_only ? "r" : NULL
-		};
-		size_t		lengths[lengthof(fields)];
 		size_t		total = lengthof(fields);
 		char	   *p;
 
@@ -716,6 +770,18 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 			path = NULL;
 	}
 
+	/* The fields, for the check hook. */
+	if (!clearing)
+	{
+		prepared.value = packed;
+		for (int i = 0; i < KG_CONTEXT_FIELDS; i++)
+		{
+			prepared.fields[i] = fields[i];
+			prepared.lengths[i] = lengths[i];
+		}
+		prepared_context = &prepared;
+	}
+
 	setting_context = true;
 	PG_TRY();
 	{
@@ -728,6 +794,7 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 	PG_FINALLY();
 	{
 		setting_context = false;
+		prepared_context = NULL;
 	}
 	PG_END_TRY();
 
