@@ -26,9 +26,10 @@
 # PostgreSQL's own cost of touching many relations from keys_guard's, a
 # control without keys_guard: the same tables, unguarded, in schemas
 # plain_1 .. plain_<TABLES_LARGE> of a third database kg_plain (the
-# extension not installed), the application setting search_path itself
-# (bench/tenants_plain_setup.sql, bench/tenants_plain.sql), 10 schemas vs
-# all of them.
+# extension not installed), the application setting search_path and
+# hiding soft-deleted rows itself (bench/tenants_plain_setup.sql,
+# bench/tenants_plain.sql), 10 schemas vs all of them; and the same
+# without the soft-delete filter (bench/tenants_plain_nofilter.sql).
 #
 # The machine may be small and shared, so absolute tps mean little: each
 # round runs every variant once, back to back, in a rotating order, and the
@@ -402,25 +403,27 @@ measure_first() {
 declare -A v_db=([schema_small]=$small [schema_large]=$large [schema_small_aa]=$small
                  [pooled_small]=$small [pooled_large]=$large [pooled_small_aa]=$small
                  [schema_spread]=$large [pooled_spread]=$large
-                 [plain_small]=$plain [plain_spread]=$plain)
+                 [plain_small]=$plain [plain_spread]=$plain [plain_small_all]=$plain)
 declare -A v_user=([schema_small]=bench_app [schema_large]=bench_app [schema_small_aa]=bench_app
                    [pooled_small]=bench_pool [pooled_large]=bench_pool [pooled_small_aa]=bench_pool
                    [schema_spread]=bench_app [pooled_spread]=bench_pool
-                   [plain_small]=bench_app [plain_spread]=bench_app)
+                   [plain_small]=bench_app [plain_spread]=bench_app [plain_small_all]=bench_app)
 declare -A v_script=([schema_small]=tenants_schema.sql [schema_large]=tenants_schema.sql
                      [schema_small_aa]=tenants_schema.sql
                      [pooled_small]=tenants_pooled.sql [pooled_large]=tenants_pooled.sql
                      [pooled_small_aa]=tenants_pooled.sql
                      [schema_spread]=tenants_schema.sql [pooled_spread]=tenants_pooled_all.sql
-                     [plain_small]=tenants_plain.sql [plain_spread]=tenants_plain.sql)
+                     [plain_small]=tenants_plain.sql [plain_spread]=tenants_plain.sql
+                     [plain_small_all]=tenants_plain_nofilter.sql)
 declare -A v_tenants=([schema_small]=$TENANTS_SMALL [schema_large]=$TENANTS_SMALL [schema_small_aa]=$TENANTS_SMALL
                       [pooled_small]=$TENANTS_SMALL [pooled_large]=$TENANTS_SMALL [pooled_small_aa]=$TENANTS_SMALL
                       [schema_spread]=$TABLES_LARGE [pooled_spread]=$TENANTS_LARGE
-                      [plain_small]=$TENANTS_SMALL [plain_spread]=$TABLES_LARGE)
+                      [plain_small]=$TENANTS_SMALL [plain_spread]=$TABLES_LARGE
+                      [plain_small_all]=$TENANTS_SMALL)
 declare -A v_rows=([pooled_spread]=$SPREAD_ROWS)
 variants=(schema_small schema_large pooled_small pooled_large schema_small_aa pooled_small_aa)
 if [ "$BENCH_SPREAD" = 1 ]; then
-  variants+=(schema_spread pooled_spread plain_small plain_spread)
+  variants+=(schema_spread pooled_spread plain_small plain_spread plain_small_all)
 fi
 
 # pgbench_variant <label> <variant> <seconds>: one checked pgbench run; its
@@ -633,8 +636,10 @@ report="$work/report.md"
       pooled_spread pooled_small 3 ""
     row "control without keys_guard: the same tables unguarded in $plain, \`SET LOCAL search_path\` by the application, spread over $TABLES_LARGE schemas vs $ts (columns: $ts schemas, $TABLES_LARGE schemas)" \
       plain_spread plain_small 3 ""
-    row_no_more "schema per tenant, keys_guard vs the hand-written alternative: \`set_context(t)\` in $small vs \`SET LOCAL search_path\` on the same tables unguarded in $plain, over $ts tables (columns: plain, keys_guard; both replan at every tenant switch)" \
+    row_no_more "schema per tenant, keys_guard vs the hand-written alternative: \`set_context(t)\` in $small vs \`SET LOCAL search_path\` + \`AND deleted_at IS NULL\` on the same tables unguarded in $plain, over $ts tables (columns: plain, keys_guard; the same rows come back; both replan at every tenant switch)" \
       schema_small plain_small schema_small_aa
+    row "reference: the same vs the hand-written lookup without \`AND deleted_at IS NULL\`, which would return soft-deleted rows too (columns: plain without the filter, keys_guard)" \
+      schema_small plain_small_all 3 ""
     row "keys_guard vs that control, over $TABLES_LARGE tables: schema per tenant in $large vs plain in $plain (columns: plain, keys_guard)" \
       schema_spread plain_spread 3 ""
   fi
