@@ -930,6 +930,54 @@ REVOKE CREATE ON SCHEMA public FROM atk_rv_mig2;
 REVOKE keys_guard_admin FROM atk_rv_mig2;
 DROP ROLE atk_rv_mig2;
 
+-- 17. A parallel worker runs a plan fragment that its leader checked.  SQL
+-- that a function runs in the worker is not part of it, also when the
+-- function runs while the fragment starts (initial partition pruning of a
+-- partitioned table): it is checked like any other statement (§6), here
+-- against the leader's context, tenant atk_rv_a.
+CREATE TABLE tenant_atk_rv_b.atk_rv_secret (s text);
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+INSERT INTO tenant_atk_rv_b.atk_rv_secret VALUES ('b''s secret');
+COMMIT;
+GRANT USAGE ON SCHEMA tenant_atk_rv_b TO kg_app;
+GRANT SELECT ON tenant_atk_rv_b.atk_rv_secret TO kg_app;
+CREATE TABLE public.atk_rv_part (k int) PARTITION BY LIST (k);
+CREATE TABLE public.atk_rv_part1 PARTITION OF public.atk_rv_part FOR VALUES IN (1);
+CREATE TABLE public.atk_rv_part2 PARTITION OF public.atk_rv_part FOR VALUES IN (2);
+INSERT INTO public.atk_rv_part VALUES (1), (2);
+GRANT SELECT ON public.atk_rv_part TO kg_app;
+CREATE FUNCTION public.atk_rv_in_worker() RETURNS int
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    IF pg_backend_pid()::text <> current_setting('atk_rv.leader') THEN
+        RAISE EXCEPTION 'read in a parallel worker: %',
+            (SELECT string_agg(s, ',') FROM tenant_atk_rv_b.atk_rv_secret);
+    END IF;
+    RETURN 1;
+END
+$$;
+SET ROLE kg_app;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+SELECT set_config('atk_rv.leader', pg_backend_pid()::text, true) IS NOT NULL AS leader_noted;
+SET LOCAL force_parallel_mode = on;
+SELECT count(*) FROM public.atk_rv_part WHERE k = public.atk_rv_in_worker();
+ROLLBACK;
+-- The same statement's fragment itself runs in the worker, unchecked there
+-- (its leader checked it): a plain parallel read of the tenant's own data.
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+SET LOCAL force_parallel_mode = on;
+SELECT count(*) FROM public.atk_rv_part;
+ROLLBACK;
+RESET ROLE;
+DROP FUNCTION public.atk_rv_in_worker();
+DROP TABLE public.atk_rv_part;
+SELECT count(*) FROM keys_guard.release_table('tenant_atk_rv_b.atk_rv_secret');
+DROP TABLE tenant_atk_rv_b.atk_rv_secret;
+REVOKE USAGE ON SCHEMA tenant_atk_rv_b FROM kg_app;
+
 -- cleanup
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pool');
 DROP TABLE public.atk_rv_pool;

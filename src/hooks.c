@@ -52,6 +52,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "tcop/dest.h"
 #include "tcop/utility.h"
 
 #include "keys_guard.h"
@@ -99,6 +100,12 @@ kg_shmem_startup(void)
 }
 
 /*
+ * In a parallel query's worker, the range table of the plan fragment it was
+ * started to run, which its leader has already checked.
+ */
+static List *parallel_fragment_rtable = NIL;
+
+/*
  * ExecutorCheckPerms_hook: PostgreSQL's own permission checks and the
  * earlier providers have passed; now keys_guard's.
  */
@@ -109,12 +116,14 @@ kg_check_perms(KG_CHECK_PERMS_ARGS)
 		!prev_check_perms_hook(KG_CHECK_PERMS_CALL_ARGS))
 		return false;
 	/*
-	 * A parallel worker runs a plan fragment its leader has already
-	 * checked.  The statements that functions run inside the fragment (a
-	 * PL/pgSQL body, say) are planned in the worker, and are checked here
-	 * like anywhere else: the worker has its leader's context.
+	 * A parallel worker's plan fragment was checked by its leader.  The
+	 * statements that functions run in the worker (a PL/pgSQL body, say,
+	 * also one called while the fragment starts, for initial partition
+	 * pruning) are planned in the worker and checked here like anywhere
+	 * else: the worker has its leader's context.  So is any statement of a
+	 * worker that runs no fragment (a parallel index build's expressions).
 	 */
-	if (IsParallelWorker() && kg_executor_depth() == 0)
+	if (IsParallelWorker() && rangeTable != NIL && rangeTable == parallel_fragment_rtable)
 		return true;
 	kg_isolation_check_range_table(rangeTable);
 	return true;
@@ -145,6 +154,14 @@ kg_executor_start(QueryDesc *queryDesc, int eflags)
 
 	/* The statement of an Execute message, or of a parallel worker. */
 	kg_redact_activity(queryDesc->sourceText);
+
+	/*
+	 * A parallel query's plan fragment sends its rows to the leader through
+	 * a tuple queue; no statement that a function runs in the worker does.
+	 */
+	if (IsParallelWorker() && queryDesc->dest != NULL &&
+		queryDesc->dest->mydest == DestTupleQueue)
+		parallel_fragment_rtable = queryDesc->plannedstmt->rtable;
 
 	kg_keyholder_executor_start(queryDesc, eflags);
 	if (kg_acting_statement_is_plain(queryDesc->plannedstmt))

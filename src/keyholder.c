@@ -815,13 +815,6 @@ kg_keyholder_nest(int delta)
 	executor_depth += delta;
 }
 
-/* How many ExecutorRun/ExecutorFinish enclose the current point. */
-int
-kg_executor_depth(void)
-{
-	return executor_depth;
-}
-
 /*
  * hooks.c calls, at ExecutorEnd: one audit record for each statement that
  * ends at top level while a key is in force.  The relations are the range

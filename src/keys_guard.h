@@ -339,7 +339,6 @@ extern void kg_keyholder_init(void);
 extern void kg_keyholder_lower_timeout(void);	/* apikey.c calls */
 extern void kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags);
 extern void kg_keyholder_nest(int delta);
-extern int	kg_executor_depth(void);
 extern void kg_keyholder_executor_end(QueryDesc *queryDesc);
 extern void kg_keyholder_function_execute(Oid fn);
 extern void kg_keyholder_check_utility(PlannedStmt *pstmt);
