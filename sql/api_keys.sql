@@ -385,6 +385,41 @@ SELECT sum((detail->>'statements')::int) AS statements, sum((detail->>'rows')::i
  WHERE action = 'api_key_statement' AND detail->>'key_id' = :'err_id';
 DROP FUNCTION public.kg_swallow_error();
 
+-- A statement is counted when it starts, its rows when it ends: a cursor
+-- whose rows were read and whose transaction or savepoint is rolled back,
+-- and a cursor that a function closes, are counted too.
+CREATE FUNCTION public.kg_close_cursor(name text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('CLOSE %I', name);
+END
+$$;
+SELECT key_id AS cur_id, secret AS cur_secret
+  FROM keys_guard.create_api_key('apikeys', 'cursors') \gset
+SET ROLE kg_tool;
+BEGIN;
+SELECT keys_guard.use_api_key(:'cur_secret');
+DECLARE c1 CURSOR FOR SELECT id FROM things ORDER BY id;
+FETCH ALL FROM c1;
+ROLLBACK;
+BEGIN;
+SELECT keys_guard.use_api_key(:'cur_secret');
+SAVEPOINT s;
+DECLARE c2 CURSOR FOR SELECT label FROM things ORDER BY id;
+FETCH ALL FROM c2;
+ROLLBACK TO s;
+DECLARE c3 CURSOR FOR SELECT id, label FROM things ORDER BY id;
+FETCH 1 FROM c3;
+SELECT public.kg_close_cursor('c3');
+COMMIT;
+RESET ROLE;
+SELECT wait_for_audit_total($$action = 'api_key_statement' AND detail->>'key_id' = '$$ || :'cur_id' || $$'$$, 6) AS cur_statements;
+SELECT detail->>'command' AS command, detail->>'relations' AS relations,
+       sum((detail->>'statements')::int) AS statements, sum((detail->>'rows')::int) AS rows
+  FROM keys_guard.audit_log
+ WHERE action = 'api_key_statement' AND detail->>'key_id' = :'cur_id'
+ GROUP BY 1, 2 ORDER BY 1, 2;
+DROP FUNCTION public.kg_close_cursor(text);
+
 --
 -- 9. The view and the registry.
 --

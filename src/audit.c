@@ -850,7 +850,8 @@ window_open(KgKeyWindow *w, TimestampTz now, const char *tenant, const char *act
  */
 static bool
 window_add(const char *key_id, const char *name, bool write,
-		   const char *command, const Oid *relations, int nrelations, int64 rows)
+		   const char *command, const Oid *relations, int nrelations,
+		   int64 statements, int64 rows)
 {
 	KgWindowKey key;
 	KgKeyWindow *w;
@@ -935,7 +936,7 @@ window_add(const char *key_id, const char *name, bool write,
 			w->groups[group].statements = 0;
 			w->groups[group].rows = 0;
 		}
-		w->groups[group].statements++;
+		w->groups[group].statements += statements;
 		w->groups[group].rows += rows;
 	}
 	LWLockRelease(lock);
@@ -959,7 +960,7 @@ kg_audit_key_use(const char *key_id, const char *name, bool write)
 {
 	KgAuditDetail *detail;
 
-	if (windows_usable() && window_add(key_id, name, write, NULL, NULL, 0, 0))
+	if (windows_usable() && window_add(key_id, name, write, NULL, NULL, 0, 0, 0))
 		return;
 	detail = kg_audit_detail();
 	kg_audit_detail_text(detail, "key_id", key_id);
@@ -970,25 +971,27 @@ kg_audit_key_use(const char *key_id, const char *name, bool write)
 }
 
 /*
- * Audit a statement run under an API key: its command, the relations it
- * named (each once, in order) and the rows it processed.  The relations
- * are named when the record is written.
+ * Audit statements run under an API key: their command, the relations
+ * they named (each once, in order), how many and the rows they processed
+ * (a statement is counted when it starts and its rows when it ends,
+ * keyholder.c).  The relations are named when the record is written.
  */
 void
 kg_audit_key_statement(const char *key_id, const char *command,
-					   const Oid *relations, int nrelations, int64 rows)
+					   const Oid *relations, int nrelations,
+					   int64 statements, int64 rows)
 {
 	KgAuditDetail *detail;
 
 	if (windows_usable() && strlen(command) < KG_WINDOW_COMMAND &&
 		nrelations <= KG_WINDOW_RELATIONS &&
-		window_add(key_id, NULL, false, command, relations, nrelations, rows))
+		window_add(key_id, NULL, false, command, relations, nrelations, statements, rows))
 		return;
 	detail = kg_audit_detail();
 	kg_audit_detail_text(detail, "key_id", key_id);
 	kg_audit_detail_text(detail, "command", command);
 	kg_audit_detail_text(detail, "relations", relation_names(relations, nrelations));
-	kg_audit_detail_int(detail, "statements", 1);
+	kg_audit_detail_int(detail, "statements", statements);
 	kg_audit_detail_int(detail, "rows", rows);
 	kg_audit_enqueue("api_key_statement", NULL, KG_OUTCOME_OK, detail);
 }

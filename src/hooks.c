@@ -183,6 +183,7 @@ kg_executor_start(QueryDesc *queryDesc, int eflags)
 	}
 
 	kg_isolation_executor_started(queryDesc, eflags);
+	kg_keyholder_executor_started(queryDesc);
 }
 
 static void

@@ -62,6 +62,7 @@
 #include "catalog/pg_proc.h"
 #include "commands/defrem.h"
 #include "executor/executor.h"
+#include "lib/ilist.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "parser/parsetree.h"
@@ -816,43 +817,129 @@ kg_keyholder_nest(int delta)
 }
 
 /*
- * hooks.c calls, at ExecutorEnd: one audit record for each statement that
- * ends at top level while a key is in force.  The relations are the range
- * table's, schema-qualified, each once; the rows are those it processed.
+ * A statement that started at top level while a key was in force: counted
+ * when it started (kg_keyholder_executor_started()), so that a statement
+ * whose transaction is rolled back, or whose session ends, before it ends
+ * is counted all the same; its rows are added when it ends normally.  Kept
+ * in the statement's own memory and forgotten with it.
  */
-void
-kg_keyholder_executor_end(QueryDesc *queryDesc)
+typedef struct KeyStatement
 {
-	const char *key;
-	List	   *rtable = queryDesc->plannedstmt->rtable;
-	Oid		   *relids;
-	int			nrelids = 0;
+	QueryDesc  *query_desc;
+	bool		ended;
+	char		key[KG_API_KEY_ID_TEXT_LEN + 1];
+	MemoryContextCallback callback;
+	dlist_node	node;
+} KeyStatement;
+
+static dlist_head key_statements = DLIST_STATIC_INIT(key_statements);
+
+static void
+key_statement_forget(void *arg)
+{
+	dlist_delete(&((KeyStatement *) arg)->node);
+}
+
+/* The relations of a statement's range table, each once, in order. */
+static Oid *
+statement_relations(PlannedStmt *pstmt, int *nrelids)
+{
+	Oid		   *relids = palloc(sizeof(Oid) * Max(list_length(pstmt->rtable), 1));
 	ListCell   *lc;
 
-	if (executor_depth > 0 || (key = current_key()) == NULL ||
-		IsParallelWorker() || !IsTransactionState())
-		return;
-
-	relids = palloc(sizeof(Oid) * Max(list_length(rtable), 1));
-	foreach(lc, rtable)
+	*nrelids = 0;
+	foreach(lc, pstmt->rtable)
 	{
 		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
 		int			i;
 
 		if (rte->rtekind != RTE_RELATION)
 			continue;
-		for (i = 0; i < nrelids && relids[i] != rte->relid; i++)
+		for (i = 0; i < *nrelids && relids[i] != rte->relid; i++)
 			;
-		if (i == nrelids)
-			relids[nrelids++] = rte->relid;
+		if (i == *nrelids)
+			relids[(*nrelids)++] = rte->relid;
 	}
-	kg_audit_key_statement(key,
-						   queryDesc->plannedstmt->hasModifyingCTE ?
-						   "SELECT with data-modifying WITH" :
-						   command_name(queryDesc->operation),
-						   relids, nrelids,
-						   queryDesc->estate ? (int64) queryDesc->estate->es_processed : 0);
+	return relids;
+}
+
+/* What a statement's audit record calls its command. */
+static const char *
+statement_command(QueryDesc *queryDesc)
+{
+	return queryDesc->plannedstmt->hasModifyingCTE ?
+		"SELECT with data-modifying WITH" : command_name(queryDesc->operation);
+}
+
+/* Count a statement, or add its rows, under key. */
+static void
+audit_statement(const char *key, QueryDesc *queryDesc, int64 statements, int64 rows)
+{
+	int			nrelids;
+	Oid		   *relids = statement_relations(queryDesc->plannedstmt, &nrelids);
+
+	kg_audit_key_statement(key, statement_command(queryDesc), relids, nrelids,
+						   statements, rows);
 	pfree(relids);
+}
+
+/*
+ * hooks.c calls, once ExecutorStart has set the statement up: a statement
+ * that starts at top level while a key is in force is counted now, with
+ * the relations it names.
+ */
+void
+kg_keyholder_executor_started(QueryDesc *queryDesc)
+{
+	const char *key;
+	KeyStatement *entry;
+	MemoryContext cxt;
+
+	if (executor_depth > 0 || IsParallelWorker() || queryDesc->estate == NULL ||
+		!IsTransactionState() || (key = current_key()) == NULL)
+		return;
+	audit_statement(key, queryDesc, 1, 0);
+
+	cxt = queryDesc->estate->es_query_cxt;
+	entry = MemoryContextAllocZero(cxt, sizeof(KeyStatement));
+	entry->query_desc = queryDesc;
+	strlcpy(entry->key, key, sizeof(entry->key));
+	entry->callback.func = key_statement_forget;
+	entry->callback.arg = entry;
+	MemoryContextRegisterResetCallback(cxt, &entry->callback);
+	dlist_push_head(&key_statements, &entry->node);
+}
+
+/*
+ * hooks.c calls, at ExecutorEnd: the rows of a statement counted when it
+ * started, if it ends normally; a statement that started before a key was
+ * in force and ends at top level under one (the SELECT that calls
+ * use_api_key()) is counted now.  The relations are the range table's,
+ * schema-qualified, each once; the rows are those it processed.
+ */
+void
+kg_keyholder_executor_end(QueryDesc *queryDesc)
+{
+	int64		rows = queryDesc->estate ? (int64) queryDesc->estate->es_processed : 0;
+	const char *key;
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &key_statements)
+	{
+		KeyStatement *entry = dlist_container(KeyStatement, node, iter.cur);
+
+		if (entry->query_desc != queryDesc || entry->ended)
+			continue;
+		entry->ended = true;
+		if (rows > 0 && IsTransactionState())
+			audit_statement(entry->key, queryDesc, 0, rows);
+		return;
+	}
+
+	if (executor_depth > 0 || (key = current_key()) == NULL ||
+		IsParallelWorker() || !IsTransactionState())
+		return;
+	audit_statement(key, queryDesc, 1, rows);
 }
 
 /*
@@ -886,5 +973,5 @@ kg_keyholder_utility_done(PlannedStmt *pstmt, ProcessUtilityContext context)
 	key = current_key();
 	if (key == NULL)
 		return;
-	kg_audit_key_statement(key, GetCommandTagName(CreateCommandTag(parsetree)), NULL, 0, 0);
+	kg_audit_key_statement(key, GetCommandTagName(CreateCommandTag(parsetree)), NULL, 0, 1, 0);
 }

@@ -339,6 +339,7 @@ extern void kg_keyholder_init(void);
 extern void kg_keyholder_lower_timeout(void);	/* apikey.c calls */
 extern void kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags);
 extern void kg_keyholder_nest(int delta);
+extern void kg_keyholder_executor_started(QueryDesc *queryDesc);
 extern void kg_keyholder_executor_end(QueryDesc *queryDesc);
 extern void kg_keyholder_function_execute(Oid fn);
 extern void kg_keyholder_check_utility(PlannedStmt *pstmt);
@@ -377,7 +378,8 @@ extern int	kg_audit_pending(void);
 /* Counted per backend and written by the second (see audit.c). */
 extern void kg_audit_key_use(const char *key_id, const char *name, bool write);
 extern void kg_audit_key_statement(const char *key_id, const char *command,
-								   const Oid *relations, int nrelations, int64 rows);
+								   const Oid *relations, int nrelations,
+								   int64 statements, int64 rows);
 extern void kg_audit_close_windows(void);	/* the worker */
 
 /* redact.c: secrets out of the server log and pg_stat_activity */
