@@ -6,6 +6,7 @@ MODULE_big = keys_guard
 OBJS = \
 	src/keys_guard.o \
 	src/hooks.o \
+	src/statement.o \
 	src/acting.o \
 	src/context.o \
 	src/catalog.o \

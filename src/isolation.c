@@ -67,16 +67,13 @@
 
 /*
  * A started statement that reads guarded data, with the context it started
- * under.  Lives in the statement's executor memory; a reset callback on that
- * context unlinks it, so aborts and ExecutorEnd both clean up.
+ * under (statement.c forgets it with the statement).
  */
 typedef struct KgRunningQuery
 {
-	dlist_node	node;
-	QueryDesc  *query_desc;
+	KgStatementEntry entry;
 	KgMode		mode;
 	char		tenant[KG_TENANT_ID_MAXLEN + 1];
-	MemoryContextCallback callback;
 } KgRunningQuery;
 
 static dlist_head running_queries = DLIST_STATIC_INIT(running_queries);
@@ -386,14 +383,6 @@ range_table_is_guarded(List *rangeTable)
 	return false;
 }
 
-static void
-running_query_forget(void *arg)
-{
-	KgRunningQuery *entry = (KgRunningQuery *) arg;
-
-	dlist_delete(&entry->node);
-}
-
 /*
  * After ExecutorStart (hooks.c): remember the context a statement on
  * guarded data started under, for kg_isolation_check_portal_context().
@@ -405,18 +394,13 @@ kg_isolation_executor_started(QueryDesc *queryDesc, int eflags)
 		(eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 && !kg_ri_query_trusted() &&
 		!IsParallelWorker())
 	{
-		MemoryContext cxt = queryDesc->estate->es_query_cxt;
-		KgRunningQuery *entry = MemoryContextAllocZero(cxt, sizeof(KgRunningQuery));
+		KgRunningQuery *entry = kg_statement_entry_new(&running_queries, queryDesc,
+													   sizeof(KgRunningQuery));
 		const char *tenant = kg_current_tenant();
 
-		entry->query_desc = queryDesc;
 		entry->mode = kg_current_mode();
 		if (tenant)
 			strlcpy(entry->tenant, tenant, sizeof(entry->tenant));
-		entry->callback.func = running_query_forget;
-		entry->callback.arg = entry;
-		MemoryContextRegisterResetCallback(cxt, &entry->callback);
-		dlist_push_head(&running_queries, &entry->node);
 	}
 }
 
@@ -427,30 +411,24 @@ kg_isolation_executor_started(QueryDesc *queryDesc, int eflags)
 void
 kg_isolation_check_portal_context(QueryDesc *queryDesc)
 {
-	dlist_iter	iter;
+	KgRunningQuery *entry = kg_statement_entry_find(&running_queries, queryDesc);
+	const char *tenant;
 
-	dlist_foreach(iter, &running_queries)
+	if (entry == NULL)
+		return;
+	tenant = kg_current_tenant();
+	if (entry->mode != kg_current_mode() ||
+		strcmp(entry->tenant, tenant ? tenant : "") != 0)
 	{
-		KgRunningQuery *entry = dlist_container(KgRunningQuery, node, iter.cur);
-		const char *tenant;
-
-		if (entry->query_desc != queryDesc)
-			continue;
-		tenant = kg_current_tenant();
-		if (entry->mode != kg_current_mode() ||
-			strcmp(entry->tenant, tenant ? tenant : "") != 0)
-		{
-			record_denial("fetch", "(portal)", "context changed since the statement started",
-						  entry->tenant[0] ? entry->tenant : NULL);
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("cross-tenant access denied"),
-					 errdetail("The statement was started under tenant \"%s\", but the current tenant is \"%s\".",
-							   entry->tenant[0] ? entry->tenant : "(none)",
-							   or_none(tenant)),
-					 errhint("Open the cursor again under the current context.")));
-		}
-		break;
+		record_denial("fetch", "(portal)", "context changed since the statement started",
+					  entry->tenant[0] ? entry->tenant : NULL);
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cross-tenant access denied"),
+				 errdetail("The statement was started under tenant \"%s\", but the current tenant is \"%s\".",
+						   entry->tenant[0] ? entry->tenant : "(none)",
+						   or_none(tenant)),
+				 errhint("Open the cursor again under the current context.")));
 	}
 }
 

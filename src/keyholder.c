@@ -820,25 +820,16 @@ kg_keyholder_nest(int delta)
  * A statement that started at top level while a key was in force: counted
  * when it started (kg_keyholder_executor_started()), so that a statement
  * whose transaction is rolled back, or whose session ends, before it ends
- * is counted all the same; its rows are added when it ends normally.  Kept
- * in the statement's own memory and forgotten with it.
+ * is counted all the same; its rows are added when it ends normally.
+ * statement.c forgets it with the statement.
  */
 typedef struct KeyStatement
 {
-	QueryDesc  *query_desc;
-	bool		ended;
+	KgStatementEntry entry;
 	char		key[KG_API_KEY_ID_TEXT_LEN + 1];
-	MemoryContextCallback callback;
-	dlist_node	node;
 } KeyStatement;
 
 static dlist_head key_statements = DLIST_STATIC_INIT(key_statements);
-
-static void
-key_statement_forget(void *arg)
-{
-	dlist_delete(&((KeyStatement *) arg)->node);
-}
 
 /* The relations of a statement's range table, each once, in order. */
 static Oid *
@@ -893,21 +884,14 @@ kg_keyholder_executor_started(QueryDesc *queryDesc)
 {
 	const char *key;
 	KeyStatement *entry;
-	MemoryContext cxt;
 
 	if (executor_depth > 0 || IsParallelWorker() || queryDesc->estate == NULL ||
 		!IsTransactionState() || (key = current_key()) == NULL)
 		return;
 	audit_statement(key, queryDesc, 1, 0);
 
-	cxt = queryDesc->estate->es_query_cxt;
-	entry = MemoryContextAllocZero(cxt, sizeof(KeyStatement));
-	entry->query_desc = queryDesc;
+	entry = kg_statement_entry_new(&key_statements, queryDesc, sizeof(KeyStatement));
 	strlcpy(entry->key, key, sizeof(entry->key));
-	entry->callback.func = key_statement_forget;
-	entry->callback.arg = entry;
-	MemoryContextRegisterResetCallback(cxt, &entry->callback);
-	dlist_push_head(&key_statements, &entry->node);
 }
 
 /*
@@ -921,16 +905,12 @@ void
 kg_keyholder_executor_end(QueryDesc *queryDesc)
 {
 	int64		rows = queryDesc->estate ? (int64) queryDesc->estate->es_processed : 0;
+	KeyStatement *entry = kg_statement_entry_find(&key_statements, queryDesc);
 	const char *key;
-	dlist_iter	iter;
 
-	dlist_foreach(iter, &key_statements)
+	/* Counted when it started (the entry goes with its executor memory). */
+	if (entry != NULL)
 	{
-		KeyStatement *entry = dlist_container(KeyStatement, node, iter.cur);
-
-		if (entry->query_desc != queryDesc || entry->ended)
-			continue;
-		entry->ended = true;
 		if (rows > 0 && IsTransactionState())
 			audit_statement(entry->key, queryDesc, 0, rows);
 		return;

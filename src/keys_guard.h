@@ -20,6 +20,7 @@
 #include "nodes/pg_list.h"
 #include "nodes/primnodes.h"
 #include "fmgr.h"
+#include "lib/ilist.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -236,6 +237,17 @@ extern Oid	kg_request_id_func(void);
 
 /* isolation.c */
 extern void kg_check_relation(Oid relid, const char *action);
+
+/* statement.c: per-statement entries, forgotten with the statement */
+typedef struct KgStatementEntry
+{
+	dlist_node	node;
+	QueryDesc  *query_desc;
+	MemoryContextCallback callback;
+} KgStatementEntry;
+extern void *kg_statement_entry_new(dlist_head *list, QueryDesc *queryDesc, Size size);
+extern void *kg_statement_entry_find(dlist_head *list, QueryDesc *queryDesc);
+
 /* hooks.c calls: executor side */
 extern void kg_isolation_check_range_table(List *rangeTable);
 extern void kg_isolation_executor_started(QueryDesc *queryDesc, int eflags);
