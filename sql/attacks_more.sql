@@ -313,9 +313,44 @@ SET LOCAL parallel_setup_cost = 0;
 SET LOCAL parallel_tuple_cost = 0;
 -- The pooled table, read in the worker: the tenant's own rows only.
 SELECT public.atm_par_pool() AS pooled_in_worker;
+-- The worker has the context in force when its plan starts, not the one a
+-- parallel plan of the transaction had before: the context a worker
+-- receives (keys_guard.context) is cleared whenever the context changes,
+-- and a ROLLBACK TO takes it back together with the context.
+SELECT keys_guard.set_context('atm_b', 'attacker') IS NOT NULL AS context;
+SET LOCAL force_parallel_mode = off;
+SELECT current_setting('keys_guard.context') = '' AS cleared_for_workers;
+SET LOCAL force_parallel_mode = on;
+SELECT public.atm_par_pool() AS pooled_in_worker_b;
+SAVEPOINT s;
+SELECT keys_guard.set_context('atm_a', 'attacker') IS NOT NULL AS context;
+SELECT public.atm_par_pool() AS pooled_in_worker_a;
+ROLLBACK TO s;
+SELECT keys_guard.current_tenant();
+SELECT public.atm_par_pool() AS pooled_in_worker_b_again;
+ROLLBACK;
+-- A worker cannot change the context (its leader's must stay the one its
+-- workers have).
+RESET ROLE;
+CREATE FUNCTION public.atm_par_switch() RETURNS text
+LANGUAGE plpgsql PARALLEL SAFE AS $$
+BEGIN
+    PERFORM keys_guard.set_context('atm_b', 'attacker');
+    RETURN keys_guard.current_tenant();
+END
+$$;
+SET ROLE atm_app;
+BEGIN;
+SELECT keys_guard.set_context('atm_a', 'attacker') IS NOT NULL AS context;
+SET LOCAL force_parallel_mode = on;
+SET LOCAL parallel_leader_participation = off;
+SET LOCAL parallel_setup_cost = 0;
+SET LOCAL parallel_tuple_cost = 0;
+SELECT public.atm_par_switch();
+\echo :LAST_ERROR_SQLSTATE
 ROLLBACK;
 RESET ROLE;
-DROP FUNCTION public.atm_par_peek(), public.atm_par_pool();
+DROP FUNCTION public.atm_par_peek(), public.atm_par_pool(), public.atm_par_switch();
 
 --
 -- 6. A read-only token's regime holds in its parallel workers too: a

@@ -120,6 +120,51 @@ SHOW search_path;
 SELECT keys_guard.clear_context();
 SELECT keys_guard.current_tenant() IS NULL AS cleared, keys_guard.current_actor() IS NULL AS actor_cleared;
 SHOW search_path;
+-- Scope as for a setting: a session-wide context set in a transaction
+-- outlives its commit, even when a transaction-scoped one replaced it
+-- later in the transaction ...
+BEGIN;
+SELECT keys_guard.set_context('acme', 'session_actor', is_local => false);
+SELECT keys_guard.set_context('acme', 'local_actor');
+SELECT keys_guard.current_actor();
+COMMIT;
+SELECT keys_guard.current_actor() AS after_commit;
+-- ... a ROLLBACK TO takes back what its savepoint set, a released
+-- savepoint's session-wide context is the transaction's, and a
+-- transaction-scoped context ends with the transaction.
+BEGIN;
+SELECT keys_guard.set_context('acme', 'local_actor');
+SAVEPOINT s1;
+SELECT keys_guard.set_context('acme', 'rolled_back', is_local => false);
+ROLLBACK TO s1;
+SELECT keys_guard.current_actor() AS after_rollback_to;
+SAVEPOINT s2;
+SELECT keys_guard.set_context('acme', 'released', is_local => false);
+RELEASE s2;
+SELECT keys_guard.set_context('acme', 'local_again');
+COMMIT;
+SELECT keys_guard.current_actor() AS after_release_and_commit;
+-- A failed transaction and an exception block take back theirs.
+BEGIN;
+SELECT keys_guard.set_context('acme', 'doomed', is_local => false);
+SELECT 1 / 0;
+ROLLBACK;
+DO $$
+BEGIN
+    PERFORM keys_guard.set_context('acme', 'in_block', is_local => false);
+    RAISE EXCEPTION 'undone';
+EXCEPTION WHEN raise_exception THEN
+    NULL;
+END
+$$;
+SELECT keys_guard.current_actor() AS after_failures;
+-- RESET ALL ends the context like a SET: a rollback brings it back.
+BEGIN;
+RESET ALL;
+SELECT keys_guard.current_tenant() IS NULL AS reset;
+ROLLBACK;
+SELECT keys_guard.current_actor() AS after_reset_rolled_back;
+SELECT keys_guard.clear_context();
 -- A session-mode pooler's DISCARD ALL (or RESET ALL) ends a session
 -- context; the role's setting stays.
 SELECT keys_guard.set_context('acme', 'user_1', is_local => false);
@@ -187,6 +232,18 @@ RESET ROLE;
 -- Clearing (RESET) is always allowed.
 RESET keys_guard.tenant;
 SELECT keys_guard.current_tenant() IS NULL AS still_none;
+-- keys_guard.context carries the context to parallel workers; nothing but
+-- keys_guard writes it, not even to clear it, which would not end the
+-- context (clear_context() does).
+SET keys_guard.context = '';
+\echo :LAST_ERROR_SQLSTATE
+SELECT set_config('keys_guard.context', 'acme', true);
+\echo :LAST_ERROR_SQLSTATE
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_1');
+RESET keys_guard.context;
+SELECT keys_guard.current_tenant() AS unchanged_by_reset;
+COMMIT;
 
 -- The gateway sets contexts but cannot act as an admin.
 SET ROLE kg_app;

@@ -3,12 +3,19 @@
  * context.c
  *	  The request context: tenant, actor and request id (docs/contract.md §3).
  *
- * The context lives in four PGC_SUSET settings so that PostgreSQL's own
- * GUC machinery gives it transaction scope (SET LOCAL semantics), rollback
- * and parallel-worker propagation.  Their check hook refuses any new value
- * that does not come from set_context() / admin_context() in this file, so
- * the settings cannot be claimed by SET, set_config(), ALTER ROLE ... SET,
- * a function's SET clause or a connection option, superusers included.
+ * The context is backend-local state with the scope rules of a setting:
+ * a transaction-scoped context (SET LOCAL semantics) ends with its
+ * transaction, a session-wide one (SET semantics) outlives it, and a
+ * rolled-back transaction or subtransaction takes back what it set.  It is
+ * not kept in a GUC because every request sets one: a GUC write costs
+ * several thousand instructions at the write and again at commit, which
+ * walks every setting once any is changed.  A parallel worker gets its
+ * leader's context through one internal setting, keys_guard.context,
+ * written only when a parallel plan starts and cleared whenever the
+ * context changes; its check hook refuses every value that does not come
+ * from this file, so no SET, set_config(), ALTER ROLE ... SET, function
+ * SET clause or connection option can claim a tenant, superusers
+ * included.
  *
  * A context is transaction-scoped unless keys_guard.allow_session_context,
  * which only a superuser can turn on, allows a session-wide one: behind a
@@ -43,13 +50,10 @@
 #include "keys_guard.h"
 
 /*
- * The whole context is one setting, keys_guard.context, so that it is set,
- * scoped and reverted atomically and costs one GUC write per request.  Its
- * value packs the fields, separated by the unit separator (0x1f), which no
+ * The fields of a context, as written into keys_guard.context for a
+ * parallel worker, are separated by the unit separator (0x1f), which no
  * field can contain: tenant ids have a fixed alphabet and the other fields
- * are refused if they contain control characters.  The check hook parses
- * the value into a KgContext, which the GUC machinery keeps with the value
- * and hands back on every revert; the assign hook publishes it.
+ * are refused if they contain control characters.
  */
 #define KG_CONTEXT_SEPARATOR '\x1f'
 
@@ -62,40 +66,65 @@ typedef struct KgContext
 	char		api_key[KG_API_KEY_ID_TEXT_LEN + 1];	/* set only by use_api_key() */
 	char		api_key_write[2];	/* "w" if that key may write, else "" */
 	char		read_only[2];	/* "r" for a read-only token's context, else "" */
+	char		serial[KG_CONTEXT_SERIAL_SIZE];		/* this backend's number for it, in hex */
 
 	/*
-	 * Not in the packed value: set by apply_context() once the value is in
-	 * place, and so kept, restored and freed with it by the GUC machinery
-	 * (a ROLLBACK TO brings back the earlier context's own).  The tenant's
-	 * schema, if it was left off search_path because it held nothing, and
-	 * a hash of the search_path it was left with.
+	 * Not packed: set by apply_context() once the context is in force, and
+	 * so kept and taken back with it (a ROLLBACK TO brings back the earlier
+	 * context's own).  The tenant's schema, if it was left off search_path
+	 * because it held nothing, and a hash of the search_path it was left
+	 * with.
 	 */
 	Oid			deferred_schema;
 	uint32		deferred_base_hash;
 	bool		deferred_local; /* the context's scope: SET LOCAL */
 	uint64		checked_generation; /* contents seen empty as of this */
+
+	int			refcount;		/* references from the scope stack below */
 } KgContext;
 
-char	   *kg_context_setting = NULL;
+#define KG_CONTEXT_FIELDS 8
 
+/*
+ * The context in force: NULL, or one this file made (in a parallel worker,
+ * the one the GUC machinery keeps for keys_guard.context).
+ */
 static const KgContext *current_context = NULL;
+
+/*
+ * What each (sub)transaction level changed, newest level first: the context
+ * in force before its first change, which a rollback of the level brings
+ * back, and the newest session-wide context set at the level, which a
+ * commit keeps.  As for a setting, a transaction-scoped change ends with
+ * the transaction, and a session-wide one survives its commit.
+ */
+typedef struct ContextLevel
+{
+	int			nest_level;		/* GetCurrentTransactionNestLevel() */
+	KgContext  *prior;
+	KgContext  *kept;			/* valid if has_kept */
+	bool		has_kept;
+	struct ContextLevel *below;
+} ContextLevel;
+
+static ContextLevel *context_levels = NULL;
+
+/* Numbers contexts, so that a context's identity survives its reuse. */
+static uint64 context_serial_counter = 0;
+
+char	   *kg_context_setting = NULL;
 
 /* True only while this file writes keys_guard.context. */
 static bool setting_context = false;
 
 /*
- * The fields of the value apply_context() is writing, which the check hook
- * copies instead of parsing the value again (every request writes one).
+ * The serial of the context keys_guard.context holds now (in hex), or ""
+ * when it is empty: it is written when a parallel plan starts, cleared
+ * when the context changes, and put back by the GUC machinery with the
+ * context when a (sub)transaction ends, so it is never a context other
+ * than the one in force.
  */
-#define KG_CONTEXT_FIELDS 7
-typedef struct KgPreparedContext
-{
-	const char *value;			/* the packed value */
-	const char *fields[KG_CONTEXT_FIELDS];
-	size_t		lengths[KG_CONTEXT_FIELDS];
-} KgPreparedContext;
-
-static const KgPreparedContext *prepared_context = NULL;
+static char mirrored_serial[KG_CONTEXT_SERIAL_SIZE] = "";
 
 /*
  * Which filters plans made now leave out (KG_PLANS_* bits); a plan cached
@@ -148,40 +177,274 @@ unpack_context(const char *packed, KgContext *ctx)
 		unpack_field(&cursor, ctx->api_key, sizeof(ctx->api_key)) &&
 		unpack_field(&cursor, ctx->api_key_write, sizeof(ctx->api_key_write)) &&
 		unpack_field(&cursor, ctx->read_only, sizeof(ctx->read_only)) &&
+		unpack_field(&cursor, ctx->serial, sizeof(ctx->serial)) &&
 		*cursor == '\0';
 }
 
-/*
- * The fields apply_context() packed into the value being written, copied
- * into ctx; false if one does not fit or holds the separator (the value is
- * then parsed, and refused).  Exactly what unpack_context() would make of
- * the value.
- */
-static bool
-copy_prepared_context(const KgPreparedContext *prepared, KgContext *ctx)
+/* The context's fields, separated, for keys_guard.context ("" for none). */
+static char *
+pack_context(const KgContext *ctx)
 {
-	char	   *dst[KG_CONTEXT_FIELDS] = {
-		ctx->tenant, ctx->actor, ctx->request_id, ctx->reason, ctx->api_key,
-		ctx->api_key_write, ctx->read_only
-	};
-	size_t		sizes[KG_CONTEXT_FIELDS] = {
-		sizeof(ctx->tenant), sizeof(ctx->actor), sizeof(ctx->request_id),
-		sizeof(ctx->reason), sizeof(ctx->api_key), sizeof(ctx->api_key_write),
-		sizeof(ctx->read_only)
-	};
+	StringInfoData buf;
+	const char *fields[KG_CONTEXT_FIELDS];
 
+	if (ctx == NULL)
+		return pstrdup("");
+	fields[0] = ctx->tenant;
+	fields[1] = ctx->actor;
+	fields[2] = ctx->request_id;
+	fields[3] = ctx->reason;
+	fields[4] = ctx->api_key;
+	fields[5] = ctx->api_key_write;
+	fields[6] = ctx->read_only;
+	fields[7] = ctx->serial;
+	initStringInfo(&buf);
 	for (int i = 0; i < KG_CONTEXT_FIELDS; i++)
 	{
-		size_t		len = prepared->lengths[i];
-
-		if (len >= sizes[i] ||
-			(len > 0 && memchr(prepared->fields[i], KG_CONTEXT_SEPARATOR, len) != NULL))
-			return false;
-		if (len > 0)
-			memcpy(dst[i], prepared->fields[i], len);
-		dst[i][len] = '\0';
+		if (i > 0)
+			appendStringInfoChar(&buf, KG_CONTEXT_SEPARATOR);
+		appendStringInfoString(&buf, fields[i]);
 	}
+	return buf.data;
+}
+
+/* Write ctx (or nothing) into keys_guard.context, in the transaction's scope. */
+static void
+write_context_setting(const KgContext *ctx)
+{
+	char	   *packed = pack_context(ctx);
+
+	setting_context = true;
+	PG_TRY();
+	{
+		(void) set_config_option("keys_guard.context", packed,
+								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, ERROR, false);
+	}
+	PG_FINALLY();
+	{
+		setting_context = false;
+	}
+	PG_END_TRY();
+	pfree(packed);
+}
+
+/* Copy value (NULL: empty) into dst; false if it does not fit or holds the separator. */
+static bool
+copy_field(char *dst, size_t size, const char *value)
+{
+	size_t		len = value ? strlen(value) : 0;
+
+	if (len >= size || (len > 0 && memchr(value, KG_CONTEXT_SEPARATOR, len) != NULL))
+		return false;
+	memcpy(dst, value ? value : "", len);
+	dst[len] = '\0';
 	return true;
+}
+
+static KgContext *
+context_ref(KgContext *ctx)
+{
+	if (ctx != NULL)
+		ctx->refcount++;
+	return ctx;
+}
+
+static void
+context_unref(KgContext *ctx)
+{
+	if (ctx != NULL && --ctx->refcount == 0)
+		pfree(ctx);
+}
+
+/*
+ * Make ctx (a new context, or NULL for none) the context in force, in the
+ * scope of a SET LOCAL (is_local) or a SET at the current transaction
+ * level.  Nothing here can fail once the level's record exists.
+ */
+static void
+prepare_context_level(void)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	Assert(level >= 1);
+	Assert(context_levels == NULL || context_levels->nest_level <= level);
+	if (context_levels == NULL || context_levels->nest_level != level)
+	{
+		ContextLevel *entry = MemoryContextAllocZero(TopMemoryContext, sizeof(ContextLevel));
+
+		/* Until the level changes something, its end changes nothing. */
+		entry->nest_level = level;
+		entry->prior = context_ref((KgContext *) current_context);
+		entry->below = context_levels;
+		context_levels = entry;
+	}
+}
+
+/*
+ * A new context with these fields.  Each was checked by its caller (a
+ * tenant id's alphabet, the other fields' length and lack of control
+ * characters); a field that does not fit is a bug.
+ */
+static KgContext *
+new_context(const char *tenant, const char *actor, const char *request_id,
+			const char *reason, const char *api_key, bool api_key_write,
+			bool read_only)
+{
+	KgContext  *ctx = MemoryContextAllocZero(TopMemoryContext, sizeof(KgContext));
+
+	if (!copy_field(ctx->tenant, sizeof(ctx->tenant), tenant) ||
+		!copy_field(ctx->actor, sizeof(ctx->actor), actor) ||
+		!copy_field(ctx->request_id, sizeof(ctx->request_id), request_id) ||
+		!copy_field(ctx->reason, sizeof(ctx->reason), reason) ||
+		!copy_field(ctx->api_key, sizeof(ctx->api_key), api_key))
+	{
+		pfree(ctx);
+		elog(ERROR, "keys_guard context field does not fit");
+	}
+	if (api_key_write)
+		ctx->api_key_write[0] = 'w';
+	if (read_only)
+		ctx->read_only[0] = 'r';
+	snprintf(ctx->serial, sizeof(ctx->serial), "%" INT64_MODIFIER "x",
+			 ++context_serial_counter);
+	return ctx;
+}
+
+/*
+ * Make ctx (a new context, or NULL for none) the context in force, in the
+ * scope of a SET LOCAL (is_local) or a SET, at the level
+ * prepare_context_level() made ready.  Cannot fail.
+ */
+static void
+put_context(KgContext *ctx, bool is_local)
+{
+	KgContext  *previous = (KgContext *) current_context;
+
+	Assert(context_levels != NULL &&
+		   context_levels->nest_level == GetCurrentTransactionNestLevel());
+	if (!is_local)
+	{
+		context_ref(ctx);
+		context_unref(context_levels->kept);
+		context_levels->kept = ctx;
+		context_levels->has_kept = true;
+	}
+	current_context = context_ref(ctx);
+	context_unref(previous);
+	kg_note_filter_state();
+}
+
+/* End the newest level: taken back, or merged into the level below it. */
+static void
+end_context_level(bool commit)
+{
+	ContextLevel *entry = context_levels;
+	ContextLevel *below = entry->below;
+	KgContext  *previous = (KgContext *) current_context;
+
+	context_levels = below;
+	if (!commit)
+	{
+		current_context = entry->prior; /* its reference moves */
+		context_unref(previous);
+		context_unref(entry->kept);
+	}
+	else if (below != NULL && below->nest_level == entry->nest_level - 1)
+	{
+		context_unref(entry->prior);
+		if (entry->has_kept)
+		{
+			context_unref(below->kept);
+			below->kept = entry->kept;
+			below->has_kept = true;
+		}
+	}
+	else
+	{
+		/* The level below changed nothing: this one takes its place. */
+		entry->nest_level--;
+		entry->below = below;
+		context_levels = entry;
+		return;
+	}
+	pfree(entry);
+}
+
+/*
+ * Subtransaction end: its changes are taken back, or become the parent's.
+ * In a parallel worker, which changes nothing, there are none.
+ */
+static void
+context_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	int			level;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
+		return;
+	level = GetCurrentTransactionNestLevel();
+	while (context_levels != NULL && context_levels->nest_level > level)
+		end_context_level(false);	/* cannot happen: deeper levels ended first */
+	if (context_levels != NULL && context_levels->nest_level == level)
+	{
+		end_context_level(event == SUBXACT_EVENT_COMMIT_SUB);
+		kg_note_filter_state();
+	}
+}
+
+/*
+ * Transaction end: a rollback brings back the context in force before it;
+ * a commit (or PREPARE TRANSACTION) keeps the newest session-wide context
+ * the transaction set, if it set one, and ends the transaction-scoped ones.
+ * Registered before keys_guard's other transaction callbacks, so it runs
+ * after them: they may still read the transaction's context.
+ */
+static void
+context_xact_callback(XactEvent event, void *arg)
+{
+	KgContext  *previous;
+	ContextLevel *entry;
+
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_PREPARE &&
+		event != XACT_EVENT_ABORT)
+		return;
+	if (context_levels == NULL)
+		return;
+	while (context_levels->below != NULL)
+		end_context_level(event != XACT_EVENT_ABORT);
+	entry = context_levels;
+	context_levels = NULL;
+	previous = (KgContext *) current_context;
+	if (event != XACT_EVENT_ABORT && entry->has_kept)
+	{
+		current_context = entry->kept;	/* its reference moves */
+		context_unref(entry->prior);
+	}
+	else
+	{
+		current_context = entry->prior; /* its reference moves */
+		context_unref(entry->kept);
+	}
+	context_unref(previous);
+	pfree(entry);
+	kg_note_filter_state();
+}
+
+void
+kg_context_init(void)
+{
+	RegisterXactCallback(context_xact_callback, NULL);
+	RegisterSubXactCallback(context_subxact_callback, NULL);
+}
+
+/*
+ * An identity of the context in force, unique in this backend's life, or
+ * NULL when there is none.
+ */
+const char *
+kg_context_serial(void)
+{
+	return current_context ? current_context->serial : NULL;
 }
 
 static void
@@ -193,23 +456,26 @@ reject_direct_setting(void)
 }
 
 /*
- * Check hook of keys_guard.context: clearing is always allowed; a value only
- * from this file (or when a parallel worker copies its leader's state).
+ * Check hook of keys_guard.context: a value only from this file, or when a
+ * parallel worker copies its leader's settings.  Every other write is
+ * refused, clearing included, since clearing the setting would not end
+ * the context (clear_context() does).
  */
 bool
 kg_check_context(char **newval, void **extra, GucSource source)
 {
 	KgContext  *ctx;
 
+	if (!setting_context && !InitializingParallelWorker &&
+		!(source == PGC_S_DEFAULT && !is_set(*newval)))
+	{
+		reject_direct_setting();
+		return false;
+	}
 	if (!is_set(*newval))
 	{
 		*extra = NULL;
 		return true;
-	}
-	if (!setting_context && !InitializingParallelWorker)
-	{
-		reject_direct_setting();
-		return false;
 	}
 	/* The GUC machinery frees an extra with free(), so it comes from malloc. */
 	ctx = malloc(sizeof(KgContext));
@@ -219,18 +485,13 @@ kg_check_context(char **newval, void **extra, GucSource source)
 		GUC_check_errmsg("out of memory");
 		return false;
 	}
-	if (!(prepared_context != NULL && strcmp(*newval, prepared_context->value) == 0 &&
-		  copy_prepared_context(prepared_context, ctx)) &&
-		!unpack_context(*newval, ctx))
+	memset(ctx, 0, sizeof(KgContext));
+	if (!unpack_context(*newval, ctx))
 	{
 		free(ctx);
 		GUC_check_errdetail("The keys_guard context value is malformed.");
 		return false;
 	}
-	ctx->deferred_schema = InvalidOid;
-	ctx->deferred_base_hash = 0;
-	ctx->deferred_local = false;
-	ctx->checked_generation = 0;
 	*extra = ctx;
 	return true;
 }
@@ -266,11 +527,39 @@ kg_note_filter_state(void)
 	}
 }
 
+/*
+ * Assign hook of keys_guard.context.  A parallel worker takes its leader's
+ * context from it; in any other backend it only carries the context to
+ * workers, and this notes which one it holds now.
+ */
 void
 kg_assign_context(const char *newval, void *extra)
 {
-	current_context = (const KgContext *) extra;
-	kg_note_filter_state();
+	const KgContext *ctx = (const KgContext *) extra;
+
+	if (InitializingParallelWorker || IsParallelWorker())
+	{
+		current_context = ctx;
+		kg_note_filter_state();
+		return;
+	}
+	strlcpy(mirrored_serial, ctx ? ctx->serial : "", sizeof(mirrored_serial));
+}
+
+/*
+ * Before a statement with a parallel plan starts (ExecutorStart, before
+ * parallel mode): keys_guard.context holds the context in force, for the
+ * workers.  Written in the transaction's scope, so that it ends with the
+ * transaction and a ROLLBACK TO takes it back with the context.
+ */
+void
+kg_context_before_parallel_plan(void)
+{
+	const char *serial = current_context ? current_context->serial : "";
+
+	if (strcmp(serial, mirrored_serial) == 0)
+		return;
+	write_context_setting(current_context);
 }
 
 void
@@ -695,8 +984,8 @@ prepend_schema(const char *schema, const char *rest)
 /*
  * Write the context and, if asked, the search_path in one scope: tenant
  * schemas come off the path and the schema tenant_nspoid (if valid) goes
- * first.  The check hook admits the value only while setting_context is
- * true.
+ * first.  A context cannot change in a parallel operation (a worker has
+ * its leader's, and the leader's must stay the one its workers have).
  *
  * A tenant schema that holds nothing is left off: it would change no
  * name's resolution, and any change of search_path makes PostgreSQL replan
@@ -716,39 +1005,14 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 			  bool read_only, Oid tenant_nspoid, bool is_local,
 			  bool touch_search_path)
 {
-	GucAction	action = is_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET;
 	char	   *path = NULL;
-	char	   *packed = "";
 	Oid			deferred = InvalidOid;
-	const char *fields[] = {
-		tenant, actor, request_id, reason, api_key,
-		api_key && api_key_write ? "w" : NULL,
-		read_only ? "r" : NULL
-	};
-	size_t		lengths[lengthof(fields)];
-	bool		clearing = !(tenant || actor || request_id || reason);
-	KgPreparedContext prepared;
+	KgContext  *ctx = NULL;
 
-	StaticAssertStmt(lengthof(fields) == KG_CONTEXT_FIELDS,
-					 "every field of the context is packed");
-
-	if (!clearing)
-	{
-		size_t		total = lengthof(fields);
-		char	   *p;
-
-		for (int i = 0; i < lengthof(fields); i++)
-			total += (lengths[i] = fields[i] ? strlen(fields[i]) : 0);
-		packed = p = palloc(total);
-		for (int i = 0; i < lengthof(fields); i++)
-		{
-			if (i > 0)
-				*p++ = KG_CONTEXT_SEPARATOR;
-			memcpy(p, fields[i] ? fields[i] : "", lengths[i]);
-			p += lengths[i];
-		}
-		*p = '\0';
-	}
+	if (IsInParallelMode())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("cannot set a keys_guard context during a parallel operation")));
 	if (touch_search_path)
 	{
 		const char *rest = search_path_without_tenants();
@@ -770,38 +1034,25 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 			path = NULL;
 	}
 
-	/* The fields, for the check hook. */
-	if (!clearing)
-	{
-		prepared.value = packed;
-		for (int i = 0; i < KG_CONTEXT_FIELDS; i++)
-		{
-			prepared.fields[i] = fields[i];
-			prepared.lengths[i] = lengths[i];
-		}
-		prepared_context = &prepared;
-	}
+	/* A parallel worker must never see the context this one replaces. */
+	if (mirrored_serial[0] != '\0')
+		write_context_setting(NULL);
 
-	setting_context = true;
-	PG_TRY();
-	{
-		(void) set_config_option("keys_guard.context", packed,
-								 PGC_SUSET, PGC_S_SESSION, action, true, ERROR, false);
-		if (path != NULL)
-			(void) set_config_option("search_path", path,
-									 PGC_USERSET, PGC_S_SESSION, action, true, ERROR, false);
-	}
-	PG_FINALLY();
-	{
-		setting_context = false;
-		prepared_context = NULL;
-	}
-	PG_END_TRY();
+	prepare_context_level();
+	if (tenant || actor || request_id || reason)
+		ctx = new_context(tenant, actor, request_id, reason, api_key,
+						  api_key && api_key_write, read_only);
+	put_context(ctx, is_local);
 
-	if (OidIsValid(deferred) && current_context != NULL)
-	{
-		KgContext  *ctx = (KgContext *) current_context;
+	/* Taken back with the context if this fails. */
+	if (path != NULL)
+		(void) set_config_option("search_path", path,
+								 PGC_USERSET, PGC_S_SESSION,
+								 is_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET,
+								 true, ERROR, false);
 
+	if (OidIsValid(deferred) && ctx != NULL)
+	{
 		ctx->deferred_schema = deferred;
 		ctx->deferred_base_hash = path_hash(namespace_search_path);
 		ctx->deferred_local = is_local;
@@ -894,6 +1145,27 @@ kg_context_after_statement(void)
 		apply_pending_schema(nspoid);
 	else
 		ctx->checked_generation = kg_schema_contents_generation();
+}
+
+/*
+ * After a utility statement (ProcessUtility): DISCARD ALL and RESET ALL,
+ * which a session-pooling proxy runs between clients, end the context as
+ * they end every setting: as clear_context() would.
+ */
+void
+kg_context_after_utility(PlannedStmt *pstmt)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+
+	if ((IsA(stmt, DiscardStmt) && ((DiscardStmt *) stmt)->target == DISCARD_ALL) ||
+		(IsA(stmt, VariableSetStmt) && ((VariableSetStmt *) stmt)->kind == VAR_RESET_ALL))
+	{
+		if (current_context != NULL)
+			apply_context(NULL, NULL, NULL, NULL, NULL, false, false, InvalidOid,
+						  false, false);
+		return;
+	}
+	kg_context_after_statement();
 }
 
 /*

@@ -164,6 +164,8 @@ kg_executor_start(QueryDesc *queryDesc, int eflags)
 		parallel_fragment_rtable = queryDesc->plannedstmt->rtable;
 
 	kg_keyholder_executor_start(queryDesc, eflags);
+	if (queryDesc->plannedstmt->parallelModeNeeded && !IsParallelWorker())
+		kg_context_before_parallel_plan();
 	if (kg_acting_statement_is_plain(queryDesc->plannedstmt))
 		standard_or_prev_executor_start(queryDesc, eflags);
 	else
@@ -376,7 +378,7 @@ kg_process_utility(PlannedStmt *pstmt, const char *queryString,
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
 	kg_keyholder_utility_done(pstmt, context);
-	kg_context_after_statement();
+	kg_context_after_utility(pstmt);
 }
 
 /*
@@ -460,6 +462,8 @@ kg_hooks_install(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = kg_shmem_startup;
 
+	/* First: its transaction callbacks must run after the others. */
+	kg_context_init();
 	kg_catalog_init();
 
 	prev_check_perms_hook = ExecutorCheckPerms_hook;

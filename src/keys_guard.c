@@ -48,12 +48,13 @@ char	   *keys_guard_token_request_id_claim = NULL;
 bool		keys_guard_token_audit_each_use = false;
 
 /*
- * Define the request-context settings.  The context lives in one PGC_SUSET
- * setting, keys_guard.context, whose check hook accepts a value only from
- * keys_guard's own functions, so neither SET, set_config(), ALTER ROLE ...
+ * Define the request-context settings.  The context itself is backend-local
+ * state (context.c); one internal PGC_SUSET setting, keys_guard.context,
+ * carries it to parallel workers, and its check hook accepts a value only
+ * from keys_guard's own code, so neither SET, set_config(), ALTER ROLE ...
  * SET, a function's SET clause nor a connection option can claim a tenant
- * (docs/contract.md §3), superusers included.  Its fields are shown through four
- * settings that can be read but never set.
+ * (docs/contract.md §3), superusers included.  The context's fields are
+ * shown through four settings that can be read but never set.
  */
 static void
 define_context_settings(void)
@@ -76,8 +77,8 @@ define_context_settings(void)
 	StaticAssertStmt(lengthof(shown) == lengthof(shown_storage), "one storage per setting");
 
 	DefineCustomStringVariable("keys_guard.context",
-							   "The request context (tenant, actor, request id, admin reason).",
-							   "Set only through keys_guard.set_context() or admin_context().",
+							   "The request context, as a parallel worker receives it.",
+							   "Internal: written by keys_guard when a parallel plan starts.",
 							   &kg_context_setting, "",
 							   PGC_SUSET,
 							   GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL |

@@ -1683,22 +1683,19 @@ refuse_token(const char *reason, const char *kid)
 }
 
 /*
- * The value of keys_guard.context the last token set, and its kid: while
- * that context is in force, kg_token_context_kid() names the key (a
- * write refused under a read-only token is audited with it).
+ * The context the last token set (its serial), and its kid: while that
+ * context is in force, kg_token_context_kid() names the key (a write
+ * refused under a read-only token is audited with it).
  */
-static char *token_context_value = NULL;
+static char token_context_serial[KG_CONTEXT_SERIAL_SIZE] = "";
 static char token_context_kid[KG_TOKEN_KID_MAXLEN + 1];
 
 static void
 remember_token_context(const char *kid)
 {
-	char	   *value = MemoryContextStrdup(TopMemoryContext,
-											kg_context_setting ? kg_context_setting : "");
+	const char *serial = kg_context_serial();
 
-	if (token_context_value)
-		pfree(token_context_value);
-	token_context_value = value;
+	strlcpy(token_context_serial, serial ? serial : "", sizeof(token_context_serial));
 	strlcpy(token_context_kid, kid, sizeof(token_context_kid));
 }
 
@@ -1706,9 +1703,10 @@ remember_token_context(const char *kid)
 const char *
 kg_token_context_kid(void)
 {
-	if (token_context_value == NULL || kg_context_setting == NULL ||
-		kg_context_setting[0] == '\0' ||
-		strcmp(token_context_value, kg_context_setting) != 0)
+	const char *serial = kg_context_serial();
+
+	if (serial == NULL || token_context_serial[0] == '\0' ||
+		strcmp(serial, token_context_serial) != 0)
 		return NULL;
 	return token_context_kid;
 }
