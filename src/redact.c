@@ -158,6 +158,30 @@ is_space(char c)
 }
 
 /*
+ * Whether the n bytes at p (of which avail are readable; SIZE_MAX for a
+ * NUL-terminated text, whose NUL differs from any word byte) are word,
+ * lower case, with ASCII letters compared without case, as the SQL
+ * keywords and function names it is used for are.  Inline, since every
+ * 'e', 'p' and '_' of every log line is tried against a word.
+ */
+static inline bool
+word_at(const char *p, size_t avail, const char *word, size_t n)
+{
+	if (avail < n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+	{
+		unsigned char c = (unsigned char) p[i];
+
+		if (c >= 'A' && c <= 'Z')
+			c += 'a' - 'A';
+		if (c != (unsigned char) word[i])
+			return false;
+	}
+	return true;
+}
+
+/*
  * Bytes that may start a secret: 'k' (kgk_), 'e' (eyJ), 'p' / 'P'
  * (password), '_' (the arguments of add_token_key() and
  * set_context_from_token()), '.' (the first dot of any other JSON Web
@@ -439,7 +463,7 @@ match_password(const char *s, const char *p, const char *end, Secret *sec)
 	const char *vstart = NULL;
 	const char *vend;
 
-	if (end - p < 9 || pg_strncasecmp(p, "password", 8) != 0)
+	if (end - p < 9 || !word_at(p, end - p, "password", 8))
 		return false;
 	if (p > s && p[-1] != '_' && (is_key_char(p[-1]) || p[-1] == '$'))
 		return false;
@@ -519,8 +543,7 @@ match_token_key_call(const char *s, const char *p, const char *end, Secret *sec)
 	{
 		size_t		namelen = strlen(secret_call_names[i]);
 
-		if ((size_t) (end - (p - 3)) >= namelen &&
-			pg_strncasecmp(p - 3, secret_call_names[i], namelen) == 0)
+		if (word_at(p - 3, end - (p - 3), secret_call_names[i], namelen))
 		{
 			q = p - 3 + namelen;
 			break;
@@ -639,7 +662,7 @@ match_execute_call(const char *s, const char *p, const char *end, Secret *sec)
 	PreparedStatement *ps;
 	bool		secret;
 
-	if (end - p < 9 || pg_strncasecmp(p, "execute", 7) != 0 || !is_space(p[7]))
+	if (end - p < 9 || !word_at(p, end - p, "execute", 7) || !is_space(p[7]))
 		return false;
 	if (p > s && (is_key_char(p[-1]) || p[-1] == '$' || (unsigned char) p[-1] >= 0x80))
 		return false;
@@ -684,7 +707,7 @@ match_execute_call(const char *s, const char *p, const char *end, Secret *sec)
 		const char *d;
 
 		for (d = s; *d && !secret; d++)
-			if ((*d == 'd' || *d == 'D') && pg_strncasecmp(d, "deallocate", 10) == 0)
+			if (word_at(d, SIZE_MAX, "deallocate", 10))
 				secret = true;
 	}
 	return secret;
@@ -711,24 +734,37 @@ find_secret(const char *s, const char *from, const char *end, bool keys_only,
 	}
 	for (p = from; p < end; p++)
 	{
+		unsigned char next;
+
 		if (likely(!candidate[(unsigned char) *p]))
 			continue;
+
+		/*
+		 * The byte after the candidate rules out most of them before a
+		 * matcher is called: every log line has many.
+		 */
+		next = p + 1 < end ? (unsigned char) p[1] : '\0';
+		if (next >= 'A' && next <= 'Z')
+			next += 'a' - 'A';
 		switch (*p)
 		{
 			case 'k':
-				if (match_key(p, end, sec))
+				if (next == 'g' && match_key(p, end, sec))
 					return true;
 				break;
 			case 'e':
-				if (match_jwt(p, end, sec) || match_execute_call(s, p, end, sec))
+				if (next == 'y' && match_jwt(p, end, sec))
 					return true;
-				break;
+				/* FALLTHROUGH */
 			case 'E':
-				if (match_execute_call(s, p, end, sec))
+				if (next == 'x' && match_execute_call(s, p, end, sec))
 					return true;
 				break;
 			case '_':
-				if (match_token_key_call(s, p, end, sec))
+				/* ...add_token_key or ...set_context_from_token */
+				if (p - s >= 3 &&
+					((p[-1] | 0x20) == 'd' || (p[-1] | 0x20) == 't') &&
+					match_token_key_call(s, p, end, sec))
 					return true;
 				break;
 			case '.':
@@ -736,7 +772,7 @@ find_secret(const char *s, const char *from, const char *end, bool keys_only,
 					return true;
 				break;
 			default:
-				if (match_password(s, p, end, sec))
+				if (next == 'a' && match_password(s, p, end, sec))
 					return true;
 				break;
 		}
@@ -1504,8 +1540,8 @@ calls_token_key_function(const char *text)
 	for (p = text; (p = strchr(p, '_')) != NULL; p++)
 		if (p - text >= 3)
 			for (i = 0; i < (int) lengthof(secret_call_names); i++)
-				if (pg_strncasecmp(p - 3, secret_call_names[i],
-								   strlen(secret_call_names[i])) == 0)
+				if (word_at(p - 3, SIZE_MAX, secret_call_names[i],
+							strlen(secret_call_names[i])))
 					return true;
 	return false;
 }

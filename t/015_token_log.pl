@@ -148,6 +148,12 @@ push @tags, 'key_activity';
 like($out, qr/add_token_key\(\[REDACTED\]\)/,
 	'pg_stat_activity shows add_token_key() with its arguments redacted');
 $client_output .= $out . $err;
+# The call's name in capitals is the same call (names fold to lower case).
+push @tags, 'key_upper';
+($ret, $out, $err) = run_sql(
+	"SELECT /* key_upper */ KEYS_GUARD.ADD_TOKEN_KEY('tlog-up', 'HS256', '$secret')");
+is($ret, 0, 'ADD_TOKEN_KEY in capitals');
+$client_output .= $out . $err;
 
 # A secret as a bind parameter: the statement has no secret, the logged
 # parameters do ("parameters: $1 = '...'"); a failing call adds them to
