@@ -270,6 +270,10 @@ SELECT what FROM atm_own.loot;
 DROP RULE atm_steal ON atm_own.notes;
 RESET ROLE;
 
+-- Parts 5 and 6 run every statement that can in a parallel worker, with
+-- the leader taking no part.
+\set atm_parallel 'SET LOCAL force_parallel_mode = on; SET LOCAL parallel_leader_participation = off; SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0;'
+
 --
 -- 5. A parallel worker has its leader's context, and the statements that a
 -- function runs inside it (a PL/pgSQL body) are planned and started there,
@@ -296,10 +300,7 @@ $$;
 SET ROLE atm_app;
 BEGIN;
 SELECT keys_guard.set_context('atm_a', 'attacker') IS NOT NULL AS context;
-SET LOCAL force_parallel_mode = on;
-SET LOCAL parallel_leader_participation = off;
-SET LOCAL parallel_setup_cost = 0;
-SET LOCAL parallel_tuple_cost = 0;
+:atm_parallel
 EXPLAIN (COSTS OFF) SELECT public.atm_par_peek();
 -- HOLE (fixed): in the worker, the other tenant's schema was not refused.
 SELECT public.atm_par_peek();
@@ -307,10 +308,7 @@ SELECT public.atm_par_peek();
 ROLLBACK;
 BEGIN;
 SELECT keys_guard.set_context('atm_a', 'attacker') IS NOT NULL AS context;
-SET LOCAL force_parallel_mode = on;
-SET LOCAL parallel_leader_participation = off;
-SET LOCAL parallel_setup_cost = 0;
-SET LOCAL parallel_tuple_cost = 0;
+:atm_parallel
 -- The pooled table, read in the worker: the tenant's own rows only.
 SELECT public.atm_par_pool() AS pooled_in_worker;
 -- The worker has the context in force when its plan starts, not the one a
@@ -342,10 +340,7 @@ $$;
 SET ROLE atm_app;
 BEGIN;
 SELECT keys_guard.set_context('atm_a', 'attacker') IS NOT NULL AS context;
-SET LOCAL force_parallel_mode = on;
-SET LOCAL parallel_leader_participation = off;
-SET LOCAL parallel_setup_cost = 0;
-SET LOCAL parallel_tuple_cost = 0;
+:atm_parallel
 SELECT public.atm_par_switch();
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK;
@@ -370,10 +365,7 @@ $$;
 SET ROLE atm_cli;
 BEGIN;
 SELECT keys_guard.set_context_from_token(:'atm_token') IS NOT NULL AS token_used;
-SET LOCAL force_parallel_mode = on;
-SET LOCAL parallel_leader_participation = off;
-SET LOCAL parallel_setup_cost = 0;
-SET LOCAL parallel_tuple_cost = 0;
+:atm_parallel
 -- HOLE (fixed): in the worker, the read-only regime did not apply.
 SELECT public.atm_par_cancel(0);
 \echo :LAST_ERROR_SQLSTATE
