@@ -139,9 +139,7 @@ extern void kg_apply_token_context(const char *tenant_id, const char *actor,
 								   const char *request_id, bool read_only);
 extern bool kg_context_read_only(void);
 extern void kg_context_init(void);
-/* Room for a context's serial (kg_context_serial()): 16 hex digits. */
-#define KG_CONTEXT_SERIAL_SIZE	17
-extern const char *kg_context_serial(void);
+extern uint64 kg_context_serial(void);
 extern void kg_context_before_parallel_plan(void);
 extern void kg_context_before_utility(PlannedStmt *pstmt);
 extern void kg_context_after_utility(PlannedStmt *pstmt);

@@ -1687,15 +1687,13 @@ refuse_token(const char *reason, const char *kid)
  * context is in force, kg_token_context_kid() names the key (a write
  * refused under a read-only token is audited with it).
  */
-static char token_context_serial[KG_CONTEXT_SERIAL_SIZE] = "";
+static uint64 token_context_serial = 0;
 static char token_context_kid[KG_TOKEN_KID_MAXLEN + 1];
 
 static void
 remember_token_context(const char *kid)
 {
-	const char *serial = kg_context_serial();
-
-	strlcpy(token_context_serial, serial ? serial : "", sizeof(token_context_serial));
+	token_context_serial = kg_context_serial();
 	strlcpy(token_context_kid, kid, sizeof(token_context_kid));
 }
 
@@ -1703,10 +1701,7 @@ remember_token_context(const char *kid)
 const char *
 kg_token_context_kid(void)
 {
-	const char *serial = kg_context_serial();
-
-	if (serial == NULL || token_context_serial[0] == '\0' ||
-		strcmp(serial, token_context_serial) != 0)
+	if (token_context_serial == 0 || kg_context_serial() != token_context_serial)
 		return NULL;
 	return token_context_kid;
 }
