@@ -978,6 +978,90 @@ SELECT count(*) FROM keys_guard.release_table('tenant_atk_rv_b.atk_rv_secret');
 DROP TABLE tenant_atk_rv_b.atk_rv_secret;
 REVOKE USAGE ON SCHEMA tenant_atk_rv_b FROM kg_app;
 
+-- 18. The context follows transactions and savepoints.  A security-
+-- restricted operation (ANALYZE, an index build, REFRESH MATERIALIZED
+-- VIEW, CLUSTER, VACUUM FULL) runs the table owner's functions and takes
+-- back the settings they change even when it succeeds: a context change
+-- there would outlive the operation, so it is refused.
+CREATE ROLE atk_rv_owner;
+GRANT keys_guard_gateway TO atk_rv_owner;
+GRANT CREATE ON SCHEMA public TO atk_rv_owner;
+SET ROLE atk_rv_owner;
+CREATE FUNCTION public.atk_rv_switch(int) RETURNS int
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF current_setting('atk_rv.arm', true) = 'on' THEN
+        PERFORM keys_guard.set_context('atk_rv_b', 'owner');
+    END IF;
+    RETURN $1;
+END
+$$;
+CREATE TABLE public.atk_rv_owned (x int);
+INSERT INTO public.atk_rv_owned VALUES (1), (2);
+CREATE INDEX ON public.atk_rv_owned (public.atk_rv_switch(x));
+RESET ROLE;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'victim');
+SET LOCAL atk_rv.arm = on;
+-- HOLE (fixed): the owner's index function switched the caller to tenant
+-- atk_rv_b for the rest of the transaction.
+SAVEPOINT s;
+ANALYZE public.atk_rv_owned;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK TO s;
+SELECT keys_guard.current_tenant(), keys_guard.current_actor();
+ROLLBACK;
+DROP TABLE public.atk_rv_owned;
+DROP FUNCTION public.atk_rv_switch(int);
+REVOKE CREATE ON SCHEMA public FROM atk_rv_owner;
+DROP ROLE atk_rv_owner;
+
+-- 19. Workers of a parallel index build, which never passes through the
+-- executor, have their leader's context: keys_guard writes it for them
+-- before the statement.
+CREATE FUNCTION public.atk_rv_probe(int) RETURNS int
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    IF keys_guard.current_tenant() IS DISTINCT FROM current_setting('atk_rv.expect') THEN
+        RAISE EXCEPTION 'index expression under tenant %', keys_guard.current_tenant();
+    END IF;
+    RETURN $1;
+END
+$$;
+CREATE TABLE tenant_atk_rv_a.atk_rv_big (x int) WITH (parallel_workers = 2);
+CREATE TABLE tenant_atk_rv_b.atk_rv_big (x int) WITH (parallel_workers = 2);
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+INSERT INTO tenant_atk_rv_a.atk_rv_big SELECT generate_series(1, 20000);
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+INSERT INTO tenant_atk_rv_b.atk_rv_big SELECT generate_series(1, 20000);
+COMMIT;
+SET max_parallel_maintenance_workers = 2;
+SET parallel_leader_participation = off;
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+SELECT set_config('atk_rv.expect', 'atk_rv_a', true) IS NOT NULL AS expected;
+-- HOLE (fixed): the workers evaluated the expression without a context.
+CREATE INDEX atk_rv_big_probe ON tenant_atk_rv_a.atk_rv_big (public.atk_rv_probe(x));
+ROLLBACK;
+-- A parallel plan leaves the context for workers; a switch then clears it,
+-- and the index build's workers still get the new one.
+BEGIN;
+SELECT keys_guard.set_context('atk_rv_a', 'reviewer');
+SET LOCAL force_parallel_mode = on;
+SELECT count(*) FROM tenant_atk_rv_a.atk_rv_big WHERE x < 0;
+SET LOCAL force_parallel_mode = off;
+SELECT keys_guard.set_context('atk_rv_b', 'reviewer');
+SELECT set_config('atk_rv.expect', 'atk_rv_b', true) IS NOT NULL AS expected;
+CREATE INDEX atk_rv_big_probe ON tenant_atk_rv_b.atk_rv_big (public.atk_rv_probe(x));
+ROLLBACK;
+RESET max_parallel_maintenance_workers;
+RESET parallel_leader_participation;
+SELECT count(*) FROM keys_guard.release_table('tenant_atk_rv_a.atk_rv_big');
+SELECT count(*) FROM keys_guard.release_table('tenant_atk_rv_b.atk_rv_big');
+DROP TABLE tenant_atk_rv_a.atk_rv_big, tenant_atk_rv_b.atk_rv_big;
+DROP FUNCTION public.atk_rv_probe(int);
+
 -- cleanup
 SELECT count(*) FROM keys_guard.release_table('public.atk_rv_pool');
 DROP TABLE public.atk_rv_pool;

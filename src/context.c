@@ -37,6 +37,9 @@
 #include "lib/stringinfo.h"
 #include "nodes/nodeFuncs.h"
 #include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/backendid.h"
+#include "storage/shmem.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -123,6 +126,43 @@ static bool setting_context = false;
  * than the one in force.
  */
 static uint64 mirrored_serial = 0;
+
+/*
+ * The serial of each backend's context in force (0: none), indexed by
+ * backend id, in shared memory: a parallel worker takes the context it
+ * receives only if it is the one its leader has in force, so that no
+ * path that starts workers without keys_guard seeing it (a parallel index
+ * build, say) can hand them an earlier one.
+ */
+static pg_atomic_uint64 *context_serials = NULL;
+
+Size
+kg_context_shmem_size(void)
+{
+	return mul_size(MaxBackends + 1, sizeof(pg_atomic_uint64));
+}
+
+void
+kg_context_shmem_init(void)
+{
+	bool		found;
+
+	context_serials = ShmemInitStruct("keys_guard context serials",
+									  kg_context_shmem_size(), &found);
+	if (!found)
+		for (int i = 0; i <= MaxBackends; i++)
+			pg_atomic_init_u64(&context_serials[i], 0);
+}
+
+/* Publish the serial of the context now in force, for parallel workers. */
+static inline void
+publish_context_serial(void)
+{
+	if (context_serials != NULL && MyBackendId != InvalidBackendId &&
+		MyBackendId <= MaxBackends)
+		pg_atomic_write_u64(&context_serials[MyBackendId],
+							current_context ? current_context->serial : 0);
+}
 
 /*
  * Which filters plans made now leave out (KG_PLANS_* bits); a plan cached
@@ -335,6 +375,7 @@ put_context(KgContext *ctx, bool is_local)
 	}
 	current_context = context_ref(ctx);
 	context_unref(previous);
+	publish_context_serial();
 	kg_note_filter_state();
 }
 
@@ -392,6 +433,7 @@ context_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	if (context_levels != NULL && context_levels->nest_level == level)
 	{
 		end_context_level(event == SUBXACT_EVENT_COMMIT_SUB);
+		publish_context_serial();
 		kg_note_filter_state();
 	}
 }
@@ -431,6 +473,7 @@ context_xact_callback(XactEvent event, void *arg)
 	}
 	context_unref(previous);
 	pfree(entry);
+	publish_context_serial();
 	kg_note_filter_state();
 }
 
@@ -543,6 +586,12 @@ kg_assign_context(const char *newval, void *extra)
 
 	if (InitializingParallelWorker || IsParallelWorker())
 	{
+		/* Only the context the leader has in force; else none. */
+		if (ctx != NULL &&
+			(context_serials == NULL || ParallelLeaderBackendId == InvalidBackendId ||
+			 ParallelLeaderBackendId > MaxBackends ||
+			 pg_atomic_read_u64(&context_serials[ParallelLeaderBackendId]) != ctx->serial))
+			ctx = NULL;
 		current_context = ctx;
 		kg_note_filter_state();
 		return;
@@ -1015,6 +1064,17 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
 				 errmsg("cannot set a keys_guard context during a parallel operation")));
+
+	/*
+	 * A security-restricted operation (an index build, ANALYZE, REFRESH
+	 * MATERIALIZED VIEW, CLUSTER, VACUUM) runs the table owner's code and
+	 * takes back every setting that code changed even when it succeeds;
+	 * the context, kept by transaction level, would outlive it.
+	 */
+	if (InSecurityRestrictedOperation())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot change the keys_guard context within security-restricted operation")));
 	if (touch_search_path)
 	{
 		const char *rest = search_path_without_tenants();
@@ -1124,6 +1184,10 @@ kg_context_before_utility(PlannedStmt *pstmt)
 	}
 	if (OidIsValid(nspoid = pending_schema()))
 		apply_pending_schema(nspoid);
+
+	/* An index build (CREATE INDEX, REINDEX, CLUSTER ...) may start workers. */
+	if (!IsParallelWorker())
+		kg_context_before_parallel_plan();
 }
 
 /*

@@ -82,7 +82,8 @@ kg_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(add_size(kg_audit_shmem_size(), kg_worker_shmem_size()));
+	RequestAddinShmemSpace(add_size(add_size(kg_audit_shmem_size(), kg_worker_shmem_size()),
+									kg_context_shmem_size()));
 	RequestNamedLWLockTranche("keys_guard", 1);
 	kg_audit_request_locks();
 }
@@ -96,6 +97,7 @@ kg_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	kg_audit_shmem_init();
 	kg_worker_shmem_init();
+	kg_context_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -139,6 +139,8 @@ extern void kg_apply_token_context(const char *tenant_id, const char *actor,
 								   const char *request_id, bool read_only);
 extern bool kg_context_read_only(void);
 extern void kg_context_init(void);
+extern Size kg_context_shmem_size(void);	/* hooks.c calls: shared memory */
+extern void kg_context_shmem_init(void);
 extern uint64 kg_context_serial(void);
 extern void kg_context_before_parallel_plan(void);
 extern void kg_context_before_utility(PlannedStmt *pstmt);

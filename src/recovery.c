@@ -120,7 +120,8 @@ restore_scope(const char *action)
 				 errdetail("Outside keys_guard_admin, %s() restores only the current tenant's rows.",
 						   action),
 				 errhint("Call keys_guard.set_context() first.")));
-	scope.tenant = kg_current_tenant();
+	/* A copy: the operation's triggers may change the context. */
+	scope.tenant = pstrdup(kg_current_tenant());
 	return scope;
 }
 
