@@ -137,8 +137,25 @@ SET LOCAL statement_timeout = '5s';
 SELECT keys_guard.use_api_key(:'read_secret');
 SELECT current_setting('statement_timeout') AS statement_timeout;
 ROLLBACK;
--- Outside a transaction block: a warning.
+-- A higher one is lowered for the transaction, and is back after it; then
+-- the session's own.
+BEGIN;
+SET LOCAL statement_timeout = '1h';
 SELECT keys_guard.use_api_key(:'read_secret');
+SELECT current_setting('statement_timeout') AS statement_timeout;
+COMMIT;
+SELECT current_setting('statement_timeout') AS statement_timeout;
+-- Outside a transaction block: a warning.  The timer use_api_key() armed
+-- ends with the statement's implicit transaction: it does not cancel a
+-- later statement of the session.
+RESET ROLE;
+SET keys_guard.api_key_statement_timeout = '200ms';
+SET ROLE kg_tool;
+SELECT keys_guard.use_api_key(:'read_secret');
+SELECT pg_sleep(0.5) AS later_statement;
+RESET ROLE;
+RESET keys_guard.api_key_statement_timeout;
+SET ROLE kg_tool;
 -- A keyholder never sets a context itself, even with gateway rights.
 SELECT keys_guard.set_context('apikeys', 'me');
 \echo :LAST_ERROR_SQLSTATE

@@ -217,10 +217,24 @@ new_key_id(pg_uuid_t *id)
 	id->data[8] = (id->data[8] & 0x3f) | 0x80;
 }
 
+/* A key id as uuid_out() writes it, without the function call. */
 static char *
 key_id_text(const pg_uuid_t *id)
 {
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
+	static const char hex[] = "0123456789abcdef";
+	char	   *text = palloc(KG_API_KEY_ID_TEXT_LEN + 1);
+	char	   *p = text;
+	int			i;
+
+	for (i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = hex[id->data[i] >> 4];
+		*p++ = hex[id->data[i] & 0x0f];
+	}
+	*p = '\0';
+	return text;
 }
 
 /* ---------------------------------------------------------------------
@@ -624,6 +638,7 @@ key_cache_invalidate(Datum arg, Oid relid)
 	if (!OidIsValid(relid) || relid == key_cache_relid)
 	{
 		key_cache_generation++;
+		key_cache_relid = InvalidOid;
 		if (key_cache != NULL)
 		{
 			hash_destroy(key_cache);
@@ -632,17 +647,31 @@ key_cache_invalidate(Datum arg, Oid relid)
 	}
 }
 
+/*
+ * keys_guard.api_key, looked up by name only after an invalidation of it
+ * (a registry change, a DROP or a rename sends one) or of every relation.
+ */
 static Oid
 api_key_relid(void)
 {
-	Oid			nsp = get_namespace_oid(KG_SCHEMA, true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("api_key", nsp) : InvalidOid;
+	Oid			nsp;
+	Oid			relid;
 
+	if (!key_cache_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(key_cache_invalidate, (Datum) 0);
+		key_cache_callback_registered = true;
+	}
+	if (OidIsValid(key_cache_relid))
+		return key_cache_relid;
+	nsp = get_namespace_oid(KG_SCHEMA, true);
+	relid = OidIsValid(nsp) ? get_relname_relid("api_key", nsp) : InvalidOid;
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"keys_guard\" is not installed at version 1.3 or later in this database"),
 				 errhint("Run ALTER EXTENSION keys_guard UPDATE.")));
+	key_cache_relid = relid;
 	return relid;
 }
 
@@ -722,24 +751,15 @@ read_key(Oid relid, const pg_uuid_t *id, KeyEntry *entry)
 static bool
 lookup_key(const pg_uuid_t *id, KeyEntry *key)
 {
-	Oid			relid = api_key_relid();
+	Oid			relid;
 	KeyEntry	row;
 	KeyEntry   *entry;
 	bool		found;
 	int			tries;
 
-	if (!key_cache_callback_registered)
-	{
-		CacheRegisterRelcacheCallback(key_cache_invalidate, (Datum) 0);
-		key_cache_callback_registered = true;
-	}
 	/* A revocation committed since this transaction began counts at once. */
 	AcceptInvalidationMessages();
-	if (relid != key_cache_relid)
-	{
-		key_cache_invalidate((Datum) 0, InvalidOid);
-		key_cache_relid = relid;
-	}
+	relid = api_key_relid();
 	if (key_cache != NULL)
 	{
 		entry = hash_search(key_cache, id, HASH_FIND, NULL);

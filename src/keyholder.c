@@ -107,6 +107,8 @@ static int	executor_depth = 0;
 static int *depth_at_level = NULL;
 static int	depth_levels = 0;
 
+static void restore_timeout(void);
+
 /* A role or membership changed: compute again at the next statement. */
 static void
 keyholder_invalidate(Datum arg, int cacheid, uint32 hashvalue)
@@ -114,12 +116,18 @@ keyholder_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 	keyholder_valid = false;
 }
 
-/* A transaction is rolled back: no statement is running any more. */
+/*
+ * A transaction is rolled back: no statement is running any more.  A
+ * transaction ends: the statement timeout a key lowered is put back.
+ */
 static void
 keyholder_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 		executor_depth = 0;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		restore_timeout();
 }
 
 /*
@@ -362,25 +370,54 @@ result_relation_name(PlannedStmt *pstmt)
  * with it: use_api_key() calls this, and so does every later top-level
  * statement of the key's transaction.  The statement timeout of a keyholder
  * transaction under a key, read or write, cannot be lifted
- * (docs/contract.md §15).  SET and RESET of it are
- * refused (check_set(), under any key); a path that changes
- * it anyway while a write key is in force (set_config(), a function's SET
- * clause) is undone before each top-level statement: statement_timeout is
- * lowered again for the transaction, and the timer PostgreSQL armed with
- * the lifted value (or did not arm) is armed with the key's.
+ * (docs/contract.md §15).  SET and RESET of it are refused (check_set(),
+ * under any key), and so is set_config(); a path that changes it anyway
+ * (a function's SET clause, a configuration reload) is undone before each
+ * top-level statement.
+ *
+ * The value is written to PostgreSQL's variable directly, as the regime
+ * writes XactReadOnly, and put back when the transaction ends
+ * (keyholder_xact_callback()), not through SET LOCAL: a setting changed
+ * with SET LOCAL makes every commit walk all of PostgreSQL's settings
+ * (AtEOXact_GUC), the largest single cost of a key's transaction.
+ * PostgreSQL reads the variable when each statement starts and arms and
+ * disarms the timer itself, and SHOW statement_timeout shows the value in
+ * force.  guc.c saves and restores the variable around a function's SET
+ * clause, and a SET LOCAL made before the key is put back after this
+ * file's restore, so its bookkeeping stays right; a value it writes while
+ * the key is in force (a reload) is the one restored.
  */
+static bool timeout_lowered = false;
+static int	saved_statement_timeout = 0;
+static int	lowered_statement_timeout = 0;
+
 void
 kg_keyholder_lower_timeout(void)
 {
 	int			limit = keys_guard_api_key_statement_timeout;
-	char		value[32];
 
 	if (limit <= 0 || (StatementTimeout > 0 && StatementTimeout <= limit))
 		return;
-	snprintf(value, sizeof(value), "%d", limit);
-	(void) set_config_option("statement_timeout", value, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_LOCAL, true, ERROR, false);
+	saved_statement_timeout = StatementTimeout;
+	timeout_lowered = true;
+	lowered_statement_timeout = StatementTimeout = limit;
 	enable_timeout_after(STATEMENT_TIMEOUT, limit);
+}
+
+/*
+ * At the end of a transaction whose statement timeout a key lowered: the
+ * value before it, unless guc.c changed it since (then guc.c's stays).
+ * PostgreSQL disarms the statement timer before a transaction ends, the
+ * one use_api_key() armed included.
+ */
+static void
+restore_timeout(void)
+{
+	if (!timeout_lowered)
+		return;
+	if (StatementTimeout == lowered_statement_timeout)
+		StatementTimeout = saved_statement_timeout;
+	timeout_lowered = false;
 }
 
 /* Before each top-level statement under a key. */
