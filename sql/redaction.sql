@@ -78,6 +78,18 @@ DO $$ BEGIN RAISE NOTICE 'logged: kgk_0123456789abcdef'; END $$;
 RESET log_min_messages;
 DO $$ BEGIN RAISE NOTICE 'client only: kgk_0123456789abcdef'; END $$;
 
+-- A message that ends with ": " and the running statement's text, as a
+-- statement log line does: that text, found clean, is not scanned again,
+-- but what comes before it is (here a key the statement only builds).
+CREATE FUNCTION redaction_tail(k text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE WARNING '%', k || ': ' || current_query();
+END
+$$;
+SELECT redaction_tail('kgk_' || '0123456789abcdef');
+SELECT redaction_tail('kgk_' || '0123456789abcdef');
+DROP FUNCTION redaction_tail(text);
+
 -- Prepared statements and bound values: the error text is redacted.
 PREPARE redaction_p(text) AS SELECT $1::int;
 EXECUTE redaction_p(:'key');

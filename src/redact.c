@@ -714,25 +714,25 @@ match_execute_call(const char *s, const char *p, const char *end, Secret *sec)
 }
 
 /*
- * The first built-in secret in [from, end) of the text that starts at s
- * (keys only when keys_only), or false.  A byte-wise search: all server
- * encodings keep ASCII bytes unambiguous, so it never matches inside a
- * multibyte character.
+ * The first built-in secret that starts in [from, last) of the text that
+ * starts at s and ends at end (keys only when keys_only), or false.  A
+ * byte-wise search: all server encodings keep ASCII bytes unambiguous, so
+ * it never matches inside a multibyte character.
  */
 static bool
-find_secret(const char *s, const char *from, const char *end, bool keys_only,
-			Secret *sec)
+find_secret_before(const char *s, const char *from, const char *last,
+				   const char *end, bool keys_only, Secret *sec)
 {
 	const char *p;
 
 	if (keys_only)
 	{
-		for (p = from; p < end && (p = memchr(p, KG_API_KEY_PREFIX[0], end - p)) != NULL; p++)
+		for (p = from; p < last && (p = memchr(p, KG_API_KEY_PREFIX[0], last - p)) != NULL; p++)
 			if (match_key(p, end, sec))
 				return true;
 		return false;
 	}
-	for (p = from; p < end; p++)
+	for (p = from; p < last; p++)
 	{
 		unsigned char next;
 
@@ -778,6 +778,14 @@ find_secret(const char *s, const char *from, const char *end, bool keys_only,
 		}
 	}
 	return false;
+}
+
+/* The first built-in secret in [from, end) of the text that starts at s. */
+static bool
+find_secret(const char *s, const char *from, const char *end, bool keys_only,
+			Secret *sec)
+{
+	return find_secret_before(s, from, end, end, keys_only, sec);
 }
 
 /* A growing output buffer that never throws: failed is set instead. */
@@ -945,16 +953,19 @@ typedef enum RedactResult
 
 /*
  * Redact s into a new string in cxt: the built-in secrets, then (unless
- * keys_only) every redact_patterns match.  Never throws.
+ * keys_only) every redact_patterns match.  Secrets are looked for from
+ * the first clean_from bytes on only when the caller knows the rest to be
+ * clean (redact_message()); once one is found, everywhere.  Never throws.
  */
 static RedactResult
-redact_string(MemoryContext cxt, const char *s, size_t len, bool keys_only, char **out)
+redact_string_from(MemoryContext cxt, const char *s, size_t len, size_t clean_from,
+				   bool keys_only, char **out)
 {
 	Secret		first;
 	char	   *cur = NULL;
 	int			i;
 
-	if (find_secret(s, s, s + len, keys_only, &first))
+	if (find_secret_before(s, s, s + clean_from, s + len, keys_only, &first))
 	{
 		cur = redact_builtin(cxt, s, len, &first, keys_only);
 		if (cur == NULL)
@@ -988,6 +999,12 @@ redact_string(MemoryContext cxt, const char *s, size_t len, bool keys_only, char
 		return REDACT_CLEAN;
 	*out = cur;
 	return REDACT_DONE;
+}
+
+static RedactResult
+redact_string(MemoryContext cxt, const char *s, size_t len, bool keys_only, char **out)
+{
+	return redact_string_from(cxt, s, len, len, keys_only, out);
 }
 
 /*
@@ -1170,20 +1187,51 @@ kg_text_has_secret(const char *s)
 }
 
 /*
+ * How many bytes at the end of message s[0..len) are the statement text
+ * kg_redact_activity() last found clean as a whole, after ": ": what
+ * PostgreSQL's statement log lines end with ("statement: %s", "execute
+ * %s: %s"), and, with log_statement = all, the longest part of most lines.
+ * 0 when the message does not end so, or when redact_patterns are set (a
+ * pattern may match across the ": ").  A built-in secret cannot start in
+ * such a tail: a scan of the whole message would look at each of its
+ * bytes with the same text after it, and before it the ": ", which ends
+ * every word, key and token that a matcher looks back for.
+ */
+static size_t
+clean_activity_tail(const char *s, size_t len)
+{
+	size_t		n;
+
+	if (clean_activity_len <= 0 || active_patterns != NULL ||
+		clean_activity_len >= pgstat_track_activity_query_size)
+		return 0;
+	n = (size_t) clean_activity_len;
+	if (len < n + 2 || s[len - n - 2] != ':' || s[len - n - 1] != ' ' ||
+		memcmp(s + len - n, clean_activity, n) != 0)
+		return 0;
+	return n;
+}
+
+/*
  * Redact one palloc'd field of an ErrorData in place: replace the pointer
  * by a redacted copy in cxt and free the old text (errfinish frees the
  * fields it finds, and a LOG message does not reset ErrorContext), or
- * overwrite it when it cannot be redacted.
+ * overwrite it when it cannot be redacted.  With clean_tail, secrets are
+ * not looked for in a clean_activity_tail().
  */
 static void
-redact_field(char **field, MemoryContext cxt)
+redact_field_from(char **field, MemoryContext cxt, bool clean_tail)
 {
 	char	   *s = *field;
 	char	   *out = NULL;
+	size_t		len;
+	size_t		scan;
 
 	if (s == NULL)
 		return;
-	switch (redact_string(cxt, s, strlen(s), false, &out))
+	len = strlen(s);
+	scan = clean_tail ? len - clean_activity_tail(s, len) : len;
+	switch (redact_string_from(cxt, s, len, scan, false, &out))
 	{
 		case REDACT_CLEAN:
 			break;
@@ -1195,6 +1243,12 @@ redact_field(char **field, MemoryContext cxt)
 			scrub_in_place(s);
 			break;
 	}
+}
+
+static void
+redact_field(char **field, MemoryContext cxt)
+{
+	redact_field_from(field, cxt, false);
 }
 
 /*
@@ -1576,7 +1630,7 @@ kg_redact_error_data(ErrorData *edata)
 {
 	MemoryContext cxt = edata->assoc_context ? edata->assoc_context : CurrentMemoryContext;
 
-	redact_field(&edata->message, cxt);
+	redact_field_from(&edata->message, cxt, true);
 	redact_field(&edata->detail, cxt);
 	redact_field(&edata->detail_log, cxt);
 	redact_field(&edata->hint, cxt);
