@@ -137,6 +137,14 @@ static Patterns *active_patterns = NULL;
 static char *clean_activity = NULL;
 static int	clean_activity_len = -1;
 
+/*
+ * Set when a scan's verdict depended on the session's prepared statements
+ * (an EXECUTE with arguments): such a text is not remembered as clean,
+ * since the same text may carry a secret once the statement it names is
+ * prepared again.
+ */
+static bool scan_read_session = false;
+
 /* A character of a secret's run: ASCII letters, digits and '_'. */
 static inline bool
 is_key_char(char c)
@@ -697,6 +705,7 @@ match_execute_call(const char *s, const char *p, const char *end, Secret *sec)
 	name[n] = '\0';
 	if (n == 0 || !match_call_arguments(q, end, sec))
 		return false;
+	scan_read_session = true;
 	ps = FetchPreparedStatement(name, false);
 	secret = ps != NULL && ps->plansource != NULL &&
 		calls_token_key_function(ps->plansource->query_string);
@@ -1678,7 +1687,9 @@ kg_redact_activity(const char *source)
 	if ((int) len == clean_activity_len && memcmp(source, clean_activity, len) == 0)
 		return;
 	len = pg_mbcliplen(source, len, pgstat_track_activity_query_size - 1);
-	if (report_redacted_activity(CurrentMemoryContext, source, len))
+	scan_read_session = false;
+	if (report_redacted_activity(CurrentMemoryContext, source, len) ||
+		scan_read_session)
 		return;
 	/* Clean: remember it (the whole text looked at, not the clipped part). */
 	len = strnlen(source, pgstat_track_activity_query_size);
