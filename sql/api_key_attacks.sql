@@ -365,13 +365,13 @@ SHOW statement_timeout;
 SHOW keys_guard.api_key_statement_timeout;
 
 -- 8a. A read key: the tenant's rows can be read, nothing can be written,
--- and the statement timeout is the key's.
+-- and the statement timeout is the key's (8c: the setting itself stays the
+-- session's).
 SET SESSION AUTHORIZATION kg_reader;
 BEGIN;
 SELECT keys_guard.use_api_key(:'aka_read_secret');
 SELECT keys_guard.current_tenant(), keys_guard.current_actor();
 SHOW transaction_read_only;
-SHOW statement_timeout;
 SELECT id, tenant_id, body FROM public.aka_pooled ORDER BY id;
 SELECT n, try(stmt) AS outcome FROM (VALUES
     (1, $$INSERT INTO public.aka_pooled (id, body) VALUES (3, 'aka-read-insert')$$),
@@ -386,7 +386,6 @@ SELECT n, try(stmt) AS outcome FROM (VALUES
     (10, $$COPY public.aka_pooled FROM '/dev/null'$$),
     (11, $$LOCK public.aka_pooled IN EXCLUSIVE MODE$$)
 ) AS v(n, stmt) ORDER BY n;
-SHOW statement_timeout;
 COMMIT;
 
 -- 8b. A write key: the transaction is not read-only; INSERT, UPDATE and
@@ -397,7 +396,6 @@ COMMIT;
 BEGIN;
 SELECT keys_guard.use_api_key(:'aka_write_secret');
 SHOW transaction_read_only;
-SHOW statement_timeout;
 INSERT INTO public.aka_pooled (id, body) VALUES (3, 'zebra-aka-7731');
 UPDATE public.aka_pooled SET body = 'zebra-aka-7732' WHERE id = 1;
 DELETE FROM public.aka_pooled WHERE id = 2;
@@ -422,7 +420,6 @@ SELECT n, try(stmt) AS outcome FROM (VALUES
     (17, $$LOCK public.aka_pooled IN ROW EXCLUSIVE MODE$$),
     (18, $$SET ROLE aka_plain_role$$)
 ) AS v(n, stmt) ORDER BY n;
-SHOW statement_timeout;
 COMMIT;
 -- The key was for that transaction only: the next one is read-only again,
 -- with no context.
@@ -445,7 +442,6 @@ SET keys_guard.api_key_statement_timeout = '200ms';
 SET SESSION AUTHORIZATION kg_reader;
 BEGIN;
 SELECT keys_guard.use_api_key(:'aka_read_secret');
-SHOW statement_timeout;
 SELECT pg_sleep(1);
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK;
@@ -456,7 +452,6 @@ SELECT set_config('statement_timeout', '0', true) AS lifted;
 ROLLBACK;
 BEGIN;
 SELECT keys_guard.use_api_key(:'aka_write_secret');
-SHOW statement_timeout;
 SELECT pg_sleep(1);
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK;
@@ -467,6 +462,33 @@ SELECT set_config('statement_timeout', '0', true) AS lifted \; SELECT pg_sleep(1
 ROLLBACK;
 SHOW statement_timeout;
 RESET SESSION AUTHORIZATION;
+-- Functions of another role with their own SET statement_timeout = 0
+-- (found by a review): one that sleeps is cancelled all the same, and the
+-- session's setting is its own again after the transaction, with no timer
+-- left to cancel a later statement; immutable ones, which planning runs
+-- once per call, each starting a statement of its own, do not get a new
+-- limit per call: the limit counts from the start of the client's
+-- statement.
+CREATE FUNCTION public.aka_nolimit_sleep(s float8) RETURNS void
+LANGUAGE sql SET statement_timeout = 0 AS $$ SELECT pg_sleep(s) $$;
+CREATE FUNCTION public.aka_nolimit_nap(s float8) RETURNS int
+LANGUAGE sql IMMUTABLE SET statement_timeout = 0 AS $$ SELECT 1 FROM pg_sleep(s) $$;
+SET SESSION AUTHORIZATION kg_reader;
+BEGIN;
+SELECT keys_guard.use_api_key(:'aka_read_secret');
+SELECT public.aka_nolimit_sleep(1);
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+SHOW statement_timeout;
+SELECT pg_sleep(0.3) AS later_statement;
+BEGIN;
+SELECT keys_guard.use_api_key(:'aka_read_secret');
+SELECT public.aka_nolimit_nap(0.15) + public.aka_nolimit_nap(0.15) + public.aka_nolimit_nap(0.15) AS folded;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+SHOW statement_timeout;
+RESET SESSION AUTHORIZATION;
+DROP FUNCTION public.aka_nolimit_sleep(float8), public.aka_nolimit_nap(float8);
 RESET keys_guard.api_key_statement_timeout;
 
 -- 8c'. A SERIALIZABLE transaction whose first snapshot comes after a

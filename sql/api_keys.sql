@@ -137,8 +137,8 @@ SET LOCAL statement_timeout = '5s';
 SELECT keys_guard.use_api_key(:'read_secret');
 SELECT current_setting('statement_timeout') AS statement_timeout;
 ROLLBACK;
--- A higher one is lowered for the transaction, and is back after it; then
--- the session's own.
+-- The setting stays the session's (the key's limit is a timer of its
+-- own), and is the session's after the transaction.
 BEGIN;
 SET LOCAL statement_timeout = '1h';
 SELECT keys_guard.use_api_key(:'read_secret');
@@ -153,6 +153,13 @@ SET keys_guard.api_key_statement_timeout = '200ms';
 SET ROLE kg_tool;
 SELECT keys_guard.use_api_key(:'read_secret');
 SELECT pg_sleep(0.5) AS later_statement;
+-- A higher statement_timeout of the session does not lift the key's.
+BEGIN;
+SET LOCAL statement_timeout = '1h';
+SELECT keys_guard.use_api_key(:'read_secret');
+SELECT pg_sleep(0.5) AS over_the_key;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
 RESET ROLE;
 RESET keys_guard.api_key_statement_timeout;
 SET ROLE kg_tool;
@@ -291,7 +298,7 @@ RESET ROLE;
 SELECT wait_for_audit($$action = 'api_key_use' AND outcome = 'denied' AND target = '$$ || :'gone_id' || $$' AND outcome = 'denied'$$, 1) > 0 AS drained;
 -- Successful uses are counted per key in windows of about a second ("uses"),
 -- written once the window closes; each refusal is a record of its own.
-SELECT wait_for_audit_total($$action = 'api_key_use' AND outcome = 'ok' AND target IN ('$$ || :'read_id' || $$', '$$ || :'read2_id' || $$', '$$ || :'short_id' || $$', '$$ || :'rot_id' || $$', '$$ || :'gone_id' || $$', '$$ || :'write_id' || $$')$$, 5) AS uses_written;
+SELECT wait_for_audit_total($$action = 'api_key_use' AND outcome = 'ok' AND target IN ('$$ || :'read_id' || $$', '$$ || :'read2_id' || $$', '$$ || :'short_id' || $$', '$$ || :'rot_id' || $$', '$$ || :'gone_id' || $$', '$$ || :'write_id' || $$')$$, 7) AS uses_written;
 SELECT outcome, detail->>'reason' AS reason,
        sum(coalesce((detail->>'uses')::int, 1)) AS uses
   FROM keys_guard.audit_log

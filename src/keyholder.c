@@ -107,8 +107,6 @@ static int	executor_depth = 0;
 static int *depth_at_level = NULL;
 static int	depth_levels = 0;
 
-static void restore_timeout(void);
-
 /* A role or membership changed: compute again at the next statement. */
 static void
 keyholder_invalidate(Datum arg, int cacheid, uint32 hashvalue)
@@ -116,18 +114,12 @@ keyholder_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 	keyholder_valid = false;
 }
 
-/*
- * A transaction is rolled back: no statement is running any more.  A
- * transaction ends: the statement timeout a key lowered is put back.
- */
+/* A transaction is rolled back: no statement is running any more. */
 static void
 keyholder_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 		executor_depth = 0;
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PREPARE)
-		restore_timeout();
 }
 
 /*
@@ -365,67 +357,46 @@ result_relation_name(PlannedStmt *pstmt)
 }
 
 /*
- * statement_timeout = min(statement_timeout, keys_guard.api_key_statement_timeout)
- * for the transaction (0 is none), and the running statement's timer armed
- * with it: use_api_key() calls this, and so does every later top-level
- * statement of the key's transaction.  The statement timeout of a keyholder
- * transaction under a key, read or write, cannot be lifted
- * (docs/contract.md §15).  SET and RESET of it are refused (check_set(),
- * under any key), and so is set_config(); a path that changes it anyway
- * (a function's SET clause, a configuration reload) is undone before each
- * top-level statement.
+ * The statement timeout of a transaction under an API key, read or write
+ * (docs/contract.md §15): no statement runs longer than
+ * keys_guard.api_key_statement_timeout (0: none) from when it started, or
+ * than statement_timeout if that is lower; nothing the key's holder does
+ * can lift it.
  *
- * The value is written to PostgreSQL's variable directly, as the regime
- * writes XactReadOnly, and put back when the transaction ends
- * (keyholder_xact_callback()), not through SET LOCAL: a setting changed
- * with SET LOCAL makes every commit walk all of PostgreSQL's settings
- * (AtEOXact_GUC), the largest single cost of a key's transaction.
- * PostgreSQL reads the variable when each statement starts and arms and
- * disarms the timer itself, and SHOW statement_timeout shows the value in
- * force.  guc.c saves and restores the variable around a function's SET
- * clause, and a SET LOCAL made before the key is put back after this
- * file's restore, so its bookkeeping stays right; a value it writes while
- * the key is in force (a reload) is the one restored.
+ * It is PostgreSQL's statement timer, armed to fire at the statement's
+ * start plus the limit (GetCurrentStatementStartTimestamp(): each client
+ * message that runs something sets it), and not statement_timeout lowered:
+ * the setting itself stays the session's.  Lowering the setting with SET
+ * LOCAL made every commit walk all of PostgreSQL's settings, and writing
+ * its variable directly cannot be kept right against guc.c, which saves
+ * and puts it back around functions' SET clauses, at (sub)transaction
+ * aborts and at reloads.  The timer is armed, while a key is in force, by
+ * use_api_key() itself (for the rest of its statement) and at every entry
+ * into running something: ExecutorStart, ExecutorRun and ExecutorFinish,
+ * planning (which evaluates immutable functions), utility statements, and
+ * any function call (object_access_hook's OAT_FUNCTION_EXECUTE: the
+ * protocol's fast-path calls too).  A deadline is fixed per statement, so
+ * arming again never moves it later, however many times a statement
+ * enters; an earlier one (statement_timeout's own, or this statement's)
+ * is left.  PostgreSQL disarms the timer when a message ends, when the
+ * next starts with no statement_timeout, and on error; the next entry
+ * arms it again.  A parallel worker has no timer: its leader's
+ * cancellation stops it.
  */
-static bool timeout_lowered = false;
-static int	saved_statement_timeout = 0;
-static int	lowered_statement_timeout = 0;
-
 void
-kg_keyholder_lower_timeout(void)
+kg_keyholder_arm_timeout(void)
 {
 	int			limit = keys_guard_api_key_statement_timeout;
+	TimestampTz deadline;
 
-	if (limit <= 0 || (StatementTimeout > 0 && StatementTimeout <= limit))
+	if (limit <= 0 || (StatementTimeout > 0 && StatementTimeout <= limit) ||
+		IsParallelWorker())
 		return;
-	saved_statement_timeout = StatementTimeout;
-	timeout_lowered = true;
-	lowered_statement_timeout = StatementTimeout = limit;
-	enable_timeout_after(STATEMENT_TIMEOUT, limit);
-}
-
-/*
- * At the end of a transaction whose statement timeout a key lowered: the
- * value before it, unless guc.c changed it since (then guc.c's stays).
- * PostgreSQL disarms the statement timer before a transaction ends, the
- * one use_api_key() armed included.
- */
-static void
-restore_timeout(void)
-{
-	if (!timeout_lowered)
+	deadline = TimestampTzPlusMilliseconds(GetCurrentStatementStartTimestamp(), limit);
+	if (get_timeout_active(STATEMENT_TIMEOUT) &&
+		get_timeout_finish_time(STATEMENT_TIMEOUT) <= deadline)
 		return;
-	if (StatementTimeout == lowered_statement_timeout)
-		StatementTimeout = saved_statement_timeout;
-	timeout_lowered = false;
-}
-
-/* Before each top-level statement under a key. */
-static void
-enforce_key_timeout(void)
-{
-	if (executor_depth == 0 && current_key() != NULL)
-		kg_keyholder_lower_timeout();
+	enable_timeout_at(STATEMENT_TIMEOUT, deadline);
 }
 
 /*
@@ -440,15 +411,13 @@ kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags)
 	bool		applies;
 	ListCell   *lc;
 
+	kg_keyholder_enforce_timeout();
 	if (!regime_session())
 		return;
 	applies = regime_applies();
 	/* A parallel worker has its leader's transaction and settings. */
 	if (!IsParallelWorker())
-	{
 		force_read_only(applies);
-		enforce_key_timeout();
-	}
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 
@@ -607,6 +576,7 @@ kg_keyholder_function_execute(Oid fn)
 {
 	char	   *name;
 
+	kg_keyholder_enforce_timeout();
 	if (!function_changes_something(fn) || !regime_session())
 		return;
 	/* A write key inserts rows, and a column default may take a number. */
@@ -732,6 +702,7 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
 	Node	   *parsetree = pstmt->utilityStmt;
 	bool		applies;
 
+	kg_keyholder_enforce_timeout();
 	if (!regime_session())
 		return;
 	applies = regime_applies();
@@ -739,7 +710,6 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
 		(((TransactionStmt *) parsetree)->kind != TRANS_STMT_BEGIN &&
 		 ((TransactionStmt *) parsetree)->kind != TRANS_STMT_START))
 		force_read_only(applies);
-	enforce_key_timeout();
 
 	switch (nodeTag(parsetree))
 	{
@@ -844,13 +814,16 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
 }
 
 /*
- * hooks.c calls, around ExecutorRun and ExecutorFinish: +1 before, -1 after
- * a normal return (an error is handled by the callbacks above).
+ * hooks.c calls, around ExecutorRun and ExecutorFinish: +1 before (and the
+ * key's statement timer armed), -1 after a normal return (an error is
+ * handled by the callbacks above).
  */
 void
 kg_keyholder_nest(int delta)
 {
 	executor_depth += delta;
+	if (delta > 0)
+		kg_keyholder_enforce_timeout();
 }
 
 /*
