@@ -137,8 +137,9 @@ SET LOCAL statement_timeout = '5s';
 SELECT keys_guard.use_api_key(:'read_secret');
 SELECT current_setting('statement_timeout') AS statement_timeout;
 ROLLBACK;
--- The setting stays the session's (the key's limit is a timer of its
--- own), and is the session's after the transaction.
+-- A higher one is lowered for the transaction, and is back after it; then
+-- the session's own (a session whose login is not a keyholder: a
+-- keyholder's session keeps the lowered value, see api_key_attacks).
 BEGIN;
 SET LOCAL statement_timeout = '1h';
 SELECT keys_guard.use_api_key(:'read_secret');

@@ -902,7 +902,7 @@ keys_guard_use_api_key(PG_FUNCTION_ARGS)
 		refuse_key("tenant deleted", id_text, key->tenant);
 
 	kg_apply_key_context(key->tenant, psprintf("api_key:%s", key->name), id_text, key->write);
-	kg_keyholder_arm_timeout();
+	kg_keyholder_lower_timeout();
 
 	kg_audit_key_use(id_text, key->name, key->write);
 	PG_RETURN_VOID();

@@ -92,17 +92,6 @@ typedef struct KgContext
  */
 static const KgContext *current_context = NULL;
 
-/* The API key of the context in force, or NULL (keys_guard.h). */
-const char *kg_context_key = NULL;
-
-/* Every change of the context in force goes through here. */
-static inline void
-set_current_context(const KgContext *ctx)
-{
-	current_context = ctx;
-	kg_context_key = (ctx != NULL && ctx->api_key[0] != '\0') ? ctx->api_key : NULL;
-}
-
 /*
  * What each (sub)transaction level changed, newest level first: the context
  * in force before its first change, which a rollback of the level brings
@@ -384,7 +373,7 @@ put_context(KgContext *ctx, bool is_local)
 		context_levels->kept = ctx;
 		context_levels->has_kept = true;
 	}
-	set_current_context(context_ref(ctx));
+	current_context = context_ref(ctx);
 	context_unref(previous);
 	publish_context_serial();
 	kg_note_filter_state();
@@ -401,7 +390,7 @@ end_context_level(bool commit)
 	context_levels = below;
 	if (!commit)
 	{
-		set_current_context(entry->prior);	/* its reference moves */
+		current_context = entry->prior; /* its reference moves */
 		context_unref(previous);
 		context_unref(entry->kept);
 	}
@@ -474,12 +463,12 @@ context_xact_callback(XactEvent event, void *arg)
 	previous = (KgContext *) current_context;
 	if (event != XACT_EVENT_ABORT && entry->has_kept)
 	{
-		set_current_context(entry->kept);	/* its reference moves */
+		current_context = entry->kept;	/* its reference moves */
 		context_unref(entry->prior);
 	}
 	else
 	{
-		set_current_context(entry->prior);	/* its reference moves */
+		current_context = entry->prior; /* its reference moves */
 		context_unref(entry->kept);
 	}
 	context_unref(previous);
@@ -603,7 +592,7 @@ kg_assign_context(const char *newval, void *extra)
 			 ParallelLeaderBackendId > MaxBackends ||
 			 pg_atomic_read_u64(&context_serials[ParallelLeaderBackendId]) != ctx->serial))
 			ctx = NULL;
-		set_current_context(ctx);
+		current_context = ctx;
 		kg_note_filter_state();
 		return;
 	}

@@ -308,8 +308,6 @@ kg_planner(Query *parse, const char *query_string, int cursorOptions,
 
 	/* A Bind message reported its statement's text again. */
 	kg_redact_activity(query_string);
-	/* Planning evaluates immutable functions: under a key, on its timer. */
-	kg_keyholder_enforce_timeout();
 
 	PG_TRY();
 	{

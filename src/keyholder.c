@@ -357,46 +357,54 @@ result_relation_name(PlannedStmt *pstmt)
 }
 
 /*
- * The statement timeout of a transaction under an API key, read or write
- * (docs/contract.md §15): no statement runs longer than
- * keys_guard.api_key_statement_timeout (0: none) from when it started, or
- * than statement_timeout if that is lower; nothing the key's holder does
- * can lift it.
+ * statement_timeout = min(statement_timeout, keys_guard.api_key_statement_timeout)
+ * (0 is none), and the running statement's timer armed with it for the
+ * rest of the statement: use_api_key() calls this, and so does every later
+ * top-level statement of a keyholder session while a key is in force.  The
+ * statement timeout under a key, read or write, cannot be lifted by a
+ * keyholder (docs/contract.md §15): SET and RESET of it, RESET ALL and
+ * set_config() are refused in a keyholder session, with or without a key
+ * (check_set(), function_changes_something()), and a function's SET clause
+ * lasts only for the function.  PostgreSQL then arms and disarms the timer
+ * itself, at every message, as for any statement_timeout.
  *
- * It is PostgreSQL's statement timer, armed to fire at the statement's
- * start plus the limit (GetCurrentStatementStartTimestamp(): each client
- * message that runs something sets it), and not statement_timeout lowered:
- * the setting itself stays the session's.  Lowering the setting with SET
- * LOCAL made every commit walk all of PostgreSQL's settings, and writing
- * its variable directly cannot be kept right against guc.c, which saves
- * and puts it back around functions' SET clauses, at (sub)transaction
- * aborts and at reloads.  The timer is armed, while a key is in force, by
- * use_api_key() itself (for the rest of its statement) and at every entry
- * into running something: ExecutorStart, ExecutorRun and ExecutorFinish,
- * planning (which evaluates immutable functions), utility statements, and
- * any function call (object_access_hook's OAT_FUNCTION_EXECUTE: the
- * protocol's fast-path calls too).  A deadline is fixed per statement, so
- * arming again never moves it later, however many times a statement
- * enters; an earlier one (statement_timeout's own, or this statement's)
- * is left.  PostgreSQL disarms the timer when a message ends, when the
- * next starts with no statement_timeout, and on error; the next entry
- * arms it again.  A parallel worker has no timer: its leader's
- * cancellation stops it.
+ * In a keyholder session the setting is lowered for the rest of the
+ * session, not the transaction (GUC_ACTION_SET, undone if the transaction
+ * rolls back): such a session cannot change the setting anyway, and a
+ * setting changed with SET LOCAL made every commit walk all of
+ * PostgreSQL's settings (AtEOXact_GUC), the largest single cost of a key's
+ * transaction; a session-wide change pays it once.  In any other session
+ * that uses a key it is lowered for the transaction only (SET LOCAL).  The
+ * timer PostgreSQL armed before the key (or did not arm) is armed for the
+ * rest of the statement, unless it already fires sooner.
  */
 void
-kg_keyholder_arm_timeout(void)
+kg_keyholder_lower_timeout(void)
 {
 	int			limit = keys_guard_api_key_statement_timeout;
-	TimestampTz deadline;
+	char		value[32];
 
-	if (limit <= 0 || (StatementTimeout > 0 && StatementTimeout <= limit) ||
-		IsParallelWorker())
+	if (limit <= 0)
 		return;
-	deadline = TimestampTzPlusMilliseconds(GetCurrentStatementStartTimestamp(), limit);
-	if (get_timeout_active(STATEMENT_TIMEOUT) &&
-		get_timeout_finish_time(STATEMENT_TIMEOUT) <= deadline)
-		return;
-	enable_timeout_at(STATEMENT_TIMEOUT, deadline);
+	if (StatementTimeout <= 0 || StatementTimeout > limit)
+	{
+		snprintf(value, sizeof(value), "%d", limit);
+		(void) set_config_option("statement_timeout", value, PGC_USERSET, PGC_S_SESSION,
+								 kg_keyholder_session() ? GUC_ACTION_SET : GUC_ACTION_LOCAL,
+								 true, ERROR, false);
+	}
+	if (!get_timeout_active(STATEMENT_TIMEOUT) ||
+		get_timeout_finish_time(STATEMENT_TIMEOUT) >
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), limit))
+		enable_timeout_after(STATEMENT_TIMEOUT, limit);
+}
+
+/* Before each top-level statement under a key. */
+static void
+enforce_key_timeout(void)
+{
+	if (executor_depth == 0 && current_key() != NULL)
+		kg_keyholder_lower_timeout();
 }
 
 /*
@@ -411,13 +419,15 @@ kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags)
 	bool		applies;
 	ListCell   *lc;
 
-	kg_keyholder_enforce_timeout();
 	if (!regime_session())
 		return;
 	applies = regime_applies();
 	/* A parallel worker has its leader's transaction and settings. */
 	if (!IsParallelWorker())
+	{
 		force_read_only(applies);
+		enforce_key_timeout();
+	}
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 
@@ -576,7 +586,6 @@ kg_keyholder_function_execute(Oid fn)
 {
 	char	   *name;
 
-	kg_keyholder_enforce_timeout();
 	if (!function_changes_something(fn) || !regime_session())
 		return;
 	/* A write key inserts rows, and a column default may take a number. */
@@ -702,7 +711,6 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
 	Node	   *parsetree = pstmt->utilityStmt;
 	bool		applies;
 
-	kg_keyholder_enforce_timeout();
 	if (!regime_session())
 		return;
 	applies = regime_applies();
@@ -710,6 +718,7 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
 		(((TransactionStmt *) parsetree)->kind != TRANS_STMT_BEGIN &&
 		 ((TransactionStmt *) parsetree)->kind != TRANS_STMT_START))
 		force_read_only(applies);
+	enforce_key_timeout();
 
 	switch (nodeTag(parsetree))
 	{
@@ -814,16 +823,13 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
 }
 
 /*
- * hooks.c calls, around ExecutorRun and ExecutorFinish: +1 before (and the
- * key's statement timer armed), -1 after a normal return (an error is
- * handled by the callbacks above).
+ * hooks.c calls, around ExecutorRun and ExecutorFinish: +1 before, -1 after
+ * a normal return (an error is handled by the callbacks above).
  */
 void
 kg_keyholder_nest(int delta)
 {
 	executor_depth += delta;
-	if (delta > 0)
-		kg_keyholder_enforce_timeout();
 }
 
 /*

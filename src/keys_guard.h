@@ -354,21 +354,7 @@ extern int	kg_b64url_value(unsigned char c);
 extern bool kg_keyholder_session(void);
 /* hooks.c calls: cache callbacks, executor, object access, utility */
 extern void kg_keyholder_init(void);
-extern void kg_keyholder_arm_timeout(void);	/* apikey.c calls */
-
-/* context.c: the API key of the context in force, or NULL. */
-extern const char *kg_context_key;
-
-/*
- * At every entry into running something: under an API key, the key's
- * statement timer (keyholder.c); one test otherwise.
- */
-static inline void
-kg_keyholder_enforce_timeout(void)
-{
-	if (unlikely(kg_context_key != NULL))
-		kg_keyholder_arm_timeout();
-}
+extern void kg_keyholder_lower_timeout(void);	/* apikey.c calls */
 extern void kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags);
 extern void kg_keyholder_nest(int delta);
 extern void kg_keyholder_executor_started(QueryDesc *queryDesc);
