@@ -497,6 +497,41 @@ ROLLBACK;
 SHOW statement_timeout;
 RESET SESSION AUTHORIZATION;
 DROP FUNCTION public.aka_nolimit_sleep(float8), public.aka_nolimit_nap(float8);
+-- use_api_key() inside a function whose own SET clause gives a lower
+-- timeout than the key's (found by a review): the value in force then
+-- (100 ms) is made the session's, which outlives the function (a plain SET
+-- overrides a function's SET clause).  Before, nothing was set, since
+-- 100 ms is below the key's limit, and the session's 30 s came back when
+-- the function returned: the next message's parse analysis, and its lock
+-- waits, ran with 30 s, not 200 ms.
+CREATE FUNCTION public.aka_key_scoped(k text) RETURNS void
+LANGUAGE sql SET statement_timeout = '100ms' AS $$ SELECT keys_guard.use_api_key(k) $$;
+SET SESSION AUTHORIZATION kg_reader;
+BEGIN;
+SELECT public.aka_key_scoped(:'aka_read_secret');
+SHOW statement_timeout;
+ROLLBACK;
+RESET SESSION AUTHORIZATION;
+DROP FUNCTION public.aka_key_scoped(text);
+-- A key obtained through a SECURITY DEFINER function that a keyholder role
+-- owns, in a session whose login is not a keyholder (found by a review):
+-- the key's rules follow the key, not the login.
+CREATE ROLE aka_kh_owner NOLOGIN;
+GRANT keys_guard_keyholder TO aka_kh_owner;
+CREATE FUNCTION public.aka_key_definer(k text) RETURNS void
+LANGUAGE sql SECURITY DEFINER AS $$ SELECT keys_guard.use_api_key(k) $$;
+ALTER FUNCTION public.aka_key_definer(text) OWNER TO aka_kh_owner;
+SET SESSION AUTHORIZATION aka_plain_role;
+BEGIN;
+SELECT public.aka_key_definer(:'aka_read_secret');
+SELECT keys_guard.current_tenant();
+SHOW statement_timeout;
+SELECT try($$SET LOCAL statement_timeout = 0$$) AS lift,
+       try($$INSERT INTO public.aka_pooled (id, body) VALUES (40, 'definer')$$) AS insert;
+ROLLBACK;
+RESET SESSION AUTHORIZATION;
+DROP FUNCTION public.aka_key_definer(text);
+DROP ROLE aka_kh_owner;
 RESET keys_guard.api_key_statement_timeout;
 
 -- 8c'. A SERIALIZABLE transaction whose first snapshot comes after a

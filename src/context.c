@@ -92,6 +92,17 @@ typedef struct KgContext
  */
 static const KgContext *current_context = NULL;
 
+/* The API key of the context in force, or NULL (keys_guard.h). */
+const char *kg_context_key = NULL;
+
+/* Every change of the context in force goes through here. */
+static inline void
+set_current_context(const KgContext *ctx)
+{
+	current_context = ctx;
+	kg_context_key = (ctx != NULL && ctx->api_key[0] != '\0') ? ctx->api_key : NULL;
+}
+
 /*
  * What each (sub)transaction level changed, newest level first: the context
  * in force before its first change, which a rollback of the level brings
@@ -373,7 +384,7 @@ put_context(KgContext *ctx, bool is_local)
 		context_levels->kept = ctx;
 		context_levels->has_kept = true;
 	}
-	current_context = context_ref(ctx);
+	set_current_context(context_ref(ctx));
 	context_unref(previous);
 	publish_context_serial();
 	kg_note_filter_state();
@@ -390,7 +401,7 @@ end_context_level(bool commit)
 	context_levels = below;
 	if (!commit)
 	{
-		current_context = entry->prior; /* its reference moves */
+		set_current_context(entry->prior);	/* its reference moves */
 		context_unref(previous);
 		context_unref(entry->kept);
 	}
@@ -463,12 +474,12 @@ context_xact_callback(XactEvent event, void *arg)
 	previous = (KgContext *) current_context;
 	if (event != XACT_EVENT_ABORT && entry->has_kept)
 	{
-		current_context = entry->kept;	/* its reference moves */
+		set_current_context(entry->kept);	/* its reference moves */
 		context_unref(entry->prior);
 	}
 	else
 	{
-		current_context = entry->prior; /* its reference moves */
+		set_current_context(entry->prior);	/* its reference moves */
 		context_unref(entry->kept);
 	}
 	context_unref(previous);
@@ -592,7 +603,7 @@ kg_assign_context(const char *newval, void *extra)
 			 ParallelLeaderBackendId > MaxBackends ||
 			 pg_atomic_read_u64(&context_serials[ParallelLeaderBackendId]) != ctx->serial))
 			ctx = NULL;
-		current_context = ctx;
+		set_current_context(ctx);
 		kg_note_filter_state();
 		return;
 	}

@@ -103,6 +103,16 @@ static bool saved_read_only = false;
  */
 static int	executor_depth = 0;
 
+/*
+ * The statement timeout a key pinned in a keyholder's session
+ * (kg_keyholder_lower_timeout()): whether pinned_timeout is the session's
+ * setting, and whether this transaction made it so, at which level.
+ */
+static bool timeout_pinned = false;		/* pinned_timeout is the session's */
+static int	pinned_timeout = 0;
+static bool pinned_in_xact = false;		/* pinned by this transaction */
+static int	pinned_level = 0;			/* at this nesting level */
+
 /* executor_depth when each open subtransaction started, by nesting level. */
 static int *depth_at_level = NULL;
 static int	depth_levels = 0;
@@ -120,6 +130,12 @@ keyholder_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 		executor_depth = 0;
+	/* guc.c undoes a session setting made by a transaction that aborts. */
+	if (event == XACT_EVENT_ABORT && pinned_in_xact)
+		timeout_pinned = false;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		pinned_in_xact = false;
 }
 
 /*
@@ -147,6 +163,15 @@ keyholder_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 	else if (event == SUBXACT_EVENT_ABORT_SUB && level < depth_levels)
 		executor_depth = depth_at_level[level];
+
+	/* The statement timeout pinned at this level: undone, or the parent's. */
+	if (pinned_in_xact && pinned_level >= level)
+	{
+		if (event == SUBXACT_EVENT_ABORT_SUB)
+			timeout_pinned = pinned_in_xact = false;
+		else if (event == SUBXACT_EVENT_COMMIT_SUB)
+			pinned_level = level - 1;
+	}
 }
 
 /* hooks.c calls: register the cache and transaction callbacks. */
@@ -206,13 +231,16 @@ write_key_in_force(void)
 
 /*
  * Whether the regime concerns this session at all: a keyholder session,
- * or any session whose context came from a token without the "write"
- * scope (kg_context_read_only()).
+ * any session while an API key is in force (use_api_key() checks the
+ * current user, which a SECURITY DEFINER function owned by a keyholder
+ * role makes a keyholder in any session: found by review), or any session
+ * whose context came from a token without the "write" scope
+ * (kg_context_read_only()).
  */
 static bool
 regime_session(void)
 {
-	return kg_context_read_only() || kg_keyholder_session();
+	return kg_context_key != NULL || kg_context_read_only() || kg_keyholder_session();
 }
 
 /*
@@ -359,44 +387,65 @@ result_relation_name(PlannedStmt *pstmt)
 /*
  * statement_timeout = min(statement_timeout, keys_guard.api_key_statement_timeout)
  * (0 is none), and the running statement's timer armed with it for the
- * rest of the statement: use_api_key() calls this, and so does every later
- * top-level statement of a keyholder session while a key is in force.  The
- * statement timeout under a key, read or write, cannot be lifted by a
- * keyholder (docs/contract.md §15): SET and RESET of it, RESET ALL and
- * set_config() are refused in a keyholder session, with or without a key
- * (check_set(), function_changes_something()), and a function's SET clause
- * lasts only for the function.  PostgreSQL then arms and disarms the timer
- * itself, at every message, as for any statement_timeout.
+ * rest of the statement: use_api_key() calls this, and so do the start and
+ * the end of every top-level statement while a key is in force.  The
+ * statement timeout under a key, read or write, cannot be lifted
+ * (docs/contract.md §15): SET and RESET of it, RESET ALL and set_config()
+ * are refused under the regime (check_set(), function_changes_something()),
+ * and a function's SET clause lasts only for the function.  PostgreSQL
+ * then arms and disarms the timer itself, at every protocol message
+ * (parse analysis and lock waits included), as for any statement_timeout.
  *
- * In a keyholder session the setting is lowered for the rest of the
- * session, not the transaction (GUC_ACTION_SET, undone if the transaction
- * rolls back): such a session cannot change the setting anyway, and a
- * setting changed with SET LOCAL made every commit walk all of
- * PostgreSQL's settings (AtEOXact_GUC), the largest single cost of a key's
- * transaction; a session-wide change pays it once.  In any other session
- * that uses a key it is lowered for the transaction only (SET LOCAL).  The
+ * In a keyholder's session the value in force is pinned for the rest of
+ * the session as a session setting (GUC_ACTION_SET, undone if the
+ * (sub)transaction rolls back): such a session cannot change the setting
+ * anyway, and a session setting outranks the configuration file, so that a
+ * reload cannot raise it, even when the value was already at or below the
+ * limit when the key came.  A setting changed with SET LOCAL made every
+ * commit walk all of PostgreSQL's settings (AtEOXact_GUC), the largest
+ * single cost of a key's transaction; the pin pays it once a session.  A
+ * pin made inside a function with its own SET statement_timeout clause
+ * ends with the function: the end of the top-level statement finds the
+ * value changed and pins again, before the next message starts.  In any
+ * other session it is lowered for the transaction only (SET LOCAL).  The
  * timer PostgreSQL armed before the key (or did not arm) is armed for the
- * rest of the statement, unless it already fires sooner.
+ * rest of the statement, unless it already fires sooner; it is never
+ * armed again later, which would give a statement more time.
  */
 void
 kg_keyholder_lower_timeout(void)
 {
 	int			limit = keys_guard_api_key_statement_timeout;
-	char		value[32];
+	int			value;
+	char		text[32];
 
-	if (limit <= 0)
+	if (limit <= 0 || IsParallelWorker())
 		return;
-	if (StatementTimeout <= 0 || StatementTimeout > limit)
+	value = (StatementTimeout > 0 && StatementTimeout <= limit) ? StatementTimeout : limit;
+	if (kg_keyholder_session())
 	{
-		snprintf(value, sizeof(value), "%d", limit);
-		(void) set_config_option("statement_timeout", value, PGC_USERSET, PGC_S_SESSION,
-								 kg_keyholder_session() ? GUC_ACTION_SET : GUC_ACTION_LOCAL,
-								 true, ERROR, false);
+		if (!timeout_pinned || StatementTimeout != pinned_timeout ||
+			value != StatementTimeout)
+		{
+			snprintf(text, sizeof(text), "%d", value);
+			(void) set_config_option("statement_timeout", text, PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SET, true, ERROR, false);
+			timeout_pinned = true;
+			pinned_timeout = value;
+			pinned_in_xact = true;
+			pinned_level = GetCurrentTransactionNestLevel();
+		}
+	}
+	else if (value != StatementTimeout)
+	{
+		snprintf(text, sizeof(text), "%d", value);
+		(void) set_config_option("statement_timeout", text, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, ERROR, false);
 	}
 	if (!get_timeout_active(STATEMENT_TIMEOUT) ||
 		get_timeout_finish_time(STATEMENT_TIMEOUT) >
-		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), limit))
-		enable_timeout_after(STATEMENT_TIMEOUT, limit);
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), value))
+		enable_timeout_after(STATEMENT_TIMEOUT, value);
 }
 
 /* Before each top-level statement under a key. */
@@ -929,13 +978,14 @@ kg_keyholder_executor_end(QueryDesc *queryDesc)
 	{
 		if (rows > 0 && IsTransactionState())
 			audit_statement(entry->key, queryDesc, 0, rows);
-		return;
 	}
+	else if (executor_depth == 0 && (key = current_key()) != NULL &&
+			 !IsParallelWorker() && IsTransactionState())
+		audit_statement(key, queryDesc, 1, rows);
 
-	if (executor_depth > 0 || (key = current_key()) == NULL ||
-		IsParallelWorker() || !IsTransactionState())
-		return;
-	audit_statement(key, queryDesc, 1, rows);
+	/* A top-level statement under a key ends: the timeout for the next. */
+	if (executor_depth == 0 && kg_context_key != NULL && IsTransactionState())
+		kg_keyholder_lower_timeout();
 }
 
 /*
@@ -951,6 +1001,9 @@ kg_keyholder_utility_done(PlannedStmt *pstmt, ProcessUtilityContext context)
 
 	if (context != PROCESS_UTILITY_TOPLEVEL || !IsTransactionState())
 		return;
+	/* The timeout for the next statement, as at the end of a query. */
+	if (kg_context_key != NULL)
+		kg_keyholder_lower_timeout();
 	switch (nodeTag(parsetree))
 	{
 		case T_TransactionStmt:

@@ -355,6 +355,9 @@ extern bool kg_keyholder_session(void);
 /* hooks.c calls: cache callbacks, executor, object access, utility */
 extern void kg_keyholder_init(void);
 extern void kg_keyholder_lower_timeout(void);	/* apikey.c calls */
+
+/* context.c: the API key of the context in force, or NULL. */
+extern const char *kg_context_key;
 extern void kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags);
 extern void kg_keyholder_nest(int delta);
 extern void kg_keyholder_executor_started(QueryDesc *queryDesc);
