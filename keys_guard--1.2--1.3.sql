@@ -1964,3 +1964,61 @@ BEGIN
     END IF;
 END
 $$;
+
+-- release_all() forgets the tenants' API keys with the tenants (the keys'
+-- foreign key refused the release once a tenant had a key).  Its
+-- privileges stay as 1.2 set them.
+CREATE OR REPLACE FUNCTION keys_guard.release_all(confirm boolean DEFAULT false,
+                                       dry_run boolean DEFAULT false)
+RETURNS TABLE (object_type text, object text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    g record;
+    released int := 0;
+    forgotten int := 0;
+    keys bigint := 0;
+BEGIN
+    IF confirm IS NULL OR dry_run IS NULL THEN
+        RAISE EXCEPTION 'confirm and dry_run must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF dry_run THEN
+        RETURN QUERY
+            SELECT 'table', gt.relid::text FROM keys_guard.guarded_table gt
+            UNION ALL
+            SELECT 'tenant', t.id FROM keys_guard.tenant t
+            ORDER BY 1, 2;
+        RETURN;
+    END IF;
+    IF NOT confirm THEN
+        RAISE EXCEPTION 'release_all needs confirm => true'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'It removes the guards of every table and forgets every tenant.',
+                  HINT = 'Call keys_guard.release_all(dry_run => true) to see what it would release.';
+    END IF;
+    -- One release at a time, in the same order for every caller.
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('keys_guard.release_all'));
+    FOR g IN SELECT relid FROM keys_guard.guarded_table ORDER BY relid::text LOOP
+        PERFORM keys_guard._release_table(g.relid);
+        object_type := 'table';
+        object := g.relid::text;
+        released := released + 1;
+        RETURN NEXT;
+    END LOOP;
+    -- API keys belong to their tenants: forgotten with them.
+    DELETE FROM keys_guard.api_key;
+    GET DIAGNOSTICS keys = ROW_COUNT;
+    FOR g IN DELETE FROM keys_guard.tenant RETURNING id LOOP
+        object_type := 'tenant';
+        object := g.id;
+        forgotten := forgotten + 1;
+        RETURN NEXT;
+    END LOOP;
+    DELETE FROM keys_guard.purge_stats;
+    PERFORM keys_guard._audit('release_all', NULL,
+                              jsonb_build_object('tables', released, 'tenants', forgotten,
+                                                 'api_keys', keys));
+END
+$$;

@@ -204,6 +204,13 @@ INSERT INTO items VALUES (1, 'kept'), (2, 'deleted');
 INSERT INTO shared_items VALUES (1, 'rm', 'kept');
 DELETE FROM items WHERE id = 2;
 COMMIT;
+-- A key used in this session before the extension goes (its registry's
+-- oid is remembered until an invalidation of it: see below).
+SELECT secret AS rm_secret FROM keys_guard.create_api_key('rm', 'before-removal') \gset
+BEGIN;
+SELECT keys_guard.use_api_key(:'rm_secret');
+SELECT keys_guard.current_tenant();
+ROLLBACK;
 DROP EXTENSION keys_guard;
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM keys_guard.release_all();
@@ -236,5 +243,13 @@ DROP SCHEMA keys_guard;
 -- And it can be installed again.
 CREATE EXTENSION keys_guard;
 SELECT count(*) FROM keys_guard.tenants;
+-- The same session uses a key of the new registry (a new table): the old
+-- one's oid, remembered by this backend, was forgotten when it was dropped.
+SELECT id FROM keys_guard.create_tenant('rm2');
+SELECT secret AS rm2_secret FROM keys_guard.create_api_key('rm2', 'after-reinstall') \gset
+BEGIN;
+SELECT keys_guard.use_api_key(:'rm2_secret');
+SELECT keys_guard.current_tenant();
+ROLLBACK;
 \c :regress_db
 DROP DATABASE kg_removal;
