@@ -167,6 +167,32 @@ SELECT query FROM pg_stat_activity
  WHERE pid = pg_backend_pid() AND 'password=pw-act' <> :'jwt';
 RESET log_min_messages;
 
+-- The scan looks at sixteen bytes at a time: each kind of secret at every
+-- offset within a block and across the block's end (a candidate as the
+-- last byte of a block, its next byte in the following one) and in the
+-- tail after the last whole block.  Each statement reads its own text back
+-- from pg_stat_activity; the markers the checks look for are built by
+-- concatenation, so that the checks' own text holds none of them.  The
+-- statements are not echoed (the secrets would be in the expected output).
+CREATE TEMP TABLE redaction_offsets (kind text, pad int, query text);
+\set ECHO none
+SELECT format($s$INSERT INTO redaction_offsets SELECT %L, %s, query FROM pg_stat_activity WHERE pid = pg_backend_pid() -- %s%s$s$,
+              kind, pad, repeat(' ', pad), secret)
+  FROM generate_series(0, 35) AS pad,
+       (VALUES ('key', 'kgk_0123456789abcdefdeadbeefcafe'),
+               ('jwt', 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlc2lnbmF0dXJl'),
+               ('jwt-dot', 'ab.eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlc2lnbmF0dXJl'),
+               ('pw', 'PassWord ''hunter2secret''')) AS v(kind, secret)
+ ORDER BY kind, pad \gexec
+\set ECHO all
+SELECT kind, count(*) AS statements,
+       count(*) FILTER (WHERE strpos(query, 'deadbeef' || 'cafe') > 0
+                           OR strpos(query, 'c2lnbmF0' || 'dXJl') > 0
+                           OR strpos(query, 'hunter2' || 'secret') > 0) AS leaked,
+       count(*) FILTER (WHERE strpos(query, '[REDACTED]') > 0) AS redacted
+  FROM redaction_offsets GROUP BY kind ORDER BY kind;
+DROP TABLE redaction_offsets;
+
 -- Correlation (README, "Every log line has its request") goes to the
 -- server-only detail: the client's messages carry nothing extra.
 SET log_min_messages = notice;

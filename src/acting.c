@@ -122,6 +122,21 @@ static bool in_rule_action = false;
 static int	trusted_run_frames = -1;
 
 /*
+ * Whether none of the four above is in force: then a statement needs no
+ * span unless a rule produced it or an RI query runs it
+ * (kg_acting_statement_is_plain() in keys_guard.h, asked three times a
+ * statement).  note_quiet() follows every change of any of them.
+ */
+bool		kg_acting_quiet = true;
+
+static inline void
+note_quiet(void)
+{
+	kg_acting_quiet = internal_depth == 0 && noforce_base < 0 &&
+		!in_rule_action && trusted_run_frames < 0;
+}
+
+/*
  * The alias keys_guard's internal statements give the table they change.
  * A rule action that PostgreSQL splices into such a statement carries a
  * copy of that range table entry: the rows the statement itself touches,
@@ -345,7 +360,10 @@ static void
 forget_stale_noforce(void)
 {
 	if (noforce_base > user_frames)
+	{
 		noforce_base = -1;
+		note_quiet();
+	}
 }
 
 /*
@@ -387,8 +405,8 @@ kg_acting_function_event(FmgrHookEventType event, FmgrInfo *flinfo, Datum *priva
 }
 
 /* Belt and braces: no count survives its transaction. */
-static void
-acting_xact_callback(XactEvent event, void *arg)
+void
+kg_acting_xact_event(XactEvent event)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 	{
@@ -397,6 +415,7 @@ acting_xact_callback(XactEvent event, void *arg)
 		noforce_base = -1;
 		in_rule_action = false;
 		trusted_run_frames = -1;
+		note_quiet();
 	}
 }
 
@@ -448,10 +467,14 @@ noforce_span_trusted(void)
 	if (!InNoForceRLSOperation())
 	{
 		noforce_base = -1;
+		note_quiet();
 		return false;
 	}
 	if (noforce_base < 0)
+	{
 		noforce_base = user_frames;
+		note_quiet();
+	}
 	return user_frames == noforce_base;
 }
 
@@ -593,8 +616,7 @@ is_rule_action(Query *query, PlannedStmt *pstmt)
 {
 	if (query != NULL)
 		return query->querySource != QSRC_ORIGINAL;
-	return pstmt != NULL && pstmt->relationOids != NIL &&
-		linitial_oid(pstmt->relationOids) == InvalidOid;
+	return pstmt != NULL && kg_plan_is_rule_action(pstmt);
 }
 
 /*
@@ -623,6 +645,7 @@ kg_begin_statement(Query *query, PlannedStmt *pstmt)
 	int			save = in_rule_action ? KG_STATEMENT_IN_RULE : 0;
 
 	in_rule_action |= is_rule_action(query, pstmt);
+	note_quiet();
 	if (trusted_run_frames >= 0 && user_frames == trusted_run_frames)
 	{
 		user_frames++;
@@ -635,6 +658,7 @@ void
 kg_end_statement(int save)
 {
 	in_rule_action = (save & KG_STATEMENT_IN_RULE) != 0;
+	note_quiet();
 	if ((save & KG_STATEMENT_USER) != 0 && user_frames > 0)
 	{
 		user_frames--;
@@ -659,6 +683,7 @@ kg_acting_run_begin(void)
 		trusted_run_frames = user_frames;
 	else
 		trusted_run_frames = -1;
+	note_quiet();
 	return save;
 }
 
@@ -666,6 +691,7 @@ void
 kg_acting_run_end(int save)
 {
 	trusted_run_frames = save;
+	note_quiet();
 }
 
 /*
@@ -678,7 +704,7 @@ kg_acting_run_end(int save)
  * May note where an RI query's span starts, as kg_acting_run_begin() does.
  */
 bool
-kg_acting_statement_is_plain(PlannedStmt *pstmt)
+kg_acting_statement_is_plain_slow(PlannedStmt *pstmt)
 {
 	if (trusted_run_frames >= 0)
 		return false;
@@ -750,6 +776,7 @@ kg_run_internal(void (*fn) (void *), void *arg, bool physical)
 	internal_base = user_frames;
 	internal_physical = physical;
 	in_rule_action = false;
+	note_quiet();
 	kg_note_filter_state();
 	PG_TRY();
 	{
@@ -762,6 +789,7 @@ kg_run_internal(void (*fn) (void *), void *arg, bool physical)
 		internal_base = save_base;
 		internal_physical = save_physical;
 		in_rule_action = save_rule_action;
+		note_quiet();
 		SetUserIdAndSecContext(save_userid, save_sec_context);
 		kg_note_filter_state();
 	}
@@ -921,13 +949,12 @@ kg_call_own_function(const char *name, int nargs, const Oid *argtypes,
 }
 
 /*
- * Register acting.c's transaction and cache callbacks (called once, from
+ * Register acting.c's cache callbacks (called once, from
  * kg_hooks_install()).
  */
 void
 kg_acting_init(void)
 {
-	RegisterXactCallback(acting_xact_callback, NULL);
 	CacheRegisterSyscacheCallback(PROCOID, func_cache_invalidate, (Datum) 0);
 	/* The keys_guard schema may come and go with the extension. */
 	CacheRegisterSyscacheCallback(NAMESPACEOID, func_cache_invalidate, (Datum) 0);

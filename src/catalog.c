@@ -921,34 +921,22 @@ kg_pooled_rel(Oid relid)
 	return entry->registered && entry->is_pooled ? &entry->pooled : NULL;
 }
 
-/*
- * How a relation is guarded: by the schema of the tenant that owns it, as a
- * pooled table, or not at all.  This is the question every statement asks
- * of every relation it touches, so the answer is kept per relation oid and
- * costs one hash probe after the first time.
- */
-KgRelationGuard *
-kg_relation_guard(Oid relid)
+/* The last entry kg_relation_guard() looked up: a statement asks again. */
+static KgRelationGuardEntry *last_guard_entry = NULL;
+static uint64 last_guard_generation = 0;
+
+/* Look relid's entry up, and read it if it is new or invalidated. */
+static pg_noinline KgRelationGuardEntry *
+relation_guard_entry(Oid relid)
 {
-	/* The last entry looked up: a statement asks for the same one again. */
-	static KgRelationGuardEntry *last_entry = NULL;
-	static uint64 last_generation = 0;
 	KgRelationGuardEntry *entry;
 	KgRelationGuard *guard;
 	KgRegisteredRel *rel;
 	bool		found;
 
-	if (!kg_extension_active())
-		return NULL;
-	if (last_entry != NULL && last_generation == registry_generation &&
-		last_entry->guard.relid == relid && last_entry->valid)
-	{
-		guard = &last_entry->guard;
-		return (guard->owner || guard->pooled) ? guard : NULL;
-	}
 	entry = hash_search(relation_guards, &relid, HASH_ENTER, &found);
-	last_entry = entry;
-	last_generation = registry_generation;
+	last_guard_entry = entry;
+	last_guard_generation = registry_generation;
 	guard = &entry->guard;
 	if (!found || !entry->valid)
 	{
@@ -972,6 +960,34 @@ kg_relation_guard(Oid relid)
 			? &rel->pooled : NULL;
 		guard->table = rel->registered ? &rel->table : NULL;
 	}
+	return entry;
+}
+
+/*
+ * How a relation is guarded: by the schema of the tenant that owns it, as a
+ * pooled table, or not at all.  This is the question every statement asks
+ * of every relation it touches, so the answer is kept per relation oid and
+ * costs one hash probe after the first time.
+ */
+KgRelationGuard *
+kg_relation_guard(Oid relid)
+{
+	KgRelationGuard *guard;
+
+	/*
+	 * Every reset of the cache counts a new generation, so the last entry
+	 * is still in it while the generation holds, and while the cache and
+	 * its functions are valid kg_extension_active() would change nothing.
+	 * Callers are in a transaction.
+	 */
+	if (last_guard_entry != NULL && last_guard_generation == registry_generation &&
+		cache_valid && funcs_valid &&
+		last_guard_entry->guard.relid == relid && last_guard_entry->valid)
+		guard = &last_guard_entry->guard;
+	else if (!kg_extension_active())
+		return NULL;
+	else
+		guard = &relation_guard_entry(relid)->guard;
 	return (guard->owner || guard->pooled) ? guard : NULL;
 }
 

@@ -430,9 +430,8 @@ end_context_level(bool commit)
  * Subtransaction end: its changes are taken back, or become the parent's.
  * In a parallel worker, which changes nothing, there are none.
  */
-static void
-context_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						 SubTransactionId parentSubid, void *arg)
+void
+kg_context_subxact_event(SubXactEvent event)
 {
 	int			level;
 
@@ -453,26 +452,19 @@ context_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
  * Transaction end: a rollback brings back the context in force before it;
  * a commit (or PREPARE TRANSACTION) keeps the newest session-wide context
  * the transaction set, if it set one, and ends the transaction-scoped ones.
- * Registered before keys_guard's other transaction callbacks, so it runs
- * after them: they may still read the transaction's context.
  */
-static void
-context_xact_callback(XactEvent event, void *arg)
+static pg_noinline void
+end_transaction_levels(bool commit)
 {
 	KgContext  *previous;
 	ContextLevel *entry;
 
-	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_PREPARE &&
-		event != XACT_EVENT_ABORT)
-		return;
-	if (context_levels == NULL)
-		return;
 	while (context_levels->below != NULL)
-		end_context_level(event != XACT_EVENT_ABORT);
+		end_context_level(commit);
 	entry = context_levels;
 	context_levels = NULL;
 	previous = (KgContext *) current_context;
-	if (event != XACT_EVENT_ABORT && entry->has_kept)
+	if (commit && entry->has_kept)
 	{
 		set_current_context(entry->kept);	/* its reference moves */
 		context_unref(entry->prior);
@@ -488,11 +480,16 @@ context_xact_callback(XactEvent event, void *arg)
 	kg_note_filter_state();
 }
 
+/*
+ * hooks.c calls, after keys_guard's other transaction callbacks: they may
+ * still read the transaction's context.
+ */
 void
-kg_context_init(void)
+kg_context_xact_event(XactEvent event)
 {
-	RegisterXactCallback(context_xact_callback, NULL);
-	RegisterSubXactCallback(context_subxact_callback, NULL);
+	if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE ||
+		 event == XACT_EVENT_ABORT) && context_levels != NULL)
+		end_transaction_levels(event != XACT_EVENT_ABORT);
 }
 
 /*

@@ -28,13 +28,13 @@
  *								also from the planner, ExecutorStart and
  *								ProcessUtility hooks)
  *
- * Cache and transaction callbacks are not hooks: each stays with the file
- * whose state it invalidates (kg_catalog_init(), kg_acting_init(),
- * kg_keyholder_init()), and
- * kg_hooks_install() calls those once, so this file lists every way
- * PostgreSQL calls into keys_guard on its own.  (worker.c registers one
- * more transaction callback lazily, the first time it has a wake-up to
- * send.)
+ * Cache callbacks are not hooks: each stays with the file whose state it
+ * invalidates (kg_catalog_init(), kg_acting_init(), kg_keyholder_init()),
+ * and kg_hooks_install() calls those once.  The transaction callbacks are
+ * one pair, here, that calls each file's part in order.  So this file
+ * lists every way PostgreSQL calls into keys_guard on its own.  (worker.c
+ * registers one more transaction callback lazily, the first time it has a
+ * wake-up to send.)
  *
  *-------------------------------------------------------------------------
  */
@@ -141,6 +141,29 @@ standard_or_prev_executor_start(QueryDesc *queryDesc, int eflags)
 }
 
 /*
+ * Start a statement inside its acting span.  Apart from the hook, as are
+ * the run and the finish below: a function with a PG_TRY block saves every
+ * register it uses, and the hooks run at every statement without one.
+ */
+static pg_noinline void
+executor_start_in_span(QueryDesc *queryDesc, int eflags)
+{
+	int			save = kg_begin_statement(NULL, queryDesc->plannedstmt);
+	int			save_run = kg_acting_run_begin();
+
+	PG_TRY();
+	{
+		standard_or_prev_executor_start(queryDesc, eflags);
+	}
+	PG_FINALLY();
+	{
+		kg_acting_run_end(save_run);
+		kg_end_statement(save);
+	}
+	PG_END_TRY();
+}
+
+/*
  * ExecutorStart_hook: a keyholder session without a write key runs only
  * plain SELECTs (keyholder.c); start the statement inside its acting span
  * (a trusted statement's start evaluates expressions too: initial partition
@@ -151,9 +174,6 @@ standard_or_prev_executor_start(QueryDesc *queryDesc, int eflags)
 static void
 kg_executor_start(QueryDesc *queryDesc, int eflags)
 {
-	int			save;
-	int			save_run;
-
 	/* The statement of an Execute message, or of a parallel worker. */
 	kg_redact_activity(queryDesc->sourceText);
 
@@ -171,23 +191,11 @@ kg_executor_start(QueryDesc *queryDesc, int eflags)
 	if (kg_acting_statement_is_plain(queryDesc->plannedstmt))
 		standard_or_prev_executor_start(queryDesc, eflags);
 	else
-	{
-		save = kg_begin_statement(NULL, queryDesc->plannedstmt);
-		save_run = kg_acting_run_begin();
-		PG_TRY();
-		{
-			standard_or_prev_executor_start(queryDesc, eflags);
-		}
-		PG_FINALLY();
-		{
-			kg_acting_run_end(save_run);
-			kg_end_statement(save);
-		}
-		PG_END_TRY();
-	}
+		executor_start_in_span(queryDesc, eflags);
 
 	kg_isolation_executor_started(queryDesc, eflags);
-	kg_keyholder_executor_started(queryDesc);
+	if (kg_context_key != NULL)
+		kg_keyholder_executor_started(queryDesc);
 }
 
 static void
@@ -200,6 +208,25 @@ standard_or_prev_executor_run(QueryDesc *queryDesc, ScanDirection direction,
 		standard_ExecutorRun(queryDesc, direction, count, execute_once);
 }
 
+static pg_noinline void
+executor_run_in_span(QueryDesc *queryDesc, ScanDirection direction,
+					 uint64 count, bool execute_once)
+{
+	int			save = kg_begin_statement(NULL, queryDesc->plannedstmt);
+	int			save_run = kg_acting_run_begin();
+
+	PG_TRY();
+	{
+		standard_or_prev_executor_run(queryDesc, direction, count, execute_once);
+	}
+	PG_FINALLY();
+	{
+		kg_acting_run_end(save_run);
+		kg_end_statement(save);
+	}
+	PG_END_TRY();
+}
+
 /*
  * ExecutorRun_hook: a cursor or portal started under one context must not
  * be read under another; then run inside the statement's acting span, if
@@ -210,29 +237,13 @@ static void
 kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 				bool execute_once)
 {
-	int			save;
-	int			save_run;
-
 	kg_isolation_check_portal_context(queryDesc);
 
 	kg_keyholder_nest(1);
 	if (kg_acting_statement_is_plain(queryDesc->plannedstmt))
 		standard_or_prev_executor_run(queryDesc, direction, count, execute_once);
 	else
-	{
-		save = kg_begin_statement(NULL, queryDesc->plannedstmt);
-		save_run = kg_acting_run_begin();
-		PG_TRY();
-		{
-			standard_or_prev_executor_run(queryDesc, direction, count, execute_once);
-		}
-		PG_FINALLY();
-		{
-			kg_acting_run_end(save_run);
-			kg_end_statement(save);
-		}
-		PG_END_TRY();
-	}
+		executor_run_in_span(queryDesc, direction, count, execute_once);
 	kg_keyholder_nest(-1);
 }
 
@@ -245,6 +256,22 @@ standard_or_prev_executor_finish(QueryDesc *queryDesc)
 		standard_ExecutorFinish(queryDesc);
 }
 
+static pg_noinline void
+executor_finish_in_span(QueryDesc *queryDesc)
+{
+	int			save = kg_begin_statement(NULL, queryDesc->plannedstmt);
+
+	PG_TRY();
+	{
+		standard_or_prev_executor_finish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		kg_end_statement(save);
+	}
+	PG_END_TRY();
+}
+
 /*
  * ExecutorFinish_hook: AFTER triggers of a statement a rule produced run as
  * part of that rule action, untrusted like it (acting.c).
@@ -252,24 +279,11 @@ standard_or_prev_executor_finish(QueryDesc *queryDesc)
 static void
 kg_executor_finish(QueryDesc *queryDesc)
 {
-	int			save;
-
 	kg_keyholder_nest(1);
 	if (kg_acting_statement_is_plain(queryDesc->plannedstmt))
 		standard_or_prev_executor_finish(queryDesc);
 	else
-	{
-		save = kg_begin_statement(NULL, queryDesc->plannedstmt);
-		PG_TRY();
-		{
-			standard_or_prev_executor_finish(queryDesc);
-		}
-		PG_FINALLY();
-		{
-			kg_end_statement(save);
-		}
-		PG_END_TRY();
-	}
+		executor_finish_in_span(queryDesc);
 	kg_keyholder_nest(-1);
 }
 
@@ -452,6 +466,38 @@ kg_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 }
 
 /*
+ * The end of a transaction, for each file that keeps state across
+ * statements: one callback instead of one per file, since PostgreSQL calls
+ * each at every event of every transaction.  None has anything to do
+ * before the commit, and acting.c only at a rollback.  context.c comes last: the others may still read the
+ * transaction's context (redact.c keeps an aborted block's request).
+ */
+static void
+kg_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PARALLEL_PRE_COMMIT ||
+		event == XACT_EVENT_PRE_PREPARE)
+		return;
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		kg_acting_xact_event(event);
+	kg_redact_xact_event(event);
+	kg_keyholder_xact_event(event);
+	kg_context_xact_event(event);
+}
+
+/* The same for a subtransaction's start and end. */
+static void
+kg_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_PRE_COMMIT_SUB)
+		return;
+	kg_redact_subxact_event(event);
+	kg_keyholder_subxact_event(event);
+	kg_context_subxact_event(event);
+}
+
+/*
  * Install every hook, each beside the previous provider's, and register
  * the cache and transaction callbacks.  Called once, from _PG_init while
  * shared_preload_libraries is processed.
@@ -464,8 +510,8 @@ kg_hooks_install(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = kg_shmem_startup;
 
-	/* First: its transaction callbacks must run after the others. */
-	kg_context_init();
+	RegisterXactCallback(kg_xact_callback, NULL);
+	RegisterSubXactCallback(kg_subxact_callback, NULL);
 	kg_catalog_init();
 
 	prev_check_perms_hook = ExecutorCheckPerms_hook;
@@ -496,7 +542,6 @@ kg_hooks_install(void)
 
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = kg_emit_log;
-	kg_redact_init();			/* xact callback: an aborted block's request */
 	prev_post_parse_analyze_hook = post_parse_analyze_hook;
 	post_parse_analyze_hook = kg_post_parse_analyze;
 	kg_acting_init();

@@ -307,18 +307,17 @@ rte_action(RangeTblEntry *rte)
  * itself checked, and are left alone, as row security leaves them alone;
  * the user code they run is not (acting.c).
  */
-void
-kg_isolation_check_range_table(List *rangeTable)
+static pg_noinline void
+check_guarded_range_table(List *rangeTable)
 {
 	ListCell   *lc;
 	Oid			own_target = InvalidOid;
-	bool		guarded = false;
 
 	/*
 	 * In a rule action of keys_guard's internal statement, the rule's OLD
 	 * and NEW entries name the table that statement itself changes.
 	 */
-	if (kg_in_rule_action())
+	if (!kg_acting_quiet && kg_in_rule_action())
 	{
 		foreach(lc, rangeTable)
 		{
@@ -336,7 +335,6 @@ kg_isolation_check_range_table(List *rangeTable)
 		/* An unguarded relation has no rules to check (check_relation_rules). */
 		if (rte->rtekind != RTE_RELATION || kg_relation_guard(rte->relid) == NULL)
 			continue;
-		guarded = true;
 		if (kg_rte_trusted(rte))
 			continue;
 		if (OidIsValid(own_target) && rte->relid == own_target &&
@@ -346,6 +344,30 @@ kg_isolation_check_range_table(List *rangeTable)
 			check_relation_rules(rte->relid, rte_action(rte));
 		else
 			kg_check_relation(rte->relid, rte_action(rte));
+	}
+}
+
+/*
+ * hooks.c calls: check a range table that reads a guarded relation (above),
+ * and remember whether it did.
+ */
+void
+kg_isolation_check_range_table(List *rangeTable)
+{
+	ListCell   *lc;
+	bool		guarded = false;
+
+	/* Most statements read no guarded relation: one pass rules that out. */
+	foreach(lc, rangeTable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind == RTE_RELATION && kg_relation_guard(rte->relid) != NULL)
+		{
+			guarded = true;
+			check_guarded_range_table(rangeTable);
+			break;
+		}
 	}
 
 	/* For kg_isolation_executor_started(), which runs next. */
@@ -387,36 +409,36 @@ range_table_is_guarded(List *rangeTable)
  * After ExecutorStart (hooks.c): remember the context a statement on
  * guarded data started under, for kg_isolation_check_portal_context().
  */
+static pg_noinline void
+remember_started_query(QueryDesc *queryDesc)
+{
+	KgRunningQuery *entry = kg_statement_entry_new(&running_queries, queryDesc,
+												   sizeof(KgRunningQuery));
+	const char *tenant = kg_current_tenant();
+
+	entry->mode = kg_current_mode();
+	if (tenant)
+		strlcpy(entry->tenant, tenant, sizeof(entry->tenant));
+}
+
 void
 kg_isolation_executor_started(QueryDesc *queryDesc, int eflags)
 {
 	if (range_table_is_guarded(queryDesc->plannedstmt->rtable) &&
 		(eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 && !kg_ri_query_trusted() &&
 		!IsParallelWorker())
-	{
-		KgRunningQuery *entry = kg_statement_entry_new(&running_queries, queryDesc,
-													   sizeof(KgRunningQuery));
-		const char *tenant = kg_current_tenant();
-
-		entry->mode = kg_current_mode();
-		if (tenant)
-			strlcpy(entry->tenant, tenant, sizeof(entry->tenant));
-	}
+		remember_started_query(queryDesc);
 }
 
 /*
  * Before ExecutorRun (hooks.c): a cursor or portal started under one
  * context must not be read under another.
  */
-void
-kg_isolation_check_portal_context(QueryDesc *queryDesc)
+static pg_noinline void
+check_started_query(KgRunningQuery *entry)
 {
-	KgRunningQuery *entry = kg_statement_entry_find(&running_queries, queryDesc);
-	const char *tenant;
+	const char *tenant = kg_current_tenant();
 
-	if (entry == NULL)
-		return;
-	tenant = kg_current_tenant();
 	if (entry->mode != kg_current_mode() ||
 		strcmp(entry->tenant, tenant ? tenant : "") != 0)
 	{
@@ -430,6 +452,15 @@ kg_isolation_check_portal_context(QueryDesc *queryDesc)
 						   or_none(tenant)),
 				 errhint("Open the cursor again under the current context.")));
 	}
+}
+
+void
+kg_isolation_check_portal_context(QueryDesc *queryDesc)
+{
+	KgRunningQuery *entry = kg_statement_entry_find(&running_queries, queryDesc);
+
+	if (entry != NULL)
+		check_started_query(entry);
 }
 
 /*

@@ -125,8 +125,8 @@ keyholder_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 }
 
 /* A transaction is rolled back: no statement is running any more. */
-static void
-keyholder_xact_callback(XactEvent event, void *arg)
+void
+kg_keyholder_xact_event(XactEvent event)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 		executor_depth = 0;
@@ -142,9 +142,8 @@ keyholder_xact_callback(XactEvent event, void *arg)
  * A subtransaction starts (remember the depth) or is rolled back, by ROLLBACK
  * TO or by an exception block that caught an error (put it back).
  */
-static void
-keyholder_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						   SubTransactionId parentSubid, void *arg)
+void
+kg_keyholder_subxact_event(SubXactEvent event)
 {
 	int			level = GetCurrentTransactionNestLevel();
 
@@ -174,14 +173,12 @@ keyholder_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
-/* hooks.c calls: register the cache and transaction callbacks. */
+/* hooks.c calls: register the cache callbacks. */
 void
 kg_keyholder_init(void)
 {
 	CacheRegisterSyscacheCallback(AUTHOID, keyholder_invalidate, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, keyholder_invalidate, (Datum) 0);
-	RegisterXactCallback(keyholder_xact_callback, NULL);
-	RegisterSubXactCallback(keyholder_subxact_callback, NULL);
 }
 
 /*
@@ -192,16 +189,13 @@ kg_keyholder_init(void)
  * body prepares its calls in the worker that runs it, where the leader
  * never saw them).
  */
-bool
-kg_keyholder_session(void)
+static pg_noinline bool
+lookup_keyholder_session(Oid session)
 {
-	Oid			session = GetSessionUserId();
 	Oid			role;
 
 	if (!IsTransactionState() || !OidIsValid(session))
 		return false;
-	if (keyholder_valid && keyholder_session == session)
-		return keyholder_result;
 
 	role = get_role_oid(KG_KEYHOLDER_ROLE, true);
 	keyholder_result = OidIsValid(role) && !superuser_arg(session) &&
@@ -209,6 +203,18 @@ kg_keyholder_session(void)
 	keyholder_session = session;
 	keyholder_valid = true;
 	return keyholder_result;
+}
+
+/* The above, kept for the session user until a role changes. */
+bool
+kg_keyholder_session(void)
+{
+	Oid			session = GetSessionUserId();
+
+	/* Asked at every statement. */
+	if (keyholder_valid && keyholder_session == session && OidIsValid(session))
+		return keyholder_result;
+	return lookup_keyholder_session(session);
 }
 
 /* The key id of the transaction's key context, or NULL. */
@@ -457,19 +463,17 @@ enforce_key_timeout(void)
 }
 
 /*
- * hooks.c calls, at every ExecutorStart (nested statements too) before the
- * statement starts: a keyholder session without a write key runs plain
- * SELECTs only.  EXPLAIN without ANALYZE runs nothing and is let through.
+ * A statement starts in a session the regime concerns: a keyholder session
+ * without a write key runs plain SELECTs only.  EXPLAIN without ANALYZE
+ * runs nothing and is let through.
  */
-void
-kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags)
+static pg_noinline void
+regime_executor_start(QueryDesc *queryDesc, int eflags)
 {
 	PlannedStmt *pstmt = queryDesc->plannedstmt;
 	bool		applies;
 	ListCell   *lc;
 
-	if (!regime_session())
-		return;
 	applies = regime_applies();
 	/* A parallel worker has its leader's transaction and settings. */
 	if (!IsParallelWorker())
@@ -513,6 +517,17 @@ kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags)
 				   rte->rtekind == RTE_RELATION ? kg_relation_name(rte->relid) : NULL);
 		}
 	}
+}
+
+/*
+ * hooks.c calls, at every ExecutorStart (nested statements too) before the
+ * statement starts.  Apart from the above, which most sessions never need.
+ */
+void
+kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	if (regime_session())
+		regime_executor_start(queryDesc, eflags);
 }
 
 /*
@@ -630,18 +645,23 @@ function_changes_something(Oid fn)
  * function is being initialised (OAT_FUNCTION_EXECUTE).  Refuse the
  * functions with side effects under the regime, before any is called.
  */
-void
-kg_keyholder_function_execute(Oid fn)
+static pg_noinline void
+refuse_function(Oid fn)
 {
 	char	   *name;
 
-	if (!function_changes_something(fn) || !regime_session())
-		return;
 	/* A write key inserts rows, and a column default may take a number. */
 	if (fn == F_NEXTVAL && !regime_applies())
 		return;
 	name = get_func_name(fn);
 	refuse(psprintf("%s()", name ? name : "function"), NULL);
+}
+
+void
+kg_keyholder_function_execute(Oid fn)
+{
+	if (function_changes_something(fn) && regime_session())
+		refuse_function(fn);
 }
 
 /* Whether a transaction option list turns read-only off. */
@@ -940,9 +960,9 @@ audit_statement(const char *key, QueryDesc *queryDesc, int64 statements, int64 r
 }
 
 /*
- * hooks.c calls, once ExecutorStart has set the statement up: a statement
- * that starts at top level while a key is in force is counted now, with
- * the relations it names.
+ * hooks.c calls, once ExecutorStart has set the statement up, while a key
+ * is in force (kg_context_key): a statement that starts at top level is
+ * counted now, with the relations it names.
  */
 void
 kg_keyholder_executor_started(QueryDesc *queryDesc)
@@ -960,14 +980,15 @@ kg_keyholder_executor_started(QueryDesc *queryDesc)
 }
 
 /*
- * hooks.c calls, at ExecutorEnd: the rows of a statement counted when it
- * started, if it ends normally; a statement that started before a key was
- * in force and ends at top level under one (the SELECT that calls
- * use_api_key()) is counted now.  The relations are the range table's,
- * schema-qualified, each once; the rows are those it processed.
+ * A statement ends while a key is in force or a statement was counted
+ * under one: the rows of a statement counted when it started, if it ends
+ * normally; a statement that started before a key was in force and ends at
+ * top level under one (the SELECT that calls use_api_key()) is counted
+ * now.  The relations are the range table's, schema-qualified, each once;
+ * the rows are those it processed.
  */
-void
-kg_keyholder_executor_end(QueryDesc *queryDesc)
+static pg_noinline void
+key_statement_end(QueryDesc *queryDesc)
 {
 	int64		rows = queryDesc->estate ? (int64) queryDesc->estate->es_processed : 0;
 	KeyStatement *entry = kg_statement_entry_find(&key_statements, queryDesc);
@@ -986,6 +1007,14 @@ kg_keyholder_executor_end(QueryDesc *queryDesc)
 	/* A top-level statement under a key ends: the timeout for the next. */
 	if (executor_depth == 0 && kg_context_key != NULL && IsTransactionState())
 		kg_keyholder_lower_timeout();
+}
+
+/* hooks.c calls, at every ExecutorEnd: the above, if it has anything to do. */
+void
+kg_keyholder_executor_end(QueryDesc *queryDesc)
+{
+	if (kg_context_key != NULL || !dlist_is_empty(&key_statements))
+		key_statement_end(queryDesc);
 }
 
 /*

@@ -11,6 +11,7 @@
 #define KEYS_GUARD_H
 
 #include "compat.h"
+#include "access/xact.h"
 #include "executor/execdesc.h"
 #include "nodes/parsenodes.h"
 #include "nodes/pathnodes.h"
@@ -21,6 +22,7 @@
 #include "nodes/primnodes.h"
 #include "fmgr.h"
 #include "lib/ilist.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -138,7 +140,8 @@ extern void kg_apply_key_context(const char *tenant_id, const char *actor,
 extern void kg_apply_token_context(const char *tenant_id, const char *actor,
 								   const char *request_id, bool read_only);
 extern bool kg_context_read_only(void);
-extern void kg_context_init(void);
+extern void kg_context_xact_event(XactEvent event);	/* hooks.c calls */
+extern void kg_context_subxact_event(SubXactEvent event);
 extern Size kg_context_shmem_size(void);	/* hooks.c calls: shared memory */
 extern void kg_context_shmem_init(void);
 extern uint64 kg_context_serial(void);
@@ -252,7 +255,25 @@ typedef struct KgStatementEntry
 	MemoryContextCallback callback;
 } KgStatementEntry;
 extern void *kg_statement_entry_new(dlist_head *list, QueryDesc *queryDesc, Size size);
-extern void *kg_statement_entry_find(dlist_head *list, QueryDesc *queryDesc);
+
+/*
+ * The entry of list for queryDesc, or NULL.  Inline: the executor hooks ask
+ * at every statement, and the list is nearly always empty.
+ */
+static inline void *
+kg_statement_entry_find(dlist_head *list, QueryDesc *queryDesc)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, list)
+	{
+		KgStatementEntry *entry = dlist_container(KgStatementEntry, node, iter.cur);
+
+		if (entry->query_desc == queryDesc)
+			return entry;
+	}
+	return NULL;
+}
 
 /* hooks.c calls: executor side */
 extern void kg_isolation_check_range_table(List *rangeTable);
@@ -272,6 +293,7 @@ extern void kg_isolation_relation_info(PlannerInfo *root, Oid relationObjectId,
 /* acting.c */
 /* hooks.c calls: xact and cache callbacks, fmgr hooks, statement spans */
 extern void kg_acting_init(void);
+extern void kg_acting_xact_event(XactEvent event);
 extern bool kg_acting_function_hooked(Oid fn_oid);
 extern void kg_acting_function_event(FmgrHookEventType event, FmgrInfo *flinfo,
 									 Datum *private);
@@ -284,7 +306,30 @@ extern Datum kg_call_own_function(const char *name, int nargs, const Oid *argtyp
 								  const Datum *args, bool *isnull);
 extern int	kg_acting_run_begin(void);
 extern void kg_acting_run_end(int save);
-extern bool kg_acting_statement_is_plain(PlannedStmt *pstmt);
+extern bool kg_acting_statement_is_plain_slow(PlannedStmt *pstmt);
+extern bool kg_acting_quiet;
+
+/* Whether a rule produced the plan (kg_mark_rule_action() marked it). */
+static inline bool
+kg_plan_is_rule_action(PlannedStmt *pstmt)
+{
+	return pstmt->relationOids != NIL && linitial_oid(pstmt->relationOids) == InvalidOid;
+}
+
+/*
+ * Whether the executor hooks may run the statement without an acting span
+ * (acting.c).  With none of acting.c's state in force, the answer needs
+ * only the plan and whether an RI query runs it: inline, as the hooks ask
+ * three times a statement.
+ */
+static inline bool
+kg_acting_statement_is_plain(PlannedStmt *pstmt)
+{
+	if (likely(kg_acting_quiet) && !kg_plan_is_rule_action(pstmt) &&
+		!InNoForceRLSOperation())
+		return true;
+	return kg_acting_statement_is_plain_slow(pstmt);
+}
 extern void kg_mark_rule_action(PlannedStmt *pstmt);
 extern bool kg_in_internal_operation(void);
 extern bool kg_physical_delete_allowed(void);
@@ -354,6 +399,8 @@ extern int	kg_b64url_value(unsigned char c);
 extern bool kg_keyholder_session(void);
 /* hooks.c calls: cache callbacks, executor, object access, utility */
 extern void kg_keyholder_init(void);
+extern void kg_keyholder_xact_event(XactEvent event);
+extern void kg_keyholder_subxact_event(SubXactEvent event);
 extern void kg_keyholder_lower_timeout(void);	/* apikey.c calls */
 
 /* context.c: the API key of the context in force, or NULL. */
@@ -414,7 +461,8 @@ extern char *kg_redact_text(const char *s);
 extern bool kg_text_has_secret(const char *s);
 extern const char *kg_token_context_kid(void);	/* token.c */
 extern bool kg_secret_call_active;	/* add_token_key(), set_context_from_token() run */
-extern void kg_redact_init(void);	/* hooks.c calls */
+extern void kg_redact_xact_event(XactEvent event);	/* hooks.c calls */
+extern void kg_redact_subxact_event(SubXactEvent event);
 extern void kg_redact_error_data(ErrorData *edata);	/* hooks.c calls */
 extern void kg_redact_activity(const char *source);	/* hooks.c calls */
 

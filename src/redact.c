@@ -87,12 +87,17 @@
 #include "postgres.h"
 
 #include <string.h>
+#if defined(__x86_64__) || defined(_M_AMD64)
+#include <emmintrin.h>
+#define KG_USE_SSE2
+#endif
 
 #include "access/xact.h"
 #include "catalog/pg_collation_d.h"
 #include "commands/prepare.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "port/pg_bitutils.h"
 #include "regex/regex.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
@@ -190,8 +195,8 @@ word_at(const char *p, size_t avail, const char *word, size_t n)
 }
 
 /*
- * Bytes that may start a secret: 'k' (kgk_), 'e' (eyJ), 'p' / 'P'
- * (password), '_' (the arguments of add_token_key() and
+ * Bytes that may start a secret: 'k' (kgk_), 'e' (eyJ), 'e' / 'E' (an
+ * EXECUTE whose prepared statement takes one), 'p' / 'P' (password), '_' (the arguments of add_token_key() and
  * set_context_from_token()), '.' (the first dot of any other JSON Web
  * Token: the secret starts before it).
  */
@@ -723,10 +728,81 @@ match_execute_call(const char *s, const char *p, const char *end, Secret *sec)
 }
 
 /*
+ * Whether a built-in secret starts at the candidate byte p (or, for a dot,
+ * just before it) of the text that starts at s and ends at end; from is
+ * where the search started.  The byte after the candidate rules out most
+ * of them before a matcher is called: every log line has many.
+ */
+static inline bool
+secret_at(const char *s, const char *from, const char *p, const char *end,
+		  Secret *sec)
+{
+	unsigned char next = p + 1 < end ? (unsigned char) p[1] : '\0';
+
+	if (next >= 'A' && next <= 'Z')
+		next += 'a' - 'A';
+	switch (*p)
+	{
+		case 'k':
+			return next == 'g' && match_key(p, end, sec);
+		case 'e':
+			if (next == 'y' && match_jwt(p, end, sec))
+				return true;
+			/* FALLTHROUGH */
+		case 'E':
+			return next == 'x' && match_execute_call(s, p, end, sec);
+		case '_':
+			/* ...add_token_key or ...set_context_from_token */
+			return p - s >= 3 &&
+				((p[-1] | 0x20) == 'd' || (p[-1] | 0x20) == 't') &&
+				match_token_key_call(s, p, end, sec);
+		case '.':
+			return match_jwt_at_dot(from, p, end, sec);
+		case 'p':
+		case 'P':
+			return next == 'a' && match_password(s, p, end, sec);
+		default:
+			return false;
+	}
+}
+
+#ifdef KG_USE_SSE2
+/*
+ * Bit i set if p[i] may start a secret, for the 16 bytes at p (p[16] must
+ * be readable): every statement's text is scanned once, for
+ * pg_stat_activity, and this rules out sixteen bytes at a time, with the
+ * byte after each candidate letter (as secret_at() does first).  With bit
+ * 0x20 set in every byte the candidates are five values; the few other
+ * bytes that then match ('K' before 'g', DEL) are ruled out by the
+ * caller's table.
+ */
+static inline uint32
+candidate_mask16(const char *p)
+{
+	const __m128i fold = _mm_set1_epi8(0x20);
+	__m128i		b = _mm_or_si128(_mm_loadu_si128((const __m128i *) p), fold);
+	__m128i		n = _mm_or_si128(_mm_loadu_si128((const __m128i *) (p + 1)), fold);
+	__m128i		key = _mm_and_si128(_mm_cmpeq_epi8(b, _mm_set1_epi8('k')),
+									_mm_cmpeq_epi8(n, _mm_set1_epi8('g')));
+	__m128i		e = _mm_and_si128(_mm_cmpeq_epi8(b, _mm_set1_epi8('e')),
+								  _mm_or_si128(_mm_cmpeq_epi8(n, _mm_set1_epi8('y')),
+											   _mm_cmpeq_epi8(n, _mm_set1_epi8('x'))));
+	__m128i		pw = _mm_and_si128(_mm_cmpeq_epi8(b, _mm_set1_epi8('p')),
+								   _mm_cmpeq_epi8(n, _mm_set1_epi8('a')));
+	__m128i		other = _mm_or_si128(_mm_cmpeq_epi8(b, _mm_set1_epi8('_' | 0x20)),
+									 _mm_cmpeq_epi8(b, _mm_set1_epi8('.')));
+
+	return (uint32) _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(key, e),
+												   _mm_or_si128(pw, other)));
+}
+#endif
+
+/*
  * The first built-in secret that starts in [from, last) of the text that
  * starts at s and ends at end (keys only when keys_only), or false.  A
  * byte-wise search: all server encodings keep ASCII bytes unambiguous, so
- * it never matches inside a multibyte character.
+ * it never matches inside a multibyte character.  Candidates are tried in
+ * the order of the text, so the first secret found is the first one.
  */
 static bool
 find_secret_before(const char *s, const char *from, const char *last,
@@ -741,51 +817,25 @@ find_secret_before(const char *s, const char *from, const char *last,
 				return true;
 		return false;
 	}
-	for (p = from; p < last; p++)
+	p = from;
+#ifdef KG_USE_SSE2
+	for (; last - p >= 16 && end - p > 16; p += 16)
 	{
-		unsigned char next;
+		uint32		mask = candidate_mask16(p);
 
-		if (likely(!candidate[(unsigned char) *p]))
-			continue;
-
-		/*
-		 * The byte after the candidate rules out most of them before a
-		 * matcher is called: every log line has many.
-		 */
-		next = p + 1 < end ? (unsigned char) p[1] : '\0';
-		if (next >= 'A' && next <= 'Z')
-			next += 'a' - 'A';
-		switch (*p)
+		while (mask != 0)
 		{
-			case 'k':
-				if (next == 'g' && match_key(p, end, sec))
-					return true;
-				break;
-			case 'e':
-				if (next == 'y' && match_jwt(p, end, sec))
-					return true;
-				/* FALLTHROUGH */
-			case 'E':
-				if (next == 'x' && match_execute_call(s, p, end, sec))
-					return true;
-				break;
-			case '_':
-				/* ...add_token_key or ...set_context_from_token */
-				if (p - s >= 3 &&
-					((p[-1] | 0x20) == 'd' || (p[-1] | 0x20) == 't') &&
-					match_token_key_call(s, p, end, sec))
-					return true;
-				break;
-			case '.':
-				if (match_jwt_at_dot(from, p, end, sec))
-					return true;
-				break;
-			default:
-				if (next == 'a' && match_password(s, p, end, sec))
-					return true;
-				break;
+			const char *c = p + pg_rightmost_one_pos32(mask);
+
+			mask &= mask - 1;
+			if (candidate[(unsigned char) *c] && secret_at(s, from, c, end, sec))
+				return true;
 		}
 	}
+#endif
+	for (; p < last; p++)
+		if (unlikely(candidate[(unsigned char) *p]) && secret_at(s, from, p, end, sec))
+			return true;
 	return false;
 }
 
@@ -1426,8 +1476,8 @@ keep_context(char *dst, size_t size, const char *value)
 		dst[0] = '\0';
 }
 
-static void
-redact_xact_callback(XactEvent event, void *arg)
+void
+kg_redact_xact_event(XactEvent event)
 {
 	const char *request_id;
 	const char *tenant;
@@ -1462,19 +1512,11 @@ redact_xact_callback(XactEvent event, void *arg)
  * the server log, and set_context_from_token() sets it before it refuses
  * a caller without the roles (its EXECUTE is PUBLIC).
  */
-static void
-redact_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						SubTransactionId parentSubid, void *arg)
+void
+kg_redact_subxact_event(SubXactEvent event)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 		kg_secret_call_active = false;
-}
-
-void
-kg_redact_init(void)
-{
-	RegisterXactCallback(redact_xact_callback, NULL);
-	RegisterSubXactCallback(redact_subxact_callback, NULL);
 }
 
 /*
@@ -1675,26 +1717,31 @@ kg_redact_error_data(ErrorData *edata)
 void
 kg_redact_activity(const char *source)
 {
+	size_t		whole;
 	size_t		len;
 
 	if (source == NULL || source != debug_query_string || !pgstat_track_activities)
 		return;
+	whole = strnlen(source, pgstat_track_activity_query_size);
+	if ((int) whole == clean_activity_len && memcmp(source, clean_activity, whole) == 0)
+		return;
+
 	/*
 	 * What pg_stat_activity keeps, cut at a character boundary: a copy that
-	 * ends in part of a character would be kept whole, unclipped.
+	 * ends in part of a character would be kept whole, unclipped.  A text
+	 * that fits is kept whole (the walk through its characters would find
+	 * the same length).
 	 */
-	len = strnlen(source, pgstat_track_activity_query_size);
-	if ((int) len == clean_activity_len && memcmp(source, clean_activity, len) == 0)
-		return;
-	len = pg_mbcliplen(source, len, pgstat_track_activity_query_size - 1);
+	len = whole;
+	if ((int) len > pgstat_track_activity_query_size - 1)
+		len = pg_mbcliplen(source, len, pgstat_track_activity_query_size - 1);
 	scan_read_session = false;
 	if (report_redacted_activity(CurrentMemoryContext, source, len) ||
 		scan_read_session)
 		return;
 	/* Clean: remember it (the whole text looked at, not the clipped part). */
-	len = strnlen(source, pgstat_track_activity_query_size);
 	if (clean_activity == NULL)
 		clean_activity = MemoryContextAlloc(TopMemoryContext, pgstat_track_activity_query_size);
-	memcpy(clean_activity, source, len);
-	clean_activity_len = (int) len;
+	memcpy(clean_activity, source, whole);
+	clean_activity_len = (int) whole;
 }

@@ -45,19 +45,3 @@ kg_statement_entry_new(dlist_head *list, QueryDesc *queryDesc, Size size)
 	dlist_push_head(list, &entry->node);
 	return entry;
 }
-
-/* The entry of list for queryDesc, or NULL. */
-void *
-kg_statement_entry_find(dlist_head *list, QueryDesc *queryDesc)
-{
-	dlist_iter	iter;
-
-	dlist_foreach(iter, list)
-	{
-		KgStatementEntry *entry = dlist_container(KgStatementEntry, node, iter.cur);
-
-		if (entry->query_desc == queryDesc)
-			return entry;
-	}
-	return NULL;
-}
