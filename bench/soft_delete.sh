@@ -22,7 +22,9 @@
 # tables), then times each statement once, in a rotating order, after a
 # CHECKPOINT, in its own session as the non-superuser application role, in
 # a transaction that first sets the context.  The time is psql's \timing of
-# the statement alone.  Results are medians over rounds of the per-round
+# the statement alone, and the time its backend spent on a CPU meanwhile
+# (/proc/<pid>/schedstat), which time lost to other processes of the
+# machine leaves out.  Results are medians over rounds of the per-round
 # ratio.  Round 0 is an unrecorded warm-up.  Each run is checked: command
 # tag, and (read back under keys_guard.bypass) every row still there with
 # exactly the matching rows marked deleted_at / hard_delete_at = +30 days /
@@ -207,21 +209,37 @@ check_rows() {
   fi
 }
 
-# run_ab <round> <variant>: time the statement; appends to $raw.
+# run_ab <round> <variant>: time the statement; appends to $raw.  Two
+# measures: psql's \timing (wall clock), and the time the session's backend
+# spent on a CPU while the statement ran (the first field of
+# /proc/<pid>/schedstat, in ns, read by psql's \! just before and after):
+# time the backend waited for a CPU that other processes held is not in it.
 run_ab() {
-  local r=$1 v=$2 out tag ms
+  local r=$1 v=$2 out tag ms cpu0 cpu1 cpu_ms
   psql_su -c CHECKPOINT
   out=$(psql -X -At -v ON_ERROR_STOP=1 -U bench_app -d "$db" 2>&1 <<EOF
 BEGIN;
 ${ab_ctx[$v]}
+SELECT pg_backend_pid() AS bpid \\gset
+\\setenv KG_BENCH_BACKEND :bpid
+\\! echo "cpu_before \$(cut -d' ' -f1 /proc/\$KG_BENCH_BACKEND/schedstat)"
 \\timing on
 ${ab_sql[$v]};
 \\timing off
+\\! echo "cpu_after \$(cut -d' ' -f1 /proc/\$KG_BENCH_BACKEND/schedstat)"
 COMMIT;
 EOF
 ) || { echo "$v failed:" >&2; echo "$out" >&2; return 1; }
   tag=$(grep -E '^(DELETE|UPDATE) [0-9]+$' <<<"$out" | head -1 || true)
   ms=$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' <<<"$out" | head -1)
+  cpu0=$(sed -n 's/^cpu_before \([0-9]*\)$/\1/p' <<<"$out")
+  cpu1=$(sed -n 's/^cpu_after \([0-9]*\)$/\1/p' <<<"$out")
+  if [ -z "$cpu0" ] || [ -z "$cpu1" ]; then
+    echo "$v: no CPU time of the backend (/proc/<pid>/schedstat), got:" >&2
+    echo "$out" >&2
+    return 1
+  fi
+  cpu_ms=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
   if [ "$tag" != "${ab_tag[$v]}" ] || [ -z "$ms" ]; then
     echo "$v: expected command tag '${ab_tag[$v]}' and a time, got:" >&2
     echo "$out" >&2
@@ -238,8 +256,8 @@ EOF
       [ "$seen" = "$((ROWS - half))" ] || { echo "$v: the application sees $seen rows, expected $((ROWS - half))" >&2; return 1; }
       ;;
   esac
-  [ "$r" = 0 ] || printf 'ab\t%s\t%s\t%s\t%s\n' "$r" "$v" "$ms" "$tag" >>"$raw"
-  echo "$v=${ms}ms"
+  [ "$r" = 0 ] || printf 'ab\t%s\t%s\t%s\t%s\t%s\n' "$r" "$v" "$ms" "$tag" "$cpu_ms" >>"$raw"
+  echo "$v=${ms}ms/cpu${cpu_ms}ms"
 }
 
 # --- (c): pgbench, one row per transaction --------------------------------------
@@ -384,8 +402,9 @@ elapsed=$(( $(date +%s) - start_epoch ))
 
 # --- report ---------------------------------------------------------------------
 
-# val <comparison> <variant>: the value column, one per line, in round order.
-val() { awk -F'\t' -v c="$1" -v v="$2" '$1 == c && $3 == v { print $4 }' "$raw"; }
+# val <comparison> <variant> [field]: the value column (4: time; 6: the
+# backend's CPU time), one per line, in round order.
+val() { awk -F'\t' -v c="$1" -v v="$2" -v f="${3:-4}" '$1 == c && $3 == v { print $f }' "$raw"; }
 # ratios <comparison> <numerator variant> <denominator variant> [field]
 ratios() {
   awk -F'\t' -v c="$1" -v a="$2" -v b="$3" -v f="${4:-4}" '
@@ -402,29 +421,30 @@ per_round() {
 }
 tags_of() { awk -F'\t' -v v="$1" '$1 == "ab" && $3 == v { print $5 }' "$raw" | sort -u | paste -sd, | sed 's/,/, /g'; }
 
-# ab_row <what> <kg variant> <baseline variant> <kind> [limit]
+# ab_row <what> <kg variant> <baseline variant> <kind> [limit [field]]
 #   kind max: target keys_guard time <= limit x baseline; min: baseline time
 #   >= limit x keys_guard; slower / faster: the same ratios, no target.
+#   field 4 (default): psql's \timing; 6: the backend's CPU time.
 ab_row() {
-  local what=$1 kg=$2 base=$3 kind=$4 limit=${5:-} base_ms kg_ms ratio met tgt rounds
-  base_ms=$(val ab "$base" | median)
-  kg_ms=$(val ab "$kg" | median)
+  local what=$1 kg=$2 base=$3 kind=$4 limit=${5:-} f=${6:-4} base_ms kg_ms ratio met tgt rounds
+  base_ms=$(val ab "$base" "$f" | median)
+  kg_ms=$(val ab "$kg" "$f" | median)
   if [ "$kind" = max ] || [ "$kind" = slower ]; then
-    ratio=$(ratios ab "$kg" "$base" | median)
-    rounds=$(per_round ab "$kg" "$base" ms)
+    ratio=$(ratios ab "$kg" "$base" "$f" | median)
+    rounds=$(per_round ab "$kg" "$base" ms "$f")
     if [ "$kind" = max ]; then
       tgt="keys_guard ≤ ${limit}× baseline time"
       met=$(awk -v r="$ratio" -v l="$limit" 'BEGIN { print (r <= l) ? "yes" : "**no**" }')
-      record_target "$what" "<=" "$limit" $(ratios ab "$kg" "$base")
+      record_target "$what" "<=" "$limit" $(ratios ab "$kg" "$base" "$f")
     fi
     ratio=$(printf '%.2f× (time / baseline time)' "$ratio")
   else
-    ratio=$(ratios ab "$base" "$kg" | median)
-    rounds=$(per_round ab "$base" "$kg" ms)
+    ratio=$(ratios ab "$base" "$kg" "$f" | median)
+    rounds=$(per_round ab "$base" "$kg" ms "$f")
     if [ "$kind" = min ]; then
       tgt="keys_guard ≥ ${limit}× faster"
       met=$(awk -v r="$ratio" -v l="$limit" 'BEGIN { print (r >= l) ? "yes" : "**no**" }')
-      record_target "$what" ">=" "$limit" $(ratios ab "$base" "$kg")
+      record_target "$what" ">=" "$limit" $(ratios ab "$base" "$kg" "$f")
     fi
     ratio=$(printf '%.2f× faster (baseline time / time)' "$ratio")
   fi
@@ -469,8 +489,15 @@ report="$work/report.md"
       ab_row "(a) the same on a pooled guarded table \`sd_pool\` (protect_table, tenant column) vs the UPDATE with a hand-written \`tenant_id = '1'\` on its unguarded twin" pool pool_plain max 1.2
     fi
   fi
+  if [[ $BENCH_ONLY == *a* ]]; then
+    ab_row "(a) the tenant-schema soft DELETE vs the UPDATE: the backend's CPU time (other load on the machine hardly moves it)" kg plain max 1.2 6
+    if [ "$pooled" = true ]; then
+      ab_row "(a) the pooled soft DELETE vs its UPDATE: the backend's CPU time" pool pool_plain max 1.2 6
+    fi
+  fi
   if [[ $BENCH_ONLY == *b* ]]; then
     ab_row "(b) the same soft DELETE vs \`DELETE FROM sd_trig WHERE grp < 50 AND deleted_at IS NULL\` on an identical unguarded table with a PL/pgSQL BEFORE DELETE row trigger that UPDATEs the row (static SQL) and returns NULL" kg trig min 2
+    ab_row "(b) the soft DELETE vs the trigger's DELETE: the backend's CPU time" kg trig min 2 6
     if [ "$extra" = true ]; then
       ab_row "(b) reference: the same with the trigger function written once for all tables (\`EXECUTE format('UPDATE %I.%I …', TG_TABLE_SCHEMA, TG_TABLE_NAME) USING OLD.id\`)" kg trig_generic faster
     fi
@@ -487,6 +514,8 @@ report="$work/report.md"
   fi
   echo
   echo "Per-round values: keys_guard/baseline ms (ratio) for (a) rows; baseline/keys_guard ms (ratio) for (b) rows; ratios for (c)."
+  echo "The CPU rows: the time the session's backend spent on a CPU during the statement (/proc/<pid>/schedstat, read by"
+  echo "psql's \\! just before and after it), in the same runs; time spent waiting for a CPU that other processes held is not in it."
   if [ "$do_ab" = 1 ]; then
     echo "Checked in every run: the command tag (\`DELETE $half\` for keys_guard, \`UPDATE $half\` for the UPDATE, \`DELETE 0\`"
     echo "for the trigger, which hides the count from the client); afterwards, read under \`keys_guard.bypass\`: all $ROWS rows are"
