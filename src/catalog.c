@@ -480,7 +480,7 @@ fill_registered(HeapTuple tuple, TupleDesc desc, Relation rel, void *arg)
  * tables and functions all exist, so a half-run install script is never
  * mistaken for a working one.
  */
-static void
+static pg_noinline void
 reset_cache(void)
 {
 	Oid			nspoid;
@@ -547,7 +547,7 @@ reset_cache(void)
  * than let through; the cache starts over on every use until this is
  * resolved.
  */
-static void
+static pg_noinline void
 lookup_functions(void)
 {
 	Oid			assert_args[2] = {OIDOID, TEXTOID};

@@ -1714,17 +1714,10 @@ kg_redact_error_data(ErrorData *edata)
  * keeps, report a redacted copy in its place.  Only that many bytes are
  * looked at: a secret cut at the end is redacted all the same.
  */
-void
-kg_redact_activity(const char *source)
+static pg_noinline void
+redact_new_activity(const char *source, size_t whole)
 {
-	size_t		whole;
 	size_t		len;
-
-	if (source == NULL || source != debug_query_string || !pgstat_track_activities)
-		return;
-	whole = strnlen(source, pgstat_track_activity_query_size);
-	if ((int) whole == clean_activity_len && memcmp(source, clean_activity, whole) == 0)
-		return;
 
 	/*
 	 * What pg_stat_activity keeps, cut at a character boundary: a copy that
@@ -1744,4 +1737,21 @@ kg_redact_activity(const char *source)
 		clean_activity = MemoryContextAlloc(TopMemoryContext, pgstat_track_activity_query_size);
 	memcpy(clean_activity, source, whole);
 	clean_activity_len = (int) whole;
+}
+
+/*
+ * hooks.c calls, with the text of each statement parsed, planned or
+ * started: the above, unless the text is the one last found clean (the
+ * planner and the executor see the text post_parse_analyze_hook saw).
+ */
+void
+kg_redact_activity(const char *source)
+{
+	size_t		whole;
+
+	if (source == NULL || source != debug_query_string || !pgstat_track_activities)
+		return;
+	whole = strnlen(source, pgstat_track_activity_query_size);
+	if ((int) whole != clean_activity_len || memcmp(source, clean_activity, whole) != 0)
+		redact_new_activity(source, whole);
 }
