@@ -1366,7 +1366,7 @@ warn_if_no_transaction_block(bool is_local, const char *funcname)
 	if (is_local && !IsTransactionBlock())
 		ereport(WARNING,
 				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
-				 errmsg("%s() with is_local => true outside a transaction block lasts only for the current statement", funcname),
+				 errmsg("%s() with is_local => true outside a transaction block lasts only until its implicit transaction ends", funcname),
 				 errhint("Call it inside BEGIN ... COMMIT, together with the statements it is for.")));
 }
 
@@ -1438,7 +1438,7 @@ kg_apply_key_context(const char *tenant_id, const char *actor,
 	if (!IsTransactionBlock())
 		ereport(WARNING,
 				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
-				 errmsg("use_api_key() outside a transaction block lasts only for the current statement"),
+				 errmsg("use_api_key() outside a transaction block lasts only until its implicit transaction ends"),
 				 errhint("Call it inside BEGIN ... COMMIT, together with the statements it is for.")));
 	apply_context(tenant_id, actor, generate_request_id(), NULL, key_id, can_write,
 				  false, nspoid, true, keys_guard_tenant_search_path);
@@ -1460,7 +1460,7 @@ kg_apply_token_context(const char *tenant_id, const char *actor,
 	if (!IsTransactionBlock())
 		ereport(WARNING,
 				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
-				 errmsg("set_context_from_token() outside a transaction block lasts only for the current statement"),
+				 errmsg("set_context_from_token() outside a transaction block lasts only until its implicit transaction ends"),
 				 errhint("Call it inside BEGIN ... COMMIT, together with the statements it is for.")));
 	apply_context(tenant_id, actor, request_id ? request_id : generate_request_id(),
 				  NULL, NULL, false, read_only, nspoid, true,
