@@ -950,8 +950,12 @@ report="$work/report.md"
     echo "$ratetxt, as bench_app, per-transaction log (sampling $SAMPLING). Before every run: the backlog rebuilt (pu_backlog,"
     echo "$BACKLOG rows soft-deleted by one DELETE, VACUUM, CHECKPOINT), pgbench tables vacuumed and prewarmed, history emptied."
     if [ "$B_THROTTLE_MS" -gt 0 ]; then thr=", or the throttled emulation is started (\"throttled\")"; else thr=""; fi
-    echo "At $LEAD s into the run the worker is switched on (\"with\") or not (\"without\")$thr. $B_ROUNDS rounds, in a rotating order."
-    echo "**Ratios are medians over rounds of with / without in the same round**; the value columns are medians."
+    if [ "$B_ROUNDS" -gt 0 ]; then
+      echo "At $LEAD s into the run the worker is switched on (\"with\") or not (\"without\")$thr. $B_ROUNDS rounds, in a rotating order."
+      echo "**Ratios are medians over rounds of with / without in the same round**; the value columns are medians."
+    else
+      echo "No separate runs with and without the worker (B_ROUNDS=0): the pairs below only."
+    fi
     echo
     if [ "$PAIRS" -gt 0 ]; then
       echo "**The target: $PAIRS pairs interleaved in one pgbench run** (-T $pair_secs, the same options): after a backlog"
@@ -977,9 +981,14 @@ report="$work/report.md"
       echo
       echo "The worker in each pair: $(awk -F'\t' '$1 == "bp" { printf "%s%s rows in %s batches", s, $8, $7; s = "; " }' "$raw")."
       echo
-      echo "**Separate runs** ($B_ROUNDS rounds, reported):"
-      echo
+      if [ "$B_ROUNDS" -gt 0 ]; then
+        echo "**Separate runs** ($B_ROUNDS rounds, reported):"
+        echo
+      fi
     fi
+  fi
+  # The separate runs: skipped with B_ROUNDS=0 (bench/all.sh, for time).
+  if [[ $BENCH_ONLY == *b* ]] && [ "$B_ROUNDS" -gt 0 ]; then
     echo "| what | without | with | ratio | target | met? | per-round ratios |"
     echo "|---|---:|---:|---:|---|---|---|"
     if [ "$PAIRS" -gt 0 ]; then p99_target=""; else p99_target=1.2; fi
