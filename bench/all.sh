@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # keys_guard: every benchmark of bench/, one after the other, in bounded
-# time (about 30 minutes on 2 cores), and one report that gathers their
+# time (under 30 minutes on 2 cores: 29 on the slow machine of the
+# 2026-12-04 17:56 run), and one report that gathers their
 # tables: bench/results/all.md.  Each script's own table keeps its per-round
 # ratios and its "met?" column; this one adds how long each took and
 # whether it finished.
