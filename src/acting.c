@@ -294,7 +294,7 @@ kept_by_postgres(Oid fn_oid)
 	return hash_search(kept_functions, &fn_oid, HASH_FIND, NULL) != NULL;
 }
 
-static KgFuncCacheEntry *
+static kg_hot KgFuncCacheEntry *
 cached_entry(Oid fn_oid)
 {
 	KgFuncCacheEntry *entry = &func_cache[fn_oid % KG_FUNC_CACHE_SIZE];
@@ -343,7 +343,7 @@ trust_span_open(void)
  * function): keys_guard's own procedural functions always, other user code
  * while a span is open.
  */
-bool
+kg_hot bool
 kg_acting_function_hooked(Oid fn_oid)
 {
 	KgFuncCacheEntry *entry = cached_entry(fn_oid);
@@ -442,7 +442,7 @@ internal_span_trusted(void)
 	return internal_depth > 0 && user_frames == internal_base;
 }
 
-bool
+kg_hot bool
 kg_in_internal_operation(void)
 {
 	return internal_span_trusted() && !in_rule_action;
@@ -461,7 +461,7 @@ kg_physical_delete_allowed(void)
  * security and keys_guard leave alone; code those statements run (triggers,
  * constraints, rules) is not.
  */
-static bool
+static kg_hot bool
 noforce_span_trusted(void)
 {
 	if (!InNoForceRLSOperation())
@@ -478,7 +478,7 @@ noforce_span_trusted(void)
 	return user_frames == noforce_base;
 }
 
-bool
+kg_hot bool
 kg_ri_query_trusted(void)
 {
 	return noforce_span_trusted() && !in_rule_action;
@@ -491,7 +491,7 @@ kg_ri_query_trusted(void)
  * for the copy of an internal statement's own target (its internal alias);
  * never for a relation a row security policy's subquery reads.
  */
-bool
+kg_hot bool
 kg_rte_trusted(RangeTblEntry *rte)
 {
 	if (kg_rte_marked_untrusted(rte))
@@ -547,7 +547,7 @@ kg_untrusted_alias(void)
 	return untrusted_alias;
 }
 
-bool
+kg_hot bool
 kg_rte_marked_untrusted(RangeTblEntry *rte)
 {
 	return rte != NULL && rte->alias != NULL && untrusted_alias[0] != '\0' &&
@@ -854,7 +854,7 @@ kg_run_as_user_code(void (*fn) (void *), void *arg)
 }
 
 /* True while keys_guard's internal mode or cascade may make unfiltered plans. */
-bool
+kg_hot bool
 kg_filters_relaxed_span(void)
 {
 	return internal_depth > 0 || cascade_depth > 0;

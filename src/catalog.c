@@ -597,7 +597,7 @@ ensure_cache(void)
 	return true;
 }
 
-bool
+kg_hot bool
 kg_extension_active(void)
 {
 	return ensure_cache() && extension_active;
@@ -614,7 +614,7 @@ kg_extension_complete(void)
  * Refuse to go on when the extension's SQL objects do not match the
  * library: guards would be enforced only in part.
  */
-void
+kg_hot void
 kg_require_complete_extension(void)
 {
 	if (kg_extension_active() && extension_incomplete)
@@ -789,7 +789,7 @@ kg_tenant_by_namespace(Oid nspoid)
 	return tenant_by_namespace(nspoid);
 }
 
-KgTenant *
+kg_hot KgTenant *
 kg_tenant_by_id(const char *id)
 {
 	/* The last tenant looked up: a request asks for the same one again. */
@@ -831,7 +831,7 @@ kg_tenant_by_id(const char *id)
  * Counts the registry cache's invalidations: a value derived from the
  * registry stays valid while this does not change.
  */
-uint64
+kg_hot uint64
 kg_registry_generation(void)
 {
 	return registry_generation;
@@ -841,7 +841,7 @@ kg_registry_generation(void)
  * get_role_oid(name, true), remembered until pg_authid changes, for the
  * few role names keys_guard checks on every request.
  */
-Oid
+kg_hot Oid
 kg_role_oid(const char *rolename)
 {
 	Oid			roleid;
@@ -869,7 +869,7 @@ kg_role_oid(const char *rolename)
  * index answers it, and the answer is kept until one of the catalogs
  * above changes (kg_schema_contents_generation() counts those changes).
  */
-bool
+kg_hot bool
 kg_schema_has_objects(Oid nspoid)
 {
 	KgSchemaContents *entry;
@@ -904,7 +904,7 @@ kg_schema_has_objects(Oid nspoid)
 	return entry->has_objects;
 }
 
-uint64
+kg_hot uint64
 kg_schema_contents_generation(void)
 {
 	return schema_contents_generation;
@@ -969,7 +969,7 @@ relation_guard_entry(Oid relid)
  * of every relation it touches, so the answer is kept per relation oid and
  * costs one hash probe after the first time.
  */
-KgRelationGuard *
+kg_hot KgRelationGuard *
 kg_relation_guard(Oid relid)
 {
 	KgRelationGuard *guard;

@@ -145,12 +145,23 @@ static uint64 mirrored_serial = 0;
  * path that starts workers without keys_guard seeing it (a parallel index
  * build, say) can hand them an earlier one.
  */
-static pg_atomic_uint64 *context_serials = NULL;
+typedef union KgContextSerial
+{
+	pg_atomic_uint64 serial;
+	char		pad[PG_CACHE_LINE_SIZE];	/* one cache line per backend */
+} KgContextSerial;
 
+static KgContextSerial *context_serials = NULL;
+
+/*
+ * Each backend writes its slot at every set_context() and transaction end;
+ * with the slots packed, two busy backends would take the same cache line
+ * from each other's CPU at every write.
+ */
 Size
 kg_context_shmem_size(void)
 {
-	return mul_size(MaxBackends + 1, sizeof(pg_atomic_uint64));
+	return mul_size(MaxBackends + 1, sizeof(KgContextSerial));
 }
 
 void
@@ -162,7 +173,7 @@ kg_context_shmem_init(void)
 									  kg_context_shmem_size(), &found);
 	if (!found)
 		for (int i = 0; i <= MaxBackends; i++)
-			pg_atomic_init_u64(&context_serials[i], 0);
+			pg_atomic_init_u64(&context_serials[i].serial, 0);
 }
 
 /* Publish the serial of the context now in force, for parallel workers. */
@@ -171,7 +182,7 @@ publish_context_serial(void)
 {
 	if (context_serials != NULL && MyBackendId != InvalidBackendId &&
 		MyBackendId <= MaxBackends)
-		pg_atomic_write_u64(&context_serials[MyBackendId],
+		pg_atomic_write_u64(&context_serials[MyBackendId].serial,
 							current_context ? current_context->serial : 0);
 }
 
@@ -281,7 +292,7 @@ write_context_setting(const KgContext *ctx)
 }
 
 /* Copy value (NULL: empty) into dst; false if it does not fit or holds the separator. */
-static bool
+static kg_hot bool
 copy_field(char *dst, size_t size, const char *value)
 {
 	size_t		len = value ? strlen(value) : 0;
@@ -484,7 +495,7 @@ end_transaction_levels(bool commit)
  * hooks.c calls, after keys_guard's other transaction callbacks: they may
  * still read the transaction's context.
  */
-void
+kg_hot void
 kg_context_xact_event(XactEvent event)
 {
 	if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE ||
@@ -562,7 +573,7 @@ kg_check_context(char **newval, void **extra, GucSource source)
  * Tenant-to-tenant switches need no replanning: the filter reads the
  * current tenant at execution.
  */
-void
+kg_hot void
 kg_note_filter_state(void)
 {
 	int			state = 0;
@@ -598,7 +609,7 @@ kg_assign_context(const char *newval, void *extra)
 		if (ctx != NULL &&
 			(context_serials == NULL || ParallelLeaderBackendId == InvalidBackendId ||
 			 ParallelLeaderBackendId > MaxBackends ||
-			 pg_atomic_read_u64(&context_serials[ParallelLeaderBackendId]) != ctx->serial))
+			 pg_atomic_read_u64(&context_serials[ParallelLeaderBackendId].serial) != ctx->serial))
 			ctx = NULL;
 		set_current_context(ctx);
 		kg_note_filter_state();
@@ -670,7 +681,7 @@ kg_show_admin_reason(void)
  * The mode that governs the current statement.  Bypass counts only for the
  * roles docs/contract.md §3 names: superusers and BYPASSRLS roles.
  */
-KgMode
+kg_hot KgMode
 kg_current_mode(void)
 {
 	if (keys_guard_bypass &&
@@ -685,7 +696,7 @@ kg_current_mode(void)
 	return KG_MODE_NONE;
 }
 
-const char *
+kg_hot const char *
 kg_current_tenant(void)
 {
 	return current_context && current_context->tenant[0] ? current_context->tenant : NULL;
@@ -733,7 +744,7 @@ kg_context_api_key(bool *can_write)
  * its parallel workers included (they have the leader's context, and
  * prepare the calls of the PL/pgSQL bodies they run themselves).
  */
-bool
+kg_hot bool
 kg_context_read_only(void)
 {
 	return current_context != NULL && current_context->read_only[0] == 'r';
@@ -779,7 +790,7 @@ kg_require_preloaded(void)
  * through a SECURITY DEFINER function of a gateway role that calls
  * set_context() for it.
  */
-void
+kg_hot void
 kg_refuse_keyholder(const char *funcname)
 {
 	Oid			roleid;
@@ -799,7 +810,7 @@ kg_refuse_keyholder(const char *funcname)
 /*
  * Argument access with the NULL rule of docs/contract.md: a required NULL is 22004.
  */
-char *
+kg_hot char *
 kg_required_text_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
 {
 	if (PG_ARGISNULL(argno))
@@ -837,7 +848,7 @@ kg_acting_person(void)
  * (which could forge log lines) are refused.  The value itself is not
  * echoed: it is caller-supplied and may be long.
  */
-static void
+static kg_hot void
 validate_context_text(const char *argname, const char *value, int maxlen)
 {
 	const unsigned char *p;
@@ -861,7 +872,7 @@ validate_context_text(const char *argname, const char *value, int maxlen)
 }
 
 /* True if id has the shape docs/contract.md §4 gives tenant ids. */
-bool
+kg_hot bool
 kg_tenant_id_is_valid(const char *id)
 {
 	size_t		len = strlen(id);
@@ -937,7 +948,7 @@ put_hex(char *p, uint64 word, int digits)
  * log lines; they need to be unique, not unpredictable, so the backend's
  * (securely seeded) PRNG serves, which keeps set_context() cheap.
  */
-static char *
+static kg_hot char *
 generate_request_id(void)
 {
 	uint64		hi = pg_prng_uint64(&pg_global_prng_state);
@@ -1058,7 +1069,7 @@ prepend_schema(const char *schema, const char *rest)
  * object in another session is refused, to be run again
  * (kg_context_check_analyzed()).
  */
-static void
+static kg_hot void
 apply_context(const char *tenant, const char *actor, const char *request_id,
 			  const char *reason, const char *api_key, bool api_key_write,
 			  bool read_only, Oid tenant_nspoid, bool is_local,
@@ -1172,7 +1183,7 @@ apply_pending_schema(Oid nspoid)
  * Transaction control, SET, EXECUTE, DEALLOCATE, DISCARD, CALL and DO
  * create nothing and show nothing themselves.
  */
-void
+kg_hot void
 kg_context_before_utility(PlannedStmt *pstmt)
 {
 	Oid			nspoid;
@@ -1203,7 +1214,7 @@ kg_context_before_utility(PlannedStmt *pstmt)
  * holds something now (a function with its own search_path created it, or
  * another session did), it goes first for the statements that follow.
  */
-void
+kg_hot void
 kg_context_after_statement(void)
 {
 	Oid			nspoid;
@@ -1226,7 +1237,7 @@ kg_context_after_statement(void)
  * which a session-pooling proxy runs between clients, end the context as
  * they end every setting: as clear_context() would.
  */
-void
+kg_hot void
 kg_context_after_utility(PlannedStmt *pstmt)
 {
 	Node	   *stmt = pstmt->utilityStmt;
@@ -1360,7 +1371,7 @@ require_session_context_allowed(bool is_local, const char *funcname)
  * SET LOCAL's warning, for is_local outside a transaction block.  The fix
  * it suggests is a transaction block, never a session-wide context.
  */
-static void
+static kg_hot void
 warn_if_no_transaction_block(bool is_local, const char *funcname)
 {
 	if (is_local && !IsTransactionBlock())
@@ -1386,7 +1397,7 @@ optional_request_id(FunctionCallInfo fcinfo, int argno)
  * keys_guard.set_context(tenant, actor, request_id, is_local)
  */
 PG_FUNCTION_INFO_V1(keys_guard_set_context);
-Datum
+kg_hot Datum
 keys_guard_set_context(PG_FUNCTION_ARGS)
 {
 	char	   *tenant_id;
@@ -1535,7 +1546,7 @@ text_or_null(FunctionCallInfo fcinfo, const char *value)
 }
 
 PG_FUNCTION_INFO_V1(keys_guard_current_tenant);
-Datum
+kg_hot Datum
 keys_guard_current_tenant(PG_FUNCTION_ARGS)
 {
 	return text_or_null(fcinfo, kg_current_tenant());

@@ -111,7 +111,7 @@ static List *parallel_fragment_rtable = NIL;
  * ExecutorCheckPerms_hook: PostgreSQL's own permission checks and the
  * earlier providers have passed; now keys_guard's.
  */
-static bool
+static kg_hot bool
 kg_check_perms(KG_CHECK_PERMS_ARGS)
 {
 	if (prev_check_perms_hook &&
@@ -171,7 +171,7 @@ executor_start_in_span(QueryDesc *queryDesc, int eflags)
  * under.  Nearly every statement needs no span (acting.c), and is started
  * without one and without the PG_TRY block that would end it.
  */
-static void
+static kg_hot void
 kg_executor_start(QueryDesc *queryDesc, int eflags)
 {
 	/* The statement of an Execute message, or of a parallel worker. */
@@ -233,7 +233,7 @@ executor_run_in_span(QueryDesc *queryDesc, ScanDirection direction,
  * it needs one, one level deeper (keyholder.c, which puts the depth back
  * if the run fails).
  */
-static void
+static kg_hot void
 kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 				bool execute_once)
 {
@@ -276,7 +276,7 @@ executor_finish_in_span(QueryDesc *queryDesc)
  * ExecutorFinish_hook: AFTER triggers of a statement a rule produced run as
  * part of that rule action, untrusted like it (acting.c).
  */
-static void
+static kg_hot void
 kg_executor_finish(QueryDesc *queryDesc)
 {
 	kg_keyholder_nest(1);
@@ -291,7 +291,7 @@ kg_executor_finish(QueryDesc *queryDesc)
  * ExecutorEnd_hook: a statement that ends at top level under an API key
  * gets its audit record (keyholder.c) while its counts are still there.
  */
-static void
+static kg_hot void
 kg_executor_end(QueryDesc *queryDesc)
 {
 	kg_keyholder_executor_end(queryDesc);
@@ -310,7 +310,7 @@ kg_executor_end(QueryDesc *queryDesc)
  * Planning a trusted statement runs user code too (a policy's stable
  * function, evaluated for a selectivity estimate): it counts as a run.
  */
-static PlannedStmt *
+static kg_hot PlannedStmt *
 kg_planner(Query *parse, const char *query_string, int cursorOptions,
 		   ParamListInfo boundParams)
 {
@@ -375,7 +375,7 @@ kg_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent,
  * (utility.c), which may replace a COPY TO by its planned form, run it,
  * and record it when it ran under an API key.
  */
-static void
+static kg_hot void
 kg_process_utility(PlannedStmt *pstmt, const char *queryString,
 				   bool readOnlyTree, ProcessUtilityContext context,
 				   ParamListInfo params, QueryEnvironment *queryEnv,
@@ -403,7 +403,7 @@ kg_process_utility(PlannedStmt *pstmt, const char *queryString,
  * PostgreSQL raises OAT_FUNCTION_EXECUTE when an expression calling a
  * function is initialised, built-in functions included.
  */
-static void
+static kg_hot void
 kg_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 				 int subId, void *arg)
 {
@@ -417,7 +417,7 @@ kg_object_access(ObjectAccessType access, Oid classId, Oid objectId,
  * needs_fmgr_hook: a function an earlier provider hooks stays hooked;
  * acting.c decides for the others.
  */
-static bool
+static kg_hot bool
 kg_needs_fmgr_hook(Oid fn_oid)
 {
 	if (prev_needs_fmgr_hook && prev_needs_fmgr_hook(fn_oid))
@@ -426,7 +426,7 @@ kg_needs_fmgr_hook(Oid fn_oid)
 }
 
 /* fmgr_hook: count the frames of a hooked function (acting.c). */
-static void
+static kg_hot void
 kg_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
 {
 	/*
@@ -456,7 +456,7 @@ kg_emit_log(ErrorData *edata)
  * post_parse_analyze_hook: the earlier providers, then the statement's
  * text in pg_stat_activity without its secrets (redact.c).
  */
-static void
+static kg_hot void
 kg_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 {
 	if (prev_post_parse_analyze_hook)
@@ -472,7 +472,7 @@ kg_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
  * before the commit, and acting.c only at a rollback.  context.c comes last: the others may still read the
  * transaction's context (redact.c keeps an aborted block's request).
  */
-static void
+static kg_hot void
 kg_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PARALLEL_PRE_COMMIT ||
@@ -486,7 +486,7 @@ kg_xact_callback(XactEvent event, void *arg)
 }
 
 /* The same for a subtransaction's start and end. */
-static void
+static kg_hot void
 kg_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					SubTransactionId parentSubid, void *arg)
 {

@@ -224,7 +224,7 @@ audit_bypass_once(const char *action, Oid relid)
  * Decide whether the current context may touch relation relid; raise the
  * 42501 denial if not.  "action" names the kind of access for the audit log.
  */
-void
+kg_hot void
 kg_check_relation(Oid relid, const char *action)
 {
 	if (kg_in_internal_operation())
@@ -236,7 +236,7 @@ kg_check_relation(Oid relid, const char *action)
  * The rules themselves, also for user code that keys_guard's internal
  * operation runs inline (a row security policy's subquery).
  */
-static void
+static kg_hot void
 check_relation_rules(Oid relid, const char *action)
 {
 	KgRelationGuard *guard = kg_relation_guard(relid);
@@ -307,7 +307,7 @@ rte_action(RangeTblEntry *rte)
  * itself checked, and are left alone, as row security leaves them alone;
  * the user code they run is not (acting.c).
  */
-static pg_noinline void
+static kg_hot pg_noinline void
 check_guarded_range_table(List *rangeTable)
 {
 	ListCell   *lc;
@@ -351,7 +351,7 @@ check_guarded_range_table(List *rangeTable)
  * hooks.c calls: check a range table that reads a guarded relation (above),
  * and remember whether it did.
  */
-void
+kg_hot void
 kg_isolation_check_range_table(List *rangeTable)
 {
 	ListCell   *lc;
@@ -409,7 +409,7 @@ range_table_is_guarded(List *rangeTable)
  * After ExecutorStart (hooks.c): remember the context a statement on
  * guarded data started under, for kg_isolation_check_portal_context().
  */
-static pg_noinline void
+static kg_hot pg_noinline void
 remember_started_query(QueryDesc *queryDesc)
 {
 	KgRunningQuery *entry = kg_statement_entry_new(&running_queries, queryDesc,
@@ -421,7 +421,7 @@ remember_started_query(QueryDesc *queryDesc)
 		strlcpy(entry->tenant, tenant, sizeof(entry->tenant));
 }
 
-void
+kg_hot void
 kg_isolation_executor_started(QueryDesc *queryDesc, int eflags)
 {
 	if (range_table_is_guarded(queryDesc->plannedstmt->rtable) &&
@@ -434,7 +434,7 @@ kg_isolation_executor_started(QueryDesc *queryDesc, int eflags)
  * Before ExecutorRun (hooks.c): a cursor or portal started under one
  * context must not be read under another.
  */
-static pg_noinline void
+static kg_hot pg_noinline void
 check_started_query(KgRunningQuery *entry)
 {
 	const char *tenant = kg_current_tenant();
@@ -454,7 +454,7 @@ check_started_query(KgRunningQuery *entry)
 	}
 }
 
-void
+kg_hot void
 kg_isolation_check_portal_context(QueryDesc *queryDesc)
 {
 	KgRunningQuery *entry = kg_statement_entry_find(&running_queries, queryDesc);

@@ -125,7 +125,7 @@ keyholder_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 }
 
 /* A transaction is rolled back: no statement is running any more. */
-void
+kg_hot void
 kg_keyholder_xact_event(XactEvent event)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
@@ -206,7 +206,7 @@ lookup_keyholder_session(Oid session)
 }
 
 /* The above, kept for the session user until a role changes. */
-bool
+kg_hot bool
 kg_keyholder_session(void)
 {
 	Oid			session = GetSessionUserId();
@@ -523,7 +523,7 @@ regime_executor_start(QueryDesc *queryDesc, int eflags)
  * hooks.c calls, at every ExecutorStart (nested statements too) before the
  * statement starts.  Apart from the above, which most sessions never need.
  */
-void
+kg_hot void
 kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags)
 {
 	if (regime_session())
@@ -657,7 +657,7 @@ refuse_function(Oid fn)
 	refuse(psprintf("%s()", name ? name : "function"), NULL);
 }
 
-void
+kg_hot void
 kg_keyholder_function_execute(Oid fn)
 {
 	if (function_changes_something(fn) && regime_session())
@@ -774,7 +774,7 @@ check_set(VariableSetStmt *stmt)
  * Statements that run a query (EXECUTE, FETCH, EXPLAIN ANALYZE, COPY
  * (query) TO) are checked again in the executor.
  */
-void
+kg_hot void
 kg_keyholder_check_utility(PlannedStmt *pstmt)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
@@ -895,7 +895,7 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
  * hooks.c calls, around ExecutorRun and ExecutorFinish: +1 before, -1 after
  * a normal return (an error is handled by the callbacks above).
  */
-void
+kg_hot void
 kg_keyholder_nest(int delta)
 {
 	executor_depth += delta;
@@ -1010,7 +1010,7 @@ key_statement_end(QueryDesc *queryDesc)
 }
 
 /* hooks.c calls, at every ExecutorEnd: the above, if it has anything to do. */
-void
+kg_hot void
 kg_keyholder_executor_end(QueryDesc *queryDesc)
 {
 	if (kg_context_key != NULL || !dlist_is_empty(&key_statements))
@@ -1022,7 +1022,7 @@ kg_keyholder_executor_end(QueryDesc *queryDesc)
  * while a key is in force.  Statements that run a query are recorded by
  * kg_keyholder_executor_end(); transaction control is not recorded.
  */
-void
+kg_hot void
 kg_keyholder_utility_done(PlannedStmt *pstmt, ProcessUtilityContext context)
 {
 	Node	   *parsetree = pstmt->utilityStmt;

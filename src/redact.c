@@ -1476,7 +1476,7 @@ keep_context(char *dst, size_t size, const char *value)
 		dst[0] = '\0';
 }
 
-void
+kg_hot void
 kg_redact_xact_event(XactEvent event)
 {
 	const char *request_id;
@@ -1744,7 +1744,7 @@ redact_new_activity(const char *source, size_t whole)
  * started: the above, unless the text is the one last found clean (the
  * planner and the executor see the text post_parse_analyze_hook saw).
  */
-void
+kg_hot void
 kg_redact_activity(const char *source)
 {
 	size_t		whole;

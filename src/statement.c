@@ -30,7 +30,7 @@ statement_entry_forget(void *arg)
  * A zeroed entry of size bytes (a struct whose first member is a
  * KgStatementEntry) for the started statement queryDesc, on list.
  */
-void *
+kg_hot void *
 kg_statement_entry_new(dlist_head *list, QueryDesc *queryDesc, Size size)
 {
 	MemoryContext cxt = queryDesc->estate->es_query_cxt;

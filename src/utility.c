@@ -949,7 +949,7 @@ check_guard_rails(Node *parsetree)
  * and hand back the statement to run instead, which is pstmt itself unless
  * a COPY TO was turned into COPY (SELECT ...) TO.
  */
-PlannedStmt *
+kg_hot PlannedStmt *
 kg_utility_check_statement(PlannedStmt *pstmt)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
