@@ -171,6 +171,22 @@ cpu_per_xact() {
   awk -v c=$(( $1 + $2 )) -v x="$xacts" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f\n", c / hz * 1e6 / x }'
 }
 
+# build_pairbench: compile bench/pairbench.c into $work/pairbench, against
+# the system's libpq (a BENCH_PRIVATE copy has no headers).
+build_pairbench() {
+  gcc -O2 -Wall -Werror -I"$(/usr/lib/postgresql/15/bin/pg_config --includedir)" \
+    -o "$work/pairbench" "$here/bench/pairbench.c" -lpq
+}
+
+# pin_server <pgdata> <cpu>: pin a running server's postmaster and its
+# processes to a CPU (backends started later inherit it).
+pin_server() {
+  local pm pid
+  pm=$(head -1 "$1/postmaster.pid")
+  taskset -p -c "$2" "$pm" >/dev/null
+  for pid in $(pgrep -P "$pm"); do taskset -p -c "$2" "$pid" >/dev/null 2>&1 || true; done
+}
+
 # record_target <what> <op> <threshold> <per-round ratios...>: one target
 # for the table of targets of bench/all.sh (which sets KG_TARGETS; without
 # it, nothing).  op: ">=" or "<=" (each ratio should be at least / at most

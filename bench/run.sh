@@ -5,22 +5,29 @@
 #       identical unguarded table with a hand-written tenant filter (target:
 #       at most 3 % slower); a plain current_setting() RLS policy on a third
 #       identical table is measured alongside as a reference;
-#   (b) pgbench -S (select-only, built-in tables) on a server with keys_guard
-#       preloaded and installed in the database vs the same server without
-#       it preloaded (target: at most 1 % slower).
+#   (b) pgbench -S's statement (select-only, built-in tables) on a server
+#       with keys_guard preloaded and installed in the database vs an
+#       identical server without it (target: at most 1 % slower).
 #
-# Everything runs against one throw-away cluster (initdb in a temp dir, Unix
-# socket only, removed on exit).  The machine may be small and shared, so
-# absolute tps mean little: each round runs every variant once, back to back,
-# in a rotating order, and the result is the median over rounds of the
-# per-round ratio keys_guard / baseline.
+# Throw-away clusters (initdb in a temp dir, Unix socket only, removed on
+# exit).  The machine may be small and shared: its speed changes by 10 % and
+# more from one second to the next, so runs one after the other cannot
+# settle a 1 % or 3 % target.  Both comparisons therefore run their sides
+# at the same time, interleaved transaction by transaction:
+#   (a) one pgbench run per round mixes the variants' scripts (each client
+#       picks one at random per transaction), and each variant's mean
+#       latency comes from pgbench's per-transaction log;
+#   (b) bench/pairbench.c alternates the statement between the two servers,
+#       pinned with them to one CPU, and times each one.
+# The result is the median over rounds of the per-round ratio of mean
+# latencies (baseline / keys_guard: the throughput ratio).
 #
 # Run as root on Debian bookworm from anywhere:
 #   bash bench/run.sh
 # Settings (environment):
-#   BENCH_SECONDS=10   length of each measured pgbench run
-#   ROUNDS=5           interleaved rounds per comparison
-#   WARMUP_SECONDS=3   unmeasured pgbench run before measuring
+#   BENCH_SECONDS=10   length of each measured run
+#   ROUNDS=5           rounds per comparison
+#   WARMUP_SECONDS=3   unmeasured run (or, in (b), alternation) before it
 #   CLIENTS=2 JOBS=2   pgbench -c / -j
 #   TENANTS=100 ROWS_PER_TENANT=1000   data of (a)
 #   SCALE=10           pgbench scale of (b)
@@ -32,6 +39,8 @@
 #                      split its cost: the same tenant in every transaction
 #                      (no search_path change between transactions), and
 #                      set_context() alone vs set_config() alone
+#   BENCH_CPU=0        (b): the CPU to pin both servers and pairbench to
+#                      (none: do not pin)
 # Writes the result table to stdout and to bench/results/latest.md (raw
 # per-run numbers in bench/results/latest.tsv).
 set -euo pipefail
@@ -53,6 +62,7 @@ BENCH_INSTALL=${BENCH_INSTALL:-1}
 BENCH_DEPS=${BENCH_DEPS:-1}
 BENCH_ONLY=${BENCH_ONLY:-ab}
 BENCH_BREAKDOWN=${BENCH_BREAKDOWN:-0}
+BENCH_CPU=${BENCH_CPU:-0}
 
 for v in BENCH_SECONDS ROUNDS WARMUP_SECONDS CLIENTS JOBS TENANTS ROWS_PER_TENANT SCALE; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "run.sh: $v must be a whole number" >&2; exit 2; }
@@ -61,11 +71,12 @@ done
 [ "$TENANTS" -ge 2 ] && [ "$ROWS_PER_TENANT" -ge 1 ] || { echo "run.sh: TENANTS must be >= 2, ROWS_PER_TENANT >= 1" >&2; exit 2; }
 [[ $BENCH_BREAKDOWN =~ ^[01]$ ]] || { echo "run.sh: BENCH_BREAKDOWN is 0 or 1" >&2; exit 2; }
 [[ $BENCH_ONLY =~ ^(a|b|ab)$ ]] || { echo "run.sh: BENCH_ONLY is a, b or ab" >&2; exit 2; }
+[[ $BENCH_CPU =~ ^([0-9]+|none)$ ]] || { echo "run.sh: BENCH_CPU is a CPU number or none" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "run.sh: run as root (servers are started as the postgres user)" >&2; exit 2; }
 
 repro="cd $here && BENCH_SECONDS=$BENCH_SECONDS ROUNDS=$ROUNDS WARMUP_SECONDS=$WARMUP_SECONDS"
 repro+=" CLIENTS=$CLIENTS JOBS=$JOBS TENANTS=$TENANTS ROWS_PER_TENANT=$ROWS_PER_TENANT SCALE=$SCALE"
-repro+=" BENCH_INSTALL=$BENCH_INSTALL BENCH_ONLY=$BENCH_ONLY BENCH_BREAKDOWN=$BENCH_BREAKDOWN bash bench/run.sh"
+repro+=" BENCH_INSTALL=$BENCH_INSTALL BENCH_ONLY=$BENCH_ONLY BENCH_BREAKDOWN=$BENCH_BREAKDOWN BENCH_CPU=$BENCH_CPU bash bench/run.sh"
 
 . "$bench/lib.sh"
 
@@ -73,8 +84,12 @@ repro+=" BENCH_INSTALL=$BENCH_INSTALL BENCH_ONLY=$BENCH_ONLY BENCH_BREAKDOWN=$BE
 
 new_workdir keys_guard_bench
 
+base_up=0
 cleanup() {
   local rc=$?
+  if [ "$base_up" = 1 ]; then
+    runuser -u postgres -- pg_ctl -D "$work/base" -m immediate -w stop >/dev/null 2>&1 || true
+  fi
   finish_run $rc
 }
 trap cleanup EXIT
@@ -120,30 +135,6 @@ start_server() {
 
 psql_su() { psql -X -q -v ON_ERROR_STOP=1 -U postgres "$@"; }
 
-# run_pgbench <label> <db> <seconds> <pgbench args...>: prints tps; the
-# server's CPU time per transaction (µs, every server process, pgbench
-# excluded) goes to $work/pgbench.<label>.cpu.
-run_pgbench() {
-  local label=$1 db=$2 secs=$3; shift 3
-  local out="$work/pgbench.$label.out" cpu0 cpu1
-  cpu0=$(server_cpu)
-  if ! pgbench -n -M prepared -c "$CLIENTS" -j "$JOBS" -T "$secs" -U "${PGBENCH_USER:-bench_app}" "$@" "$db" \
-       >"$out" 2>&1; then
-    echo "pgbench ($label) failed:" >&2
-    tail -20 "$out" >&2
-    return 1
-  fi
-  if grep -q 'number of failed transactions: [1-9]' "$out"; then
-    echo "pgbench ($label) had failed transactions:" >&2
-    cat "$out" >&2
-    return 1
-  fi
-  sleep 0.3   # the backends exit and are reaped
-  cpu1=$(server_cpu)
-  cpu_per_xact $((cpu1 - cpu0)) 0 "$out" >"$work/pgbench.$label.cpu"
-  awk '/^tps = / { print $3; found = 1 } END { exit !found }' "$out"
-}
-
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 raw="$work/raw.tsv"
@@ -158,24 +149,54 @@ start_server 1
 # (a) variants: pgbench script and number of tenants the transactions pick
 # from at random (1: every transaction sets the same tenant).
 declare -A a_script=([keys_guard]=point_keys_guard.sql [plain]=point_plain.sql [rls]=point_rls.sql
-                     [keys_guard_pool]=point_keys_guard.sql
+                     [keys_guard_pool]=point_keys_guard.sql [plain_pool]=point_plain.sql
                      [keys_guard_1t]=point_keys_guard.sql [plain_1t]=point_plain.sql
                      [ctx_keys_guard]=context_keys_guard.sql [ctx_plain]=context_plain.sql)
-declare -A a_tenants=([keys_guard]=$TENANTS [plain]=$TENANTS [rls]=$TENANTS
-                      [keys_guard_pool]=$TENANTS
-                      [keys_guard_1t]=1 [plain_1t]=1
-                      [ctx_keys_guard]=$TENANTS [ctx_plain]=$TENANTS)
-# keys_guard_pool runs as bench_pool, whose keys_guard.tenant_search_path is
-# off (a reference: with the default, empty tenant schemas stay off the path).
-declare -A a_user=([keys_guard_pool]=bench_pool)
-variants=(keys_guard_pool keys_guard plain rls)
+# The variants compared run mixed in one pgbench run ("group"): every client
+# picks one of the group's scripts at random for each transaction, so all of
+# them run in the same seconds, on the same machine in the same state, and
+# each one's mean latency comes from pgbench's per-transaction log.  A group
+# has one login role and one number of tenants.  pool runs as bench_pool,
+# whose keys_guard.tenant_search_path is off (a reference: with the default,
+# empty tenant schemas stay off the path).
+declare -A g_user=([main]=bench_app [pool]=bench_pool [onetenant]=bench_app [ctx]=bench_app)
+declare -A g_tenants=([main]=$TENANTS [pool]=$TENANTS [onetenant]=1 [ctx]=$TENANTS)
+declare -A g_variants=([main]="keys_guard plain rls" [pool]="keys_guard_pool plain_pool"
+                       [onetenant]="keys_guard_1t plain_1t" [ctx]="ctx_keys_guard ctx_plain")
+groups=(main pool)
 if [ "$BENCH_BREAKDOWN" = 1 ]; then
-  variants+=(keys_guard_1t plain_1t ctx_keys_guard ctx_plain)
+  groups+=(onetenant ctx)
 fi
-# run_a <label> <variant> <seconds>: prints tps.
-run_a() {
-  PGBENCH_USER=${a_user[$2]:-bench_app} run_pgbench "$1" kg_point "$3" -f "$bench/${a_script[$2]}" \
-    -D "tenants=${a_tenants[$2]}" -D "rows=$ROWS_PER_TENANT"
+# run_group <label> <group> <seconds>: one mixed pgbench run; prints
+# "<variant> <rate>" per variant, rate = 1e6 / its mean latency in µs (the
+# transactions per second one client gets with it).
+run_group() {
+  local label=$1 g=$2 secs=$3 out="$work/pgbench.$1.out" args=() v
+  for v in ${g_variants[$g]}; do args+=(-f "$bench/${a_script[$v]}@1"); done
+  rm -f "$work/log.$label".*
+  if ! pgbench -n -M prepared -c "$CLIENTS" -j "$JOBS" -T "$secs" -U "${g_user[$g]}" \
+       -l --log-prefix="$work/log.$label" "${args[@]}" \
+       -D "tenants=${g_tenants[$g]}" -D "rows=$ROWS_PER_TENANT" kg_point >"$out" 2>&1; then
+    echo "pgbench ($label) failed:" >&2
+    tail -20 "$out" >&2
+    return 1
+  fi
+  if grep -q 'number of failed transactions: [1-9]' "$out"; then
+    echo "pgbench ($label) had failed transactions:" >&2
+    cat "$out" >&2
+    return 1
+  fi
+  # Log lines: client, transaction, latency (µs), script number, epoch, µs.
+  cat "$work/log.$label".* | awk -v names="${g_variants[$g]}" '
+    { sum[$4] += $3; n[$4]++ }
+    END {
+      k = split(names, name, " ")
+      for (i = 1; i <= k; i++) {
+        if (n[i - 1] < 100) { print "too few transactions of " name[i] > "/dev/stderr"; exit 1 }
+        printf "%s %.3f\n", name[i], 1e6 / (sum[i - 1] / n[i - 1])
+      }
+    }'
+  rm -f "$work/log.$label".*
 }
 
 if [[ $BENCH_ONLY == *a* ]]; then
@@ -233,22 +254,23 @@ EOF
 )
   plans=$(grep -v '^$' <<<"$plans" | grep -v '^set_config\|^2$')
 
-  log "(a) warm-up, ${WARMUP_SECONDS}s per variant"
-  for v in "${variants[@]}"; do
+  log "(a) warm-up, ${WARMUP_SECONDS}s per group"
+  for g in "${groups[@]}"; do
     if [ "$WARMUP_SECONDS" -gt 0 ]; then
-      run_a "warm.$v" "$v" "$WARMUP_SECONDS" >/dev/null
+      run_group "warm.$g" "$g" "$WARMUP_SECONDS" >/dev/null
     fi
   done
-  n=${#variants[@]}
+  n=${#groups[@]}
   for r in $(seq 1 "$ROUNDS"); do
-    # Rotate the order so that no variant always runs first or last.
     order=()
-    for i in $(seq 0 $((n - 1))); do order+=("${variants[$(( (i + r - 1) % n ))]}"); done
+    for i in $(seq 0 $((n - 1))); do order+=("${groups[$(( (i + r - 1) % n ))]}"); done
     line="(a) round $r/$ROUNDS:"
-    for v in "${order[@]}"; do
-      tps=$(run_a "a.$r.$v" "$v" "$BENCH_SECONDS")
-      printf 'a\t%s\t%s\t%s\t%s\n' "$r" "$v" "$tps" "$(cat "$work/pgbench.a.$r.$v.cpu")" >>"$raw"
-      line+=" $v=$tps"
+    for g in "${order[@]}"; do
+      rates=$(run_group "a.$r.$g" "$g" "$BENCH_SECONDS")
+      while read -r v rate; do
+        printf 'a\t%s\t%s\t%s\t\n' "$r" "$v" "$rate" >>"$raw"
+        line+=" $v=$rate"
+      done <<<"$rates"
     done
     log "$line"
   done
@@ -262,7 +284,9 @@ EOF
     plan_counts=""
     for v in keys_guard plain rls keys_guard_1t; do
       psql_su -d kg_point -c "SELECT pg_stat_statements_reset()" >/dev/null
-      run_a "plans.$v" "$v" 2 >/dev/null
+      tenants=$TENANTS; [ "$v" = keys_guard_1t ] && tenants=1
+      pgbench -n -M prepared -c "$CLIENTS" -j "$JOBS" -T 2 -U bench_app -f "$bench/${a_script[$v]}" \
+        -D "tenants=$tenants" -D "rows=$ROWS_PER_TENANT" kg_point >"$work/pgbench.plans.$v.out" 2>&1
       plan_counts+="$v: $(psql -X -At -F ' ' -U postgres -d kg_point -c "
         SELECT format('%s plans / %s executions = %s', sum(plans), sum(calls),
                       round(sum(plans)::numeric / nullif(sum(calls), 0), 3))
@@ -276,13 +300,31 @@ fi
 
 # --- (b) pgbench -S, preloaded vs not ----------------------------------------
 
+# Two servers side by side, identical but for keys_guard: this one
+# (preloaded, keys_guard installed in kg_pgbench) and a second one in
+# $work/base without it.  bench/pairbench.c runs pgbench -S's statement on
+# both, one statement on each in turn, with the server processes and
+# pairbench pinned to one CPU (BENCH_CPU), so that the two sides share the
+# machine's state statement by statement; every round restarts both servers
+# (so no one start's memory layout decides the result) and loads their
+# tables into shared buffers.
 if [[ $BENCH_ONLY == *b* ]]; then
-  log "(b) pgbench -i -s $SCALE"
-  psql_su -d postgres -c "CREATE DATABASE kg_pgbench"
-  pgbench -i -q -s "$SCALE" -U postgres kg_pgbench >"$work/pgbench-init.log" 2>&1
-  psql_su -d kg_pgbench <<'EOF' >/dev/null
+  log "(b) pgbench -i -s $SCALE on both servers; building bench/pairbench.c"
+  build_pairbench
+  base_pgdata="$work/base"
+  base_port=$((port + 1))
+  while [ -e "/var/run/postgresql/.s.PGSQL.$base_port" ] || [ -e "/tmp/.s.PGSQL.$base_port" ]; do
+    base_port=$((base_port + 1))
+  done
+  pgdata=$base_pgdata port=$base_port init_cluster
+  echo "shared_buffers = 256MB" >>"$base_pgdata/postgresql.conf"
+  runuser -u postgres -- pg_ctl -D "$base_pgdata" -l "$work/base.log" -w -t 120 start >/dev/null
+  base_up=1
+  for p in "$port" "$base_port"; do
+    psql_su -p "$p" -d postgres -c "CREATE DATABASE kg_pgbench"
+    pgbench -i -q -s "$SCALE" -p "$p" -U postgres kg_pgbench >>"$work/pgbench-init.log" 2>&1
+    psql_su -p "$p" -d kg_pgbench <<'EOF' >/dev/null
 SET client_min_messages = warning;
-CREATE EXTENSION keys_guard;
 CREATE EXTENSION pg_prewarm;
 DO $$
 BEGIN
@@ -291,40 +333,50 @@ BEGIN
     END IF;
 END
 $$;
-GRANT keys_guard_gateway TO bench_app;
 GRANT SELECT ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO bench_app;
 VACUUM (FREEZE, ANALYZE);
 CHECKPOINT;
 EOF
-
-  # Every measured run: restart in the wanted mode, load the tables into
-  # shared buffers, warm up, measure (tps in $tps).
-  measure_b() {
-    local label=$1 preload=$2
-    start_server "$preload"
-    psql_su -d kg_pgbench -c "SELECT pg_prewarm('pgbench_accounts'), pg_prewarm('pgbench_accounts_pkey'),
-                                     pg_prewarm('pgbench_branches'), pg_prewarm('pgbench_tellers')" >/dev/null
-    if [ "$(psql -X -At -U bench_app -d kg_pgbench -c "SELECT count(*) FROM pg_extension WHERE extname = 'keys_guard'")" != 1 ]; then
-      echo "keys_guard is not installed in kg_pgbench" >&2
-      return 1
-    fi
-    if [ "$WARMUP_SECONDS" -gt 0 ]; then
-      run_pgbench "warm.$label" kg_pgbench "$WARMUP_SECONDS" -S >/dev/null
-    fi
-    tps=$(run_pgbench "$label" kg_pgbench "$BENCH_SECONDS" -S)
-  }
-
-  for r in $(seq 1 "$ROUNDS"); do
-    # A B, then B A: alternate which mode goes first.
-    if [ $((r % 2)) = 1 ]; then order=(off on); else order=(on off); fi
-    line="(b) round $r/$ROUNDS:"
-    for m in "${order[@]}"; do
-      if [ "$m" = on ]; then measure_b "b.$r.on" 1; else measure_b "b.$r.off" 0; fi
-      printf 'b\t%s\t%s\t%s\t%s\n' "$r" "$m" "$tps" "$(cat "$work/pgbench.b.$r.$m.cpu")" >>"$raw"
-      line+=" preload_$m=$tps"
-    done
-    log "$line"
   done
+  psql_su -d kg_pgbench -c "CREATE EXTENSION keys_guard" -c "GRANT keys_guard_gateway TO bench_app" >/dev/null
+
+  b_order=(base keys_guard)
+  for r in $(seq 1 "$ROUNDS"); do
+    # Restart both, in alternating order.
+    if [ $((r % 2)) = 1 ]; then b_order=(base keys_guard); else b_order=(keys_guard base); fi
+    for m in "${b_order[@]}"; do
+      if [ "$m" = keys_guard ]; then
+        start_server 1
+      else
+        runuser -u postgres -- pg_ctl -D "$base_pgdata" -l "$work/base.log" -w -t 120 restart >/dev/null
+      fi
+    done
+    if [ "$(psql -X -At -U bench_app -d kg_pgbench -c "SELECT count(*) FROM pg_extension WHERE extname = 'keys_guard'")" != 1 ] ||
+       [ "$(psql -X -At -p "$base_port" -U postgres -d postgres -c "SHOW shared_preload_libraries")" != "" ]; then
+      echo "(b): keys_guard must be installed on one server and not preloaded on the other" >&2
+      exit 1
+    fi
+    for p in "$port" "$base_port"; do
+      psql_su -p "$p" -d kg_pgbench -c "SELECT pg_prewarm('pgbench_accounts'), pg_prewarm('pgbench_accounts_pkey'),
+                                               pg_prewarm('pgbench_branches'), pg_prewarm('pgbench_tellers')" >/dev/null
+    done
+    pin=()
+    if [ "$BENCH_CPU" != none ]; then
+      pin_server "$pgdata" "$BENCH_CPU"
+      pin_server "$base_pgdata" "$BENCH_CPU"
+      pin=(taskset -c "$BENCH_CPU")
+    fi
+    result=$("${pin[@]}" "$work/pairbench" -T "$BENCH_SECONDS" -W "$WARMUP_SECONDS" -r $((SCALE * 100000)) -s "$r" \
+               "host=$work port=$base_port user=bench_app dbname=kg_pgbench" \
+               "host=$work port=$port user=bench_app dbname=kg_pgbench")
+    # "a <n> <µs> b <n> <µs>": a is the server without keys_guard.
+    read -r _ n_off lat_off _ n_on lat_on <<<"$result"
+    printf 'b\t%s\toff\t%s\t\n' "$r" "$(awk -v l="$lat_off" 'BEGIN { printf "%.3f", 1e6 / l }')" >>"$raw"
+    printf 'b\t%s\ton\t%s\t\n' "$r" "$(awk -v l="$lat_on" 'BEGIN { printf "%.3f", 1e6 / l }')" >>"$raw"
+    log "(b) round $r/$ROUNDS: not preloaded ${lat_off} µs, preloaded ${lat_on} µs per statement ($n_on each)"
+  done
+  runuser -u postgres -- pg_ctl -D "$base_pgdata" -m fast -w stop >/dev/null
+  base_up=0
 fi
 
 check_library
@@ -343,31 +395,9 @@ ratios() {
     END { for (r = 1; r in x; r++) printf "%.4f\n", x[r] / y[r] }' "$raw"
 }
 
-# cpu_ratios <comparison> <variant> <baseline>: per round, baseline CPU per
-# transaction / variant CPU per transaction (below 1: keys_guard costs more).
-cpu_ratios() {
-  awk -F'\t' -v c="$1" -v v="$2" -v b="$3" '
-    $1 == c && $3 == v { x[$2] = $5 }
-    $1 == c && $3 == b { y[$2] = $5 }
-    END { for (r = 1; r in x; r++) if (x[r] > 0) printf "%.4f\n", y[r] / x[r] }' "$raw"
-}
-cpu_of() { awk -F'\t' -v c="$1" -v v="$2" '$1 == c && $3 == v { print $5 }' "$raw"; }
-
-# cpu_row <what> <comparison> <variant> <baseline> <max % slower>
-cpu_row() {
-  local what=$1 c=$2 v=$3 b=$4 target=$5 base kg ratio all slower met
-  base=$(cpu_of "$c" "$b" | median)
-  kg=$(cpu_of "$c" "$v" | median)
-  ratio=$(cpu_ratios "$c" "$v" "$b" | median)
-  all=$(cpu_ratios "$c" "$v" "$b" | paste -sd' ')
-  slower=$(awk -v r="$ratio" 'BEGIN { printf "%.1f %%", (1 - r) * 100 }')
-  met=$(awk -v r="$ratio" -v t="$target" 'BEGIN { print ((1 - r) * 100 <= t) ? "yes" : "**no**" }')
-  record_target "$what" ">=" "$(awk -v t="$target" 'BEGIN { print 1 - t / 100 }')" $(cpu_ratios "$c" "$v" "$b")
-  printf '| %s | %.1f µs | %.1f µs | %.3f | %s | ≤ %s %% slower | %s | %s |\n' \
-    "$what" "$base" "$kg" "$ratio" "$slower" "$target" "$met" "$all"
-}
-
-# row <what> <comparison> <variant> <baseline> <max % slower or "">
+# row <what> <comparison> <variant> <baseline> <max % slower or "">: the
+# raw rates are 1e6 / mean latency (µs), so the latency columns are their
+# medians turned back into µs per transaction.
 row() {
   local what=$1 c=$2 v=$3 b=$4 target=$5
   local base kg ratio all slower met tgt
@@ -383,8 +413,9 @@ row() {
   else
     tgt="reference"; met="—"
   fi
-  printf '| %s | %.0f | %.0f | %.3f | %s | %s | %s | %s |\n' \
-    "$what" "$base" "$kg" "$ratio" "$slower" "$tgt" "$met" "$all"
+  printf '| %s | %.1f µs | %.1f µs | %.3f | %s | %s | %s | %s |\n' \
+    "$what" "$(awk -v r="$base" 'BEGIN { print 1e6 / r }')" "$(awk -v r="$kg" 'BEGIN { print 1e6 / r }')" \
+    "$ratio" "$slower" "$tgt" "$met" "$all"
 }
 
 commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -397,15 +428,21 @@ report="$work/report.md"
   if [ "$BENCH_INSTALL" = 1 ]; then built="built and installed from this tree"; else built="as installed before the run"; fi
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), tree at commit $commit, keys_guard.so ($built) md5 $libsum,"
   echo "$(pgbench --version | sed 's/^pgbench (\(PostgreSQL\))/\1/'), $(nproc) CPUs, load average $load_before before / $load_after after, $elapsed s."
-  echo "Each run: pgbench -n -M prepared -c $CLIENTS -j $JOBS -T $BENCH_SECONDS as the non-superuser login role"
-  echo "bench_app (member of keys_guard_gateway); $ROUNDS interleaved rounds; **ratio = median over rounds of"
-  echo "(keys_guard tps / baseline tps) measured in the same round**; tps columns are medians."
+  echo "(a): one pgbench -n -M prepared -c $CLIENTS -j $JOBS -T $BENCH_SECONDS run per group of variants and round,"
+  echo "every client picking one of the group's scripts at random for each transaction, as the non-superuser login"
+  echo "role bench_app (member of keys_guard_gateway; bench_pool for the tenant_search_path = off reference);"
+  echo "latency = mean over that variant's transactions in pgbench's per-transaction log (-l)."
+  echo "(b): bench/pairbench.c alternating pgbench -S's statement between the two servers, statement by statement,"
+  echo "for $BENCH_SECONDS s after $WARMUP_SECONDS s of warm-up, as bench_app; servers and pairbench $( [ "$BENCH_CPU" = none ] && echo "not pinned" || echo "pinned to CPU $BENCH_CPU"); both servers"
+  echo "restarted and their tables prewarmed before every round. latency = mean per statement."
+  echo "$ROUNDS rounds; **ratio = median over rounds of (baseline latency / keys_guard latency) in the same run**"
+  echo "(the throughput ratio keys_guard / baseline); latency columns are medians."
   echo
-  echo "| what | baseline tps | keys_guard tps | ratio | % slower | target | met? | per-round ratios |"
+  echo "| what | baseline latency | keys_guard latency | ratio | % slower | target | met? | per-round ratios |"
   echo "|---|---:|---:|---:|---:|---|---|---|"
   if [[ $BENCH_ONLY == *a* ]]; then
     row "(a) point lookup, pooled guarded \`invoices\` + set_context() vs unguarded \`invoices_plain\` + hand-written \`WHERE tenant_id\` + set_config(); default settings (the tenants' schemas are empty, so set_context() leaves search_path alone)" a keys_guard plain 3
-    row "(a) reference: the same with \`keys_guard.tenant_search_path = off\` (search_path never touched)" a keys_guard_pool plain ""
+    row "(a) reference: the same with \`keys_guard.tenant_search_path = off\` (search_path never touched; its own group, as bench_pool)" a keys_guard_pool plain_pool ""
     row "(a) reference: plain RLS policy \`tenant_id = current_setting('app.tenant')\` (FORCE) vs the same baseline (SPEC: about 1–2 % slower)" a rls plain ""
     row "(a) reference: keys_guard vs that plain RLS policy" a keys_guard rls ""
     if [ "$BENCH_BREAKDOWN" = 1 ]; then
@@ -414,19 +451,7 @@ report="$work/report.md"
     fi
   fi
   if [[ $BENCH_ONLY == *b* ]]; then
-    row "(b) \`pgbench -S\` scale $SCALE, keys_guard preloaded and installed in the database vs not preloaded (restart + pg_prewarm before every run)" b on off 1
-  fi
-  echo
-  echo "Server CPU time per transaction (every server process, pgbench excluded), the measure that other load on the"
-  echo "machine hardly moves; ratio = baseline CPU / keys_guard CPU of the same round, so below 1 means keys_guard costs more:"
-  echo
-  echo "| what | baseline | keys_guard | ratio | % slower | target | met? | per-round ratios |"
-  echo "|---|---:|---:|---:|---:|---|---|---|"
-  if [[ $BENCH_ONLY == *a* ]]; then
-    cpu_row "(a) point lookup, pooled, default settings: server CPU per transaction" a keys_guard plain 3
-  fi
-  if [[ $BENCH_ONLY == *b* ]]; then
-    cpu_row "(b) \`pgbench -S\`, preloaded vs not: server CPU per transaction" b on off 1
+    row "(b) pgbench -S's statement (scale $SCALE, prepared), server with keys_guard preloaded and installed in the database vs an identical server without it, alternated statement by statement" b on off 1
   fi
   echo
   echo "$TENANTS tenants × $ROWS_PER_TENANT rows per table in (a); transaction per pgbench script:"
