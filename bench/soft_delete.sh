@@ -24,8 +24,12 @@
 # a transaction that first sets the context.  The time is psql's \timing of
 # the statement alone, and the time its backend spent on a CPU meanwhile
 # (/proc/<pid>/schedstat), which time lost to other processes of the
-# machine leaves out.  Results are medians over rounds of the per-round
-# ratio.  Round 0 is an unrecorded warm-up.  Each run is checked: command
+# machine leaves out.  With BENCH_PAIRED (the default), the soft DELETE of
+# (a) and its UPDATE run at the same time on the one CPU and are compared
+# by CPU time: the speed of this kind of machine changes from one second to
+# the next, and two statements one after the other compare the machine's
+# seconds as much as the statements.  Results are medians over rounds of
+# the per-round ratio.  Round 0 is an unrecorded warm-up.  Each run is checked: command
 # tag, and (read back under keys_guard.bypass) every row still there with
 # exactly the matching rows marked deleted_at / hard_delete_at = +30 days /
 # deleted_by = 'bench' / delete_request_id = 'r'.
@@ -57,6 +61,10 @@
 #   BENCH_INSTALL=1    build and `make install` the tree first (0: benchmark
 #                      the keys_guard already installed for PostgreSQL 15)
 #   BENCH_DEPS=1       run scripts/deps.sh first (0: skip)
+#   BENCH_PAIRED=1     run each (a) soft DELETE at the same time as its
+#                      UPDATE, both on the one CPU, and compare their
+#                      backends' CPU time (0: one after the other, by
+#                      psql's \timing and CPU time; see bench/README.md)
 #   BENCH_PERF=0       1: also record a perf profile of one soft DELETE of
 #                      (a) (needs perf) and add its top entries to the report
 # Writes the result table to stdout and to bench/results/soft_delete.md (raw
@@ -79,6 +87,7 @@ BENCH_ONLY=${BENCH_ONLY:-abc}
 BENCH_INSTALL=${BENCH_INSTALL:-1}
 BENCH_DEPS=${BENCH_DEPS:-1}
 BENCH_PERF=${BENCH_PERF:-0}
+BENCH_PAIRED=${BENCH_PAIRED:-1}
 
 me=soft_delete.sh
 for v in ROUNDS ROWS CROWS C_TRANSACTIONS; do
@@ -87,7 +96,7 @@ done
 [ "$ROUNDS" -ge 1 ] && [ "$C_TRANSACTIONS" -ge 4 ] || { echo "$me: ROUNDS must be >= 1, C_TRANSACTIONS >= 4" >&2; exit 2; }
 [ "$ROWS" -ge 100 ] && [ $((ROWS % 100)) = 0 ] || { echo "$me: ROWS must be a positive multiple of 100" >&2; exit 2; }
 [ "$CROWS" -ge 1 ] || { echo "$me: CROWS must be >= 1" >&2; exit 2; }
-for v in BENCH_POOLED BENCH_BREAKDOWN BENCH_INSTALL BENCH_DEPS BENCH_PERF; do
+for v in BENCH_POOLED BENCH_BREAKDOWN BENCH_INSTALL BENCH_DEPS BENCH_PERF BENCH_PAIRED; do
   [[ ${!v} =~ ^[01]$ ]] || { echo "$me: $v is 0 or 1" >&2; exit 2; }
 done
 [[ $BENCH_ONLY =~ ^[abc]+$ ]] || { echo "$me: BENCH_ONLY is made of a, b, c" >&2; exit 2; }
@@ -106,7 +115,7 @@ do_ab=0; [[ $BENCH_ONLY == *[ab]* ]] && do_ab=1
 do_c=0; [[ $BENCH_ONLY == *c* ]] && do_c=1
 
 repro="cd $here && ROUNDS=$ROUNDS ROWS=$ROWS CROWS=$CROWS C_TRANSACTIONS=$C_TRANSACTIONS BENCH_CPU=$BENCH_CPU"
-repro+=" BENCH_POOLED=$BENCH_POOLED BENCH_BREAKDOWN=$BENCH_BREAKDOWN BENCH_ONLY=$BENCH_ONLY BENCH_INSTALL=$BENCH_INSTALL BENCH_PERF=$BENCH_PERF"
+repro+=" BENCH_POOLED=$BENCH_POOLED BENCH_PAIRED=$BENCH_PAIRED BENCH_BREAKDOWN=$BENCH_BREAKDOWN BENCH_ONLY=$BENCH_ONLY BENCH_INSTALL=$BENCH_INSTALL BENCH_PERF=$BENCH_PERF"
 repro+=" bash bench/soft_delete.sh"
 
 . "$bench/lib.sh"
@@ -305,14 +314,46 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 # as -M prepared uses after five executions).
 c_plan=''
 
-n=${#ab_variants[@]}
+# run_pair <round> <variant> <variant>: both at once, each in its own
+# session, sharing the one CPU everything is pinned to: whatever slows the
+# machine down in those seconds slows both, and each one's CPU time is what
+# it cost.
+run_pair() {
+  local r=$1 a=$2 b=$3 pa
+  run_ab "$r" "$a" >"$work/pair.$a" 2>&1 &
+  pa=$!
+  if ! run_ab "$r" "$b" >"$work/pair.$b" 2>&1; then
+    cat "$work/pair.$b" >&2; wait "$pa" || true; return 1
+  fi
+  if ! wait "$pa"; then cat "$work/pair.$a" >&2; return 1; fi
+  echo "[$(cat "$work/pair.$a") $(cat "$work/pair.$b")]"
+}
+
+# What a round runs: with BENCH_PAIRED, each keys_guard variant of (a) and
+# its baseline at once ("a+b"), the triggers of (b) alone.
+if [ "$BENCH_PAIRED" = 1 ]; then
+  ab_units=(kg+plain trig)
+  [ "$pooled" = true ] && ab_units+=(pool+pool_plain)
+  if [ "$extra" = true ] && [ "$pooled" = true ]; then
+    ab_units+=(trig_generic plain_idx+pool_plain_idx)
+  elif [ "$extra" = true ]; then
+    ab_units+=(trig_generic plain_idx)
+  fi
+else
+  ab_units=("${ab_variants[@]}")
+fi
+n=${#ab_units[@]}
 for r in $(seq 0 "$ROUNDS"); do
   build_tables
   if [ "$r" = 0 ]; then line="round 0 (warm-up, not recorded):"; else line="round $r/$ROUNDS:"; fi
   if [ "$do_ab" = 1 ]; then
     for i in $(seq 0 $((n - 1))); do
-      v=${ab_variants[$(( (i + r) % n ))]}
-      line+=" $(run_ab "$r" "$v")"
+      u=${ab_units[$(( (i + r) % n ))]}
+      if [[ $u == *+* ]]; then
+        line+=" $(run_pair "$r" "${u%+*}" "${u#*+}")"
+      else
+        line+=" $(run_ab "$r" "$u")"
+      fi
     done
   fi
   if [ "$do_c" = 1 ]; then
@@ -477,36 +518,57 @@ report="$work/report.md"
   if [ "$BENCH_INSTALL" = 1 ]; then built="built and installed from this tree"; else built="as installed before the run"; fi
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), tree at commit $commit, keys_guard.so ($built) md5 $libsum,"
   echo "$(psql -X -At -U postgres -d "$db" -c 'SELECT version()' | sed 's/ on .*//'), $(nproc --all) CPUs ($pinned), load average $load_before before / $load_after after, $elapsed s."
-  echo "$ROUNDS rounds after a warm-up round; every round rebuilds every table. Times: psql \`\\timing\` of the statement alone,"
-  echo "in its own session as the non-superuser role bench_app, after a CHECKPOINT, in a transaction that sets the context first."
+  echo "$ROUNDS rounds after a warm-up round; every round rebuilds every table. Each statement runs in its own session as the"
+  echo "non-superuser role bench_app, after a CHECKPOINT, in a transaction that sets the context first."
+  if [ "$BENCH_PAIRED" = 1 ]; then
+    echo "(a): each soft DELETE and its UPDATE run **at the same time**, sharing the one CPU everything is pinned to, and each is"
+    echo "measured by its backend's CPU time, so that whatever slows the machine down in those seconds slows both; the"
+    echo "triggers' DELETEs of (b) run alone. (Wall-clock times of statements sharing a CPU say nothing alone: not reported.)"
+  else
+    echo "Times: psql \`\\timing\` of the statement alone, and its backend's CPU time."
+  fi
   echo "**Ratios are medians over rounds of the ratio measured in the same round**; ms/tps columns are medians."
   echo
   echo "| what | baseline | keys_guard | ratio | target | met? | per-round values |"
   echo "|---|---|---|---|---|---|---|"
-  if [[ $BENCH_ONLY == *a* ]]; then
-    ab_row "(a) soft \`DELETE FROM sd_kg WHERE grp < 50\` on a guarded table in tenant schema tenant_1 vs \`UPDATE sd_plain SET <4 soft-delete columns> WHERE grp < 50 AND deleted_at IS NULL\` on an identical unguarded table; $half of $ROWS rows" kg plain max 1.2
-    if [ "$pooled" = true ]; then
-      ab_row "(a) the same on a pooled guarded table \`sd_pool\` (protect_table, tenant column) vs the UPDATE with a hand-written \`tenant_id = '1'\` on its unguarded twin" pool pool_plain max 1.2
+  ab_field=4; [ "$BENCH_PAIRED" = 1 ] && ab_field=6
+  a_what="(a) soft \`DELETE FROM sd_kg WHERE grp < 50\` on a guarded table in tenant schema tenant_1 vs \`UPDATE sd_plain SET <4 soft-delete columns> WHERE grp < 50 AND deleted_at IS NULL\` on an identical unguarded table; $half of $ROWS rows"
+  p_what="(a) the same on a pooled guarded table \`sd_pool\` (protect_table, tenant column) vs the UPDATE with a hand-written \`tenant_id = '1'\` on its unguarded twin"
+  b_what="(b) the same soft DELETE vs \`DELETE FROM sd_trig WHERE grp < 50 AND deleted_at IS NULL\` on an identical unguarded table with a PL/pgSQL BEFORE DELETE row trigger that UPDATEs the row (static SQL) and returns NULL"
+  if [ "$BENCH_PAIRED" = 1 ]; then
+    if [[ $BENCH_ONLY == *a* ]]; then
+      ab_row "$a_what: the backend's CPU time, the two statements at once" kg plain max 1.2 6
+      if [ "$pooled" = true ]; then
+        ab_row "$p_what: the same" pool pool_plain max 1.2 6
+      fi
+    fi
+    if [[ $BENCH_ONLY == *b* ]]; then
+      ab_row "$b_what: the backend's CPU time (the trigger's DELETE alone)" kg trig min 2 6
+    fi
+  else
+    if [[ $BENCH_ONLY == *a* ]]; then
+      ab_row "$a_what" kg plain max 1.2
+      if [ "$pooled" = true ]; then
+        ab_row "$p_what" pool pool_plain max 1.2
+      fi
+      ab_row "(a) the tenant-schema soft DELETE vs the UPDATE: the backend's CPU time (other load on the machine hardly moves it)" kg plain max 1.2 6
+      if [ "$pooled" = true ]; then
+        ab_row "(a) the pooled soft DELETE vs its UPDATE: the backend's CPU time" pool pool_plain max 1.2 6
+      fi
+    fi
+    if [[ $BENCH_ONLY == *b* ]]; then
+      ab_row "$b_what" kg trig min 2
+      ab_row "(b) the soft DELETE vs the trigger's DELETE: the backend's CPU time" kg trig min 2 6
     fi
   fi
-  if [[ $BENCH_ONLY == *a* ]]; then
-    ab_row "(a) the tenant-schema soft DELETE vs the UPDATE: the backend's CPU time (other load on the machine hardly moves it)" kg plain max 1.2 6
-    if [ "$pooled" = true ]; then
-      ab_row "(a) the pooled soft DELETE vs its UPDATE: the backend's CPU time" pool pool_plain max 1.2 6
-    fi
-  fi
-  if [[ $BENCH_ONLY == *b* ]]; then
-    ab_row "(b) the same soft DELETE vs \`DELETE FROM sd_trig WHERE grp < 50 AND deleted_at IS NULL\` on an identical unguarded table with a PL/pgSQL BEFORE DELETE row trigger that UPDATEs the row (static SQL) and returns NULL" kg trig min 2
-    ab_row "(b) the soft DELETE vs the trigger's DELETE: the backend's CPU time" kg trig min 2 6
-    if [ "$extra" = true ]; then
-      ab_row "(b) reference: the same with the trigger function written once for all tables (\`EXECUTE format('UPDATE %I.%I …', TG_TABLE_SCHEMA, TG_TABLE_NAME) USING OLD.id\`)" kg trig_generic faster
-    fi
+  if [[ $BENCH_ONLY == *b* ]] && [ "$extra" = true ]; then
+    ab_row "(b) reference: the same with the trigger function written once for all tables (\`EXECUTE format('UPDATE %I.%I …', TG_TABLE_SCHEMA, TG_TABLE_NAME) USING OLD.id\`)" kg trig_generic faster "" "$ab_field"
   fi
   if [[ $BENCH_ONLY == *a* ]] && [ "$extra" = true ]; then
-    ab_row "(a) diagnostic: the plain UPDATE on a twin that also has keys_guard's partial purge index (\`(hard_delete_at) WHERE deleted_at IS NOT NULL\`, which a hand-written purge job needs too) vs the plain UPDATE (\"keys_guard\" column: with the index)" plain_idx plain slower
-    ab_row "(a) diagnostic: the keys_guard soft DELETE vs that UPDATE on the twin with the index: what keys_guard adds besides that index (rewrite, security quals, SET functions)" kg plain_idx slower
+    ab_row "(a) diagnostic: the plain UPDATE on a twin that also has keys_guard's partial purge index (\`(hard_delete_at) WHERE deleted_at IS NOT NULL\`, which a hand-written purge job needs too) vs the plain UPDATE (\"keys_guard\" column: with the index)" plain_idx plain slower "" "$ab_field"
+    ab_row "(a) diagnostic: the keys_guard soft DELETE vs that UPDATE on the twin with the index: what keys_guard adds besides that index (rewrite, security quals, SET functions)" kg plain_idx slower "" "$ab_field"
     if [ "$pooled" = true ]; then
-      ab_row "(a) diagnostic: the pooled soft DELETE vs the hand-written UPDATE on a twin that also has keys_guard's partial purge index (\`(hard_delete_at) WHERE deleted_at IS NOT NULL\`, which a hand-written purge job needs too): what keys_guard adds besides that index" pool pool_plain_idx slower
+      ab_row "(a) diagnostic: the pooled soft DELETE vs the hand-written UPDATE on a twin that also has keys_guard's partial purge index (\`(hard_delete_at) WHERE deleted_at IS NOT NULL\`, which a hand-written purge job needs too): what keys_guard adds besides that index" pool pool_plain_idx slower "" "$ab_field"
     fi
   fi
   if [ "$do_c" = 1 ]; then
