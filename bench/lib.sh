@@ -187,6 +187,31 @@ pin_server() {
   for pid in $(pgrep -P "$pm"); do taskset -p -c "$2" "$pid" >/dev/null 2>&1 || true; done
 }
 
+# pairbench_round <base pgdata> <base port> <seed> [pairbench options...]:
+# one round of pgbench -S's statement on this server ($pgdata, $port) and
+# the baseline one, both with database kg_pgbench at scale $SCALE: load
+# the tables into both servers' shared buffers, pin both servers and
+# pairbench to $BENCH_CPU (unless none), run pairbench for $BENCH_SECONDS
+# after $WARMUP_SECONDS as bench_app, the baseline as side a; prints
+# pairbench's line.
+pairbench_round() {
+  local base_pgdata=$1 base_port=$2 seed=$3 p pin=()
+  shift 3
+  for p in "$port" "$base_port"; do
+    psql -X -q -v ON_ERROR_STOP=1 -U postgres -p "$p" -d kg_pgbench \
+      -c "SELECT pg_prewarm('pgbench_accounts'), pg_prewarm('pgbench_accounts_pkey'),
+                 pg_prewarm('pgbench_branches'), pg_prewarm('pgbench_tellers')" >/dev/null
+  done
+  if [ "$BENCH_CPU" != none ]; then
+    pin_server "$pgdata" "$BENCH_CPU"
+    pin_server "$base_pgdata" "$BENCH_CPU"
+    pin=(taskset -c "$BENCH_CPU")
+  fi
+  "${pin[@]}" "$work/pairbench" "$@" -T "$BENCH_SECONDS" -W "$WARMUP_SECONDS" -r $((SCALE * 100000)) -s "$seed" \
+    "host=$work port=$base_port user=bench_app dbname=kg_pgbench" \
+    "host=$work port=$port user=bench_app dbname=kg_pgbench"
+}
+
 # record_target <what> <op> <threshold> <per-round ratios...>: one target
 # for the table of targets of bench/all.sh (which sets KG_TARGETS; without
 # it, nothing).  op: ">=" or "<=" (each ratio should be at least / at most

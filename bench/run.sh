@@ -356,19 +356,7 @@ EOF
       echo "(b): keys_guard must be installed on one server and not preloaded on the other" >&2
       exit 1
     fi
-    for p in "$port" "$base_port"; do
-      psql_su -p "$p" -d kg_pgbench -c "SELECT pg_prewarm('pgbench_accounts'), pg_prewarm('pgbench_accounts_pkey'),
-                                               pg_prewarm('pgbench_branches'), pg_prewarm('pgbench_tellers')" >/dev/null
-    done
-    pin=()
-    if [ "$BENCH_CPU" != none ]; then
-      pin_server "$pgdata" "$BENCH_CPU"
-      pin_server "$base_pgdata" "$BENCH_CPU"
-      pin=(taskset -c "$BENCH_CPU")
-    fi
-    result=$("${pin[@]}" "$work/pairbench" -T "$BENCH_SECONDS" -W "$WARMUP_SECONDS" -r $((SCALE * 100000)) -s "$r" \
-               "host=$work port=$base_port user=bench_app dbname=kg_pgbench" \
-               "host=$work port=$port user=bench_app dbname=kg_pgbench")
+    result=$(pairbench_round "$base_pgdata" "$base_port" "$r")
     # "a <n> <µs> b <n> <µs>": a is the server without keys_guard.
     read -r _ n_off lat_off _ n_on lat_on <<<"$result"
     printf 'b\t%s\toff\t%s\t\n' "$r" "$(awk -v l="$lat_off" 'BEGIN { printf "%.3f", 1e6 / l }')" >>"$raw"
