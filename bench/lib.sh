@@ -197,6 +197,7 @@ pin_server() {
 pairbench_round() {
   local base_pgdata=$1 base_port=$2 seed=$3 p pin=()
   shift 3
+  [[ ${PAIRBENCH_BURST:-1} =~ ^[1-9][0-9]*$ ]] || { echo "PAIRBENCH_BURST must be a whole number >= 1" >&2; return 2; }
   for p in "$port" "$base_port"; do
     psql -X -q -v ON_ERROR_STOP=1 -U postgres -p "$p" -d kg_pgbench \
       -c "SELECT pg_prewarm('pgbench_accounts'), pg_prewarm('pgbench_accounts_pkey'),
@@ -207,7 +208,7 @@ pairbench_round() {
     pin_server "$base_pgdata" "$BENCH_CPU"
     pin=(taskset -c "$BENCH_CPU")
   fi
-  "${pin[@]}" "$work/pairbench" "$@" -T "$BENCH_SECONDS" -W "$WARMUP_SECONDS" -r $((SCALE * 100000)) -s "$seed" \
+  "${pin[@]}" "$work/pairbench" -b "${PAIRBENCH_BURST:-1}" "$@" -T "$BENCH_SECONDS" -W "$WARMUP_SECONDS" -r $((SCALE * 100000)) -s "$seed" \
     "host=$work port=$base_port user=bench_app dbname=kg_pgbench" \
     "host=$work port=$port user=bench_app dbname=kg_pgbench"
 }

@@ -30,6 +30,8 @@
 #                      carries a "parameters: $1 = ..." detail)
 #   BENCH_CPU=0        the CPU to pin both servers and pairbench to (none:
 #                      do not pin)
+#   PAIRBENCH_BURST=1  statements in a row on one server before the other
+#                      (pairbench -b; 1: strictly alternated)
 #   BENCH_INSTALL=1    build and `make install` the tree first (0: benchmark
 #                      the keys_guard already installed for PostgreSQL 15)
 #   BENCH_DEPS=1       run scripts/deps.sh first (0: skip)
@@ -69,6 +71,7 @@ done
 
 repro="cd $here && BENCH_SECONDS=$BENCH_SECONDS ROUNDS=$ROUNDS WARMUP_SECONDS=$WARMUP_SECONDS"
 repro+=" SCALE=$SCALE PGBENCH_MODE=$PGBENCH_MODE BENCH_CPU=$BENCH_CPU BENCH_INSTALL=$BENCH_INSTALL"
+[ "${PAIRBENCH_BURST:-1}" != 1 ] && repro+=" PAIRBENCH_BURST=$PAIRBENCH_BURST"
 [ -n "$BENCH_LIBRARY" ] && repro+=" BENCH_LIBRARY=$BENCH_LIBRARY"
 repro+=" bash bench/log.sh"
 

@@ -13,14 +13,18 @@
  * is not.
  *
  *   pairbench [-T seconds] [-W seconds] [-M prepared|simple] [-r range]
- *             [-s seed] [-c sql] CONNINFO_A CONNINFO_B
+ *             [-s seed] [-c sql] [-b burst] CONNINFO_A CONNINFO_B
  *
  * The statement (default: pgbench -S's "SELECT abalance FROM
  * pgbench_accounts WHERE aid = $1") runs in autocommit, its $1 a random
  * integer in 1..range (default 1000000, pgbench's scale 10).  -M prepared
  * (the default) prepares it once per connection and sends Bind/Execute, as
  * pgbench -M prepared does; -M simple sends the text with the number in it.
- * After -W seconds of warm-up, both timed for -T seconds; prints
+ * -b runs that many statements in a row on one side, then the same keys on
+ * the other (default 1): with a burst, each server runs warm between
+ * turns, as under pgbench, instead of after the other server has had the
+ * CPU's caches.  After -W seconds of warm-up, both timed for -T seconds;
+ * prints
  *
  *   a <statements> <mean µs> b <statements> <mean µs>
  *
@@ -123,21 +127,34 @@ run_once(Side *side, long key, bool timing)
 	}
 }
 
-/* Alternate for the given time: the same key on both, the order flipped. */
+/*
+ * Alternate for the given time: a turn of burst statements on one side,
+ * then the same keys on the other, the order flipped at every turn.
+ */
 static void
-alternate(Side *a, Side *b, double seconds, long range, bool timing)
+alternate(Side *a, Side *b, double seconds, long range, long burst,
+		  bool timing)
 {
 	double		end = now_us() + seconds * 1e6;
 	bool		a_first = true;
+	long	   *keys = malloc(burst * sizeof(long));
 
+	if (keys == NULL)
+	{
+		fprintf(stderr, "pairbench: out of memory\n");
+		exit(1);
+	}
 	while (now_us() < end)
 	{
-		long		key = 1 + random() % range;
-
-		run_once(a_first ? a : b, key, timing);
-		run_once(a_first ? b : a, key, timing);
+		for (long i = 0; i < burst; i++)
+			keys[i] = 1 + random() % range;
+		for (long i = 0; i < burst; i++)
+			run_once(a_first ? a : b, keys[i], timing);
+		for (long i = 0; i < burst; i++)
+			run_once(a_first ? b : a, keys[i], timing);
 		a_first = !a_first;
 	}
+	free(keys);
 }
 
 static long
@@ -164,11 +181,12 @@ main(int argc, char **argv)
 	long		warmup = 2;
 	long		range = 1000000;
 	long		seed = 1;
+	long		burst = 1;
 	Side		a;
 	Side		b;
 	int			c;
 
-	while ((c = getopt(argc, argv, "T:W:M:r:s:c:")) != -1)
+	while ((c = getopt(argc, argv, "T:W:M:r:s:c:b:")) != -1)
 	{
 		switch (c)
 		{
@@ -198,13 +216,16 @@ main(int argc, char **argv)
 			case 'c':
 				sql = optarg;
 				break;
+			case 'b':
+				burst = number_arg("-b", optarg, 1);
+				break;
 			default:
 				return 2;
 		}
 	}
 	if (argc - optind != 2)
 	{
-		fprintf(stderr, "usage: pairbench [-T seconds] [-W seconds] [-M prepared|simple] [-r range] [-s seed] [-c sql] CONNINFO_A CONNINFO_B\n");
+		fprintf(stderr, "usage: pairbench [-T seconds] [-W seconds] [-M prepared|simple] [-r range] [-s seed] [-c sql] [-b burst] CONNINFO_A CONNINFO_B\n");
 		return 2;
 	}
 	if (!prepared && strlen(sql) > 900)
@@ -215,8 +236,8 @@ main(int argc, char **argv)
 	srandom((unsigned int) seed);
 	connect_side(&a, "A", argv[optind]);
 	connect_side(&b, "B", argv[optind + 1]);
-	alternate(&a, &b, warmup, range, false);
-	alternate(&a, &b, seconds, range, true);
+	alternate(&a, &b, warmup, range, burst, false);
+	alternate(&a, &b, seconds, range, burst, true);
 	printf("a %ld %.3f b %ld %.3f\n", a.count, a.total_us / a.count,
 		   b.count, b.total_us / b.count);
 	PQfinish(a.conn);

@@ -41,6 +41,8 @@
 #                      set_context() alone vs set_config() alone
 #   BENCH_CPU=0        (b): the CPU to pin both servers and pairbench to
 #                      (none: do not pin)
+#   PAIRBENCH_BURST=1  statements in a row on one server before the other
+#                      (pairbench -b; 1: strictly alternated)
 # Writes the result table to stdout and to bench/results/latest.md (raw
 # per-run numbers in bench/results/latest.tsv).
 set -euo pipefail
@@ -76,7 +78,9 @@ done
 
 repro="cd $here && BENCH_SECONDS=$BENCH_SECONDS ROUNDS=$ROUNDS WARMUP_SECONDS=$WARMUP_SECONDS"
 repro+=" CLIENTS=$CLIENTS JOBS=$JOBS TENANTS=$TENANTS ROWS_PER_TENANT=$ROWS_PER_TENANT SCALE=$SCALE"
-repro+=" BENCH_INSTALL=$BENCH_INSTALL BENCH_ONLY=$BENCH_ONLY BENCH_BREAKDOWN=$BENCH_BREAKDOWN BENCH_CPU=$BENCH_CPU bash bench/run.sh"
+repro+=" BENCH_INSTALL=$BENCH_INSTALL BENCH_ONLY=$BENCH_ONLY BENCH_BREAKDOWN=$BENCH_BREAKDOWN BENCH_CPU=$BENCH_CPU"
+[ "${PAIRBENCH_BURST:-1}" != 1 ] && repro+=" PAIRBENCH_BURST=$PAIRBENCH_BURST"
+repro+=" bash bench/run.sh"
 
 . "$bench/lib.sh"
 
