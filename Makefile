@@ -32,11 +32,14 @@ PGFILEDESC = "keys_guard - multi-tenant safety for PostgreSQL"
 # OpenSSL's libcrypto, which PostgreSQL links too: verified tokens
 # (src/token.c) and the hash of API keys (src/apikey.c).
 SHLIB_LINK += -lcrypto
-# Link-time optimisation: the hooks run at every statement and call across
-# keys_guard's files; compiled as one unit, those calls are inlined and the
-# per-statement path takes about half the instruction-cache lines
-# (bench/README.md, "Where the time goes").
-PG_CFLAGS = -flto=auto
+# The hooks run at every statement, and what they cost is mostly the
+# instruction-cache lines they take (bench/README.md, "Where the time
+# goes").  Link-time optimisation compiles the library as one unit, so the
+# hooks' calls into keys_guard's other files are inlined; -fno-plt calls
+# PostgreSQL's functions through the GOT instead of a PLT stub on a line of
+# its own (PostgreSQL loads libraries with RTLD_NOW: nothing is bound
+# lazily anyway).
+PG_CFLAGS = -flto=auto -fno-plt
 
 REGRESS = setup names tenants context isolation pooled audit library soft_delete purge templates guard_rails guard_holes attacks attacks_more api_key_attacks doctor operations api_keys redaction tokens migrations attack_review upgrade
 REGRESS_OPTS = --inputdir=. --dbname=keys_guard_regress

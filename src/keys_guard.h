@@ -32,9 +32,9 @@
  * and what they run for any statement or transaction, and set_context()
  * with a statement on a guarded table.  GCC puts them together in
  * .text.hot, a few pages of the library instead of dozens spread over it.
- * Per statement, the cache lines and TLB entries keys_guard's code takes
- * cost more than its instructions do: on a virtual machine a TLB miss costs
- * a nested page walk (bench/README.md, "Where the time goes").
+ * Per statement, the instruction-cache lines keys_guard's code takes cost
+ * more than its instructions do: PostgreSQL's own statement evicts them
+ * every time (bench/README.md, "Where the time goes").
  */
 #if defined(__GNUC__)
 #define kg_hot __attribute__((hot))
