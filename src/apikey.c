@@ -168,10 +168,10 @@ kg_api_key_parse(const char *secret, pg_uuid_t *key_id)
  * SHA-256 through OpenSSL, with the algorithm fetched once per backend:
  * PostgreSQL's pg_cryptohash looks it up in OpenSSL 3's provider tables at
  * every hash, which cost ten times the hashing of a key (2 % of a point
- * lookup under a key).
+ * lookup under a key).  token.c hashes every token it is given with it too.
  */
-static void
-sha256(const char *data, size_t len, uint8 *digest)
+void
+kg_sha256(const void *data, size_t len, uint8 *digest)
 {
 	static EVP_MD *md = NULL;
 	unsigned int digest_len = 0;
@@ -465,7 +465,7 @@ insert_key(CreateArgs *args)
 	strong_random(random, sizeof(random));
 	format_secret(&args->id, random, args->secret);
 	explicit_bzero(random, sizeof(random));
-	sha256(args->secret, KG_API_KEY_LEN, digest);
+	kg_sha256(args->secret, KG_API_KEY_LEN, digest);
 	hash = palloc(VARHDRSZ + sizeof(digest));
 	SET_VARSIZE(hash, VARHDRSZ + sizeof(digest));
 	memcpy(VARDATA(hash), digest, sizeof(digest));
@@ -877,7 +877,7 @@ keys_guard_use_api_key(PG_FUNCTION_ARGS)
 		refuse_key("malformed", NULL, NULL);
 	}
 	id_text = key_id_text(&id);
-	sha256(secret, KG_API_KEY_LEN, digest);
+	kg_sha256(secret, KG_API_KEY_LEN, digest);
 	explicit_bzero(secret, strlen(secret));
 
 	if (!lookup_key(&id, &keyrow))

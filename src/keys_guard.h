@@ -423,6 +423,7 @@ extern PlannedStmt *kg_utility_check_statement(PlannedStmt *pstmt);	/* hooks.c c
 
 /* apikey.c */
 extern bool kg_api_key_parse(const char *secret, pg_uuid_t *key_id);
+extern void kg_sha256(const void *data, size_t len, uint8 *digest);
 
 /* token.c: verified tokens (docs/contract.md §17) */
 extern int	kg_b64url_value(unsigned char c);

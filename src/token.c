@@ -85,7 +85,6 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "common/cryptohash.h"
 #include "common/jsonapi.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
@@ -222,22 +221,6 @@ b64url_decode(const char *src, size_t len, unsigned char **out, size_t *outlen)
 	*out = buf;
 	*outlen = n;
 	return true;
-}
-
-static void
-sha256(const void *data, size_t len, uint8 *digest)
-{
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
-
-	if (ctx == NULL ||
-		pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0 ||
-		pg_cryptohash_final(ctx, digest, PG_SHA256_DIGEST_LENGTH) < 0)
-	{
-		pg_cryptohash_free(ctx);
-		elog(ERROR, "keys_guard: could not compute a SHA-256 hash");
-	}
-	pg_cryptohash_free(ctx);
 }
 
 /* ---------------------------------------------------------------------
@@ -910,7 +893,7 @@ describe_public_key(EVP_PKEY *pkey, char **pem, char **fingerprint)
 	}
 	*pem = pnstrdup(data, len);
 	BIO_free(bio);
-	sha256(der, der_len, digest);
+	kg_sha256(der, der_len, digest);
 	OPENSSL_free(der);
 	*fingerprint = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 1);
 	for (i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
@@ -1765,7 +1748,7 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 		cache_settings = MemoryContextStrdup(TopMemoryContext, settings);
 	}
 
-	sha256(VARDATA_ANY(arg), len, digest);
+	kg_sha256(VARDATA_ANY(arg), len, digest);
 	if (token_cache != NULL)
 		entry = hash_search(token_cache, digest, HASH_FIND, NULL);
 	if (entry != NULL)
