@@ -213,6 +213,49 @@ pairbench_round() {
     "host=$work port=$port user=bench_app dbname=kg_pgbench"
 }
 
+# paired_scripts_round <db> <data.tsv> <script a> <user a> <script b>
+# <user b> <seed>: one round of two transaction scripts on this server
+# ($pgdata, $port), side b the one under test.  Pins the server and
+# pairbench to $BENCH_CPU (unless none), alternates the two for
+# $WARMUP_SECONDS, then times them for $BENCH_SECONDS with the same values
+# on both (bench/pairbench.c -u -P).  The server's other processes' CPU
+# time while timed (the audit worker writing what side b caused, the WAL
+# writer) is charged to side b: all of it, although side a may have caused
+# some.  Prints "<a µs> <b µs> <a CPU µs> <b CPU µs> <others' CPU µs>" per
+# transaction: mean latency, then CPU time (a: its backend; b: its backend
+# + the others), then the others' part of b's.
+paired_scripts_round() {
+  local db=$1 data=$2 script_a=$3 user_a=$4 script_b=$5 user_b=$6 seed=$7 pin=() out
+  local n_a lat_a n_b lat_b cpu_a cpu_b other
+  if [ "$BENCH_CPU" != none ]; then
+    pin_server "$pgdata" "$BENCH_CPU"
+    pin=(taskset -c "$BENCH_CPU")
+  fi
+  out=$("${pin[@]}" "$work/pairbench" -u -P "$(head -1 "$pgdata/postmaster.pid")" \
+          -d "$data" -f "$script_a" -f "$script_b" -T "$BENCH_SECONDS" -W "$WARMUP_SECONDS" -s "$seed" \
+          "host=$work port=$port user=$user_a dbname=$db" "host=$work port=$port user=$user_b dbname=$db")
+  read -r _ n_a lat_a _ n_b lat_b _ cpu_a cpu_b _ other <<<"$out"
+  awk -v la="$lat_a" -v lb="$lat_b" -v ca="$cpu_a" -v cb="$cpu_b" -v o="$other" -v nb="$n_b" \
+    'BEGIN { printf "%.3f %.3f %.3f %.3f %.3f\n", la, lb, ca, cb + o / nb, o / nb }'
+}
+
+# paired_rounds <db> <data.tsv> <name a> <script a> <user a> <name b>
+# <script b> <user b>: $ROUNDS rounds of paired_scripts_round, each
+# appending "<round> <name> <tps> <CPU µs per transaction>" (tab-separated,
+# tps = 1e6 / mean latency) for both sides to $raw, and logging the round.
+paired_rounds() {
+  local db=$1 data=$2 name_a=$3 script_a=$4 user_a=$5 name_b=$6 script_b=$7 user_b=$8
+  local r out lat_a lat_b cpu_a cpu_b other
+  build_pairbench
+  for r in $(seq 1 "$ROUNDS"); do
+    out=$(paired_scripts_round "$db" "$data" "$script_a" "$user_a" "$script_b" "$user_b" "$r")
+    read -r lat_a lat_b cpu_a cpu_b other <<<"$out"
+    awk -v r="$r" -v na="$name_a" -v nb="$name_b" -v la="$lat_a" -v lb="$lat_b" -v ca="$cpu_a" -v cb="$cpu_b" \
+      'BEGIN { printf "%s\t%s\t%.1f\t%.2f\n%s\t%s\t%.1f\t%.2f\n", r, nb, 1e6 / lb, cb, r, na, 1e6 / la, ca }' >>"$raw"
+    log "round $r/$ROUNDS (paired): $name_a $lat_a µs, $cpu_a µs CPU; $name_b $lat_b µs, $cpu_b µs CPU ($other of it the server's other processes) per transaction"
+  done
+}
+
 # record_target <what> <op> <threshold> <per-round ratios...>: one target
 # for the table of targets of bench/all.sh (which sets KG_TARGETS; without
 # it, nothing).  op: ">=" or "<=" (each ratio should be at least / at most
