@@ -39,6 +39,10 @@ CALL keys_guard.migrate_tenants('mig_1', $$ALTER TABLE mig_invoices ADD COLUMN d
                                 tenants => '{mig-b,mig-a}');
 SELECT tenant, schema_name, status, sqlstate, error, took > '0' AS took, attempts, from_template
   FROM keys_guard.tenant_migrations WHERE migration = 'mig_1' ORDER BY schema_name;
+-- The ledger fingerprints the SQL that ran: its SHA-256, in hex.
+SELECT count(*) AS fingerprinted FROM keys_guard.tenant_migrations
+ WHERE migration = 'mig_1'
+   AND sql_sha256 = encode(sha256(convert_to($$ALTER TABLE mig_invoices ADD COLUMN due_date date; CREATE INDEX ON mig_invoices (due_date)$$, 'UTF8')), 'hex');
 SELECT attname FROM pg_attribute
  WHERE attrelid IN ('tenant_mig-a.mig_invoices'::regclass, 'tenant_mig-b.mig_invoices'::regclass,
                     'tenant_mig-c.mig_invoices'::regclass)
