@@ -20,6 +20,19 @@ make -s clean >/dev/null
 make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 make -s install PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config >/dev/null
 
+# The library exports what PostgreSQL looks up by name and nothing else:
+# src/keys_guard.h declares everything the files share hidden, so that the
+# hooks reach it without the PLT and the GOT (bench/README.md, "Where the
+# time goes").  A declaration outside it would be exported again.
+echo "==> checking keys_guard.so's exported symbols"
+exported=$(nm -D --defined-only keys_guard.so | awk '{ print $NF }' |
+  grep -vE '^(_PG_init|Pg_magic_func|pg_finfo_[a-z0-9_]+|keys_guard_[a-z0-9_]+)$' || true)
+if [ -n "$exported" ]; then
+  echo "keys_guard.so exports symbols PostgreSQL never looks up (declare them in src/keys_guard.h):" >&2
+  echo "$exported" >&2
+  exit 1
+fi
+
 # Servers run as the postgres user, who needs to read and write a copy of
 # the tree; results land in it and are copied back on failure.
 work=$(mktemp -d /tmp/keys_guard_test.XXXXXX)
