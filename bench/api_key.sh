@@ -153,22 +153,7 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ "$BENCH_PAIRED" = 1 ]; then
   paired_rounds kg_key "$data" ctx "$work/scripts/ctx.txn" bench_app key "$work/scripts/key.txn" bench_tool
 else
-  if [ "$WARMUP_SECONDS" -gt 0 ]; then
-    log "warm-up, ${WARMUP_SECONDS}s per variant"
-    run_variant warm.key key "$WARMUP_SECONDS" >/dev/null
-    run_variant warm.ctx ctx "$WARMUP_SECONDS" >/dev/null
-  fi
-  for r in $(seq 1 "$ROUNDS"); do
-    order=(key ctx); [ $((r % 2)) = 0 ] && order=(ctx key)
-    line="round $r/$ROUNDS:"
-    for v in "${order[@]}"; do
-      result=$(run_variant "$r.$v" "$v" "$BENCH_SECONDS")
-      read -r tps cpu <<<"$result"
-      printf '%s\t%s\t%s\t%s\n' "$r" "$v" "$tps" "$cpu" >>"$raw"
-      line+=" $v=$tps (${cpu} us CPU/xact)"
-    done
-    log "$line"
-  done
+  sequential_rounds key ctx
 fi
 audited=$(psql -X -At -U postgres -d kg_key -c \
   "SELECT count(*) FROM keys_guard.audit_log WHERE action LIKE 'api_key%'")

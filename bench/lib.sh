@@ -256,6 +256,32 @@ paired_rounds() {
   done
 }
 
+# sequential_rounds <variant a> <variant b>: the two variants one after the
+# other: $WARMUP_SECONDS of each, then $ROUNDS rounds of $BENCH_SECONDS
+# each, the order flipped every round.  The caller's run_variant <label>
+# <variant> <seconds> runs one and prints "<tps> [<CPU µs per
+# transaction>]"; each run appends "<round> <variant> <tps> <CPU µs>"
+# (tab-separated, CPU empty if not printed) to $raw.
+sequential_rounds() {
+  local a=$1 b=$2 r v line result tps cpu order
+  if [ "$WARMUP_SECONDS" -gt 0 ]; then
+    log "warm-up, ${WARMUP_SECONDS}s per variant"
+    run_variant "warm.$a" "$a" "$WARMUP_SECONDS" >/dev/null
+    run_variant "warm.$b" "$b" "$WARMUP_SECONDS" >/dev/null
+  fi
+  for r in $(seq 1 "$ROUNDS"); do
+    order=("$a" "$b"); [ $((r % 2)) = 0 ] && order=("$b" "$a")
+    line="round $r/$ROUNDS:"
+    for v in "${order[@]}"; do
+      result=$(run_variant "$r.$v" "$v" "$BENCH_SECONDS")
+      read -r tps cpu <<<"$result"
+      printf '%s\t%s\t%s\t%s\n' "$r" "$v" "$tps" "${cpu:-}" >>"$raw"
+      line+=" $v=$tps${cpu:+ (${cpu} us CPU/xact)}"
+    done
+    log "$line"
+  done
+}
+
 # record_target <what> <op> <threshold> <per-round ratios...>: one target
 # for the table of targets of bench/all.sh (which sets KG_TARGETS; without
 # it, nothing).  op: ">=" or "<=" (each ratio should be at least / at most

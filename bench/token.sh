@@ -200,21 +200,7 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ "$BENCH_PAIRED" = 1 ]; then
   paired_rounds kg_token "$data" ctx "$work/scripts/ctx.txn" bench_app token "$work/scripts/token.txn" bench_client
 else
-  if [ "$WARMUP_SECONDS" -gt 0 ]; then
-    log "warm-up, ${WARMUP_SECONDS}s per variant"
-    run_variant warm.token token "$WARMUP_SECONDS" >/dev/null
-    run_variant warm.ctx ctx "$WARMUP_SECONDS" >/dev/null
-  fi
-  for r in $(seq 1 "$ROUNDS"); do
-    order=(token ctx); [ $((r % 2)) = 0 ] && order=(ctx token)
-    line="round $r/$ROUNDS:"
-    for v in "${order[@]}"; do
-      tps=$(run_variant "$r.$v" "$v" "$BENCH_SECONDS")
-      printf '%s\t%s\t%s\t\n' "$r" "$v" "$tps" >>"$raw"
-      line+=" $v=$tps"
-    done
-    log "$line"
-  done
+  sequential_rounds token ctx
 fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 check_library
