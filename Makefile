@@ -35,11 +35,13 @@ SHLIB_LINK += -lcrypto
 # The hooks run at every statement, and what they cost is mostly the
 # instruction-cache lines they take (bench/README.md, "Where the time
 # goes").  Link-time optimisation compiles the library as one unit, so the
-# hooks' calls into keys_guard's other files are inlined; -fno-plt calls
+# hooks' calls into keys_guard's other files are inlined; in one partition,
+# so that the functions every statement runs (kg_statement_path in
+# src/keys_guard.h) end up next to each other, on a page or two; -fno-plt calls
 # PostgreSQL's functions through the GOT instead of a PLT stub on a line of
 # its own (PostgreSQL loads libraries with RTLD_NOW: nothing is bound
 # lazily anyway).
-PG_CFLAGS = -flto=auto -fno-plt
+PG_CFLAGS = -flto=auto -flto-partition=one -fno-plt
 
 REGRESS = setup names tenants context isolation pooled audit library soft_delete purge templates guard_rails guard_holes attacks attacks_more api_key_attacks doctor operations api_keys redaction tokens migrations attack_review upgrade
 REGRESS_OPTS = --inputdir=. --dbname=keys_guard_regress

@@ -122,17 +122,15 @@ static bool in_rule_action = false;
 static int	trusted_run_frames = -1;
 
 /*
- * Whether none of the four above is in force: then a statement needs no
- * span unless a rule produced it or an RI query runs it
- * (kg_acting_statement_is_plain() in keys_guard.h, asked three times a
- * statement).  note_quiet() follows every change of any of them.
+ * kg_hot_state.acting_quiet: whether none of the four above is in force.
+ * Then a statement needs no span unless a rule produced it or an RI query
+ * runs it (kg_acting_statement_is_plain() in keys_guard.h, asked three
+ * times a statement).  note_quiet() follows every change of any of them.
  */
-bool		kg_acting_quiet = true;
-
 static inline void
 note_quiet(void)
 {
-	kg_acting_quiet = internal_depth == 0 && noforce_base < 0 &&
+	kg_hot_state.acting_quiet = internal_depth == 0 && noforce_base < 0 &&
 		!in_rule_action && trusted_run_frames < 0;
 }
 

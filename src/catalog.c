@@ -94,8 +94,6 @@ typedef struct KgRelationGuardEntry
 } KgRelationGuardEntry;
 
 static MemoryContext cache_context = NULL;
-static bool cache_valid = false;
-static bool funcs_valid = false;
 static bool extension_active = false;
 static bool extension_incomplete = false;	/* registry there, functions not */
 static HTAB *tenants_by_namespace = NULL;
@@ -132,8 +130,23 @@ static HTAB *schema_contents = NULL;
 static bool schema_contents_valid = false;
 static uint64 schema_contents_generation = 0;
 
-/* Counts the registry cache's invalidations and resets. */
-static uint64 registry_generation = 0;
+/*
+ * kg_hot_state.registry_generation counts the registry cache's
+ * invalidations and resets; cache_valid and funcs_valid there say whether
+ * the cache and the functions' oids can be used.
+ */
+
+/*
+ * The registry cache, or an entry of it, changed: count a generation, and
+ * forget the answer kg_relation_guard() gave last.
+ */
+static inline void
+registry_changed(void)
+{
+	kg_hot_state.registry_generation++;
+	kg_hot_state.last_guard_relid = InvalidOid;
+	kg_hot_state.last_guard = NULL;
+}
 
 /* Role oids by name, for the few roles keys_guard checks membership of. */
 #define KG_ROLE_CACHE_SIZE 4
@@ -156,14 +169,14 @@ kg_relcache_callback(Datum arg, Oid relid)
 	KgRegisteredRel *rel;
 	KgRelationGuardEntry *guard;
 
-	if (!cache_valid || registered_rels == NULL)
+	if (!kg_hot_state.cache_valid || registered_rels == NULL)
 		return;
 	if (!OidIsValid(relid) ||
 		relid == tenant_registry_relid ||
 		relid == guarded_registry_relid)
 	{
-		cache_valid = false;
-		registry_generation++;
+		kg_hot_state.cache_valid = false;
+		registry_changed();
 		return;
 	}
 	/* A relation may have moved in or out of a tenant schema. */
@@ -171,7 +184,7 @@ kg_relcache_callback(Datum arg, Oid relid)
 	if (guard != NULL)
 	{
 		guard->valid = false;
-		registry_generation++;
+		registry_changed();
 	}
 	/* Its columns or foreign keys may have changed. */
 	rel = hash_search(registered_rels, &relid, HASH_FIND, NULL);
@@ -186,8 +199,8 @@ kg_relcache_callback(Datum arg, Oid relid)
 static void
 kg_namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
-	cache_valid = false;
-	registry_generation++;
+	kg_hot_state.cache_valid = false;
+	registry_changed();
 }
 
 /*
@@ -212,7 +225,7 @@ kg_role_callback(Datum arg, int cacheid, uint32 hashvalue)
 static void
 kg_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
-	funcs_valid = false;
+	kg_hot_state.funcs_valid = false;
 }
 
 /*
@@ -503,13 +516,13 @@ reset_cache(void)
 											  ALLOCSET_SMALL_SIZES);
 	}
 	tenants_by_namespace = tenants_by_id = registered_rels = relation_guards = NULL;
-	registry_generation++;
+	registry_changed();
 	extension_active = false;
 	extension_incomplete = false;
 
 	/* Invalidations that arrive while we read make the next lookup reset. */
-	cache_valid = true;
-	funcs_valid = false;
+	kg_hot_state.cache_valid = true;
+	kg_hot_state.funcs_valid = false;
 
 	nspoid = get_namespace_oid("keys_guard", true);
 	if (!OidIsValid(nspoid))
@@ -522,7 +535,7 @@ reset_cache(void)
 	if (!OidIsValid(tenant_registry_relid) || !OidIsValid(guarded_registry_relid))
 	{
 		/* Installing: look again next time. */
-		cache_valid = false;
+		kg_hot_state.cache_valid = false;
 		return;
 	}
 
@@ -553,7 +566,7 @@ lookup_functions(void)
 	Oid			assert_args[2] = {OIDOID, TEXTOID};
 	Oid			conflict_args[3] = {OIDOID, TEXTOID, TIMESTAMPTZOID};
 
-	funcs_valid = true;
+	kg_hot_state.funcs_valid = true;
 	assert_tenant_funcid = lookup_keys_guard_function("_assert_tenant", 2, assert_args);
 	assert_relation_funcid = lookup_keys_guard_function("_assert_relation", 1, assert_args);
 	assert_conflict_funcid = lookup_keys_guard_function("_assert_conflict_row", 3, conflict_args);
@@ -570,7 +583,7 @@ lookup_functions(void)
 		!OidIsValid(request_id_funcid) || !OidIsValid(current_tenant_text_funcid) ||
 		!OidIsValid(current_tenant_uuid_funcid) || !OidIsValid(current_tenant_bigint_funcid);
 	if (extension_incomplete)
-		cache_valid = false;
+		kg_hot_state.cache_valid = false;
 	/* Pooled tables name current_tenant functions: read them again. */
 	if (registered_rels != NULL)
 	{
@@ -590,9 +603,9 @@ ensure_cache(void)
 {
 	if (!IsTransactionState())
 		return false;
-	if (!cache_valid)
+	if (!kg_hot_state.cache_valid)
 		reset_cache();
-	if (extension_active && !funcs_valid)
+	if (extension_active && !kg_hot_state.funcs_valid)
 		lookup_functions();
 	return true;
 }
@@ -801,7 +814,7 @@ kg_tenant_by_id(const char *id)
 
 	if (!kg_extension_active())
 		return NULL;
-	if (last_entry != NULL && last_generation == registry_generation &&
+	if (last_entry != NULL && last_generation == kg_hot_state.registry_generation &&
 		strcmp(last_entry->id, id) == 0)
 		return last_entry->exists ? &last_entry->tenant : NULL;
 	if (strlen(id) > KG_TENANT_ID_MAXLEN)
@@ -823,7 +836,7 @@ kg_tenant_by_id(const char *id)
 		entry->exists = exists;
 	}
 	last_entry = entry;
-	last_generation = registry_generation;
+	last_generation = kg_hot_state.registry_generation;
 	return entry->exists ? &entry->tenant : NULL;
 }
 
@@ -834,7 +847,7 @@ kg_tenant_by_id(const char *id)
 kg_hot uint64
 kg_registry_generation(void)
 {
-	return registry_generation;
+	return kg_hot_state.registry_generation;
 }
 
 /*
@@ -921,10 +934,6 @@ kg_pooled_rel(Oid relid)
 	return entry->registered && entry->is_pooled ? &entry->pooled : NULL;
 }
 
-/* The last entry kg_relation_guard() looked up: a statement asks again. */
-static KgRelationGuardEntry *last_guard_entry = NULL;
-static uint64 last_guard_generation = 0;
-
 /* Look relid's entry up, and read it if it is new or invalidated. */
 static pg_noinline KgRelationGuardEntry *
 relation_guard_entry(Oid relid)
@@ -935,8 +944,6 @@ relation_guard_entry(Oid relid)
 	bool		found;
 
 	entry = hash_search(relation_guards, &relid, HASH_ENTER, &found);
-	last_guard_entry = entry;
-	last_guard_generation = registry_generation;
 	guard = &entry->guard;
 	if (!found || !entry->valid)
 	{
@@ -967,28 +974,31 @@ relation_guard_entry(Oid relid)
  * How a relation is guarded: by the schema of the tenant that owns it, as a
  * pooled table, or not at all.  This is the question every statement asks
  * of every relation it touches, so the answer is kept per relation oid and
- * costs one hash probe after the first time.
+ * costs one hash probe after the first time; the last answer, which a
+ * statement asks for again, costs none (kg_relation_guard() in
+ * keys_guard.h returns it).  Every change of the cache forgets that answer
+ * (registry_changed()), and while the cache and its functions are valid
+ * kg_extension_active() would change nothing.
  */
-kg_hot KgRelationGuard *
-kg_relation_guard(Oid relid)
+pg_noinline KgRelationGuard *
+kg_relation_guard_lookup(Oid relid)
 {
 	KgRelationGuard *guard;
+	uint64		generation;
 
-	/*
-	 * Every reset of the cache counts a new generation, so the last entry
-	 * is still in it while the generation holds, and while the cache and
-	 * its functions are valid kg_extension_active() would change nothing.
-	 * Callers are in a transaction.
-	 */
-	if (last_guard_entry != NULL && last_guard_generation == registry_generation &&
-		cache_valid && funcs_valid &&
-		last_guard_entry->guard.relid == relid && last_guard_entry->valid)
-		guard = &last_guard_entry->guard;
-	else if (!kg_extension_active())
+	if (!kg_extension_active())
 		return NULL;
-	else
-		guard = &relation_guard_entry(relid)->guard;
-	return (guard->owner || guard->pooled) ? guard : NULL;
+
+	generation = kg_hot_state.registry_generation;
+	guard = &relation_guard_entry(relid)->guard;
+	guard = (guard->owner || guard->pooled) ? guard : NULL;
+	/* Not if an invalidation arrived while the entry was read. */
+	if (kg_hot_state.registry_generation == generation)
+	{
+		kg_hot_state.last_guard_relid = relid;
+		kg_hot_state.last_guard = guard;
+	}
+	return guard;
 }
 
 Oid

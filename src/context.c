@@ -87,20 +87,16 @@ typedef struct KgContext
 } KgContext;
 
 /*
- * The context in force: NULL, or one this file made (in a parallel worker,
- * the one the GUC machinery keeps for keys_guard.context).
+ * kg_hot_state.context is the context in force: NULL, or one this file
+ * made (in a parallel worker, the one the GUC machinery keeps for
+ * keys_guard.context); kg_hot_state.context_key is its API key id, or
+ * NULL.  Every change of the context in force goes through here.
  */
-static const KgContext *current_context = NULL;
-
-/* The API key of the context in force, or NULL (keys_guard.h). */
-const char *kg_context_key = NULL;
-
-/* Every change of the context in force goes through here. */
 static inline void
 set_current_context(const KgContext *ctx)
 {
-	current_context = ctx;
-	kg_context_key = (ctx != NULL && ctx->api_key[0] != '\0') ? ctx->api_key : NULL;
+	kg_hot_state.context = ctx;
+	kg_hot_state.context_key = (ctx != NULL && ctx->api_key[0] != '\0') ? ctx->api_key : NULL;
 }
 
 /*
@@ -119,7 +115,7 @@ typedef struct ContextLevel
 	struct ContextLevel *below;
 } ContextLevel;
 
-static ContextLevel *context_levels = NULL;
+/* kg_hot_state.context_levels is the newest. */
 
 /* Numbers contexts, so that a context's identity survives its reuse. */
 static uint64 context_serial_counter = 0;
@@ -183,7 +179,7 @@ publish_context_serial(void)
 	if (context_serials != NULL && MyBackendId != InvalidBackendId &&
 		MyBackendId <= MaxBackends)
 		pg_atomic_write_u64(&context_serials[MyBackendId].serial,
-							current_context ? current_context->serial : 0);
+							kg_hot_state.context ? kg_hot_state.context->serial : 0);
 }
 
 /*
@@ -330,16 +326,16 @@ prepare_context_level(void)
 	int			level = GetCurrentTransactionNestLevel();
 
 	Assert(level >= 1);
-	Assert(context_levels == NULL || context_levels->nest_level <= level);
-	if (context_levels == NULL || context_levels->nest_level != level)
+	Assert(kg_hot_state.context_levels == NULL || kg_hot_state.context_levels->nest_level <= level);
+	if (kg_hot_state.context_levels == NULL || kg_hot_state.context_levels->nest_level != level)
 	{
 		ContextLevel *entry = MemoryContextAllocZero(TopMemoryContext, sizeof(ContextLevel));
 
 		/* Until the level changes something, its end changes nothing. */
 		entry->nest_level = level;
-		entry->prior = context_ref((KgContext *) current_context);
-		entry->below = context_levels;
-		context_levels = entry;
+		entry->prior = context_ref((KgContext *) kg_hot_state.context);
+		entry->below = kg_hot_state.context_levels;
+		kg_hot_state.context_levels = entry;
 	}
 }
 
@@ -384,16 +380,16 @@ new_context(const char *tenant, const char *actor, const char *request_id,
 static void
 put_context(KgContext *ctx, bool is_local)
 {
-	KgContext  *previous = (KgContext *) current_context;
+	KgContext  *previous = (KgContext *) kg_hot_state.context;
 
-	Assert(context_levels != NULL &&
-		   context_levels->nest_level == GetCurrentTransactionNestLevel());
+	Assert(kg_hot_state.context_levels != NULL &&
+		   kg_hot_state.context_levels->nest_level == GetCurrentTransactionNestLevel());
 	if (!is_local)
 	{
 		context_ref(ctx);
-		context_unref(context_levels->kept);
-		context_levels->kept = ctx;
-		context_levels->has_kept = true;
+		context_unref(kg_hot_state.context_levels->kept);
+		kg_hot_state.context_levels->kept = ctx;
+		kg_hot_state.context_levels->has_kept = true;
 	}
 	set_current_context(context_ref(ctx));
 	context_unref(previous);
@@ -405,11 +401,11 @@ put_context(KgContext *ctx, bool is_local)
 static void
 end_context_level(bool commit)
 {
-	ContextLevel *entry = context_levels;
+	ContextLevel *entry = kg_hot_state.context_levels;
 	ContextLevel *below = entry->below;
-	KgContext  *previous = (KgContext *) current_context;
+	KgContext  *previous = (KgContext *) kg_hot_state.context;
 
-	context_levels = below;
+	kg_hot_state.context_levels = below;
 	if (!commit)
 	{
 		set_current_context(entry->prior);	/* its reference moves */
@@ -431,7 +427,7 @@ end_context_level(bool commit)
 		/* The level below changed nothing: this one takes its place. */
 		entry->nest_level--;
 		entry->below = below;
-		context_levels = entry;
+		kg_hot_state.context_levels = entry;
 		return;
 	}
 	pfree(entry);
@@ -449,9 +445,9 @@ kg_context_subxact_event(SubXactEvent event)
 	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
 		return;
 	level = GetCurrentTransactionNestLevel();
-	while (context_levels != NULL && context_levels->nest_level > level)
+	while (kg_hot_state.context_levels != NULL && kg_hot_state.context_levels->nest_level > level)
 		end_context_level(false);	/* cannot happen: deeper levels ended first */
-	if (context_levels != NULL && context_levels->nest_level == level)
+	if (kg_hot_state.context_levels != NULL && kg_hot_state.context_levels->nest_level == level)
 	{
 		end_context_level(event == SUBXACT_EVENT_COMMIT_SUB);
 		publish_context_serial();
@@ -470,11 +466,11 @@ end_transaction_levels(bool commit)
 	KgContext  *previous;
 	ContextLevel *entry;
 
-	while (context_levels->below != NULL)
+	while (kg_hot_state.context_levels->below != NULL)
 		end_context_level(commit);
-	entry = context_levels;
-	context_levels = NULL;
-	previous = (KgContext *) current_context;
+	entry = kg_hot_state.context_levels;
+	kg_hot_state.context_levels = NULL;
+	previous = (KgContext *) kg_hot_state.context;
 	if (commit && entry->has_kept)
 	{
 		set_current_context(entry->kept);	/* its reference moves */
@@ -495,11 +491,11 @@ end_transaction_levels(bool commit)
  * hooks.c calls, after keys_guard's other transaction callbacks: they may
  * still read the transaction's context.
  */
-kg_hot void
+kg_statement_path void
 kg_context_xact_event(XactEvent event)
 {
 	if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE ||
-		 event == XACT_EVENT_ABORT) && context_levels != NULL)
+		 event == XACT_EVENT_ABORT) && kg_hot_state.context_levels != NULL)
 		end_transaction_levels(event != XACT_EVENT_ABORT);
 }
 
@@ -510,7 +506,7 @@ kg_context_xact_event(XactEvent event)
 uint64
 kg_context_serial(void)
 {
-	return current_context ? current_context->serial : 0;
+	return kg_hot_state.context ? kg_hot_state.context->serial : 0;
 }
 
 static void
@@ -578,7 +574,7 @@ kg_note_filter_state(void)
 {
 	int			state = 0;
 
-	if (current_context && current_context->reason[0])
+	if (kg_hot_state.context && kg_hot_state.context->reason[0])
 		state |= KG_PLANS_ADMIN;
 	if (keys_guard_bypass)
 		state |= KG_PLANS_BYPASS;
@@ -627,9 +623,9 @@ kg_assign_context(const char *newval, void *extra)
 void
 kg_context_before_parallel_plan(void)
 {
-	if ((current_context ? current_context->serial : 0) == mirrored_serial)
+	if ((kg_hot_state.context ? kg_hot_state.context->serial : 0) == mirrored_serial)
 		return;
-	write_context_setting(current_context);
+	write_context_setting(kg_hot_state.context);
 }
 
 void
@@ -656,25 +652,25 @@ kg_check_shown_setting(char **newval, void **extra, GucSource source)
 const char *
 kg_show_tenant(void)
 {
-	return current_context ? current_context->tenant : "";
+	return kg_hot_state.context ? kg_hot_state.context->tenant : "";
 }
 
 const char *
 kg_show_actor(void)
 {
-	return current_context ? current_context->actor : "";
+	return kg_hot_state.context ? kg_hot_state.context->actor : "";
 }
 
 const char *
 kg_show_request_id(void)
 {
-	return current_context ? current_context->request_id : "";
+	return kg_hot_state.context ? kg_hot_state.context->request_id : "";
 }
 
 const char *
 kg_show_admin_reason(void)
 {
-	return current_context ? current_context->reason : "";
+	return kg_hot_state.context ? kg_hot_state.context->reason : "";
 }
 
 /*
@@ -687,11 +683,11 @@ kg_current_mode(void)
 	if (keys_guard_bypass &&
 		(superuser() || has_bypassrls_privilege(GetUserId())))
 		return KG_MODE_BYPASS;
-	if (current_context == NULL)
+	if (kg_hot_state.context == NULL)
 		return KG_MODE_NONE;
-	if (current_context->reason[0])
+	if (kg_hot_state.context->reason[0])
 		return KG_MODE_ADMIN;
-	if (current_context->tenant[0])
+	if (kg_hot_state.context->tenant[0])
 		return KG_MODE_TENANT;
 	return KG_MODE_NONE;
 }
@@ -699,25 +695,25 @@ kg_current_mode(void)
 kg_hot const char *
 kg_current_tenant(void)
 {
-	return current_context && current_context->tenant[0] ? current_context->tenant : NULL;
+	return kg_hot_state.context && kg_hot_state.context->tenant[0] ? kg_hot_state.context->tenant : NULL;
 }
 
 const char *
 kg_current_actor(void)
 {
-	return current_context && current_context->actor[0] ? current_context->actor : NULL;
+	return kg_hot_state.context && kg_hot_state.context->actor[0] ? kg_hot_state.context->actor : NULL;
 }
 
 const char *
 kg_current_request_id(void)
 {
-	return current_context && current_context->request_id[0] ? current_context->request_id : NULL;
+	return kg_hot_state.context && kg_hot_state.context->request_id[0] ? kg_hot_state.context->request_id : NULL;
 }
 
 const char *
 kg_current_admin_reason(void)
 {
-	return current_context && current_context->reason[0] ? current_context->reason : NULL;
+	return kg_hot_state.context && kg_hot_state.context->reason[0] ? kg_hot_state.context->reason : NULL;
 }
 
 /*
@@ -727,15 +723,15 @@ kg_current_admin_reason(void)
 const char *
 kg_context_api_key(bool *can_write)
 {
-	if (current_context == NULL || current_context->api_key[0] == '\0')
+	if (kg_hot_state.context == NULL || kg_hot_state.context->api_key[0] == '\0')
 	{
 		if (can_write)
 			*can_write = false;
 		return NULL;
 	}
 	if (can_write)
-		*can_write = current_context->api_key_write[0] == 'w';
-	return current_context->api_key;
+		*can_write = kg_hot_state.context->api_key_write[0] == 'w';
+	return kg_hot_state.context->api_key;
 }
 
 /*
@@ -747,7 +743,7 @@ kg_context_api_key(bool *can_write)
 kg_hot bool
 kg_context_read_only(void)
 {
-	return current_context != NULL && current_context->read_only[0] == 'r';
+	return kg_hot_state.context != NULL && kg_hot_state.context->read_only[0] == 'r';
 }
 
 static void
@@ -1156,11 +1152,11 @@ path_hash(const char *path)
 static Oid
 pending_schema(void)
 {
-	if (current_context == NULL || !OidIsValid(current_context->deferred_schema) ||
+	if (kg_hot_state.context == NULL || !OidIsValid(kg_hot_state.context->deferred_schema) ||
 		!IsTransactionState() ||
-		path_hash(namespace_search_path) != current_context->deferred_base_hash)
+		path_hash(namespace_search_path) != kg_hot_state.context->deferred_base_hash)
 		return InvalidOid;
-	return current_context->deferred_schema;
+	return kg_hot_state.context->deferred_schema;
 }
 
 /* Put the left-off schema first now, in the scope of the context. */
@@ -1173,7 +1169,7 @@ apply_pending_schema(Oid nspoid)
 		return;
 	(void) set_config_option("search_path", prepend_schema(schema, namespace_search_path),
 							 PGC_USERSET, PGC_S_SESSION,
-							 current_context->deferred_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET,
+							 kg_hot_state.context->deferred_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET,
 							 true, ERROR, false);
 }
 
@@ -1220,12 +1216,12 @@ kg_context_after_statement(void)
 	Oid			nspoid;
 	KgContext  *ctx;
 
-	if (current_context == NULL || !OidIsValid(current_context->deferred_schema) ||
-		current_context->checked_generation == kg_schema_contents_generation())
+	if (kg_hot_state.context == NULL || !OidIsValid(kg_hot_state.context->deferred_schema) ||
+		kg_hot_state.context->checked_generation == kg_schema_contents_generation())
 		return;
 	if (!OidIsValid(nspoid = pending_schema()))
 		return;
-	ctx = (KgContext *) current_context;
+	ctx = (KgContext *) kg_hot_state.context;
 	if (kg_schema_has_objects(nspoid))
 		apply_pending_schema(nspoid);
 	else
@@ -1245,7 +1241,7 @@ kg_context_after_utility(PlannedStmt *pstmt)
 	if ((IsA(stmt, DiscardStmt) && ((DiscardStmt *) stmt)->target == DISCARD_ALL) ||
 		(IsA(stmt, VariableSetStmt) && ((VariableSetStmt *) stmt)->kind == VAR_RESET_ALL))
 	{
-		if (current_context != NULL)
+		if (kg_hot_state.context != NULL)
 			apply_context(NULL, NULL, NULL, NULL, NULL, false, false, InvalidOid,
 						  false, false);
 		return;
@@ -1301,17 +1297,17 @@ kg_context_check_analyzed(Query *query)
 {
 	Oid			nspoid;
 
-	if (current_context == NULL || !OidIsValid(current_context->deferred_schema) ||
+	if (kg_hot_state.context == NULL || !OidIsValid(kg_hot_state.context->deferred_schema) ||
 		query->commandType == CMD_UTILITY)
 		return;
 	AcceptInvalidationMessages();
-	if (current_context->checked_generation == kg_schema_contents_generation())
+	if (kg_hot_state.context->checked_generation == kg_schema_contents_generation())
 		return;
 	if (!OidIsValid(nspoid = pending_schema()))
 		return;
 	if (!kg_schema_has_objects(nspoid))
 	{
-		((KgContext *) current_context)->checked_generation = kg_schema_contents_generation();
+		((KgContext *) kg_hot_state.context)->checked_generation = kg_schema_contents_generation();
 		return;
 	}
 	apply_pending_schema(nspoid);
@@ -1319,7 +1315,7 @@ kg_context_check_analyzed(Query *query)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("schema of tenant \"%s\" gained objects after the context was set",
-						current_context->tenant),
+						kg_hot_state.context->tenant),
 				 errdetail("A relation the statement names has a namesake in the tenant's schema, which was not on search_path when the statement's names were resolved."),
 				 errhint("Set the context again and run the statement again.")));
 }

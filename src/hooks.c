@@ -5,7 +5,8 @@
  *	  the file that owns the logic; nothing else.
  *
  * Every hook keeps the previous provider's pointer and calls it, or the
- * standard function when there is none (auto_explain's template).  A veto
+ * standard function when there is none (auto_explain's template); the
+ * executor hooks decide which once, when they are installed.  A veto
  * hook lets the earlier providers speak first and respects their "no"
  * (sepgsql).  State that keys_guard changes around the call below it is
  * restored with PG_FINALLY when that call throws.
@@ -59,12 +60,11 @@
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-static ExecutorCheckPerms_hook_type prev_check_perms_hook = NULL;
-static ExecutorStart_hook_type prev_executor_start_hook = NULL;
-static ExecutorRun_hook_type prev_executor_run_hook = NULL;
-static ExecutorFinish_hook_type prev_executor_finish_hook = NULL;
-static ExecutorEnd_hook_type prev_executor_end_hook = NULL;
-static object_access_hook_type prev_object_access_hook = NULL;
+/*
+ * The hooks every statement runs keep the previous provider, or the
+ * standard function, in kg_hot_state (keys_guard.h): next_executor_start
+ * and so on, prev_check_perms and prev_object_access.
+ */
 static planner_hook_type prev_planner_hook = NULL;
 static get_relation_info_hook_type prev_get_relation_info_hook = NULL;
 static ProcessUtility_hook_type prev_process_utility_hook = NULL;
@@ -108,14 +108,26 @@ kg_shmem_startup(void)
 static List *parallel_fragment_rtable = NIL;
 
 /*
+ * Whether acting.c needs no span for the statement, decided from its quick
+ * part alone: kg_acting_statement_is_plain() is then true too.  Otherwise
+ * the hooks take their full path, which asks it.
+ */
+static inline bool
+plain_statement_quick(PlannedStmt *pstmt)
+{
+	return likely(kg_hot_state.acting_quiet) && likely(!kg_plan_is_rule_action(pstmt)) &&
+		likely(!InNoForceRLSOperation());
+}
+
+/*
  * ExecutorCheckPerms_hook: PostgreSQL's own permission checks and the
  * earlier providers have passed; now keys_guard's.
  */
-static kg_hot bool
+static kg_statement_path bool
 kg_check_perms(KG_CHECK_PERMS_ARGS)
 {
-	if (prev_check_perms_hook &&
-		!prev_check_perms_hook(KG_CHECK_PERMS_CALL_ARGS))
+	if (kg_hot_state.prev_check_perms &&
+		!kg_hot_state.prev_check_perms(KG_CHECK_PERMS_CALL_ARGS))
 		return false;
 	/*
 	 * A parallel worker's plan fragment was checked by its leader.  The
@@ -125,19 +137,10 @@ kg_check_perms(KG_CHECK_PERMS_ARGS)
 	 * else: the worker has its leader's context.  So is any statement of a
 	 * worker that runs no fragment (a parallel index build's expressions).
 	 */
-	if (IsParallelWorker() && rangeTable != NIL && rangeTable == parallel_fragment_rtable)
+	if (rangeTable != NIL && rangeTable == parallel_fragment_rtable && IsParallelWorker())
 		return true;
 	kg_isolation_check_range_table(rangeTable);
 	return true;
-}
-
-static void
-standard_or_prev_executor_start(QueryDesc *queryDesc, int eflags)
-{
-	if (prev_executor_start_hook)
-		prev_executor_start_hook(queryDesc, eflags);
-	else
-		standard_ExecutorStart(queryDesc, eflags);
 }
 
 /*
@@ -153,7 +156,7 @@ executor_start_in_span(QueryDesc *queryDesc, int eflags)
 
 	PG_TRY();
 	{
-		standard_or_prev_executor_start(queryDesc, eflags);
+		kg_hot_state.next_executor_start(queryDesc, eflags);
 	}
 	PG_FINALLY();
 	{
@@ -164,19 +167,17 @@ executor_start_in_span(QueryDesc *queryDesc, int eflags)
 }
 
 /*
- * ExecutorStart_hook: a keyholder session without a write key runs only
- * plain SELECTs (keyholder.c); start the statement inside its acting span
- * (a trusted statement's start evaluates expressions too: initial partition
- * pruning), then remember the context a statement on guarded data started
- * under.  Nearly every statement needs no span (acting.c), and is started
+ * A statement's start with each file's part: a keyholder session without a
+ * write key runs only plain SELECTs (keyholder.c); start the statement
+ * inside its acting span (a trusted statement's start evaluates
+ * expressions too: initial partition pruning), then remember the context a
+ * statement on guarded data started under, and count a statement under a
+ * key.  Nearly every statement needs no span (acting.c), and is started
  * without one and without the PG_TRY block that would end it.
  */
-static kg_hot void
-kg_executor_start(QueryDesc *queryDesc, int eflags)
+static pg_noinline void
+executor_start_full(QueryDesc *queryDesc, int eflags)
 {
-	/* The statement of an Execute message, or of a parallel worker. */
-	kg_redact_activity(queryDesc->sourceText);
-
 	/*
 	 * A parallel query's plan fragment sends its rows to the leader through
 	 * a tuple queue; no statement that a function runs in the worker does.
@@ -189,23 +190,40 @@ kg_executor_start(QueryDesc *queryDesc, int eflags)
 	if (queryDesc->plannedstmt->parallelModeNeeded && !IsParallelWorker())
 		kg_context_before_parallel_plan();
 	if (kg_acting_statement_is_plain(queryDesc->plannedstmt))
-		standard_or_prev_executor_start(queryDesc, eflags);
+		kg_hot_state.next_executor_start(queryDesc, eflags);
 	else
 		executor_start_in_span(queryDesc, eflags);
 
 	kg_isolation_executor_started(queryDesc, eflags);
-	if (kg_context_key != NULL)
+	if (kg_hot_state.context_key != NULL)
 		kg_keyholder_executor_started(queryDesc);
 }
 
-static void
-standard_or_prev_executor_run(QueryDesc *queryDesc, ScanDirection direction,
-							  uint64 count, bool execute_once)
+/*
+ * ExecutorStart_hook: the statement's text out of pg_stat_activity's
+ * secrets, then its start.  In a quiet session (keys_guard.h) a statement
+ * that needs no span and no parallel worker has nothing to do but its
+ * isolation record: the same as executor_start_full() would find, on a
+ * few cache lines instead of all of its.  The hooks below have the same
+ * shape: a quick path for what they would find in that case, decided from
+ * kg_hot_state, and the full one for everything else.
+ */
+static kg_statement_path void
+kg_executor_start(QueryDesc *queryDesc, int eflags)
 {
-	if (prev_executor_run_hook)
-		prev_executor_run_hook(queryDesc, direction, count, execute_once);
+	PlannedStmt *pstmt = queryDesc->plannedstmt;
+
+	/* The statement of an Execute message, or of a parallel worker. */
+	kg_redact_activity(queryDesc->sourceText);
+
+	if (likely(kg_session_quiet() && !pstmt->parallelModeNeeded &&
+			   plain_statement_quick(pstmt) && !IsParallelWorker()))
+	{
+		kg_hot_state.next_executor_start(queryDesc, eflags);
+		kg_isolation_executor_started(queryDesc, eflags);
+	}
 	else
-		standard_ExecutorRun(queryDesc, direction, count, execute_once);
+		executor_start_full(queryDesc, eflags);
 }
 
 static pg_noinline void
@@ -217,7 +235,7 @@ executor_run_in_span(QueryDesc *queryDesc, ScanDirection direction,
 
 	PG_TRY();
 	{
-		standard_or_prev_executor_run(queryDesc, direction, count, execute_once);
+		kg_hot_state.next_executor_run(queryDesc, direction, count, execute_once);
 	}
 	PG_FINALLY();
 	{
@@ -228,32 +246,39 @@ executor_run_in_span(QueryDesc *queryDesc, ScanDirection direction,
 }
 
 /*
- * ExecutorRun_hook: a cursor or portal started under one context must not
- * be read under another; then run inside the statement's acting span, if
- * it needs one, one level deeper (keyholder.c, which puts the depth back
- * if the run fails).
+ * A run with each file's part: a cursor or portal started under one
+ * context must not be read under another; then run inside the statement's
+ * acting span, if it needs one, one level deeper (keyholder.c, which puts
+ * the depth back if the run fails).
  */
-static kg_hot void
-kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
-				bool execute_once)
+static pg_noinline void
+executor_run_full(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
+				  bool execute_once)
 {
 	kg_isolation_check_portal_context(queryDesc);
 
 	kg_keyholder_nest(1);
 	if (kg_acting_statement_is_plain(queryDesc->plannedstmt))
-		standard_or_prev_executor_run(queryDesc, direction, count, execute_once);
+		kg_hot_state.next_executor_run(queryDesc, direction, count, execute_once);
 	else
 		executor_run_in_span(queryDesc, direction, count, execute_once);
 	kg_keyholder_nest(-1);
 }
 
-static void
-standard_or_prev_executor_finish(QueryDesc *queryDesc)
+/* ExecutorRun_hook: with no statement started on guarded data, quickly. */
+static kg_statement_path void
+kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
+				bool execute_once)
 {
-	if (prev_executor_finish_hook)
-		prev_executor_finish_hook(queryDesc);
+	if (likely(dlist_is_empty(&kg_hot_state.running_queries) &&
+			   plain_statement_quick(queryDesc->plannedstmt)))
+	{
+		kg_keyholder_nest(1);
+		kg_hot_state.next_executor_run(queryDesc, direction, count, execute_once);
+		kg_keyholder_nest(-1);
+	}
 	else
-		standard_ExecutorFinish(queryDesc);
+		executor_run_full(queryDesc, direction, count, execute_once);
 }
 
 static pg_noinline void
@@ -263,7 +288,7 @@ executor_finish_in_span(QueryDesc *queryDesc)
 
 	PG_TRY();
 	{
-		standard_or_prev_executor_finish(queryDesc);
+		kg_hot_state.next_executor_finish(queryDesc);
 	}
 	PG_FINALLY();
 	{
@@ -273,33 +298,60 @@ executor_finish_in_span(QueryDesc *queryDesc)
 }
 
 /*
- * ExecutorFinish_hook: AFTER triggers of a statement a rule produced run as
- * part of that rule action, untrusted like it (acting.c).
+ * A finish with each file's part: AFTER triggers of a statement a rule
+ * produced run as part of that rule action, untrusted like it (acting.c);
+ * one level deeper (keyholder.c).
  */
-static kg_hot void
-kg_executor_finish(QueryDesc *queryDesc)
+static pg_noinline void
+executor_finish_full(QueryDesc *queryDesc)
 {
 	kg_keyholder_nest(1);
 	if (kg_acting_statement_is_plain(queryDesc->plannedstmt))
-		standard_or_prev_executor_finish(queryDesc);
+		kg_hot_state.next_executor_finish(queryDesc);
 	else
 		executor_finish_in_span(queryDesc);
 	kg_keyholder_nest(-1);
 }
 
-/*
- * ExecutorEnd_hook: a statement that ends at top level under an API key
- * gets its audit record (keyholder.c) while its counts are still there.
- */
-static kg_hot void
-kg_executor_end(QueryDesc *queryDesc)
+/* ExecutorFinish_hook: for a statement that needs no span, quickly. */
+static kg_statement_path void
+kg_executor_finish(QueryDesc *queryDesc)
+{
+	if (likely(plain_statement_quick(queryDesc->plannedstmt)))
+	{
+		kg_keyholder_nest(1);
+		kg_hot_state.next_executor_finish(queryDesc);
+		kg_keyholder_nest(-1);
+	}
+	else
+		executor_finish_full(queryDesc);
+}
+
+/* The end of a statement, with each file's part: kg_executor_end(). */
+static pg_noinline void
+executor_end_full(QueryDesc *queryDesc)
 {
 	kg_keyholder_executor_end(queryDesc);
-	if (prev_executor_end_hook)
-		prev_executor_end_hook(queryDesc);
+	kg_hot_state.next_executor_end(queryDesc);
+	if (kg_hot_state.context != NULL)
+		kg_context_after_statement();
+}
+
+/*
+ * ExecutorEnd_hook: a statement that ends at top level under an API key
+ * gets its audit record (keyholder.c) while its counts are still there,
+ * and a context may have a schema to put first (context.c).  With no
+ * context and no statement counted under a key, neither has anything to
+ * do.
+ */
+static kg_statement_path void
+kg_executor_end(QueryDesc *queryDesc)
+{
+	if (likely(kg_hot_state.context == NULL &&
+			   dlist_is_empty(&kg_hot_state.key_statements)))
+		kg_hot_state.next_executor_end(queryDesc);
 	else
-		standard_ExecutorEnd(queryDesc);
-	kg_context_after_statement();
+		executor_end_full(queryDesc);
 }
 
 /*
@@ -403,13 +455,14 @@ kg_process_utility(PlannedStmt *pstmt, const char *queryString,
  * PostgreSQL raises OAT_FUNCTION_EXECUTE when an expression calling a
  * function is initialised, built-in functions included.
  */
-static kg_hot void
+static kg_statement_path void
 kg_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 				 int subId, void *arg)
 {
-	if (prev_object_access_hook)
-		prev_object_access_hook(access, classId, objectId, subId, arg);
-	if (access == OAT_FUNCTION_EXECUTE && classId == ProcedureRelationId)
+	if (kg_hot_state.prev_object_access)
+		kg_hot_state.prev_object_access(access, classId, objectId, subId, arg);
+	if (access == OAT_FUNCTION_EXECUTE && classId == ProcedureRelationId &&
+		!kg_session_quiet())
 		kg_keyholder_function_execute(objectId);
 }
 
@@ -469,20 +522,33 @@ kg_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
  * The end of a transaction, for each file that keeps state across
  * statements: one callback instead of one per file, since PostgreSQL calls
  * each at every event of every transaction.  None has anything to do
- * before the commit, and acting.c only at a rollback.  context.c comes last: the others may still read the
- * transaction's context (redact.c keeps an aborted block's request).
+ * before the commit, and acting.c only at a rollback.  context.c comes
+ * last: the others may still read the transaction's context (redact.c
+ * keeps an aborted block's request).  A commit that leaves their state
+ * as it finds it, the common case, is decided from kg_hot_state alone:
+ * they would only clear what is clear already.
  */
-static kg_hot void
-kg_xact_callback(XactEvent event, void *arg)
+static pg_noinline void
+xact_callback_full(XactEvent event)
 {
-	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PARALLEL_PRE_COMMIT ||
-		event == XACT_EVENT_PRE_PREPARE)
-		return;
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 		kg_acting_xact_event(event);
 	kg_redact_xact_event(event);
 	kg_keyholder_xact_event(event);
 	kg_context_xact_event(event);
+}
+
+static kg_statement_path void
+kg_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PARALLEL_PRE_COMMIT ||
+		event == XACT_EVENT_PRE_PREPARE)
+		return;
+	if (likely(event == XACT_EVENT_COMMIT) && likely(kg_hot_state.context_levels == NULL) &&
+		likely(!kg_hot_state.secret_call_active) && likely(!kg_hot_state.aborted_set) &&
+		likely(!kg_hot_state.pinned_in_xact))
+		return;
+	xact_callback_full(event);
 }
 
 /* The same for a subtransaction's start and end. */
@@ -514,15 +580,19 @@ kg_hooks_install(void)
 	RegisterSubXactCallback(kg_subxact_callback, NULL);
 	kg_catalog_init();
 
-	prev_check_perms_hook = ExecutorCheckPerms_hook;
+	kg_hot_state.prev_check_perms = ExecutorCheckPerms_hook;
 	ExecutorCheckPerms_hook = kg_check_perms;
-	prev_executor_start_hook = ExecutorStart_hook;
+	kg_hot_state.next_executor_start =
+		ExecutorStart_hook ? ExecutorStart_hook : standard_ExecutorStart;
 	ExecutorStart_hook = kg_executor_start;
-	prev_executor_run_hook = ExecutorRun_hook;
+	kg_hot_state.next_executor_run =
+		ExecutorRun_hook ? ExecutorRun_hook : standard_ExecutorRun;
 	ExecutorRun_hook = kg_executor_run;
-	prev_executor_finish_hook = ExecutorFinish_hook;
+	kg_hot_state.next_executor_finish =
+		ExecutorFinish_hook ? ExecutorFinish_hook : standard_ExecutorFinish;
 	ExecutorFinish_hook = kg_executor_finish;
-	prev_executor_end_hook = ExecutorEnd_hook;
+	kg_hot_state.next_executor_end =
+		ExecutorEnd_hook ? ExecutorEnd_hook : standard_ExecutorEnd;
 	ExecutorEnd_hook = kg_executor_end;
 	prev_planner_hook = planner_hook;
 	planner_hook = kg_planner;
@@ -531,7 +601,7 @@ kg_hooks_install(void)
 
 	prev_process_utility_hook = ProcessUtility_hook;
 	ProcessUtility_hook = kg_process_utility;
-	prev_object_access_hook = object_access_hook;
+	kg_hot_state.prev_object_access = object_access_hook;
 	object_access_hook = kg_object_access;
 	kg_keyholder_init();
 

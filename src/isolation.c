@@ -76,12 +76,10 @@ typedef struct KgRunningQuery
 	char		tenant[KG_TENANT_ID_MAXLEN + 1];
 } KgRunningQuery;
 
-static dlist_head running_queries = DLIST_STATIC_INIT(running_queries);
-
-/* The range table ExecutorCheckPerms last checked, and what it found. */
-static List *checked_range_table = NIL;
-static uint64 checked_generation = 0;
-static bool checked_guarded = false;
+/*
+ * kg_hot_state holds them (running_queries), and the range table
+ * ExecutorCheckPerms last checked with what it found (checked_*).
+ */
 
 /* Audit bookkeeping: bypass once per session, admin once per statement. */
 static bool bypass_audited = false;
@@ -317,7 +315,7 @@ check_guarded_range_table(List *rangeTable)
 	 * In a rule action of keys_guard's internal statement, the rule's OLD
 	 * and NEW entries name the table that statement itself changes.
 	 */
-	if (!kg_acting_quiet && kg_in_rule_action())
+	if (!kg_hot_state.acting_quiet && kg_in_rule_action())
 	{
 		foreach(lc, rangeTable)
 		{
@@ -351,7 +349,7 @@ check_guarded_range_table(List *rangeTable)
  * hooks.c calls: check a range table that reads a guarded relation (above),
  * and remember whether it did.
  */
-kg_hot void
+kg_statement_path void
 kg_isolation_check_range_table(List *rangeTable)
 {
 	ListCell   *lc;
@@ -371,9 +369,9 @@ kg_isolation_check_range_table(List *rangeTable)
 	}
 
 	/* For kg_isolation_executor_started(), which runs next. */
-	checked_range_table = rangeTable;
-	checked_generation = kg_registry_generation();
-	checked_guarded = guarded;
+	kg_hot_state.checked_range_table = rangeTable;
+	kg_hot_state.checked_generation = kg_registry_generation();
+	kg_hot_state.checked_guarded = guarded;
 }
 
 /*
@@ -386,13 +384,13 @@ range_table_is_guarded(List *rangeTable)
 {
 	ListCell   *lc;
 
-	if (rangeTable == checked_range_table &&
-		checked_generation == kg_registry_generation())
+	if (rangeTable == kg_hot_state.checked_range_table &&
+		kg_hot_state.checked_generation == kg_registry_generation())
 	{
-		bool		guarded = checked_guarded;
+		bool		guarded = kg_hot_state.checked_guarded;
 
-		checked_range_table = NIL;
-		checked_guarded = false;
+		kg_hot_state.checked_range_table = NIL;
+		kg_hot_state.checked_guarded = false;
 		return guarded;
 	}
 	foreach(lc, rangeTable)
@@ -412,7 +410,7 @@ range_table_is_guarded(List *rangeTable)
 static kg_hot pg_noinline void
 remember_started_query(QueryDesc *queryDesc)
 {
-	KgRunningQuery *entry = kg_statement_entry_new(&running_queries, queryDesc,
+	KgRunningQuery *entry = kg_statement_entry_new(&kg_hot_state.running_queries, queryDesc,
 												   sizeof(KgRunningQuery));
 	const char *tenant = kg_current_tenant();
 
@@ -421,8 +419,9 @@ remember_started_query(QueryDesc *queryDesc)
 		strlcpy(entry->tenant, tenant, sizeof(entry->tenant));
 }
 
-kg_hot void
-kg_isolation_executor_started(QueryDesc *queryDesc, int eflags)
+/* kg_isolation_executor_started() (keys_guard.h), when it is not quick. */
+pg_noinline void
+kg_isolation_executor_started_slow(QueryDesc *queryDesc, int eflags)
 {
 	if (range_table_is_guarded(queryDesc->plannedstmt->rtable) &&
 		(eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 && !kg_ri_query_trusted() &&
@@ -457,7 +456,7 @@ check_started_query(KgRunningQuery *entry)
 kg_hot void
 kg_isolation_check_portal_context(QueryDesc *queryDesc)
 {
-	KgRunningQuery *entry = kg_statement_entry_find(&running_queries, queryDesc);
+	KgRunningQuery *entry = kg_statement_entry_find(&kg_hot_state.running_queries, queryDesc);
 
 	if (entry != NULL)
 		check_started_query(entry);

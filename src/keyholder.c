@@ -85,35 +85,35 @@
 
 #define KG_KEYHOLDER_ROLE "keys_guard_keyholder"
 
-/* Whether the session user is a keyholder: cached until a role changes. */
-static bool keyholder_valid = false;
-static Oid	keyholder_session = InvalidOid;
-static bool keyholder_result = false;
+/*
+ * Whether the session user is a keyholder is kept in kg_hot_state
+ * (keyholder_valid, keyholder_session, keyholder_result) until a role
+ * changes.
+ */
 
 /* The transaction's own read-only setting, saved when the regime forced it. */
 static LocalTransactionId forced_lxid = InvalidLocalTransactionId;
 static bool saved_read_only = false;
 
 /*
- * Depth of ExecutorRun/ExecutorFinish: 0 means a statement ends at top
- * level.  The hooks count it up and down around the call without a PG_TRY
- * block; an error that leaves a run aborts the (sub)transaction it runs
- * in, and the callbacks below put back the depth that (sub)transaction
- * started with.
+ * kg_hot_state.executor_depth is the depth of ExecutorRun/ExecutorFinish:
+ * 0 means a statement ends at top level.  The hooks count it up and down
+ * around the call without a PG_TRY block; an error that leaves a run
+ * aborts the (sub)transaction it runs in, and the callbacks below put back
+ * the depth that (sub)transaction started with.
  */
-static int	executor_depth = 0;
 
 /*
  * The statement timeout a key pinned in a keyholder's session
  * (kg_keyholder_lower_timeout()): whether pinned_timeout is the session's
- * setting, and whether this transaction made it so, at which level.
+ * setting, and whether this transaction made it so
+ * (kg_hot_state.pinned_in_xact), at which level.
  */
 static bool timeout_pinned = false;		/* pinned_timeout is the session's */
 static int	pinned_timeout = 0;
-static bool pinned_in_xact = false;		/* pinned by this transaction */
 static int	pinned_level = 0;			/* at this nesting level */
 
-/* executor_depth when each open subtransaction started, by nesting level. */
+/* The executor depth when each open subtransaction started, by level. */
 static int *depth_at_level = NULL;
 static int	depth_levels = 0;
 
@@ -121,21 +121,21 @@ static int	depth_levels = 0;
 static void
 keyholder_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 {
-	keyholder_valid = false;
+	kg_hot_state.keyholder_valid = false;
 }
 
 /* A transaction is rolled back: no statement is running any more. */
-kg_hot void
+kg_statement_path void
 kg_keyholder_xact_event(XactEvent event)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		executor_depth = 0;
+		kg_hot_state.executor_depth = 0;
 	/* guc.c undoes a session setting made by a transaction that aborts. */
-	if (event == XACT_EVENT_ABORT && pinned_in_xact)
+	if (event == XACT_EVENT_ABORT && kg_hot_state.pinned_in_xact)
 		timeout_pinned = false;
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PREPARE)
-		pinned_in_xact = false;
+		kg_hot_state.pinned_in_xact = false;
 }
 
 /*
@@ -158,16 +158,16 @@ kg_keyholder_subxact_event(SubXactEvent event)
 				repalloc(depth_at_level, n * sizeof(int));
 			depth_levels = n;
 		}
-		depth_at_level[level] = executor_depth;
+		depth_at_level[level] = kg_hot_state.executor_depth;
 	}
 	else if (event == SUBXACT_EVENT_ABORT_SUB && level < depth_levels)
-		executor_depth = depth_at_level[level];
+		kg_hot_state.executor_depth = depth_at_level[level];
 
 	/* The statement timeout pinned at this level: undone, or the parent's. */
-	if (pinned_in_xact && pinned_level >= level)
+	if (kg_hot_state.pinned_in_xact && pinned_level >= level)
 	{
 		if (event == SUBXACT_EVENT_ABORT_SUB)
-			timeout_pinned = pinned_in_xact = false;
+			timeout_pinned = kg_hot_state.pinned_in_xact = false;
 		else if (event == SUBXACT_EVENT_COMMIT_SUB)
 			pinned_level = level - 1;
 	}
@@ -198,11 +198,11 @@ lookup_keyholder_session(Oid session)
 		return false;
 
 	role = get_role_oid(KG_KEYHOLDER_ROLE, true);
-	keyholder_result = OidIsValid(role) && !superuser_arg(session) &&
+	kg_hot_state.keyholder_result = OidIsValid(role) && !superuser_arg(session) &&
 		is_member_of_role(session, role);
-	keyholder_session = session;
-	keyholder_valid = true;
-	return keyholder_result;
+	kg_hot_state.keyholder_session = session;
+	kg_hot_state.keyholder_valid = true;
+	return kg_hot_state.keyholder_result;
 }
 
 /* The above, kept for the session user until a role changes. */
@@ -212,8 +212,8 @@ kg_keyholder_session(void)
 	Oid			session = GetSessionUserId();
 
 	/* Asked at every statement. */
-	if (keyholder_valid && keyholder_session == session && OidIsValid(session))
-		return keyholder_result;
+	if (kg_hot_state.keyholder_valid && kg_hot_state.keyholder_session == session && OidIsValid(session))
+		return kg_hot_state.keyholder_result;
 	return lookup_keyholder_session(session);
 }
 
@@ -246,7 +246,7 @@ write_key_in_force(void)
 static bool
 regime_session(void)
 {
-	return kg_context_key != NULL || kg_context_read_only() || kg_keyholder_session();
+	return kg_hot_state.context_key != NULL || kg_context_read_only() || kg_keyholder_session();
 }
 
 /*
@@ -438,7 +438,7 @@ kg_keyholder_lower_timeout(void)
 									 GUC_ACTION_SET, true, ERROR, false);
 			timeout_pinned = true;
 			pinned_timeout = value;
-			pinned_in_xact = true;
+			kg_hot_state.pinned_in_xact = true;
 			pinned_level = GetCurrentTransactionNestLevel();
 		}
 	}
@@ -458,7 +458,7 @@ kg_keyholder_lower_timeout(void)
 static void
 enforce_key_timeout(void)
 {
-	if (executor_depth == 0 && current_key() != NULL)
+	if (kg_hot_state.executor_depth == 0 && current_key() != NULL)
 		kg_keyholder_lower_timeout();
 }
 
@@ -657,10 +657,10 @@ refuse_function(Oid fn)
 	refuse(psprintf("%s()", name ? name : "function"), NULL);
 }
 
-kg_hot void
+kg_hot pg_noinline void
 kg_keyholder_function_execute(Oid fn)
 {
-	if (function_changes_something(fn) && regime_session())
+	if (regime_session() && function_changes_something(fn))
 		refuse_function(fn);
 }
 
@@ -898,7 +898,7 @@ kg_keyholder_check_utility(PlannedStmt *pstmt)
 kg_hot void
 kg_keyholder_nest(int delta)
 {
-	executor_depth += delta;
+	kg_hot_state.executor_depth += delta;
 }
 
 /*
@@ -914,7 +914,7 @@ typedef struct KeyStatement
 	char		key[KG_API_KEY_ID_TEXT_LEN + 1];
 } KeyStatement;
 
-static dlist_head key_statements = DLIST_STATIC_INIT(key_statements);
+/* kg_hot_state.key_statements holds them. */
 
 /* The relations of a statement's range table, each once, in order. */
 static Oid *
@@ -961,7 +961,7 @@ audit_statement(const char *key, QueryDesc *queryDesc, int64 statements, int64 r
 
 /*
  * hooks.c calls, once ExecutorStart has set the statement up, while a key
- * is in force (kg_context_key): a statement that starts at top level is
+ * is in force (kg_hot_state.context_key): a statement that starts at top level is
  * counted now, with the relations it names.
  */
 void
@@ -970,12 +970,12 @@ kg_keyholder_executor_started(QueryDesc *queryDesc)
 	const char *key;
 	KeyStatement *entry;
 
-	if (executor_depth > 0 || IsParallelWorker() || queryDesc->estate == NULL ||
+	if (kg_hot_state.executor_depth > 0 || IsParallelWorker() || queryDesc->estate == NULL ||
 		!IsTransactionState() || (key = current_key()) == NULL)
 		return;
 	audit_statement(key, queryDesc, 1, 0);
 
-	entry = kg_statement_entry_new(&key_statements, queryDesc, sizeof(KeyStatement));
+	entry = kg_statement_entry_new(&kg_hot_state.key_statements, queryDesc, sizeof(KeyStatement));
 	strlcpy(entry->key, key, sizeof(entry->key));
 }
 
@@ -991,7 +991,7 @@ static pg_noinline void
 key_statement_end(QueryDesc *queryDesc)
 {
 	int64		rows = queryDesc->estate ? (int64) queryDesc->estate->es_processed : 0;
-	KeyStatement *entry = kg_statement_entry_find(&key_statements, queryDesc);
+	KeyStatement *entry = kg_statement_entry_find(&kg_hot_state.key_statements, queryDesc);
 	const char *key;
 
 	/* Counted when it started (the entry goes with its executor memory). */
@@ -1000,12 +1000,12 @@ key_statement_end(QueryDesc *queryDesc)
 		if (rows > 0 && IsTransactionState())
 			audit_statement(entry->key, queryDesc, 0, rows);
 	}
-	else if (executor_depth == 0 && (key = current_key()) != NULL &&
+	else if (kg_hot_state.executor_depth == 0 && (key = current_key()) != NULL &&
 			 !IsParallelWorker() && IsTransactionState())
 		audit_statement(key, queryDesc, 1, rows);
 
 	/* A top-level statement under a key ends: the timeout for the next. */
-	if (executor_depth == 0 && kg_context_key != NULL && IsTransactionState())
+	if (kg_hot_state.executor_depth == 0 && kg_hot_state.context_key != NULL && IsTransactionState())
 		kg_keyholder_lower_timeout();
 }
 
@@ -1013,7 +1013,7 @@ key_statement_end(QueryDesc *queryDesc)
 kg_hot void
 kg_keyholder_executor_end(QueryDesc *queryDesc)
 {
-	if (kg_context_key != NULL || !dlist_is_empty(&key_statements))
+	if (kg_hot_state.context_key != NULL || !dlist_is_empty(&kg_hot_state.key_statements))
 		key_statement_end(queryDesc);
 }
 
@@ -1031,7 +1031,7 @@ kg_keyholder_utility_done(PlannedStmt *pstmt, ProcessUtilityContext context)
 	if (context != PROCESS_UTILITY_TOPLEVEL || !IsTransactionState())
 		return;
 	/* The timeout for the next statement, as at the end of a query. */
-	if (kg_context_key != NULL)
+	if (kg_hot_state.context_key != NULL)
 		kg_keyholder_lower_timeout();
 	switch (nodeTag(parsetree))
 	{

@@ -26,6 +26,21 @@ PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
+/* keys_guard.h: what the hooks read at every statement, on three lines. */
+pg_attribute_aligned(64) KgHotState kg_hot_state = {
+	.acting_quiet = true,
+	.clean_activity_len = -1,
+	.key_statements = DLIST_STATIC_INIT(kg_hot_state.key_statements),
+	.running_queries = DLIST_STATIC_INIT(kg_hot_state.running_queries),
+};
+
+#if SIZEOF_VOID_P == 8
+StaticAssertDecl(offsetof(KgHotState, running_queries) == 64 &&
+				 offsetof(KgHotState, last_guard_relid) == 128 &&
+				 sizeof(KgHotState) <= 192,
+				 "each part of KgHotState stays on its cache line");
+#endif
+
 bool		keys_guard_preloaded = false;
 bool		keys_guard_bypass = false;
 bool		keys_guard_tenant_search_path = true;

@@ -12,7 +12,9 @@
 
 #include "compat.h"
 #include "access/xact.h"
+#include "catalog/objectaccess.h"
 #include "executor/execdesc.h"
+#include "executor/executor.h"
 #include "nodes/parsenodes.h"
 #include "nodes/pathnodes.h"
 #include "tcop/utility.h"
@@ -23,6 +25,8 @@
 #include "fmgr.h"
 #include "lib/ilist.h"
 #include "miscadmin.h"
+#include "tcop/tcopprot.h"
+#include "utils/backend_status.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -40,6 +44,20 @@
 #define kg_hot __attribute__((hot))
 #else
 #define kg_hot
+#endif
+
+/*
+ * kg_statement_path marks, of those, the ones every statement runs: the
+ * executor hooks, the range-table check, the transaction callbacks and
+ * what they call when the session has nothing of keys_guard's in force.
+ * In a section of their own they sit together, about 1 kB on a page or two
+ * of the library instead of spread over several (one translation-buffer
+ * entry each), and the lines that follow each other are fetched ahead.
+ */
+#if defined(__GNUC__) && defined(__ELF__)
+#define kg_statement_path __attribute__((hot, section(".text.hot.keys_guard_statement")))
+#else
+#define kg_statement_path kg_hot
 #endif
 
 /*
@@ -111,6 +129,90 @@
 
 /* hooks.c */
 extern void kg_hooks_install(void);
+
+/*
+ * The variables the hooks read at every statement and transaction, kept
+ * together: a statement then reads three cache lines of them instead of
+ * one per variable, and one translation-buffer entry instead of several,
+ * each of which PostgreSQL's own statement has evicted since the last
+ * (bench/README.md, "Where the time goes").  The functions the executor
+ * hooks pass a statement on to are here too, read once at installation:
+ * each would otherwise be one more line, of the global offset table.
+ * Each part belongs to the file named above it, which alone writes it;
+ * the others only read it.  keys_guard.c defines it.
+ */
+struct KgContext;
+struct ContextLevel;
+struct KgRelationGuard;
+typedef struct KgHotState
+{
+	/* first line: hooks.c, then what a quiet session is (keys_guard.h) */
+	ExecutorStart_hook_type next_executor_start;
+	ExecutorRun_hook_type next_executor_run;
+	ExecutorFinish_hook_type next_executor_finish;
+	ExecutorEnd_hook_type next_executor_end;
+	ExecutorCheckPerms_hook_type prev_check_perms;
+	object_access_hook_type prev_object_access;
+	/* context.c: the context in force, or NULL */
+	const struct KgContext *context;
+	/* acting.c: none of its state is in force (kg_acting_statement_is_plain) */
+	bool		acting_quiet;
+	/* keyholder.c: whether session user keyholder_session is a keyholder */
+	bool		keyholder_valid;
+	bool		keyholder_result;
+	Oid			keyholder_session;
+
+	/*
+	 * second line: isolation.c, the statements started on guarded data and
+	 * the range table the last ExecutorCheckPerms checked, with what it
+	 * found; keyholder.c, the statements counted under a key and the
+	 * executor's nesting; catalog.c, the registry cache's generation and
+	 * state
+	 */
+	dlist_head	running_queries;
+	dlist_head	key_statements;
+	List	   *checked_range_table;
+	uint64		checked_generation;
+	uint64		registry_generation;
+	int			executor_depth;
+	bool		checked_guarded;
+	bool		cache_valid;
+	bool		funcs_valid;
+
+	/* third line: catalog.c, the relation kg_relation_guard() answered last */
+	Oid			last_guard_relid;
+	struct KgRelationGuard *last_guard;
+	/* context.c: the context's API key id or NULL; its transaction levels */
+	const char *context_key;
+	struct ContextLevel *context_levels;
+	/* redact.c: the statement text last found clean, and its length */
+	char	   *clean_activity;
+	int			clean_activity_len;
+	/* redact.c (token.c sets secret_call_active around its calls) */
+	bool		secret_call_active;
+	bool		aborted_set;
+	/* keyholder.c: a statement timeout this transaction pinned */
+	bool		pinned_in_xact;
+} KgHotState;
+
+extern KgHotState kg_hot_state;
+
+/*
+ * Whether the session is quiet: no context in force (so no API key and no
+ * read-only token either), none of acting.c's state, and a session user
+ * known not to be a keyholder.  Each hook's work for the keyholder regime,
+ * for a key's audit and for the context after a statement depends on one
+ * of these, so a quiet session lets the hooks pass the statement straight
+ * to PostgreSQL after the checks that depend on the statement itself.  Not
+ * quiet means only "ask each file", which decides as it always does.
+ */
+static inline bool
+kg_session_quiet(void)
+{
+	return likely(kg_hot_state.context == NULL) && likely(kg_hot_state.acting_quiet) &&
+		likely(kg_hot_state.keyholder_valid) && likely(!kg_hot_state.keyholder_result) &&
+		likely(kg_hot_state.keyholder_session == GetSessionUserId());
+}
 
 /* keys_guard.c: settings */
 extern bool keys_guard_preloaded;
@@ -252,7 +354,22 @@ typedef struct KgRelationGuard
 } KgRelationGuard;
 
 extern void kg_catalog_init(void);	/* hooks.c calls: cache callbacks */
-extern KgRelationGuard *kg_relation_guard(Oid relid);
+extern KgRelationGuard *kg_relation_guard_lookup(Oid relid);
+
+/*
+ * How a relation is guarded (catalog.c).  Inline for the relation answered
+ * last, which a statement asks about again: kg_relation_guard_lookup()
+ * keeps it only while the registry cache and its functions are valid, and
+ * forgets it at every change of the cache.  Callers are in a transaction.
+ */
+static inline KgRelationGuard *
+kg_relation_guard(Oid relid)
+{
+	if (likely(relid == kg_hot_state.last_guard_relid) &&
+		likely(kg_hot_state.cache_valid) && likely(kg_hot_state.funcs_valid))
+		return kg_hot_state.last_guard;
+	return kg_relation_guard_lookup(relid);
+}
 extern char *kg_relation_name(Oid relid);
 extern bool kg_extension_active(void);
 extern void kg_require_complete_extension(void);
@@ -310,7 +427,25 @@ kg_statement_entry_find(dlist_head *list, QueryDesc *queryDesc)
 
 /* hooks.c calls: executor side */
 extern void kg_isolation_check_range_table(List *rangeTable);
-extern void kg_isolation_executor_started(QueryDesc *queryDesc, int eflags);
+extern void kg_isolation_executor_started_slow(QueryDesc *queryDesc, int eflags);
+
+/*
+ * After ExecutorStart: remember the context a statement on guarded data
+ * started under.  Inline for the common case, a range table that
+ * ExecutorCheckPerms has just found reads nothing guarded.
+ */
+static inline void
+kg_isolation_executor_started(QueryDesc *queryDesc, int eflags)
+{
+	if (likely(queryDesc->plannedstmt->rtable == kg_hot_state.checked_range_table) &&
+		likely(kg_hot_state.checked_generation == kg_hot_state.registry_generation) &&
+		likely(!kg_hot_state.checked_guarded))
+	{
+		kg_hot_state.checked_range_table = NIL;
+		return;
+	}
+	kg_isolation_executor_started_slow(queryDesc, eflags);
+}
 extern void kg_isolation_check_portal_context(QueryDesc *queryDesc);
 /* hooks.c calls: planner side */
 extern bool kg_isolation_plan_begin(void);
@@ -340,7 +475,6 @@ extern Datum kg_call_own_function(const char *name, int nargs, const Oid *argtyp
 extern int	kg_acting_run_begin(void);
 extern void kg_acting_run_end(int save);
 extern bool kg_acting_statement_is_plain_slow(PlannedStmt *pstmt);
-extern bool kg_acting_quiet;
 
 /* Whether a rule produced the plan (kg_mark_rule_action() marked it). */
 static inline bool
@@ -358,7 +492,7 @@ kg_plan_is_rule_action(PlannedStmt *pstmt)
 static inline bool
 kg_acting_statement_is_plain(PlannedStmt *pstmt)
 {
-	if (likely(kg_acting_quiet) && !kg_plan_is_rule_action(pstmt) &&
+	if (likely(kg_hot_state.acting_quiet) && !kg_plan_is_rule_action(pstmt) &&
 		!InNoForceRLSOperation())
 		return true;
 	return kg_acting_statement_is_plain_slow(pstmt);
@@ -437,8 +571,6 @@ extern void kg_keyholder_xact_event(XactEvent event);
 extern void kg_keyholder_subxact_event(SubXactEvent event);
 extern void kg_keyholder_lower_timeout(void);	/* apikey.c calls */
 
-/* context.c: the API key of the context in force, or NULL. */
-extern const char *kg_context_key;
 extern void kg_keyholder_executor_start(QueryDesc *queryDesc, int eflags);
 extern void kg_keyholder_nest(int delta);
 extern void kg_keyholder_executor_started(QueryDesc *queryDesc);
@@ -494,11 +626,30 @@ extern void kg_assign_redact_patterns(const char *newval, void *extra);
 extern char *kg_redact_text(const char *s);
 extern bool kg_text_has_secret(const char *s);
 extern const char *kg_token_context_kid(void);	/* token.c */
-extern bool kg_secret_call_active;	/* add_token_key(), set_context_from_token() run */
 extern void kg_redact_xact_event(XactEvent event);	/* hooks.c calls */
 extern void kg_redact_subxact_event(SubXactEvent event);
 extern void kg_redact_error_data(ErrorData *edata);	/* hooks.c calls */
-extern void kg_redact_activity(const char *source);	/* hooks.c calls */
+extern void kg_redact_new_activity(const char *source, size_t whole);
+
+/*
+ * hooks.c calls, with the text of each statement parsed, planned or
+ * started: its secrets out of pg_stat_activity.  Inline for the common
+ * case, the text last found clean: the planner and the executor see the
+ * text post_parse_analyze_hook saw, and every Execute of a prepared
+ * statement shows its text again.
+ */
+static inline void
+kg_redact_activity(const char *source)
+{
+	size_t		whole;
+
+	if (source == NULL || source != debug_query_string || !pgstat_track_activities)
+		return;
+	whole = strnlen(source, pgstat_track_activity_query_size);
+	if (unlikely((int) whole != kg_hot_state.clean_activity_len) ||
+		unlikely(memcmp(source, kg_hot_state.clean_activity, whole) != 0))
+		kg_redact_new_activity(source, whole);
+}
 
 /* worker.c */
 extern Size kg_worker_shmem_size(void);	/* hooks.c calls: shared memory */

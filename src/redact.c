@@ -21,7 +21,7 @@
  *	  either (match_execute_call());
  *
  * While add_token_key() or set_context_from_token() runs
- * (kg_secret_call_active), a message's statement is never printed as it
+ * (kg_hot_state.secret_call_active), a message's statement is never printed as it
  * was: the server-only detail gets it with its literals hidden, and its
  * bind parameters become the marker (a secret passed through a function
  * of the caller's has no shape to recognise).
@@ -133,14 +133,13 @@ char	   *keys_guard_redact_patterns = NULL;
 static Patterns *active_patterns = NULL;
 
 /*
- * The last statement text kg_redact_activity() found clean, so that the
- * executions of a prepared statement, and the executor start that follows
- * parse analysis of a simple query, do not scan it again.  A copy, not
- * just the pointer: the text may be freed and another put in its place.
- * -1: none.
+ * kg_hot_state.clean_activity is the last statement text
+ * kg_redact_activity() found clean, so that the executions of a prepared
+ * statement, and the executor start that follows parse analysis of a
+ * simple query, do not scan it again.  A copy, not just the pointer: the
+ * text may be freed and another put in its place.  Its length
+ * clean_activity_len is -1 when there is none.
  */
-static char *clean_activity = NULL;
-static int	clean_activity_len = -1;
 
 /*
  * Set when a scan's verdict depended on the session's prepared statements
@@ -205,14 +204,12 @@ static const bool candidate[256] = {
 };
 
 /*
- * Set while add_token_key() or set_context_from_token() runs (token.c),
- * cleared when it returns and at the end of the transaction: a message
- * raised meanwhile never shows its statement or its bind parameters as
- * they were (a secret passed through a function or a prepared statement
- * has no shape to recognise).
+ * kg_hot_state.secret_call_active is set while add_token_key() or
+ * set_context_from_token() runs (token.c), cleared when it returns and at
+ * the end of the transaction: a message raised meanwhile never shows its
+ * statement or its bind parameters as they were (a secret passed through a
+ * function or a prepared statement has no shape to recognise).
  */
-bool		kg_secret_call_active = false;
-
 static bool calls_token_key_function(const char *text);
 
 /* An API key at p (p[0] == 'k'). */
@@ -1204,7 +1201,7 @@ void
 kg_assign_redact_patterns(const char *newval, void *extra)
 {
 	active_patterns = extra ? *(Patterns **) extra : NULL;
-	clean_activity_len = -1;	/* what was clean may not be any more */
+	kg_hot_state.clean_activity_len = -1;	/* what was clean may not be any more */
 }
 
 /*
@@ -1261,12 +1258,12 @@ clean_activity_tail(const char *s, size_t len)
 {
 	size_t		n;
 
-	if (clean_activity_len <= 0 || active_patterns != NULL ||
-		clean_activity_len >= pgstat_track_activity_query_size)
+	if (kg_hot_state.clean_activity_len <= 0 || active_patterns != NULL ||
+		kg_hot_state.clean_activity_len >= pgstat_track_activity_query_size)
 		return 0;
-	n = (size_t) clean_activity_len;
+	n = (size_t) kg_hot_state.clean_activity_len;
 	if (len < n + 2 || s[len - n - 2] != ':' || s[len - n - 1] != ' ' ||
-		memcmp(s + len - n, clean_activity, n) != 0)
+		memcmp(s + len - n, kg_hot_state.clean_activity, n) != 0)
 		return 0;
 	return n;
 }
@@ -1382,7 +1379,7 @@ redact_statement(ErrorData *edata, MemoryContext cxt)
 
 /*
  * The statement of a message raised while add_token_key() or
- * set_context_from_token() runs (kg_secret_call_active): never printed as
+ * set_context_from_token() runs (kg_hot_state.secret_call_active): never printed as
  * it was; the server-only detail gets it with the contents of every
  * literal, and every run of 16 digits or more, replaced by the marker
  * (a secret passed on through a function, EXECUTE or a variable has no
@@ -1460,9 +1457,9 @@ hide_secret_call_statement(ErrorData *edata, MemoryContext cxt)
  * the rest of the transaction's settings, at once; the block goes on
  * until ROLLBACK, and its "current transaction is aborted" errors and the
  * ROLLBACK itself are still the request's.  So the context is kept as it
- * was at the abort, and used while the block stays aborted.
+ * was at the abort, and used while the block stays aborted
+ * (kg_hot_state.aborted_set).
  */
-static bool aborted_set = false;
 static char aborted_request_id[KG_REQUEST_ID_MAXLEN + 1];
 static char aborted_tenant[KG_TENANT_ID_MAXLEN + 1];
 static char aborted_actor[KG_ACTOR_MAXLEN + 1];
@@ -1476,7 +1473,7 @@ keep_context(char *dst, size_t size, const char *value)
 		dst[0] = '\0';
 }
 
-kg_hot void
+kg_statement_path void
 kg_redact_xact_event(XactEvent event)
 {
 	const char *request_id;
@@ -1487,17 +1484,17 @@ kg_redact_xact_event(XactEvent event)
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
 		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT)
-		kg_secret_call_active = false;
+		kg_hot_state.secret_call_active = false;
 	if (event != XACT_EVENT_ABORT)
 	{
 		if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE)
-			aborted_set = false;
+			kg_hot_state.aborted_set = false;
 		return;
 	}
 	request_id = kg_current_request_id();
 	tenant = kg_current_tenant();
 	actor = kg_current_actor();
-	aborted_set = (request_id || tenant || actor);
+	kg_hot_state.aborted_set = (request_id || tenant || actor);
 	keep_context(aborted_request_id, sizeof(aborted_request_id), request_id);
 	keep_context(aborted_tenant, sizeof(aborted_tenant), tenant);
 	keep_context(aborted_actor, sizeof(aborted_actor), actor);
@@ -1516,7 +1513,7 @@ void
 kg_redact_subxact_event(SubXactEvent event)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
-		kg_secret_call_active = false;
+		kg_hot_state.secret_call_active = false;
 }
 
 /*
@@ -1537,7 +1534,7 @@ append_correlation(ErrorData *edata, MemoryContext cxt)
 	char	   *out = NULL;
 
 	if (request_id == NULL && tenant == NULL && actor == NULL &&
-		aborted_set && IsAbortedTransactionBlockState())
+		kg_hot_state.aborted_set && IsAbortedTransactionBlockState())
 	{
 		request_id = aborted_request_id[0] ? aborted_request_id : NULL;
 		tenant = aborted_tenant[0] ? aborted_tenant : NULL;
@@ -1622,7 +1619,7 @@ redact_own_activity(MemoryContext cxt)
 	shown = MyBEEntry->st_activity_raw;
 	len = strnlen(shown, pgstat_track_activity_query_size);
 	/* The text kg_redact_activity() found clean: every line of it pays. */
-	if ((int) len == clean_activity_len && memcmp(shown, clean_activity, len) == 0)
+	if ((int) len == kg_hot_state.clean_activity_len && memcmp(shown, kg_hot_state.clean_activity, len) == 0)
 		return;
 	(void) report_redacted_activity(cxt, shown, len);
 }
@@ -1693,13 +1690,13 @@ kg_redact_error_data(ErrorData *edata)
 	redact_field(&edata->datatype_name, cxt);
 	redact_field(&edata->constraint_name, cxt);
 	if ((edata->detail || edata->detail_log || edata->context) &&
-		(kg_secret_call_active || calls_token_key_function(debug_query_string)))
+		(kg_hot_state.secret_call_active || calls_token_key_function(debug_query_string)))
 	{
 		redact_parameters(edata->detail);
 		redact_parameters(edata->detail_log);
 		redact_parameters(edata->context);
 	}
-	if (kg_secret_call_active)
+	if (kg_hot_state.secret_call_active)
 		hide_secret_call_statement(edata, cxt);
 	else
 		redact_statement(edata, cxt);
@@ -1712,10 +1709,12 @@ kg_redact_error_data(ErrorData *edata)
  * pg_stat_activity: when source is the top-level statement text (the one
  * PostgreSQL reported) and carries a secret within what pg_stat_activity
  * keeps, report a redacted copy in its place.  Only that many bytes are
- * looked at: a secret cut at the end is redacted all the same.
+ * looked at: a secret cut at the end is redacted all the same.  Called by
+ * kg_redact_activity() (keys_guard.h) for a text other than the last one
+ * found clean; whole is its length, up to what pg_stat_activity keeps.
  */
-static pg_noinline void
-redact_new_activity(const char *source, size_t whole)
+pg_noinline void
+kg_redact_new_activity(const char *source, size_t whole)
 {
 	size_t		len;
 
@@ -1733,25 +1732,8 @@ redact_new_activity(const char *source, size_t whole)
 		scan_read_session)
 		return;
 	/* Clean: remember it (the whole text looked at, not the clipped part). */
-	if (clean_activity == NULL)
-		clean_activity = MemoryContextAlloc(TopMemoryContext, pgstat_track_activity_query_size);
-	memcpy(clean_activity, source, whole);
-	clean_activity_len = (int) whole;
-}
-
-/*
- * hooks.c calls, with the text of each statement parsed, planned or
- * started: the above, unless the text is the one last found clean (the
- * planner and the executor see the text post_parse_analyze_hook saw).
- */
-kg_hot void
-kg_redact_activity(const char *source)
-{
-	size_t		whole;
-
-	if (source == NULL || source != debug_query_string || !pgstat_track_activities)
-		return;
-	whole = strnlen(source, pgstat_track_activity_query_size);
-	if ((int) whole != clean_activity_len || memcmp(source, clean_activity, whole) != 0)
-		redact_new_activity(source, whole);
+	if (kg_hot_state.clean_activity == NULL)
+		kg_hot_state.clean_activity = MemoryContextAlloc(TopMemoryContext, pgstat_track_activity_query_size);
+	memcpy(kg_hot_state.clean_activity, source, whole);
+	kg_hot_state.clean_activity_len = (int) whole;
 }

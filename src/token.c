@@ -1713,7 +1713,7 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 	KgAuditDetail *detail;
 	bool		verified_now = false;
 
-	kg_secret_call_active = true;	/* redact.c: no message shows the statement */
+	kg_hot_state.secret_call_active = true;	/* redact.c: no message shows the statement */
 	kg_require_preloaded();
 	kg_refuse_keyholder("set_context_from_token");
 	if (!kg_has_role(KG_ROLE_CLIENT) && !kg_has_role(KG_ROLE_GATEWAY) &&
@@ -1822,7 +1822,7 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 		kg_audit_detail_bool(detail, "verified", verified_now);
 		kg_audit_enqueue("token_use", kid, KG_OUTCOME_OK, detail);
 	}
-	kg_secret_call_active = false;
+	kg_hot_state.secret_call_active = false;
 	PG_RETURN_VOID();
 }
 
@@ -1936,7 +1936,7 @@ keys_guard_add_token_key(PG_FUNCTION_ARGS)
 	char	   *key;
 	size_t		key_len;
 
-	kg_secret_call_active = true;	/* redact.c: no message shows the statement */
+	kg_hot_state.secret_call_active = true;	/* redact.c: no message shows the statement */
 	kg_require_preloaded();
 	require_token_admin("add_token_key");
 	memset(&args, 0, sizeof(args));
@@ -1985,7 +1985,7 @@ keys_guard_add_token_key(PG_FUNCTION_ARGS)
 	kg_run_internal(add_internal, &args, false);
 	if (args.secret)
 		explicit_bzero(VARDATA(args.secret), VARSIZE(args.secret) - VARHDRSZ);
-	kg_secret_call_active = false;
+	kg_hot_state.secret_call_active = false;
 	PG_RETURN_VOID();
 }
 
