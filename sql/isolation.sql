@@ -121,6 +121,17 @@ SELECT keys_guard.set_context('globex', 'user_g');
 FETCH 1 FROM acme_cur;
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK;
+-- ... nor once the context is cleared, with nothing else of keys_guard's
+-- in force in the session: the executor hooks take their quick path then,
+-- and still check a cursor started on guarded data.
+BEGIN;
+SELECT keys_guard.set_context('acme', 'user_a');
+DECLARE acme_cur2 CURSOR FOR SELECT id FROM tenant_acme.notes ORDER BY id;
+FETCH 1 FROM acme_cur2;
+SELECT keys_guard.clear_context();
+FETCH 1 FROM acme_cur2;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
 RESET ROLE;
 
 -- acme's rows are intact after all the attempts.
