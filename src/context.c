@@ -96,7 +96,8 @@ static inline void
 set_current_context(const KgContext *ctx)
 {
 	kg_hot_state.context = ctx;
-	kg_hot_state.context_key = (ctx != NULL && ctx->api_key[0] != '\0') ? ctx->api_key : NULL;
+	kg_hot_state.context_key =
+		(ctx != NULL && ctx->api_key[0] != '\0') ? ctx->api_key : NULL;
 }
 
 /*
@@ -326,8 +327,10 @@ prepare_context_level(void)
 	int			level = GetCurrentTransactionNestLevel();
 
 	Assert(level >= 1);
-	Assert(kg_hot_state.context_levels == NULL || kg_hot_state.context_levels->nest_level <= level);
-	if (kg_hot_state.context_levels == NULL || kg_hot_state.context_levels->nest_level != level)
+	Assert(kg_hot_state.context_levels == NULL ||
+		   kg_hot_state.context_levels->nest_level <= level);
+	if (kg_hot_state.context_levels == NULL ||
+		kg_hot_state.context_levels->nest_level != level)
 	{
 		ContextLevel *entry = MemoryContextAllocZero(TopMemoryContext, sizeof(ContextLevel));
 
@@ -445,9 +448,11 @@ kg_context_subxact_event(SubXactEvent event)
 	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
 		return;
 	level = GetCurrentTransactionNestLevel();
-	while (kg_hot_state.context_levels != NULL && kg_hot_state.context_levels->nest_level > level)
+	while (kg_hot_state.context_levels != NULL &&
+		   kg_hot_state.context_levels->nest_level > level)
 		end_context_level(false);	/* cannot happen: deeper levels ended first */
-	if (kg_hot_state.context_levels != NULL && kg_hot_state.context_levels->nest_level == level)
+	if (kg_hot_state.context_levels != NULL &&
+		kg_hot_state.context_levels->nest_level == level)
 	{
 		end_context_level(event == SUBXACT_EVENT_COMMIT_SUB);
 		publish_context_serial();
@@ -695,25 +700,33 @@ kg_current_mode(void)
 kg_hot const char *
 kg_current_tenant(void)
 {
-	return kg_hot_state.context && kg_hot_state.context->tenant[0] ? kg_hot_state.context->tenant : NULL;
+	const KgContext *ctx = kg_hot_state.context;
+
+	return ctx && ctx->tenant[0] ? ctx->tenant : NULL;
 }
 
 const char *
 kg_current_actor(void)
 {
-	return kg_hot_state.context && kg_hot_state.context->actor[0] ? kg_hot_state.context->actor : NULL;
+	const KgContext *ctx = kg_hot_state.context;
+
+	return ctx && ctx->actor[0] ? ctx->actor : NULL;
 }
 
 const char *
 kg_current_request_id(void)
 {
-	return kg_hot_state.context && kg_hot_state.context->request_id[0] ? kg_hot_state.context->request_id : NULL;
+	const KgContext *ctx = kg_hot_state.context;
+
+	return ctx && ctx->request_id[0] ? ctx->request_id : NULL;
 }
 
 const char *
 kg_current_admin_reason(void)
 {
-	return kg_hot_state.context && kg_hot_state.context->reason[0] ? kg_hot_state.context->reason : NULL;
+	const KgContext *ctx = kg_hot_state.context;
+
+	return ctx && ctx->reason[0] ? ctx->reason : NULL;
 }
 
 /*
@@ -1152,7 +1165,8 @@ path_hash(const char *path)
 static Oid
 pending_schema(void)
 {
-	if (kg_hot_state.context == NULL || !OidIsValid(kg_hot_state.context->deferred_schema) ||
+	if (kg_hot_state.context == NULL ||
+		!OidIsValid(kg_hot_state.context->deferred_schema) ||
 		!IsTransactionState() ||
 		path_hash(namespace_search_path) != kg_hot_state.context->deferred_base_hash)
 		return InvalidOid;
@@ -1169,7 +1183,8 @@ apply_pending_schema(Oid nspoid)
 		return;
 	(void) set_config_option("search_path", prepend_schema(schema, namespace_search_path),
 							 PGC_USERSET, PGC_S_SESSION,
-							 kg_hot_state.context->deferred_local ? GUC_ACTION_LOCAL : GUC_ACTION_SET,
+							 kg_hot_state.context->deferred_local ?
+							 GUC_ACTION_LOCAL : GUC_ACTION_SET,
 							 true, ERROR, false);
 }
 
@@ -1216,7 +1231,8 @@ kg_context_after_statement(void)
 	Oid			nspoid;
 	KgContext  *ctx;
 
-	if (kg_hot_state.context == NULL || !OidIsValid(kg_hot_state.context->deferred_schema) ||
+	if (kg_hot_state.context == NULL ||
+		!OidIsValid(kg_hot_state.context->deferred_schema) ||
 		kg_hot_state.context->checked_generation == kg_schema_contents_generation())
 		return;
 	if (!OidIsValid(nspoid = pending_schema()))
@@ -1297,7 +1313,8 @@ kg_context_check_analyzed(Query *query)
 {
 	Oid			nspoid;
 
-	if (kg_hot_state.context == NULL || !OidIsValid(kg_hot_state.context->deferred_schema) ||
+	if (kg_hot_state.context == NULL ||
+		!OidIsValid(kg_hot_state.context->deferred_schema) ||
 		query->commandType == CMD_UTILITY)
 		return;
 	AcceptInvalidationMessages();
@@ -1307,7 +1324,8 @@ kg_context_check_analyzed(Query *query)
 		return;
 	if (!kg_schema_has_objects(nspoid))
 	{
-		((KgContext *) kg_hot_state.context)->checked_generation = kg_schema_contents_generation();
+		((KgContext *) kg_hot_state.context)->checked_generation =
+			kg_schema_contents_generation();
 		return;
 	}
 	apply_pending_schema(nspoid);

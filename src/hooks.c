@@ -544,8 +544,10 @@ kg_xact_callback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PARALLEL_PRE_COMMIT ||
 		event == XACT_EVENT_PRE_PREPARE)
 		return;
-	if (likely(event == XACT_EVENT_COMMIT) && likely(kg_hot_state.context_levels == NULL) &&
-		likely(!kg_hot_state.secret_call_active) && likely(!kg_hot_state.aborted_set) &&
+	if (likely(event == XACT_EVENT_COMMIT) &&
+		likely(kg_hot_state.context_levels == NULL) &&
+		likely(!kg_hot_state.secret_call_active) &&
+		likely(!kg_hot_state.aborted_set) &&
 		likely(!kg_hot_state.pinned_in_xact))
 		return;
 	xact_callback_full(event);

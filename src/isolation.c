@@ -410,8 +410,8 @@ range_table_is_guarded(List *rangeTable)
 static kg_hot pg_noinline void
 remember_started_query(QueryDesc *queryDesc)
 {
-	KgRunningQuery *entry = kg_statement_entry_new(&kg_hot_state.running_queries, queryDesc,
-												   sizeof(KgRunningQuery));
+	KgRunningQuery *entry = kg_statement_entry_new(&kg_hot_state.running_queries,
+												   queryDesc, sizeof(KgRunningQuery));
 	const char *tenant = kg_current_tenant();
 
 	entry->mode = kg_current_mode();
@@ -456,7 +456,8 @@ check_started_query(KgRunningQuery *entry)
 kg_hot void
 kg_isolation_check_portal_context(QueryDesc *queryDesc)
 {
-	KgRunningQuery *entry = kg_statement_entry_find(&kg_hot_state.running_queries, queryDesc);
+	KgRunningQuery *entry = kg_statement_entry_find(&kg_hot_state.running_queries,
+													queryDesc);
 
 	if (entry != NULL)
 		check_started_query(entry);

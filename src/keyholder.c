@@ -212,7 +212,8 @@ kg_keyholder_session(void)
 	Oid			session = GetSessionUserId();
 
 	/* Asked at every statement. */
-	if (kg_hot_state.keyholder_valid && kg_hot_state.keyholder_session == session && OidIsValid(session))
+	if (kg_hot_state.keyholder_valid && kg_hot_state.keyholder_session == session &&
+		OidIsValid(session))
 		return kg_hot_state.keyholder_result;
 	return lookup_keyholder_session(session);
 }
@@ -246,7 +247,8 @@ write_key_in_force(void)
 static bool
 regime_session(void)
 {
-	return kg_hot_state.context_key != NULL || kg_context_read_only() || kg_keyholder_session();
+	return kg_hot_state.context_key != NULL || kg_context_read_only() ||
+		kg_keyholder_session();
 }
 
 /*
@@ -970,12 +972,14 @@ kg_keyholder_executor_started(QueryDesc *queryDesc)
 	const char *key;
 	KeyStatement *entry;
 
-	if (kg_hot_state.executor_depth > 0 || IsParallelWorker() || queryDesc->estate == NULL ||
+	if (kg_hot_state.executor_depth > 0 || IsParallelWorker() ||
+		queryDesc->estate == NULL ||
 		!IsTransactionState() || (key = current_key()) == NULL)
 		return;
 	audit_statement(key, queryDesc, 1, 0);
 
-	entry = kg_statement_entry_new(&kg_hot_state.key_statements, queryDesc, sizeof(KeyStatement));
+	entry = kg_statement_entry_new(&kg_hot_state.key_statements, queryDesc,
+								   sizeof(KeyStatement));
 	strlcpy(entry->key, key, sizeof(entry->key));
 }
 
@@ -1005,7 +1009,8 @@ key_statement_end(QueryDesc *queryDesc)
 		audit_statement(key, queryDesc, 1, rows);
 
 	/* A top-level statement under a key ends: the timeout for the next. */
-	if (kg_hot_state.executor_depth == 0 && kg_hot_state.context_key != NULL && IsTransactionState())
+	if (kg_hot_state.executor_depth == 0 && kg_hot_state.context_key != NULL &&
+		IsTransactionState())
 		kg_keyholder_lower_timeout();
 }
 

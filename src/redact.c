@@ -1619,7 +1619,8 @@ redact_own_activity(MemoryContext cxt)
 	shown = MyBEEntry->st_activity_raw;
 	len = strnlen(shown, pgstat_track_activity_query_size);
 	/* The text kg_redact_activity() found clean: every line of it pays. */
-	if ((int) len == kg_hot_state.clean_activity_len && memcmp(shown, kg_hot_state.clean_activity, len) == 0)
+	if ((int) len == kg_hot_state.clean_activity_len &&
+		memcmp(shown, kg_hot_state.clean_activity, len) == 0)
 		return;
 	(void) report_redacted_activity(cxt, shown, len);
 }
@@ -1733,7 +1734,8 @@ kg_redact_new_activity(const char *source, size_t whole)
 		return;
 	/* Clean: remember it (the whole text looked at, not the clipped part). */
 	if (kg_hot_state.clean_activity == NULL)
-		kg_hot_state.clean_activity = MemoryContextAlloc(TopMemoryContext, pgstat_track_activity_query_size);
+		kg_hot_state.clean_activity = MemoryContextAlloc(TopMemoryContext,
+														 pgstat_track_activity_query_size);
 	memcpy(kg_hot_state.clean_activity, source, whole);
 	kg_hot_state.clean_activity_len = (int) whole;
 }

@@ -1713,7 +1713,8 @@ keys_guard_set_context_from_token(PG_FUNCTION_ARGS)
 	KgAuditDetail *detail;
 	bool		verified_now = false;
 
-	kg_hot_state.secret_call_active = true;	/* redact.c: no message shows the statement */
+	/* redact.c: no message shows the statement */
+	kg_hot_state.secret_call_active = true;
 	kg_require_preloaded();
 	kg_refuse_keyholder("set_context_from_token");
 	if (!kg_has_role(KG_ROLE_CLIENT) && !kg_has_role(KG_ROLE_GATEWAY) &&
@@ -1936,7 +1937,8 @@ keys_guard_add_token_key(PG_FUNCTION_ARGS)
 	char	   *key;
 	size_t		key_len;
 
-	kg_hot_state.secret_call_active = true;	/* redact.c: no message shows the statement */
+	/* redact.c: no message shows the statement */
+	kg_hot_state.secret_call_active = true;
 	kg_require_preloaded();
 	require_token_admin("add_token_key");
 	memset(&args, 0, sizeof(args));
