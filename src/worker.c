@@ -103,6 +103,7 @@ typedef struct KgWorkerShared
 {
 	slock_t		mutex;
 	Latch	   *launcher_latch;
+	pid_t		launcher_pid;
 	bool		rescan;			/* look at every database again */
 	KgWorkerSlot slots[KG_MAX_DATABASES];
 } KgWorkerShared;
@@ -560,6 +561,7 @@ keys_guard_launcher_main(Datum main_arg)
 
 	SpinLockAcquire(&shared->mutex);
 	shared->launcher_latch = MyLatch;
+	shared->launcher_pid = MyProcPid;
 	shared->rescan = true;
 	SpinLockRelease(&shared->mutex);
 
@@ -890,8 +892,9 @@ typedef struct WorkUnit
  *
  * The load is sampled from the PGPROC array without a lock: a process
  * runs a statement while it holds a snapshot (its xmin is set) and does
- * not wait for its client.  Autovacuum, the keys_guard workers and this
- * worker do not count.  A sample is taken after each batch and every
+ * not wait for its client.  Autovacuum, keys_guard's launcher and workers
+ * and this worker do not count (the launcher lists the databases to serve
+ * every 2 s).  A sample is taken after each batch and every
  * KG_PACE_SAMPLE_MS during a pause.
  */
 #define KG_PACE_IDLE_AFTER_MS	500
@@ -925,12 +928,14 @@ typedef struct PurgePace
 
 static PurgePace pace;
 
-/* Is pid one of keys_guard's database workers? */
+/* Is pid keys_guard's launcher or one of its database workers? */
 static bool
 is_keys_guard_worker(int pid)
 {
 	int			i;
 
+	if (pid == shared->launcher_pid)
+		return true;
 	for (i = 0; i < KG_MAX_DATABASES; i++)
 	{
 		if (shared->slots[i].pid == pid)
