@@ -392,6 +392,15 @@ SELECT keys_guard.current_tenant() AS gateway_tenant;
 -- A gateway session under a read-only token is read-only too.
 SELECT try($$INSERT INTO tenant_tokens.items VALUES (5, 'five')$$) AS gateway_insert_read;
 COMMIT;
+-- So is its transaction control (the regime, not a disabled feature,
+-- refuses PREPARE TRANSACTION: 42501, where 55000 would be "disabled").
+BEGIN;
+SELECT keys_guard.set_context_from_token(:'es_read') IS NULL AS token_set;
+SAVEPOINT gateway_sp;
+SHOW transaction_read_only;
+PREPARE TRANSACTION 'kg_tok_gateway';
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
 RESET ROLE;
 
 --

@@ -422,16 +422,16 @@ kg_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent,
 }
 
 /*
- * ProcessUtility_hook: in a keyholder session without a write key only
- * statements that change nothing (keyholder.c); check the statement
- * (utility.c), which may replace a COPY TO by its planned form, run it,
- * and record it when it ran under an API key.
+ * A utility statement with each file's part: in a keyholder session without
+ * a write key only statements that change nothing (keyholder.c); check the
+ * statement (utility.c), which may replace a COPY TO by its planned form,
+ * run it, and record it when it ran under an API key.
  */
-static kg_hot void
-kg_process_utility(PlannedStmt *pstmt, const char *queryString,
-				   bool readOnlyTree, ProcessUtilityContext context,
-				   ParamListInfo params, QueryEnvironment *queryEnv,
-				   DestReceiver *dest, QueryCompletion *qc)
+static pg_noinline void
+process_utility_full(PlannedStmt *pstmt, const char *queryString,
+					 bool readOnlyTree, ProcessUtilityContext context,
+					 ParamListInfo params, QueryEnvironment *queryEnv,
+					 DestReceiver *dest, QueryCompletion *qc)
 {
 	if (context == PROCESS_UTILITY_TOPLEVEL)
 		kg_redact_activity(queryString);
@@ -447,6 +447,38 @@ kg_process_utility(PlannedStmt *pstmt, const char *queryString,
 								params, queryEnv, dest, qc);
 	kg_keyholder_utility_done(pstmt, context);
 	kg_context_after_utility(pstmt);
+}
+
+/*
+ * ProcessUtility_hook.  Transaction control (BEGIN, COMMIT, SAVEPOINT ...)
+ * where no regime of keyholder.c applies (kg_session_unregimed()) has
+ * nothing to do in any file but the statement's text and the context's
+ * after-statement check: utility.c checks none of it, the context sets no
+ * schema before it and ends only at DISCARD ALL and RESET ALL, and
+ * keyholder.c neither refuses nor records it outside its regimes.  Every
+ * other statement takes the full path.
+ */
+static kg_hot void
+kg_process_utility(PlannedStmt *pstmt, const char *queryString,
+				   bool readOnlyTree, ProcessUtilityContext context,
+				   ParamListInfo params, QueryEnvironment *queryEnv,
+				   DestReceiver *dest, QueryCompletion *qc)
+{
+	if (IsA(pstmt->utilityStmt, TransactionStmt) && kg_session_unregimed())
+	{
+		if (context == PROCESS_UTILITY_TOPLEVEL)
+			kg_redact_activity(queryString);
+		if (prev_process_utility_hook)
+			prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,
+									  params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+		kg_context_after_statement();
+	}
+	else
+		process_utility_full(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
 }
 
 /*

@@ -284,6 +284,25 @@ extern bool kg_has_role(const char *rolename);
 extern char *kg_required_text_arg(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern char *kg_acting_person(void);
 extern void kg_require_preloaded(void);
+
+/*
+ * Whether no regime of keyholder.c applies to the session: no API key in
+ * force, no read-only token's context (kg_context_read_only()), and a
+ * session user known not to be a keyholder; the negation of keyholder.c's
+ * regime_session(), decided from kg_hot_state where it can be.  Not
+ * unregimed means only "ask keyholder.c".
+ */
+static inline bool
+kg_session_unregimed(void)
+{
+	Oid			session = GetSessionUserId();
+
+	return likely(kg_hot_state.context_key == NULL) &&
+		likely(kg_hot_state.keyholder_valid) && likely(!kg_hot_state.keyholder_result) &&
+		likely(kg_hot_state.keyholder_session == session) && likely(OidIsValid(session)) &&
+		(kg_hot_state.context == NULL || !kg_context_read_only());
+}
+
 #if defined(__GNUC__)
 #pragma GCC visibility push(default)	/* SQL-callable */
 #endif
