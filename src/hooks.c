@@ -483,9 +483,11 @@ kg_process_utility(PlannedStmt *pstmt, const char *queryString,
 
 /*
  * object_access_hook: after the earlier providers, refuse a function with
- * side effects in a keyholder session without a write key (keyholder.c).
- * PostgreSQL raises OAT_FUNCTION_EXECUTE when an expression calling a
- * function is initialised, built-in functions included.
+ * side effects in a keyholder session without a write key or under a
+ * read-only token (keyholder.c), which has nothing to do outside those
+ * regimes (kg_session_unregimed()).  PostgreSQL raises
+ * OAT_FUNCTION_EXECUTE when an expression calling a function is
+ * initialised, built-in functions included.
  */
 static kg_statement_path void
 kg_object_access(ObjectAccessType access, Oid classId, Oid objectId,
@@ -494,7 +496,7 @@ kg_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	if (kg_hot_state.prev_object_access)
 		kg_hot_state.prev_object_access(access, classId, objectId, subId, arg);
 	if (access == OAT_FUNCTION_EXECUTE && classId == ProcedureRelationId &&
-		!kg_session_quiet())
+		!kg_session_unregimed())
 		kg_keyholder_function_execute(objectId);
 }
 
