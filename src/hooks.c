@@ -421,6 +421,21 @@ kg_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent,
 	kg_isolation_relation_info(root, relationObjectId, rel);
 }
 
+/* The previous provider's ProcessUtility, or the standard one. */
+static inline void
+next_process_utility(PlannedStmt *pstmt, const char *queryString,
+					 bool readOnlyTree, ProcessUtilityContext context,
+					 ParamListInfo params, QueryEnvironment *queryEnv,
+					 DestReceiver *dest, QueryCompletion *qc)
+{
+	if (prev_process_utility_hook)
+		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,
+								  params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
 /*
  * A utility statement with each file's part: in a keyholder session without
  * a write key only statements that change nothing (keyholder.c); check the
@@ -439,12 +454,8 @@ process_utility_full(PlannedStmt *pstmt, const char *queryString,
 	pstmt = kg_utility_check_statement(pstmt);
 	kg_context_before_utility(pstmt);
 
-	if (prev_process_utility_hook)
-		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,
-								  params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	next_process_utility(pstmt, queryString, readOnlyTree, context,
+						 params, queryEnv, dest, qc);
 	kg_keyholder_utility_done(pstmt, context);
 	kg_context_after_utility(pstmt);
 }
@@ -468,12 +479,8 @@ kg_process_utility(PlannedStmt *pstmt, const char *queryString,
 	{
 		if (context == PROCESS_UTILITY_TOPLEVEL)
 			kg_redact_activity(queryString);
-		if (prev_process_utility_hook)
-			prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,
-									  params, queryEnv, dest, qc);
-		else
-			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-									params, queryEnv, dest, qc);
+		next_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
 		kg_context_after_statement();
 	}
 	else
