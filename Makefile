@@ -47,7 +47,7 @@ REGRESS = setup names tenants context isolation pooled audit library soft_delete
 REGRESS_OPTS = --inputdir=. --dbname=keys_guard_regress
 
 # Concurrency (pg_isolation_regress): specs/*.spec with expected/*.out.
-ISOLATION = delete_delete delete_restore restore_hard_delete restore_purge api_key_revoke token_revoke guard_change
+ISOLATION = delete_delete delete_restore restore_hard_delete restore_purge api_key_revoke token_revoke guard_change context_schema_fills
 ISOLATION_OPTS = --load-extension=keys_guard
 
 # The version is set in one place, default_version in keys_guard.control;

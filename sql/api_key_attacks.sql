@@ -470,6 +470,17 @@ ROLLBACK;
 -- setting anyway); the 200 ms of the transactions rolled back here is gone.
 SHOW statement_timeout;
 RESET SESSION AUTHORIZATION;
+-- 8d. A key used after SET ROLE, in a session whose session user is no
+-- keyholder (a superuser's here): the key's regime holds all the same,
+-- transaction control included (42501; 55000 would be "disabled").
+SET ROLE kg_reader;
+BEGIN;
+SELECT keys_guard.use_api_key(:'aka_read_secret') IS NULL AS key_null;
+SAVEPOINT aka_role_sp;
+PREPARE TRANSACTION 'aka_role_prepared';
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+RESET ROLE;
 -- Functions of another role with their own SET statement_timeout = 0
 -- (found by a review): one that sleeps is cancelled all the same, and the
 -- setting is what it was before the transaction, with no timer left to
