@@ -198,6 +198,20 @@ typedef struct KgHotState
 extern KgHotState kg_hot_state;
 
 /*
+ * Whether keyholder.c has found the session user not to be a keyholder
+ * (kg_keyholder_session()'s cached answer, for this session user).  False
+ * also when it has not looked yet: then only keyholder.c can say.
+ */
+static inline bool
+kg_session_user_known_not_keyholder(void)
+{
+	Oid			session = GetSessionUserId();
+
+	return likely(kg_hot_state.keyholder_valid) && likely(!kg_hot_state.keyholder_result) &&
+		likely(kg_hot_state.keyholder_session == session) && likely(OidIsValid(session));
+}
+
+/*
  * Whether the session is quiet: no context in force (so no API key and no
  * read-only token either), none of acting.c's state, and a session user
  * known not to be a keyholder.  Each hook's work for the keyholder regime,
@@ -210,8 +224,7 @@ static inline bool
 kg_session_quiet(void)
 {
 	return likely(kg_hot_state.context == NULL) && likely(kg_hot_state.acting_quiet) &&
-		likely(kg_hot_state.keyholder_valid) && likely(!kg_hot_state.keyholder_result) &&
-		likely(kg_hot_state.keyholder_session == GetSessionUserId());
+		kg_session_user_known_not_keyholder();
 }
 
 /* keys_guard.c: settings */
@@ -295,11 +308,7 @@ extern void kg_require_preloaded(void);
 static inline bool
 kg_session_unregimed(void)
 {
-	Oid			session = GetSessionUserId();
-
-	return likely(kg_hot_state.context_key == NULL) &&
-		likely(kg_hot_state.keyholder_valid) && likely(!kg_hot_state.keyholder_result) &&
-		likely(kg_hot_state.keyholder_session == session) && likely(OidIsValid(session)) &&
+	return likely(kg_hot_state.context_key == NULL) && kg_session_user_known_not_keyholder() &&
 		(kg_hot_state.context == NULL || !kg_context_read_only());
 }
 
