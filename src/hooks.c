@@ -313,10 +313,23 @@ executor_finish_full(QueryDesc *queryDesc)
 	kg_keyholder_nest(-1);
 }
 
-/* ExecutorFinish_hook: for a statement that needs no span, quickly. */
+/*
+ * ExecutorFinish_hook.  A SELECT without a data-modifying WITH runs nothing
+ * in its finish: PostgreSQL starts it without AFTER triggers
+ * (EXEC_FLAG_SKIP_TRIGGERS) and it has no ModifyTable node to complete.
+ * No statement nests in it and no user code runs, so neither an acting
+ * span nor the executor's depth (keyholder.c) has anything to mark, and it
+ * goes straight on.  For any other statement that needs no span, quickly.
+ */
 static kg_statement_path void
 kg_executor_finish(QueryDesc *queryDesc)
 {
+	if (likely(queryDesc->operation == CMD_SELECT) &&
+		likely(!queryDesc->plannedstmt->hasModifyingCTE))
+	{
+		kg_hot_state.next_executor_finish(queryDesc);
+		return;
+	}
 	if (likely(plain_statement_quick(queryDesc->plannedstmt)))
 	{
 		kg_keyholder_nest(1);
@@ -496,12 +509,30 @@ kg_process_utility(PlannedStmt *pstmt, const char *queryString,
  * OAT_FUNCTION_EXECUTE when an expression calling a function is
  * initialised, built-in functions included.
  */
+static pg_noinline void
+object_access_full(ObjectAccessType access, Oid classId, Oid objectId,
+				   int subId, void *arg)
+{
+	if (kg_hot_state.prev_object_access)
+		kg_hot_state.prev_object_access(access, classId, objectId, subId, arg);
+	if (access == OAT_FUNCTION_EXECUTE && classId == ProcedureRelationId &&
+		!kg_session_unregimed())
+		kg_keyholder_function_execute(objectId);
+}
+
+/*
+ * The same with no earlier provider, the usual case: only the function's
+ * oid is needed after the regime's check, not every argument.
+ */
 static kg_statement_path void
 kg_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 				 int subId, void *arg)
 {
-	if (kg_hot_state.prev_object_access)
-		kg_hot_state.prev_object_access(access, classId, objectId, subId, arg);
+	if (unlikely(kg_hot_state.prev_object_access != NULL))
+	{
+		object_access_full(access, classId, objectId, subId, arg);
+		return;
+	}
 	if (access == OAT_FUNCTION_EXECUTE && classId == ProcedureRelationId &&
 		!kg_session_unregimed())
 		kg_keyholder_function_execute(objectId);

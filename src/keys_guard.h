@@ -53,9 +53,13 @@
  * In a section of their own they sit together, about 1 kB on a page or two
  * of the library instead of spread over several (one translation-buffer
  * entry each), and the lines that follow each other are fetched ahead.
+ * Each starts on a cache line of its own: a hook's quick path is a line or
+ * two, and one that starts near the end of a line takes one more (callgrind
+ * counted 15 of keys_guard's instruction-cache misses per pgbench -S
+ * statement aligned, 19 not).
  */
 #if defined(__GNUC__) && defined(__ELF__)
-#define kg_statement_path __attribute__((hot, section(".text.hot.keys_guard_statement")))
+#define kg_statement_path __attribute__((hot, aligned(64), section(".text.hot.keys_guard_statement")))
 #else
 #define kg_statement_path kg_hot
 #endif
