@@ -213,8 +213,11 @@ kg_executor_start(QueryDesc *queryDesc, int eflags)
 {
 	PlannedStmt *pstmt = queryDesc->plannedstmt;
 
-	/* The statement of an Execute message, or of a parallel worker. */
-	kg_redact_activity(queryDesc->sourceText);
+	/*
+	 * An Execute message reported its text again; a parallel worker shows
+	 * its leader's.
+	 */
+	kg_redact_activity();
 
 	if (likely(kg_session_quiet() && !pstmt->parallelModeNeeded &&
 			   plain_statement_quick(pstmt) && !IsParallelWorker()))
@@ -265,11 +268,17 @@ executor_run_full(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 	kg_keyholder_nest(-1);
 }
 
-/* ExecutorRun_hook: with no statement started on guarded data, quickly. */
+/*
+ * ExecutorRun_hook: pg_stat_activity's text out of its secrets, as at the
+ * start (an Execute message runs a portal its Bind message started, and
+ * reports its text again first), then, with no statement started on
+ * guarded data, quickly.
+ */
 static kg_statement_path void
 kg_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 				bool execute_once)
 {
+	kg_redact_activity();
 	if (likely(dlist_is_empty(&kg_hot_state.running_queries) &&
 			   plain_statement_quick(queryDesc->plannedstmt)))
 	{
@@ -386,7 +395,7 @@ kg_planner(Query *parse, const char *query_string, int cursorOptions,
 	bool		soft_deleted = false;
 
 	/* A Bind message reported its statement's text again. */
-	kg_redact_activity(query_string);
+	kg_redact_activity();
 
 	PG_TRY();
 	{
@@ -462,7 +471,7 @@ process_utility_full(PlannedStmt *pstmt, const char *queryString,
 					 DestReceiver *dest, QueryCompletion *qc)
 {
 	if (context == PROCESS_UTILITY_TOPLEVEL)
-		kg_redact_activity(queryString);
+		kg_redact_activity();
 	kg_keyholder_check_utility(pstmt);
 	pstmt = kg_utility_check_statement(pstmt);
 	kg_context_before_utility(pstmt);
@@ -491,7 +500,7 @@ kg_process_utility(PlannedStmt *pstmt, const char *queryString,
 	if (IsA(pstmt->utilityStmt, TransactionStmt) && kg_session_unregimed())
 	{
 		if (context == PROCESS_UTILITY_TOPLEVEL)
-			kg_redact_activity(queryString);
+			kg_redact_activity();
 		next_process_utility(pstmt, queryString, readOnlyTree, context,
 							 params, queryEnv, dest, qc);
 		kg_context_after_statement();
@@ -586,7 +595,7 @@ kg_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 {
 	if (prev_post_parse_analyze_hook)
 		prev_post_parse_analyze_hook(pstate, query, jstate);
-	kg_redact_activity(pstate->p_sourcetext);
+	kg_redact_activity();
 	kg_context_check_analyzed(query);
 }
 

@@ -661,27 +661,12 @@ extern const char *kg_token_context_kid(void);	/* token.c */
 extern void kg_redact_xact_event(XactEvent event);	/* hooks.c calls */
 extern void kg_redact_subxact_event(SubXactEvent event);
 extern void kg_redact_error_data(ErrorData *edata);	/* hooks.c calls */
-extern void kg_redact_new_activity(const char *source, size_t whole);
-
 /*
- * hooks.c calls, with the text of each statement parsed, planned or
- * started: its secrets out of pg_stat_activity.  Inline for the common
- * case, the text last found clean: the planner and the executor see the
- * text post_parse_analyze_hook saw, and every Execute of a prepared
- * statement shows its text again.
+ * hooks.c calls, at each statement parsed, planned, started or run as a
+ * utility: the text pg_stat_activity shows for this backend, out of its
+ * secrets.
  */
-static inline void
-kg_redact_activity(const char *source)
-{
-	size_t		whole;
-
-	if (source == NULL || source != debug_query_string || !pgstat_track_activities)
-		return;
-	whole = strnlen(source, pgstat_track_activity_query_size);
-	if (unlikely((int) whole != kg_hot_state.clean_activity_len) ||
-		unlikely(memcmp(source, kg_hot_state.clean_activity, whole) != 0))
-		kg_redact_new_activity(source, whole);
-}
+extern void kg_redact_activity(void);
 
 /* worker.c */
 extern Size kg_worker_shmem_size(void);	/* hooks.c calls: shared memory */

@@ -64,9 +64,9 @@
  *	  it also redacts this backend's pg_stat_activity text if that still
  *	  carries a secret (a statement that failed before parse analysis).
  *	- kg_redact_activity(), from post_parse_analyze_hook, planner_hook,
- *	  ExecutorStart_hook and ProcessUtility_hook: when the top-level
- *	  statement text (debug_query_string) carries a secret, report a
- *	  redacted copy to pg_stat_activity.
+ *	  ExecutorStart_hook and ProcessUtility_hook: when the text
+ *	  pg_stat_activity shows for this backend carries a secret, report a
+ *	  redacted copy in its place.
  *	- kg_redact_text(), API key redaction for any caller (the audit log).
  *
  * The common case, a text without a secret and no redact_patterns, costs
@@ -133,7 +133,7 @@ char	   *keys_guard_redact_patterns = NULL;
 static Patterns *active_patterns = NULL;
 
 /*
- * kg_hot_state.clean_activity is the last statement text
+ * kg_hot_state.clean_activity is the last text of pg_stat_activity's
  * kg_redact_activity() found clean, so that the executions of a prepared
  * statement, and the executor start that follows parse analysis of a
  * simple query, do not scan it again.  A copy, not just the pointer: the
@@ -1243,8 +1243,8 @@ kg_text_has_secret(const char *s)
 }
 
 /*
- * How many bytes at the end of message s[0..len) are the statement text
- * kg_redact_activity() last found clean as a whole, after ": ": what
+ * How many bytes at the end of message s[0..len) are the text
+ * kg_redact_activity() last found clean in pg_stat_activity, after ": ": what
  * PostgreSQL's statement log lines end with ("statement: %s", "execute
  * %s: %s"), and, with log_statement = all, the longest part of most lines.
  * 0 when the message does not end so, or when redact_patterns are set (a
@@ -1707,15 +1707,13 @@ kg_redact_error_data(ErrorData *edata)
 }
 
 /*
- * pg_stat_activity: when source is the top-level statement text (the one
- * PostgreSQL reported) and carries a secret within what pg_stat_activity
- * keeps, report a redacted copy in its place.  Only that many bytes are
- * looked at: a secret cut at the end is redacted all the same.  Called by
- * kg_redact_activity() (keys_guard.h) for a text other than the last one
- * found clean; whole is its length, up to what pg_stat_activity keeps.
+ * pg_stat_activity: when source, the text it shows for this backend,
+ * carries a secret, report a redacted copy in its place.  Called by
+ * kg_redact_activity() below for a text other than the last one found
+ * clean; whole is its length, up to what pg_stat_activity keeps.
  */
-pg_noinline void
-kg_redact_new_activity(const char *source, size_t whole)
+static pg_noinline void
+redact_new_activity(const char *source, size_t whole)
 {
 	size_t		len;
 
@@ -1738,4 +1736,31 @@ kg_redact_new_activity(const char *source, size_t whole)
 														 pgstat_track_activity_query_size);
 	memcpy(kg_hot_state.clean_activity, source, whole);
 	kg_hot_state.clean_activity_len = (int) whole;
+}
+
+/*
+ * hooks.c calls, at each statement parsed, planned, started or run as a
+ * utility: when the text pg_stat_activity shows for this backend carries a
+ * secret, show a redacted copy instead.  What is shown is looked at, not
+ * the text the hook was given: PostgreSQL reports the text of every
+ * Parse, Bind and Execute message anew, from copies of the portal's text
+ * (exec_execute_message()), and a statement nested in a function runs
+ * while its caller's text is shown.  Nothing to do for the text last found
+ * clean, the common case; a redacted copy, once shown, is itself found
+ * clean the next time.  Reads only this backend's own entry, which no
+ * other process writes.
+ */
+kg_statement_path void
+kg_redact_activity(void)
+{
+	const char *shown;
+	size_t		len;
+
+	if (unlikely(MyBEEntry == NULL) || !pgstat_track_activities ||
+		(shown = MyBEEntry->st_activity_raw) == NULL)
+		return;
+	len = strnlen(shown, pgstat_track_activity_query_size);
+	if (unlikely((int) len != kg_hot_state.clean_activity_len) ||
+		unlikely(memcmp(shown, kg_hot_state.clean_activity, len) != 0))
+		redact_new_activity(shown, len);
 }

@@ -14,7 +14,8 @@
 #     marker;
 #   - the check can fail: a control token sent the same ways (not
 #     key-shaped, so not redacted) is in every log file;
-#   - pg_stat_activity shows a running statement's text redacted, in its
+#   - pg_stat_activity shows a running statement's text redacted (sent as
+#     a simple query, or as Parse, Bind and Execute messages), in its
 #     own backend and in a parallel worker;
 #   - real keys (issue 12): a read and a write key issued (the secret a
 #     result column, the write key's WARNING logged), used by a keyholder
@@ -334,9 +335,17 @@ sub check_activity
 	my $connstr =
 	  $node->connstr('postgres') . (defined $opt{user} ? " user=$opt{user}" : '');
 	my ($out, $err) = ('', '');
-	my $h = IPC::Run::start(
-		[ 'psql', '-X', '-d', $connstr, '-c', $settings, '-c', $text ],
-		'>', \$out, '2>', \$err);
+	my @cmd = ('psql', '-X', '-d', $connstr, '-c', $settings, '-c', $text);
+	# protocol => 'extended' or 'prepared': pgbench sends the statements
+	# as Parse, Bind and Execute messages, and PostgreSQL reports the text
+	# again at each, the Execute's from a copy of the portal's.
+	if (my $mode = $opt{protocol})
+	{
+		my $file = PostgreSQL::Test::Utils::tempdir() . "/$tag.sql";
+		PostgreSQL::Test::Utils::append_to_file($file, "$settings;\n$text;\n");
+		@cmd = ('pgbench', '-n', '-M', $mode, '-t', '1', '-f', $file, $connstr);
+	}
+	my $h = IPC::Run::start(\@cmd, '>', \$out, '2>', \$err);
 	my $which =
 	    "FROM pg_stat_activity WHERE query LIKE '%$tag%' AND pid <> pg_backend_pid()"
 	  . " AND backend_type = '$backend_type'";
@@ -363,6 +372,18 @@ check_activity(
 	'SET force_parallel_mode = on',
 	q{SELECT /* TAG */ count(*) FROM generate_series(1, 2000000000) g WHERE 'SECRET' IS NOT NULL},
 	'parallel worker');
+# Without statement logging in the session: a log line at the Execute
+# message would redact pg_stat_activity by itself (emit_log_hook), and
+# hide whether the executor's hooks do.
+check_activity('step_activity_extended', "SET log_statement = 'none'",
+	q{SELECT /* TAG */ pg_sleep(60) WHERE 'SECRET' IS NOT NULL},
+	'client backend', protocol => 'extended');
+check_activity('step_activity_prepared', "SET log_statement = 'none'",
+	q{SELECT /* TAG */ pg_sleep(60) WHERE 'SECRET' IS NOT NULL},
+	'client backend', protocol => 'prepared');
+check_activity('step_activity_utility', "SET log_statement = 'none'",
+	q{DO $$ BEGIN PERFORM pg_sleep(60); END $$ /* TAG SECRET */},
+	'client backend', protocol => 'extended');
 check_activity('step_activity_jwt', 'SELECT 1',
 	q{SELECT /* TAG */ pg_sleep(60) WHERE 'SECRET' IS NOT NULL},
 	'client backend', make_secret => \&jwt_secret);
