@@ -30,6 +30,7 @@ void		_PG_init(void);
 pg_attribute_aligned(64) KgHotState kg_hot_state = {
 	.acting_quiet = true,
 	.clean_activity_len = -1,
+	.activity_changecount = -1,
 	.key_statements = DLIST_STATIC_INIT(kg_hot_state.key_statements),
 	.running_queries = DLIST_STATIC_INIT(kg_hot_state.running_queries),
 };

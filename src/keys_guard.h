@@ -189,9 +189,14 @@ typedef struct KgHotState
 	/* context.c: the context's API key id or NULL; its transaction levels */
 	const char *context_key;
 	struct ContextLevel *context_levels;
-	/* redact.c: the statement text last found clean, and its length */
+	/*
+	 * redact.c: the statement text last found clean, and its length; this
+	 * backend's pg_stat_activity entry's change count when its text was last
+	 * looked at
+	 */
 	char	   *clean_activity;
 	int			clean_activity_len;
+	int			activity_changecount;
 	/* redact.c (token.c sets secret_call_active around its calls) */
 	bool		secret_call_active;
 	bool		aborted_set;

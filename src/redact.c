@@ -1202,6 +1202,7 @@ kg_assign_redact_patterns(const char *newval, void *extra)
 {
 	active_patterns = extra ? *(Patterns **) extra : NULL;
 	kg_hot_state.clean_activity_len = -1;	/* what was clean may not be any more */
+	kg_hot_state.activity_changecount = -1;
 }
 
 /*
@@ -1710,9 +1711,10 @@ kg_redact_error_data(ErrorData *edata)
  * pg_stat_activity: when source, the text it shows for this backend,
  * carries a secret, report a redacted copy in its place.  Called by
  * kg_redact_activity() below for a text other than the last one found
- * clean; whole is its length, up to what pg_stat_activity keeps.
+ * clean; whole is its length, up to what pg_stat_activity keeps.  Returns
+ * true when the text was found clean and remembered as such.
  */
-static pg_noinline void
+static pg_noinline bool
 redact_new_activity(const char *source, size_t whole)
 {
 	size_t		len;
@@ -1729,13 +1731,15 @@ redact_new_activity(const char *source, size_t whole)
 	scan_read_session = false;
 	if (report_redacted_activity(CurrentMemoryContext, source, len) ||
 		scan_read_session)
-		return;
+		return false;
 	/* Clean: remember it (the whole text looked at, not the clipped part). */
 	if (kg_hot_state.clean_activity == NULL)
 		kg_hot_state.clean_activity = MemoryContextAlloc(TopMemoryContext,
-														 pgstat_track_activity_query_size);
+														 pgstat_track_activity_query_size + 1);
 	memcpy(kg_hot_state.clean_activity, source, whole);
+	kg_hot_state.clean_activity[whole] = '\0';
 	kg_hot_state.clean_activity_len = (int) whole;
+	return true;
 }
 
 /*
@@ -1749,18 +1753,45 @@ redact_new_activity(const char *source, size_t whole)
  * clean, the common case; a redacted copy, once shown, is itself found
  * clean the next time.  Reads only this backend's own entry, which no
  * other process writes.
+ *
+ * PostgreSQL counts every write to the entry (st_changecount, up before
+ * and after each, for readers in other processes); while the count is the
+ * one seen when the text was last looked at, or last reported redacted,
+ * the text is the same and nothing is read.  That is every statement after
+ * the first of a message: the executor's run after its start, statements
+ * run by functions.
  */
 kg_statement_path void
 kg_redact_activity(void)
 {
+	volatile PgBackendStatus *entry = MyBEEntry;
 	const char *shown;
 	size_t		len;
 
-	if (unlikely(MyBEEntry == NULL) || !pgstat_track_activities ||
-		(shown = MyBEEntry->st_activity_raw) == NULL)
+	if (unlikely(entry == NULL) || !pgstat_track_activities ||
+		likely(entry->st_changecount == kg_hot_state.activity_changecount))
 		return;
-	len = strnlen(shown, pgstat_track_activity_query_size);
-	if (unlikely((int) len != kg_hot_state.clean_activity_len) ||
-		unlikely(memcmp(shown, kg_hot_state.clean_activity, len) != 0))
-		redact_new_activity(shown, len);
+	shown = entry->st_activity_raw;
+	if (shown == NULL)
+		return;
+
+	/*
+	 * The text last found clean, with its terminating zero, is the text
+	 * shown if one comparison says so; the entry's buffer holds that many
+	 * bytes (what pg_stat_activity keeps, ending in a zero).
+	 */
+	if (unlikely(kg_hot_state.clean_activity_len < 0) ||
+		unlikely(memcmp(shown, kg_hot_state.clean_activity,
+						kg_hot_state.clean_activity_len + 1) != 0))
+	{
+		len = strnlen(shown, pgstat_track_activity_query_size);
+		/*
+		 * Not a verdict to keep (a redacted copy was reported, or the
+		 * verdict depended on the session's prepared statements): look
+		 * again next time.
+		 */
+		if (!redact_new_activity(shown, len))
+			return;
+	}
+	kg_hot_state.activity_changecount = entry->st_changecount;
 }
