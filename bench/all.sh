@@ -42,7 +42,7 @@ trap 'rm -rf "$pgroot"' EXIT
 # settings bound each one's time; QUICK replaces them.
 declare -A full quick results script
 script[run]=run.sh;               results[run]=latest.md
-full[run]="BENCH_SECONDS=6 ROUNDS=5";                    quick[run]="BENCH_SECONDS=2 ROUNDS=1 WARMUP_SECONDS=1"
+full[run]="BENCH_SECONDS=6 ROUNDS=5 B_STARTS=4 B_SECONDS=3";                    quick[run]="BENCH_SECONDS=2 ROUNDS=1 WARMUP_SECONDS=1"
 script[soft_delete]=soft_delete.sh; results[soft_delete]=soft_delete.md
 full[soft_delete]="ROUNDS=5 C_TRANSACTIONS=20000";      quick[soft_delete]="ROUNDS=1 ROWS=20000 CROWS=20000 C_TRANSACTIONS=2000 BENCH_BREAKDOWN=0"
 script[purge]=purge.sh;           results[purge]=purge.md

@@ -43,6 +43,10 @@
 #                      (none: do not pin)
 #   PAIRBENCH_BURST=1  statements in a row on one server before the other
 #                      (pairbench -b; 1: strictly alternated)
+#   B_STARTS=1         (b): server starts per round, both servers restarted
+#                      before each; a round pools their statements (see
+#                      bench/README.md, "Rounds of several starts")
+#   B_SECONDS=BENCH_SECONDS   (b): measured seconds per start
 # Writes the result table to stdout and to bench/results/latest.md (raw
 # per-run numbers in bench/results/latest.tsv).
 set -euo pipefail
@@ -65,11 +69,14 @@ BENCH_DEPS=${BENCH_DEPS:-1}
 BENCH_ONLY=${BENCH_ONLY:-ab}
 BENCH_BREAKDOWN=${BENCH_BREAKDOWN:-0}
 BENCH_CPU=${BENCH_CPU:-0}
+B_STARTS=${B_STARTS:-1}
+B_SECONDS=${B_SECONDS:-$BENCH_SECONDS}
 
-for v in BENCH_SECONDS ROUNDS WARMUP_SECONDS CLIENTS JOBS TENANTS ROWS_PER_TENANT SCALE; do
+for v in BENCH_SECONDS ROUNDS WARMUP_SECONDS CLIENTS JOBS TENANTS ROWS_PER_TENANT SCALE B_STARTS B_SECONDS; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "run.sh: $v must be a whole number" >&2; exit 2; }
 done
 [ "$ROUNDS" -ge 1 ] && [ "$BENCH_SECONDS" -ge 1 ] || { echo "run.sh: ROUNDS and BENCH_SECONDS must be >= 1" >&2; exit 2; }
+[ "$B_STARTS" -ge 1 ] && [ "$B_SECONDS" -ge 1 ] || { echo "run.sh: B_STARTS and B_SECONDS must be >= 1" >&2; exit 2; }
 [ "$TENANTS" -ge 2 ] && [ "$ROWS_PER_TENANT" -ge 1 ] || { echo "run.sh: TENANTS must be >= 2, ROWS_PER_TENANT >= 1" >&2; exit 2; }
 [[ $BENCH_BREAKDOWN =~ ^[01]$ ]] || { echo "run.sh: BENCH_BREAKDOWN is 0 or 1" >&2; exit 2; }
 [[ $BENCH_ONLY =~ ^(a|b|ab)$ ]] || { echo "run.sh: BENCH_ONLY is a, b or ab" >&2; exit 2; }
@@ -79,6 +86,7 @@ done
 repro="cd $here && BENCH_SECONDS=$BENCH_SECONDS ROUNDS=$ROUNDS WARMUP_SECONDS=$WARMUP_SECONDS"
 repro+=" CLIENTS=$CLIENTS JOBS=$JOBS TENANTS=$TENANTS ROWS_PER_TENANT=$ROWS_PER_TENANT SCALE=$SCALE"
 repro+=" BENCH_INSTALL=$BENCH_INSTALL BENCH_ONLY=$BENCH_ONLY BENCH_BREAKDOWN=$BENCH_BREAKDOWN BENCH_CPU=$BENCH_CPU"
+repro+=" B_STARTS=$B_STARTS B_SECONDS=$B_SECONDS"
 [ "${PAIRBENCH_BURST:-1}" != 1 ] && repro+=" PAIRBENCH_BURST=$PAIRBENCH_BURST"
 repro+=" bash bench/run.sh"
 
@@ -345,27 +353,39 @@ EOF
   psql_su -d kg_pgbench -c "CREATE EXTENSION keys_guard" -c "GRANT keys_guard_gateway TO bench_app" >/dev/null
 
   b_order=(base keys_guard)
+  start_no=0
   for r in $(seq 1 "$ROUNDS"); do
-    # Restart both, in alternating order.
-    if [ $((r % 2)) = 1 ]; then b_order=(base keys_guard); else b_order=(keys_guard base); fi
-    for m in "${b_order[@]}"; do
-      if [ "$m" = keys_guard ]; then
-        start_server 1
-      else
-        runuser -u postgres -- pg_ctl -D "$base_pgdata" -l "$work/base.log" -w -t 120 restart >/dev/null
+    # B_STARTS starts of both servers; the round pools their statements.
+    sum_off=0 sum_on=0 stmts_off=0 stmts_on=0
+    for s in $(seq 1 "$B_STARTS"); do
+      start_no=$((start_no + 1))
+      # Restart both, in alternating order.
+      if [ $((start_no % 2)) = 1 ]; then b_order=(base keys_guard); else b_order=(keys_guard base); fi
+      for m in "${b_order[@]}"; do
+        if [ "$m" = keys_guard ]; then
+          start_server 1
+        else
+          runuser -u postgres -- pg_ctl -D "$base_pgdata" -l "$work/base.log" -w -t 120 restart >/dev/null
+        fi
+      done
+      if [ "$(psql -X -At -U bench_app -d kg_pgbench -c "SELECT count(*) FROM pg_extension WHERE extname = 'keys_guard'")" != 1 ] ||
+         [ "$(psql -X -At -p "$base_port" -U postgres -d postgres -c "SHOW shared_preload_libraries")" != "" ]; then
+        echo "(b): keys_guard must be installed on one server and not preloaded on the other" >&2
+        exit 1
       fi
+      result=$(BENCH_SECONDS=$B_SECONDS pairbench_round "$base_pgdata" "$base_port" "$start_no")
+      # "a <n> <µs> b <n> <µs>": a is the server without keys_guard.
+      read -r _ n_off lat_off _ n_on lat_on <<<"$result"
+      printf 'bs\t%s\toff\t%s\t\n' "$start_no" "$(awk -v l="$lat_off" 'BEGIN { printf "%.3f", 1e6 / l }')" >>"$raw"
+      printf 'bs\t%s\ton\t%s\t\n' "$start_no" "$(awk -v l="$lat_on" 'BEGIN { printf "%.3f", 1e6 / l }')" >>"$raw"
+      read -r sum_off stmts_off sum_on stmts_on < <(awk -v a="$sum_off" -v b="$stmts_off" -v c="$sum_on" -v d="$stmts_on" \
+        -v no="$n_off" -v lo="$lat_off" -v nn="$n_on" -v ln="$lat_on" \
+        'BEGIN { printf "%.6f %d %.6f %d\n", a + no * lo, b + no, c + nn * ln, d + nn }')
+      log "(b) round $r/$ROUNDS, start $s/$B_STARTS: not preloaded ${lat_off} µs, preloaded ${lat_on} µs per statement ($n_on each)"
     done
-    if [ "$(psql -X -At -U bench_app -d kg_pgbench -c "SELECT count(*) FROM pg_extension WHERE extname = 'keys_guard'")" != 1 ] ||
-       [ "$(psql -X -At -p "$base_port" -U postgres -d postgres -c "SHOW shared_preload_libraries")" != "" ]; then
-      echo "(b): keys_guard must be installed on one server and not preloaded on the other" >&2
-      exit 1
-    fi
-    result=$(pairbench_round "$base_pgdata" "$base_port" "$r")
-    # "a <n> <µs> b <n> <µs>": a is the server without keys_guard.
-    read -r _ n_off lat_off _ n_on lat_on <<<"$result"
-    printf 'b\t%s\toff\t%s\t\n' "$r" "$(awk -v l="$lat_off" 'BEGIN { printf "%.3f", 1e6 / l }')" >>"$raw"
-    printf 'b\t%s\ton\t%s\t\n' "$r" "$(awk -v l="$lat_on" 'BEGIN { printf "%.3f", 1e6 / l }')" >>"$raw"
-    log "(b) round $r/$ROUNDS: not preloaded ${lat_off} µs, preloaded ${lat_on} µs per statement ($n_on each)"
+    # The round: mean latency over all its statements, each side.
+    printf 'b\t%s\toff\t%s\t\n' "$r" "$(awk -v s="$sum_off" -v n="$stmts_off" 'BEGIN { printf "%.3f", 1e6 * n / s }')" >>"$raw"
+    printf 'b\t%s\ton\t%s\t\n' "$r" "$(awk -v s="$sum_on" -v n="$stmts_on" 'BEGIN { printf "%.3f", 1e6 * n / s }')" >>"$raw"
   done
   runuser -u postgres -- pg_ctl -D "$base_pgdata" -m fast -w stop >/dev/null
   base_up=0
@@ -425,8 +445,9 @@ report="$work/report.md"
   echo "role bench_app (member of keys_guard_gateway; bench_pool for the tenant_search_path = off reference);"
   echo "latency = mean over that variant's transactions in pgbench's per-transaction log (-l)."
   echo "(b): bench/pairbench.c alternating pgbench -S's statement between the two servers, statement by statement,"
-  echo "for $BENCH_SECONDS s after $WARMUP_SECONDS s of warm-up, as bench_app; servers and pairbench $( [ "$BENCH_CPU" = none ] && echo "not pinned" || echo "pinned to CPU $BENCH_CPU"); both servers"
-  echo "restarted and their tables prewarmed before every round. latency = mean per statement."
+  echo "for $B_SECONDS s after $WARMUP_SECONDS s of warm-up, as bench_app; servers and pairbench $( [ "$BENCH_CPU" = none ] && echo "not pinned" || echo "pinned to CPU $BENCH_CPU"); both servers"
+  echo "restarted and their tables prewarmed before every start, $B_STARTS start(s) per round. latency = mean per statement"
+  echo "over the round's starts together."
   echo "$ROUNDS rounds; **ratio = median over rounds of (baseline latency / keys_guard latency) in the same run**"
   echo "(the throughput ratio keys_guard / baseline); latency columns are medians."
   echo
@@ -443,7 +464,10 @@ report="$work/report.md"
     fi
   fi
   if [[ $BENCH_ONLY == *b* ]]; then
-    row "(b) pgbench -S's statement (scale $SCALE, prepared), server with keys_guard preloaded and installed in the database vs an identical server without it, alternated statement by statement" b on off 1
+    if [ "$B_STARTS" = 1 ]; then b_what="alternated statement by statement"
+    else b_what="alternated statement by statement; a round pools $B_STARTS starts of both servers"; fi
+    row "(b) pgbench -S's statement (scale $SCALE, prepared), server with keys_guard preloaded and installed in the database vs an identical server without it, $b_what" b on off 1
+    [ "$B_STARTS" = 1 ] || row "(b) reference: the same, each start of the two servers on its own" bs on off ""
   fi
   echo
   echo "$TENANTS tenants × $ROWS_PER_TENANT rows per table in (a); transaction per pgbench script:"
