@@ -25,6 +25,11 @@ OBJS = \
 	src/migrate.o \
 	src/worker.o
 
+# Every file includes src/keys_guard.h (and src/compat.h): a change to either
+# rebuilds them all, or link-time optimisation would join objects compiled
+# against two versions of the same declarations.
+KG_HEADERS = src/keys_guard.h src/compat.h
+
 EXTENSION = keys_guard
 DATA = keys_guard--1.2.sql keys_guard--1.2--1.3.sql \
 	keys_guard--1.0.sql keys_guard--1.0--1.1.sql keys_guard--1.1--1.2.sql
@@ -67,3 +72,5 @@ include $(PGXS)
 
 # A new default_version rebuilds the file that reports it.
 src/catalog.o: $(KG_CONTROL)
+
+$(OBJS): $(KG_HEADERS)
