@@ -8,7 +8,9 @@
 #   - an HS256 secret registered with add_token_key(), as text and as a
 #     JWK, as a literal and as a bind parameter, in a call that succeeds
 #     and in one that fails, is in no log file (neither as text nor in its
-#     base64url form), and not in pg_stat_activity while the call runs;
+#     base64url form), and not in pg_stat_activity while the call runs,
+#     nor while a function prepares the statement that the rest of the
+#     string executes with it;
 #   - tokens signed with it, used by a keys_guard_client login as literals
 #     and as bind parameters, accepted, refused (tampered, expired, a
 #     revoked key's), with a write refused under a read-only one, are in
@@ -193,6 +195,49 @@ push @tags, 'key_prepared_one_string';
 		  . "EXECUTE tlog_q('$prep_secret2'); DEALLOCATE tlog_q" ]);
 is($ret, 0, 'PREPARE, EXECUTE and DEALLOCATE in one string');
 $client_output .= $out . $err;
+
+# pg_stat_activity while a statement prepares, by a function, a statement
+# that the rest of the string then executes with a secret: when the text
+# was first looked at, no statement of that name was prepared, and the
+# text looked clean.  It is looked at again while the function runs (here
+# when it sleeps).  Query ids computed: otherwise every statement the
+# function runs changes pg_stat_activity's entry, and would hide whether
+# a text whose verdict depended on the session's prepared statements is
+# looked at again.
+my $act_secret = 'ha' . random_chars($alnum, 46);
+push @secrets, $act_secret;
+$node->safe_psql('postgres', q{
+CREATE FUNCTION tlog_prepare_then_sleep() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE 'PREPARE tlog_act(text) AS SELECT keys_guard.add_token_key(''tlog-act2'', ''HS256'', $1)';
+	PERFORM pg_sleep(60);
+END $$});
+{
+	my ($act_out, $act_err) = ('', '');
+	my $h = IPC::Run::start(
+		[
+			'psql', '-X', '-d', $node->connstr('postgres'),
+			'-c', "SET log_statement = 'none'; SET log_min_duration_statement = -1; "
+			  . "SET auto_explain.log_min_duration = -1; SET compute_query_id = on",
+			'-c', "SELECT /* key_activity_prepared_later */ tlog_prepare_then_sleep(); "
+			  . "EXECUTE tlog_act('$act_secret')"
+		],
+		'>', \$act_out, '2>', \$act_err);
+	my $which =
+	    "FROM pg_stat_activity WHERE query LIKE '%key_activity_prepared_later%'"
+	  . " AND pid <> pg_backend_pid() AND state = 'active'";
+	ok($node->poll_query_until('postgres',
+			"SELECT count(*) > 0 $which AND wait_event = 'PgSleep'"),
+		'a statement prepared by a function: the function sleeps');
+	my $shown = $node->safe_psql('postgres', "SELECT string_agg(query, ' | ') $which");
+	is(secret_in($shown), '',
+		'a statement prepared by a function: pg_stat_activity does not show the secret');
+	like($shown, qr/\[REDACTED\]/,
+		'a statement prepared by a function: pg_stat_activity shows the marker');
+	$node->safe_psql('postgres', "SELECT pg_cancel_backend(pid) $which");
+	$h->finish;
+	$client_output .= $act_out . $act_err;
+}
 
 # A secret through a function of the caller's: no shape in the statement,
 # no call in it either.  Without statement logging, the failing call's
