@@ -161,6 +161,14 @@ SET keys_guard.redact_patterns = 'x';
 RESET ROLE;
 DROP ROLE redaction_plain;
 RESET keys_guard.redact_patterns;
+-- A text found clean before a pattern was set is looked at again after:
+-- shown as it is, then other statements, then shown redacted.
+SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid() AND 'pat-12345678' <> '';
+SELECT 1 AS other;
+SELECT 2 AS other;
+SET keys_guard.redact_patterns = 'pat-[0-9]{8}';
+SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid() AND 'pat-12345678' <> '';
+RESET keys_guard.redact_patterns;
 
 -- pg_stat_activity: the new kinds are shown redacted too.
 SELECT query FROM pg_stat_activity

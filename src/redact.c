@@ -94,6 +94,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_collation_d.h"
+#include "common/hashfn.h"
 #include "commands/prepare.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -139,7 +140,25 @@ static Patterns *active_patterns = NULL;
  * simple query, do not scan it again.  A copy, not just the pointer: the
  * text may be freed and another put in its place.  Its length
  * clean_activity_len is -1 when there is none.
+ *
+ * It is one of the last CLEAN_SLOTS texts found clean, kept so that a
+ * transaction of several statements, each shown in turn (a prepared
+ * statement's text at each Bind and Execute), does not scan each of them
+ * again every time: a text is found among them by its hash and length,
+ * then compared whole.  The oldest gives way to a new one.  A slot holds
+ * nothing while its text is NULL or its len -1.
  */
+#define CLEAN_SLOTS 8
+
+typedef struct CleanSlot
+{
+	char	   *text;			/* pgstat_track_activity_query_size + 1 bytes */
+	int			len;
+	uint32		hash;
+} CleanSlot;
+
+static CleanSlot clean_slots[CLEAN_SLOTS];
+static int	clean_slot_next = 0;
 
 /*
  * Set when a scan's verdict depended on the session's prepared statements
@@ -1201,8 +1220,11 @@ void
 kg_assign_redact_patterns(const char *newval, void *extra)
 {
 	active_patterns = extra ? *(Patterns **) extra : NULL;
-	kg_hot_state.clean_activity_len = -1;	/* what was clean may not be any more */
+	/* What was clean may not be any more. */
+	kg_hot_state.clean_activity_len = -1;
 	kg_hot_state.activity_changecount = -1;
+	for (int i = 0; i < CLEAN_SLOTS; i++)
+		clean_slots[i].len = -1;
 }
 
 /*
@@ -1712,12 +1734,23 @@ kg_redact_error_data(ErrorData *edata)
  * carries a secret, report a redacted copy in its place.  Called by
  * kg_redact_activity() below for a text other than the last one found
  * clean; whole is its length, up to what pg_stat_activity keeps.  Returns
- * true when the text was found clean and remembered as such.
+ * true when the text is clean and now the last one found so (one of the
+ * clean slots).
  */
 static pg_noinline bool
 redact_new_activity(const char *source, size_t whole)
 {
+	uint32		hash = hash_bytes((const unsigned char *) source, (int) whole);
+	CleanSlot  *slot;
 	size_t		len;
+
+	for (int i = 0; i < CLEAN_SLOTS; i++)
+	{
+		slot = &clean_slots[i];
+		if (slot->hash == hash && slot->len == (int) whole && slot->text != NULL &&
+			memcmp(slot->text, source, whole) == 0)
+			goto clean;
+	}
 
 	/*
 	 * What pg_stat_activity keeps, cut at a character boundary: a copy that
@@ -1732,13 +1765,20 @@ redact_new_activity(const char *source, size_t whole)
 	if (report_redacted_activity(CurrentMemoryContext, source, len) ||
 		scan_read_session)
 		return false;
+
 	/* Clean: remember it (the whole text looked at, not the clipped part). */
-	if (kg_hot_state.clean_activity == NULL)
-		kg_hot_state.clean_activity = MemoryContextAlloc(TopMemoryContext,
-														 pgstat_track_activity_query_size + 1);
-	memcpy(kg_hot_state.clean_activity, source, whole);
-	kg_hot_state.clean_activity[whole] = '\0';
-	kg_hot_state.clean_activity_len = (int) whole;
+	slot = &clean_slots[clean_slot_next];
+	clean_slot_next = (clean_slot_next + 1) % CLEAN_SLOTS;
+	if (slot->text == NULL)
+		slot->text = MemoryContextAlloc(TopMemoryContext,
+										pgstat_track_activity_query_size + 1);
+	memcpy(slot->text, source, whole);
+	slot->text[whole] = '\0';
+	slot->len = (int) whole;
+	slot->hash = hash;
+clean:
+	kg_hot_state.clean_activity = slot->text;
+	kg_hot_state.clean_activity_len = slot->len;
 	return true;
 }
 
