@@ -989,6 +989,7 @@ generate_request_id(void)
 static char *clean_path_input = NULL;
 static char *clean_path = NULL;
 static uint64 clean_path_generation = 0;
+static uint64 clean_path_builds = 0;	/* counts the builds of clean_path */
 
 static const char *
 search_path_without_tenants(void)
@@ -1038,6 +1039,7 @@ search_path_without_tenants(void)
 	clean_path_input = MemoryContextStrdup(TopMemoryContext, namespace_search_path);
 	clean_path = MemoryContextStrdup(TopMemoryContext, buf.data);
 	clean_path_generation = generation;
+	clean_path_builds++;
 	return clean_path;
 }
 
@@ -1057,6 +1059,63 @@ prepend_schema(const char *schema, const char *rest)
 	memcpy(path, quoted, quoted_len);
 	memcpy(path + quoted_len, ", ", 2);
 	memcpy(path + quoted_len + 2, rest, rest_len + 1);
+	return path;
+}
+
+/*
+ * The search_path with a tenant's schema first, then clean_path, for the
+ * last TENANT_PATH_SLOTS tenants: a schema-per-tenant deployment builds
+ * one at every request, from the schema's name (a catalog lookup) quoted.
+ * Kept while clean_path is the same build and the registry's generation
+ * the same (a schema renamed or dropped changes it).
+ */
+#define TENANT_PATH_SLOTS 16
+
+static struct
+{
+	Oid			nspoid;
+	char	   *path;
+}			tenant_paths[TENANT_PATH_SLOTS];
+static int	tenant_paths_used = 0;
+static int	tenant_paths_next = 0;
+static uint64 tenant_paths_builds = 0;
+static uint64 tenant_paths_generation = 0;
+
+static const char *
+tenant_search_path(Oid nspoid, const char *rest)
+{
+	uint64		generation = kg_registry_generation();
+	char	   *schema;
+	char	   *path;
+
+	if (tenant_paths_builds != clean_path_builds ||
+		tenant_paths_generation != generation)
+	{
+		for (int i = 0; i < tenant_paths_used; i++)
+			pfree(tenant_paths[i].path);
+		tenant_paths_used = tenant_paths_next = 0;
+		tenant_paths_builds = clean_path_builds;
+		tenant_paths_generation = generation;
+	}
+	for (int i = 0; i < tenant_paths_used; i++)
+		if (tenant_paths[i].nspoid == nspoid)
+			return tenant_paths[i].path;
+
+	schema = get_namespace_name(nspoid);
+	if (schema == NULL)
+		return rest;
+	path = prepend_schema(schema, rest);
+	/* A lookup that took in an invalidation: not kept. */
+	if (kg_registry_generation() != generation)
+		return path;
+	path = MemoryContextStrdup(TopMemoryContext, path);
+	if (tenant_paths_used < TENANT_PATH_SLOTS)
+		tenant_paths_next = tenant_paths_used++;
+	else
+		pfree(tenant_paths[tenant_paths_next].path);
+	tenant_paths[tenant_paths_next].nspoid = nspoid;
+	tenant_paths[tenant_paths_next].path = path;
+	tenant_paths_next = (tenant_paths_next + 1) % TENANT_PATH_SLOTS;
 	return path;
 }
 
@@ -1084,7 +1143,7 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 			  bool read_only, Oid tenant_nspoid, bool is_local,
 			  bool touch_search_path)
 {
-	char	   *path = NULL;
+	const char *path = NULL;
 	Oid			deferred = InvalidOid;
 	KgContext  *ctx = NULL;
 
@@ -1108,18 +1167,14 @@ apply_context(const char *tenant, const char *actor, const char *request_id,
 		const char *rest = search_path_without_tenants();
 
 		if (!OidIsValid(tenant_nspoid))
-			path = pstrdup(rest);
+			path = rest;
 		else if (!kg_schema_has_objects(tenant_nspoid))
 		{
 			deferred = tenant_nspoid;
-			path = pstrdup(rest);
+			path = rest;
 		}
 		else
-		{
-			char	   *schema = get_namespace_name(tenant_nspoid);
-
-			path = schema ? prepend_schema(schema, rest) : pstrdup(rest);
-		}
+			path = tenant_search_path(tenant_nspoid, rest);
 		if (strcmp(path, namespace_search_path) == 0 && is_local)
 			path = NULL;
 	}
