@@ -31,9 +31,12 @@
  *          transaction draws at random.
  *
  * Both sides of one turn get the same row and key.  -M prepared (the
- * default) prepares each statement once per connection, its values as
- * parameters, and sends Bind/Execute, as pgbench -M prepared does; -M
- * simple sends the text with the values in it as literals.
+ * default) prepares each statement once per connection, at its first
+ * execution, its values as parameters, and sends Bind/Execute, as pgbench
+ * -M prepared does (a statement that names a table through a search_path
+ * that an earlier statement of the script sets is prepared after it); -M
+ * simple sends the text with the values in it as literals.  A prepare's
+ * time is not counted in its transaction's.
  *
  * -b runs that many transactions in a row on one side, then the same values
  * on the other (default 1): with a burst, each server runs warm between
@@ -78,6 +81,7 @@ typedef struct Statement
 {
 	char	   *text;			/* with $n for prepared, :name for simple */
 	char		name[16];		/* of the prepared statement */
+	bool		is_prepared;	/* on this side's connection */
 	int			nparams;
 	int			param_var[MAX_PARAMS];	/* -1: :key; else a data column */
 } Statement;
@@ -335,17 +339,20 @@ connect_side(Side *side, const char *label, const char *conninfo)
 	side->conn = PQconnectdb(conninfo);
 	if (PQstatus(side->conn) != CONNECTION_OK)
 		fail(side, "connection", NULL);
-	if (!prepared)
-		return;
 	for (int i = 0; i < side->nstatements; i++)
-	{
-		Statement  *st = &side->statements[i];
-		PGresult   *res = PQprepare(side->conn, st->name, st->text, 0, NULL);
+		side->statements[i].is_prepared = false;
+}
 
-		if (PQresultStatus(res) != PGRES_COMMAND_OK)
-			fail(side, "prepare", res);
-		PQclear(res);
-	}
+/* Prepare a statement on its side's connection, the first time it runs. */
+static void
+prepare_statement(Side *side, Statement *st)
+{
+	PGresult   *res = PQprepare(side->conn, st->name, st->text, 0, NULL);
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		fail(side, "prepare", res);
+	PQclear(res);
+	st->is_prepared = true;
 }
 
 /*
@@ -397,6 +404,7 @@ static void
 run_script(Side *side, char **row, const char *key, bool timing)
 {
 	double		start = now_us();
+	double		prepare_us = 0;	/* not timed: a first execution's prepare */
 
 	for (int i = 0; i < side->nstatements; i++)
 	{
@@ -407,7 +415,16 @@ run_script(Side *side, char **row, const char *key, bool timing)
 		for (int j = 0; j < st->nparams; j++)
 			values[j] = st->param_var[j] < 0 ? key : row[st->param_var[j]];
 		if (prepared)
+		{
+			if (!st->is_prepared)
+			{
+				double		prepare_start = now_us();
+
+				prepare_statement(side, st);
+				prepare_us += now_us() - prepare_start;
+			}
 			res = PQexecPrepared(side->conn, st->name, st->nparams, values, NULL, NULL, 0);
+		}
 		else
 		{
 			char	   *text = simple_text(side, st, values);
@@ -422,7 +439,7 @@ run_script(Side *side, char **row, const char *key, bool timing)
 	}
 	if (timing)
 	{
-		side->total_us += now_us() - start;
+		side->total_us += now_us() - start - prepare_us;
 		side->count++;
 	}
 }

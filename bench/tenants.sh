@@ -29,7 +29,11 @@
 # extension not installed), the application setting search_path and
 # hiding soft-deleted rows itself (bench/tenants_plain_setup.sql,
 # bench/tenants_plain.sql), 10 schemas vs all of them; and the same
-# without the soft-delete filter (bench/tenants_plain_nofilter.sql).
+# without the soft-delete filter (bench/tenants_plain_nofilter.sql).  After
+# the rounds, keys_guard's schema-per-tenant lookup and the hand-written one
+# are also alternated transaction by transaction (bench/pairbench.c,
+# BENCH_PAIRED), with an A/A pair for the noise: the measure of the target
+# "no more than the hand-written alternative".
 #
 # The machine may be small and shared, so absolute tps mean little: each
 # round runs every variant once, back to back, in a rotating order, and the
@@ -70,6 +74,13 @@
 #                      measurement, each round
 #   BENCH_SPREAD=1     also run the spread-over-all-tenants references and
 #                      their control without keys_guard (0: skip)
+#   BENCH_PAIRED=1     with BENCH_SPREAD=1: also compare keys_guard's schema
+#                      per tenant lookup with the hand-written one
+#                      transaction by transaction (bench/pairbench.c), the
+#                      target's measure then (0: the runs one after the
+#                      other only)
+#   BENCH_CPU=0        the CPU the server and pairbench are pinned to for
+#                      that (none: not pinned)
 #   MIGRATE_TENANTS=10000  tenants of the migration benchmark (0: skip it):
 #                      databases kg_fleet<MIGRATE_SMALL> and
 #                      kg_fleet<MIGRATE_TENANTS>, every tenant cloned from
@@ -104,6 +115,8 @@ ROWS_PER_TENANT=${ROWS_PER_TENANT:-1000}
 SPREAD_ROWS=${SPREAD_ROWS:-10}
 FIRST_SAMPLES=${FIRST_SAMPLES:-5}
 BENCH_SPREAD=${BENCH_SPREAD:-1}
+BENCH_PAIRED=${BENCH_PAIRED:-1}
+BENCH_CPU=${BENCH_CPU:-0}
 BENCH_INSTALL=${BENCH_INSTALL:-1}
 BENCH_DEPS=${BENCH_DEPS:-1}
 MIGRATE_TENANTS=${MIGRATE_TENANTS:-10000}
@@ -117,9 +130,10 @@ for v in ROUNDS BENCH_SECONDS WARMUP_SECONDS CLIENTS JOBS TENANTS_SMALL TENANTS_
   # Strip leading zeros, so that the values are decimal in $(( )).
   printf -v "$v" '%d' "$((10#${!v}))"
 done
-for v in BENCH_SPREAD BENCH_INSTALL BENCH_DEPS; do
+for v in BENCH_SPREAD BENCH_PAIRED BENCH_INSTALL BENCH_DEPS; do
   [[ ${!v} =~ ^[01]$ ]] || { echo "$me: $v is 0 or 1" >&2; exit 2; }
 done
+[[ $BENCH_CPU =~ ^([0-9]+|none)$ ]] || { echo "$me: BENCH_CPU is a CPU number or none" >&2; exit 2; }
 [ "$ROUNDS" -ge 1 ] || { echo "$me: ROUNDS must be >= 1" >&2; exit 2; }
 [ "$BENCH_SECONDS" -ge 3 ] || { echo "$me: BENCH_SECONDS must be >= 3 (the first second is not measured)" >&2; exit 2; }
 if [ "$CLIENTS" -lt 1 ] || [ "$JOBS" -lt 1 ]; then
@@ -145,7 +159,8 @@ fi
 
 repro="cd $here && ROUNDS=$ROUNDS BENCH_SECONDS=$BENCH_SECONDS WARMUP_SECONDS=$WARMUP_SECONDS CLIENTS=$CLIENTS JOBS=$JOBS"
 repro+=" TENANTS_SMALL=$TENANTS_SMALL TENANTS_LARGE=$TENANTS_LARGE TABLES_LARGE=$TABLES_LARGE ROWS_PER_TENANT=$ROWS_PER_TENANT SPREAD_ROWS=$SPREAD_ROWS"
-repro+=" FIRST_SAMPLES=$FIRST_SAMPLES BENCH_SPREAD=$BENCH_SPREAD MIGRATE_TENANTS=$MIGRATE_TENANTS MIGRATE_SMALL=$MIGRATE_SMALL"
+repro+=" FIRST_SAMPLES=$FIRST_SAMPLES BENCH_SPREAD=$BENCH_SPREAD BENCH_PAIRED=$BENCH_PAIRED BENCH_CPU=$BENCH_CPU"
+repro+=" MIGRATE_TENANTS=$MIGRATE_TENANTS MIGRATE_SMALL=$MIGRATE_SMALL"
 repro+=" BENCH_INSTALL=$BENCH_INSTALL${BENCH_PGROOT:+ BENCH_PGROOT=$BENCH_PGROOT} bash bench/tenants.sh"
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -544,6 +559,63 @@ if [ "$MIGRATE_TENANTS" -gt 0 ]; then
   done
 fi
 
+# --- keys_guard vs the hand-written lookup, transaction by transaction -----------
+
+# After everything else: pinning the server to one CPU would slow what
+# follows it.  bench/pairbench.c holds one connection to each side and
+# alternates the two transactions (the same tenant and row on both), so
+# that both see the machine in the same state; the same scripts as
+# bench/tenants_schema.sql and bench/tenants_plain.sql, one statement a line.
+# An A/A pair (keys_guard's lookup on both sides) gives the noise.
+paired=0
+paired_raw="$work/paired.tsv"
+if [ "$BENCH_SPREAD" = 1 ] && [ "$BENCH_PAIRED" = 1 ]; then
+  paired=1
+  build_pairbench
+  pdata="$work/paired_data.tsv"
+  {
+    printf 'tenant\tkey_lo\tkey_hi\n'
+    for t in $(seq 1 "$TENANTS_SMALL"); do
+      printf '%d\t%d\t%d\n' "$t" $(( (t - 1) * ROWS_PER_TENANT + 1 )) $(( t * ROWS_PER_TENANT ))
+    done
+  } >"$pdata"
+  cat >"$work/paired_schema.txn" <<'EOF'
+BEGIN
+SELECT keys_guard.set_context(:tenant, 'bench')
+SELECT id, number, amount, status FROM invoices WHERE id = :key
+COMMIT
+EOF
+  cat >"$work/paired_plain.txn" <<'EOF'
+BEGIN
+SELECT set_config('search_path', 'plain_' || :tenant || ', public', true)
+SELECT id, number, amount, status FROM invoices WHERE id = :key AND deleted_at IS NULL
+COMMIT
+EOF
+  pin=()
+  if [ "$BENCH_CPU" != none ]; then
+    pin_server "$pgdata" "$BENCH_CPU"
+    pin=(taskset -c "$BENCH_CPU")
+  fi
+  printf 'round\tpair\tlat_a\tlat_b\tcpu_a\tcpu_b\n' >"$paired_raw"
+  for r in $(seq 1 "$ROUNDS"); do
+    for pair in plain aa; do
+      if [ "$pair" = plain ]; then
+        sa="$work/paired_plain.txn" ca="host=$work port=$port user=bench_app dbname=$plain"
+      else
+        sa="$work/paired_schema.txn" ca="host=$work port=$port user=bench_app dbname=$small"
+      fi
+      out=$("${pin[@]}" "$work/pairbench" -u -d "$pdata" -f "$sa" -f "$work/paired_schema.txn" \
+              -T "$BENCH_SECONDS" -W "$(( WARMUP_SECONDS > 0 ? WARMUP_SECONDS : 1 ))" -s "$r" \
+              "$ca" "host=$work port=$port user=bench_app dbname=$small")
+      read -r _ _ lat_a _ _ lat_b _ cpu_a cpu_b <<<"$out"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$pair" "$lat_a" "$lat_b" "$cpu_a" "$cpu_b" >>"$paired_raw"
+      log "round $r/$ROUNDS (paired, $pair): $lat_a µs / $lat_b µs, CPU $cpu_a µs / $cpu_b µs per transaction"
+    done
+  done
+  check_isolation "$small"
+  check_library
+fi
+
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(( $(date +%s) - start_epoch ))
 
@@ -596,8 +668,45 @@ row_no_more() {
   band=$(noise "$aa" schema_small)
   tgt=$(awk -v n="$band" 'BEGIN { printf "no slower, within the A/A noise (±%.1f %%)", n * 100 }')
   verdict=$(awk -v r="$ratio" -v n="$band" 'BEGIN { print (r >= 1 - n) ? "yes" : "**no**" }')
-  record_target "$what" ">=" "$(awk -v n="$band" 'BEGIN { print 1 - n }')" $(ratios "$v" "$b" 3)
+  if [ "$paired" = 1 ]; then
+    # The interleaved comparison below is the target's measure.
+    tgt="reference (the target: the interleaved table below)"; verdict="—"
+  else
+    record_target "$what" ">=" "$(awk -v n="$band" 'BEGIN { print 1 - n }')" $(ratios "$v" "$b" 3)
+  fi
   printf '| %s | %.0f | %.0f | %.3f | %s | %s | %s | %s |\n' "$what" "$base" "$val" "$ratio" "$change" "$tgt" "$verdict" "$all"
+}
+
+# paired_ratios <pair> <a column> <b column>: per round, a / b (the
+# baseline's latency or CPU over keys_guard's: its throughput ratio).
+paired_ratios() {
+  awk -F'\t' -v p="$1" -v a="$2" -v b="$3" 'NR > 1 && $2 == p { printf "%.4f\n", $a / $b }' "$paired_raw"
+}
+
+# row_paired <what>: keys_guard's schema per tenant lookup vs the
+# hand-written one, interleaved; met when the median ratio is at least 1
+# minus the largest deviation of the paired A/A rounds.
+row_paired() {
+  local what=$1 ratio all band verdict cpu cpu_all aa
+  ratio=$(paired_ratios plain 3 4 | median)
+  all=$(paired_ratios plain 3 4 | paste -sd' ')
+  band=$(paired_ratios aa 3 4 | awk '{ d = $1 - 1; if (d < 0) d = -d; if (d > m) m = d } END { printf "%.4f\n", m }')
+  aa=$(paired_ratios aa 3 4 | paste -sd' ')
+  cpu=$(paired_ratios plain 5 6 | median)
+  cpu_all=$(paired_ratios plain 5 6 | paste -sd' ')
+  verdict=$(awk -v r="$ratio" -v n="$band" 'BEGIN { print (r >= 1 - n) ? "yes" : "**no**" }')
+  record_target "$what" ">=" "$(awk -v n="$band" 'BEGIN { print 1 - n }')" $(paired_ratios plain 3 4)
+  printf '| %s | %.1f µs | %.1f µs | %.3f | %s | no slower, within the paired A/A noise (±%.1f %%) | %s | %s |\n' \
+    "$what" "$(awk -F'\t' 'NR > 1 && $2 == "plain" { print $3 }' "$paired_raw" | median)" \
+    "$(awk -F'\t' 'NR > 1 && $2 == "plain" { print $4 }' "$paired_raw" | median)" \
+    "$ratio" "$(awk -v r="$ratio" 'BEGIN { printf "%+.1f %%", (r - 1) * 100 }')" \
+    "$(awk -v n="$band" 'BEGIN { printf "%.1f", n * 100 }')" "$verdict" "$all"
+  printf '| the same: CPU time of the two backends per transaction (hand-written / keys_guard) | %.1f µs | %.1f µs | %.3f | %s | reported | — | %s |\n' \
+    "$(awk -F'\t' 'NR > 1 && $2 == "plain" { print $5 }' "$paired_raw" | median)" \
+    "$(awk -F'\t' 'NR > 1 && $2 == "plain" { print $6 }' "$paired_raw" | median)" \
+    "$cpu" "$(awk -v r="$cpu" 'BEGIN { printf "%+.1f %%", (r - 1) * 100 }')" "$cpu_all"
+  printf '| paired A/A control: keys_guard'"'"'s lookup on both sides (the noise) | — | — | %.3f | | | | %s |\n' \
+    "$(paired_ratios aa 3 4 | median)" "$aa"
 }
 
 # first_median <db> <column 3..5>
@@ -650,6 +759,19 @@ report="$work/report.md"
   echo "relation files open than that, and reopens the others when it needs them (a guarded tenant table"
   echo "has three: heap, primary key, the purge's partial index)."
   echo
+  if [ "$paired" = 1 ]; then
+    echo "Schema per tenant, keys_guard vs the hand-written alternative, **transaction by transaction**"
+    echo "(the target's measure): bench/pairbench.c holds one connection as bench_app to $plain (the hand-written"
+    echo "\`set_config('search_path', …, true)\` + \`AND deleted_at IS NULL\`) and one to $small (\`set_context()\`), and"
+    echo "alternates the two transactions with the same tenant and row, ${BENCH_SECONDS}s per round after the warm-up,"
+    echo "server and pairbench pinned to CPU $BENCH_CPU; the ratio is the hand-written side's mean latency (or its"
+    echo "backend's CPU time) over keys_guard's, median over $ROUNDS rounds; both replan the lookup at every tenant switch."
+    echo
+    echo "| what | hand-written | keys_guard | ratio | change | target | met? | per-round ratios |"
+    echo "|---|---:|---:|---:|---:|---|---|---|"
+    row_paired "schema per tenant, keys_guard vs the hand-written alternative, interleaved: latency (\`set_context(t)\` in $small vs \`SET LOCAL search_path\` + \`AND deleted_at IS NULL\` on the same tables unguarded in $plain; the same rows come back)"
+    echo
+  fi
   echo "Registry cache: each backend reads the registry entries it needs, one index lookup each, and keeps"
   echo "them; an invalidation empties it (pg_namespace, the registry) or marks one relation (a guarded"
   echo "table), a pg_proc change only re-resolves keys_guard's function oids. One pooled transaction, timed"
