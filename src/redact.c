@@ -94,7 +94,6 @@
 
 #include "access/xact.h"
 #include "catalog/pg_collation_d.h"
-#include "common/hashfn.h"
 #include "commands/prepare.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -144,17 +143,20 @@ static Patterns *active_patterns = NULL;
  * It is one of the last CLEAN_SLOTS texts found clean, kept so that a
  * transaction of several statements, each shown in turn (a prepared
  * statement's text at each Bind and Execute), does not scan each of them
- * again every time: a text is found among them by its hash and length,
- * then compared whole.  The oldest gives way to a new one.  A slot holds
- * nothing while its text is NULL or its len -1.
+ * again every time: a text is found among them by its length and its last
+ * bytes (where the literals of statements that differ only in them
+ * differ), then compared whole.  No hash: a text that is never seen again
+ * (literals sent as text) pays only those comparisons.  The oldest gives
+ * way to a new one.  A slot holds nothing while its text is NULL or its
+ * len -1.
  */
 #define CLEAN_SLOTS 8
+#define CLEAN_TAIL 8
 
 typedef struct CleanSlot
 {
 	char	   *text;			/* pgstat_track_activity_query_size + 1 bytes */
 	int			len;
-	uint32		hash;
 } CleanSlot;
 
 static CleanSlot clean_slots[CLEAN_SLOTS];
@@ -1740,15 +1742,16 @@ kg_redact_error_data(ErrorData *edata)
 static pg_noinline bool
 redact_new_activity(const char *source, size_t whole)
 {
-	uint32		hash = hash_bytes((const unsigned char *) source, (int) whole);
+	size_t		tail = Min(whole, CLEAN_TAIL);
 	CleanSlot  *slot;
 	size_t		len;
 
 	for (int i = 0; i < CLEAN_SLOTS; i++)
 	{
 		slot = &clean_slots[i];
-		if (slot->hash == hash && slot->len == (int) whole && slot->text != NULL &&
-			memcmp(slot->text, source, whole) == 0)
+		if (slot->len == (int) whole && slot->text != NULL &&
+			memcmp(slot->text + whole - tail, source + whole - tail, tail) == 0 &&
+			memcmp(slot->text, source, whole - tail) == 0)
 			goto clean;
 	}
 
@@ -1775,7 +1778,6 @@ redact_new_activity(const char *source, size_t whole)
 	memcpy(slot->text, source, whole);
 	slot->text[whole] = '\0';
 	slot->len = (int) whole;
-	slot->hash = hash;
 clean:
 	kg_hot_state.clean_activity = slot->text;
 	kg_hot_state.clean_activity_len = slot->len;
