@@ -151,15 +151,26 @@ static Patterns *active_patterns = NULL;
  * len -1.
  */
 #define CLEAN_SLOTS 8
-#define CLEAN_TAIL 8
 
 typedef struct CleanSlot
 {
 	char	   *text;			/* pgstat_track_activity_query_size + 1 bytes */
 	int			len;
+	uint64		tail;			/* its last 8 bytes (text_tail()) */
 } CleanSlot;
 
 static CleanSlot clean_slots[CLEAN_SLOTS];
+
+/* The last 8 bytes of a text of len bytes, as one word (0 if shorter). */
+static inline uint64
+text_tail(const char *text, size_t len)
+{
+	uint64		tail = 0;
+
+	if (len >= sizeof(tail))
+		memcpy(&tail, text + len - sizeof(tail), sizeof(tail));
+	return tail;
+}
 static int	clean_slot_next = 0;
 
 /*
@@ -1742,16 +1753,15 @@ kg_redact_error_data(ErrorData *edata)
 static pg_noinline bool
 redact_new_activity(const char *source, size_t whole)
 {
-	size_t		tail = Min(whole, CLEAN_TAIL);
+	uint64		tail = text_tail(source, whole);
 	CleanSlot  *slot;
 	size_t		len;
 
 	for (int i = 0; i < CLEAN_SLOTS; i++)
 	{
 		slot = &clean_slots[i];
-		if (slot->len == (int) whole && slot->text != NULL &&
-			memcmp(slot->text + whole - tail, source + whole - tail, tail) == 0 &&
-			memcmp(slot->text, source, whole - tail) == 0)
+		if (slot->len == (int) whole && slot->tail == tail && slot->text != NULL &&
+			memcmp(slot->text, source, whole) == 0)
 			goto clean;
 	}
 
@@ -1778,6 +1788,7 @@ redact_new_activity(const char *source, size_t whole)
 	memcpy(slot->text, source, whole);
 	slot->text[whole] = '\0';
 	slot->len = (int) whole;
+	slot->tail = tail;
 clean:
 	kg_hot_state.clean_activity = slot->text;
 	kg_hot_state.clean_activity_len = slot->len;
