@@ -24,6 +24,18 @@ SELECT keys_guard.current_request_id() ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-
 COMMIT;
 SELECT keys_guard.current_tenant() IS NULL AS gone_after_commit;
 SHOW search_path;
+-- The path is built on the search_path in force at each call: another
+-- base path, another path for the same tenant.
+BEGIN;
+SET LOCAL search_path = ctx_base_a, public;
+SELECT keys_guard.set_context('acme', 'user_456');
+SHOW search_path;
+COMMIT;
+BEGIN;
+SET LOCAL search_path = ctx_base_b, public;
+SELECT keys_guard.set_context('acme', 'user_456');
+SHOW search_path;
+COMMIT;
 
 -- is_local => true (the default) in a transaction block: no warning, gone
 -- at COMMIT.
