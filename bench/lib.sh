@@ -214,8 +214,9 @@ pairbench_round() {
 }
 
 # paired_scripts_round <db> <data.tsv> <script a> <user a> <script b>
-# <user b> <seed>: one round of two transaction scripts on this server
-# ($pgdata, $port), side b the one under test.  Pins the server and
+# <user b> <seed> [<db b>]: one round of two transaction scripts on this
+# server ($pgdata, $port), side b the one under test (in database db b
+# when given, else db too).  Pins the server and
 # pairbench to $BENCH_CPU (unless none), alternates the two for
 # $WARMUP_SECONDS, then times them for $BENCH_SECONDS with the same values
 # on both (bench/pairbench.c -u -P).  The server's other processes' CPU
@@ -225,7 +226,7 @@ pairbench_round() {
 # transaction: mean latency, then CPU time (a: its backend; b: its backend
 # + the others), then the others' part of b's.
 paired_scripts_round() {
-  local db=$1 data=$2 script_a=$3 user_a=$4 script_b=$5 user_b=$6 seed=$7 pin=() out
+  local db=$1 data=$2 script_a=$3 user_a=$4 script_b=$5 user_b=$6 seed=$7 db_b=${8:-$1} pin=() out
   local n_a lat_a n_b lat_b cpu_a cpu_b other
   if [ "$BENCH_CPU" != none ]; then
     pin_server "$pgdata" "$BENCH_CPU"
@@ -233,7 +234,7 @@ paired_scripts_round() {
   fi
   out=$("${pin[@]}" "$work/pairbench" -u -P "$(head -1 "$pgdata/postmaster.pid")" \
           -d "$data" -f "$script_a" -f "$script_b" -T "$BENCH_SECONDS" -W "$WARMUP_SECONDS" -s "$seed" \
-          "host=$work port=$port user=$user_a dbname=$db" "host=$work port=$port user=$user_b dbname=$db")
+          "host=$work port=$port user=$user_a dbname=$db" "host=$work port=$port user=$user_b dbname=$db_b")
   read -r _ n_a lat_a _ n_b lat_b _ cpu_a cpu_b _ other <<<"$out"
   awk -v la="$lat_a" -v lb="$lat_b" -v ca="$cpu_a" -v cb="$cpu_b" -v o="$other" -v nb="$n_b" \
     'BEGIN { printf "%.3f %.3f %.3f %.3f %.3f\n", la, lb, ca, cb + o / nb, o / nb }'

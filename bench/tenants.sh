@@ -591,23 +591,19 @@ SELECT set_config('search_path', 'plain_' || :tenant || ', public', true)
 SELECT id, number, amount, status FROM invoices WHERE id = :key AND deleted_at IS NULL
 COMMIT
 EOF
-  pin=()
-  if [ "$BENCH_CPU" != none ]; then
-    pin_server "$pgdata" "$BENCH_CPU"
-    pin=(taskset -c "$BENCH_CPU")
-  fi
   printf 'round\tpair\tlat_a\tlat_b\tcpu_a\tcpu_b\n' >"$paired_raw"
   for r in $(seq 1 "$ROUNDS"); do
     for pair in plain aa; do
       if [ "$pair" = plain ]; then
-        sa="$work/paired_plain.txn" ca="host=$work port=$port user=bench_app dbname=$plain"
+        da=$plain sa="$work/paired_plain.txn"
       else
-        sa="$work/paired_schema.txn" ca="host=$work port=$port user=bench_app dbname=$small"
+        da=$small sa="$work/paired_schema.txn"
       fi
-      out=$("${pin[@]}" "$work/pairbench" -u -d "$pdata" -f "$sa" -f "$work/paired_schema.txn" \
-              -T "$BENCH_SECONDS" -W "$(( WARMUP_SECONDS > 0 ? WARMUP_SECONDS : 1 ))" -s "$r" \
-              "$ca" "host=$work port=$port user=bench_app dbname=$small")
-      read -r _ _ lat_a _ _ lat_b _ cpu_a cpu_b <<<"$out"
+      # bench/lib.sh: "<a µs> <b µs> <a CPU µs> <b CPU µs + others'> <others'>";
+      # the backends' own CPU time only here.
+      read -r lat_a lat_b cpu_a cpu_b other <<<"$(paired_scripts_round "$da" "$pdata" \
+        "$sa" bench_app "$work/paired_schema.txn" bench_app "$r" "$small")"
+      cpu_b=$(awk -v c="$cpu_b" -v o="$other" 'BEGIN { printf "%.3f", c - o }')
       printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$pair" "$lat_a" "$lat_b" "$cpu_a" "$cpu_b" >>"$paired_raw"
       log "round $r/$ROUNDS (paired, $pair): $lat_a µs / $lat_b µs, CPU $cpu_a µs / $cpu_b µs per transaction"
     done

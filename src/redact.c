@@ -160,6 +160,7 @@ typedef struct CleanSlot
 } CleanSlot;
 
 static CleanSlot clean_slots[CLEAN_SLOTS];
+static int	clean_slot_next = 0;	/* the next to give way */
 
 /* The last 8 bytes of a text of len bytes, as one word (0 if shorter). */
 static inline uint64
@@ -171,7 +172,6 @@ text_tail(const char *text, size_t len)
 		memcpy(&tail, text + len - sizeof(tail), sizeof(tail));
 	return tail;
 }
-static int	clean_slot_next = 0;
 
 /*
  * Set when a scan's verdict depended on the session's prepared statements
