@@ -25,6 +25,13 @@
  * transaction per unit of work, visible in pg_stat_activity, and a
  * scratch memory context reset every loop (keys_guard_worker_main()).
  *
+ * Every transaction of a database worker that reads or writes the
+ * extension's tables locks the extension first (begin_extension_xact()),
+ * as DROP EXTENSION does before it drops anything: the two then wait for
+ * each other instead of deadlocking, each holding a table the other opens
+ * next (audit_log, then the registry that keys_guard's own executor hook
+ * reads, against DROP EXTENSION taking them in its own order).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -37,6 +44,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -49,6 +57,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "storage/shmem.h"
@@ -659,6 +668,31 @@ exit_without_extension(KgWorkerSlot *slot)
 	proc_exit(0);
 }
 
+/*
+ * Start a transaction on the extension's tables: lock the extension
+ * (AccessShareLock on its pg_extension entry, which DROP EXTENSION locks
+ * AccessExclusive before it drops a member), then look again, since a
+ * DROP EXTENSION that held the lock may have committed while we waited.
+ * Returns false, the transaction started, when keys_guard is not there any
+ * more; the caller commits and does nothing else in it (the loop then
+ * finds the extension gone: keys_guard_worker_main()).
+ */
+static bool
+begin_extension_xact(void)
+{
+	Oid			extoid;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	extoid = get_extension_oid("keys_guard", true);
+	if (!OidIsValid(extoid))
+		return false;
+	LockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock);
+	/* Taking the lock read the invalidations; read the catalog afresh. */
+	InvalidateCatalogSnapshot();
+	return get_extension_oid("keys_guard", true) == extoid;
+}
+
 /* When the last drain failed; the next waits a second (no retry loop). */
 static TimestampTz drain_failed_at = 0;
 
@@ -728,8 +762,13 @@ drain_audit_queue(void)
 	for (batches = 0; batches < KG_AUDIT_DRAIN_MAX_BATCHES && written > 0 &&
 		 kg_audit_pending() > 0; batches++)
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
+		if (!begin_extension_xact())
+		{
+			/* Its records stay queued until the loop forgets them. */
+			CommitTransactionCommand();
+			MemoryContextSwitchTo(caller);
+			break;
+		}
 		PG_TRY();
 		{
 			SPI_connect();
@@ -768,8 +807,12 @@ query_list(const char *sql, bool as_text)
 	MemoryContext caller = CurrentMemoryContext;
 	uint64		i;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
+	if (!begin_extension_xact())
+	{
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(caller);
+		return NIL;
+	}
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
@@ -822,18 +865,20 @@ record_failure(const char *action, Oid relid, const char *target, const char *me
 	/* Recording must not take the worker down: if it fails, the log has it. */
 	PG_TRY();
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		if (OidIsValid(relid))
-			(void) SPI_execute_with_args("INSERT INTO keys_guard.purge_stats AS s (relid, last_error, last_error_at)"
-										 " VALUES ($1, $2, now()) ON CONFLICT (relid) DO UPDATE"
-										 " SET last_error = $2, last_error_at = now()",
-										 2, types, values, NULL, false, 0);
-		kg_audit_write(action, target, KG_OUTCOME_ERROR, detail);
-		SPI_finish();
-		PopActiveSnapshot();
+		/* With the extension gone, the log above is the only record. */
+		if (begin_extension_xact())
+		{
+			SPI_connect();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			if (OidIsValid(relid))
+				(void) SPI_execute_with_args("INSERT INTO keys_guard.purge_stats AS s (relid, last_error, last_error_at)"
+											 " VALUES ($1, $2, now()) ON CONFLICT (relid) DO UPDATE"
+											 " SET last_error = $2, last_error_at = now()",
+											 2, types, values, NULL, false, 0);
+			kg_audit_write(action, target, KG_OUTCOME_ERROR, detail);
+			SPI_finish();
+			PopActiveSnapshot();
+		}
 		CommitTransactionCommand();
 		MemoryContextSwitchTo(caller);
 	}
@@ -1204,8 +1249,12 @@ run_unit(WorkUnit *unit)
 	char	   *activity = NULL;
 	char	   *target;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
+	if (!begin_extension_xact())
+	{
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(caller);
+		return false;
+	}
 	PushActiveSnapshot(GetTransactionSnapshot());
 	target = unit_target(unit, &activity);
 	if (target == NULL)
