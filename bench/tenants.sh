@@ -30,10 +30,13 @@
 # hiding soft-deleted rows itself (bench/tenants_plain_setup.sql,
 # bench/tenants_plain.sql), 10 schemas vs all of them; and the same
 # without the soft-delete filter (bench/tenants_plain_nofilter.sql).  After
-# the rounds, keys_guard's schema-per-tenant lookup and the hand-written one
-# are also alternated transaction by transaction (bench/pairbench.c,
-# BENCH_PAIRED), with an A/A pair for the noise: the measure of the target
-# "no more than the hand-written alternative".
+# the rounds, the same comparisons are alternated transaction by
+# transaction (bench/pairbench.c, BENCH_PAIRED), each with an A/A pair for
+# the noise: schema per tenant and pooled, the large database vs the small
+# one, and keys_guard's schema-per-tenant lookup vs the hand-written one.
+# Those are the targets' measures ("flat", "no more than the hand-written
+# alternative"); the runs one after the other stay as references, since on
+# a shared machine their own A/A control spreads by up to 25 %.
 #
 # The machine may be small and shared, so absolute tps mean little: each
 # round runs every variant once, back to back, in a rotating order, and the
@@ -74,11 +77,12 @@
 #                      measurement, each round
 #   BENCH_SPREAD=1     also run the spread-over-all-tenants references and
 #                      their control without keys_guard (0: skip)
-#   BENCH_PAIRED=1     with BENCH_SPREAD=1: also compare keys_guard's schema
-#                      per tenant lookup with the hand-written one
-#                      transaction by transaction (bench/pairbench.c), the
-#                      target's measure then (0: the runs one after the
-#                      other only)
+#   BENCH_PAIRED=1     also compare the large database with the small one
+#                      (schema per tenant, pooled) and, with BENCH_SPREAD=1,
+#                      keys_guard's schema per tenant lookup with the
+#                      hand-written one, transaction by transaction
+#                      (bench/pairbench.c): the targets' measures then (0:
+#                      the runs one after the other only)
 #   BENCH_CPU=0        the CPU the server and pairbench are pinned to for
 #                      that (none: not pinned)
 #   MIGRATE_TENANTS=10000  tenants of the migration benchmark (0: skip it):
@@ -559,17 +563,26 @@ if [ "$MIGRATE_TENANTS" -gt 0 ]; then
   done
 fi
 
-# --- keys_guard vs the hand-written lookup, transaction by transaction -----------
+# --- transaction by transaction: 10 000 tenants vs 10, and the hand-written lookup
 
 # After everything else: pinning the server to one CPU would slow what
 # follows it.  bench/pairbench.c holds one connection to each side and
-# alternates the two transactions (the same tenant and row on both), so
-# that both see the machine in the same state; the same scripts as
-# bench/tenants_schema.sql and bench/tenants_plain.sql, one statement a line.
-# An A/A pair (keys_guard's lookup on both sides) gives the noise.
+# alternates their transactions (the same tenant and row on both), so that
+# both see the machine in the same state; the scripts are those of
+# bench/tenants_schema.sql, bench/tenants_pooled.sql and
+# bench/tenants_plain.sql, one statement a line.  The pairs of a round:
+#   schema_tc   schema per tenant, the small database (a) vs the large (b)
+#   pooled_tc   pooled, the same
+#   aa          schema per tenant, the small database on both sides: the
+#               noise of the schema pairs
+#   pooled_aa   pooled, the same: the noise of pooled_tc
+#   plain       (BENCH_SPREAD=1) the hand-written lookup in kg_plain (a) vs
+#               keys_guard's schema per tenant lookup in the small database
+# Runs one after the other spread over 0.75-1.25 of each other on a busy
+# machine; alternated, the A/A pairs stay within a few tenths of a percent.
 paired=0
 paired_raw="$work/paired.tsv"
-if [ "$BENCH_SPREAD" = 1 ] && [ "$BENCH_PAIRED" = 1 ]; then
+if [ "$BENCH_PAIRED" = 1 ]; then
   paired=1
   build_pairbench
   pdata="$work/paired_data.tsv"
@@ -585,30 +598,42 @@ SELECT keys_guard.set_context(:tenant, 'bench')
 SELECT id, number, amount, status FROM invoices WHERE id = :key
 COMMIT
 EOF
+  cat >"$work/paired_pooled.txn" <<'EOF'
+BEGIN
+SELECT keys_guard.set_context(:tenant, 'bench')
+SELECT id, number, amount, status FROM pooled_invoices WHERE id = :key
+COMMIT
+EOF
   cat >"$work/paired_plain.txn" <<'EOF'
 BEGIN
 SELECT set_config('search_path', 'plain_' || :tenant || ', public', true)
 SELECT id, number, amount, status FROM invoices WHERE id = :key AND deleted_at IS NULL
 COMMIT
 EOF
+  pairs=(schema_tc aa pooled_tc pooled_aa)
+  [ "$BENCH_SPREAD" = 1 ] && pairs+=(plain)
   printf 'round\tpair\tlat_a\tlat_b\tcpu_a\tcpu_b\n' >"$paired_raw"
   for r in $(seq 1 "$ROUNDS"); do
-    for pair in plain aa; do
-      if [ "$pair" = plain ]; then
-        da=$plain sa="$work/paired_plain.txn"
-      else
-        da=$small sa="$work/paired_schema.txn"
-      fi
+    for pair in "${pairs[@]}"; do
+      # side a: database, script, user; side b: database, script, user
+      case $pair in
+        schema_tc) side=("$small" schema bench_app "$large" schema bench_app) ;;
+        aa)        side=("$small" schema bench_app "$small" schema bench_app) ;;
+        pooled_tc) side=("$small" pooled bench_pool "$large" pooled bench_pool) ;;
+        pooled_aa) side=("$small" pooled bench_pool "$small" pooled bench_pool) ;;
+        plain)     side=("$plain" plain bench_app "$small" schema bench_app) ;;
+      esac
       # bench/lib.sh: "<a µs> <b µs> <a CPU µs> <b CPU µs + others'> <others'>";
       # the backends' own CPU time only here.
-      read -r lat_a lat_b cpu_a cpu_b other <<<"$(paired_scripts_round "$da" "$pdata" \
-        "$sa" bench_app "$work/paired_schema.txn" bench_app "$r" "$small")"
+      read -r lat_a lat_b cpu_a cpu_b other <<<"$(paired_scripts_round "${side[0]}" "$pdata" \
+        "$work/paired_${side[1]}.txn" "${side[2]}" "$work/paired_${side[4]}.txn" "${side[5]}" "$r" "${side[3]}")"
       cpu_b=$(awk -v c="$cpu_b" -v o="$other" 'BEGIN { printf "%.3f", c - o }')
       printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$pair" "$lat_a" "$lat_b" "$cpu_a" "$cpu_b" >>"$paired_raw"
       log "round $r/$ROUNDS (paired, $pair): $lat_a µs / $lat_b µs, CPU $cpu_a µs / $cpu_b µs per transaction"
     done
   done
   check_isolation "$small"
+  check_isolation "$large"
   check_library
 fi
 
@@ -639,7 +664,10 @@ row() {
   ratio=$(ratios "$v" "$b" "$c" | median)
   all=$(ratios "$v" "$b" "$c" | paste -sd' ')
   change=$(awk -v r="$ratio" 'BEGIN { printf "%+.1f %%", (r - 1) * 100 }')
-  if [ -n "$aa" ]; then
+  if [ -n "$aa" ] && [ "$paired" = 1 ]; then
+    # The interleaved comparison below is the target's measure.
+    tgt="reference (the target: the interleaved table below)"; verdict="—"
+  elif [ -n "$aa" ]; then
     band=$(noise "$aa" "$b")
     tgt=$(awk -v n="$band" 'BEGIN { printf "flat: within the A/A noise (±%.1f %%)", n * 100 }')
     verdict=$(awk -v r="$ratio" -v n="$band" 'BEGIN { d = r - 1; if (d < 0) d = -d; print (d <= n) ? "yes" : "**no**" }')
@@ -679,15 +707,39 @@ paired_ratios() {
   awk -F'\t' -v p="$1" -v a="$2" -v b="$3" 'NR > 1 && $2 == p { printf "%.4f\n", $a / $b }' "$paired_raw"
 }
 
+# paired_band <aa pair>: the largest |1 - ratio| of an A/A pair's rounds.
+paired_band() {
+  paired_ratios "$1" 3 4 | awk '{ d = $1 - 1; if (d < 0) d = -d; if (d > m) m = d } END { printf "%.4f\n", m }'
+}
+
+# row_paired_flat <what> <pair> <aa pair>: the large database vs the small
+# one, interleaved (columns: mean latency of each side); flat when the
+# median ratio is at least 1 minus the A/A pair's largest deviation.  One
+# sided: the A/A pair measures the noise of one database against itself,
+# and two databases differ by a few tenths of a percent either way for
+# reasons of their own (where their relations' pages and the backends'
+# memory fall); a large database that comes out faster costs nothing.
+row_paired_flat() {
+  local what=$1 pair=$2 aa=$3 ratio band verdict
+  ratio=$(paired_ratios "$pair" 3 4 | median)
+  band=$(paired_band "$aa")
+  verdict=$(awk -v r="$ratio" -v n="$band" 'BEGIN { print (r >= 1 - n) ? "yes" : "**no**" }')
+  record_target "$what" ">=" "$(awk -v n="$band" 'BEGIN { print 1 - n }')" $(paired_ratios "$pair" 3 4)
+  printf '| %s | %.1f µs | %.1f µs | %.3f | %s | flat: no slower than the paired A/A noise (±%.1f %%) | %s | %s |\n' \
+    "$what" "$(awk -F'\t' -v p="$pair" 'NR > 1 && $2 == p { print $3 }' "$paired_raw" | median)" \
+    "$(awk -F'\t' -v p="$pair" 'NR > 1 && $2 == p { print $4 }' "$paired_raw" | median)" \
+    "$ratio" "$(awk -v r="$ratio" 'BEGIN { printf "%+.1f %%", (r - 1) * 100 }')" \
+    "$(awk -v n="$band" 'BEGIN { printf "%.1f", n * 100 }')" "$verdict" "$(paired_ratios "$pair" 3 4 | paste -sd' ')"
+}
+
 # row_paired <what>: keys_guard's schema per tenant lookup vs the
 # hand-written one, interleaved; met when the median ratio is at least 1
 # minus the largest deviation of the paired A/A rounds.
 row_paired() {
-  local what=$1 ratio all band verdict cpu cpu_all aa
+  local what=$1 ratio all band verdict cpu cpu_all
   ratio=$(paired_ratios plain 3 4 | median)
   all=$(paired_ratios plain 3 4 | paste -sd' ')
-  band=$(paired_ratios aa 3 4 | awk '{ d = $1 - 1; if (d < 0) d = -d; if (d > m) m = d } END { printf "%.4f\n", m }')
-  aa=$(paired_ratios aa 3 4 | paste -sd' ')
+  band=$(paired_band aa)
   cpu=$(paired_ratios plain 5 6 | median)
   cpu_all=$(paired_ratios plain 5 6 | paste -sd' ')
   verdict=$(awk -v r="$ratio" -v n="$band" 'BEGIN { print (r >= 1 - n) ? "yes" : "**no**" }')
@@ -701,8 +753,6 @@ row_paired() {
     "$(awk -F'\t' 'NR > 1 && $2 == "plain" { print $5 }' "$paired_raw" | median)" \
     "$(awk -F'\t' 'NR > 1 && $2 == "plain" { print $6 }' "$paired_raw" | median)" \
     "$cpu" "$(awk -v r="$cpu" 'BEGIN { printf "%+.1f %%", (r - 1) * 100 }')" "$cpu_all"
-  printf '| paired A/A control: keys_guard'"'"'s lookup on both sides (the noise) | — | — | %.3f | | | | %s |\n' \
-    "$(paired_ratios aa 3 4 | median)" "$aa"
 }
 
 # first_median <db> <column 3..5>
@@ -756,12 +806,26 @@ report="$work/report.md"
   echo "has three: heap, primary key, the purge's partial index)."
   echo
   if [ "$paired" = 1 ]; then
-    echo "Schema per tenant, keys_guard vs the hand-written alternative, **transaction by transaction**"
-    echo "(the target's measure): bench/pairbench.c holds one connection as bench_app to $plain (the hand-written"
-    echo "\`set_config('search_path', …, true)\` + \`AND deleted_at IS NULL\`) and one to $small (\`set_context()\`), and"
-    echo "alternates the two transactions with the same tenant and row, ${BENCH_SECONDS}s per round after the warm-up,"
-    echo "server and pairbench pinned to CPU $BENCH_CPU; the ratio is the hand-written side's mean latency (or its"
-    echo "backend's CPU time) over keys_guard's, median over $ROUNDS rounds; both replan the lookup at every tenant switch."
+    echo "**Transaction by transaction** (the targets' measure): bench/pairbench.c holds one connection to each"
+    echo "side and alternates their transactions with the same tenant and row, ${BENCH_SECONDS}s per round after the"
+    echo "warm-up, server and pairbench pinned to CPU $BENCH_CPU; the ratio is side a's mean latency over side b's"
+    echo "(side b's throughput over side a's), median over $ROUNDS rounds. Each comparison has its A/A pair in the same"
+    echo "rounds: the same database on both sides."
+    echo
+    echo "| what | $small | $large | ratio | change | target | met? | per-round ratios |"
+    echo "|---|---:|---:|---:|---:|---|---|---|"
+    row_paired_flat "schema per tenant, $large vs $small, interleaved: latency (\`set_context(t)\` + the lookup in tenant_<t>.invoices, the same $ts tenants, as bench_app)" schema_tc aa
+    row_paired_flat "pooled, $large vs $small, interleaved: latency (\`set_context(t)\` + the lookup in \`pooled_invoices\`, \`tenant_search_path = off\`, as bench_pool)" pooled_tc pooled_aa
+    echo "| paired A/A control: schema per tenant, $small on both sides (the noise) | — | — | $(paired_ratios aa 3 4 | median | awk '{ printf "%.3f", $1 }') | | | | $(paired_ratios aa 3 4 | paste -sd' ') |"
+    echo "| paired A/A control: pooled, $small on both sides | — | — | $(paired_ratios pooled_aa 3 4 | median | awk '{ printf "%.3f", $1 }') | | | | $(paired_ratios pooled_aa 3 4 | paste -sd' ') |"
+    echo
+  fi
+  if [ "$paired" = 1 ] && [ "$BENCH_SPREAD" = 1 ]; then
+    echo "Schema per tenant, keys_guard vs the hand-written alternative, transaction by transaction"
+    echo "(the target's measure): side a as bench_app in $plain (the hand-written"
+    echo "\`set_config('search_path', …, true)\` + \`AND deleted_at IS NULL\`), side b in $small (\`set_context()\`); the"
+    echo "ratio is the hand-written side's mean latency (or its backend's CPU time) over keys_guard's; both replan"
+    echo "the lookup at every tenant switch. The noise is the schema A/A pair above."
     echo
     echo "| what | hand-written | keys_guard | ratio | change | target | met? | per-round ratios |"
     echo "|---|---:|---:|---:|---:|---|---|---|"
