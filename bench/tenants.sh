@@ -83,6 +83,7 @@
 #                      hand-written one, transaction by transaction
 #                      (bench/pairbench.c): the targets' measures then (0:
 #                      the runs one after the other only)
+#   PAIRED_ROUNDS=ROUNDS  rounds of the transaction-by-transaction pairs
 #   BENCH_CPU=0        the CPU the server and pairbench are pinned to for
 #                      that (none: not pinned)
 #   MIGRATE_TENANTS=10000  tenants of the migration benchmark (0: skip it):
@@ -120,6 +121,7 @@ SPREAD_ROWS=${SPREAD_ROWS:-10}
 FIRST_SAMPLES=${FIRST_SAMPLES:-5}
 BENCH_SPREAD=${BENCH_SPREAD:-1}
 BENCH_PAIRED=${BENCH_PAIRED:-1}
+PAIRED_ROUNDS=${PAIRED_ROUNDS:-$ROUNDS}
 BENCH_CPU=${BENCH_CPU:-0}
 BENCH_INSTALL=${BENCH_INSTALL:-1}
 BENCH_DEPS=${BENCH_DEPS:-1}
@@ -128,7 +130,7 @@ MIGRATE_SMALL=${MIGRATE_SMALL:-10}
 MIGRATION='ALTER TABLE invoices ADD COLUMN due_date date; CREATE INDEX ON invoices (due_date)'
 
 me=tenants.sh
-for v in ROUNDS BENCH_SECONDS WARMUP_SECONDS CLIENTS JOBS TENANTS_SMALL TENANTS_LARGE TABLES_LARGE \
+for v in ROUNDS PAIRED_ROUNDS BENCH_SECONDS WARMUP_SECONDS CLIENTS JOBS TENANTS_SMALL TENANTS_LARGE TABLES_LARGE \
          ROWS_PER_TENANT SPREAD_ROWS FIRST_SAMPLES MIGRATE_TENANTS MIGRATE_SMALL; do
   [[ ${!v} =~ ^[0-9]{1,9}$ ]] || { echo "$me: $v must be a whole number (at most 9 digits)" >&2; exit 2; }
   # Strip leading zeros, so that the values are decimal in $(( )).
@@ -156,6 +158,7 @@ if [ "$SPREAD_ROWS" -lt 1 ] || [ $((TENANTS_LARGE * SPREAD_ROWS)) -gt 100000000 
   echo "$me: SPREAD_ROWS must be >= 1, and TENANTS_LARGE x SPREAD_ROWS <= 100000000" >&2; exit 2
 fi
 [ "$FIRST_SAMPLES" -ge 1 ] || { echo "$me: FIRST_SAMPLES must be >= 1" >&2; exit 2; }
+[ "$PAIRED_ROUNDS" -ge 1 ] || { echo "$me: PAIRED_ROUNDS must be >= 1" >&2; exit 2; }
 if [ "$MIGRATE_TENANTS" -ne 0 ] && { [ "$MIGRATE_SMALL" -lt 1 ] || [ "$MIGRATE_TENANTS" -le "$MIGRATE_SMALL" ]; }; then
   echo "$me: MIGRATE_SMALL must be >= 1 and below MIGRATE_TENANTS (or MIGRATE_TENANTS=0)" >&2; exit 2
 fi
@@ -163,7 +166,7 @@ fi
 
 repro="cd $here && ROUNDS=$ROUNDS BENCH_SECONDS=$BENCH_SECONDS WARMUP_SECONDS=$WARMUP_SECONDS CLIENTS=$CLIENTS JOBS=$JOBS"
 repro+=" TENANTS_SMALL=$TENANTS_SMALL TENANTS_LARGE=$TENANTS_LARGE TABLES_LARGE=$TABLES_LARGE ROWS_PER_TENANT=$ROWS_PER_TENANT SPREAD_ROWS=$SPREAD_ROWS"
-repro+=" FIRST_SAMPLES=$FIRST_SAMPLES BENCH_SPREAD=$BENCH_SPREAD BENCH_PAIRED=$BENCH_PAIRED BENCH_CPU=$BENCH_CPU"
+repro+=" FIRST_SAMPLES=$FIRST_SAMPLES BENCH_SPREAD=$BENCH_SPREAD BENCH_PAIRED=$BENCH_PAIRED PAIRED_ROUNDS=$PAIRED_ROUNDS BENCH_CPU=$BENCH_CPU"
 repro+=" MIGRATE_TENANTS=$MIGRATE_TENANTS MIGRATE_SMALL=$MIGRATE_SMALL"
 repro+=" BENCH_INSTALL=$BENCH_INSTALL${BENCH_PGROOT:+ BENCH_PGROOT=$BENCH_PGROOT} bash bench/tenants.sh"
 
@@ -613,7 +616,7 @@ EOF
   pairs=(schema_tc aa pooled_tc pooled_aa)
   [ "$BENCH_SPREAD" = 1 ] && pairs+=(plain)
   printf 'round\tpair\tlat_a\tlat_b\tcpu_a\tcpu_b\n' >"$paired_raw"
-  for r in $(seq 1 "$ROUNDS"); do
+  for r in $(seq 1 "$PAIRED_ROUNDS"); do
     for pair in "${pairs[@]}"; do
       # side a: database, script, user; side b: database, script, user
       case $pair in
@@ -629,7 +632,7 @@ EOF
         "$work/paired_${side[1]}.txn" "${side[2]}" "$work/paired_${side[4]}.txn" "${side[5]}" "$r" "${side[3]}")"
       cpu_b=$(awk -v c="$cpu_b" -v o="$other" 'BEGIN { printf "%.3f", c - o }')
       printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$pair" "$lat_a" "$lat_b" "$cpu_a" "$cpu_b" >>"$paired_raw"
-      log "round $r/$ROUNDS (paired, $pair): $lat_a µs / $lat_b µs, CPU $cpu_a µs / $cpu_b µs per transaction"
+      log "round $r/$PAIRED_ROUNDS (paired, $pair): $lat_a µs / $lat_b µs, CPU $cpu_a µs / $cpu_b µs per transaction"
     done
   done
   check_isolation "$small"
@@ -809,7 +812,7 @@ report="$work/report.md"
     echo "**Transaction by transaction** (the targets' measure): bench/pairbench.c holds one connection to each"
     echo "side and alternates their transactions with the same tenant and row, ${BENCH_SECONDS}s per round after the"
     echo "warm-up, server and pairbench pinned to CPU $BENCH_CPU; the ratio is side a's mean latency over side b's"
-    echo "(side b's throughput over side a's), median over $ROUNDS rounds. Each comparison has its A/A pair in the same"
+    echo "(side b's throughput over side a's), median over $PAIRED_ROUNDS rounds. Each comparison has its A/A pair in the same"
     echo "rounds: the same database on both sides."
     echo
     echo "| what | $small | $large | ratio | change | target | met? | per-round ratios |"
