@@ -941,9 +941,19 @@ typedef struct WorkUnit
  * and this worker do not count (the launcher lists the databases to serve
  * every 2 s).  A sample is taken after each batch and every
  * KG_PACE_SAMPLE_MS during a pause.
+ *
+ * A run that starts after a quiet spell (no sample for KG_PACE_IDLE_AFTER_MS:
+ * a new worker, or the next pass after purge_naptime) knows nothing of the
+ * load.  Taking that for idle gave a busy server a burst of growing batches
+ * until the second sighting; so the run first looks, a sample every
+ * KG_PACE_LOOK_EVERY_MS for at most KG_PACE_LOOK_MS (a busy server shows
+ * itself twice within a few), and its first batch has KG_PACE_MIN_BATCH
+ * rows if the server is busy.
  */
 #define KG_PACE_IDLE_AFTER_MS	500
 #define KG_PACE_SAMPLE_MS		5
+#define KG_PACE_LOOK_MS			20
+#define KG_PACE_LOOK_EVERY_MS	2
 #define KG_PACE_MAX_GROWTH		4
 #define KG_PACE_MIN_BATCH		100
 #define KG_PACE_FIRST_BATCH		1000
@@ -969,6 +979,7 @@ typedef struct PurgePace
 	double		worked_ms;		/* work since the last pause */
 	TimestampTz last_busy;		/* when another session was last seen busy */
 	TimestampTz prev_busy;		/* ... and the time before */
+	TimestampTz last_sample;	/* when the load was last sampled */
 } PurgePace;
 
 static PurgePace pace;
@@ -1022,6 +1033,7 @@ others_running(void)
 static void
 pace_sample(TimestampTz now)
 {
+	pace.last_sample = now;
 	if (others_running())
 	{
 		pace.prev_busy = pace.last_busy;
@@ -1071,6 +1083,8 @@ pace_size_batch(void)
 		rows = pace_batch_ms() / pace.ms_per_row;
 		rows = Min(rows, (double) pace.batch_rows * KG_PACE_MAX_GROWTH);
 	}
+	else if (pace_busy())
+		rows = KG_PACE_MIN_BATCH;
 	else
 		rows = pace.batch_rows;
 	if (pace.cap_rows > 0)
@@ -1089,6 +1103,38 @@ pace_start_run(void)
 	pace.best_rows = 0;
 	pace.cap_rows = 0;
 	pace.worked_ms = 0;
+}
+
+/*
+ * Before a run's first batch: after a quiet spell, look at the load until
+ * the server shows itself busy, for at most KG_PACE_LOOK_MS.  A latch (a
+ * denial to record) cuts the look short; the load is then taken as seen.
+ */
+static void
+pace_look(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz end;
+
+	if (keys_guard_purge_batch_delay == 0 ||
+		!TimestampDifferenceExceeds(pace.last_sample, now, KG_PACE_IDLE_AFTER_MS))
+		return;
+	end = TimestampTzPlusMilliseconds(now, KG_PACE_LOOK_MS);
+	pace_sample(now);
+	while (!pace_busy() && now < end)
+	{
+		int			rc;
+
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   KG_PACE_LOOK_EVERY_MS, PG_WAIT_EXTENSION);
+		if (rc & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			break;
+		}
+		now = GetCurrentTimestamp();
+		pace_sample(now);
+	}
 }
 
 /*
@@ -1338,6 +1384,8 @@ purge_table(Oid relid)
 	if (!run_unit(&unit))
 		return;
 	unit.kind = WORK_PURGE_STEP;
+	if (!kg_purge_run_finished(unit.run))
+		pace_look();
 	pace_size_batch();
 	for (;;)
 	{
