@@ -48,7 +48,7 @@ full[soft_delete]="ROUNDS=4 C_TRANSACTIONS=20000";      quick[soft_delete]="ROUN
 script[purge]=purge.sh;           results[purge]=purge.md
 full[purge]="ROUNDS=3 B_ROUNDS=0 PAIRS=16 BENCH_BREAKDOWN=0 BENCH_EXPLAIN=0"; quick[purge]="ROUNDS=1 ROWS=20000 BACKLOG=50000 B_SECONDS=6 PAIRS=2 PAIRS_PER_ROUND=1 PAIRS_BACKLOG=50000 PAIR_OFF_S=2 PAIR_ON_S=3 BENCH_BREAKDOWN=0 BENCH_EXPLAIN=0"
 script[tenants]=tenants.sh;       results[tenants]=tenants.md
-full[tenants]="ROUNDS=1 PAIRED_ROUNDS=3 BENCH_SECONDS=5 WARMUP_SECONDS=2";         quick[tenants]="ROUNDS=1 BENCH_SECONDS=3 WARMUP_SECONDS=1 TENANTS_LARGE=1000 TABLES_LARGE=100"
+full[tenants]="ROUNDS=1 PAIRED_ROUNDS=3 FIRST_SAMPLES=15 BENCH_SECONDS=5 WARMUP_SECONDS=2";       quick[tenants]="ROUNDS=1 BENCH_SECONDS=3 WARMUP_SECONDS=1 TENANTS_LARGE=1000 TABLES_LARGE=100"
 script[api_key]=api_key.sh;       results[api_key]=api_key.md
 full[api_key]="ROUNDS=5 BENCH_SECONDS=6";                quick[api_key]="ROUNDS=1 BENCH_SECONDS=2 WARMUP_SECONDS=1"
 script[token]=token.sh;           results[token]=token.md

@@ -251,8 +251,6 @@ psql_su() { psql -X -q -v ON_ERROR_STOP=1 -U postgres -d "$db" "$@"; }
 psql -X -q -v ON_ERROR_STOP=1 -U postgres -d postgres -c "CREATE DATABASE $db"
 psql_su -f "$bench/purge_setup.sql" >"$work/setup.log"
 
-# The checks read whole guarded tables serially (as bench/soft_delete.sh).
-serial="SET max_parallel_workers_per_gather = 0"
 
 # One long-lived session for polling (each query its own transaction, so
 # it holds no snapshot back); poll <sql> prints the one-line answer.
@@ -366,7 +364,7 @@ prepare_a() {
   fi
   grep -qx "$want" <<<"$out" || { echo "(a) $v: expected '$want', got:" >&2; echo "$out" >&2; return 1; }
   psql_su -c "VACUUM (FREEZE, ANALYZE) $t" -c CHECKPOINT
-  got=$(psql_su -At -c "$serial" -c "SET keys_guard.bypass = on" -c "
+  got=$(psql_su -At -c "SET keys_guard.bypass = on" -c "
     SELECT count(*) || '|' || count(*) FILTER (WHERE $expired) || '|' || pg_relation_size('$t') FROM $t")
   [ "${got%|*}" = "$ROWS|$N" ] || { echo "(a) $v: rows|expired = ${got%|*}, expected $ROWS|$N" >&2; return 1; }
   echo "$v=${got##*|}" >>"$work/sizes"
@@ -375,14 +373,14 @@ prepare_a() {
 # check_a <variant>: N rows gone, the rest untouched and live.
 check_a() {
   local v=$1 t=${a_table[$1]} got
-  got=$(psql_su -At -c "$serial" -c "SET keys_guard.bypass = on" -c "
+  got=$(psql_su -At -c "SET keys_guard.bypass = on" -c "
     SELECT count(*) || '|' || count(deleted_at) || '|' || count(*) FILTER (WHERE grp < 50) FROM $t")
   [ "$got" = "$((ROWS - N))|0|0" ] || { echo "(a) $v: rows|deleted|grp<50 = $got, expected $((ROWS - N))|0|0" >&2; return 1; }
   if guarded "$v"; then
     got=$(psql_su -At -c "SELECT rows_deleted || '|' || rows_waiting || '|' || rows_purged || '|' || rows_skipped
                             FROM keys_guard.purge_status WHERE relation = '$t'::regclass")
     [ "$got" = "0|0|$N|0" ] || { echo "(a) $v: purge_status deleted|waiting|purged|skipped = $got, expected 0|0|$N|0" >&2; return 1; }
-    got=$(psql -X -At -v ON_ERROR_STOP=1 -U bench_app -d "$db" -c "$serial" -c "BEGIN" \
+    got=$(psql -X -At -v ON_ERROR_STOP=1 -U bench_app -d "$db" -c "BEGIN" \
             -c "SELECT 'ctx' FROM keys_guard.set_context('1', 'bench')" -c "SELECT 'seen ' || count(*) FROM $t" -c "COMMIT" |
           sed -n 's/^seen //p')
     [ "$got" = "$((ROWS - N))" ] || { echo "(a) $v: the application sees $got rows, expected $((ROWS - N))" >&2; return 1; }
@@ -585,7 +583,7 @@ if [[ $BENCH_ONLY == *b* ]]; then
     psql_su -c CHECKPOINT
     psql_su -c "SELECT pg_prewarm('pgbench_accounts'), pg_prewarm('pgbench_accounts_pkey'),
                        pg_prewarm('pgbench_branches'), pg_prewarm('pgbench_tellers')" >/dev/null
-    got=$(psql_su -At -c "$serial" -c "SET keys_guard.bypass = on" -c "
+    got=$(psql_su -At -c "SET keys_guard.bypass = on" -c "
       SELECT count(*) || '|' || count(*) FILTER (WHERE $expired AND deleted_by = 'bench') FROM pu_backlog")
     [ "$got" = "$BACKLOG|$BACKLOG" ] || { echo "(b) backlog: rows|expired = $got, expected $BACKLOG|$BACKLOG" >&2; return 1; }
   }

@@ -28,7 +28,10 @@
 # (a) and its UPDATE run at the same time on the one CPU and are compared
 # by CPU time: the speed of this kind of machine changes from one second to
 # the next, and two statements one after the other compare the machine's
-# seconds as much as the statements.  Results are medians over rounds of
+# seconds as much as the statements.  So do (b)'s trigger DELETE and a
+# soft DELETE of its own (on tenant_1.sd_kg_b, a twin of sd_kg): the
+# trigger's DELETE takes longer, so it runs alone for its last part, which
+# if anything favours the trigger.  Results are medians over rounds of
 # the per-round ratio.  Round 0 is an unrecorded warm-up.  Each run is checked: command
 # tag, and (read back under keys_guard.bypass) every row still there with
 # exactly the matching rows marked deleted_at / hard_delete_at = +30 days /
@@ -62,7 +65,8 @@
 #                      the keys_guard already installed for PostgreSQL 15)
 #   BENCH_DEPS=1       run scripts/deps.sh first (0: skip)
 #   BENCH_PAIRED=1     run each (a) soft DELETE at the same time as its
-#                      UPDATE, both on the one CPU, and compare their
+#                      UPDATE, and (b)'s trigger DELETE at the same time as
+#                      a soft DELETE of sd_kg_b, on the one CPU; compare their
 #                      backends' CPU time (0: one after the other, by
 #                      psql's \timing and CPU time; see bench/README.md)
 #   BENCH_PERF=0       1: also record a perf profile of one soft DELETE of
@@ -172,10 +176,11 @@ build_tables() {
 set_kg="SELECT keys_guard.set_context('1', 'bench', 'r');"
 set_app="SELECT set_config('app.tenant', '1', true);"
 soft_cols="deleted_at = now(), hard_delete_at = now() + interval '30 days', deleted_by = 'bench', delete_request_id = 'r'"
-declare -A ab_ctx=([kg]=$set_kg [plain]=$set_app [trig]=$set_app [pool]=$set_kg [pool_plain]=$set_app
+declare -A ab_ctx=([kg]=$set_kg [kg_b]=$set_kg [plain]=$set_app [trig]=$set_app [pool]=$set_kg [pool_plain]=$set_app
                    [trig_generic]=$set_app [plain_idx]=$set_app [pool_plain_idx]=$set_app)
 declare -A ab_sql=(
   [kg]="DELETE FROM sd_kg WHERE grp < 50"
+  [kg_b]="DELETE FROM sd_kg_b WHERE grp < 50"
   [plain]="UPDATE sd_plain SET $soft_cols WHERE grp < 50 AND deleted_at IS NULL"
   [trig]="DELETE FROM sd_trig WHERE grp < 50 AND deleted_at IS NULL"
   [pool]="DELETE FROM sd_pool WHERE grp < 50"
@@ -184,28 +189,22 @@ declare -A ab_sql=(
   [plain_idx]="UPDATE sd_plain_idx SET $soft_cols WHERE grp < 50 AND deleted_at IS NULL"
   [pool_plain_idx]="UPDATE sd_pool_plain_idx SET $soft_cols WHERE tenant_id = '1' AND grp < 50 AND deleted_at IS NULL"
 )
-declare -A ab_table=([kg]=tenant_1.sd_kg [plain]=sd_plain [trig]=sd_trig [pool]=sd_pool [pool_plain]=sd_pool_plain
+declare -A ab_table=([kg]=tenant_1.sd_kg [kg_b]=tenant_1.sd_kg_b [plain]=sd_plain [trig]=sd_trig [pool]=sd_pool [pool_plain]=sd_pool_plain
                      [trig_generic]=sd_trig_generic [plain_idx]=sd_plain_idx [pool_plain_idx]=sd_pool_plain_idx)
-declare -A ab_tag=([kg]="DELETE $half" [plain]="UPDATE $half" [trig]="DELETE 0" [pool]="DELETE $half"
+declare -A ab_tag=([kg]="DELETE $half" [kg_b]="DELETE $half" [plain]="UPDATE $half" [trig]="DELETE 0" [pool]="DELETE $half"
                    [pool_plain]="UPDATE $half" [trig_generic]="DELETE 0" [plain_idx]="UPDATE $half"
                    [pool_plain_idx]="UPDATE $half")
 ab_variants=(kg plain trig)
+[ "$BENCH_PAIRED" = 1 ] && ab_variants+=(kg_b)
 [ "$pooled" = true ] && ab_variants+=(pool pool_plain)
 [ "$extra" = true ] && ab_variants+=(trig_generic plain_idx)
 [ "$extra" = true ] && [ "$pooled" = true ] && ab_variants+=(pool_plain_idx)
-
-# The checks read whole guarded tables; serially, because a parallel worker
-# scanning a guarded table fails in this build ("cannot update
-# SecondarySnapshot during a parallel operation": the worker builds
-# keys_guard's cache with GetLatestSnapshot()).  The measured UPDATEs and
-# DELETEs never run in parallel.
-serial="SET max_parallel_workers_per_gather = 0"
 
 # check_rows <table>: every row still there, exactly the grp < 50 rows
 # soft-deleted, with the values of the statement.  Read under bypass.
 check_rows() {
   local got expect="$ROWS|$half|$half|0"
-  got=$(psql_su -At -c "$serial" -c "SET keys_guard.bypass = on" -c "
+  got=$(psql_su -At -c "SET keys_guard.bypass = on" -c "
     SELECT count(*), count(deleted_at),
            count(*) FILTER (WHERE deleted_at IS NOT NULL AND deleted_by = 'bench'
                               AND delete_request_id = 'r'
@@ -256,11 +255,11 @@ EOF
   fi
   check_rows "${ab_table[$v]}"
   case $v in
-    kg|pool)
+    kg|kg_b|pool)
       # The application, with its context, sees only the live rows.
       local seen
       seen=$(psql -X -At -v ON_ERROR_STOP=1 -U bench_app -d "$db" \
-               -c "$serial" -c "BEGIN" -c "$set_kg" -c "SELECT 'seen ' || count(*) FROM ${ab_table[$v]#tenant_1.}" -c "COMMIT" |
+               -c "BEGIN" -c "$set_kg" -c "SELECT 'seen ' || count(*) FROM ${ab_table[$v]#tenant_1.}" -c "COMMIT" |
              sed -n 's/^seen //p')
       [ "$seen" = "$((ROWS - half))" ] || { echo "$v: the application sees $seen rows, expected $((ROWS - half))" >&2; return 1; }
       ;;
@@ -290,7 +289,7 @@ run_c() {
   lat=$(awk -v t="$tps" 'BEGIN { printf "%.2f", 1e6 / t }')
   n=$(awk '/^number of transactions actually processed: / { print $6 }' "$out")
   # Every row still there; the deleted ones marked as the statement says.
-  deleted=$(psql_su -At -c "$serial" -c "SET keys_guard.bypass = on" -c "
+  deleted=$(psql_su -At -c "SET keys_guard.bypass = on" -c "
     SELECT CASE WHEN count(*) = $CROWS
                  AND count(deleted_at) = count(*) FILTER (WHERE deleted_by = 'bench' AND delete_request_id = 'r'
                                                             AND hard_delete_at = deleted_at + interval '30 days')
@@ -330,9 +329,10 @@ run_pair() {
 }
 
 # What a round runs: with BENCH_PAIRED, each keys_guard variant of (a) and
-# its baseline at once ("a+b"), the triggers of (b) alone.
+# its baseline at once ("a+b"), and (b)'s trigger with a soft DELETE of its
+# own; the generic trigger of (b)'s reference alone.
 if [ "$BENCH_PAIRED" = 1 ]; then
-  ab_units=(kg+plain trig)
+  ab_units=(kg+plain kg_b+trig)
   [ "$pooled" = true ] && ab_units+=(pool+pool_plain)
   if [ "$extra" = true ] && [ "$pooled" = true ]; then
     ab_units+=(trig_generic plain_idx+pool_plain_idx)
@@ -522,8 +522,10 @@ report="$work/report.md"
   echo "non-superuser role bench_app, after a CHECKPOINT, in a transaction that sets the context first."
   if [ "$BENCH_PAIRED" = 1 ]; then
     echo "(a): each soft DELETE and its UPDATE run **at the same time**, sharing the one CPU everything is pinned to, and each is"
-    echo "measured by its backend's CPU time, so that whatever slows the machine down in those seconds slows both; the"
-    echo "triggers' DELETEs of (b) run alone. (Wall-clock times of statements sharing a CPU say nothing alone: not reported.)"
+    echo "measured by its backend's CPU time, so that whatever slows the machine down in those seconds slows both; so do"
+    echo "(b)'s trigger DELETE and a soft DELETE of the same rows of \`tenant_1.sd_kg_b\`, a twin of \`sd_kg\` (the trigger's"
+    echo "DELETE takes longer and runs alone for its last part); the generic trigger of (b)'s reference runs alone."
+    echo "(Wall-clock times of statements sharing a CPU say nothing alone: not reported.)"
   else
     echo "Times: psql \`\\timing\` of the statement alone, and its backend's CPU time."
   fi
@@ -543,7 +545,10 @@ report="$work/report.md"
       fi
     fi
     if [[ $BENCH_ONLY == *b* ]]; then
-      ab_row "$b_what: the backend's CPU time (the trigger's DELETE alone)" kg trig min 2 6
+      ab_row "$b_what: the backend's CPU time, the two statements at once (the soft DELETE on its twin \`sd_kg_b\`)" kg_b trig min 2 6
+      if [[ $BENCH_ONLY == *a* ]]; then
+        ab_row "(b) reference: the trigger's DELETE vs the plain UPDATE of (a) (\"keys_guard\" column: the UPDATE), each measured beside a soft DELETE: the most that any soft delete writing what the UPDATE writes can gain over the trigger" plain trig faster "" 6
+      fi
     fi
   else
     if [[ $BENCH_ONLY == *a* ]]; then

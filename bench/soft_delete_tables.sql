@@ -8,6 +8,8 @@
 -- an index on grp, the predicate column; grp = id % 100, so
 -- "grp < 50" matches half the rows, spread over every page):
 --   tenant_1.sd_kg   in a tenant schema: guarded by keys_guard (soft delete)
+--   tenant_1.sd_kg_b its twin, for the soft DELETE that runs beside (b)'s
+--                    trigger
 --   sd_plain         unguarded: the plain UPDATE
 --   sd_trig          unguarded, with the hand-made BEFORE DELETE trigger
 --   sd_pool          (pooled) pooled table guarded by protect_table, plus
@@ -26,9 +28,9 @@ SET client_min_messages = warning;
 -- The previous round's tables: guarded ones are released first (DROP of a
 -- guarded table is refused).
 SELECT count(keys_guard.release_table(r))
-  FROM unnest(ARRAY['tenant_1.sd_kg', 'tenant_1.sd1_kg', 'public.sd_pool']) AS r
+  FROM unnest(ARRAY['tenant_1.sd_kg', 'tenant_1.sd_kg_b', 'tenant_1.sd1_kg', 'public.sd_pool']) AS r
  WHERE to_regclass(r) IS NOT NULL;
-DROP TABLE IF EXISTS tenant_1.sd_kg, tenant_1.sd1_kg, sd_pool, sd_plain, sd_trig,
+DROP TABLE IF EXISTS tenant_1.sd_kg, tenant_1.sd_kg_b, tenant_1.sd1_kg, sd_pool, sd_plain, sd_trig,
                      sd_pool_plain, sd_pool_plain_idx, sd1_plain, sd_trig_generic, sd_plain_idx,
                      sd_plain_casc;
 
@@ -59,8 +61,10 @@ INSERT INTO sd_trig SELECT * FROM sd_plain ORDER BY id;
 -- already, so nothing is added); loaded under bypass, as a superuser's
 -- maintenance would.
 CREATE TABLE tenant_1.sd_kg (LIKE sd_plain INCLUDING ALL);
+CREATE TABLE tenant_1.sd_kg_b (LIKE sd_plain INCLUDING ALL);
 SET keys_guard.bypass = on;
 INSERT INTO tenant_1.sd_kg SELECT * FROM sd_plain ORDER BY id;
+INSERT INTO tenant_1.sd_kg_b SELECT * FROM sd_plain ORDER BY id;
 RESET keys_guard.bypass;
 
 \if :extra
@@ -108,10 +112,10 @@ SET keys_guard.bypass = on;
 INSERT INTO tenant_1.sd1_kg SELECT * FROM sd1_plain ORDER BY id;
 RESET keys_guard.bypass;
 
-GRANT SELECT, UPDATE, DELETE ON tenant_1.sd_kg, sd_plain, sd_trig, tenant_1.sd1_kg, sd1_plain
+GRANT SELECT, UPDATE, DELETE ON tenant_1.sd_kg, tenant_1.sd_kg_b, sd_plain, sd_trig, tenant_1.sd1_kg, sd1_plain
     TO bench_app;
 
-VACUUM (FREEZE, ANALYZE) tenant_1.sd_kg, sd_plain, sd_trig, tenant_1.sd1_kg, sd1_plain;
+VACUUM (FREEZE, ANALYZE) tenant_1.sd_kg, tenant_1.sd_kg_b, sd_plain, sd_trig, tenant_1.sd1_kg, sd1_plain;
 \if :pooled
 VACUUM (FREEZE, ANALYZE) sd_pool, sd_pool_plain;
 \if :extra

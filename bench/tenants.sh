@@ -386,12 +386,16 @@ log "isolation checks passed in both databases; measured relations and plans ide
 # CREATE and a DROP FUNCTION (a pg_proc invalidation, as any migration
 # sends), and once more after a CREATE and a DROP SCHEMA (a pg_namespace
 # invalidation, which empties the cache).  psql's \timing of the whole
-# transaction sent as one string; prints "first again after_function
-# after_schema".
+# transaction sent as one string.  Then, in another fresh connection, the
+# control: the same lookup on the unguarded twin pooled_plain, with
+# set_config() for set_context(): a first transaction that reads nothing of
+# keys_guard's registry, so what the larger catalog costs PostgreSQL
+# itself.  Prints "first again after_function after_schema control".
 first_tx_ms() {
-  local db=$1 tx
+  local db=$1 tx ctl t c
   tx="BEGIN\\; SELECT keys_guard.set_context('1', 'bench')\\; SELECT id, number, amount, status FROM pooled_invoices WHERE id = 1\\; COMMIT;"
-  psql -X -q -v ON_ERROR_STOP=1 -U bench_pool -d "$db" <<EOF | awk '/^Time: / { t[++n] = $2 } END { if (n != 4) exit 1; print t[1], t[2], t[3], t[4] }'
+  ctl="BEGIN\\; SELECT set_config('app.tenant', '1', true)\\; SELECT id, number, amount, status FROM pooled_plain WHERE id = 1\\; COMMIT;"
+  t=$(psql -X -q -v ON_ERROR_STOP=1 -U bench_pool -d "$db" <<EOF | awk '/^Time: / { t[++n] = $2 } END { if (n != 4) exit 1; print t[1], t[2], t[3], t[4] }'
 \o /dev/null
 \timing on
 $tx
@@ -405,10 +409,18 @@ $tx
 \timing on
 $tx
 EOF
+) || return 1
+  c=$(psql -X -q -v ON_ERROR_STOP=1 -U bench_pool -d "$db" <<EOF | awk '/^Time: / { t[++n] = $2 } END { if (n != 1) exit 1; print t[1] }'
+\o /dev/null
+\timing on
+$ctl
+EOF
+) || return 1
+  echo "$t $c"
 }
 
 first_tsv="$work/first.tsv"
-printf 'round\tdb\tfirst_ms\tagain_ms\tafter_function_ms\tafter_schema_ms\n' >"$first_tsv"
+printf 'round\tdb\tfirst_ms\tagain_ms\tafter_function_ms\tafter_schema_ms\tcontrol_first_ms\n' >"$first_tsv"
 measure_first() {
   local r=$1 db i t
   for db in "$small" "$large"; do
@@ -758,7 +770,7 @@ row_paired() {
     "$cpu" "$(awk -v r="$cpu" 'BEGIN { printf "%+.1f %%", (r - 1) * 100 }')" "$cpu_all"
 }
 
-# first_median <db> <column 3..5>
+# first_median <db> <column 3..7>
 first_median() { awk -F'\t' -v d="$1" -v c="$2" 'NR > 1 && $2 == d { print $c }' "$first_tsv" | median | awk '{ printf "%.2f", $1 }'; }
 
 commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -844,6 +856,7 @@ report="$work/report.md"
   echo "| | $small | $large |"
   echo "|---|---:|---:|"
   echo "| first transaction of a new connection | $(first_median "$small" 3) | $(first_median "$large" 3) |"
+  echo "| control: the same first transaction on the unguarded twin \`pooled_plain\` (\`set_config()\`; no registry read): what the larger catalog costs PostgreSQL | $(first_median "$small" 7) | $(first_median "$large" 7) |"
   echo "| the same transaction again | $(first_median "$small" 4) | $(first_median "$large" 4) |"
   echo "| again, after another session ran \`CREATE FUNCTION\` + \`DROP FUNCTION\` | $(first_median "$small" 5) | $(first_median "$large" 5) |"
   echo "| again, after another session ran \`CREATE SCHEMA\` + \`DROP SCHEMA\` (the cache is emptied) | $(first_median "$small" 6) | $(first_median "$large" 6) |"

@@ -83,6 +83,10 @@ SELECT (t - 1) * :rows + k,
        generate_series(1, :rows) AS k
  ORDER BY 1;
 SELECT relation FROM keys_guard.protect_table('public.pooled_invoices', tenant_column => 'tenant_id');
+-- Its unguarded twin: bench/tenants.sh's control of a new connection's
+-- first transaction (what the larger catalog costs PostgreSQL itself).
+CREATE TABLE pooled_plain (LIKE pooled_invoices INCLUDING ALL);
+INSERT INTO pooled_plain SELECT * FROM pooled_invoices ORDER BY id;
 
 -- Pooled, every tenant (reference only: another table than the measured one).
 \if :all_rows
