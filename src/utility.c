@@ -33,15 +33,18 @@
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_inherits.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
 #include "parser/parse_func.h"
+#include "storage/lmgr.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -945,6 +948,28 @@ check_guard_rails(Node *parsetree)
 }
 
 /*
+ * ALTER EXTENSION keys_guard UPDATE by its owner: lock the extension as
+ * DROP EXTENSION does (AccessExclusiveLock on its pg_extension entry)
+ * before the update script takes any of its tables.  The database's
+ * keys_guard worker locks that entry before it opens the extension's
+ * tables (worker.c, begin_extension_xact()), so the two wait for each
+ * other's transaction instead of meeting each other's table locks in a
+ * cycle.  Anyone else's ALTER EXTENSION fails its ownership check in
+ * PostgreSQL, and takes no lock here first.
+ */
+static void
+lock_extension_for_update(AlterExtensionStmt *stmt)
+{
+	Oid			extoid;
+
+	if (strcmp(stmt->extname, "keys_guard") != 0)
+		return;
+	extoid = get_extension_oid("keys_guard", true);
+	if (OidIsValid(extoid) && pg_extension_ownercheck(extoid, GetUserId()))
+		LockDatabaseObject(ExtensionRelationId, extoid, 0, AccessExclusiveLock);
+}
+
+/*
  * From ProcessUtility_hook (hooks.c), before the statement runs: check it,
  * and hand back the statement to run instead, which is pstmt itself unless
  * a COPY TO was turned into COPY (SELECT ...) TO.
@@ -974,7 +999,9 @@ kg_utility_check_statement(PlannedStmt *pstmt)
 		}
 	}
 
-	if (IsA(parsetree, TruncateStmt))
+	if (IsA(parsetree, AlterExtensionStmt))
+		lock_extension_for_update((AlterExtensionStmt *) parsetree);
+	else if (IsA(parsetree, TruncateStmt))
 		check_relation_list(((TruncateStmt *) parsetree)->relations, "truncate");
 	else if (IsA(parsetree, LockStmt))
 		check_relation_list(((LockStmt *) parsetree)->relations, "lock");

@@ -27,10 +27,11 @@
  *
  * Every transaction of a database worker that reads or writes the
  * extension's tables locks the extension first (begin_extension_xact()),
- * as DROP EXTENSION does before it drops anything: the two then wait for
- * each other instead of deadlocking, each holding a table the other opens
- * next (audit_log, then the registry that keys_guard's own executor hook
- * reads, against DROP EXTENSION taking them in its own order).
+ * as DROP EXTENSION does before it drops anything, and keys_guard's
+ * utility hook before ALTER EXTENSION keys_guard UPDATE: the two then wait
+ * for each other instead of deadlocking, each holding a table the other
+ * opens next (audit_log, then the registry that keys_guard's own executor
+ * hook reads, against DROP EXTENSION taking them in its own order).
  *
  *-------------------------------------------------------------------------
  */

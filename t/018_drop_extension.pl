@@ -18,6 +18,13 @@
 # "deadlock detected".  deadlock_timeout is long enough for the holder to
 # let go before DROP EXTENSION's one deadlock check, so that check sees
 # the cycle: the failure is the one a user would see.
+#
+# ALTER EXTENSION keys_guard UPDATE takes the same lock first (utility.c,
+# lock_extension_for_update()): with the worker held the same way, the
+# update of a 1.2 installation (held by a cross-tenant denial's record:
+# 1.2 has no API keys) waits on the extension's lock, then runs
+# once the worker has committed.  A role that does not own the extension
+# gets PostgreSQL's ownership error at once: it takes no lock first.
 
 use strict;
 use warnings;
@@ -93,7 +100,71 @@ unlike($log, qr/deadlock detected/, 'no deadlock, in DROP EXTENSION or in the wo
 ok(poll_within(60, "SELECT count(*) = 0 FROM ($worker_query) w"),
 	'the worker leaves the database without keys_guard');
 
+###########################################################################
+# ALTER EXTENSION keys_guard UPDATE.
+###########################################################################
+
+# At 1.2 there are no API keys: a cross-tenant denial queues the record.
+$node->safe_psql(
+	'postgres', q{
+CREATE EXTENSION keys_guard VERSION '1.2';
+SELECT keys_guard.create_tenant('a');
+SELECT keys_guard.create_tenant('b');
+CREATE TABLE tenant_b.docs (id int PRIMARY KEY, body text);
+CREATE ROLE api LOGIN;
+GRANT keys_guard_gateway TO api;
+GRANT SELECT ON tenant_b.docs TO api;
+});
+ok(poll_within(60, "SELECT count(*) = 1 FROM ($worker_query) w"),
+	'the worker of the database runs again (version 1.2 installed)');
+$worker = $node->safe_psql('watch', $worker_query);
+$audit_log = $node->safe_psql('postgres', q{SELECT 'keys_guard.audit_log'::regclass::oid});
+$node->safe_psql('postgres', 'CREATE ROLE mallory LOGIN');
+
+$holder->query_safe('BEGIN; LOCK TABLE keys_guard.audit_log IN SHARE MODE;');
+($ret, $stdout, $stderr) = $node->psql(
+	'postgres',
+	q{BEGIN; SELECT keys_guard.set_context('a', 'x'); SELECT * FROM tenant_b.docs;},
+	extra_params => [ '-U', 'api' ]);
+like($stderr, qr/cross-tenant access denied/, 'update: a cross-tenant denial queues an audit record');
+ok( poll_within(
+		60,
+		"SELECT count(*) = 1 FROM pg_locks WHERE pid = $worker AND NOT granted"
+		  . " AND relation = $audit_log"),
+	'update: the worker waits to write it into keys_guard.audit_log');
+
+($ret, $stdout, $stderr) = $node->psql(
+	'postgres',
+	"SET lock_timeout = '3s'; ALTER EXTENSION keys_guard UPDATE",
+	extra_params => [ '-U', 'mallory', '-v', 'VERBOSITY=verbose' ]);
+like($stderr, qr/ERROR:  42501: must be owner of extension keys_guard/,
+	"another role's ALTER EXTENSION keys_guard UPDATE fails its ownership check at once (42501), not on the lock");
+
+$log_offset = -s $node->logfile;
+my $updater = $node->background_psql('postgres', on_error_stop => 0);
+$updater->query_until(qr/updating/,
+	"\\echo updating\nALTER EXTENSION keys_guard UPDATE;\nSELECT 'update returned';\n");
+ok( poll_within(
+		60,
+		q{SELECT count(*) = 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+ WHERE a.query LIKE 'ALTER EXTENSION%' AND l.locktype = 'object'
+   AND l.classid = 'pg_extension'::regclass AND NOT l.granted}),
+	"ALTER EXTENSION keys_guard UPDATE waits for the worker's transaction, on the extension's lock");
+
+$holder->query_safe('COMMIT;');
+pump_until($updater->{run}, $updater->{timeout}, \$updater->{stdout}, qr/update returned/);
+unlike($updater->{stderr}, qr/ERROR/, 'ALTER EXTENSION keys_guard UPDATE succeeds');
+is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'keys_guard'}),
+	'1.3', 'the extension is at 1.3');
+ok( poll_within(
+		60,
+		q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'keys_guard worker' AND datname = 'postgres'}),
+	'the worker still serves the database');
+$log = slurp_file($node->logfile, $log_offset);
+unlike($log, qr/deadlock detected/, 'update: no deadlock, in the update or in the worker');
+
 $holder->quit;
 $dropper->quit;
+$updater->quit;
 $node->stop;
 done_testing();
