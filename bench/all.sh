@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # keys_guard: every benchmark of bench/, one after the other, in bounded
-# time (under 30 minutes on 2 cores: 29 on the slow machine of the
-# 2026-12-04 17:56 run), and one report that gathers their
+# time (under 30 minutes on 2 cores: 26 and 27 on the second machine of
+# the 2026-12-05 10:10 and 10:46 runs), and one report that gathers their
 # tables: bench/results/all.md.  Each script's own table keeps its per-round
 # ratios and its "met?" column; this one adds how long each took and
 # whether it finished.
