@@ -947,14 +947,14 @@ typedef struct WorkUnit
  * a new worker, or the next pass after purge_naptime) knows nothing of the
  * load.  Taking that for idle gave a busy server a burst of growing batches
  * until the second sighting; so the run first looks, a sample every
- * KG_PACE_LOOK_EVERY_MS for at most KG_PACE_LOOK_MS (a busy server shows
- * itself twice within a few), and its first batch has KG_PACE_MIN_BATCH
- * rows if the server is busy.
+ * KG_PACE_SAMPLE_MS as during a pause (a statement shorter than that is
+ * seen once at most) for at most KG_PACE_LOOK_MS (a busy server shows
+ * itself twice within a few samples), and its first batch has
+ * KG_PACE_MIN_BATCH rows if the server is busy.
  */
 #define KG_PACE_IDLE_AFTER_MS	500
 #define KG_PACE_SAMPLE_MS		5
-#define KG_PACE_LOOK_MS			20
-#define KG_PACE_LOOK_EVERY_MS	2
+#define KG_PACE_LOOK_MS			40
 #define KG_PACE_MAX_GROWTH		4
 #define KG_PACE_MIN_BATCH		100
 #define KG_PACE_FIRST_BATCH		1000
@@ -1127,7 +1127,7 @@ pace_look(void)
 		int			rc;
 
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					   KG_PACE_LOOK_EVERY_MS, PG_WAIT_EXTENSION);
+					   KG_PACE_SAMPLE_MS, PG_WAIT_EXTENSION);
 		if (rc & WL_LATCH_SET)
 		{
 			ResetLatch(MyLatch);
