@@ -1107,35 +1107,46 @@ pace_start_run(void)
 }
 
 /*
- * Before a run's first batch: after a quiet spell, look at the load until
- * the server shows itself busy, for at most KG_PACE_LOOK_MS.  A latch (a
- * denial to record) cuts the look short; the load is then taken as seen.
+ * Wait for up to ms, sampling the load every KG_PACE_SAMPLE_MS; with
+ * until_busy, stop as soon as the server counts as busy.  A latch (a
+ * denial to record) cuts the wait short.
  */
 static void
-pace_look(void)
+pace_wait(long ms, bool until_busy)
 {
-	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz end;
+	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	long		left = ms;
 
-	if (keys_guard_purge_batch_delay == 0 ||
-		!TimestampDifferenceExceeds(pace.last_sample, now, KG_PACE_IDLE_AFTER_MS))
-		return;
-	end = TimestampTzPlusMilliseconds(now, KG_PACE_LOOK_MS);
-	pace_sample(now);
-	while (!pace_busy() && now < end)
+	while (left > 0 && !(until_busy && pace_busy()))
 	{
 		int			rc;
 
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					   KG_PACE_SAMPLE_MS, PG_WAIT_EXTENSION);
+					   Min(left, KG_PACE_SAMPLE_MS), PG_WAIT_EXTENSION);
 		if (rc & WL_LATCH_SET)
 		{
 			ResetLatch(MyLatch);
 			break;
 		}
-		now = GetCurrentTimestamp();
-		pace_sample(now);
+		pace_sample(GetCurrentTimestamp());
+		left = (long) (end - GetCurrentTimestamp()) / 1000;
 	}
+}
+
+/*
+ * Before a run's first batch: after a quiet spell, look at the load until
+ * the server shows itself busy, for at most KG_PACE_LOOK_MS.
+ */
+static void
+pace_look(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (keys_guard_purge_batch_delay == 0 ||
+		!TimestampDifferenceExceeds(pace.last_sample, now, KG_PACE_IDLE_AFTER_MS))
+		return;
+	pace_sample(now);
+	pace_wait(KG_PACE_LOOK_MS, true);
 }
 
 /*
@@ -1167,29 +1178,11 @@ static void
 pace_pause(void)
 {
 	double		duty = keys_guard_purge_busy_duty;
-	long		left;
-	TimestampTz end;
 
 	pace_sample(GetCurrentTimestamp());
 	if (pace_busy() && duty < 1.0)
-	{
-		left = (long) Min(pace.worked_ms * (1.0 - duty) / duty, (double) KG_PACE_MAX_PAUSE_MS);
-		end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), left);
-		while (left > 0)
-		{
-			int			rc;
-
-			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						   Min(left, KG_PACE_SAMPLE_MS), PG_WAIT_EXTENSION);
-			if (rc & WL_LATCH_SET)
-			{
-				ResetLatch(MyLatch);
-				break;
-			}
-			pace_sample(GetCurrentTimestamp());
-			left = (long) (end - GetCurrentTimestamp()) / 1000;
-		}
-	}
+		pace_wait((long) Min(pace.worked_ms * (1.0 - duty) / duty, (double) KG_PACE_MAX_PAUSE_MS),
+				  false);
 	pace.worked_ms = 0;
 	pace_size_batch();
 }
